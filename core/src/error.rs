@@ -1,0 +1,99 @@
+//! One error type for the core, and its one mapping to HTTP status codes (PS3.18 §10.4.3 and
+//! Table 8.5-1). Frontends render it; they never pick statuses of their own for core errors.
+
+use http::StatusCode;
+
+/// Everything that can go wrong while answering a WADO-RS request or deriving stored objects.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request is malformed: a bad UID, frame list, parameter or header (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The target resource does not exist (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// None of the acceptable media types can be produced (406). The message says what can be.
+    #[error("not acceptable: {0}")]
+    NotAcceptable(String),
+    /// The method is not GET or HEAD (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A stored object is corrupt or inconsistent with its derived objects (500, logged).
+    #[error("corrupt stored object {key}: {reason}")]
+    Corrupt {
+        /// The storage key of the object.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The storage backend failed (500, logged).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The core's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The HTTP status code for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Error::Corrupt { .. } | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// True when the error is the server's fault: log it, and keep its details off the wire.
+    pub fn is_server_error(&self) -> bool {
+        self.status().is_server_error()
+    }
+
+    /// The text sent to the client: the full message for client errors, a generic one for
+    /// server errors (their details go to the log only).
+    pub fn public_message(&self) -> String {
+        if self.is_server_error() {
+            "internal error while reading stored data; the server log has the details".into()
+        } else {
+            self.to_string()
+        }
+    }
+
+    pub(crate) fn corrupt(key: impl Into<String>, reason: impl std::fmt::Display) -> Error {
+        Error::Corrupt { key: key.into(), reason: reason.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn status_table() {
+        let cases: Vec<(Error, u16)> = vec![
+            (Error::BadRequest("x".into()), 400),
+            (Error::NotFound("x".into()), 404),
+            (Error::NotAcceptable("x".into()), 406),
+            (Error::MethodNotAllowed, 405),
+            (Error::corrupt("k", "r"), 500),
+            (Error::Store(StoreError::NotFound("k".into())), 404),
+            (Error::Store(StoreError::Backend("disk".into())), 500),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.status().as_u16(), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn server_errors_hide_details() {
+        let e = Error::corrupt("studies/1/x.dcm", "secret detail");
+        assert!(!e.public_message().contains("secret"));
+        let e = Error::BadRequest("frame 0".into());
+        assert!(e.public_message().contains("frame 0"));
+    }
+}

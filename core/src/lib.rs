@@ -1,0 +1,31 @@
+//! # wado-core
+//!
+//! The runtime-neutral heart of wado, a DICOMweb WADO-RS server (PS3.18 §10.4). It turns a
+//! request (path, query, headers) and a [`store::Store`] into a [`service::Response`]: status,
+//! headers and a body streamed part by part. It does no IO of its own, reads no clock, starts no
+//! thread and knows no runtime, so the same code runs in the native axum server, in a
+//! Cloudflare Worker over R2 and in the browser (it builds for `wasm32-unknown-unknown`).
+//!
+//! Modules, one concern each:
+//! - [`route`]: request paths → typed [`route::Resource`]s, UIDs validated;
+//! - [`media`], [`negotiate`]: the media type and transfer syntax tables, and Accept handling;
+//! - [`multipart`]: the multipart/related writer and parser;
+//! - [`json`]: the DICOM JSON writer (PS3.18 Annex F) with BulkDataURIs;
+//! - [`scan`]: element offsets in Part-10 files, for ranged reads;
+//! - [`layout`]: the storage layout contract and import-time derived objects;
+//! - [`store`]: the storage trait, the memory store and the conformance suite;
+//! - [`service`]: the request handler.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod json;
+pub mod layout;
+pub mod media;
+pub mod multipart;
+pub mod negotiate;
+pub mod route;
+pub mod scan;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,682 @@
+//! Content negotiation (PS3.18 §8.7): the `Accept` header (RFC 7231 §5.3.2) and the `accept`
+//! query parameter (§8.3.3.1), turned into an ordered list of what the client will take.
+//!
+//! Rules applied, each with the reason:
+//! - Ranges that are not valid, or name what this resource cannot have, are ignored, not
+//!   rejected: "Any Accept header field values, including media type parameters, that are not
+//!   valid or not supported shall be ignored" (PS3.18 2019e §8.7.7). So OHIF's mixed
+//!   `application/dicom+json, multipart/related; type=application/octet-stream` works.
+//! - Parameter values may be tokens or quoted strings, "the quoted and unquoted values are
+//!   equivalent" (PS3.18 ch. 6): `type=application/octet-stream` as OHIF sends it works.
+//! - A `transfer-syntax` inside a quoted `type` value (`type="application/dicom;
+//!   transfer-syntax=X"`, as GCP's CLI sends) is read as if it were a sibling parameter.
+//! - Both spellings of the seed's old types are accepted (`image/x-dicom+rle`, `image/x-jls`).
+//! - `*/*` and a `multipart/related` without `type` mean the default media type of the resource
+//!   category (§8.7.7), never "whatever is stored" (cf. OHIF#3785).
+//! - A missing Accept header is `*/*`, as dcm4chee and Microsoft treat it.
+//! - A non-empty `accept` query parameter replaces the header (§8.3.3.1; dcm4chee does the same).
+
+use crate::error::{Error, Result};
+use crate::media::{ts, MediaType};
+
+/// The largest Accept value we look at; anything beyond is cut (hostile input).
+const MAX_ACCEPT_LEN: usize = 8 * 1024;
+/// The largest number of ranges we look at.
+const MAX_RANGES: usize = 64;
+
+/// The kind of resource being negotiated, which decides the defaults and what is allowed
+/// (PS3.18 Table 10.4.4-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// Study, series or instance resources; `instance` is true for a single instance, the
+    /// only level where single-part `application/dicom` is allowed.
+    Instances {
+        /// True for an instance-level request.
+        instance: bool,
+    },
+    /// Metadata resources.
+    Metadata,
+    /// Frames of an instance.
+    Frames,
+    /// Bulk data and pixel data resources.
+    BulkData,
+}
+
+impl Category {
+    /// The default media type and whether it is multipart.
+    pub fn default_media(self) -> (MediaType, bool) {
+        match self {
+            Category::Instances { .. } => (MediaType::Dicom, true),
+            Category::Metadata => (MediaType::DicomJson, false),
+            Category::Frames | Category::BulkData => (MediaType::OctetStream, true),
+        }
+    }
+
+    /// Whether the category can be answered with `media` (multipart or not).
+    pub fn allows(self, media: MediaType, multipart: bool) -> bool {
+        use MediaType as M;
+        match self {
+            Category::Instances { instance } => match media {
+                M::Dicom => multipart || instance,
+                M::Zip => !multipart,
+                M::DicomJson | M::Json | M::DicomXml => false,
+                _ => multipart,
+            },
+            Category::Metadata => match media {
+                M::DicomJson | M::Json => !multipart,
+                M::DicomXml => multipart,
+                _ => false,
+            },
+            Category::Frames => media == M::OctetStream || media.is_compressed_bulk(),
+            Category::BulkData => {
+                media == M::OctetStream
+                    || media.is_compressed_bulk()
+                    || matches!(media, M::Pdf | M::TextXml)
+            }
+        }
+    }
+}
+
+/// What the client wants for the transfer syntax of one media range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TsWanted {
+    /// No `transfer-syntax` parameter: the media type's default (Table 8.7.3-5).
+    Default,
+    /// `transfer-syntax=*`: any, so the stored one without work (PS3.18 §8.7.3.5.2).
+    Any,
+    /// One named transfer syntax.
+    Uid(String),
+}
+
+/// One acceptable representation, after expanding wildcards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The media type of the payload (of each part, when multipart).
+    pub media: MediaType,
+    /// True for `multipart/related; type=...`.
+    pub multipart: bool,
+    /// The wanted transfer syntax.
+    pub ts: TsWanted,
+    /// The q-value in thousandths (1..=1000).
+    pub q: u16,
+}
+
+/// The outcome of negotiation: candidates in order of preference (q descending, then order of
+/// appearance), restricted to what the category allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiation {
+    /// The candidates, best first.
+    pub candidates: Vec<Candidate>,
+}
+
+/// A media range as parsed from an Accept value, before interpretation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaRange {
+    /// Lower-case `type/subtype`.
+    pub essence: String,
+    /// Parameters other than `q`, names lower-cased, values unquoted.
+    pub params: Vec<(String, String)>,
+    /// q-value in thousandths.
+    pub q: u16,
+}
+
+impl MediaRange {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses an Accept value into media ranges, silently dropping invalid ones.
+pub fn parse_accept(value: &str) -> Vec<MediaRange> {
+    let value = cut(value, MAX_ACCEPT_LEN);
+    split_outside_quotes(value, ',')
+        .into_iter()
+        .take(MAX_RANGES)
+        .filter_map(parse_range)
+        .collect()
+}
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            c if c == sep && !in_quotes => {
+                out.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+fn unquote(v: &str) -> Option<String> {
+    let v = v.trim();
+    if let Some(inner) = v.strip_prefix('"') {
+        let inner = inner.strip_suffix('"')?;
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                out.push(chars.next()?);
+            } else {
+                out.push(c);
+            }
+        }
+        Some(out)
+    } else if v.is_empty() || v.bytes().any(|b| b.is_ascii_whitespace() || b == b'"') {
+        // `boundary=**` and `type=application/dicom` are not strict tokens (`/`), so accept any
+        // run of visible characters, as real clients send.
+        None
+    } else {
+        Some(v.to_owned())
+    }
+}
+
+fn parse_q(v: &str) -> Option<u16> {
+    // RFC 7231: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+    let (int, frac) = match v.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (v, ""),
+    };
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut thousandths: u16 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        thousandths += u16::from(b - b'0') * [100, 10, 1][i];
+    }
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+fn parse_range(raw: &str) -> Option<MediaRange> {
+    let mut parts = split_outside_quotes(raw, ';').into_iter();
+    let essence = parts.next()?.trim().to_ascii_lowercase();
+    let (main, sub) = essence.split_once('/')?;
+    if !is_token(main) || !is_token(sub) || (main == "*" && sub != "*") {
+        return None;
+    }
+    let mut params = Vec::new();
+    let mut q = 1000;
+    for p in parts {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let (name, value) = p.split_once('=')?;
+        let name = name.trim().to_ascii_lowercase();
+        if !is_token(&name) {
+            return None;
+        }
+        let value = unquote(value)?;
+        if name == "q" {
+            q = parse_q(value.trim())?;
+        } else {
+            params.push((name, value));
+        }
+    }
+    Some(MediaRange { essence, params, q })
+}
+
+/// The media types a `type/subtype` (possibly with wildcards) names for a category, in the
+/// order we prefer to serve them.
+fn expand(essence: &str, category: Category, multipart: bool) -> Vec<MediaType> {
+    use MediaType as M;
+    let (default, default_multipart) = category.default_media();
+    match essence {
+        "*/*" => {
+            if multipart || !default_multipart {
+                vec![default]
+            } else {
+                // A bare */* for a multipart category means its default (multipart) type; the
+                // caller marks it multipart.
+                vec![default]
+            }
+        }
+        "image/*" => vec![M::Jpeg, M::Jp2, M::Jpx, M::DicomRle, M::Jls, M::Jphc, M::Jxl],
+        "video/*" => vec![M::Mpeg, M::Mp4],
+        "application/*" => match category {
+            Category::Metadata => vec![M::DicomJson],
+            Category::Instances { .. } => vec![M::Dicom],
+            Category::Frames | Category::BulkData => vec![M::OctetStream],
+        },
+        "text/*" => vec![M::TextXml],
+        name => MediaType::from_name(name).into_iter().collect(),
+    }
+}
+
+impl Negotiation {
+    /// Negotiates from the Accept header and the `accept` query parameter.
+    ///
+    /// Errors: 406 when nothing acceptable can be served for this category (the message lists
+    /// what can be).
+    pub fn new(
+        accept_header: Option<&str>,
+        accept_query: Option<&str>,
+        category: Category,
+    ) -> Result<Negotiation> {
+        let source = match accept_query.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(q) => q,
+            None => accept_header.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("*/*"),
+        };
+        let ranges = parse_accept(source);
+        let mut candidates = Vec::new();
+        for range in &ranges {
+            if range.q == 0 {
+                continue;
+            }
+            let mut ts_param = range.param("transfer-syntax").map(str::to_owned);
+            let (essence, multipart) = match range.essence.as_str() {
+                "multipart/related" | "multipart/*" => match range.param("type") {
+                    Some(t) => {
+                        // Lenient: `type="application/dicom; transfer-syntax=X"`.
+                        let inner = parse_range(t);
+                        match inner {
+                            Some(inner) => {
+                                if ts_param.is_none() {
+                                    ts_param = inner.param("transfer-syntax").map(str::to_owned);
+                                }
+                                (inner.essence, true)
+                            }
+                            None => continue,
+                        }
+                    }
+                    None => ("*/*".to_owned(), true),
+                },
+                "*/*" => {
+                    let (_, default_multipart) = category.default_media();
+                    ("*/*".to_owned(), default_multipart)
+                }
+                other => (other.to_owned(), false),
+            };
+            let ts = match ts_param.as_deref().map(str::trim) {
+                None | Some("") => TsWanted::Default,
+                Some("*") => TsWanted::Any,
+                Some(uid) if crate::route::Uid::parse(uid).is_ok() => TsWanted::Uid(uid.to_owned()),
+                Some(_) => continue, // an invalid parameter: ignore the range
+            };
+            for media in expand(&essence, category, multipart) {
+                if !category.allows(media, multipart) {
+                    continue;
+                }
+                if let TsWanted::Uid(uid) = &ts {
+                    if let Some(list) = media.transfer_syntaxes() {
+                        if !list.contains(&uid.as_str()) {
+                            continue; // e.g. image/jpeg with a JPEG 2000 UID: not valid
+                        }
+                    }
+                }
+                let c = Candidate { media, multipart, ts: ts.clone(), q: range.q };
+                if !candidates.contains(&c) {
+                    candidates.push(c);
+                }
+            }
+        }
+        // Stable: equal q keeps the client's order.
+        candidates.sort_by(|a, b| b.q.cmp(&a.q));
+        if candidates.is_empty() {
+            return Err(Error::NotAcceptable(format!(
+                "none of the acceptable media types ({}) can be served for this resource; {}",
+                crate::route::truncate_for_message(source),
+                available_text(category)
+            )));
+        }
+        Ok(Negotiation { candidates })
+    }
+
+    /// The distinct (media type, multipart) pairs, best first.
+    pub fn media_choices(&self) -> Vec<(MediaType, bool)> {
+        let mut out: Vec<(MediaType, bool)> = Vec::new();
+        for c in &self.candidates {
+            if !out.contains(&(c.media, c.multipart)) {
+                out.push((c.media, c.multipart));
+            }
+        }
+        out
+    }
+
+    /// The wanted transfer syntaxes for one (media type, multipart) pair, best first.
+    pub fn wanted(&self, media: MediaType, multipart: bool) -> Vec<TsWanted> {
+        self.candidates
+            .iter()
+            .filter(|c| c.media == media && c.multipart == multipart)
+            .map(|c| c.ts.clone())
+            .collect()
+    }
+}
+
+/// How one part will be produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chosen {
+    /// The transfer syntax of the part.
+    pub ts: String,
+    /// True when the stored bytes are sent as they are.
+    pub passthrough: bool,
+}
+
+/// Picks the transfer syntax for one instance or frame.
+///
+/// `stored` is its stored transfer syntax; `can_produce(from, to)` says whether the core can
+/// convert. Order: the stored syntax when acceptable at all (no work), then the client's order,
+/// lossless before lossy among equals (the lossless flag only breaks ties, q decides first).
+pub fn choose_ts(
+    media: MediaType,
+    wanted: &[TsWanted],
+    stored: &str,
+    can_produce: impl Fn(&str, &str) -> bool,
+) -> Option<Chosen> {
+    let allowed = |uid: &str| media.transfer_syntaxes().is_none_or(|list| list.contains(&uid));
+    let mut stored_ok = false;
+    for w in wanted {
+        match w {
+            // octet-stream with `*` sends stored bytes untouched, whatever they are.
+            TsWanted::Any if media == MediaType::OctetStream || allowed(stored) => stored_ok = true,
+            TsWanted::Uid(u) if u == stored => stored_ok = true,
+            TsWanted::Default if media.default_transfer_syntax() == Some(stored) => stored_ok = true,
+            _ => {}
+        }
+    }
+    if stored_ok {
+        return Some(Chosen { ts: stored.to_owned(), passthrough: true });
+    }
+    let mut best: Option<(usize, bool, String)> = None;
+    for (i, w) in wanted.iter().enumerate() {
+        let target = match w {
+            TsWanted::Default => match media.default_transfer_syntax() {
+                Some(d) => d.to_owned(),
+                None => continue,
+            },
+            TsWanted::Any => match media.default_transfer_syntax() {
+                // `*` but the stored one cannot be carried: the default is acceptable too.
+                Some(d) => d.to_owned(),
+                None => continue,
+            },
+            TsWanted::Uid(u) => u.clone(),
+        };
+        if !allowed(&target) || !can_produce(stored, &target) {
+            continue;
+        }
+        let lossless = ts::is_lossless(&target);
+        match &best {
+            Some((_, best_lossless, _)) if *best_lossless || !lossless => {}
+            _ => best = Some((i, lossless, target)),
+        }
+        if lossless {
+            break;
+        }
+    }
+    best.map(|(_, _, ts)| Chosen { ts, passthrough: false })
+}
+
+/// A sentence listing what the category can be served as, for 406 bodies.
+pub fn available_text(category: Category) -> String {
+    let list: &[&str] = match category {
+        Category::Instances { instance: true } => &[
+            "multipart/related; type=\"application/dicom\" (transfer-syntax=* or an uncompressed syntax)",
+            "application/dicom",
+            "multipart/related; type=\"application/octet-stream\"",
+        ],
+        Category::Instances { instance: false } => &[
+            "multipart/related; type=\"application/dicom\" (transfer-syntax=* or an uncompressed syntax)",
+            "multipart/related; type=\"application/octet-stream\"",
+        ],
+        Category::Metadata => &["application/dicom+json", "application/json"],
+        Category::Frames => &[
+            "multipart/related; type=\"application/octet-stream\"",
+            "the stored compressed type with transfer-syntax=* or its own syntax",
+        ],
+        Category::BulkData => &[
+            "multipart/related; type=\"application/octet-stream\"",
+            "application/octet-stream",
+        ],
+    };
+    format!("available: {}", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MediaType as M;
+
+    const INST: Category = Category::Instances { instance: true };
+    const STUDY: Category = Category::Instances { instance: false };
+
+    fn c(media: MediaType, multipart: bool, ts: TsWanted, q: u16) -> Candidate {
+        Candidate { media, multipart, ts, q }
+    }
+
+    fn neg(accept: &str, cat: Category) -> Vec<Candidate> {
+        Negotiation::new(Some(accept), None, cat)
+            .unwrap_or_else(|e| panic!("{accept}: {e}"))
+            .candidates
+    }
+
+    fn uid(s: &str) -> TsWanted {
+        TsWanted::Uid(s.to_owned())
+    }
+
+    #[test]
+    fn accept_table() {
+        use TsWanted::{Any, Default};
+        let cases: Vec<(&str, Category, Vec<Candidate>)> = vec![
+            ("*/*", STUDY, vec![c(M::Dicom, true, Default, 1000)]),
+            ("*/*", Category::Metadata, vec![c(M::DicomJson, false, Default, 1000)]),
+            ("*/*", Category::Frames, vec![c(M::OctetStream, true, Default, 1000)]),
+            (
+                "multipart/related; type=\"application/dicom\"",
+                STUDY,
+                vec![c(M::Dicom, true, Default, 1000)],
+            ),
+            (
+                "multipart/related; type=application/dicom; transfer-syntax=*",
+                STUDY,
+                vec![c(M::Dicom, true, Any, 1000)],
+            ),
+            // OHIF's frame request, unquoted.
+            (
+                "multipart/related; type=application/octet-stream; transfer-syntax=*",
+                Category::Frames,
+                vec![c(M::OctetStream, true, Any, 1000)],
+            ),
+            // The standard's example of alternatives with q.
+            (
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50; boundary=**, \
+                 multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.57; q=0.5",
+                STUDY,
+                vec![
+                    c(M::Dicom, true, uid("1.2.840.10008.1.2.4.50"), 1000),
+                    c(M::Dicom, true, uid("1.2.840.10008.1.2.4.57"), 500),
+                ],
+            ),
+            // Sorted by q, stable among equals.
+            (
+                "application/json;q=0.2, application/dicom+json;q=0.9",
+                Category::Metadata,
+                vec![c(M::DicomJson, false, Default, 900), c(M::Json, false, Default, 200)],
+            ),
+            // OHIF's mixed QIDO-style list: the unusable range is ignored.
+            (
+                "application/dicom+json, multipart/related; type=application/octet-stream",
+                Category::Metadata,
+                vec![c(M::DicomJson, false, Default, 1000)],
+            ),
+            // Invalid ranges are ignored, not rejected.
+            (
+                "garbage, application/dicom+json; q=7, text/, application/json",
+                Category::Metadata,
+                vec![c(M::Json, false, Default, 1000)],
+            ),
+            // GCP CLI: the transfer syntax inside the quoted type.
+            (
+                "multipart/related; type=\"application/dicom; transfer-syntax=1.2.840.10008.1.2.1\"",
+                STUDY,
+                vec![c(M::Dicom, true, uid("1.2.840.10008.1.2.1"), 1000)],
+            ),
+            // The seed's old spellings.
+            (
+                "multipart/related; type=\"image/x-jls\"",
+                Category::Frames,
+                vec![c(M::Jls, true, Default, 1000)],
+            ),
+            (
+                "multipart/related; type=image/x-dicom+rle",
+                Category::Frames,
+                vec![c(M::DicomRle, true, Default, 1000)],
+            ),
+            // A transfer syntax that the media type cannot carry: the range is invalid.
+            (
+                "multipart/related; type=image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.90, */*;q=0.1",
+                Category::Frames,
+                vec![c(M::OctetStream, true, Default, 100)],
+            ),
+            // multipart/related without type: the default part type.
+            ("multipart/related", Category::BulkData, vec![c(M::OctetStream, true, Default, 1000)]),
+            // Single-part application/dicom: instance level only.
+            ("application/dicom", INST, vec![c(M::Dicom, false, Default, 1000)]),
+            // Case-insensitive names, spaces, q=1.000, charset ignored.
+            (
+                "Application/DICOM+JSON ; Q=1.000 ; charset=utf-8",
+                Category::Metadata,
+                vec![c(M::DicomJson, false, Default, 1000)],
+            ),
+            // q=0 means "not acceptable".
+            (
+                "application/json;q=0, application/dicom+json",
+                Category::Metadata,
+                vec![c(M::DicomJson, false, Default, 1000)],
+            ),
+        ];
+        for (accept, cat, want) in cases {
+            assert_eq!(neg(accept, cat), want, "{accept}");
+        }
+    }
+
+    #[test]
+    fn not_acceptable_table() {
+        let cases: &[(&str, Category)] = &[
+            ("application/dicom", STUDY), // single part only for an instance
+            ("image/png", Category::Frames),
+            ("text/html", Category::Metadata),
+            ("application/dicom+json;q=0", Category::Metadata),
+            ("multipart/related; type=application/dicom+json", Category::Metadata),
+            ("application/dicom+xml", Category::Metadata), // XML is multipart only
+            ("\"unterminated", Category::Metadata),
+        ];
+        for (accept, cat) in cases {
+            let err = Negotiation::new(Some(accept), None, *cat).expect_err(accept);
+            assert_eq!(err.status().as_u16(), 406, "{accept}");
+            assert!(err.to_string().contains("available:"), "{accept}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_accept_and_query_override() {
+        let n = Negotiation::new(None, None, STUDY).expect("ok");
+        assert_eq!(n.candidates, vec![c(M::Dicom, true, TsWanted::Default, 1000)]);
+        let n = Negotiation::new(Some("   "), None, Category::Metadata).expect("ok");
+        assert_eq!(n.candidates[0].media, M::DicomJson);
+        let n = Negotiation::new(Some("application/dicom+json"), Some("application/json"), Category::Metadata)
+            .expect("ok");
+        assert_eq!(n.candidates, vec![c(M::Json, false, TsWanted::Default, 1000)]);
+    }
+
+    #[test]
+    fn hostile_accept_values_do_not_panic() {
+        let long = "a/b;".repeat(100_000);
+        let nested = "\"".repeat(10_001);
+        let many = "application/json,".repeat(10_000);
+        for v in [long.as_str(), nested.as_str(), many.as_str(), ";;;,,,==", "*/x", "é/ü; q=0.5", "a/b; q=1.0001"] {
+            let _ = Negotiation::new(Some(v), None, Category::Metadata);
+        }
+        // Too many ranges: only the first MAX_RANGES are looked at.
+        assert_eq!(parse_accept(&many).len(), MAX_RANGES);
+    }
+
+    #[test]
+    fn q_values() {
+        let cases: &[(&str, Option<u16>)] = &[
+            ("1", Some(1000)),
+            ("1.0", Some(1000)),
+            ("1.000", Some(1000)),
+            ("1.001", None),
+            ("0", Some(0)),
+            ("0.5", Some(500)),
+            ("0.123", Some(123)),
+            ("0.1234", None),
+            ("2", None),
+            ("-1", None),
+            ("", None),
+            (".5", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_q(v), *want, "{v}");
+        }
+    }
+
+    #[test]
+    fn choose_ts_table() {
+        let uncompressed = |from: &str, to: &str| ts::is_native(from) && ts::is_native(to);
+        let ele = ts::EXPLICIT_VR_LE;
+        let cases: Vec<(MediaType, Vec<TsWanted>, &str, Option<(&str, bool)>)> = vec![
+            // No parameter: the default; stored ELE is sent as is.
+            (M::Dicom, vec![TsWanted::Default], ele, Some((ele, true))),
+            // No parameter, stored implicit: converted to ELE.
+            (M::Dicom, vec![TsWanted::Default], ts::IMPLICIT_VR_LE, Some((ele, false))),
+            // No parameter, stored JPEG: not producible without a decoder.
+            (M::Dicom, vec![TsWanted::Default], ts::JPEG_BASELINE, None),
+            // `*`: always the stored one.
+            (M::Dicom, vec![TsWanted::Any], ts::JPEG_BASELINE, Some((ts::JPEG_BASELINE, true))),
+            // The stored syntax wins when listed, even with a lower q.
+            (
+                M::Dicom,
+                vec![uid(ts::IMPLICIT_VR_LE), uid(ts::JPEG_BASELINE)],
+                ts::JPEG_BASELINE,
+                Some((ts::JPEG_BASELINE, true)),
+            ),
+            // Named implicit VR: produced on request.
+            (M::Dicom, vec![uid(ts::IMPLICIT_VR_LE)], ele, Some((ts::IMPLICIT_VR_LE, false))),
+            // Frames, octet-stream with `*`: stored compressed bytes untouched.
+            (M::OctetStream, vec![TsWanted::Any], ts::JPEG_2000, Some((ts::JPEG_2000, true))),
+            // image/jp2 with `*` and stored JPEG baseline: jp2 cannot carry it; default needs a codec.
+            (M::Jp2, vec![TsWanted::Any], ts::JPEG_BASELINE, None),
+            (M::Jp2, vec![TsWanted::Default], ts::JPEG_2000_LOSSLESS, Some((ts::JPEG_2000_LOSSLESS, true))),
+        ];
+        for (media, wanted, stored, want) in cases {
+            let got = choose_ts(media, &wanted, stored, uncompressed);
+            let want = want.map(|(t, p)| Chosen { ts: t.to_owned(), passthrough: p });
+            assert_eq!(got, want, "{media} {wanted:?} from {stored}");
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! The request model: a path under the service root, parsed into a typed [`Resource`].
+//!
+//! The service root is `/dcm4chee-arc/aets/{AETitle}/rs` (the seed's endpoint). Everything after
+//! it is a WADO-RS resource path (PS3.18 §10.4.1). UIDs are validated here (PS3.5 §9.1: 1 to 64
+//! characters of digits and dots), so nothing that reaches storage is ever an arbitrary string:
+//! a path that is not a resource is a 400 or a 404, never a file-system path.
+
+use crate::error::{Error, Result};
+use std::fmt;
+
+/// The fixed prefix of the service root; the AE title follows it.
+pub const SERVICE_PREFIX: &str = "/dcm4chee-arc/aets/";
+
+/// A validated DICOM UID: 1 to 64 characters, digits and dots only (PS3.5 §9.1).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uid(String);
+
+impl Uid {
+    /// Validates `s` as a UID.
+    ///
+    /// Components must be non-empty (so `..` or `1..2` never name a path). PS3.5 §9.1 also
+    /// forbids leading zeros in a component; real archives hold such UIDs, so that rule is not
+    /// enforced.
+    pub fn parse(s: &str) -> Result<Uid> {
+        if s.is_empty()
+            || s.len() > 64
+            || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            || s.split('.').any(str::is_empty)
+        {
+            return Err(Error::BadRequest(format!(
+                "invalid UID {:?}: a UID is 1 to 64 characters of digits and dots",
+                truncate_for_message(s)
+            )));
+        }
+        Ok(Uid(s.to_owned()))
+    }
+
+    /// The UID as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which level of the information model a resource addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// `studies/{study}`
+    Study {
+        /// Study Instance UID.
+        study: Uid,
+    },
+    /// `studies/{study}/series/{series}`
+    Series {
+        /// Study Instance UID.
+        study: Uid,
+        /// Series Instance UID.
+        series: Uid,
+    },
+    /// `studies/{study}/series/{series}/instances/{instance}`
+    Instance {
+        /// Study Instance UID.
+        study: Uid,
+        /// Series Instance UID.
+        series: Uid,
+        /// SOP Instance UID.
+        instance: Uid,
+    },
+}
+
+impl Target {
+    /// The Study Instance UID.
+    pub fn study(&self) -> &Uid {
+        match self {
+            Target::Study { study } | Target::Series { study, .. } | Target::Instance { study, .. } => {
+                study
+            }
+        }
+    }
+
+    /// The resource path relative to the service root, without a leading slash.
+    pub fn path(&self) -> String {
+        match self {
+            Target::Study { study } => format!("studies/{study}"),
+            Target::Series { study, series } => format!("studies/{study}/series/{series}"),
+            Target::Instance { study, series, instance } => {
+                format!("studies/{study}/series/{series}/instances/{instance}")
+            }
+        }
+    }
+}
+
+/// A path to one attribute inside a data set: top-level tags and (1-based) item numbers of
+/// sequences on the way, e.g. `00540016/1/00181072`... for nested bulk data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttributePath(pub Vec<PathStep>);
+
+/// One step of an [`AttributePath`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathStep {
+    /// An attribute, by tag (group << 16 | element).
+    Tag(u32),
+    /// An item of the sequence before it, 1-based.
+    Item(u32),
+}
+
+impl AttributePath {
+    /// Parses `GGGGEEEE[/item/GGGGEEEE]...` (item numbers 1-based).
+    pub fn parse(segments: &[&str]) -> Result<AttributePath> {
+        let bad = || {
+            Error::BadRequest(format!(
+                "invalid bulk data path {:?}: expected GGGGEEEE[/item/GGGGEEEE...]",
+                truncate_for_message(&segments.join("/"))
+            ))
+        };
+        if segments.is_empty() || segments.len() % 2 == 0 || segments.len() > 63 {
+            return Err(bad());
+        }
+        let mut steps = Vec::with_capacity(segments.len());
+        for (i, seg) in segments.iter().enumerate() {
+            if i % 2 == 0 {
+                if seg.len() != 8 || !seg.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad());
+                }
+                let tag = u32::from_str_radix(seg, 16).map_err(|_| bad())?;
+                steps.push(PathStep::Tag(tag));
+            } else {
+                let n: u32 = parse_positive(seg).ok_or_else(bad)?;
+                steps.push(PathStep::Item(n));
+            }
+        }
+        Ok(AttributePath(steps))
+    }
+}
+
+impl fmt::Display for AttributePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, step) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            match step {
+                PathStep::Tag(t) => write!(f, "{t:08X}")?,
+                PathStep::Item(n) => write!(f, "{n}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A WADO-RS resource (PS3.18 Table 10.4.1-1 and -2, plus CP 2040's `pixeldata`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// The instances of a study, series or one instance.
+    Instances(Target),
+    /// The metadata of a study, series or instance.
+    Metadata(Target),
+    /// Frames of an instance, 1-based, in request order, without duplicates.
+    Frames {
+        /// The instance.
+        target: Target,
+        /// Frame numbers.
+        frames: Vec<u32>,
+    },
+    /// One bulk data value of an instance, as named in a BulkDataURI.
+    BulkData {
+        /// The instance.
+        target: Target,
+        /// The attribute.
+        path: AttributePath,
+    },
+    /// The Pixel Data of an instance (CP 2040), the same bytes as its `7FE00010` bulk data.
+    PixelData(Target),
+}
+
+impl Resource {
+    /// The target (study, series or instance) of the resource.
+    pub fn target(&self) -> &Target {
+        match self {
+            Resource::Instances(t)
+            | Resource::Metadata(t)
+            | Resource::PixelData(t)
+            | Resource::Frames { target: t, .. }
+            | Resource::BulkData { target: t, .. } => t,
+        }
+    }
+}
+
+/// A request path split into the AE title and the resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The AE title between `/aets/` and `/rs`.
+    pub ae_title: String,
+    /// The resource under the service root.
+    pub resource: Resource,
+}
+
+/// The largest number of frames one request may name. A million-number frame list is an attack,
+/// not a viewer: the largest multi-frame objects (whole-slide tiles) have some 10^5 frames.
+pub const MAX_FRAMES_PER_REQUEST: usize = 100_000;
+
+/// Parses an absolute request path (without query string, still percent-encoded).
+///
+/// Returns `Ok(None)` when the path is not under the service prefix at all (the frontend may
+/// serve other things there); `Err(BadRequest)` for malformed UIDs or frame lists;
+/// `Err(NotFound)` for paths under the service root that name no resource.
+pub fn parse_path(path: &str) -> Result<Option<Route>> {
+    let Some(rest) = path.strip_prefix(SERVICE_PREFIX) else {
+        return Ok(None);
+    };
+    // `%2C` is the one escape WADO-RS paths use (frame lists); any other escape, an encoded
+    // slash above all, is not part of a resource path.
+    let decoded;
+    let rest = if rest.contains('%') {
+        decoded = decode_commas(rest)?;
+        decoded.as_str()
+    } else {
+        rest
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.len() < 2 || segments[1] != "rs" {
+        return Err(Error::NotFound("not a WADO-RS service root".into()));
+    }
+    let ae_title = segments[0];
+    if ae_title.is_empty()
+        || ae_title.len() > 16
+        || !ae_title.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    {
+        return Err(Error::NotFound(format!(
+            "unknown AE title {:?}",
+            truncate_for_message(ae_title)
+        )));
+    }
+    let mut segs = &segments[2..];
+    // Tolerate one trailing slash.
+    if let Some((last, init)) = segs.split_last() {
+        if last.is_empty() && !init.is_empty() {
+            segs = init;
+        }
+    }
+    let resource = parse_resource(segs)?;
+    Ok(Some(Route { ae_title: ae_title.to_owned(), resource }))
+}
+
+fn parse_resource(segs: &[&str]) -> Result<Resource> {
+    let not_found = || Error::NotFound(format!("no WADO-RS resource at {:?}", truncate_for_message(&segs.join("/"))));
+    if segs.len() < 2 || segs[0] != "studies" {
+        return Err(not_found());
+    }
+    let study = Uid::parse(segs[1])?;
+    let mut target = Target::Study { study };
+    let mut rest = &segs[2..];
+    if rest.len() >= 2 && rest[0] == "series" {
+        let series = Uid::parse(rest[1])?;
+        target = Target::Series { study: target.study().clone(), series };
+        rest = &rest[2..];
+        if rest.len() >= 2 && rest[0] == "instances" {
+            let instance = Uid::parse(rest[1])?;
+            let (study, series) = match target {
+                Target::Series { study, series } => (study, series),
+                _ => unreachable!("target was just set to a series"),
+            };
+            target = Target::Instance { study, series, instance };
+            rest = &rest[2..];
+        }
+    }
+    match rest {
+        [] => Ok(Resource::Instances(target)),
+        ["metadata"] => Ok(Resource::Metadata(target)),
+        ["pixeldata"] if matches!(target, Target::Instance { .. }) => Ok(Resource::PixelData(target)),
+        ["frames", list] if matches!(target, Target::Instance { .. }) => {
+            Ok(Resource::Frames { target, frames: parse_frame_list(list)? })
+        }
+        ["bulkdata", path @ ..] if matches!(target, Target::Instance { .. }) && !path.is_empty() => {
+            Ok(Resource::BulkData { target, path: AttributePath::parse(path)? })
+        }
+        _ => Err(not_found()),
+    }
+}
+
+/// Parses a frame list: 1-based numbers separated by commas, no duplicates (PS3.18 §10.4.1.1.2
+/// and 2017b §6.5.4). Zero, duplicates, non-numbers and overlong lists are 400.
+pub fn parse_frame_list(list: &str) -> Result<Vec<u32>> {
+    if list.is_empty() {
+        return Err(Error::BadRequest("empty frame list".into()));
+    }
+    let count = list.bytes().filter(|&b| b == b',').count() + 1;
+    if count > MAX_FRAMES_PER_REQUEST {
+        return Err(Error::BadRequest(format!(
+            "frame list names {count} frames; at most {MAX_FRAMES_PER_REQUEST} per request"
+        )));
+    }
+    let mut frames = Vec::with_capacity(count);
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    for item in list.split(',') {
+        let Some(n) = parse_positive(item.trim()) else {
+            return Err(Error::BadRequest(format!(
+                "invalid frame number {:?}: frame numbers are integers from 1",
+                truncate_for_message(item)
+            )));
+        };
+        if !seen.insert(n) {
+            return Err(Error::BadRequest(format!("frame {n} is listed twice")));
+        }
+        frames.push(n);
+    }
+    Ok(frames)
+}
+
+/// A positive decimal integer that fits in u32 (no sign, no leading `+`).
+fn parse_positive(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match s.parse::<u32>() {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+fn decode_commas(s: &str) -> Result<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let esc = rest.get(i + 1..i + 3).unwrap_or("");
+        if esc.eq_ignore_ascii_case("2C") {
+            out.push(',');
+            rest = &rest[i + 3..];
+        } else {
+            return Err(Error::BadRequest(format!(
+                "percent-encoded {:?} is not allowed in a WADO-RS path",
+                truncate_for_message(&rest[i..(i + 3).min(rest.len())])
+            )));
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Cuts user input to a sane length for error messages.
+pub(crate) fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.len() <= MAX {
+        s.to_owned()
+    } else {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "/dcm4chee-arc/aets/DCM4CHEE/rs";
+
+    fn uid(s: &str) -> Uid {
+        Uid::parse(s).expect("valid uid")
+    }
+
+    fn ok(path: &str) -> Resource {
+        parse_path(&format!("{ROOT}{path}"))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .unwrap_or_else(|| panic!("{path}: not under root"))
+            .resource
+    }
+
+    fn status(path: &str) -> u16 {
+        match parse_path(&format!("{ROOT}{path}")) {
+            Ok(Some(_)) => 200,
+            Ok(None) => 0,
+            Err(e) => e.status().as_u16(),
+        }
+    }
+
+    #[test]
+    fn resources_table() {
+        let inst = Target::Instance { study: uid("1.2"), series: uid("3.4"), instance: uid("5.6") };
+        let cases: Vec<(&str, Resource)> = vec![
+            ("/studies/1.2", Resource::Instances(Target::Study { study: uid("1.2") })),
+            ("/studies/1.2/", Resource::Instances(Target::Study { study: uid("1.2") })),
+            ("/studies/1.2/metadata", Resource::Metadata(Target::Study { study: uid("1.2") })),
+            (
+                "/studies/1.2/series/3.4",
+                Resource::Instances(Target::Series { study: uid("1.2"), series: uid("3.4") }),
+            ),
+            (
+                "/studies/1.2/series/3.4/metadata",
+                Resource::Metadata(Target::Series { study: uid("1.2"), series: uid("3.4") }),
+            ),
+            ("/studies/1.2/series/3.4/instances/5.6", Resource::Instances(inst.clone())),
+            ("/studies/1.2/series/3.4/instances/5.6/metadata", Resource::Metadata(inst.clone())),
+            (
+                "/studies/1.2/series/3.4/instances/5.6/frames/1,3,2",
+                Resource::Frames { target: inst.clone(), frames: vec![1, 3, 2] },
+            ),
+            (
+                "/studies/1.2/series/3.4/instances/5.6/frames/4%2C5%2c6",
+                Resource::Frames { target: inst.clone(), frames: vec![4, 5, 6] },
+            ),
+            (
+                "/studies/1.2/series/3.4/instances/5.6/bulkdata/7FE00010",
+                Resource::BulkData {
+                    target: inst.clone(),
+                    path: AttributePath(vec![PathStep::Tag(0x7FE0_0010)]),
+                },
+            ),
+            (
+                "/studies/1.2/series/3.4/instances/5.6/bulkdata/00540016/2/00291010",
+                Resource::BulkData {
+                    target: inst.clone(),
+                    path: AttributePath(vec![
+                        PathStep::Tag(0x0054_0016),
+                        PathStep::Item(2),
+                        PathStep::Tag(0x0029_1010),
+                    ]),
+                },
+            ),
+            ("/studies/1.2/series/3.4/instances/5.6/pixeldata", Resource::PixelData(inst)),
+        ];
+        for (path, want) in cases {
+            assert_eq!(ok(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn statuses_table() {
+        let cases: &[(&str, u16)] = &[
+            ("/studies/1.2", 200),
+            ("/studies/1.2a", 400),
+            ("/studies/..", 400),
+            ("/studies/.", 400),
+            ("/studies/1..2", 400),
+            ("/studies/1.2.", 400),
+            ("/studies/.1", 400),
+            ("/studies/", 404),
+            ("/studies", 404),
+            ("", 404),
+            ("/", 404),
+            ("/series/1.2", 404),
+            ("/studies/1.2/series", 404),
+            ("/studies/1.2/frames/1", 404),
+            ("/studies/1.2/series/3/frames/1", 404),
+            ("/studies/1.2/series/3/instances/4/frames/0", 400),
+            ("/studies/1.2/series/3/instances/4/frames/1,1", 400),
+            ("/studies/1.2/series/3/instances/4/frames/a", 400),
+            ("/studies/1.2/series/3/instances/4/frames/-1", 400),
+            ("/studies/1.2/series/3/instances/4/frames/+1", 400),
+            ("/studies/1.2/series/3/instances/4/frames/99999999999999999999", 400),
+            ("/studies/1.2/series/3/instances/4/frames/", 400),
+            ("/studies/1.2/series/3/instances/4/frames/1,", 400),
+            ("/studies/1.2/series/3/instances/4/bulkdata/7FE0001", 400),
+            ("/studies/1.2/series/3/instances/4/bulkdata/7FE00010/0/00100010", 400),
+            ("/studies/1.2/series/3/instances/4/bulkdata/7FE00010/1", 400),
+            ("/studies/1.2/series/3/instances/4/bulkdata", 404),
+            ("/studies/1.2/series/3/instances/4/other", 404),
+            ("/studies/1.2%2F3", 400),
+            ("/studies/1.2%00", 400),
+            ("/studies/%2e%2e", 400),
+            ("/studies/1", 200),
+        ];
+        for (path, want) in cases {
+            assert_eq!(status(path), *want, "{path}");
+        }
+        let long_uid = format!("/studies/{}", "1".repeat(65));
+        assert_eq!(status(&long_uid), 400);
+        let max_uid = format!("/studies/{}", "1".repeat(64));
+        assert_eq!(status(&max_uid), 200);
+    }
+
+    #[test]
+    fn service_root_and_ae_titles() {
+        assert_eq!(parse_path("/other/path").expect("ok"), None);
+        let r = parse_path("/dcm4chee-arc/aets/MYAE/rs/studies/1").expect("ok").expect("some");
+        assert_eq!(r.ae_title, "MYAE");
+        assert_eq!(
+            parse_path("/dcm4chee-arc/aets/MYAE/wado/studies/1").map_err(|e| e.status().as_u16()),
+            Err(404)
+        );
+        assert_eq!(
+            parse_path("/dcm4chee-arc/aets//rs/studies/1").map_err(|e| e.status().as_u16()),
+            Err(404)
+        );
+    }
+
+    #[test]
+    fn frame_list_limits() {
+        let many = (1..=MAX_FRAMES_PER_REQUEST as u32 + 1)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(parse_frame_list(&many).is_err());
+        let ok = (1..=1000u32).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        assert_eq!(parse_frame_list(&ok).expect("ok").len(), 1000);
+        assert_eq!(parse_frame_list("4294967295").expect("ok"), vec![u32::MAX]);
+        assert!(parse_frame_list("4294967296").is_err());
+    }
+
+    #[test]
+    fn attribute_path_display_roundtrip() {
+        let p = AttributePath::parse(&["00540016", "3", "0029101a"]).expect("ok");
+        assert_eq!(p.to_string(), "00540016/3/0029101A");
+    }
+}

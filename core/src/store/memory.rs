@@ -1,0 +1,79 @@
+//! An in-memory store, for tests and for the browser.
+
+use super::{check_range, validate_key, validate_prefix, ObjectMeta, Store, StoreError};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Mutex;
+
+/// A store that keeps objects in a map.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, Bytes>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+        // A panic while holding the lock cannot leave the map half-updated (every operation is
+        // one insert or remove), so a poisoned lock is still usable.
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        validate_key(key)?;
+        Ok(self.map().get(key).cloned())
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>, StoreError> {
+        validate_key(key)?;
+        let Some(obj) = self.map().get(key).cloned() else { return Ok(None) };
+        check_range(key, &range, obj.len() as u64)?;
+        Ok(Some(obj.slice(range.start as usize..range.end as usize)))
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        validate_key(key)?;
+        Ok(self.map().get(key).map(|b| b.len() as u64))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        validate_prefix(prefix)?;
+        Ok(self
+            .map()
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| ObjectMeta { key: k.clone(), size: v.len() as u64 })
+            .collect())
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        validate_key(key)?;
+        self.map().insert(key.to_owned(), data);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        validate_key(key)?;
+        self.map().remove(key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_passes_conformance() {
+        futures::executor::block_on(crate::store::conformance::run_all(&MemoryStore::new()));
+    }
+}

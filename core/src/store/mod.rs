@@ -1,0 +1,153 @@
+//! Storage: one small async trait, implemented by every backend (memory here, the local file
+//! system in `wado-native`, R2 in `wado-edge`), and one conformance suite they all run.
+//!
+//! Keys are `/`-separated relative paths built by [`crate::layout`] from validated UIDs.
+//! Sizes and offsets are `u64` (wasm32 is a 32-bit target). Futures are `Send` natively and
+//! not on wasm32, where a Worker's JS objects are `!Send` and one event loop polls everything:
+//! the trait uses `async_trait` natively and `async_trait(?Send)` on wasm32 (the choice
+//! workers-rs recommends; see docs/ARCHITECTURE.md).
+
+use bytes::Bytes;
+use std::ops::Range;
+
+pub mod memory;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use memory::MemoryStore;
+
+/// Errors that mean the same on every backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object not found: {0}")]
+    NotFound(String),
+    /// The key is not a valid storage key.
+    #[error("invalid storage key: {0:?}")]
+    InvalidKey(String),
+    /// A byte range past the end of the object.
+    #[error("range {start}..{end} outside object {key} of {size} bytes")]
+    Range {
+        /// The key.
+        key: String,
+        /// Requested start.
+        start: u64,
+        /// Requested end (exclusive).
+        end: u64,
+        /// The object's size.
+        size: u64,
+    },
+    /// The backend failed (IO error, network, permissions).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// An object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// `Send + Sync` natively, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+/// `Send + Sync` natively, nothing on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+/// An object store.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Store: std::fmt::Debug + MaybeSendSync {
+    /// The whole object, or `None` when it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Exactly the bytes `range` of the object, or `None` when it does not exist. A range that
+    /// ends past the object's end is [`StoreError::Range`].
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>, StoreError>;
+
+    /// The object's size, or `None` when it does not exist.
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Every object whose key starts with `prefix` (which ends with `/`), sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+
+    /// Writes the object, replacing any previous one atomically: a reader sees the old or the
+    /// new object, never a part of one.
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
+
+    /// Deletes the object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Checks a key: relative, `/`-separated, no empty, `.` or `..` segments, and only the
+/// characters the layout uses. Backends call this before touching anything.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.len() <= 1024
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && key.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey(key.to_owned()))
+    }
+}
+
+/// Checks a listing prefix: empty, or a valid key followed by `/`.
+pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    match prefix.strip_suffix('/') {
+        Some(p) => validate_key(p),
+        None => Err(StoreError::InvalidKey(prefix.to_owned())),
+    }
+}
+
+/// Checks a range against an object size.
+pub fn check_range(key: &str, range: &Range<u64>, size: u64) -> Result<(), StoreError> {
+    if range.start > range.end || range.end > size {
+        return Err(StoreError::Range { key: key.to_owned(), start: range.start, end: range.end, size });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_table() {
+        let cases: &[(&str, bool)] = &[
+            ("studies/1.2/series/3/instances/4.dcm", true),
+            ("wado-layout.json", true),
+            ("", false),
+            ("/abs", false),
+            ("a//b", false),
+            ("a/../b", false),
+            ("a/./b", false),
+            ("..", false),
+            ("a/b/", false),
+            ("a\\b", false),
+            ("a b", false),
+            ("a\0b", false),
+            ("ü", false),
+        ];
+        for (k, ok) in cases {
+            assert_eq!(validate_key(k).is_ok(), *ok, "{k:?}");
+        }
+        assert!(validate_prefix("").is_ok());
+        assert!(validate_prefix("studies/").is_ok());
+        assert!(validate_prefix("studies").is_err());
+        assert!(validate_prefix("../").is_err());
+    }
+}
