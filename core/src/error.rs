@@ -64,7 +64,10 @@ impl Error {
     }
 
     pub(crate) fn corrupt(key: impl Into<String>, reason: impl std::fmt::Display) -> Error {
-        Error::Corrupt { key: key.into(), reason: reason.to_string() }
+        Error::Corrupt {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 

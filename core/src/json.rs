@@ -59,7 +59,10 @@ pub fn is_pixel_data_tag(tag: Tag) -> bool {
 
 /// True for the VRs whose values are binary (F.2.2: InlineBinary or BulkDataURI only).
 pub fn is_binary_vr(vr: VR) -> bool {
-    matches!(vr, VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::UN)
+    matches!(
+        vr,
+        VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::UN
+    )
 }
 
 /// Writes one data set as a DICOM JSON object into `out`.
@@ -75,13 +78,22 @@ pub fn dataset_to_string(obj: &InMemDicomObject, opts: &JsonOptions) -> String {
     s
 }
 
-fn write_object(obj: &InMemDicomObject, opts: &JsonOptions, path: &mut Vec<PathStep>, out: &mut String) {
+fn write_object(
+    obj: &InMemDicomObject,
+    opts: &JsonOptions,
+    path: &mut Vec<PathStep>,
+    out: &mut String,
+) {
     out.push('{');
     let mut first = true;
     // InMemDicomObject keeps elements in a BTreeMap: iteration is in ascending tag order.
     for elem in obj.iter() {
         let tag = elem.tag();
-        if tag.group() == 0x0002 || tag.element() == 0x0000 || tag == Tag(0xFFFC, 0xFFFC) || tag.group() == 0xFFFE {
+        if tag.group() == 0x0002
+            || tag.element() == 0x0000
+            || tag == Tag(0xFFFC, 0xFFFC)
+            || tag.group() == 0xFFFE
+        {
             continue;
         }
         if !first {
@@ -89,14 +101,21 @@ fn write_object(obj: &InMemDicomObject, opts: &JsonOptions, path: &mut Vec<PathS
         }
         first = false;
         let _ = write!(out, "\"{:04X}{:04X}\":", tag.group(), tag.element());
-        path.push(PathStep::Tag(u32::from(tag.group()) << 16 | u32::from(tag.element())));
+        path.push(PathStep::Tag(
+            u32::from(tag.group()) << 16 | u32::from(tag.element()),
+        ));
         write_element(elem, opts, path, out);
         path.pop();
     }
     out.push('}');
 }
 
-fn write_element(elem: &InMemElement, opts: &JsonOptions, path: &mut Vec<PathStep>, out: &mut String) {
+fn write_element(
+    elem: &InMemElement,
+    opts: &JsonOptions,
+    path: &mut Vec<PathStep>,
+    out: &mut String,
+) {
     let vr = elem.vr();
     let _ = write!(out, "{{\"vr\":\"{}\"", vr.to_string());
     let top_level = path.len() == 1;
@@ -120,7 +139,9 @@ fn write_element(elem: &InMemElement, opts: &JsonOptions, path: &mut Vec<PathSte
         Value::Primitive(p) => {
             if matches!(p, PrimitiveValue::Empty) || elem.length().0 == 0 {
                 // "vr" alone.
-            } else if (top_level && is_pixel_data_tag(elem.tag())) || (is_binary_vr(vr) && byte_len(p) > opts.inline_max) {
+            } else if (top_level && is_pixel_data_tag(elem.tag()))
+                || (is_binary_vr(vr) && byte_len(p) > opts.inline_max)
+            {
                 write_bulk_uri(opts, path, out);
             } else if is_binary_vr(vr) {
                 out.push_str(",\"InlineBinary\":\"");
@@ -163,7 +184,10 @@ fn write_primitive(vr: VR, p: &PrimitiveValue, opts: &JsonOptions, out: &mut Str
                 });
             }
         }
-        P::Tags(t) => values.extend(t.iter().map(|t| format!("\"{:04X}{:04X}\"", t.group(), t.element()))),
+        P::Tags(t) => values.extend(
+            t.iter()
+                .map(|t| format!("\"{:04X}{:04X}\"", t.group(), t.element())),
+        ),
         P::U8(v) => values.extend(v.iter().map(|x| x.to_string())),
         P::I16(v) => values.extend(v.iter().map(|x| x.to_string())),
         P::U16(v) => values.extend(v.iter().map(|x| x.to_string())),
@@ -195,14 +219,23 @@ fn string_values(vr: VR, p: &PrimitiveValue) -> Vec<String> {
     let split: Vec<String> = if matches!(vr, VR::LT | VR::ST | VR::UT | VR::UR) {
         vec![raw.join("\\")]
     } else {
-        raw.iter().flat_map(|s| s.split('\\').map(str::to_owned).collect::<Vec<_>>()).collect()
+        raw.iter()
+            .flat_map(|s| s.split('\\').map(str::to_owned).collect::<Vec<_>>())
+            .collect()
     };
-    let trim_leading = matches!(vr, VR::AE | VR::CS | VR::DS | VR::IS | VR::DA | VR::TM | VR::DT | VR::UI | VR::AS);
+    let trim_leading = matches!(
+        vr,
+        VR::AE | VR::CS | VR::DS | VR::IS | VR::DA | VR::TM | VR::DT | VR::UI | VR::AS
+    );
     split
         .into_iter()
         .map(|s| {
             let s = s.trim_end_matches([' ', '\0']);
-            let s = if trim_leading { s.trim_start_matches(' ') } else { s };
+            let s = if trim_leading {
+                s.trim_start_matches(' ')
+            } else {
+                s
+            };
             s.to_owned()
         })
         .collect()
@@ -214,7 +247,10 @@ fn pn_json(s: &str) -> String {
     }
     let mut out = String::from("{");
     let mut first = true;
-    for (name, group) in ["Alphabetic", "Ideographic", "Phonetic"].iter().zip(s.splitn(3, '=')) {
+    for (name, group) in ["Alphabetic", "Ideographic", "Phonetic"]
+        .iter()
+        .zip(s.splitn(3, '='))
+    {
         let group = group.trim_end_matches(' ');
         // Trailing empty components are insignificant (PS3.5 §6.2.1).
         let group = group.trim_end_matches('^');
@@ -270,7 +306,10 @@ fn ds_json(s: &str, style: NumberStyle) -> String {
 /// a number, infinite).
 fn exact_number(t: &str) -> Option<String> {
     let v: f64 = t.parse().ok()?;
-    if !v.is_finite() || t.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+    if !v.is_finite()
+        || t.bytes()
+            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+    {
         return None;
     }
     let shortest = format_f64(v);
@@ -295,12 +334,17 @@ fn decimal_key(s: &str) -> Option<(bool, String, i64)> {
         None => (s, 0),
     };
     let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
-    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let digits = format!("{int}{frac}");
     let lead = digits.len() - digits.trim_start_matches('0').len();
-    let sig = digits.trim_start_matches('0').trim_end_matches('0').to_owned();
+    let sig = digits
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .to_owned();
     if sig.is_empty() {
         return Some((false, String::new(), 0));
     }
@@ -385,7 +429,8 @@ mod tests {
 
     fn opts() -> JsonOptions {
         JsonOptions {
-            bulk_uri_prefix: "http://h/dcm4chee-arc/aets/A/rs/studies/1/series/2/instances/3/bulkdata".into(),
+            bulk_uri_prefix:
+                "http://h/dcm4chee-arc/aets/A/rs/studies/1/series/2/instances/3/bulkdata".into(),
             inline_max: 4,
             numbers: NumberStyle::Numbers,
         }
@@ -407,35 +452,129 @@ mod tests {
         use serde_json::json;
         let t = Tag(0x0011, 0x1001);
         let cases: Vec<(VR, PrimitiveValue, serde_json::Value)> = vec![
-            (VR::CS, dicom_value!(Strs, ["ORIGINAL", "PRIMARY"]), json!({"vr":"CS","Value":["ORIGINAL","PRIMARY"]})),
-            (VR::CS, dicom_value!(Str, " A\\B "), json!({"vr":"CS","Value":["A","B"]})),
-            (VR::LO, dicom_value!(Strs, ["a", "", "c"]), json!({"vr":"LO","Value":["a",null,"c"]})),
-            (VR::LT, dicom_value!(Str, "line\\with backslash  "), json!({"vr":"LT","Value":["line\\with backslash"]})),
-            (VR::UI, dicom_value!(Str, "1.2.3\0"), json!({"vr":"UI","Value":["1.2.3"]})),
-            (VR::PN, dicom_value!(Str, "Yamada^Tarou=山田^太郎=やまだ^たろう"),
-                json!({"vr":"PN","Value":[{"Alphabetic":"Yamada^Tarou","Ideographic":"山田^太郎","Phonetic":"やまだ^たろう"}]})),
-            (VR::PN, dicom_value!(Str, "Doe^John^^^"), json!({"vr":"PN","Value":[{"Alphabetic":"Doe^John"}]})),
-            (VR::PN, dicom_value!(Str, "=Ideo"), json!({"vr":"PN","Value":[{"Ideographic":"Ideo"}]})),
-            (VR::PN, dicom_value!(Strs, ["A^B", ""]), json!({"vr":"PN","Value":[{"Alphabetic":"A^B"},null]})),
-            (VR::IS, dicom_value!(Strs, [" 42 ", "-7", "+3"]), json!({"vr":"IS","Value":[42,-7,3]})),
-            (VR::IS, dicom_value!(Str, "99999999999999999"), json!({"vr":"IS","Value":["99999999999999999"]})),
-            (VR::DS, dicom_value!(Strs, ["1.50", "-0.25", "1e3", "0"]), json!({"vr":"DS","Value":[1.5,-0.25,1000,0]})),
+            (
+                VR::CS,
+                dicom_value!(Strs, ["ORIGINAL", "PRIMARY"]),
+                json!({"vr":"CS","Value":["ORIGINAL","PRIMARY"]}),
+            ),
+            (
+                VR::CS,
+                dicom_value!(Str, " A\\B "),
+                json!({"vr":"CS","Value":["A","B"]}),
+            ),
+            (
+                VR::LO,
+                dicom_value!(Strs, ["a", "", "c"]),
+                json!({"vr":"LO","Value":["a",null,"c"]}),
+            ),
+            (
+                VR::LT,
+                dicom_value!(Str, "line\\with backslash  "),
+                json!({"vr":"LT","Value":["line\\with backslash"]}),
+            ),
+            (
+                VR::UI,
+                dicom_value!(Str, "1.2.3\0"),
+                json!({"vr":"UI","Value":["1.2.3"]}),
+            ),
+            (
+                VR::PN,
+                dicom_value!(Str, "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+                json!({"vr":"PN","Value":[{"Alphabetic":"Yamada^Tarou","Ideographic":"山田^太郎","Phonetic":"やまだ^たろう"}]}),
+            ),
+            (
+                VR::PN,
+                dicom_value!(Str, "Doe^John^^^"),
+                json!({"vr":"PN","Value":[{"Alphabetic":"Doe^John"}]}),
+            ),
+            (
+                VR::PN,
+                dicom_value!(Str, "=Ideo"),
+                json!({"vr":"PN","Value":[{"Ideographic":"Ideo"}]}),
+            ),
+            (
+                VR::PN,
+                dicom_value!(Strs, ["A^B", ""]),
+                json!({"vr":"PN","Value":[{"Alphabetic":"A^B"},null]}),
+            ),
+            (
+                VR::IS,
+                dicom_value!(Strs, [" 42 ", "-7", "+3"]),
+                json!({"vr":"IS","Value":[42,-7,3]}),
+            ),
+            (
+                VR::IS,
+                dicom_value!(Str, "99999999999999999"),
+                json!({"vr":"IS","Value":["99999999999999999"]}),
+            ),
+            (
+                VR::DS,
+                dicom_value!(Strs, ["1.50", "-0.25", "1e3", "0"]),
+                json!({"vr":"DS","Value":[1.5,-0.25,1000,0]}),
+            ),
             // More digits than a double keeps: the original string (CP 1861).
-            (VR::DS, dicom_value!(Str, "0.12345678901234567890"), json!({"vr":"DS","Value":["0.12345678901234567890"]})),
-            (VR::DS, dicom_value!(Str, "garbage"), json!({"vr":"DS","Value":["garbage"]})),
-            (VR::US, dicom_value!(U16, [1, 65535]), json!({"vr":"US","Value":[1,65535]})),
-            (VR::SS, dicom_value!(I16, [-32768]), json!({"vr":"SS","Value":[-32768]})),
-            (VR::UL, dicom_value!(U32, [4294967295]), json!({"vr":"UL","Value":[4294967295u64]})),
-            (VR::FL, dicom_value!(F32, [0.1, 2.0]), json!({"vr":"FL","Value":[0.1,2]})),
-            (VR::FD, dicom_value!(F64, [0.1, -3.5e-10]), json!({"vr":"FD","Value":[0.1,-3.5e-10]})),
-            (VR::AT, PrimitiveValue::Tags(vec![Tag(0x0010, 0x0020)].into()), json!({"vr":"AT","Value":["00100020"]})),
-            (VR::OB, dicom_value!(U8, [1, 2, 3, 4]), json!({"vr":"OB","InlineBinary":"AQIDBA=="})),
-            (VR::OB, dicom_value!(U8, [1, 2, 3, 4, 5, 6]),
-                json!({"vr":"OB","BulkDataURI":"http://h/dcm4chee-arc/aets/A/rs/studies/1/series/2/instances/3/bulkdata/00111001"})),
-            (VR::OW, dicom_value!(U16, [0x0102]), json!({"vr":"OW","InlineBinary":"AgE="})),
+            (
+                VR::DS,
+                dicom_value!(Str, "0.12345678901234567890"),
+                json!({"vr":"DS","Value":["0.12345678901234567890"]}),
+            ),
+            (
+                VR::DS,
+                dicom_value!(Str, "garbage"),
+                json!({"vr":"DS","Value":["garbage"]}),
+            ),
+            (
+                VR::US,
+                dicom_value!(U16, [1, 65535]),
+                json!({"vr":"US","Value":[1,65535]}),
+            ),
+            (
+                VR::SS,
+                dicom_value!(I16, [-32768]),
+                json!({"vr":"SS","Value":[-32768]}),
+            ),
+            (
+                VR::UL,
+                dicom_value!(U32, [4294967295]),
+                json!({"vr":"UL","Value":[4294967295u64]}),
+            ),
+            (
+                VR::FL,
+                dicom_value!(F32, [0.1, 2.0]),
+                json!({"vr":"FL","Value":[0.1,2]}),
+            ),
+            (
+                VR::FD,
+                dicom_value!(F64, [0.1, -3.5e-10]),
+                json!({"vr":"FD","Value":[0.1,-3.5e-10]}),
+            ),
+            (
+                VR::AT,
+                PrimitiveValue::Tags(vec![Tag(0x0010, 0x0020)].into()),
+                json!({"vr":"AT","Value":["00100020"]}),
+            ),
+            (
+                VR::OB,
+                dicom_value!(U8, [1, 2, 3, 4]),
+                json!({"vr":"OB","InlineBinary":"AQIDBA=="}),
+            ),
+            (
+                VR::OB,
+                dicom_value!(U8, [1, 2, 3, 4, 5, 6]),
+                json!({"vr":"OB","BulkDataURI":"http://h/dcm4chee-arc/aets/A/rs/studies/1/series/2/instances/3/bulkdata/00111001"}),
+            ),
+            (
+                VR::OW,
+                dicom_value!(U16, [0x0102]),
+                json!({"vr":"OW","InlineBinary":"AgE="}),
+            ),
             (VR::SH, PrimitiveValue::Empty, json!({"vr":"SH"})),
             (VR::SH, dicom_value!(Str, "  "), json!({"vr":"SH"})),
-            (VR::LO, dicom_value!(Str, "quote\" and \u{1}"), json!({"vr":"LO","Value":["quote\" and \u{1}"]})),
+            (
+                VR::LO,
+                dicom_value!(Str, "quote\" and \u{1}"),
+                json!({"vr":"LO","Value":["quote\" and \u{1}"]}),
+            ),
         ];
         for (vr, v, want) in cases {
             let desc = format!("{vr:?} {v:?}");
@@ -445,10 +584,15 @@ mod tests {
 
     #[test]
     fn strings_style_keeps_is_ds_text() {
-        let obj = InMemDicomObject::from_element_iter([DataElement::new(tags::SLICE_THICKNESS, VR::DS, dicom_value!(Str, "1.50"))]);
+        let obj = InMemDicomObject::from_element_iter([DataElement::new(
+            tags::SLICE_THICKNESS,
+            VR::DS,
+            dicom_value!(Str, "1.50"),
+        )]);
         let mut o = opts();
         o.numbers = NumberStyle::Strings;
-        let v: serde_json::Value = serde_json::from_str(&dataset_to_string(&obj, &o)).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_str(&dataset_to_string(&obj, &o)).expect("json");
         assert_eq!(v["00180050"]["Value"][0], "1.50");
     }
 
@@ -462,21 +606,32 @@ mod tests {
             DataElement::new(tags::MODALITY, VR::CS, dicom_value!(Str, "CT")),
         ]);
         let s = dataset_to_string(&obj, &opts());
-        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s)
-            .expect("json")
-            .keys()
-            .cloned()
-            .collect();
+        let keys: Vec<String> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s)
+                .expect("json")
+                .keys()
+                .cloned()
+                .collect();
         assert_eq!(keys, vec!["00080060", "00100020", "7FE00010"]);
-        assert!(s.find("00080060") < s.find("00100020"), "document order is tag order: {s}");
-        assert!(s.contains("\"7FE00010\":{\"vr\":\"OW\",\"BulkDataURI\":\"http://h/"), "{s}");
+        assert!(
+            s.find("00080060") < s.find("00100020"),
+            "document order is tag order: {s}"
+        );
+        assert!(
+            s.contains("\"7FE00010\":{\"vr\":\"OW\",\"BulkDataURI\":\"http://h/"),
+            "{s}"
+        );
     }
 
     #[test]
     fn nested_sequences_and_bulk_paths() {
         use dicom_core::value::DataSetSequence;
         let inner = InMemDicomObject::from_element_iter([
-            DataElement::new(Tag(0x0029, 0x1010), VR::OB, PrimitiveValue::U8(vec![0u8; 10].into())),
+            DataElement::new(
+                Tag(0x0029, 0x1010),
+                VR::OB,
+                PrimitiveValue::U8(vec![0u8; 10].into()),
+            ),
             DataElement::new(tags::CODE_VALUE, VR::SH, dicom_value!(Str, "C1")),
         ]);
         let empty = InMemDicomObject::new_empty();
@@ -485,7 +640,11 @@ mod tests {
             VR::SQ,
             Value::Sequence(DataSetSequence::from(vec![empty, inner])),
         );
-        let empty_seq = DataElement::new(tags::OTHER_PATIENT_I_DS_SEQUENCE, VR::SQ, Value::Sequence(DataSetSequence::from(vec![])));
+        let empty_seq = DataElement::new(
+            tags::OTHER_PATIENT_I_DS_SEQUENCE,
+            VR::SQ,
+            Value::Sequence(DataSetSequence::from(vec![])),
+        );
         let v = json_of(vec![seq, empty_seq]);
         assert_eq!(v["00081140"]["Value"][0], serde_json::json!({}));
         assert_eq!(v["00081140"]["Value"][1]["00080100"]["Value"][0], "C1");
@@ -510,6 +669,9 @@ mod tests {
         assert_eq!(exact_number("100").as_deref(), Some("100"));
         assert_eq!(exact_number("-0.0").as_deref(), Some("0"));
         assert_eq!(exact_number("123456789012345678").as_deref(), None);
-        assert_eq!(exact_number("1.0000000000000002").as_deref(), Some("1.0000000000000002"));
+        assert_eq!(
+            exact_number("1.0000000000000002").as_deref(),
+            Some("1.0000000000000002")
+        );
     }
 }

@@ -74,11 +74,15 @@ impl LayoutRecord {
 
     /// Parses and checks a stored record.
     pub fn from_json(bytes: &[u8]) -> Result<LayoutRecord> {
-        let r: LayoutRecord = serde_json::from_slice(bytes).map_err(|e| Error::corrupt(LAYOUT_KEY, e))?;
+        let r: LayoutRecord =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(LAYOUT_KEY, e))?;
         if r.format != LAYOUT_FORMAT || r.version != LAYOUT_VERSION {
             return Err(Error::corrupt(
                 LAYOUT_KEY,
-                format!("layout {} v{}; this build reads {LAYOUT_FORMAT} v{LAYOUT_VERSION}", r.format, r.version),
+                format!(
+                    "layout {} v{}; this build reads {LAYOUT_FORMAT} v{LAYOUT_VERSION}",
+                    r.format, r.version
+                ),
             ));
         }
         Ok(r)
@@ -91,16 +95,27 @@ impl LayoutRecord {
 
     fn json_options(&self, study: &Uid, series: &Uid, sop: &Uid) -> JsonOptions {
         JsonOptions {
-            bulk_uri_prefix: format!("{}/studies/{study}/series/{series}/instances/{sop}/bulkdata", self.service_root),
+            bulk_uri_prefix: format!(
+                "{}/studies/{study}/series/{series}/instances/{sop}/bulkdata",
+                self.service_root
+            ),
             inline_max: self.inline_max,
-            numbers: if self.numbers { NumberStyle::Numbers } else { NumberStyle::Strings },
+            numbers: if self.numbers {
+                NumberStyle::Numbers
+            } else {
+                NumberStyle::Strings
+            },
         }
     }
 }
 
 /// `{public_url}/dcm4chee-arc/aets/{ae}/rs`, without a doubled slash.
 pub fn service_root(public_url: &str, ae_title: &str) -> String {
-    format!("{}{}{ae_title}/rs", public_url.trim_end_matches('/'), crate::route::SERVICE_PREFIX)
+    format!(
+        "{}{}{ae_title}/rs",
+        public_url.trim_end_matches('/'),
+        crate::route::SERVICE_PREFIX
+    )
 }
 
 /// Key prefix of a study.
@@ -164,8 +179,13 @@ pub fn classify_key(key: &str) -> KeyKind {
         } else {
             return KeyKind::Other;
         };
-        if let (Ok(study), Ok(series), Ok(sop)) = (Uid::parse(st), Uid::parse(se), Uid::parse(name)) {
-            return if index { KeyKind::Index { study, series, sop } } else { KeyKind::Instance { study, series, sop } };
+        if let (Ok(study), Ok(series), Ok(sop)) = (Uid::parse(st), Uid::parse(se), Uid::parse(name))
+        {
+            return if index {
+                KeyKind::Index { study, series, sop }
+            } else {
+                KeyKind::Instance { study, series, sop }
+            };
         }
     }
     KeyKind::Other
@@ -206,7 +226,10 @@ pub struct PixelInfo {
 impl PixelInfo {
     /// Bits in one uncompressed frame.
     pub fn frame_bits(&self) -> u64 {
-        u64::from(self.rows) * u64::from(self.columns) * u64::from(self.samples_per_pixel) * u64::from(self.bits_allocated)
+        u64::from(self.rows)
+            * u64::from(self.columns)
+            * u64::from(self.samples_per_pixel)
+            * u64::from(self.bits_allocated)
     }
 }
 
@@ -281,9 +304,16 @@ pub struct InstanceIndex {
 impl InstanceIndex {
     /// Parses and checks an index.
     pub fn from_json(key: &str, bytes: &[u8]) -> Result<InstanceIndex> {
-        let idx: InstanceIndex = serde_json::from_slice(bytes).map_err(|e| Error::corrupt(key, e))?;
+        let idx: InstanceIndex =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(key, e))?;
         if idx.format != INDEX_FORMAT || idx.version != LAYOUT_VERSION {
-            return Err(Error::corrupt(key, format!("index {} v{} is not {INDEX_FORMAT} v{LAYOUT_VERSION}", idx.format, idx.version)));
+            return Err(Error::corrupt(
+                key,
+                format!(
+                    "index {} v{} is not {INDEX_FORMAT} v{LAYOUT_VERSION}",
+                    idx.format, idx.version
+                ),
+            ));
         }
         Ok(idx)
     }
@@ -318,7 +348,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn required_uid(obj: &InMemDicomObject, tag: dicom_core::Tag, name: &str) -> std::result::Result<Uid, String> {
+fn required_uid(
+    obj: &InMemDicomObject,
+    tag: dicom_core::Tag,
+    name: &str,
+) -> std::result::Result<Uid, String> {
     let v = obj
         .get(tag)
         .and_then(|e| e.to_str().ok())
@@ -330,7 +364,9 @@ fn required_uid(obj: &InMemDicomObject, tag: dicom_core::Tag, name: &str) -> std
 
 fn int_attr(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<i64> {
     let e = obj.get(tag)?;
-    e.to_int::<i64>().ok().or_else(|| e.to_str().ok()?.trim().parse().ok())
+    e.to_int::<i64>()
+        .ok()
+        .or_else(|| e.to_str().ok()?.trim().parse().ok())
 }
 
 /// Parses a Part-10 file and derives its index. Errors are reasons for rejecting the file.
@@ -338,19 +374,28 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
     let scan = scan::scan(bytes, layout.inline_max).map_err(|e| e.to_string())?;
     let ts_uid = scan.meta.transfer_syntax.clone();
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-    if dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&ts_uid).is_none() {
+    if dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(&ts_uid)
+        .is_none()
+    {
         return Err(format!("unknown transfer syntax {ts_uid}"));
     }
     let file = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| format!("cannot parse: {e}"))?;
-    let meta_sop = file.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_owned();
+    let meta_sop = file
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_owned();
     let obj: &InMemDicomObject = &file;
     let study = required_uid(obj, tags::STUDY_INSTANCE_UID, "Study Instance UID")?;
     let series = required_uid(obj, tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
     let sop = required_uid(obj, tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
     if !meta_sop.is_empty() && meta_sop != sop.as_str() {
-        return Err(format!("Media Storage SOP Instance UID {meta_sop} differs from SOP Instance UID {sop}"));
+        return Err(format!(
+            "Media Storage SOP Instance UID {meta_sop} differs from SOP Instance UID {sop}"
+        ));
     }
     let sop_class = obj
         .get(tags::SOP_CLASS_UID)
@@ -396,7 +441,8 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
     };
     let opts = layout.json_options(&study, &series, &sop);
     let metadata_text = json::dataset_to_string(obj, &opts);
-    let metadata = RawValue::from_string(metadata_text).map_err(|e| format!("metadata JSON: {e}"))?;
+    let metadata =
+        RawValue::from_string(metadata_text).map_err(|e| format!("metadata JSON: {e}"))?;
     let bulk = scan
         .bulk
         .iter()
@@ -416,13 +462,21 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
         sop_class,
         transfer_syntax: ts_uid,
         instance_number: int_attr(obj, tags::INSTANCE_NUMBER),
-        source: Source { size: bytes.len() as u64, sha256: sha256_hex(bytes) },
+        source: Source {
+            size: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        },
         pixel,
         frames,
         bulk,
         metadata,
     };
-    Ok(Prepared { study, series, sop, index })
+    Ok(Prepared {
+        study,
+        series,
+        sop,
+        index,
+    })
 }
 
 /// Maps fragments to frames (PS3.5 §A.4): the Extended Offset Table, else the Basic Offset
@@ -430,8 +484,14 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
 /// starting where a fragment starts with a codestream marker (JPEG SOI, J2K SOC).
 fn frame_index(obj: &InMemDicomObject, info: &PixelInfo, loc: &PixelLocation) -> FrameIndex {
     match loc {
-        PixelLocation::Native { offset, length } => FrameIndex::Native { offset: *offset, length: *length },
-        PixelLocation::Encapsulated { offset_table, fragments } => {
+        PixelLocation::Native { offset, length } => FrameIndex::Native {
+            offset: *offset,
+            length: *length,
+        },
+        PixelLocation::Encapsulated {
+            offset_table,
+            fragments,
+        } => {
             let n = info.number_of_frames as usize;
             if fragments.is_empty() {
                 return FrameIndex::Unindexed;
@@ -440,7 +500,11 @@ fn frame_index(obj: &InMemDicomObject, info: &PixelInfo, loc: &PixelLocation) ->
             let groups: Option<Vec<Vec<usize>>> = if let Some(eot) = obj
                 .get(tags::EXTENDED_OFFSET_TABLE)
                 .and_then(|e| e.to_bytes().ok())
-                .map(|b| b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<_>>())
+                .map(|b| {
+                    b.chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                        .collect::<Vec<_>>()
+                })
                 .filter(|t| t.len() == n)
             {
                 group_by_offsets(fragments, base, &eot)
@@ -455,7 +519,14 @@ fn frame_index(obj: &InMemDicomObject, info: &PixelInfo, loc: &PixelLocation) ->
             };
             match groups {
                 Some(g) => FrameIndex::Encapsulated {
-                    frames: g.into_iter().map(|ix| ix.into_iter().map(|i| [fragments[i].offset, fragments[i].length]).collect()).collect(),
+                    frames: g
+                        .into_iter()
+                        .map(|ix| {
+                            ix.into_iter()
+                                .map(|i| [fragments[i].offset, fragments[i].length])
+                                .collect()
+                        })
+                        .collect(),
                 },
                 None => FrameIndex::Unindexed,
             }
@@ -463,7 +534,11 @@ fn frame_index(obj: &InMemDicomObject, info: &PixelInfo, loc: &PixelLocation) ->
     }
 }
 
-fn group_by_offsets(fragments: &[scan::Fragment], base: u64, offsets: &[u64]) -> Option<Vec<Vec<usize>>> {
+fn group_by_offsets(
+    fragments: &[scan::Fragment],
+    base: u64,
+    offsets: &[u64],
+) -> Option<Vec<Vec<usize>>> {
     let mut groups: Vec<Vec<usize>> = vec![Vec::new(); offsets.len()];
     for (i, f) in fragments.iter().enumerate() {
         let rel = f.item_offset - base;
@@ -476,12 +551,31 @@ fn group_by_offsets(fragments: &[scan::Fragment], base: u64, offsets: &[u64]) ->
     Some(groups)
 }
 
-/// Builds a gzip-compressed DICOM JSON array from instance indexes, ordered by Instance Number
-/// then SOP Instance UID.
-pub fn build_metadata_gz(indexes: &mut [&InstanceIndex]) -> Vec<u8> {
+/// Sorts instances by Instance Number (absent last), then SOP Instance UID.
+pub fn sort_instances(indexes: &mut [&InstanceIndex]) {
     indexes.sort_by(|a, b| {
-        (a.instance_number.is_none(), a.instance_number, &a.sop_instance).cmp(&(b.instance_number.is_none(), b.instance_number, &b.sop_instance))
+        (
+            a.instance_number.is_none(),
+            a.instance_number,
+            &a.sop_instance,
+        )
+            .cmp(&(
+                b.instance_number.is_none(),
+                b.instance_number,
+                &b.sop_instance,
+            ))
     });
+}
+
+/// Builds a gzip-compressed DICOM JSON array from instance indexes, ordered by
+/// [`sort_instances`].
+pub fn build_metadata_gz(indexes: &mut [&InstanceIndex]) -> Vec<u8> {
+    sort_instances(indexes);
+    write_metadata_gz(indexes)
+}
+
+/// Writes a gzip-compressed DICOM JSON array of the indexes' metadata, in the given order.
+pub fn write_metadata_gz(indexes: &[&InstanceIndex]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     let _ = enc.write_all(b"[");
     for (i, idx) in indexes.iter().enumerate() {
@@ -500,21 +594,60 @@ mod tests {
 
     #[test]
     fn keys_and_classification() {
-        let (s, se, i) = (Uid::parse("1.2").expect("u"), Uid::parse("3.4").expect("u"), Uid::parse("5.6").expect("u"));
-        assert_eq!(instance_key(&s, &se, &i), "studies/1.2/series/3.4/instances/5.6.dcm");
-        assert_eq!(index_key(&s, &se, &i), "studies/1.2/series/3.4/instances/5.6.index.json");
-        assert_eq!(series_metadata_key(&s, &se), "studies/1.2/series/3.4/metadata.json.gz");
+        let (s, se, i) = (
+            Uid::parse("1.2").expect("u"),
+            Uid::parse("3.4").expect("u"),
+            Uid::parse("5.6").expect("u"),
+        );
+        assert_eq!(
+            instance_key(&s, &se, &i),
+            "studies/1.2/series/3.4/instances/5.6.dcm"
+        );
+        assert_eq!(
+            index_key(&s, &se, &i),
+            "studies/1.2/series/3.4/instances/5.6.index.json"
+        );
+        assert_eq!(
+            series_metadata_key(&s, &se),
+            "studies/1.2/series/3.4/metadata.json.gz"
+        );
         assert_eq!(study_metadata_key(&s), "studies/1.2/metadata.json.gz");
-        assert_eq!(classify_key("studies/1.2/series/3.4/instances/5.6.dcm"), KeyKind::Instance { study: s.clone(), series: se.clone(), sop: i.clone() });
-        assert_eq!(classify_key("studies/1.2/series/3.4/instances/5.6.index.json"), KeyKind::Index { study: s, series: se, sop: i });
-        assert_eq!(classify_key("studies/1.2/series/3.4/instances/.tmp-x.dcm"), KeyKind::Other);
-        assert_eq!(classify_key("studies/1.2/series/3.4/metadata.json.gz"), KeyKind::Other);
+        assert_eq!(
+            classify_key("studies/1.2/series/3.4/instances/5.6.dcm"),
+            KeyKind::Instance {
+                study: s.clone(),
+                series: se.clone(),
+                sop: i.clone()
+            }
+        );
+        assert_eq!(
+            classify_key("studies/1.2/series/3.4/instances/5.6.index.json"),
+            KeyKind::Index {
+                study: s,
+                series: se,
+                sop: i
+            }
+        );
+        assert_eq!(
+            classify_key("studies/1.2/series/3.4/instances/.tmp-x.dcm"),
+            KeyKind::Other
+        );
+        assert_eq!(
+            classify_key("studies/1.2/series/3.4/metadata.json.gz"),
+            KeyKind::Other
+        );
     }
 
     #[test]
     fn service_roots() {
-        assert_eq!(service_root("http://h:1/", "AE"), "http://h:1/dcm4chee-arc/aets/AE/rs");
-        assert_eq!(service_root("https://h/pacs", "AE"), "https://h/pacs/dcm4chee-arc/aets/AE/rs");
+        assert_eq!(
+            service_root("http://h:1/", "AE"),
+            "http://h:1/dcm4chee-arc/aets/AE/rs"
+        );
+        assert_eq!(
+            service_root("https://h/pacs", "AE"),
+            "https://h/pacs/dcm4chee-arc/aets/AE/rs"
+        );
         let r = LayoutRecord::new(DEFAULT_PUBLIC_URL, DEFAULT_AE_TITLE);
         assert_eq!(LayoutRecord::from_json(&r.to_json()).expect("roundtrip"), r);
         let mut bad = r.clone();

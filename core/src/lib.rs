@@ -14,11 +14,13 @@
 //! - [`scan`]: element offsets in Part-10 files, for ranged reads;
 //! - [`layout`]: the storage layout contract and import-time derived objects;
 //! - [`store`]: the storage trait, the memory store and the conformance suite;
+//! - [`import`]: writing instances and rebuilding metadata in that layout;
 //! - [`service`]: the request handler.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod import;
 pub mod json;
 pub mod layout;
 pub mod media;
@@ -26,6 +28,7 @@ pub mod multipart;
 pub mod negotiate;
 pub mod route;
 pub mod scan;
+pub mod service;
 pub mod store;
 
 pub use error::{Error, Result};

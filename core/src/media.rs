@@ -80,7 +80,10 @@ pub mod ts {
 
     /// True for the transfer syntaxes whose Pixel Data is native (not encapsulated).
     pub fn is_native(uid: &str) -> bool {
-        matches!(uid, IMPLICIT_VR_LE | EXPLICIT_VR_LE | DEFLATED_EXPLICIT_VR_LE | EXPLICIT_VR_BE)
+        matches!(
+            uid,
+            IMPLICIT_VR_LE | EXPLICIT_VR_LE | DEFLATED_EXPLICIT_VR_LE | EXPLICIT_VR_BE
+        )
     }
 
     /// True for transfer syntaxes that never lose information.
@@ -265,7 +268,10 @@ impl MediaType {
             MediaType::Mp4,
         ]
         .into_iter()
-        .find(|m| m.transfer_syntaxes().is_some_and(|list| list.contains(&uid)))
+        .find(|m| {
+            m.transfer_syntaxes()
+                .is_some_and(|list| list.contains(&uid))
+        })
     }
 
     /// True for the compressed image and video bulk data types.
@@ -349,11 +355,26 @@ mod tests {
 
     #[test]
     fn stored_syntax_to_media_type() {
-        assert_eq!(MediaType::for_stored_transfer_syntax(ts::JPEG_BASELINE), Some(MediaType::Jpeg));
-        assert_eq!(MediaType::for_stored_transfer_syntax(ts::RLE_LOSSLESS), Some(MediaType::DicomRle));
-        assert_eq!(MediaType::for_stored_transfer_syntax(ts::JPEG_2000), Some(MediaType::Jp2));
-        assert_eq!(MediaType::for_stored_transfer_syntax("1.2.840.10008.1.2.4.106"), Some(MediaType::Mp4));
-        assert_eq!(MediaType::for_stored_transfer_syntax(ts::EXPLICIT_VR_LE), None);
+        assert_eq!(
+            MediaType::for_stored_transfer_syntax(ts::JPEG_BASELINE),
+            Some(MediaType::Jpeg)
+        );
+        assert_eq!(
+            MediaType::for_stored_transfer_syntax(ts::RLE_LOSSLESS),
+            Some(MediaType::DicomRle)
+        );
+        assert_eq!(
+            MediaType::for_stored_transfer_syntax(ts::JPEG_2000),
+            Some(MediaType::Jp2)
+        );
+        assert_eq!(
+            MediaType::for_stored_transfer_syntax("1.2.840.10008.1.2.4.106"),
+            Some(MediaType::Mp4)
+        );
+        assert_eq!(
+            MediaType::for_stored_transfer_syntax(ts::EXPLICIT_VR_LE),
+            None
+        );
         assert!(ts::is_lossless(ts::RLE_LOSSLESS));
         assert!(!ts::is_lossless(ts::JPEG_BASELINE));
     }

@@ -21,7 +21,10 @@ pub struct MultipartWriter {
 impl MultipartWriter {
     /// A writer with the given boundary (1 to 70 characters of RFC 2046 `bchars`).
     pub fn new(boundary: impl Into<String>) -> MultipartWriter {
-        MultipartWriter { boundary: boundary.into(), parts_written: 0 }
+        MultipartWriter {
+            boundary: boundary.into(),
+            parts_written: 0,
+        }
     }
 
     /// The boundary.
@@ -31,11 +34,19 @@ impl MultipartWriter {
 
     /// The response's Content-Type: `multipart/related; type="..."; boundary="..."`.
     pub fn content_type(&self, part_type: &str) -> String {
-        format!("multipart/related; type=\"{part_type}\"; boundary=\"{}\"", self.boundary)
+        format!(
+            "multipart/related; type=\"{part_type}\"; boundary=\"{}\"",
+            self.boundary
+        )
     }
 
     /// The delimiter and headers that go before the next part's body.
-    pub fn part_head(&mut self, content_type: &str, location: Option<&str>, length: Option<u64>) -> Bytes {
+    pub fn part_head(
+        &mut self,
+        content_type: &str,
+        location: Option<&str>,
+        length: Option<u64>,
+    ) -> Bytes {
         let mut s = String::with_capacity(160 + self.boundary.len());
         if self.parts_written > 0 {
             s.push_str("\r\n");
@@ -98,7 +109,10 @@ pub struct Part<'a> {
 impl<'a> Part<'a> {
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
     }
 }
 
@@ -155,8 +169,15 @@ pub fn parse<'a>(boundary: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, ParseE
         let (headers, body_start) = parse_headers(body, pos)?;
         // The part ends at the next line break + delimiter.
         let next = find(body, &[b"\n", delim].concat(), body_start).ok_or(ParseError::Truncated)?;
-        let end = if next > body_start && body[next - 1] == b'\r' { next - 1 } else { next };
-        parts.push(Part { headers, body: &body[body_start..end.max(body_start)] });
+        let end = if next > body_start && body[next - 1] == b'\r' {
+            next - 1
+        } else {
+            next
+        };
+        parts.push(Part {
+            headers,
+            body: &body[body_start..end.max(body_start)],
+        });
         pos = next + 1;
     }
 }
@@ -178,7 +199,11 @@ fn parse_headers(b: &[u8], mut pos: usize) -> Result<(Vec<(&str, &str)>, usize),
             return Ok((headers, p));
         }
         let eol = memchr::memchr(b'\n', &b[pos..]).ok_or(ParseError::Truncated)? + pos;
-        let line_end = if eol > pos && b[eol - 1] == b'\r' { eol - 1 } else { eol };
+        let line_end = if eol > pos && b[eol - 1] == b'\r' {
+            eol - 1
+        } else {
+            eol
+        };
         let line = std::str::from_utf8(&b[pos..line_end]).map_err(|_| ParseError::BadHeaders)?;
         let (name, value) = line.split_once(':').ok_or(ParseError::BadHeaders)?;
         headers.push((name.trim(), value.trim()));
@@ -213,7 +238,13 @@ mod tests {
 
     #[test]
     fn exact_framing() {
-        let body = write("b1", &[("application/dicom", "/x/1", b"AB"), ("application/dicom", "/x/2", b"")]);
+        let body = write(
+            "b1",
+            &[
+                ("application/dicom", "/x/1", b"AB"),
+                ("application/dicom", "/x/2", b""),
+            ],
+        );
         assert_eq!(
             std::str::from_utf8(&body).expect("utf8"),
             "--b1\r\nContent-Type: application/dicom\r\nContent-Location: /x/1\r\n\r\nAB\
@@ -221,19 +252,33 @@ mod tests {
              \r\n--b1--\r\n"
         );
         let w = MultipartWriter::new("b1");
-        assert_eq!(w.content_type("application/dicom"), "multipart/related; type=\"application/dicom\"; boundary=\"b1\"");
+        assert_eq!(
+            w.content_type("application/dicom"),
+            "multipart/related; type=\"application/dicom\"; boundary=\"b1\""
+        );
     }
 
     #[test]
     fn roundtrip_with_hostile_bodies() {
         // Bodies that contain line breaks, dashes and look-alike delimiters.
-        let bodies: Vec<&[u8]> = vec![b"", b"\r\n", b"--b", b"\r\n--bx", b"--b--", b"\n--b\r", &[0u8, 255, 13, 10]];
+        let bodies: Vec<&[u8]> = vec![
+            b"",
+            b"\r\n",
+            b"--b",
+            b"\r\n--bx",
+            b"--b--",
+            b"\n--b\r",
+            &[0u8, 255, 13, 10],
+        ];
         let parts: Vec<(&str, &str, &[u8])> = bodies.iter().map(|b| ("a/b", "loc", *b)).collect();
         let encoded = write("b", &parts);
         // The writer's contract: the boundary must not appear after CRLF in a body. These
         // bodies violate it only through "\r\n--b"; check the others.
-        let safe: Vec<(&str, &str, &[u8])> =
-            parts.iter().filter(|p| memchr::memmem::find(p.2, b"\n--b").is_none()).cloned().collect();
+        let safe: Vec<(&str, &str, &[u8])> = parts
+            .iter()
+            .filter(|p| memchr::memmem::find(p.2, b"\n--b").is_none())
+            .cloned()
+            .collect();
         let encoded_safe = write("b", &safe);
         let parsed = parse("b", &encoded_safe).expect("parse");
         assert_eq!(parsed.len(), safe.len());
@@ -258,23 +303,48 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(parse("b", b"no delimiter"), Err(ParseError::NoOpeningDelimiter));
-        assert_eq!(parse("b", b"--b\r\nContent-Type: x\r\n\r\nabc"), Err(ParseError::Truncated));
-        assert_eq!(parse("b", b"--b\r\nbad header line\r\n\r\nabc\r\n--b--"), Err(ParseError::BadHeaders));
+        assert_eq!(
+            parse("b", b"no delimiter"),
+            Err(ParseError::NoOpeningDelimiter)
+        );
+        assert_eq!(
+            parse("b", b"--b\r\nContent-Type: x\r\n\r\nabc"),
+            Err(ParseError::Truncated)
+        );
+        assert_eq!(
+            parse("b", b"--b\r\nbad header line\r\n\r\nabc\r\n--b--"),
+            Err(ParseError::BadHeaders)
+        );
         assert_eq!(parse("b", b"--b--").expect("empty").len(), 0);
     }
 
     #[test]
     fn boundary_from_content_type() {
-        assert_eq!(boundary_of("multipart/related; type=\"application/dicom\"; boundary=\"abc\""), Some("abc".into()));
-        assert_eq!(boundary_of("multipart/related; boundary=abc; type=application/dicom"), Some("abc".into()));
-        assert_eq!(boundary_of("multipart/related; type=application/dicom"), None);
+        assert_eq!(
+            boundary_of("multipart/related; type=\"application/dicom\"; boundary=\"abc\""),
+            Some("abc".into())
+        );
+        assert_eq!(
+            boundary_of("multipart/related; boundary=abc; type=application/dicom"),
+            Some("abc".into())
+        );
+        assert_eq!(
+            boundary_of("multipart/related; type=application/dicom"),
+            None
+        );
         assert_eq!(boundary_from_entropy([0xab; 16]).len(), 5 + 32);
     }
 
     #[test]
     fn framing_len_matches_written_bytes() {
-        let heads = [("application/dicom; transfer-syntax=1.2.840.10008.1.2.1", Some("/a"), None), ("x/y", None, Some(7))];
+        let heads = [
+            (
+                "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+                Some("/a"),
+                None,
+            ),
+            ("x/y", None, Some(7)),
+        ];
         let mut w = MultipartWriter::new("bb");
         let mut n = 0;
         for (ct, loc, len) in heads {

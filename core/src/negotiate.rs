@@ -122,7 +122,10 @@ pub struct MediaRange {
 
 impl MediaRange {
     fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -173,9 +176,8 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn unquote(v: &str) -> Option<String> {
@@ -265,7 +267,15 @@ fn expand(essence: &str, category: Category, multipart: bool) -> Vec<MediaType> 
                 vec![default]
             }
         }
-        "image/*" => vec![M::Jpeg, M::Jp2, M::Jpx, M::DicomRle, M::Jls, M::Jphc, M::Jxl],
+        "image/*" => vec![
+            M::Jpeg,
+            M::Jp2,
+            M::Jpx,
+            M::DicomRle,
+            M::Jls,
+            M::Jphc,
+            M::Jxl,
+        ],
         "video/*" => vec![M::Mpeg, M::Mp4],
         "application/*" => match category {
             Category::Metadata => vec![M::DicomJson],
@@ -289,7 +299,10 @@ impl Negotiation {
     ) -> Result<Negotiation> {
         let source = match accept_query.map(str::trim).filter(|s| !s.is_empty()) {
             Some(q) => q,
-            None => accept_header.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("*/*"),
+            None => accept_header
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .unwrap_or("*/*"),
         };
         let ranges = parse_accept(source);
         let mut candidates = Vec::new();
@@ -338,7 +351,12 @@ impl Negotiation {
                         }
                     }
                 }
-                let c = Candidate { media, multipart, ts: ts.clone(), q: range.q };
+                let c = Candidate {
+                    media,
+                    multipart,
+                    ts: ts.clone(),
+                    q: range.q,
+                };
                 if !candidates.contains(&c) {
                     candidates.push(c);
                 }
@@ -397,19 +415,28 @@ pub fn choose_ts(
     stored: &str,
     can_produce: impl Fn(&str, &str) -> bool,
 ) -> Option<Chosen> {
-    let allowed = |uid: &str| media.transfer_syntaxes().is_none_or(|list| list.contains(&uid));
+    let allowed = |uid: &str| {
+        media
+            .transfer_syntaxes()
+            .is_none_or(|list| list.contains(&uid))
+    };
     let mut stored_ok = false;
     for w in wanted {
         match w {
             // octet-stream with `*` sends stored bytes untouched, whatever they are.
             TsWanted::Any if media == MediaType::OctetStream || allowed(stored) => stored_ok = true,
             TsWanted::Uid(u) if u == stored => stored_ok = true,
-            TsWanted::Default if media.default_transfer_syntax() == Some(stored) => stored_ok = true,
+            TsWanted::Default if media.default_transfer_syntax() == Some(stored) => {
+                stored_ok = true
+            }
             _ => {}
         }
     }
     if stored_ok {
-        return Some(Chosen { ts: stored.to_owned(), passthrough: true });
+        return Some(Chosen {
+            ts: stored.to_owned(),
+            passthrough: true,
+        });
     }
     let mut best: Option<(usize, bool, String)> = None;
     for (i, w) in wanted.iter().enumerate() {
@@ -437,7 +464,10 @@ pub fn choose_ts(
             break;
         }
     }
-    best.map(|(_, _, ts)| Chosen { ts, passthrough: false })
+    best.map(|(_, _, ts)| Chosen {
+        ts,
+        passthrough: false,
+    })
 }
 
 /// A sentence listing what the category can be served as, for 406 bodies.
@@ -474,7 +504,12 @@ mod tests {
     const STUDY: Category = Category::Instances { instance: false };
 
     fn c(media: MediaType, multipart: bool, ts: TsWanted, q: u16) -> Candidate {
-        Candidate { media, multipart, ts, q }
+        Candidate {
+            media,
+            multipart,
+            ts,
+            q,
+        }
     }
 
     fn neg(accept: &str, cat: Category) -> Vec<Candidate> {
@@ -590,7 +625,10 @@ mod tests {
             ("image/png", Category::Frames),
             ("text/html", Category::Metadata),
             ("application/dicom+json;q=0", Category::Metadata),
-            ("multipart/related; type=application/dicom+json", Category::Metadata),
+            (
+                "multipart/related; type=application/dicom+json",
+                Category::Metadata,
+            ),
             ("application/dicom+xml", Category::Metadata), // XML is multipart only
             ("\"unterminated", Category::Metadata),
         ];
@@ -604,12 +642,22 @@ mod tests {
     #[test]
     fn missing_accept_and_query_override() {
         let n = Negotiation::new(None, None, STUDY).expect("ok");
-        assert_eq!(n.candidates, vec![c(M::Dicom, true, TsWanted::Default, 1000)]);
+        assert_eq!(
+            n.candidates,
+            vec![c(M::Dicom, true, TsWanted::Default, 1000)]
+        );
         let n = Negotiation::new(Some("   "), None, Category::Metadata).expect("ok");
         assert_eq!(n.candidates[0].media, M::DicomJson);
-        let n = Negotiation::new(Some("application/dicom+json"), Some("application/json"), Category::Metadata)
-            .expect("ok");
-        assert_eq!(n.candidates, vec![c(M::Json, false, TsWanted::Default, 1000)]);
+        let n = Negotiation::new(
+            Some("application/dicom+json"),
+            Some("application/json"),
+            Category::Metadata,
+        )
+        .expect("ok");
+        assert_eq!(
+            n.candidates,
+            vec![c(M::Json, false, TsWanted::Default, 1000)]
+        );
     }
 
     #[test]
@@ -617,7 +665,15 @@ mod tests {
         let long = "a/b;".repeat(100_000);
         let nested = "\"".repeat(10_001);
         let many = "application/json,".repeat(10_000);
-        for v in [long.as_str(), nested.as_str(), many.as_str(), ";;;,,,==", "*/x", "é/ü; q=0.5", "a/b; q=1.0001"] {
+        for v in [
+            long.as_str(),
+            nested.as_str(),
+            many.as_str(),
+            ";;;,,,==",
+            "*/x",
+            "é/ü; q=0.5",
+            "a/b; q=1.0001",
+        ] {
             let _ = Negotiation::new(Some(v), None, Category::Metadata);
         }
         // Too many ranges: only the first MAX_RANGES are looked at.
@@ -653,11 +709,21 @@ mod tests {
             // No parameter: the default; stored ELE is sent as is.
             (M::Dicom, vec![TsWanted::Default], ele, Some((ele, true))),
             // No parameter, stored implicit: converted to ELE.
-            (M::Dicom, vec![TsWanted::Default], ts::IMPLICIT_VR_LE, Some((ele, false))),
+            (
+                M::Dicom,
+                vec![TsWanted::Default],
+                ts::IMPLICIT_VR_LE,
+                Some((ele, false)),
+            ),
             // No parameter, stored JPEG: not producible without a decoder.
             (M::Dicom, vec![TsWanted::Default], ts::JPEG_BASELINE, None),
             // `*`: always the stored one.
-            (M::Dicom, vec![TsWanted::Any], ts::JPEG_BASELINE, Some((ts::JPEG_BASELINE, true))),
+            (
+                M::Dicom,
+                vec![TsWanted::Any],
+                ts::JPEG_BASELINE,
+                Some((ts::JPEG_BASELINE, true)),
+            ),
             // The stored syntax wins when listed, even with a lower q.
             (
                 M::Dicom,
@@ -666,16 +732,34 @@ mod tests {
                 Some((ts::JPEG_BASELINE, true)),
             ),
             // Named implicit VR: produced on request.
-            (M::Dicom, vec![uid(ts::IMPLICIT_VR_LE)], ele, Some((ts::IMPLICIT_VR_LE, false))),
+            (
+                M::Dicom,
+                vec![uid(ts::IMPLICIT_VR_LE)],
+                ele,
+                Some((ts::IMPLICIT_VR_LE, false)),
+            ),
             // Frames, octet-stream with `*`: stored compressed bytes untouched.
-            (M::OctetStream, vec![TsWanted::Any], ts::JPEG_2000, Some((ts::JPEG_2000, true))),
+            (
+                M::OctetStream,
+                vec![TsWanted::Any],
+                ts::JPEG_2000,
+                Some((ts::JPEG_2000, true)),
+            ),
             // image/jp2 with `*` and stored JPEG baseline: jp2 cannot carry it; default needs a codec.
             (M::Jp2, vec![TsWanted::Any], ts::JPEG_BASELINE, None),
-            (M::Jp2, vec![TsWanted::Default], ts::JPEG_2000_LOSSLESS, Some((ts::JPEG_2000_LOSSLESS, true))),
+            (
+                M::Jp2,
+                vec![TsWanted::Default],
+                ts::JPEG_2000_LOSSLESS,
+                Some((ts::JPEG_2000_LOSSLESS, true)),
+            ),
         ];
         for (media, wanted, stored, want) in cases {
             let got = choose_ts(media, &wanted, stored, uncompressed);
-            let want = want.map(|(t, p)| Chosen { ts: t.to_owned(), passthrough: p });
+            let want = want.map(|(t, p)| Chosen {
+                ts: t.to_owned(),
+                passthrough: p,
+            });
             assert_eq!(got, want, "{media} {wanted:?} from {stored}");
         }
     }

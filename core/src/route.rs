@@ -77,9 +77,9 @@ impl Target {
     /// The Study Instance UID.
     pub fn study(&self) -> &Uid {
         match self {
-            Target::Study { study } | Target::Series { study, .. } | Target::Instance { study, .. } => {
-                study
-            }
+            Target::Study { study }
+            | Target::Series { study, .. }
+            | Target::Instance { study, .. } => study,
         }
     }
 
@@ -88,7 +88,11 @@ impl Target {
         match self {
             Target::Study { study } => format!("studies/{study}"),
             Target::Series { study, series } => format!("studies/{study}/series/{series}"),
-            Target::Instance { study, series, instance } => {
+            Target::Instance {
+                study,
+                series,
+                instance,
+            } => {
                 format!("studies/{study}/series/{series}/instances/{instance}")
             }
         }
@@ -244,11 +248,19 @@ pub fn parse_path(path: &str) -> Result<Option<Route>> {
         }
     }
     let resource = parse_resource(segs)?;
-    Ok(Some(Route { ae_title: ae_title.to_owned(), resource }))
+    Ok(Some(Route {
+        ae_title: ae_title.to_owned(),
+        resource,
+    }))
 }
 
 fn parse_resource(segs: &[&str]) -> Result<Resource> {
-    let not_found = || Error::NotFound(format!("no WADO-RS resource at {:?}", truncate_for_message(&segs.join("/"))));
+    let not_found = || {
+        Error::NotFound(format!(
+            "no WADO-RS resource at {:?}",
+            truncate_for_message(&segs.join("/"))
+        ))
+    };
     if segs.len() < 2 || segs[0] != "studies" {
         return Err(not_found());
     }
@@ -257,7 +269,10 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
     let mut rest = &segs[2..];
     if rest.len() >= 2 && rest[0] == "series" {
         let series = Uid::parse(rest[1])?;
-        target = Target::Series { study: target.study().clone(), series };
+        target = Target::Series {
+            study: target.study().clone(),
+            series,
+        };
         rest = &rest[2..];
         if rest.len() >= 2 && rest[0] == "instances" {
             let instance = Uid::parse(rest[1])?;
@@ -265,19 +280,31 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
                 Target::Series { study, series } => (study, series),
                 _ => unreachable!("target was just set to a series"),
             };
-            target = Target::Instance { study, series, instance };
+            target = Target::Instance {
+                study,
+                series,
+                instance,
+            };
             rest = &rest[2..];
         }
     }
     match rest {
         [] => Ok(Resource::Instances(target)),
         ["metadata"] => Ok(Resource::Metadata(target)),
-        ["pixeldata"] if matches!(target, Target::Instance { .. }) => Ok(Resource::PixelData(target)),
-        ["frames", list] if matches!(target, Target::Instance { .. }) => {
-            Ok(Resource::Frames { target, frames: parse_frame_list(list)? })
+        ["pixeldata"] if matches!(target, Target::Instance { .. }) => {
+            Ok(Resource::PixelData(target))
         }
-        ["bulkdata", path @ ..] if matches!(target, Target::Instance { .. }) && !path.is_empty() => {
-            Ok(Resource::BulkData { target, path: AttributePath::parse(path)? })
+        ["frames", list] if matches!(target, Target::Instance { .. }) => Ok(Resource::Frames {
+            target,
+            frames: parse_frame_list(list)?,
+        }),
+        ["bulkdata", path @ ..]
+            if matches!(target, Target::Instance { .. }) && !path.is_empty() =>
+        {
+            Ok(Resource::BulkData {
+                target,
+                path: AttributePath::parse(path)?,
+            })
         }
         _ => Err(not_found()),
     }
@@ -384,28 +411,59 @@ mod tests {
 
     #[test]
     fn resources_table() {
-        let inst = Target::Instance { study: uid("1.2"), series: uid("3.4"), instance: uid("5.6") };
+        let inst = Target::Instance {
+            study: uid("1.2"),
+            series: uid("3.4"),
+            instance: uid("5.6"),
+        };
         let cases: Vec<(&str, Resource)> = vec![
-            ("/studies/1.2", Resource::Instances(Target::Study { study: uid("1.2") })),
-            ("/studies/1.2/", Resource::Instances(Target::Study { study: uid("1.2") })),
-            ("/studies/1.2/metadata", Resource::Metadata(Target::Study { study: uid("1.2") })),
+            (
+                "/studies/1.2",
+                Resource::Instances(Target::Study { study: uid("1.2") }),
+            ),
+            (
+                "/studies/1.2/",
+                Resource::Instances(Target::Study { study: uid("1.2") }),
+            ),
+            (
+                "/studies/1.2/metadata",
+                Resource::Metadata(Target::Study { study: uid("1.2") }),
+            ),
             (
                 "/studies/1.2/series/3.4",
-                Resource::Instances(Target::Series { study: uid("1.2"), series: uid("3.4") }),
+                Resource::Instances(Target::Series {
+                    study: uid("1.2"),
+                    series: uid("3.4"),
+                }),
             ),
             (
                 "/studies/1.2/series/3.4/metadata",
-                Resource::Metadata(Target::Series { study: uid("1.2"), series: uid("3.4") }),
+                Resource::Metadata(Target::Series {
+                    study: uid("1.2"),
+                    series: uid("3.4"),
+                }),
             ),
-            ("/studies/1.2/series/3.4/instances/5.6", Resource::Instances(inst.clone())),
-            ("/studies/1.2/series/3.4/instances/5.6/metadata", Resource::Metadata(inst.clone())),
+            (
+                "/studies/1.2/series/3.4/instances/5.6",
+                Resource::Instances(inst.clone()),
+            ),
+            (
+                "/studies/1.2/series/3.4/instances/5.6/metadata",
+                Resource::Metadata(inst.clone()),
+            ),
             (
                 "/studies/1.2/series/3.4/instances/5.6/frames/1,3,2",
-                Resource::Frames { target: inst.clone(), frames: vec![1, 3, 2] },
+                Resource::Frames {
+                    target: inst.clone(),
+                    frames: vec![1, 3, 2],
+                },
             ),
             (
                 "/studies/1.2/series/3.4/instances/5.6/frames/4%2C5%2c6",
-                Resource::Frames { target: inst.clone(), frames: vec![4, 5, 6] },
+                Resource::Frames {
+                    target: inst.clone(),
+                    frames: vec![4, 5, 6],
+                },
             ),
             (
                 "/studies/1.2/series/3.4/instances/5.6/bulkdata/7FE00010",
@@ -425,7 +483,10 @@ mod tests {
                     ]),
                 },
             ),
-            ("/studies/1.2/series/3.4/instances/5.6/pixeldata", Resource::PixelData(inst)),
+            (
+                "/studies/1.2/series/3.4/instances/5.6/pixeldata",
+                Resource::PixelData(inst),
+            ),
         ];
         for (path, want) in cases {
             assert_eq!(ok(path), want, "{path}");
@@ -455,11 +516,17 @@ mod tests {
             ("/studies/1.2/series/3/instances/4/frames/a", 400),
             ("/studies/1.2/series/3/instances/4/frames/-1", 400),
             ("/studies/1.2/series/3/instances/4/frames/+1", 400),
-            ("/studies/1.2/series/3/instances/4/frames/99999999999999999999", 400),
-            ("/studies/1.2/series/3/instances/4/frames/", 400),
+            (
+                "/studies/1.2/series/3/instances/4/frames/99999999999999999999",
+                400,
+            ),
+            ("/studies/1.2/series/3/instances/4/frames/", 404),
             ("/studies/1.2/series/3/instances/4/frames/1,", 400),
             ("/studies/1.2/series/3/instances/4/bulkdata/7FE0001", 400),
-            ("/studies/1.2/series/3/instances/4/bulkdata/7FE00010/0/00100010", 400),
+            (
+                "/studies/1.2/series/3/instances/4/bulkdata/7FE00010/0/00100010",
+                400,
+            ),
             ("/studies/1.2/series/3/instances/4/bulkdata/7FE00010/1", 400),
             ("/studies/1.2/series/3/instances/4/bulkdata", 404),
             ("/studies/1.2/series/3/instances/4/other", 404),
@@ -480,7 +547,9 @@ mod tests {
     #[test]
     fn service_root_and_ae_titles() {
         assert_eq!(parse_path("/other/path").expect("ok"), None);
-        let r = parse_path("/dcm4chee-arc/aets/MYAE/rs/studies/1").expect("ok").expect("some");
+        let r = parse_path("/dcm4chee-arc/aets/MYAE/rs/studies/1")
+            .expect("ok")
+            .expect("some");
         assert_eq!(r.ae_title, "MYAE");
         assert_eq!(
             parse_path("/dcm4chee-arc/aets/MYAE/wado/studies/1").map_err(|e| e.status().as_u16()),
@@ -499,7 +568,10 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert!(parse_frame_list(&many).is_err());
-        let ok = (1..=1000u32).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        let ok = (1..=1000u32)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         assert_eq!(parse_frame_list(&ok).expect("ok").len(), 1000);
         assert_eq!(parse_frame_list("4294967295").expect("ok"), vec![u32::MAX]);
         assert!(parse_frame_list("4294967296").is_err());

@@ -131,8 +131,15 @@ pub fn scan_meta(b: &[u8]) -> Result<Meta, ScanError> {
             return Err(bad("undefined length in File Meta Information"));
         }
         let start = pos + header;
-        let end = start.checked_add(len).filter(|&e| e <= b.len()).ok_or_else(|| bad("element runs past the end"))?;
-        let text = || String::from_utf8_lossy(&b[start..end]).trim_end_matches(['\0', ' ']).to_owned();
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= b.len())
+            .ok_or_else(|| bad("element runs past the end"))?;
+        let text = || {
+            String::from_utf8_lossy(&b[start..end])
+                .trim_end_matches(['\0', ' '])
+                .to_owned()
+        };
         match element {
             0x0010 => ts = Some(text()),
             0x0003 => sop = Some(text()),
@@ -140,15 +147,24 @@ pub fn scan_meta(b: &[u8]) -> Result<Meta, ScanError> {
         }
         pos = end;
     }
-    let transfer_syntax = ts.filter(|t| !t.is_empty()).ok_or_else(|| bad("no Transfer Syntax UID (0002,0010)"))?;
-    Ok(Meta { transfer_syntax, media_storage_sop_instance: sop, dataset_offset: pos as u64 })
+    let transfer_syntax = ts
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("no Transfer Syntax UID (0002,0010)"))?;
+    Ok(Meta {
+        transfer_syntax,
+        media_storage_sop_instance: sop,
+        dataset_offset: pos as u64,
+    })
 }
 
 /// True when a file with this transfer syntax can be scanned (its stored bytes are the
 /// little-endian bytes that bulk data responses carry).
 pub fn is_byte_addressable(transfer_syntax: &str) -> bool {
     use crate::media::ts;
-    !matches!(transfer_syntax, ts::EXPLICIT_VR_BE | ts::DEFLATED_EXPLICIT_VR_LE)
+    !matches!(
+        transfer_syntax,
+        ts::EXPLICIT_VR_BE | ts::DEFLATED_EXPLICIT_VR_LE
+    )
 }
 
 /// Scans a whole file: meta, then the data set's element positions.
@@ -156,19 +172,44 @@ pub fn is_byte_addressable(transfer_syntax: &str) -> bool {
 /// `inline_max` is the JSON writer's limit: binary values longer than it are recorded.
 pub fn scan(b: &[u8], inline_max: usize) -> Result<Scan, ScanError> {
     let meta = scan_meta(b)?;
-    let mut out = Scan { meta, bulk: Vec::new(), pixel: None };
+    let mut out = Scan {
+        meta,
+        bulk: Vec::new(),
+        pixel: None,
+    };
     if !is_byte_addressable(&out.meta.transfer_syntax) {
         return Ok(out);
     }
     let explicit = out.meta.transfer_syntax != crate::media::ts::IMPLICIT_VR_LE;
-    let mut w = Walker { b, explicit, inline_max, out: &mut out, path: Vec::new() };
+    let mut w = Walker {
+        b,
+        explicit,
+        inline_max,
+        out: &mut out,
+        path: Vec::new(),
+    };
     let start = w.out.meta.dataset_offset as usize;
     w.walk(start, b.len(), false, 0)?;
     Ok(out)
 }
 
 fn long_length_vr(vr: &[u8; 2]) -> bool {
-    matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UR" | b"UT" | b"UN" | b"SV" | b"UV")
+    matches!(
+        vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"UC"
+            | b"UR"
+            | b"UT"
+            | b"UN"
+            | b"SV"
+            | b"UV"
+    )
 }
 
 fn read_u16(b: &[u8], pos: usize) -> Option<u16> {
@@ -207,7 +248,13 @@ impl Walker<'_, '_> {
 
     /// Walks elements in `[pos, end)`. In an undefined-length item (`in_item`), stops after the
     /// Item Delimitation Item and returns the position after it.
-    fn walk(&mut self, mut pos: usize, end: usize, in_item: bool, depth: usize) -> Result<usize, ScanError> {
+    fn walk(
+        &mut self,
+        mut pos: usize,
+        end: usize,
+        in_item: bool,
+        depth: usize,
+    ) -> Result<usize, ScanError> {
         if depth > MAX_DEPTH {
             return Err(self.err(Tag(0, 0), pos, "sequences nested too deeply"));
         }
@@ -219,7 +266,9 @@ impl Walker<'_, '_> {
                 }
                 return Err(self.err(Tag(0, 0), pos, "truncated element header"));
             }
-            let tag = self.tag_at(pos).ok_or_else(|| self.err(Tag(0, 0), pos, "truncated"))?;
+            let tag = self
+                .tag_at(pos)
+                .ok_or_else(|| self.err(Tag(0, 0), pos, "truncated"))?;
             if tag == ITEM_END {
                 if in_item {
                     return Ok(pos + 8);
@@ -246,15 +295,26 @@ impl Walker<'_, '_> {
                 }
                 return Err(self.err(tag, pos, "undefined length on a non-sequence value"));
             }
-            let vend = value.checked_add(len as usize).filter(|&e| e <= end).ok_or_else(|| self.err(tag, pos, "value runs past the end of the data"))?;
+            let vend = value
+                .checked_add(len as usize)
+                .filter(|&e| e <= end)
+                .ok_or_else(|| self.err(tag, pos, "value runs past the end of the data"))?;
             let top_pixel = depth == 0 && is_pixel_data_tag(tag);
             if top_pixel {
-                self.out.pixel = Some(PixelLocation::Native { offset: value as u64, length: u64::from(len) });
+                self.out.pixel = Some(PixelLocation::Native {
+                    offset: value as u64,
+                    length: u64::from(len),
+                });
             }
             if top_pixel || (is_binary_vr(vr) && len as usize > self.inline_max) {
                 let mut path = self.path.clone();
                 path.push(step);
-                self.out.bulk.push(ValueLocation { path, vr, offset: value as u64, length: u64::from(len) });
+                self.out.bulk.push(ValueLocation {
+                    path,
+                    vr,
+                    offset: value as u64,
+                    length: u64::from(len),
+                });
             }
             pos = vend;
         }
@@ -267,32 +327,53 @@ impl Walker<'_, '_> {
     fn header(&self, pos: usize, tag: Tag) -> Result<(VR, u32, usize), ScanError> {
         if self.explicit {
             let vr_bytes = [self.b[pos + 4], self.b[pos + 5]];
-            let vr = std::str::from_utf8(&vr_bytes).ok().and_then(|s| s.parse::<VR>().ok()).unwrap_or(VR::UN);
+            let vr = std::str::from_utf8(&vr_bytes)
+                .ok()
+                .and_then(|s| s.parse::<VR>().ok())
+                .unwrap_or(VR::UN);
             if long_length_vr(&vr_bytes) {
-                let len = read_u32(self.b, pos + 8).ok_or_else(|| self.err(tag, pos, "truncated header"))?;
+                let len = read_u32(self.b, pos + 8)
+                    .ok_or_else(|| self.err(tag, pos, "truncated header"))?;
                 Ok((vr, len, 12))
             } else {
                 Ok((vr, u32::from(read_u16(self.b, pos + 6).unwrap_or(0)), 8))
             }
         } else {
-            let len = read_u32(self.b, pos + 4).ok_or_else(|| self.err(tag, pos, "truncated header"))?;
+            let len =
+                read_u32(self.b, pos + 4).ok_or_else(|| self.err(tag, pos, "truncated header"))?;
             Ok((implicit_vr(tag), len, 8))
         }
     }
 
-    fn sequence(&mut self, tag: Tag, mut pos: usize, len: u32, end: usize, depth: usize) -> Result<usize, ScanError> {
+    fn sequence(
+        &mut self,
+        tag: Tag,
+        mut pos: usize,
+        len: u32,
+        end: usize,
+        depth: usize,
+    ) -> Result<usize, ScanError> {
         let seq_end = if len == UNDEFINED {
             end
         } else {
-            pos.checked_add(len as usize).filter(|&e| e <= end).ok_or_else(|| self.err(tag, pos, "sequence runs past the end"))?
+            pos.checked_add(len as usize)
+                .filter(|&e| e <= end)
+                .ok_or_else(|| self.err(tag, pos, "sequence runs past the end"))?
         };
         let mut item_no = 0u32;
         while pos < seq_end {
-            let t = self.tag_at(pos).ok_or_else(|| self.err(tag, pos, "truncated sequence"))?;
-            let ilen = read_u32(self.b, pos + 4).ok_or_else(|| self.err(tag, pos, "truncated item"))?;
+            let t = self
+                .tag_at(pos)
+                .ok_or_else(|| self.err(tag, pos, "truncated sequence"))?;
+            let ilen =
+                read_u32(self.b, pos + 4).ok_or_else(|| self.err(tag, pos, "truncated item"))?;
             if t == SEQ_END {
                 if len != UNDEFINED {
-                    return Err(self.err(tag, pos, "sequence delimiter in a defined-length sequence"));
+                    return Err(self.err(
+                        tag,
+                        pos,
+                        "sequence delimiter in a defined-length sequence",
+                    ));
                 }
                 return Ok(pos + 8);
             }
@@ -305,7 +386,10 @@ impl Walker<'_, '_> {
             pos = if ilen == UNDEFINED {
                 self.walk(body, seq_end, true, depth + 1)?
             } else {
-                let iend = body.checked_add(ilen as usize).filter(|&e| e <= seq_end).ok_or_else(|| self.err(tag, pos, "item runs past its sequence"))?;
+                let iend = body
+                    .checked_add(ilen as usize)
+                    .filter(|&e| e <= seq_end)
+                    .ok_or_else(|| self.err(tag, pos, "item runs past its sequence"))?;
                 self.walk(body, iend, false, depth + 1)?;
                 iend
             };
@@ -322,8 +406,12 @@ impl Walker<'_, '_> {
         let mut fragments = Vec::new();
         let mut first = true;
         loop {
-            let t = self.tag_at(pos).ok_or_else(|| self.err(tag, pos, "truncated pixel data"))?;
-            let ilen = read_u32(self.b, pos + 4).ok_or_else(|| self.err(tag, pos, "truncated pixel data item"))? as usize;
+            let t = self
+                .tag_at(pos)
+                .ok_or_else(|| self.err(tag, pos, "truncated pixel data"))?;
+            let ilen = read_u32(self.b, pos + 4)
+                .ok_or_else(|| self.err(tag, pos, "truncated pixel data item"))?
+                as usize;
             if t == SEQ_END {
                 pos += 8;
                 break;
@@ -332,26 +420,50 @@ impl Walker<'_, '_> {
                 return Err(self.err(tag, pos, "malformed encapsulated pixel data item"));
             }
             let data = pos + 8;
-            let dend = data.checked_add(ilen).filter(|&e| e <= end).ok_or_else(|| self.err(tag, pos, "fragment runs past the end"))?;
+            let dend = data
+                .checked_add(ilen)
+                .filter(|&e| e <= end)
+                .ok_or_else(|| self.err(tag, pos, "fragment runs past the end"))?;
             if first {
                 if ilen % 4 != 0 {
-                    return Err(self.err(tag, pos, "basic offset table length is not a multiple of 4"));
+                    return Err(self.err(
+                        tag,
+                        pos,
+                        "basic offset table length is not a multiple of 4",
+                    ));
                 }
-                offset_table = self.b[data..dend].chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect();
+                offset_table = self.b[data..dend]
+                    .chunks_exact(4)
+                    .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect();
                 first = false;
             } else {
-                fragments.push(Fragment { item_offset: pos as u64, offset: data as u64, length: ilen as u64 });
+                fragments.push(Fragment {
+                    item_offset: pos as u64,
+                    offset: data as u64,
+                    length: ilen as u64,
+                });
             }
             pos = dend;
         }
         let mut path = self.path.clone();
-        path.push(PathStep::Tag(u32::from(tag.group()) << 16 | u32::from(tag.element())));
+        path.push(PathStep::Tag(
+            u32::from(tag.group()) << 16 | u32::from(tag.element()),
+        ));
         let (first_off, last_end) = match (fragments.first(), fragments.last()) {
             (Some(f), Some(l)) => (f.item_offset, l.offset + l.length),
             _ => (pos as u64, pos as u64),
         };
-        self.out.bulk.push(ValueLocation { path, vr: VR::OB, offset: first_off, length: last_end - first_off });
-        self.out.pixel = Some(PixelLocation::Encapsulated { offset_table, fragments });
+        self.out.bulk.push(ValueLocation {
+            path,
+            vr: VR::OB,
+            offset: first_off,
+            length: last_end - first_off,
+        });
+        self.out.pixel = Some(PixelLocation::Encapsulated {
+            offset_table,
+            fragments,
+        });
         Ok(pos)
     }
 }
@@ -449,10 +561,23 @@ mod tests {
         let file = part10("1.2.840.10008.1.2.1", &body);
         let s = scan(&file, 8).expect("scan");
         let pix_off = file.len() - 16;
-        assert_eq!(s.pixel, Some(PixelLocation::Native { offset: pix_off as u64, length: 16 }));
+        assert_eq!(
+            s.pixel,
+            Some(PixelLocation::Native {
+                offset: pix_off as u64,
+                length: 16
+            })
+        );
         assert_eq!(s.bulk.len(), 2);
         let nested_bulk = &s.bulk[0];
-        assert_eq!(nested_bulk.path, vec![PathStep::Tag(0x0008_1140), PathStep::Item(1), PathStep::Tag(0x0029_1010)]);
+        assert_eq!(
+            nested_bulk.path,
+            vec![
+                PathStep::Tag(0x0008_1140),
+                PathStep::Item(1),
+                PathStep::Tag(0x0029_1010)
+            ]
+        );
         let o = nested_bulk.offset as usize;
         assert_eq!(&file[o..o + 20], &big[..]);
     }
@@ -472,18 +597,30 @@ mod tests {
         body.extend(item(SEQ_END, 0));
         let file = part10("1.2.840.10008.1.2.4.50", &body);
         let s = scan(&file, 1024).expect("scan");
-        let Some(PixelLocation::Encapsulated { offset_table, fragments }) = s.pixel else { panic!("not encapsulated") };
+        let Some(PixelLocation::Encapsulated {
+            offset_table,
+            fragments,
+        }) = s.pixel
+        else {
+            panic!("not encapsulated")
+        };
         assert_eq!(offset_table, vec![0, 12]);
         assert_eq!(fragments.len(), 2);
         assert_eq!(fragments[1].item_offset - fragments[0].item_offset, 12);
         let f = fragments[1];
-        assert_eq!(&file[f.offset as usize..(f.offset + f.length) as usize], b"\xFF\xD8CD");
+        assert_eq!(
+            &file[f.offset as usize..(f.offset + f.length) as usize],
+            b"\xFF\xD8CD"
+        );
     }
 
     #[test]
     fn malformed_inputs_are_errors_not_panics() {
         let cases: Vec<Vec<u8>> = vec![
-            ex((0x0010, 0x0010), "OB", &[1, 2]).into_iter().take(10).collect(), // truncated header
+            ex((0x0010, 0x0010), "OB", &[1, 2])
+                .into_iter()
+                .take(10)
+                .collect(), // truncated header
             {
                 let mut e = ex((0x0010, 0x0010), "OB", &[1, 2]);
                 e[8..12].copy_from_slice(&1000u32.to_le_bytes());

@@ -19,30 +19,79 @@ pub async fn run_all(store: &dyn Store) {
 /// What is written is read back byte for byte, and its size is reported.
 pub async fn put_get_roundtrip(store: &dyn Store) {
     let data = Bytes::from_static(b"\x00\x01binary\xff data");
-    store.put("t/roundtrip/a.bin", data.clone()).await.expect("put");
-    assert_eq!(store.get("t/roundtrip/a.bin").await.expect("get"), Some(data.clone()), "put_get_roundtrip");
-    assert_eq!(store.size("t/roundtrip/a.bin").await.expect("size"), Some(data.len() as u64), "size");
-    store.put("t/roundtrip/empty", Bytes::new()).await.expect("put empty");
-    assert_eq!(store.get("t/roundtrip/empty").await.expect("get"), Some(Bytes::new()), "empty object");
+    store
+        .put("t/roundtrip/a.bin", data.clone())
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get("t/roundtrip/a.bin").await.expect("get"),
+        Some(data.clone()),
+        "put_get_roundtrip"
+    );
+    assert_eq!(
+        store.size("t/roundtrip/a.bin").await.expect("size"),
+        Some(data.len() as u64),
+        "size"
+    );
+    store
+        .put("t/roundtrip/empty", Bytes::new())
+        .await
+        .expect("put empty");
+    assert_eq!(
+        store.get("t/roundtrip/empty").await.expect("get"),
+        Some(Bytes::new()),
+        "empty object"
+    );
 }
 
 /// Missing objects are `None`, not errors.
 pub async fn get_missing_is_none(store: &dyn Store) {
-    assert_eq!(store.get("t/missing/x").await.expect("get"), None, "get_missing_is_none");
-    assert_eq!(store.get_range("t/missing/x", 0..1).await.expect("range"), None, "range of missing");
-    assert_eq!(store.size("t/missing/x").await.expect("size"), None, "size of missing");
+    assert_eq!(
+        store.get("t/missing/x").await.expect("get"),
+        None,
+        "get_missing_is_none"
+    );
+    assert_eq!(
+        store.get_range("t/missing/x", 0..1).await.expect("range"),
+        None,
+        "range of missing"
+    );
+    assert_eq!(
+        store.size("t/missing/x").await.expect("size"),
+        None,
+        "size of missing"
+    );
 }
 
 /// Ranges return exactly the bytes asked for; ranges past the end are errors.
 pub async fn range_reads_exact_bytes(store: &dyn Store) {
     let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
-    store.put("t/range/obj", Bytes::from(data.clone())).await.expect("put");
-    for (s, e) in [(0u64, 1u64), (0, 10_000), (4_000, 4_096), (9_999, 10_000), (5, 5)] {
-        let got = store.get_range("t/range/obj", s..e).await.expect("range").expect("exists");
+    store
+        .put("t/range/obj", Bytes::from(data.clone()))
+        .await
+        .expect("put");
+    for (s, e) in [
+        (0u64, 1u64),
+        (0, 10_000),
+        (4_000, 4_096),
+        (9_999, 10_000),
+        (5, 5),
+    ] {
+        let got = store
+            .get_range("t/range/obj", s..e)
+            .await
+            .expect("range")
+            .expect("exists");
         assert_eq!(&got[..], &data[s as usize..e as usize], "range {s}..{e}");
     }
-    let err = store.get_range("t/range/obj", 9_000..10_001).await.expect_err("past the end");
-    assert!(matches!(err, StoreError::Range { .. }), "range past the end: {err}");
+    let err = store
+        .get_range("t/range/obj", 9_000..10_001)
+        .await
+        .expect_err("past the end");
+    assert!(
+        matches!(err, StoreError::Range { .. }),
+        "range past the end: {err}"
+    );
 }
 
 /// Listing returns exactly the keys under the prefix, sorted, with sizes.
@@ -52,44 +101,97 @@ pub async fn list_by_prefix_is_exact(store: &dyn Store) {
     }
     let got = store.list("t/list/a/").await.expect("list");
     let want = vec![
-        ObjectMeta { key: "t/list/a/1".into(), size: 3 },
-        ObjectMeta { key: "t/list/a/2/x".into(), size: 3 },
+        ObjectMeta {
+            key: "t/list/a/1".into(),
+            size: 3,
+        },
+        ObjectMeta {
+            key: "t/list/a/2/x".into(),
+            size: 3,
+        },
     ];
     assert_eq!(got, want, "list_by_prefix_is_exact");
-    assert_eq!(store.list("t/list/none/").await.expect("list"), vec![], "empty listing");
+    assert_eq!(
+        store.list("t/list/none/").await.expect("list"),
+        vec![],
+        "empty listing"
+    );
 }
 
 /// A second put replaces the object.
 pub async fn put_overwrites(store: &dyn Store) {
-    store.put("t/over/x", Bytes::from_static(b"first version")).await.expect("put");
-    store.put("t/over/x", Bytes::from_static(b"second")).await.expect("put");
-    assert_eq!(store.get("t/over/x").await.expect("get"), Some(Bytes::from_static(b"second")), "put_overwrites");
-    assert_eq!(store.list("t/over/").await.expect("list").len(), 1, "no leftovers after overwrite");
+    store
+        .put("t/over/x", Bytes::from_static(b"first version"))
+        .await
+        .expect("put");
+    store
+        .put("t/over/x", Bytes::from_static(b"second"))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get("t/over/x").await.expect("get"),
+        Some(Bytes::from_static(b"second")),
+        "put_overwrites"
+    );
+    assert_eq!(
+        store.list("t/over/").await.expect("list").len(),
+        1,
+        "no leftovers after overwrite"
+    );
 }
 
 /// Delete removes; deleting twice is fine.
 pub async fn delete_removes(store: &dyn Store) {
-    store.put("t/del/x", Bytes::from_static(b"x")).await.expect("put");
+    store
+        .put("t/del/x", Bytes::from_static(b"x"))
+        .await
+        .expect("put");
     store.delete("t/del/x").await.expect("delete");
     store.delete("t/del/x").await.expect("delete again");
-    assert_eq!(store.get("t/del/x").await.expect("get"), None, "delete_removes");
+    assert_eq!(
+        store.get("t/del/x").await.expect("get"),
+        None,
+        "delete_removes"
+    );
 }
 
 /// Keys that could escape the store are rejected.
 pub async fn invalid_keys_are_rejected(store: &dyn Store) {
     for k in ["../escape", "/abs", "a//b", "a/../../b", ""] {
-        assert!(matches!(store.get(k).await, Err(StoreError::InvalidKey(_))), "get {k:?}");
-        assert!(matches!(store.put(k, Bytes::new()).await, Err(StoreError::InvalidKey(_))), "put {k:?}");
+        assert!(
+            matches!(store.get(k).await, Err(StoreError::InvalidKey(_))),
+            "get {k:?}"
+        );
+        assert!(
+            matches!(
+                store.put(k, Bytes::new()).await,
+                Err(StoreError::InvalidKey(_))
+            ),
+            "put {k:?}"
+        );
     }
     assert!(store.list("../").await.is_err(), "list ../");
 }
 
 /// An object of several MiB survives intact (chunked backends).
 pub async fn large_object_roundtrip(store: &dyn Store) {
-    let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    store.put("t/large/obj", Bytes::from(data.clone())).await.expect("put");
-    let got = store.get("t/large/obj").await.expect("get").expect("exists");
+    let data: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    store
+        .put("t/large/obj", Bytes::from(data.clone()))
+        .await
+        .expect("put");
+    let got = store
+        .get("t/large/obj")
+        .await
+        .expect("get")
+        .expect("exists");
     assert!(got == data, "large_object_roundtrip");
-    let mid = store.get_range("t/large/obj", 1_000_000..3_000_001).await.expect("range").expect("exists");
+    let mid = store
+        .get_range("t/large/obj", 1_000_000..3_000_001)
+        .await
+        .expect("range")
+        .expect("exists");
     assert!(mid[..] == data[1_000_000..3_000_001], "large range");
 }

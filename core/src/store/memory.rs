@@ -35,7 +35,9 @@ impl Store for MemoryStore {
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>, StoreError> {
         validate_key(key)?;
-        let Some(obj) = self.map().get(key).cloned() else { return Ok(None) };
+        let Some(obj) = self.map().get(key).cloned() else {
+            return Ok(None);
+        };
         check_range(key, &range, obj.len() as u64)?;
         Ok(Some(obj.slice(range.start as usize..range.end as usize)))
     }
@@ -51,7 +53,10 @@ impl Store for MemoryStore {
             .map()
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| ObjectMeta { key: k.clone(), size: v.len() as u64 })
+            .map(|(k, v)| ObjectMeta {
+                key: k.clone(),
+                size: v.len() as u64,
+            })
             .collect())
     }
 

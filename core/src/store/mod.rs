@@ -10,9 +10,9 @@
 use bytes::Bytes;
 use std::ops::Range;
 
-pub mod memory;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod memory;
 
 pub use memory::MemoryStore;
 
@@ -93,8 +93,12 @@ pub trait Store: std::fmt::Debug + MaybeSendSync {
 pub fn validate_key(key: &str) -> Result<(), StoreError> {
     let ok = !key.is_empty()
         && key.len() <= 1024
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
-        && key.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && key
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
     if ok {
         Ok(())
     } else {
@@ -116,7 +120,12 @@ pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
 /// Checks a range against an object size.
 pub fn check_range(key: &str, range: &Range<u64>, size: u64) -> Result<(), StoreError> {
     if range.start > range.end || range.end > size {
-        return Err(StoreError::Range { key: key.to_owned(), start: range.start, end: range.end, size });
+        return Err(StoreError::Range {
+            key: key.to_owned(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
     }
     Ok(())
 }

@@ -1,0 +1,1343 @@
+//! The request handler: a typed request and a store in, a response (status, headers, streamed
+//! body) out. Frontends adapt HTTP and IO to [`Service::handle`] and do nothing else.
+//!
+//! Status codes (PS3.18 §10.4.3, Table 10.4.3-2; dcm4chee's behaviour where the standard is
+//! silent):
+//! - 200 everything asked for is in the body;
+//! - 206 some instances could not be given in any acceptable type (left out, named in a
+//!   `Warning` header), or some requested frames are beyond Number of Frames (the valid ones are
+//!   sent): dcm4chee answers both cases the same way;
+//! - 400 malformed UIDs, frame lists or parameters; 404 unknown AE title or resource, or no
+//!   requested frame exists; 405 other methods; 406 nothing acceptable can be produced.
+
+use crate::error::{Error, Result};
+use crate::layout::{self, InstanceIndex, KeyKind, LayoutRecord};
+use crate::media::{ts, MediaType};
+use crate::multipart::{boundary_from_entropy, MultipartWriter};
+use crate::negotiate::{choose_ts, Category, Chosen, Negotiation};
+use crate::route::{self, AttributePath, PathStep, Resource, Target, Uid};
+use crate::store::Store;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, Stream, StreamExt};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+/// A streamed response body: chunks in order; an error ends the stream (the frontend aborts
+/// the connection, so the client sees an incomplete body rather than a silently short one).
+#[cfg(not(target_arch = "wasm32"))]
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+/// A streamed response body (not `Send` on wasm32).
+#[cfg(target_arch = "wasm32")]
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>>>>;
+
+/// A response body.
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A body in one buffer.
+    Full(Bytes),
+    /// A streamed body.
+    Stream(BodyStream),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}
+
+/// What the frontend should log about a response.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The negotiated media type.
+    pub media_type: Option<String>,
+    /// The transfer syntaxes of the parts (distinct, in order).
+    pub transfer_syntaxes: Vec<String>,
+    /// The error, when the response is one; server errors carry their details here only.
+    pub error: Option<String>,
+    /// A note on what was left out (206).
+    pub warning: Option<String>,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Body,
+    /// For the log line.
+    pub outcome: Outcome,
+}
+
+/// A request, as the frontend sees it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Path, percent-encoded as received, without the query.
+    pub path: &'a str,
+    /// The raw query string, if any.
+    pub query: Option<&'a str>,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+    /// 16 random bytes for the multipart boundary (the core has no random source).
+    pub entropy: [u8; 16],
+}
+
+/// Service configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The AE titles served; any other answers 404.
+    pub ae_titles: Vec<String>,
+    /// The public base URL (scheme://host[:port][/prefix]) for URIs in responses. `None` uses
+    /// `http://{Host header}`.
+    pub public_url: Option<String>,
+    /// Bytes per storage read when streaming objects.
+    pub chunk_size: u64,
+    /// Most bytes of rebased metadata kept in memory.
+    pub metadata_cache_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            ae_titles: vec![layout::DEFAULT_AE_TITLE.to_owned()],
+            public_url: None,
+            chunk_size: 1 << 20,
+            metadata_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The WADO-RS service over one store.
+#[derive(Debug)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    config: Config,
+    layout: Mutex<Option<LayoutRecord>>,
+    cache: Mutex<MetaCache>,
+}
+
+#[derive(Debug, Default)]
+struct MetaCache {
+    entries: HashMap<(String, u64, String), Bytes>,
+    bytes: usize,
+}
+
+/// Transfer syntaxes this build converts between (uncompressed, by re-encoding the data set).
+fn can_convert(from: &str, to: &str) -> bool {
+    let writable = [
+        ts::EXPLICIT_VR_LE,
+        ts::IMPLICIT_VR_LE,
+        ts::EXPLICIT_VR_BE,
+        ts::DEFLATED_EXPLICIT_VR_LE,
+    ];
+    ts::is_native(from) && writable.contains(&to)
+}
+
+impl Service {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Service {
+        Service {
+            store,
+            config,
+            layout: Mutex::new(None),
+            cache: Mutex::new(MetaCache::default()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers one request. Never panics on client input; every failure is a response.
+    pub async fn handle(&self, req: &Request<'_>) -> Response {
+        match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    async fn layout(&self) -> Result<LayoutRecord> {
+        if let Some(l) = self
+            .layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(l);
+        }
+        let rec = match self.store.get(layout::LAYOUT_KEY).await? {
+            Some(b) => LayoutRecord::from_json(&b)?,
+            None => {
+                return Ok(LayoutRecord::new(
+                    layout::DEFAULT_PUBLIC_URL,
+                    layout::DEFAULT_AE_TITLE,
+                ))
+            }
+        };
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
+        Ok(rec)
+    }
+
+    async fn route(&self, req: &Request<'_>) -> Result<Response> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Err(Error::MethodNotAllowed);
+        }
+        let Some(route) = route::parse_path(req.path)? else {
+            return Err(Error::NotFound(
+                "not a WADO-RS path; the service root is /dcm4chee-arc/aets/{AETitle}/rs".into(),
+            ));
+        };
+        if !self.config.ae_titles.iter().any(|a| *a == route.ae_title) {
+            return Err(Error::NotFound(format!(
+                "unknown AE title {:?}",
+                route.ae_title
+            )));
+        }
+        let accept_query = req.query.and_then(|q| query_param(q, "accept"));
+        let accept_header = header_str(req.headers, header::ACCEPT);
+        let root = self.service_root(req, &route.ae_title);
+        let ctx = Ctx {
+            req,
+            root,
+            boundary: boundary_from_entropy(req.entropy),
+        };
+        let category = match &route.resource {
+            Resource::Instances(t) => Category::Instances {
+                instance: matches!(t, Target::Instance { .. }),
+            },
+            Resource::Metadata(_) => Category::Metadata,
+            Resource::Frames { .. } => Category::Frames,
+            Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
+        };
+        let neg = Negotiation::new(accept_header.as_deref(), accept_query.as_deref(), category)?;
+        match &route.resource {
+            Resource::Metadata(t) => self.metadata(&ctx, t, &neg).await,
+            Resource::Instances(t) => self.instances(&ctx, t, &neg).await,
+            Resource::Frames { target, frames } => self.frames(&ctx, target, frames, &neg).await,
+            Resource::BulkData { target, path } => self.bulkdata(&ctx, target, path, &neg).await,
+            Resource::PixelData(target) => {
+                self.bulkdata(
+                    &ctx,
+                    target,
+                    &AttributePath(vec![PathStep::Tag(0x7FE0_0010)]),
+                    &neg,
+                )
+                .await
+            }
+        }
+    }
+
+    fn service_root(&self, req: &Request<'_>, ae: &str) -> String {
+        let base = match &self.config.public_url {
+            Some(u) => u.clone(),
+            None => {
+                let host = header_str(req.headers, header::HOST)
+                    .filter(|h| {
+                        !h.is_empty()
+                            && h.bytes()
+                                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'"')
+                    })
+                    .unwrap_or_else(|| "localhost".into());
+                format!("http://{host}")
+            }
+        };
+        layout::service_root(&base, ae)
+    }
+
+    // ===== metadata =====
+
+    async fn metadata(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+        neg: &Negotiation,
+    ) -> Result<Response> {
+        let media = neg
+            .media_choices()
+            .into_iter()
+            .find(|(m, _)| matches!(m, MediaType::DicomJson | MediaType::Json))
+            .map(|(m, _)| m)
+            .ok_or_else(|| {
+                Error::NotAcceptable(
+                    "metadata as multipart/related; type=\"application/dicom+xml\" is not available yet; available: application/dicom+json, application/json".into(),
+                )
+            })?;
+        let layout = self.layout().await?;
+        let rebase = (layout.service_root != ctx.root)
+            .then(|| (layout.service_root.clone(), ctx.root.clone()));
+        let gz: Bytes = match target {
+            Target::Study { study } => {
+                self.stored_metadata(&layout::study_metadata_key(study), rebase)
+                    .await?
+            }
+            Target::Series { study, series } => {
+                self.stored_metadata(&layout::series_metadata_key(study, series), rebase)
+                    .await?
+            }
+            Target::Instance { .. } => {
+                let idx = self.instance_index(target).await?;
+                let mut json = Vec::with_capacity(idx.metadata.get().len() + 2);
+                json.push(b'[');
+                json.extend_from_slice(idx.metadata.get().as_bytes());
+                json.push(b']');
+                let json = match &rebase {
+                    Some((from, to)) => rebase_json(&json, from, to),
+                    None => json,
+                };
+                gzip(&json)
+            }
+        };
+        let coding =
+            choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
+        let body = match coding {
+            "gzip" => gz,
+            "deflate" => Bytes::from(zlib(&gunzip(&gz, target)?)),
+            _ => Bytes::from(gunzip(&gz, target)?),
+        };
+        let mut headers = HeaderMap::new();
+        set(&mut headers, header::CONTENT_TYPE, media.as_str());
+        if coding != "identity" {
+            set(&mut headers, header::CONTENT_ENCODING, coding);
+        }
+        set(&mut headers, header::VARY, "Accept, Accept-Encoding");
+        set(
+            &mut headers,
+            header::CONTENT_LENGTH,
+            &body.len().to_string(),
+        );
+        Ok(Response {
+            status: StatusCode::OK,
+            headers,
+            body: Body::Full(body),
+            outcome: Outcome {
+                media_type: Some(media.as_str().into()),
+                ..Outcome::default()
+            },
+        })
+    }
+
+    /// The stored gzip metadata, rebased to another service root when needed (cached).
+    async fn stored_metadata(&self, key: &str, rebase: Option<(String, String)>) -> Result<Bytes> {
+        let Some((from, to)) = rebase else {
+            return self
+                .store
+                .get(key)
+                .await?
+                .ok_or_else(|| Error::NotFound("no such study or series".into()));
+        };
+        let size = self
+            .store
+            .size(key)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such study or series".into()))?;
+        let ck = (key.to_owned(), size, to.clone());
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .get(&ck)
+        {
+            return Ok(b.clone());
+        }
+        let gz = self
+            .store
+            .get(key)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such study or series".into()))?;
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut json)
+            .map_err(|e| Error::corrupt(key, e))?;
+        let out = gzip_fast(&rebase_json(&json, &from, &to));
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if out.len() <= self.config.metadata_cache_bytes {
+            while cache.bytes + out.len() > self.config.metadata_cache_bytes {
+                let Some(k) = cache.entries.keys().next().cloned() else {
+                    break;
+                };
+                if let Some(v) = cache.entries.remove(&k) {
+                    cache.bytes -= v.len();
+                }
+            }
+            cache.bytes += out.len();
+            cache.entries.insert(ck, out.clone());
+        }
+        Ok(out)
+    }
+
+    // ===== instances =====
+
+    /// The instance's index, checked against its stored file (which must exist and match).
+    async fn instance_index(&self, target: &Target) -> Result<InstanceIndex> {
+        let Target::Instance {
+            study,
+            series,
+            instance,
+        } = target
+        else {
+            return Err(Error::NotFound("not an instance".into()));
+        };
+        let key = layout::index_key(study, series, instance);
+        let bytes = self.store.get(&key).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no instance {instance} in series {series} of study {study}"
+            ))
+        })?;
+        let idx = InstanceIndex::from_json(&key, &bytes)?;
+        let size = self
+            .store
+            .size(&layout::instance_key(study, series, instance))
+            .await?;
+        if size != Some(idx.source.size) {
+            // An import was interrupted between writing the index and the file.
+            return Err(Error::NotFound(format!(
+                "no instance {instance} in series {series} of study {study}"
+            )));
+        }
+        Ok(idx)
+    }
+
+    /// The stored instances of a target: (study, series, sop, dcm key, size), sorted.
+    async fn list_instances(&self, target: &Target) -> Result<Vec<StoredInstance>> {
+        let prefix = match target {
+            Target::Study { study } => layout::study_prefix(study),
+            Target::Series { study, series } => layout::series_prefix(study, series),
+            Target::Instance {
+                study,
+                series,
+                instance,
+            } => {
+                let key = layout::instance_key(study, series, instance);
+                let Some(size) = self.store.size(&key).await? else {
+                    return Err(Error::NotFound(format!(
+                        "no instance {instance} in series {series} of study {study}"
+                    )));
+                };
+                if self
+                    .store
+                    .size(&layout::index_key(study, series, instance))
+                    .await?
+                    .is_none()
+                {
+                    return Err(Error::NotFound(format!("no instance {instance}")));
+                }
+                return Ok(vec![StoredInstance {
+                    study: study.clone(),
+                    series: series.clone(),
+                    sop: instance.clone(),
+                    key,
+                    size,
+                }]);
+            }
+        };
+        let listing = self.store.list(&prefix).await?;
+        let mut dcm: BTreeMap<(Uid, Uid), Vec<StoredInstance>> = BTreeMap::new();
+        let mut indexed = std::collections::HashSet::new();
+        for o in listing {
+            match layout::classify_key(&o.key) {
+                KeyKind::Instance { study, series, sop } => dcm
+                    .entry((study.clone(), series.clone()))
+                    .or_default()
+                    .push(StoredInstance {
+                        study,
+                        series,
+                        sop,
+                        key: o.key,
+                        size: o.size,
+                    }),
+                KeyKind::Index { study, series, sop } => {
+                    indexed.insert((study, series, sop));
+                }
+                KeyKind::Other => {}
+            }
+        }
+        let out: Vec<StoredInstance> = dcm
+            .into_values()
+            .flatten()
+            .filter(|i| indexed.contains(&(i.study.clone(), i.series.clone(), i.sop.clone())))
+            .collect();
+        if out.is_empty() {
+            return Err(Error::NotFound(match target {
+                Target::Study { study } => format!("no study {study}"),
+                _ => format!("no series {}", target.path()),
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn instances(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+        neg: &Negotiation,
+    ) -> Result<Response> {
+        let choice = neg
+            .media_choices()
+            .into_iter()
+            .find(|(m, _)| *m == MediaType::Dicom)
+            .ok_or_else(|| {
+                Error::NotAcceptable(format!(
+                    "{} are not available for study, series or instance resources yet; {}",
+                    neg.media_choices()
+                        .iter()
+                        .map(|(m, _)| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::negotiate::available_text(Category::Instances {
+                        instance: matches!(target, Target::Instance { .. })
+                    })
+                ))
+            })?;
+        let multipart = choice.1;
+        let wanted = neg.wanted(MediaType::Dicom, multipart);
+        let instances = self.list_instances(target).await?;
+        let any = wanted.iter().any(|w| *w == crate::negotiate::TsWanted::Any);
+        // Plan each part. With `transfer-syntax=*` nothing needs to be known in advance: the
+        // stored syntax is read from the file's first chunk while streaming.
+        let mut parts = Vec::with_capacity(instances.len());
+        let mut left_out = Vec::new();
+        let mut syntaxes: Vec<String> = Vec::new();
+        if any {
+            for i in &instances {
+                parts.push(Part::dicom(
+                    ctx,
+                    i,
+                    None,
+                    Source::Object {
+                        key: i.key.clone(),
+                        start: 0,
+                        end: i.size,
+                        detect_ts: true,
+                    },
+                ));
+            }
+        } else {
+            let stored = self.stored_syntaxes(&instances).await?;
+            for (i, stored_ts) in instances.iter().zip(stored) {
+                match choose_ts(MediaType::Dicom, &wanted, &stored_ts, can_convert) {
+                    Some(Chosen {
+                        ts: t,
+                        passthrough: true,
+                    }) => {
+                        parts.push(Part::dicom(
+                            ctx,
+                            i,
+                            Some(&t),
+                            Source::Object {
+                                key: i.key.clone(),
+                                start: 0,
+                                end: i.size,
+                                detect_ts: false,
+                            },
+                        ));
+                        push_distinct(&mut syntaxes, t);
+                    }
+                    Some(Chosen {
+                        ts: t,
+                        passthrough: false,
+                    }) => {
+                        parts.push(Part::dicom(
+                            ctx,
+                            i,
+                            Some(&t),
+                            Source::Convert {
+                                key: i.key.clone(),
+                                to: t.clone(),
+                            },
+                        ));
+                        push_distinct(&mut syntaxes, t);
+                    }
+                    None => left_out.push(format!("{} ({stored_ts})", i.sop)),
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Err(Error::NotAcceptable(format!(
+                "no instance can be given in an acceptable transfer syntax (stored: {}); compressed instances can be had with transfer-syntax=* or their own transfer syntax until decoding is implemented",
+                left_out.join(", ")
+            )));
+        }
+        let warning = (!left_out.is_empty()).then(|| {
+            format!(
+                "{} instance(s) left out: not available in an acceptable transfer syntax: {}",
+                left_out.len(),
+                left_out.join(", ")
+            )
+        });
+        let outcome = Outcome {
+            media_type: Some("application/dicom".into()),
+            transfer_syntaxes: syntaxes,
+            warning,
+            error: None,
+        };
+        if multipart {
+            Ok(self.multipart_response(ctx, "application/dicom", parts, outcome))
+        } else {
+            Ok(self.single_response(parts.remove(0), outcome))
+        }
+    }
+
+    /// The stored transfer syntax of each instance, read from the first bytes of each file.
+    async fn stored_syntaxes(&self, instances: &[StoredInstance]) -> Result<Vec<String>> {
+        let reads = instances.iter().map(|i| async move {
+            let mut len = i.size.min(16 * 1024);
+            loop {
+                let head = self
+                    .store
+                    .get_range(&i.key, 0..len)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(i.key.clone()))?;
+                match crate::scan::scan_meta(&head) {
+                    Ok(m) => return Ok::<String, Error>(m.transfer_syntax),
+                    Err(_) if len < i.size => len = i.size.min(len * 8),
+                    Err(e) => return Err(Error::corrupt(&i.key, e)),
+                }
+            }
+        });
+        stream::iter(reads)
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    // ===== frames =====
+
+    async fn frames(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+        frames: &[u32],
+        neg: &Negotiation,
+    ) -> Result<Response> {
+        let idx = self.instance_index(target).await?;
+        let (Some(info), Some(findex)) = (&idx.pixel, &idx.frames) else {
+            return Err(Error::BadRequest(format!(
+                "instance {} has no pixel data: it has no frames",
+                idx.sop_instance
+            )));
+        };
+        let n = info.number_of_frames;
+        let valid: Vec<u32> = frames.iter().copied().filter(|&f| f <= n).collect();
+        let invalid: Vec<u32> = frames.iter().copied().filter(|&f| f > n).collect();
+        if valid.is_empty() {
+            return Err(Error::NotFound(format!(
+                "frame(s) {} beyond Number of Frames ({n})",
+                list(&invalid)
+            )));
+        }
+        let stored = idx.transfer_syntax.as_str();
+        let single_allowed = valid.len() == 1;
+        let mut pick = None;
+        for (media, multipart) in neg.media_choices() {
+            if !multipart && !single_allowed {
+                continue;
+            }
+            let wanted = neg.wanted(media, multipart);
+            let chosen = choose_ts(media, &wanted, stored, |from, to| {
+                ts::is_native(from) && to == ts::EXPLICIT_VR_LE && media == MediaType::OctetStream
+            });
+            if let Some(c) = chosen {
+                pick = Some((media, multipart, c));
+                break;
+            }
+        }
+        let Some((media, multipart, chosen)) = pick else {
+            return Err(Error::NotAcceptable(format!(
+                "frames of this instance (stored as {stored}) are available as application/octet-stream{} and, with transfer-syntax=*, as stored; transcoding is not implemented yet",
+                if ts::is_native(stored) { "" } else { " with transfer-syntax=*" }
+            )));
+        };
+        let instance_uri = format!("{}/{}", ctx.root, target.path());
+        let content_type = format!("{}; transfer-syntax={}", media.as_str(), chosen.ts);
+        let mut parts = Vec::with_capacity(valid.len());
+        let whole = if matches!(findex, layout::FrameIndex::Unindexed)
+            || (matches!(findex, layout::FrameIndex::Native { .. }) && info.frame_bits() % 8 != 0)
+        {
+            Some(self.pixel_bytes_whole(target, &idx).await?)
+        } else {
+            None
+        };
+        for f in &valid {
+            let k = u64::from(*f - 1);
+            let source = match (findex, &whole) {
+                (_, Some(all)) => match findex {
+                    layout::FrameIndex::Encapsulated { .. } | layout::FrameIndex::Unindexed
+                        if !ts::is_native(stored) =>
+                    {
+                        return Err(Error::corrupt(
+                            &idx.sop_instance,
+                            "encapsulated frames could not be located at import",
+                        ));
+                    }
+                    _ => Source::Bytes(extract_bits(all, k * info.frame_bits(), info.frame_bits())),
+                },
+                (layout::FrameIndex::Native { offset, length }, None) => {
+                    let fb = info.frame_bits() / 8;
+                    let start = offset + k * fb;
+                    if start + fb > offset + length {
+                        return Err(Error::corrupt(
+                            &idx.sop_instance,
+                            "pixel data shorter than its frames",
+                        ));
+                    }
+                    Source::Object {
+                        key: dcm_key(&idx),
+                        start,
+                        end: start + fb,
+                        detect_ts: false,
+                    }
+                }
+                (layout::FrameIndex::Encapsulated { frames }, None) => {
+                    let frags = frames.get(k as usize).cloned().unwrap_or_default();
+                    Source::Fragments {
+                        key: dcm_key(&idx),
+                        fragments: frags,
+                    }
+                }
+                (layout::FrameIndex::Unindexed, None) => {
+                    unreachable!("whole is read for unindexed")
+                }
+            };
+            parts.push(Part {
+                content_type: content_type.clone(),
+                location: format!("{instance_uri}/frames/{f}"),
+                source,
+            });
+        }
+        let warning = (!invalid.is_empty()).then(|| {
+            format!(
+                "frame(s) {} beyond Number of Frames ({n}) left out",
+                list(&invalid)
+            )
+        });
+        let outcome = Outcome {
+            media_type: Some(media.as_str().into()),
+            transfer_syntaxes: vec![chosen.ts],
+            warning,
+            error: None,
+        };
+        if multipart {
+            Ok(self.multipart_response(ctx, media.as_str(), parts, outcome))
+        } else {
+            Ok(self.single_response(parts.remove(0), outcome))
+        }
+    }
+
+    /// The whole native pixel data of a file that is not byte-addressable (or bit-packed),
+    /// as little-endian bytes.
+    async fn pixel_bytes_whole(&self, target: &Target, idx: &InstanceIndex) -> Result<Bytes> {
+        let key = dcm_key(idx);
+        let bytes = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::NotFound(target.path()))?;
+        let obj = dicom_object::OpenFileOptions::new()
+            .from_reader(&bytes[..])
+            .map_err(|e| Error::corrupt(&key, e))?;
+        let e = obj
+            .get(dicom_dictionary_std::tags::PIXEL_DATA)
+            .ok_or_else(|| Error::corrupt(&key, "no pixel data"))?;
+        let v = e.to_bytes().map_err(|e| Error::corrupt(&key, e))?;
+        Ok(Bytes::copy_from_slice(&v))
+    }
+
+    // ===== bulk data =====
+
+    async fn bulkdata(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+        path: &AttributePath,
+        neg: &Negotiation,
+    ) -> Result<Response> {
+        let idx = self.instance_index(target).await?;
+        let is_pixel = path.0 == [PathStep::Tag(0x7FE0_0010)];
+        let uri = format!("{}/{}/bulkdata/{path}", ctx.root, target.path());
+        if is_pixel && !ts::is_native(&idx.transfer_syntax) {
+            // Encapsulated pixel data: one part per frame, in the stored type (PS3.18 §8.7.3.3.2:
+            // "Compressed multi-frame image pixel data is encoded as individual frames").
+            let n = idx.pixel.as_ref().map_or(1, |p| p.number_of_frames);
+            let frames: Vec<u32> = (1..=n).collect();
+            return self.frames(ctx, target, &frames, neg).await.map(|mut r| {
+                r.outcome.warning = None;
+                r
+            });
+        }
+        let multipart = neg
+            .media_choices()
+            .into_iter()
+            .find(|(m, _)| *m == MediaType::OctetStream)
+            .map(|(_, mp)| mp)
+            .ok_or_else(|| {
+                Error::NotAcceptable(crate::negotiate::available_text(Category::BulkData))
+            })?;
+        let key = dcm_key(&idx);
+        let source = match idx.bulk(path) {
+            Some(b) if crate::scan::is_byte_addressable(&idx.transfer_syntax) => Source::Object {
+                key,
+                start: b.offset,
+                end: b.offset + b.length,
+                detect_ts: false,
+            },
+            _ => Source::Bytes(self.bulk_value_whole(&key, path).await?),
+        };
+        let part = Part {
+            content_type: format!(
+                "application/octet-stream; transfer-syntax={}",
+                ts::EXPLICIT_VR_LE
+            ),
+            location: uri,
+            source,
+        };
+        let outcome = Outcome {
+            media_type: Some("application/octet-stream".into()),
+            transfer_syntaxes: vec![ts::EXPLICIT_VR_LE.into()],
+            ..Outcome::default()
+        };
+        if multipart {
+            Ok(self.multipart_response(ctx, "application/octet-stream", vec![part], outcome))
+        } else {
+            Ok(self.single_response(part, outcome))
+        }
+    }
+
+    /// A bulk value read by parsing the whole file (Big Endian, Deflated, or a value the
+    /// index does not list), as little-endian bytes.
+    async fn bulk_value_whole(&self, key: &str, path: &AttributePath) -> Result<Bytes> {
+        let bytes = self
+            .store
+            .get(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(key.to_owned()))?;
+        let obj = dicom_object::OpenFileOptions::new()
+            .from_reader(&bytes[..])
+            .map_err(|e| Error::corrupt(key, e))?;
+        let not_found = || Error::NotFound(format!("no bulk data at {path}"));
+        let mut current: &dicom_object::InMemDicomObject = &obj;
+        let steps = &path.0;
+        let mut i = 0;
+        loop {
+            let PathStep::Tag(t) = steps[i] else {
+                return Err(not_found());
+            };
+            let tag = dicom_core::Tag((t >> 16) as u16, t as u16);
+            let elem = current.get(tag).ok_or_else(not_found)?;
+            if i + 1 == steps.len() {
+                if let dicom_core::value::Value::Primitive(p) = elem.value() {
+                    if crate::json::is_binary_vr(elem.vr()) || crate::json::is_pixel_data_tag(tag) {
+                        return Ok(Bytes::copy_from_slice(&p.to_bytes()));
+                    }
+                }
+                return Err(not_found());
+            }
+            let PathStep::Item(n) = steps[i + 1] else {
+                return Err(not_found());
+            };
+            let items = elem.items().ok_or_else(not_found)?;
+            current = items.get(n as usize - 1).ok_or_else(not_found)?;
+            i += 2;
+        }
+    }
+
+    // ===== bodies =====
+
+    fn multipart_response(
+        &self,
+        ctx: &Ctx<'_>,
+        part_type: &str,
+        parts: Vec<Part>,
+        outcome: Outcome,
+    ) -> Response {
+        let writer = MultipartWriter::new(ctx.boundary.clone());
+        let mut headers = HeaderMap::new();
+        set(
+            &mut headers,
+            header::CONTENT_TYPE,
+            &writer.content_type(part_type),
+        );
+        let status = if outcome.warning.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        if let Some(w) = &outcome.warning {
+            set_warning(&mut headers, w);
+        }
+        let state = StreamState {
+            store: self.store.clone(),
+            chunk: self.config.chunk_size,
+            parts: parts.into_iter(),
+            current: None,
+            writer: Some(writer),
+            closed: false,
+        };
+        Response {
+            status,
+            headers,
+            body: Body::Stream(Box::pin(body_stream(state))),
+            outcome,
+        }
+    }
+
+    fn single_response(&self, part: Part, outcome: Outcome) -> Response {
+        let mut headers = HeaderMap::new();
+        set(&mut headers, header::CONTENT_TYPE, &part.content_type);
+        set(&mut headers, header::CONTENT_LOCATION, &part.location);
+        if let Source::Object { start, end, .. } = &part.source {
+            set(
+                &mut headers,
+                header::CONTENT_LENGTH,
+                &(end - start).to_string(),
+            );
+        }
+        if let Source::Bytes(b) = &part.source {
+            set(&mut headers, header::CONTENT_LENGTH, &b.len().to_string());
+        }
+        let status = if outcome.warning.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        if let Some(w) = &outcome.warning {
+            set_warning(&mut headers, w);
+        }
+        let state = StreamState {
+            store: self.store.clone(),
+            chunk: self.config.chunk_size,
+            parts: vec![part].into_iter(),
+            current: None,
+            writer: None,
+            closed: false,
+        };
+        Response {
+            status,
+            headers,
+            body: Body::Stream(Box::pin(body_stream(state))),
+            outcome,
+        }
+    }
+}
+
+struct Ctx<'a> {
+    req: &'a Request<'a>,
+    root: String,
+    boundary: String,
+}
+
+#[derive(Debug, Clone)]
+struct StoredInstance {
+    study: Uid,
+    series: Uid,
+    sop: Uid,
+    key: String,
+    size: u64,
+}
+
+/// Where a part's bytes come from.
+enum Source {
+    /// In memory.
+    Bytes(Bytes),
+    /// A byte range of a stored object, streamed in chunks. With `detect_ts`, the part's
+    /// transfer syntax is read from the first chunk (a Part-10 file's meta).
+    Object {
+        key: String,
+        start: u64,
+        end: u64,
+        detect_ts: bool,
+    },
+    /// A stored file converted to another (uncompressed) transfer syntax.
+    Convert { key: String, to: String },
+    /// Encapsulated fragments, concatenated without item headers (PS3.18 §8.7.3.3.2).
+    Fragments {
+        key: String,
+        fragments: Vec<[u64; 2]>,
+    },
+}
+
+struct Part {
+    content_type: String,
+    location: String,
+    source: Source,
+}
+
+impl Part {
+    fn dicom(ctx: &Ctx<'_>, i: &StoredInstance, t: Option<&str>, source: Source) -> Part {
+        Part {
+            content_type: t.map_or_else(
+                || "application/dicom".to_owned(),
+                |t| format!("application/dicom; transfer-syntax={t}"),
+            ),
+            location: format!(
+                "{}/studies/{}/series/{}/instances/{}",
+                ctx.root, i.study, i.series, i.sop
+            ),
+            source,
+        }
+    }
+}
+
+struct StreamState {
+    store: Arc<dyn Store>,
+    chunk: u64,
+    parts: std::vec::IntoIter<Part>,
+    /// The object being streamed: (key, next offset, end).
+    current: Option<(String, u64, u64)>,
+    writer: Option<MultipartWriter>,
+    closed: bool,
+}
+
+fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
+    stream::try_unfold(state, |mut st| async move {
+        // Continue the current object.
+        if let Some((key, pos, end)) = st.current.take() {
+            if pos < end {
+                let next = end.min(pos + st.chunk);
+                let chunk = read_range(&*st.store, &key, pos, next).await?;
+                st.current = Some((key, next, end));
+                return Ok(Some((chunk, st)));
+            }
+        }
+        let Some(part) = st.parts.next() else {
+            if st.closed {
+                return Ok(None);
+            }
+            st.closed = true;
+            return Ok(match &st.writer {
+                Some(w) => Some((w.close(), st)),
+                None => None,
+            });
+        };
+        // The first bytes of the part, with its head in front when multipart.
+        let (content_type, first) = match part.source {
+            Source::Bytes(b) => (part.content_type, b),
+            Source::Object {
+                key,
+                start,
+                end,
+                detect_ts,
+            } => {
+                let next = end.min(start + st.chunk.max(64 * 1024));
+                let first = read_range(&*st.store, &key, start, next).await?;
+                let ct = if detect_ts {
+                    match crate::scan::scan_meta(&first) {
+                        Ok(m) => {
+                            format!("application/dicom; transfer-syntax={}", m.transfer_syntax)
+                        }
+                        Err(_) => part.content_type,
+                    }
+                } else {
+                    part.content_type
+                };
+                st.current = Some((key, next, end));
+                (ct, first)
+            }
+            Source::Convert { key, to } => {
+                let bytes = st
+                    .store
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(key.clone()))?;
+                (part.content_type, Bytes::from(convert(&key, &bytes, &to)?))
+            }
+            Source::Fragments { key, fragments } => (
+                part.content_type,
+                read_fragments(&*st.store, &key, &fragments).await?,
+            ),
+        };
+        let out = match &mut st.writer {
+            Some(w) => {
+                let head = w.part_head(&content_type, Some(&part.location), None);
+                let mut b = BytesMut::with_capacity(head.len() + first.len());
+                b.extend_from_slice(&head);
+                b.extend_from_slice(&first);
+                b.freeze()
+            }
+            None => first,
+        };
+        Ok(Some((out, st)))
+    })
+}
+
+async fn read_range(store: &dyn Store, key: &str, start: u64, end: u64) -> Result<Bytes> {
+    store
+        .get_range(key, start..end)
+        .await?
+        .ok_or_else(|| Error::corrupt(key, "object vanished while streaming"))
+}
+
+/// One read spanning the frame's fragments, then the item headers between them cut out.
+async fn read_fragments(store: &dyn Store, key: &str, fragments: &[[u64; 2]]) -> Result<Bytes> {
+    let (Some(first), Some(last)) = (fragments.first(), fragments.last()) else {
+        return Err(Error::corrupt(key, "frame without fragments"));
+    };
+    let span = read_range(store, key, first[0], last[0] + last[1]).await?;
+    if fragments.len() == 1 {
+        return Ok(span);
+    }
+    let mut out = BytesMut::with_capacity(fragments.iter().map(|f| f[1] as usize).sum());
+    for f in fragments {
+        let s = (f[0] - first[0]) as usize;
+        out.extend_from_slice(
+            span.get(s..s + f[1] as usize)
+                .ok_or_else(|| Error::corrupt(key, "fragment outside its frame"))?,
+        );
+    }
+    Ok(out.freeze())
+}
+
+/// Re-encodes a Part-10 file in another uncompressed transfer syntax. The File Meta's
+/// Transfer Syntax UID is updated; everything else is kept.
+fn convert(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(to)
+        .ok_or_else(|| Error::NotAcceptable(format!("transfer syntax {to} is not supported")))?;
+    let mut obj = dicom_object::OpenFileOptions::new()
+        .from_reader(bytes)
+        .map_err(|e| Error::corrupt(key, e))?;
+    obj.meta_mut().set_transfer_syntax(target);
+    obj.meta_mut().update_information_group_length();
+    let mut out = Vec::with_capacity(bytes.len() + 1024);
+    obj.write_all(&mut out)
+        .map_err(|e| Error::corrupt(key, format!("cannot write as {to}: {e}")))?;
+    Ok(out)
+}
+
+/// `bits` bits starting at bit `start` of `all` (little-endian bit order, PS3.5 §8.1.1),
+/// re-packed from bit 0. Whole-byte frames are a plain slice.
+fn extract_bits(all: &[u8], start: u64, bits: u64) -> Bytes {
+    if start % 8 == 0 && bits % 8 == 0 {
+        let s = (start / 8) as usize;
+        let e = (s + (bits / 8) as usize).min(all.len());
+        return Bytes::copy_from_slice(&all[s.min(e)..e]);
+    }
+    let mut out = vec![0u8; bits.div_ceil(8) as usize];
+    for i in 0..bits {
+        let src = start + i;
+        let byte = all.get((src / 8) as usize).copied().unwrap_or(0);
+        if byte >> (src % 8) & 1 == 1 {
+            out[(i / 8) as usize] |= 1 << (i % 8);
+        }
+    }
+    Bytes::from(out)
+}
+
+fn dcm_key(idx: &InstanceIndex) -> String {
+    format!(
+        "studies/{}/series/{}/instances/{}{}",
+        idx.study,
+        idx.series,
+        idx.sop_instance,
+        layout::DCM_SUFFIX
+    )
+}
+
+fn push_distinct(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+fn list(frames: &[u32]) -> String {
+    let mut s: Vec<String> = frames.iter().take(10).map(u32::to_string).collect();
+    if frames.len() > 10 {
+        s.push(format!("… ({} in all)", frames.len()));
+    }
+    s.join(",")
+}
+
+/// Replaces the service root in BulkDataURIs only (never in patient data).
+fn rebase_json(json: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let needle = format!("\"BulkDataURI\":\"{from}/");
+    let repl = format!("\"BulkDataURI\":\"{to}/");
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    let mut out = Vec::with_capacity(json.len() + json.len() / 16);
+    let mut last = 0;
+    for pos in finder.find_iter(json) {
+        out.extend_from_slice(&json[last..pos]);
+        out.extend_from_slice(repl.as_bytes());
+        last = pos + needle.len();
+    }
+    out.extend_from_slice(&json[last..]);
+    out
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    let _ = e.write_all(data);
+    Bytes::from(e.finish().unwrap_or_default())
+}
+
+fn gzip_fast(data: &[u8]) -> Bytes {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = e.write_all(data);
+    Bytes::from(e.finish().unwrap_or_default())
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
+}
+
+fn gunzip(gz: &[u8], target: &Target) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(gz.len() * 8);
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::corrupt(target.path(), e))?;
+    Ok(out)
+}
+
+/// Picks a content coding from Accept-Encoding (RFC 9110 §12.5.3): gzip, then deflate, else
+/// identity. Absent header: identity.
+pub fn choose_encoding(accept_encoding: Option<&str>) -> &'static str {
+    let Some(v) = accept_encoding else {
+        return "identity";
+    };
+    let mut q: HashMap<String, u16> = HashMap::new();
+    for item in crate::negotiate::parse_accept(
+        &v.split(',')
+            .map(|c| format!("x/{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(","),
+    ) {
+        let name = item.essence.trim_start_matches("x/").to_owned();
+        q.insert(name, item.q);
+    }
+    let star = q.get("*").copied();
+    let get = |n: &str| q.get(n).copied().or(star).unwrap_or(0);
+    if get("gzip") > 0 || q.get("x-gzip").is_some_and(|&v| v > 0) {
+        "gzip"
+    } else if get("deflate") > 0 {
+        "deflate"
+    } else {
+        "identity"
+    }
+}
+
+fn header_str(h: &HeaderMap, name: HeaderName) -> Option<String> {
+    let values: Vec<&str> = h
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        None
+    } else {
+        Some(values.join(", "))
+    }
+}
+
+fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn set_warning(h: &mut HeaderMap, text: &str) {
+    // RFC 7234 §5.5 form, as PS3.18 §8.4.2 uses it.
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(900)
+        .collect();
+    set(
+        h,
+        header::WARNING,
+        &format!("299 wado \"{}\"", clean.replace('"', "'")),
+    );
+}
+
+/// The error response: status from [`Error::status`], a plain-text reason.
+pub fn error_response(e: &Error) -> Response {
+    let mut headers = HeaderMap::new();
+    set(
+        &mut headers,
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    );
+    if matches!(e, Error::MethodNotAllowed) {
+        set(&mut headers, header::ALLOW, "GET, HEAD");
+    }
+    let body = Bytes::from(format!("{}\n", e.public_message()));
+    set(
+        &mut headers,
+        header::CONTENT_LENGTH,
+        &body.len().to_string(),
+    );
+    Response {
+        status: e.status(),
+        headers,
+        body: Body::Full(body),
+        outcome: Outcome {
+            error: Some(e.to_string()),
+            ..Outcome::default()
+        },
+    }
+}
+
+/// The value of a query parameter, percent-decoded (`+` is a space).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k).as_deref() == Some(name))
+            .then(|| percent_decode(v))
+            .flatten()
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests;

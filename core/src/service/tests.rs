@@ -1,0 +1,717 @@
+//! Handler tests over the memory store, with real DICOM files from the fixtures. Expected
+//! values come from the files themselves as dicom-rs reads them, never from our own writer;
+//! the end-to-end tests in `tests/` add DCMTK as the oracle.
+
+use super::*;
+use crate::import;
+use crate::store::MemoryStore;
+use dicom_dictionary_std::tags;
+use futures::executor::block_on;
+
+const ROOT: &str = "/dcm4chee-arc/aets/DCM4CHEE/rs";
+const PUBLIC: &str = "http://stored.example:9999";
+
+macro_rules! fixture {
+    ($name:literal) => {
+        Bytes::from_static(include_bytes!(concat!(
+            "../../../tests/fixtures/corpus/",
+            $name
+        )))
+    };
+}
+
+fn uids(b: &[u8]) -> (String, String, String) {
+    let o = dicom_object::OpenFileOptions::new()
+        .from_reader(b)
+        .expect("parse fixture");
+    let s = |t| {
+        o.element(t)
+            .expect("uid")
+            .to_str()
+            .expect("str")
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    (
+        s(tags::STUDY_INSTANCE_UID),
+        s(tags::SERIES_INSTANCE_UID),
+        s(tags::SOP_INSTANCE_UID),
+    )
+}
+
+fn store_with(files: &[Bytes]) -> Arc<MemoryStore> {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
+            .await
+            .expect("layout");
+        let mut series = Vec::new();
+        for f in files {
+            let r = import::import_file(&*store, &layout, f.clone())
+                .await
+                .expect("import");
+            series.push((r.study, r.series));
+        }
+        import::rebuild_metadata(&*store, &series, &HashMap::new())
+            .await
+            .expect("rebuild");
+        store
+    })
+}
+
+struct Got {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .unwrap_or_default()
+    }
+    fn parts(&self) -> Vec<crate::multipart::Part<'_>> {
+        let b = crate::multipart::boundary_of(&self.header("content-type")).expect("boundary");
+        crate::multipart::parse(&b, &self.body).expect("multipart")
+    }
+}
+
+fn get_with(store: &Arc<MemoryStore>, method: Method, path: &str, headers: &[(&str, &str)]) -> Got {
+    let svc = Service::new(store.clone(), Config::default());
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
+    for (k, v) in headers {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path.to_owned(), None),
+    };
+    let req = Request {
+        method: &method,
+        path: &p,
+        query: q.as_deref(),
+        headers: &h,
+        entropy: [7; 16],
+    };
+    block_on(async {
+        let r = svc.handle(&req).await;
+        let body = match r.body {
+            Body::Empty => Vec::new(),
+            Body::Full(b) => b.to_vec(),
+            Body::Stream(s) => {
+                let chunks: Vec<Result<Bytes>> = s.collect().await;
+                chunks
+                    .into_iter()
+                    .map(|c| c.expect("chunk"))
+                    .flat_map(|c| c.to_vec())
+                    .collect()
+            }
+        };
+        Got {
+            status: r.status.as_u16(),
+            headers: r.headers,
+            body,
+        }
+    })
+}
+
+fn get(store: &Arc<MemoryStore>, path: &str, accept: Option<&str>) -> Got {
+    let h: Vec<(&str, &str)> = accept.map(|a| vec![("accept", a)]).unwrap_or_default();
+    get_with(store, Method::GET, path, &h)
+}
+
+fn pixel_bytes(b: &[u8]) -> Vec<u8> {
+    let o = dicom_object::OpenFileOptions::new()
+        .from_reader(b)
+        .expect("parse");
+    o.element(tags::PIXEL_DATA)
+        .expect("pixels")
+        .to_bytes()
+        .expect("bytes")
+        .to_vec()
+}
+
+#[test]
+fn study_as_stored_is_byte_identical() {
+    // Three series of one study, and an instance of another study that must not appear.
+    let files = [
+        fixture!("study77654033_CR1_6154.dcm"),
+        fixture!("study77654033_CR2_6247.dcm"),
+        fixture!("study77654033_CR3_6278.dcm"),
+        fixture!("study77654033_CT2_17106.dcm"),
+    ];
+    let store = store_with(&files);
+    let (study, _, _) = uids(&files[0]);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{study}"),
+        Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+    );
+    assert_eq!(got.status, 200);
+    assert!(got
+        .header("content-type")
+        .starts_with("multipart/related; type=\"application/dicom\"; boundary=\""));
+    let parts = got.parts();
+    assert_eq!(parts.len(), 3);
+    for p in &parts {
+        let original = files
+            .iter()
+            .find(|f| f[..] == *p.body)
+            .expect("every part is one of the stored files, byte for byte");
+        let (st, se, sop) = uids(original);
+        assert_eq!(
+            p.header("content-type"),
+            Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.1")
+        );
+        assert_eq!(
+            p.header("content-location").expect("location"),
+            format!("http://test.local:8080{ROOT}/studies/{st}/series/{se}/instances/{sop}")
+        );
+    }
+}
+
+#[test]
+fn implicit_and_big_endian_are_converted_to_explicit_le_by_default() {
+    for file in [
+        fixture!("mr_small_implicit.dcm"),
+        fixture!("mr_small_bigendian.dcm"),
+        fixture!("sc_deflated.dcm"),
+    ] {
+        let store = store_with(std::slice::from_ref(&file));
+        let (st, se, sop) = uids(&file);
+        for accept in [
+            None,
+            Some("multipart/related; type=\"application/dicom\""),
+            Some("multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2.1"),
+        ] {
+            let got = get(
+                &store,
+                &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+                accept,
+            );
+            assert_eq!(got.status, 200, "{accept:?}");
+            let parts = got.parts();
+            assert_eq!(
+                parts[0].header("content-type"),
+                Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.1")
+            );
+            let out = dicom_object::OpenFileOptions::new()
+                .from_reader(parts[0].body)
+                .expect("valid Part 10");
+            assert_eq!(
+                out.meta().transfer_syntax().trim_end_matches('\0'),
+                "1.2.840.10008.1.2.1"
+            );
+            assert_eq!(
+                pixel_bytes(parts[0].body),
+                pixel_bytes(&file),
+                "pixels survive conversion"
+            );
+            assert_eq!(&parts[0].body[128..132], b"DICM");
+        }
+    }
+}
+
+#[test]
+fn named_implicit_vr_is_produced_on_request() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+        Some("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2"),
+    );
+    assert_eq!(got.status, 200);
+    let p = &got.parts()[0];
+    assert_eq!(
+        p.header("content-type"),
+        Some("application/dicom; transfer-syntax=1.2.840.10008.1.2")
+    );
+    assert_eq!(pixel_bytes(p.body), pixel_bytes(&file));
+}
+
+#[test]
+fn compressed_instances_406_alone_and_206_in_a_mix() {
+    let jpeg = fixture!("sc_rgb_jpeg_baseline_dcmtk.dcm");
+    let raw = fixture!("sc_rgb_ele.dcm");
+    let store = store_with(&[jpeg.clone(), raw.clone()]);
+    let (st, se, sop) = uids(&jpeg);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+        None,
+    );
+    assert_eq!(got.status, 406);
+    assert!(String::from_utf8_lossy(&got.body).contains("transfer-syntax=*"));
+    // The JPEG as stored: fine.
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+        Some(
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50",
+        ),
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.parts()[0].body, &jpeg[..]);
+    let (st2, _, _) = uids(&raw);
+    if st2 == st {
+        let got = get(&store, &format!("{ROOT}/studies/{st}"), None);
+        assert_eq!(got.status, 206);
+        assert!(got.header("warning").contains(sop.as_str()));
+        assert_eq!(got.parts().len(), 1);
+    }
+}
+
+#[test]
+fn single_part_dicom_for_an_instance() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+        Some("application/dicom"),
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.header("content-type"),
+        "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    );
+    assert_eq!(got.header("content-length"), file.len().to_string());
+    assert_eq!(got.body, &file[..]);
+    // Not for a series.
+    assert_eq!(
+        get(
+            &store,
+            &format!("{ROOT}/studies/{st}/series/{se}"),
+            Some("application/dicom")
+        )
+        .status,
+        406
+    );
+}
+
+#[test]
+fn metadata_levels_encodings_and_rebased_uris() {
+    let files = [
+        fixture!("study77654033_CR1_6154.dcm"),
+        fixture!("study77654033_CT2_17106.dcm"),
+        fixture!("study77654033_CT2_17136.dcm"),
+        fixture!("study77654033_CT2_17166.dcm"),
+    ];
+    let store = store_with(&files);
+    let (st, se, sop) = uids(&files[1]);
+    let parse = |g: &Got| -> serde_json::Value {
+        let body = if g.header("content-encoding") == "gzip" {
+            gunzip(
+                &g.body,
+                &Target::Study {
+                    study: Uid::parse("1").expect("u"),
+                },
+            )
+            .expect("gunzip")
+        } else {
+            g.body.clone()
+        };
+        serde_json::from_slice(&body).expect("json")
+    };
+    let study = get(&store, &format!("{ROOT}/studies/{st}/metadata"), None);
+    assert_eq!(study.status, 200);
+    assert_eq!(study.header("content-type"), "application/dicom+json");
+    assert_eq!(study.header("content-encoding"), "");
+    let j = parse(&study);
+    assert_eq!(j.as_array().expect("array").len(), 3);
+    let series = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        Some("application/json"),
+    );
+    assert_eq!(series.header("content-type"), "application/json");
+    let sj = parse(&series);
+    assert_eq!(sj.as_array().expect("array").len(), 3);
+    for inst in sj.as_array().expect("array") {
+        assert_eq!(inst["0020000E"]["Value"][0], se.as_str());
+        assert!(inst.get("00020010").is_none(), "no File Meta in metadata");
+        let uri = inst["7FE00010"]["BulkDataURI"]
+            .as_str()
+            .expect("pixel data is bulk");
+        assert!(
+            uri.starts_with(&format!(
+                "http://test.local:8080{ROOT}/studies/{st}/series/{se}/instances/"
+            )),
+            "rebased: {uri}"
+        );
+    }
+    let gz = get_with(
+        &store,
+        Method::GET,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        &[("accept-encoding", "gzip, deflate, br")],
+    );
+    assert_eq!(gz.header("content-encoding"), "gzip");
+    assert_eq!(parse(&gz), sj);
+    let inst = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/metadata"),
+        None,
+    );
+    let ij = parse(&inst);
+    assert_eq!(ij.as_array().expect("array").len(), 1);
+    assert_eq!(ij[0]["00080018"]["Value"][0], sop.as_str());
+    // Every BulkDataURI resolves to the file's own bytes for that attribute.
+    let uri = ij[0]["7FE00010"]["BulkDataURI"].as_str().expect("uri");
+    let path = uri
+        .strip_prefix("http://test.local:8080")
+        .expect("our root");
+    let bulk = get(&store, path, None);
+    assert_eq!(bulk.status, 200);
+    assert_eq!(bulk.parts()[0].body, &pixel_bytes(&files[1])[..]);
+    let single = get(&store, path, Some("application/octet-stream"));
+    assert_eq!(single.body, pixel_bytes(&files[1]));
+    // XML metadata is known but not produced yet.
+    assert_eq!(
+        get(
+            &store,
+            &format!("{ROOT}/studies/{st}/metadata"),
+            Some("multipart/related; type=\"application/dicom+xml\"")
+        )
+        .status,
+        406
+    );
+}
+
+#[test]
+fn metadata_with_the_stored_root_is_sent_as_stored() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, _) = uids(&file);
+    let stored = block_on(store.get(&layout::series_metadata_key(
+        &Uid::parse(&st).expect("u"),
+        &Uid::parse(&se).expect("u"),
+    )))
+    .expect("get")
+    .expect("exists");
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            public_url: Some(PUBLIC.into()),
+            ..Config::default()
+        },
+    );
+    let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
+    let req = Request {
+        method: &Method::GET,
+        path: &path,
+        query: None,
+        headers: &h,
+        entropy: [0; 16],
+    };
+    let r = block_on(svc.handle(&req));
+    let Body::Full(b) = r.body else {
+        panic!("full body")
+    };
+    assert_eq!(b, stored, "stored gzip object sent as is");
+}
+
+#[test]
+fn frames_native_multiframe() {
+    let file = fixture!("emr_10frame_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let all = pixel_bytes(&file);
+    let frame_len = all.len() / 10;
+    let base = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames");
+    let got = get(
+        &store,
+        &format!("{base}/3,1,10"),
+        Some("multipart/related; type=application/octet-stream; transfer-syntax=*"),
+    );
+    assert_eq!(got.status, 200);
+    let parts = got.parts();
+    for (p, f) in parts.iter().zip([3usize, 1, 10]) {
+        assert_eq!(
+            p.body,
+            &all[(f - 1) * frame_len..f * frame_len],
+            "frame {f}"
+        );
+        assert_eq!(
+            p.header("content-type"),
+            Some("application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1")
+        );
+        assert!(p
+            .header("content-location")
+            .expect("loc")
+            .ends_with(&format!("/frames/{f}")));
+    }
+    // Some beyond Number of Frames: 206 with the valid ones; all beyond: 404.
+    let got = get(&store, &format!("{base}/2,11"), None);
+    assert_eq!(got.status, 206);
+    assert_eq!(got.parts().len(), 1);
+    assert_eq!(get(&store, &format!("{base}/11"), None).status, 404);
+    assert_eq!(get(&store, &format!("{base}/0"), None).status, 400);
+    assert_eq!(get(&store, &format!("{base}/1,1"), None).status, 400);
+    // Single part for one frame.
+    let one = get(
+        &store,
+        &format!("{base}/4"),
+        Some("application/octet-stream"),
+    );
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body, &all[3 * frame_len..4 * frame_len]);
+}
+
+#[test]
+fn frames_single_frame_big_endian_and_bit_packed() {
+    for (file, frames) in [
+        (fixture!("mr_small_bigendian.dcm"), 1u64),
+        (fixture!("ct_small_ele.dcm"), 1),
+        (fixture!("seg_liver_1bit_3frame.dcm"), 3),
+    ] {
+        let store = store_with(std::slice::from_ref(&file));
+        let (st, se, sop) = uids(&file);
+        let o = dicom_object::OpenFileOptions::new()
+            .from_reader(&file[..])
+            .expect("parse");
+        let rows = o
+            .element(tags::ROWS)
+            .expect("rows")
+            .to_int::<u64>()
+            .expect("int");
+        let cols = o
+            .element(tags::COLUMNS)
+            .expect("cols")
+            .to_int::<u64>()
+            .expect("int");
+        let bits = o
+            .element(tags::BITS_ALLOCATED)
+            .expect("bits")
+            .to_int::<u64>()
+            .expect("int");
+        let all = pixel_bytes(&file);
+        let frame_bits = rows * cols * bits;
+        let got = get(
+            &store,
+            &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames/{frames}"),
+            None,
+        );
+        assert_eq!(got.status, 200);
+        let body = got.parts()[0].body.to_vec();
+        assert_eq!(body.len() as u64, frame_bits.div_ceil(8));
+        // Independent bit-by-bit extraction (PS3.5 §8.1.1: little-endian bit order).
+        let start = (frames - 1) * frame_bits;
+        for i in (0..frame_bits).step_by(97) {
+            let want = all[((start + i) / 8) as usize] >> ((start + i) % 8) & 1;
+            let have = body[(i / 8) as usize] >> (i % 8) & 1;
+            assert_eq!(want, have, "bit {i}");
+        }
+    }
+}
+
+#[test]
+fn encapsulated_frames_pass_through() {
+    let file = fixture!("sc_rgb_rle_2frame.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    let frags: Vec<Vec<u8>> = o
+        .element(tags::PIXEL_DATA)
+        .expect("px")
+        .value()
+        .fragments()
+        .expect("fragments")
+        .to_vec();
+    let base = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames");
+    for accept in [
+        "multipart/related; type=application/octet-stream; transfer-syntax=*",
+        "multipart/related; type=\"image/x-dicom+rle\"",
+        "multipart/related; type=image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5",
+    ] {
+        let got = get(&store, &format!("{base}/2,1"), Some(accept));
+        assert_eq!(got.status, 200, "{accept}");
+        let parts = got.parts();
+        assert_eq!(parts[0].body, &frags[1][..]);
+        assert_eq!(parts[1].body, &frags[0][..]);
+        assert!(parts[0]
+            .header("content-type")
+            .expect("ct")
+            .ends_with("transfer-syntax=1.2.840.10008.1.2.5"));
+    }
+    // Decoding is not available yet.
+    assert_eq!(get(&store, &format!("{base}/1"), None).status, 406);
+}
+
+#[test]
+fn bulk_data_of_nested_and_non_pixel_attributes() {
+    let file = fixture!("ecg_waveform.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let meta = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/metadata"),
+        None,
+    );
+    let j: serde_json::Value = serde_json::from_slice(&meta.body).expect("json");
+    let uri = j[0]["54000100"]["Value"][0]["54001010"]["BulkDataURI"]
+        .as_str()
+        .expect("waveform data is bulk");
+    assert!(uri.ends_with("/bulkdata/54000100/1/54001010"), "{uri}");
+    let got = get(
+        &store,
+        uri.strip_prefix("http://test.local:8080").expect("root"),
+        None,
+    );
+    assert_eq!(got.status, 200);
+    let o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    let want = o
+        .element(tags::WAVEFORM_SEQUENCE)
+        .expect("seq")
+        .items()
+        .expect("items")[0]
+        .element(tags::WAVEFORM_DATA)
+        .expect("data")
+        .to_bytes()
+        .expect("bytes")
+        .to_vec();
+    assert_eq!(got.parts()[0].body, &want[..]);
+    let missing = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/bulkdata/54000100/9/54001010"),
+        None,
+    );
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn errors_table() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let cases: Vec<(Method, String, Option<&str>, u16)> = vec![
+        (
+            Method::GET,
+            format!("/dcm4chee-arc/aets/OTHER/rs/studies/{st}"),
+            None,
+            404,
+        ),
+        (Method::POST, format!("{ROOT}/studies/{st}"), None, 405),
+        (Method::DELETE, format!("{ROOT}/studies/{st}"), None, 405),
+        (Method::GET, format!("{ROOT}/studies/1.2.3.4.5"), None, 404),
+        (
+            Method::GET,
+            format!("{ROOT}/studies/{st}/series/1.2.3"),
+            None,
+            404,
+        ),
+        (
+            Method::GET,
+            format!("{ROOT}/studies/{st}/series/{se}/instances/1.2.3/metadata"),
+            None,
+            404,
+        ),
+        (
+            Method::GET,
+            format!("{ROOT}/studies/{st}/series/{se}/instances/1.2.3/frames/1"),
+            None,
+            404,
+        ),
+        (Method::GET, format!("{ROOT}/studies/abc"), None, 400),
+        (
+            Method::GET,
+            format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames/x"),
+            None,
+            400,
+        ),
+        (
+            Method::GET,
+            format!("{ROOT}/studies/{st}"),
+            Some("image/png"),
+            406,
+        ),
+        (
+            Method::GET,
+            format!("{ROOT}/studies/{st}/metadata"),
+            Some("text/html"),
+            406,
+        ),
+        (Method::GET, "/elsewhere".into(), None, 404),
+        (Method::HEAD, format!("{ROOT}/studies/{st}"), None, 200),
+    ];
+    for (m, path, accept, want) in cases {
+        let h: Vec<(&str, &str)> = accept.map(|a| vec![("accept", a)]).unwrap_or_default();
+        let got = get_with(&store, m.clone(), &path, &h);
+        assert_eq!(got.status, want, "{m} {path} {accept:?}");
+        if want >= 400 {
+            assert!(!got.body.is_empty(), "{path}: an error says why");
+        }
+        if want == 405 {
+            assert_eq!(got.header("allow"), "GET, HEAD");
+        }
+    }
+}
+
+#[test]
+fn accept_query_parameter_overrides_the_header() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, _, _) = uids(&file);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/metadata?accept=application%2Fjson"),
+        Some("application/dicom+json"),
+    );
+    assert_eq!(got.header("content-type"), "application/json");
+}
+
+#[test]
+fn encodings() {
+    let cases: &[(Option<&str>, &str)] = &[
+        (None, "identity"),
+        (Some("gzip"), "gzip"),
+        (Some("deflate"), "deflate"),
+        (Some("gzip;q=0, deflate"), "deflate"),
+        (Some("*"), "gzip"),
+        (Some("identity"), "identity"),
+        (Some("br"), "identity"),
+        (Some("gzip;q=0, *;q=0.5"), "deflate"),
+    ];
+    for (h, want) in cases {
+        assert_eq!(choose_encoding(*h), *want, "{h:?}");
+    }
+}
+
+#[test]
+fn query_params() {
+    assert_eq!(
+        query_param("a=1&accept=application%2Fdicom%2Bjson", "accept").as_deref(),
+        Some("application/dicom+json")
+    );
+    assert_eq!(
+        query_param("accept=multipart/related;+type=x", "accept").as_deref(),
+        Some("multipart/related; type=x")
+    );
+    assert_eq!(query_param("x=%zz", "x"), None);
+    assert_eq!(query_param("", "accept"), None);
+}
+
+#[test]
+fn rebase_touches_bulk_data_uris_only() {
+    let json = br#"{"00100010":{"vr":"PN","Value":[{"Alphabetic":"http://a/x/"}]},"7FE00010":{"vr":"OW","BulkDataURI":"http://a/x/studies/1"}}"#;
+    let out = rebase_json(json, "http://a/x", "https://b");
+    assert_eq!(
+        std::str::from_utf8(&out).expect("utf8"),
+        r#"{"00100010":{"vr":"PN","Value":[{"Alphabetic":"http://a/x/"}]},"7FE00010":{"vr":"OW","BulkDataURI":"https://b/studies/1"}}"#
+    );
+}
