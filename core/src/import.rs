@@ -27,7 +27,7 @@ pub enum Status {
 }
 
 /// The result of importing one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Imported {
     /// What happened.
     pub status: Status,
@@ -37,6 +37,8 @@ pub struct Imported {
     pub series: Uid,
     /// SOP Instance UID.
     pub sop: Uid,
+    /// The index written, when one was (not for unchanged files).
+    pub index: Option<Arc<InstanceIndex>>,
 }
 
 /// Why a file was not imported.
@@ -88,6 +90,7 @@ pub async fn import_file(
                         study,
                         series,
                         sop,
+                        index: None,
                     });
                 }
             }
@@ -107,6 +110,7 @@ pub async fn import_file(
         study,
         series,
         sop,
+        index: Some(Arc::new(prepared.index)),
     })
 }
 

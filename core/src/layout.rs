@@ -392,11 +392,9 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
     let study = required_uid(obj, tags::STUDY_INSTANCE_UID, "Study Instance UID")?;
     let series = required_uid(obj, tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
     let sop = required_uid(obj, tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
-    if !meta_sop.is_empty() && meta_sop != sop.as_str() {
-        return Err(format!(
-            "Media Storage SOP Instance UID {meta_sop} differs from SOP Instance UID {sop}"
-        ));
-    }
+    // The File Meta's Media Storage SOP Instance UID sometimes differs from the data set's
+    // (seen in vendor files): the data set is authoritative, as in dcm4chee and Orthanc.
+    let _ = meta_sop;
     let sop_class = obj
         .get(tags::SOP_CLASS_UID)
         .and_then(|e| e.to_str().ok())

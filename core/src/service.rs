@@ -599,27 +599,8 @@ impl Service {
 
     /// The stored transfer syntax of each instance, read from the first bytes of each file.
     async fn stored_syntaxes(&self, instances: &[StoredInstance]) -> Result<Vec<String>> {
-        let reads = instances.iter().map(|i| async move {
-            let mut len = i.size.min(16 * 1024);
-            loop {
-                let head = self
-                    .store
-                    .get_range(&i.key, 0..len)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(i.key.clone()))?;
-                match crate::scan::scan_meta(&head) {
-                    Ok(m) => return Ok::<String, Error>(m.transfer_syntax),
-                    Err(_) if len < i.size => len = i.size.min(len * 8),
-                    Err(e) => return Err(Error::corrupt(&i.key, e)),
-                }
-            }
-        });
-        stream::iter(reads)
-            .buffered(16)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
+        let reads: Vec<_> = instances.iter().map(|i| stored_syntax(self.store.clone(), i.key.clone(), i.size)).collect();
+        stream::iter(reads).buffered(16).collect::<Vec<_>>().await.into_iter().collect()
     }
 
     // ===== frames =====
@@ -937,6 +918,19 @@ impl Service {
             headers,
             body: Body::Stream(Box::pin(body_stream(state))),
             outcome,
+        }
+    }
+}
+
+/// The stored transfer syntax of a file, from its first bytes (more if the meta is long).
+async fn stored_syntax(store: Arc<dyn Store>, key: String, size: u64) -> Result<String> {
+    let mut len = size.min(16 * 1024);
+    loop {
+        let head = store.get_range(&key, 0..len).await?.ok_or_else(|| Error::NotFound(key.clone()))?;
+        match crate::scan::scan_meta(&head) {
+            Ok(m) => return Ok(m.transfer_syntax),
+            Err(_) if len < size => len = size.min(len * 8),
+            Err(e) => return Err(Error::corrupt(&key, e)),
         }
     }
 }

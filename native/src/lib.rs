@@ -1,1 +1,96 @@
+//! # wado-native
+//!
+//! The native frontend of wado: an axum server and the `wado` command line around
+//! [`wado_core`]. This crate adapts HTTP and IO only: every WADO-RS decision (routing,
+//! negotiation, multipart, metadata, status codes) is made by `wado_core::service`.
+//!
+//! - [`app`] builds the axum router (used by `wado serve` and by tests without sockets);
+//! - [`fs_store::FsStore`] is the local-directory store;
+//! - [`import`] drives `wado_core::import` over files and folders, on every core.
+#![forbid(unsafe_code)]
 
+pub mod fs_store;
+pub mod import;
+
+use axum::body::Body as AxumBody;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Instant;
+use wado_core::service::{Body, Service};
+
+/// Shared state of the server.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The WADO-RS service.
+    pub service: Arc<Service>,
+}
+
+/// The router: every path goes to the core service; `/` says where the service root is.
+pub fn app(state: AppState) -> Router {
+    Router::new().route("/", axum::routing::get(index)).fallback(handle).with_state(state)
+}
+
+async fn index(State(state): State<AppState>) -> impl IntoResponse {
+    let aes = state.service.config().ae_titles.join(", ");
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!(
+            "wado: a DICOMweb WADO-RS server.\nService root: /dcm4chee-arc/aets/{{AETitle}}/rs (AE titles: {aes})\n\
+             Try: GET /dcm4chee-arc/aets/{}/rs/studies/{{StudyInstanceUID}}/metadata\n",
+            state.service.config().ae_titles.first().map(String::as_str).unwrap_or("DCM4CHEE")
+        ),
+    )
+}
+
+async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, _body) = req.into_parts();
+    let entropy: [u8; 16] = rand::random();
+    let core_req = wado_core::service::Request {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        entropy,
+    };
+    let resp = state.service.handle(&core_req).await;
+    let outcome = resp.outcome;
+    let status = resp.status;
+    if let Some(err) = &outcome.error {
+        if status.is_server_error() {
+            tracing::error!(method = %parts.method, path = %parts.uri.path(), status = status.as_u16(), error = %err, "request failed");
+        }
+    }
+    if let Some(w) = &outcome.warning {
+        tracing::warn!(path = %parts.uri.path(), warning = %w, "partial content");
+    }
+    tracing::info!(
+        method = %parts.method,
+        path = %parts.uri.path(),
+        status = status.as_u16(),
+        media_type = outcome.media_type.as_deref().unwrap_or("-"),
+        transfer_syntax = %outcome.transfer_syntaxes.join(","),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    let path = parts.uri.path().to_owned();
+    let body = match resp.body {
+        Body::Empty => AxumBody::empty(),
+        Body::Full(b) => AxumBody::from(b),
+        Body::Stream(s) => AxumBody::from_stream(s.map(move |r| {
+            r.map_err(|e| {
+                // Headers are already sent: log and abort the connection (the client sees a
+                // truncated body, never a silently short one).
+                tracing::error!(path = %path, error = %e, "error while streaming the body");
+                std::io::Error::other(e.public_message())
+            })
+        })),
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = resp.headers;
+    out
+}

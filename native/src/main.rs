@@ -1,1 +1,172 @@
-fn main() {}
+//! `wado`: import DICOM files into a store, and serve them over WADO-RS.
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use wado_core::layout::{DEFAULT_AE_TITLE, DEFAULT_PUBLIC_URL};
+use wado_core::service::{Config, Service};
+use wado_native::fs_store::FsStore;
+use wado_native::{app, import, AppState};
+
+#[derive(Parser, Debug)]
+#[command(name = "wado", version, about = "A DICOMweb WADO-RS server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import DICOM Part-10 files (files and folders, walked) into the store.
+    Import {
+        /// The store directory.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The public URL written into the BulkDataURIs of stored metadata (a new store only;
+        /// a server with another public URL rewrites them on the way out).
+        #[arg(long, default_value = DEFAULT_PUBLIC_URL)]
+        public_url: String,
+        /// Files and folders to import.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Serve the store over WADO-RS at /dcm4chee-arc/aets/{AETitle}/rs.
+    Serve {
+        /// The store directory.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// AE titles served (repeat for more); others answer 404.
+        #[arg(long = "ae-title", default_value = DEFAULT_AE_TITLE)]
+        ae_titles: Vec<String>,
+        /// Public base URL for URIs in responses (scheme://host[:port][/prefix]). Default: from
+        /// the request's Host header.
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wado: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        match cli.command {
+            Command::Import { data, public_url, paths } => run_import(data, public_url, paths).await,
+            Command::Serve { data, bind, ae_titles, public_url } => {
+                run_serve(data, bind, ae_titles, public_url).await
+            }
+        }
+    })
+}
+
+async fn run_import(data: PathBuf, public_url: String, paths: Vec<PathBuf>) -> ExitCode {
+    let store = match FsStore::new(&data) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("wado import: cannot open store {}: {e}", data.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let opts = import::Options {
+        public_url,
+        ae_title: DEFAULT_AE_TITLE.to_owned(),
+        concurrency: cores * 4,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let started = std::time::Instant::now();
+    let result = import::run(store, &paths, &opts, |path, r| match r {
+        import::FileResult::Rejected(reason) => eprintln!("rejected {}: {reason}", path.display()),
+        import::FileResult::Failed(reason) => eprintln!("failed {}: {reason}", path.display()),
+        import::FileResult::Done(wado_core::import::Status::Replaced) => {
+            eprintln!("replaced the stored instance with {}", path.display())
+        }
+        import::FileResult::Done(_) => {}
+    })
+    .await;
+    match result {
+        Ok(summary) => {
+            println!("{}", import::summary_line(&summary, started.elapsed()));
+            if summary.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("wado import: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_serve(
+    data: PathBuf,
+    bind: SocketAddr,
+    ae_titles: Vec<String>,
+    public_url: Option<String>,
+) -> ExitCode {
+    let store = match FsStore::new(&data) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("wado serve: cannot open store {}: {e}", data.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = Config { ae_titles, public_url, ..Config::default() };
+    let service = Arc::new(Service::new(store, config));
+    let listener = match tokio::net::TcpListener::bind(bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("wado serve: cannot listen on {bind}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(bind);
+    tracing::info!(
+        "serving {} on http://{addr}/dcm4chee-arc/aets/{}/rs",
+        data.display(),
+        service.config().ae_titles.join(",")
+    );
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: finishing requests in flight");
+    };
+    match axum::serve(listener, app(AppState { service })).with_graceful_shutdown(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wado serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

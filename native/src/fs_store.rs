@@ -1,0 +1,157 @@
+//! The local-directory store: each key is a file under the root. Writes go to a temporary file
+//! in the same directory and are renamed over the target, so a reader (or a crash) never sees
+//! half an object. Blocking file IO runs on tokio's blocking pool.
+
+use bytes::Bytes;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use wado_core::store::{check_range, validate_key, validate_prefix, ObjectMeta, Store, StoreError};
+
+/// Temporary files start with this; listings skip them.
+const TMP_PREFIX: &str = ".tmp-";
+
+/// A store in a local directory.
+#[derive(Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+impl FsStore {
+    /// A store rooted at `root` (created if missing).
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<FsStore> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(FsStore { root, counter: AtomicU64::new(0) })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// Writes an object synchronously (for callers already on a blocking thread).
+    pub fn put_blocking(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        put_file(&path, data, n).map_err(backend)
+    }
+}
+
+fn backend(e: io::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+}
+
+fn put_file(path: &Path, data: &[u8], n: u64) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("key without a parent directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("obj");
+    let tmp = dir.join(format!("{TMP_PREFIX}{name}-{}-{n}", std::process::id()));
+    let result = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[async_trait::async_trait]
+impl Store for FsStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path(key)?;
+        blocking(move || match std::fs::read(&path) {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(e)),
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_owned();
+        blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(backend(e)),
+            };
+            let size = file.metadata().map_err(backend)?.len();
+            check_range(&key, &range, size)?;
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            file.read_exact_at(&mut buf, range.start).map_err(backend)?;
+            Ok(Some(Bytes::from(buf)))
+        })
+        .await
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        validate_prefix(prefix)?;
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            let dir = root.join(&prefix);
+            let mut out = Vec::new();
+            if !dir.is_dir() {
+                return Ok(out);
+            }
+            for entry in walkdir::WalkDir::new(&dir).follow_links(false) {
+                let entry = match entry {
+                    Ok(e) => e,
+                    // A directory removed while walking is not an error.
+                    Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => continue,
+                    Err(e) => return Err(StoreError::Backend(e.to_string())),
+                };
+                if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let Ok(rel) = entry.path().strip_prefix(&root) else { continue };
+                let Some(key) = rel.to_str() else { continue };
+                if validate_key(key).is_err() {
+                    continue;
+                }
+                let size = entry.metadata().map_err(|e| StoreError::Backend(e.to_string()))?.len();
+                out.push(ObjectMeta { key: key.to_owned(), size });
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        blocking(move || put_file(&path, &data, n).map_err(backend)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+}
