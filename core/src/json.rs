@@ -230,6 +230,7 @@ fn string_values(vr: VR, p: &PrimitiveValue) -> Vec<String> {
     split
         .into_iter()
         .map(|s| {
+            let s = decode_iso2022(&s).unwrap_or(s);
             let s = s.trim_end_matches([' ', '\0']);
             let s = if trim_leading {
                 s.trim_start_matches(' ')
@@ -239,6 +240,27 @@ fn string_values(vr: VR, p: &PrimitiveValue) -> Vec<String> {
             s.to_owned()
         })
         .collect()
+}
+
+/// Decodes ISO 2022 escape sequences that dicom-rs leaves in text when the Specific Character
+/// Set is multi-valued with code extensions (`\ISO 2022 IR 87`, PS3.5 §6.1.2.5): JIS X 0208
+/// (`ESC $ B`, `ESC $ @`) and the return to ASCII or JIS X 0201 Roman (`ESC ( B`, `ESC ( J`).
+/// Returns `None` when `s` has no escape or uses another code extension (kept as read).
+fn decode_iso2022(s: &str) -> Option<String> {
+    use encoding::{DecoderTrap, Encoding};
+    if !s.contains('\u{1b}') || !s.is_ascii() {
+        return None;
+    }
+    let jis_only = s.match_indices('\u{1b}').all(|(i, _)| {
+        let seq = &s.as_bytes()[i + 1..(i + 3).min(s.len())];
+        matches!(seq, b"$B" | b"$@" | b"(B" | b"(J")
+    });
+    if !jis_only {
+        return None;
+    }
+    encoding::all::ISO_2022_JP
+        .decode(s.as_bytes(), DecoderTrap::Strict)
+        .ok()
 }
 
 fn pn_json(s: &str) -> String {
@@ -653,6 +675,21 @@ mod tests {
             "http://h/dcm4chee-arc/aets/A/rs/studies/1/series/2/instances/3/bulkdata/00081140/2/00291010"
         );
         assert_eq!(v["00101002"], serde_json::json!({"vr":"SQ"}));
+    }
+
+    #[test]
+    fn iso_2022_jis_is_decoded() {
+        let raw = "Yamada^Tarou=\u{1b}$B;3ED\u{1b}(B^\u{1b}$BB@O:\u{1b}(B";
+        assert_eq!(
+            decode_iso2022(raw).as_deref(),
+            Some("Yamada^Tarou=山田^太郎")
+        );
+        assert_eq!(decode_iso2022("plain"), None);
+        assert_eq!(
+            decode_iso2022("\u{1b}$)Cx"),
+            None,
+            "Korean G1 designation is not decoded"
+        );
     }
 
     #[test]

@@ -343,6 +343,11 @@ pub struct Prepared {
     pub index: InstanceIndex,
 }
 
+/// True for the MPEG-2, H.264 and HEVC transfer syntaxes.
+pub fn is_video(ts_uid: &str) -> bool {
+    ts::MPEG_FAMILY.contains(&ts_uid) || ts::MP4_FAMILY.contains(&ts_uid)
+}
+
 /// Hashes a file (SHA-256, lower-case hex).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -401,24 +406,21 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
         .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
         .unwrap_or_default();
     let pixel_elem = obj.get(tags::PIXEL_DATA);
-    let pixel = match pixel_elem {
-        None => None,
-        Some(_) => Some(PixelInfo {
-            rows: int_attr(obj, tags::ROWS).unwrap_or(0) as u16,
-            columns: int_attr(obj, tags::COLUMNS).unwrap_or(0) as u16,
-            samples_per_pixel: int_attr(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
-            bits_allocated: int_attr(obj, tags::BITS_ALLOCATED).unwrap_or(0) as u16,
-            bits_stored: int_attr(obj, tags::BITS_STORED).unwrap_or(0) as u16,
-            pixel_representation: int_attr(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
-            photometric_interpretation: obj
-                .get(tags::PHOTOMETRIC_INTERPRETATION)
-                .and_then(|e| e.to_str().ok())
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default(),
-            planar_configuration: int_attr(obj, tags::PLANAR_CONFIGURATION).unwrap_or(0) as u16,
-            number_of_frames: int_attr(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32,
-        }),
-    };
+    let pixel = pixel_elem.map(|_| PixelInfo {
+        rows: int_attr(obj, tags::ROWS).unwrap_or(0) as u16,
+        columns: int_attr(obj, tags::COLUMNS).unwrap_or(0) as u16,
+        samples_per_pixel: int_attr(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+        bits_allocated: int_attr(obj, tags::BITS_ALLOCATED).unwrap_or(0) as u16,
+        bits_stored: int_attr(obj, tags::BITS_STORED).unwrap_or(0) as u16,
+        pixel_representation: int_attr(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
+        photometric_interpretation: obj
+            .get(tags::PHOTOMETRIC_INTERPRETATION)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        planar_configuration: int_attr(obj, tags::PLANAR_CONFIGURATION).unwrap_or(0) as u16,
+        number_of_frames: int_attr(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32,
+    });
     // Native pixel data must hold every frame it claims: a truncated value is a corrupt file.
     if let (Some(info), Some(e)) = (&pixel, pixel_elem) {
         if matches!(e.value(), Value::Primitive(_)) && ts::is_native(&ts_uid) {
@@ -433,7 +435,7 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
         }
     }
     let frames = match (&pixel, &scan.pixel) {
-        (Some(info), Some(loc)) => Some(frame_index(obj, info, loc)),
+        (Some(info), Some(loc)) => Some(frame_index(obj, info, loc, &ts_uid)),
         (Some(_), None) => Some(FrameIndex::Unindexed),
         _ => None,
     };
@@ -480,7 +482,12 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
 /// Maps fragments to frames (PS3.5 §A.4): the Extended Offset Table, else the Basic Offset
 /// Table, else one frame for a single-frame image, else one fragment per frame, else frames
 /// starting where a fragment starts with a codestream marker (JPEG SOI, J2K SOC).
-fn frame_index(obj: &InMemDicomObject, info: &PixelInfo, loc: &PixelLocation) -> FrameIndex {
+fn frame_index(
+    obj: &InMemDicomObject,
+    info: &PixelInfo,
+    loc: &PixelLocation,
+    ts_uid: &str,
+) -> FrameIndex {
     match loc {
         PixelLocation::Native { offset, length } => FrameIndex::Native {
             offset: *offset,
@@ -493,6 +500,12 @@ fn frame_index(obj: &InMemDicomObject, info: &PixelInfo, loc: &PixelLocation) ->
             let n = info.number_of_frames as usize;
             if fragments.is_empty() {
                 return FrameIndex::Unindexed;
+            }
+            if is_video(ts_uid) {
+                // A video is one stream: its fragments are not frames (PS3.5 §8.2.5).
+                return FrameIndex::Encapsulated {
+                    frames: vec![fragments.iter().map(|f| [f.offset, f.length]).collect()],
+                };
             }
             let base = fragments[0].item_offset;
             let groups: Option<Vec<Vec<usize>>> = if let Some(eot) = obj

@@ -192,7 +192,10 @@ fn skip_line_break(b: &[u8], pos: usize) -> Option<usize> {
     }
 }
 
-fn parse_headers(b: &[u8], mut pos: usize) -> Result<(Vec<(&str, &str)>, usize), ParseError> {
+/// Header fields of a part, borrowed from the body.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+fn parse_headers(b: &[u8], mut pos: usize) -> Result<(Headers<'_>, usize), ParseError> {
     let mut headers = Vec::new();
     loop {
         if let Some(p) = skip_line_break(b, pos) {

@@ -363,7 +363,7 @@ impl Negotiation {
             }
         }
         // Stable: equal q keeps the client's order.
-        candidates.sort_by(|a, b| b.q.cmp(&a.q));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.q));
         if candidates.is_empty() {
             return Err(Error::NotAcceptable(format!(
                 "none of the acceptable media types ({}) can be served for this resource; {}",

@@ -206,7 +206,7 @@ impl Service {
                 "not a WADO-RS path; the service root is /dcm4chee-arc/aets/{AETitle}/rs".into(),
             ));
         };
-        if !self.config.ae_titles.iter().any(|a| *a == route.ae_title) {
+        if !self.config.ae_titles.contains(&route.ae_title) {
             return Err(Error::NotFound(format!(
                 "unknown AE title {:?}",
                 route.ae_title
@@ -511,7 +511,7 @@ impl Service {
         let multipart = choice.1;
         let wanted = neg.wanted(MediaType::Dicom, multipart);
         let instances = self.list_instances(target).await?;
-        let any = wanted.iter().any(|w| *w == crate::negotiate::TsWanted::Any);
+        let any = wanted.contains(&crate::negotiate::TsWanted::Any);
         // Plan each part. With `transfer-syntax=*` nothing needs to be known in advance: the
         // stored syntax is read from the file's first chunk while streaming.
         let mut parts = Vec::with_capacity(instances.len());
@@ -593,14 +593,33 @@ impl Service {
         if multipart {
             Ok(self.multipart_response(ctx, "application/dicom", parts, outcome))
         } else {
-            Ok(self.single_response(parts.remove(0), outcome))
+            // Single part: convert before answering, so a corrupt file is a 500, not a
+            // truncated 200.
+            let mut part = parts.remove(0);
+            if let Source::Convert { key, to } = &part.source {
+                let bytes = self
+                    .store
+                    .get(key)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(key.clone()))?;
+                part.source = Source::Bytes(Bytes::from(convert(key, &bytes, to)?));
+            }
+            Ok(self.single_response(part, outcome))
         }
     }
 
     /// The stored transfer syntax of each instance, read from the first bytes of each file.
     async fn stored_syntaxes(&self, instances: &[StoredInstance]) -> Result<Vec<String>> {
-        let reads: Vec<_> = instances.iter().map(|i| stored_syntax(self.store.clone(), i.key.clone(), i.size)).collect();
-        stream::iter(reads).buffered(16).collect::<Vec<_>>().await.into_iter().collect()
+        let reads: Vec<_> = instances
+            .iter()
+            .map(|i| stored_syntax(self.store.clone(), i.key.clone(), i.size))
+            .collect();
+        stream::iter(reads)
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 
     // ===== frames =====
@@ -619,6 +638,12 @@ impl Service {
                 idx.sop_instance
             )));
         };
+        if layout::is_video(&idx.transfer_syntax) {
+            return Err(Error::BadRequest(format!(
+                "instance {} is a video ({}): its frames cannot be retrieved one by one; retrieve the instance or its pixel data",
+                idx.sop_instance, idx.transfer_syntax
+            )));
+        }
         let n = info.number_of_frames;
         let valid: Vec<u32> = frames.iter().copied().filter(|&f| f <= n).collect();
         let invalid: Vec<u32> = frames.iter().copied().filter(|&f| f > n).collect();
@@ -757,6 +782,9 @@ impl Service {
         let idx = self.instance_index(target).await?;
         let is_pixel = path.0 == [PathStep::Tag(0x7FE0_0010)];
         let uri = format!("{}/{}/bulkdata/{path}", ctx.root, target.path());
+        if is_pixel && layout::is_video(&idx.transfer_syntax) {
+            return self.video(ctx, target, &idx, neg, uri);
+        }
         if is_pixel && !ts::is_native(&idx.transfer_syntax) {
             // Encapsulated pixel data: one part per frame, in the stored type (PS3.18 §8.7.3.3.2:
             // "Compressed multi-frame image pixel data is encoded as individual frames").
@@ -803,6 +831,60 @@ impl Service {
         } else {
             Ok(self.single_response(part, outcome))
         }
+    }
+
+    /// A video's pixel data: the stream as stored, in one part (video is never transcoded).
+    fn video(
+        &self,
+        ctx: &Ctx<'_>,
+        _target: &Target,
+        idx: &InstanceIndex,
+        neg: &Negotiation,
+        uri: String,
+    ) -> Result<Response> {
+        let stored = idx.transfer_syntax.as_str();
+        let mut pick = None;
+        for (media, multipart) in neg.media_choices() {
+            if let Some(c) = choose_ts(media, &neg.wanted(media, multipart), stored, |_, _| false) {
+                pick = Some((media, multipart, c));
+                break;
+            }
+        }
+        let (media, multipart, chosen) = pick.ok_or_else(|| {
+            Error::NotAcceptable(format!(
+                "this video ({stored}) is available as {} or as application/octet-stream with transfer-syntax=*",
+                MediaType::for_stored_transfer_syntax(stored).map_or("stored", MediaType::as_str)
+            ))
+        })?;
+        let fragments = match &idx.frames {
+            Some(layout::FrameIndex::Encapsulated { frames }) if frames.len() == 1 => {
+                frames[0].clone()
+            }
+            _ => {
+                return Err(Error::corrupt(
+                    &idx.sop_instance,
+                    "video stream not indexed",
+                ))
+            }
+        };
+        let part = Part {
+            content_type: format!("{}; transfer-syntax={}", media.as_str(), chosen.ts),
+            location: uri,
+            source: Source::Fragments {
+                key: dcm_key(idx),
+                fragments,
+            },
+        };
+        let outcome = Outcome {
+            media_type: Some(media.as_str().into()),
+            transfer_syntaxes: vec![chosen.ts],
+            ..Outcome::default()
+        };
+        Ok(if multipart {
+            self.multipart_response(ctx, media.as_str(), vec![part], outcome)
+        } else {
+            self.single_response(part, outcome)
+        })
     }
 
     /// A bulk value read by parsing the whole file (Big Endian, Deflated, or a value the
@@ -926,7 +1008,10 @@ impl Service {
 async fn stored_syntax(store: Arc<dyn Store>, key: String, size: u64) -> Result<String> {
     let mut len = size.min(16 * 1024);
     loop {
-        let head = store.get_range(&key, 0..len).await?.ok_or_else(|| Error::NotFound(key.clone()))?;
+        let head = store
+            .get_range(&key, 0..len)
+            .await?
+            .ok_or_else(|| Error::NotFound(key.clone()))?;
         match crate::scan::scan_meta(&head) {
             Ok(m) => return Ok(m.transfer_syntax),
             Err(_) if len < size => len = size.min(len * 8),

@@ -24,7 +24,10 @@ impl FsStore {
     pub fn new(root: impl Into<PathBuf>) -> io::Result<FsStore> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FsStore { root, counter: AtomicU64::new(0) })
+        Ok(FsStore {
+            root,
+            counter: AtomicU64::new(0),
+        })
     }
 
     /// The root directory.
@@ -49,12 +52,18 @@ fn backend(e: io::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
 }
 
 fn put_file(path: &Path, data: &[u8], n: u64) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("key without a parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("key without a parent directory"))?;
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("obj");
     let tmp = dir.join(format!("{TMP_PREFIX}{name}-{}-{n}", std::process::id()));
@@ -120,19 +129,34 @@ impl Store for FsStore {
                 let entry = match entry {
                     Ok(e) => e,
                     // A directory removed while walking is not an error.
-                    Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => continue,
+                    Err(e)
+                        if e.io_error()
+                            .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) =>
+                    {
+                        continue
+                    }
                     Err(e) => return Err(StoreError::Backend(e.to_string())),
                 };
-                if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                if !entry.file_type().is_file()
+                    || entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+                {
                     continue;
                 }
-                let Ok(rel) = entry.path().strip_prefix(&root) else { continue };
+                let Ok(rel) = entry.path().strip_prefix(&root) else {
+                    continue;
+                };
                 let Some(key) = rel.to_str() else { continue };
                 if validate_key(key).is_err() {
                     continue;
                 }
-                let size = entry.metadata().map_err(|e| StoreError::Backend(e.to_string()))?.len();
-                out.push(ObjectMeta { key: key.to_owned(), size });
+                let size = entry
+                    .metadata()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?
+                    .len();
+                out.push(ObjectMeta {
+                    key: key.to_owned(),
+                    size,
+                });
             }
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)

@@ -70,11 +70,17 @@ pub fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>
             errors.push((p.clone(), "no such file or directory".to_owned()));
             continue;
         }
-        for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(p)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
             match entry {
                 Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
                 Ok(_) => {}
-                Err(e) => errors.push((e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone()), e.to_string())),
+                Err(e) => errors.push((
+                    e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone()),
+                    e.to_string(),
+                )),
             }
         }
     }
@@ -88,7 +94,8 @@ pub async fn run(
     opts: &Options,
     mut report: impl FnMut(&Path, &FileResult),
 ) -> Result<Summary, wado_core::Error> {
-    let layout = Arc::new(core_import::ensure_layout(&*store, &opts.public_url, &opts.ae_title).await?);
+    let layout =
+        Arc::new(core_import::ensure_layout(&*store, &opts.public_url, &opts.ae_title).await?);
     let (files, walk_errors) = collect_files(paths);
     let mut summary = Summary::default();
     for (p, e) in &walk_errors {
@@ -98,8 +105,10 @@ pub async fn run(
     let bar = opts.progress.then(|| {
         let b = indicatif::ProgressBar::new(files.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} files {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b.enable_steady_tick(Duration::from_millis(200));
         b
@@ -113,11 +122,15 @@ pub async fn run(
         tokio::spawn(async move {
             let result = match tokio::fs::read(&path).await {
                 Err(e) => Err(FileResult::Failed(format!("cannot read: {e}"))),
-                Ok(bytes) => match core_import::import_file(&*store, &layout, bytes::Bytes::from(bytes)).await {
-                    Ok(done) => Ok(done),
-                    Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
-                    Err(ImportError::Store(e)) => Err(FileResult::Failed(e.to_string())),
-                },
+                Ok(bytes) => {
+                    match core_import::import_file(&*store, &layout, bytes::Bytes::from(bytes))
+                        .await
+                    {
+                        Ok(done) => Ok(done),
+                        Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
+                        Err(ImportError::Store(e)) => Err(FileResult::Failed(e.to_string())),
+                    }
+                }
             };
             (path, result)
         })
@@ -126,7 +139,10 @@ pub async fn run(
     while let Some(joined) = results.next().await {
         let (path, result) = match joined {
             Ok(r) => r,
-            Err(e) => (PathBuf::from("?"), Err(FileResult::Failed(format!("import task failed: {e}")))),
+            Err(e) => (
+                PathBuf::from("?"),
+                Err(FileResult::Failed(format!("import task failed: {e}"))),
+            ),
         };
         let file_result = match result {
             Ok(done) => {
@@ -136,7 +152,10 @@ pub async fn run(
                     Status::Replaced => summary.replaced += 1,
                 }
                 if let Some(idx) = done.index {
-                    known.insert(wado_core::layout::index_key(&done.study, &done.series, &done.sop), idx);
+                    known.insert(
+                        wado_core::layout::index_key(&done.study, &done.series, &done.sop),
+                        idx,
+                    );
                 }
                 touched.insert((done.study, done.series));
                 FileResult::Done(done.status)
@@ -163,7 +182,11 @@ pub async fn run(
 }
 
 /// Rebuilds the metadata of the series (and their studies), studies in parallel.
-async fn rebuild(store: Arc<FsStore>, series: Vec<(Uid, Uid)>, known: HashMap<String, Arc<InstanceIndex>>) -> Result<(), wado_core::Error> {
+async fn rebuild(
+    store: Arc<FsStore>,
+    series: Vec<(Uid, Uid)>,
+    known: HashMap<String, Arc<InstanceIndex>>,
+) -> Result<(), wado_core::Error> {
     let mut by_study: HashMap<Uid, Vec<(Uid, Uid)>> = HashMap::new();
     for s in series {
         by_study.entry(s.0.clone()).or_default().push(s);
@@ -176,7 +199,9 @@ async fn rebuild(store: Arc<FsStore>, series: Vec<(Uid, Uid)>, known: HashMap<St
     });
     let mut results = futures::stream::iter(jobs).buffer_unordered(4);
     while let Some(r) = results.next().await {
-        r.map_err(|e| wado_core::Error::Store(wado_core::store::StoreError::Backend(e.to_string())))??;
+        r.map_err(|e| {
+            wado_core::Error::Store(wado_core::store::StoreError::Backend(e.to_string()))
+        })??;
     }
     Ok(())
 }

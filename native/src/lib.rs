@@ -30,7 +30,10 @@ pub struct AppState {
 
 /// The router: every path goes to the core service; `/` says where the service root is.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/", axum::routing::get(index)).fallback(handle).with_state(state)
+    Router::new()
+        .route("/", axum::routing::get(index))
+        .fallback(handle)
+        .with_state(state)
 }
 
 async fn index(State(state): State<AppState>) -> impl IntoResponse {

@@ -59,7 +59,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wado: cannot start the runtime: {e}");
@@ -68,10 +71,17 @@ fn main() -> ExitCode {
     };
     rt.block_on(async {
         match cli.command {
-            Command::Import { data, public_url, paths } => run_import(data, public_url, paths).await,
-            Command::Serve { data, bind, ae_titles, public_url } => {
-                run_serve(data, bind, ae_titles, public_url).await
-            }
+            Command::Import {
+                data,
+                public_url,
+                paths,
+            } => run_import(data, public_url, paths).await,
+            Command::Serve {
+                data,
+                bind,
+                ae_titles,
+                public_url,
+            } => run_serve(data, bind, ae_titles, public_url).await,
         }
     })
 }
@@ -130,7 +140,11 @@ async fn run_serve(
             return ExitCode::FAILURE;
         }
     };
-    let config = Config { ae_titles, public_url, ..Config::default() };
+    let config = Config {
+        ae_titles,
+        public_url,
+        ..Config::default()
+    };
     let service = Arc::new(Service::new(store, config));
     let listener = match tokio::net::TcpListener::bind(bind).await {
         Ok(l) => l,
@@ -149,20 +163,24 @@ async fn run_serve(
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
         tracing::info!("shutting down: finishing requests in flight");
     };
-    match axum::serve(listener, app(AppState { service })).with_graceful_shutdown(shutdown).await {
+    match axum::serve(listener, app(AppState { service }))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wado serve: {e}");

@@ -1,1 +1,241 @@
+//! Support for the end-to-end tests: the real `wado` binary (import and serve), a free port
+//! on 127.0.0.1, a real HTTP client, and DCMTK as the independent oracle.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The default service root path.
+pub const ROOT: &str = "/dcm4chee-arc/aets/DCM4CHEE/rs";
+
+/// The repository's `tests/` folder.
+pub fn tests_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixture corpus.
+pub fn corpus() -> PathBuf {
+    tests_dir().join("fixtures/corpus")
+}
+
+/// The `wado` binary: `$WADO_BIN`, else `target/<profile>/wado` next to this test binary.
+pub fn wado_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("WADO_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/wado
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("wado");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (cargo build -p wado-native), or set WADO_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `wado import --data DATA PATHS...`.
+pub fn import(data: &Path, paths: &[&Path]) -> Output {
+    let mut cmd = Command::new(wado_bin());
+    cmd.arg("import").arg("--data").arg(data);
+    for p in paths {
+        cmd.arg(p);
+    }
+    cmd.output().expect("run wado import")
+}
+
+/// A running `wado serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `wado serve` on a free port with extra arguments, and waits until it listens.
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(wado_bin())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wado serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "wado serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The service root URL.
+    pub fn root(&self) -> String {
+        format!("{}{ROOT}", self.base)
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed part: header fields (names lower-case) and body.
+pub type OwnedPart = (Vec<(String, String)>, Vec<u8>);
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes (not decoded: Content-Encoding is left to the test).
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// A header value, or "".
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// The parts of a multipart body, parsed with wado-core's parser (checked independently by
+    /// byte comparisons in the tests).
+    pub fn parts(&self) -> Vec<OwnedPart> {
+        let ct = self.header("content-type");
+        let boundary = wado_core::multipart::boundary_of(&ct)
+            .unwrap_or_else(|| panic!("no boundary in {ct:?}"));
+        wado_core::multipart::parse(&boundary, &self.body)
+            .expect("multipart body")
+            .into_iter()
+            .map(|p| {
+                (
+                    p.headers
+                        .iter()
+                        .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+                        .collect(),
+                    p.body.to_vec(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Sends a request with the given method and headers.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder.body(()).unwrap();
+    let mut resp = agent
+        .run(req)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let body = if method == "HEAD" {
+        Vec::new()
+    } else {
+        resp.body_mut()
+            .with_config()
+            .limit(4 << 30)
+            .read_to_vec()
+            .unwrap_or_else(|e| panic!("{url}: body: {e}"))
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// GET with an optional Accept header.
+pub fn get(url: &str, accept: Option<&str>) -> Resp {
+    match accept {
+        Some(a) => request("GET", url, &[("accept", a)]),
+        None => request("GET", url, &[]),
+    }
+}
+
+/// A DICOM file's Study, Series and SOP Instance UIDs, read by DCMTK's dcmdump.
+pub fn uids(file: &Path) -> (String, String, String) {
+    // The full dump indents nested elements: top-level ones start at column 0.
+    let out = Command::new("dcmdump")
+        .args(["-q", "-M"])
+        .arg(file)
+        .output()
+        .expect("dcmdump (apt-get install dcmtk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let val = |tag: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(tag))
+            .unwrap_or_else(|| panic!("{tag} in {}", file.display()));
+        let s = line.find('[').unwrap() + 1;
+        let e = line[s..].find(']').unwrap() + s;
+        line[s..e].to_owned()
+    };
+    (val("(0020,000d)"), val("(0020,000e)"), val("(0008,0018)"))
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Writes bytes to a temporary file and returns its path (kept with the directory).
+pub fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Runs a command and returns its stdout; panics with stderr on failure.
+pub fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

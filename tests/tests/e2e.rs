@@ -1,0 +1,723 @@
+//! End to end: the real `wado import` over the fixture corpus, the real `wado serve` on a free
+//! port, a real HTTP client; expected values from DCMTK (dcm2json goldens, dcmdump, dcmconv)
+//! and pydicom, never from wado's own writers.
+
+use base64::Engine as _;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use wado_tests::*;
+
+/// The corpus imported once, shared by the tests (each test starts its own server on it).
+fn imported() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempdir();
+        let out = import(&dir.path().join("data"), &[&corpus()]);
+        assert!(out.status.code().is_some(), "import ran");
+        dir
+    })
+    .path()
+    .join("data")
+    .leak()
+}
+
+fn valid_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn instance_url(server: &Server, file: &Path) -> String {
+    let (st, se, sop) = uids(file);
+    format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root())
+}
+
+#[test]
+fn import_takes_valid_files_and_rejects_malformed_ones_with_reasons() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let out = import(&data, &[&corpus()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "non-zero exit when files are rejected\n{stderr}"
+    );
+    let rejected: BTreeSet<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("rejected "))
+        .map(|l| {
+            let (path, reason) = l.split_once(": ").expect("a reason per file");
+            assert!(reason.len() > 10, "a clear reason: {l}");
+            Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut want: BTreeSet<String> = std::fs::read_dir(corpus().join("malformed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    want.insert("MANIFEST.tsv".into());
+    assert_eq!(rejected, want);
+    let n = valid_files().len();
+    assert!(
+        stdout.contains(&format!(
+            "imported {n}, unchanged 0, replaced 0, rejected {}",
+            want.len()
+        )),
+        "{stdout}"
+    );
+    // Nothing of a rejected file is stored: no instance key carries a malformed file's UIDs.
+    let stored: Vec<PathBuf> = walk(&data)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".dcm"))
+        .collect();
+    assert_eq!(stored.len(), n);
+    // Importing again changes nothing.
+    let again = import(&data, &[&corpus()]);
+    let s = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        s.contains(&format!("imported 0, unchanged {n}, replaced 0")),
+        "{s}"
+    );
+    // A different file with an existing SOP Instance UID replaces the stored one.
+    let original = corpus().join("ct_small_ele.dcm");
+    let mut changed = std::fs::read(&original).unwrap();
+    let last = changed.len() - 1;
+    changed[last] ^= 0xFF; // a pixel value changes
+    let tmp = write_temp(dir.path(), "changed.dcm", &changed);
+    let out = import(&data, &[&tmp]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 0, unchanged 0, replaced 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replaced"));
+    let server = Server::start(&data, &[]);
+    let got = get(
+        &instance_url(&server, &original),
+        Some("application/dicom; transfer-syntax=*"),
+    );
+    assert_eq!(got.body, changed);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+// ===== metadata against DCMTK / pydicom =====
+
+struct Oracle<'a> {
+    errors: Vec<String>,
+    fetch: &'a dyn Fn(&str) -> Vec<u8>,
+}
+
+impl Oracle<'_> {
+    fn object(&mut self, at: &str, golden: &Value, ours: &Value, ignore: &[&str]) {
+        let (Some(g), Some(o)) = (golden.as_object(), ours.as_object()) else {
+            self.errors.push(format!("{at}: not objects"));
+            return;
+        };
+        // Data Set Trailing Padding is not an attribute: wado leaves it out of metadata.
+        let gk: BTreeSet<&String> = g
+            .keys()
+            .filter(|k| !ignore.contains(&k.as_str()) && *k != "FFFCFFFC")
+            .collect();
+        let ok: BTreeSet<&String> = o.keys().filter(|k| !ignore.contains(&k.as_str())).collect();
+        if gk != ok {
+            self.errors.push(format!(
+                "{at}: keys differ: only golden {:?}, only ours {:?}",
+                gk.difference(&ok).collect::<Vec<_>>(),
+                ok.difference(&gk).collect::<Vec<_>>()
+            ));
+        }
+        let keys: Vec<String> = o.keys().cloned().collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        if keys != sorted {
+            self.errors
+                .push(format!("{at}: attributes not in ascending tag order"));
+        }
+        for k in gk.intersection(&ok) {
+            self.attribute(&format!("{at}/{k}"), k, &g[*k], &o[*k]);
+        }
+    }
+
+    fn attribute(&mut self, at: &str, tag: &str, g: &Value, o: &Value) {
+        if o["vr"] == "UN" && g["vr"] != "UN" && is_private(tag) {
+            // A private attribute in Implicit VR: DCMTK knows its VR from its private
+            // dictionary, wado (no private dictionary) keeps it as UN with the same bytes.
+            let have = self.binary(at, o);
+            let want: Vec<u8> = match (g.get("InlineBinary"), g.get("Value")) {
+                (Some(b), _) => base64::engine::general_purpose::STANDARD
+                    .decode(b.as_str().unwrap_or(""))
+                    .unwrap(),
+                (None, Some(Value::Array(v))) => v
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\\")
+                    .into_bytes(),
+                _ => Vec::new(),
+            };
+            // The raw value may carry one byte of padding (space or NUL) that the text lacks.
+            let unpadded = have
+                .strip_suffix(b" ")
+                .or_else(|| have.strip_suffix(b"\0"))
+                .unwrap_or(&have);
+            if unpadded != want.as_slice() && have != want {
+                self.errors.push(format!(
+                    "{at}: UN bytes differ from DCMTK's {} value",
+                    g["vr"]
+                ));
+            }
+            return;
+        }
+        if g["vr"] != o["vr"] {
+            self.errors
+                .push(format!("{at}: vr {} vs {}", g["vr"], o["vr"]));
+            return;
+        }
+        if tag == "00080005" {
+            return; // DCMTK rewrites it to ISO_IR 192; ours keeps the source (PS3.18 F.2.2 note 3)
+        }
+        if let Some(inline) = g.get("InlineBinary").and_then(Value::as_str) {
+            let want = base64::engine::general_purpose::STANDARD
+                .decode(inline)
+                .unwrap();
+            let have = self.binary(at, o);
+            if have != want && !(want.len() == have.len() + 1 && want[..have.len()] == have[..]) {
+                self.errors.push(format!(
+                    "{at}: binary differs ({} vs {} bytes)",
+                    want.len(),
+                    have.len()
+                ));
+            }
+            return;
+        }
+        let vr = g["vr"].as_str().unwrap_or("");
+        let gv = g
+            .get("Value")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let ov = o
+            .get("Value")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        // Empty: null, "", {} or a person name of delimiters only ("^^^^").
+        let empty = |v: &Value| {
+            v.is_null()
+                || v.as_str() == Some("")
+                || v.as_object().is_some_and(|m| {
+                    m.values().all(|x| {
+                        x.as_str()
+                            .is_some_and(|s| s.trim_end_matches('^').is_empty())
+                    })
+                })
+        };
+        if gv.iter().all(empty) && ov.iter().all(empty) {
+            return;
+        }
+        if gv.len() != ov.len() {
+            self.errors.push(format!(
+                "{at}: {} values vs {}: {gv:?} / {ov:?}",
+                gv.len(),
+                ov.len()
+            ));
+            return;
+        }
+        for (i, (a, b)) in gv.iter().zip(&ov).enumerate() {
+            let at = format!("{at}[{i}]");
+            match g["vr"].as_str() {
+                Some("SQ") => self.object(&at, a, b, &[]),
+                Some("PN") => {
+                    for group in ["Alphabetic", "Ideographic", "Phonetic"] {
+                        let ga = a
+                            .get(group)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .trim_end_matches('^');
+                        let ob = b.get(group).and_then(Value::as_str).unwrap_or("");
+                        if ga != ob {
+                            self.errors.push(format!("{at}.{group}: {ga:?} vs {ob:?}"));
+                        }
+                    }
+                }
+                _ if a.is_number() || (b.is_number() && a.is_string()) => {
+                    let num = |v: &Value| {
+                        v.as_f64()
+                            .or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
+                    };
+                    let (x, y) = (num(a), num(b));
+                    let same = match (vr, x, y) {
+                        // FL: the same float32, whatever the number of printed digits.
+                        ("FL" | "OF", Some(x), Some(y)) => x as f32 == y as f32,
+                        // FD: DCMTK prints 17 digits that do not always round-trip; wado
+                        // prints the shortest exact text. Equal within a few ulps.
+                        ("FD" | "OD", Some(x), Some(y)) => {
+                            (x - y).abs() <= x.abs().max(y.abs()) * 4.0 * f64::EPSILON
+                        }
+                        _ => x == y,
+                    };
+                    if !same {
+                        self.errors.push(format!("{at}: {a} vs {b}"));
+                    }
+                }
+                _ if empty(a) && empty(b) => {}
+                _ => {
+                    if a != b {
+                        self.errors.push(format!("{at}: {a} vs {b}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_private(tag: &str) -> bool {
+    u16::from_str_radix(&tag[..4], 16).is_ok_and(|g| g % 2 == 1)
+}
+
+impl Oracle<'_> {
+    fn binary(&mut self, at: &str, o: &Value) -> Vec<u8> {
+        if let Some(uri) = o.get("BulkDataURI").and_then(Value::as_str) {
+            (self.fetch)(uri)
+        } else if let Some(b) = o.get("InlineBinary").and_then(Value::as_str) {
+            base64::engine::general_purpose::STANDARD.decode(b).unwrap()
+        } else {
+            self.errors.push(format!("{at}: no binary value"));
+            Vec::new()
+        }
+    }
+}
+
+#[test]
+fn instance_metadata_matches_dcmtk_and_pydicom_and_bulk_data_resolves() {
+    let server = Server::start(imported(), &[]);
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for file in valid_files() {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let goldens = [
+            (
+                tests_dir().join(format!("golden/dcm2json/{name}.json")),
+                false,
+            ),
+            (
+                tests_dir().join(format!("golden/dcm2json/{name}.nopixels.json")),
+                true,
+            ),
+            (
+                tests_dir().join(format!("golden/pydicom/{name}.json")),
+                false,
+            ),
+        ];
+        let Some((golden_path, nopixels)) = goldens.into_iter().find(|(p, _)| p.is_file()) else {
+            failures.push(format!(
+                "{name}: no golden (run tests/golden/make-goldens.sh)"
+            ));
+            continue;
+        };
+        let golden: Value = serde_json::from_slice(&std::fs::read(&golden_path).unwrap()).unwrap();
+        let got = get(&format!("{}/metadata", instance_url(&server, &file)), None);
+        assert_eq!(got.status, 200, "{name}");
+        assert_eq!(got.header("content-type"), "application/dicom+json");
+        let ours: Value = serde_json::from_slice(&got.body).unwrap();
+        let ours = &ours.as_array().expect("an array of one")[0];
+        let fetch = |uri: &str| -> Vec<u8> {
+            assert!(
+                uri.starts_with(&server.root()),
+                "absolute BulkDataURI on the service root: {uri}"
+            );
+            let r = get(uri, Some("application/octet-stream"));
+            assert_eq!(r.status, 200, "{uri}");
+            r.body
+        };
+        let mut oracle = Oracle {
+            errors: Vec::new(),
+            fetch: &fetch,
+        };
+        let ignore: &[&str] = if nopixels { &["7FE00010"] } else { &[] };
+        oracle.object(&name, &golden, ours, ignore);
+        if nopixels {
+            // Encapsulated pixel data: a BulkDataURI that resolves (as frames of the stored type).
+            let uri = ours["7FE00010"]["BulkDataURI"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: pixel data URI"));
+            let r = get(
+                uri,
+                Some("multipart/related; type=\"application/octet-stream\"; transfer-syntax=*"),
+            );
+            assert_eq!(r.status, 200, "{name}: {uri}");
+            let parts = r.parts();
+            assert!(!parts.is_empty());
+            // The stored fragments, concatenated, as DCMTK writes them out (+W): pixel data is
+            // the last element, so its items are the last files.
+            let tmp = tempdir();
+            run(Command::new("dcmdump")
+                .args(["-q", "+W"])
+                .arg(tmp.path())
+                .arg(&file));
+            let mut dumped: Vec<PathBuf> = walk(tmp.path());
+            dumped.sort_by_key(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .rsplit('.')
+                    .nth(1)
+                    .and_then(|n| n.parse::<u32>().ok())
+            });
+            let frags: Vec<u8> = dumped
+                .iter()
+                .flat_map(|p| std::fs::read(p).unwrap())
+                .collect();
+            let ours: Vec<u8> = parts.iter().flat_map(|(_, b)| b.clone()).collect();
+            assert!(
+                frags.ends_with(&ours) || ours == frags,
+                "{name}: pixel data bytes differ from DCMTK's fragments"
+            );
+        }
+        failures.extend(oracle.errors);
+        checked += 1;
+    }
+    assert!(checked >= 40, "checked {checked} files");
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn series_and_study_metadata_hold_every_instance_gzip_or_not() {
+    let server = Server::start(imported(), &[]);
+    let files: Vec<PathBuf> = valid_files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("study77654033_CT2"))
+        .collect();
+    assert_eq!(files.len(), 4);
+    let (st, se, _) = uids(&files[0]);
+    let url = format!("{}/studies/{st}/series/{se}/metadata", server.root());
+    let plain = get(&url, None);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), "");
+    let v: Value = serde_json::from_slice(&plain.body).unwrap();
+    let mut sops: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["00080018"]["Value"][0].as_str().unwrap().to_owned())
+        .collect();
+    sops.sort();
+    let mut want: Vec<String> = files.iter().map(|f| uids(f).2).collect();
+    want.sort();
+    assert_eq!(sops, want);
+    for (enc, decode) in [("gzip", 0), ("deflate", 1)] {
+        let r = request("GET", &url, &[("accept-encoding", enc)]);
+        assert_eq!(r.header("content-encoding"), enc);
+        let mut out = Vec::new();
+        if decode == 0 {
+            flate2::read::GzDecoder::new(&r.body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+        } else {
+            flate2::read::ZlibDecoder::new(&r.body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), v, "{enc}");
+    }
+    let study = get(
+        &format!("{}/studies/{st}/metadata", server.root()),
+        Some("application/json"),
+    );
+    assert_eq!(study.header("content-type"), "application/json");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&study.body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+// ===== retrieve =====
+
+#[test]
+fn study_as_stored_is_byte_for_byte_the_imported_files() {
+    let server = Server::start(imported(), &[]);
+    let files: Vec<PathBuf> = valid_files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("study77654033_CR"))
+        .collect();
+    assert_eq!(files.len(), 3);
+    let (st, _, _) = uids(&files[0]);
+    let r = get(
+        &format!("{}/studies/{st}", server.root()),
+        Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .contains("type=\"application/dicom\""));
+    let parts = r.parts();
+    assert_eq!(parts.len(), 3);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let (_, se, sop) = uids(f);
+        let part = parts
+            .iter()
+            .find(|(_, b)| *b == bytes)
+            .unwrap_or_else(|| panic!("{} not in the response byte for byte", f.display()));
+        let h = |n: &str| {
+            part.0
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            h("content-type"),
+            "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        );
+        assert_eq!(
+            h("content-location"),
+            format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root())
+        );
+    }
+    // Series level too.
+    let (_, se, _) = uids(&files[1]);
+    let r = get(
+        &format!("{}/studies/{st}/series/{se}", server.root()),
+        Some("multipart/related; type=application/dicom; transfer-syntax=*"),
+    );
+    assert_eq!(r.parts().len(), 1);
+}
+
+/// The data set of a Part-10 file as DCMTK prints it, without the File Meta group.
+fn dataset_dump(file: &Path) -> String {
+    let out = run(Command::new("dcmdump")
+        .args(["-q", "+L", "+U8", "-M", "+Ep"])
+        .arg(file));
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| !l.starts_with("# ") && !l.trim().is_empty() && !l.starts_with("(0002,"))
+        .map(|l| l.split('#').next().unwrap_or("").trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn uncompressed_instances_convert_to_explicit_le_like_dcmconv() {
+    let server = Server::start(imported(), &[]);
+    let dir = tempdir();
+    for name in [
+        "mr_small_implicit.dcm",
+        "mr_small_bigendian.dcm",
+        "sc_deflated.dcm",
+        "sc_rgb_2frame_bigendian.dcm",
+    ] {
+        let file = corpus().join(name);
+        let r = get(
+            &instance_url(&server, &file),
+            Some("multipart/related; type=\"application/dicom\""),
+        );
+        assert_eq!(r.status, 200, "{name}");
+        let parts = r.parts();
+        assert_eq!(parts.len(), 1);
+        let ours = write_temp(dir.path(), &format!("ours-{name}"), &parts[0].1);
+        let dcmtk = dir.path().join(format!("dcmtk-{name}"));
+        run(Command::new("dcmconv").args(["+te"]).arg(&file).arg(&dcmtk));
+        let meta = run(Command::new("dcmdump")
+            .args(["-q", "+P", "0002,0010"])
+            .arg(&ours));
+        assert!(
+            String::from_utf8_lossy(&meta).contains("=LittleEndianExplicit"),
+            "{name}: File Meta transfer syntax"
+        );
+        assert_eq!(
+            dataset_dump(&ours),
+            dataset_dump(&dcmtk),
+            "{name}: data set differs from dcmconv +te"
+        );
+    }
+}
+
+#[test]
+fn frames_and_pixel_data_match_dcmtk_raw_dumps() {
+    let server = Server::start(imported(), &[]);
+    let dir = tempdir();
+    let file = corpus().join("emr_10frame_ele.dcm");
+    // dcmdump +W writes each binary value to a file: the independent copy of Pixel Data.
+    run(Command::new("dcmdump")
+        .args(["-q", "+W"])
+        .arg(dir.path())
+        .arg(&file));
+    let raw = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".raw"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("pixel data dump");
+    let pixels = std::fs::read(raw).unwrap();
+    let frame = pixels.len() / 10;
+    let url = instance_url(&server, &file);
+    let r = get(
+        &format!("{url}/frames/10,2"),
+        Some("multipart/related; type=application/octet-stream; transfer-syntax=*"),
+    );
+    assert_eq!(r.status, 200);
+    let parts = r.parts();
+    assert_eq!(parts[0].1, pixels[9 * frame..]);
+    assert_eq!(parts[1].1, pixels[frame..2 * frame]);
+    let r = get(
+        &format!("{url}/pixeldata"),
+        Some("application/octet-stream"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, pixels);
+    assert_eq!(get(&format!("{url}/frames/11"), None).status, 404);
+    let partial = get(&format!("{url}/frames/1,11"), None);
+    assert_eq!(partial.status, 206);
+    assert!(partial.header("warning").contains("11"));
+    // Frame 1 of a single-frame image (OHIF asks for it on every slice).
+    let ct = corpus().join("ct_small_ele.dcm");
+    let r = get(
+        &format!("{}/frames/1", instance_url(&server, &ct)),
+        Some("multipart/related; type=application/octet-stream; transfer-syntax=*"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.parts()[0].1.len(), 128 * 128 * 2);
+}
+
+#[test]
+fn errors_are_clear_and_never_5xx_for_client_mistakes() {
+    let server = Server::start(imported(), &[]);
+    let file = corpus().join("ct_small_ele.dcm");
+    let inst = instance_url(&server, &file);
+    let root = server.root();
+    let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
+        (
+            "GET",
+            format!("{}/dcm4chee-arc/aets/NOPE/rs/studies/1.2", server.base),
+            None,
+            404,
+        ),
+        ("GET", format!("{root}/studies/1.2.3.999"), None, 404),
+        ("GET", format!("{root}/studies/not-a-uid"), None, 400),
+        ("GET", format!("{root}/studies/1..2"), None, 400),
+        ("GET", format!("{root}/studies/%2e%2e"), None, 400),
+        ("GET", format!("{inst}/frames/0"), None, 400),
+        ("GET", format!("{inst}/frames/1,1"), None, 400),
+        (
+            "GET",
+            format!("{inst}/frames/{}", "9".repeat(30)),
+            None,
+            400,
+        ),
+        ("GET", format!("{inst}/bulkdata/zz"), None, 400),
+        ("GET", format!("{inst}/metadata"), Some("text/html"), 406),
+        ("GET", inst.clone(), Some("image/png"), 406),
+        ("POST", inst.clone(), None, 405),
+        ("PUT", format!("{root}/studies/1.2"), None, 405),
+        ("GET", format!("{}/anything/else", server.base), None, 404),
+    ];
+    for (method, url, accept, want) in cases {
+        let mut h = Vec::new();
+        if let Some(a) = accept {
+            h.push(("accept", a));
+        }
+        let r = request(method, &url, &h);
+        assert_eq!(
+            r.status,
+            want,
+            "{method} {url} {accept:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(!r.body.is_empty(), "{url}: the error says why");
+    }
+}
+
+#[test]
+fn a_corrupt_stored_file_fails_that_request_only() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let good = corpus().join("ct_small_ele.dcm");
+    let bad = corpus().join("mr_small_implicit.dcm");
+    assert!(import(&data, &[&good, &bad]).status.success());
+    // Corrupt the stored implicit file (same size, garbage data set): converting it must fail.
+    let (st, se, sop) = uids(&bad);
+    let stored = data.join(format!("studies/{st}/series/{se}/instances/{sop}.dcm"));
+    let mut b = std::fs::read(&stored).unwrap();
+    for x in b.iter_mut().skip(400).take(2000) {
+        *x = 0xEE;
+    }
+    std::fs::write(&stored, &b).unwrap();
+    let mut server = Server::start(&data, &[]);
+    let r = get(&instance_url(&server, &bad), Some("application/dicom"));
+    assert_eq!(r.status, 500, "a corrupt file is a server error");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("token"),
+        "details stay in the log"
+    );
+    assert!(server.is_running(), "the server keeps serving");
+    let ok = get(&instance_url(&server, &good), Some("application/dicom"));
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, std::fs::read(&good).unwrap());
+}
+
+#[test]
+fn public_url_and_ae_titles() {
+    let server = Server::start(
+        imported(),
+        &[
+            "--public-url",
+            "https://pacs.example.org/base",
+            "--ae-title",
+            "DCM4CHEE",
+            "--ae-title",
+            "OTHER",
+        ],
+    );
+    let file = corpus().join("ct_small_ele.dcm");
+    let (st, se, sop) = uids(&file);
+    let url = format!(
+        "{}/dcm4chee-arc/aets/OTHER/rs/studies/{st}/series/{se}/instances/{sop}/metadata",
+        server.base
+    );
+    let r = get(&url, None);
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v[0]["7FE00010"]["BulkDataURI"],
+        format!("https://pacs.example.org/base/dcm4chee-arc/aets/OTHER/rs/studies/{st}/series/{se}/instances/{sop}/bulkdata/7FE00010")
+    );
+}
