@@ -2,6 +2,8 @@
 //! port, a real HTTP client; expected values from DCMTK (dcm2json goldens, dcmdump, dcmconv)
 //! and pydicom, never from wado's own writers.
 
+#![allow(clippy::unwrap_used)]
+
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -13,16 +15,15 @@ use wado_tests::*;
 
 /// The corpus imported once, shared by the tests (each test starts its own server on it).
 fn imported() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
         let dir = tempdir();
-        let out = import(&dir.path().join("data"), &[&corpus()]);
+        let data = dir.path().join("data");
+        let out = import(&data, &[&corpus()]);
         assert!(out.status.code().is_some(), "import ran");
-        dir
+        (dir, data)
     })
-    .path()
-    .join("data")
-    .leak()
+    .1
 }
 
 fn valid_files() -> Vec<PathBuf> {
