@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what wado needs to build and test on a fresh Debian 12 machine, idempotently:
+# a second run installs nothing.
+#   - DCMTK and GDCM tools: the independent oracles of the end-to-end tests;
+#   - Debian's rustc-web, std sources and lld: the offline wasm32 route (docs/WASM.md).
+# Rust itself (rustup stable) comes with the machine image.
+set -euo pipefail
+
+log() { echo "setup: $*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+is_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+APT_UPDATED=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do is_installed "$p" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $APT_UPDATED -eq 0 ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install dcmtk libgdcm-tools curl ca-certificates
+apt_install rustc-web cargo-web rust-web-src rust-web-llvm
+# rust-web-llvm ships /usr/bin/rust-lld as a link to lld-NN without depending on it.
+if [ -L /usr/bin/rust-lld ]; then
+  lld_pkg="$(basename "$(readlink /usr/bin/rust-lld)")"
+  case "$lld_pkg" in lld-[0-9]*) apt_install "$lld_pkg" ;; esac
+fi
+command -v cargo >/dev/null || { echo "setup: cargo (rustup) not found on PATH" >&2; exit 1; }
+log "ok"
