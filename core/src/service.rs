@@ -129,10 +129,45 @@ pub struct Service {
     cache: Mutex<MetaCache>,
 }
 
+/// What a cached metadata body was made from, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    key: String,
+    size: u64,
+    trailer: Vec<u8>,
+    root: String,
+    coding: &'static str,
+}
+
+/// A byte-bounded cache of metadata bodies, evicting the oldest first.
 #[derive(Debug, Default)]
 struct MetaCache {
-    entries: HashMap<(String, u64, String), Bytes>,
+    entries: HashMap<CacheKey, Bytes>,
+    order: std::collections::VecDeque<CacheKey>,
     bytes: usize,
+}
+
+impl MetaCache {
+    fn get(&self, k: &CacheKey) -> Option<Bytes> {
+        self.entries.get(k).cloned()
+    }
+
+    fn insert(&mut self, k: CacheKey, v: Bytes, budget: usize) {
+        if v.len() > budget || self.entries.contains_key(&k) {
+            return;
+        }
+        while self.bytes + v.len() > budget {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = self.entries.remove(&old) {
+                self.bytes -= b.len();
+            }
+        }
+        self.bytes += v.len();
+        self.order.push_back(k.clone());
+        self.entries.insert(k, v);
+    }
 }
 
 /// Transfer syntaxes this build converts between (uncompressed, by re-encoding the data set).
@@ -282,16 +317,26 @@ impl Service {
                 )
             })?;
         let layout = self.layout().await?;
-        let rebase = (layout.service_root != ctx.root)
-            .then(|| (layout.service_root.clone(), ctx.root.clone()));
-        let gz: Bytes = match target {
+        let coding =
+            choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
+        let body: Bytes = match target {
             Target::Study { study } => {
-                self.stored_metadata(&layout::study_metadata_key(study), rebase)
-                    .await?
+                self.stored_metadata(
+                    &layout::study_metadata_key(study),
+                    &layout.service_root,
+                    &ctx.root,
+                    coding,
+                )
+                .await?
             }
             Target::Series { study, series } => {
-                self.stored_metadata(&layout::series_metadata_key(study, series), rebase)
-                    .await?
+                self.stored_metadata(
+                    &layout::series_metadata_key(study, series),
+                    &layout.service_root,
+                    &ctx.root,
+                    coding,
+                )
+                .await?
             }
             Target::Instance { .. } => {
                 let idx = self.instance_index(target).await?;
@@ -299,19 +344,15 @@ impl Service {
                 json.push(b'[');
                 json.extend_from_slice(idx.metadata.get().as_bytes());
                 json.push(b']');
-                let json = match &rebase {
-                    Some((from, to)) => rebase_json(&json, from, to),
-                    None => json,
-                };
-                gzip(&json)
+                if layout.service_root != ctx.root {
+                    json = rebase_json(&json, &layout.service_root, &ctx.root);
+                }
+                match coding {
+                    "gzip" => gzip_fast(&json),
+                    "deflate" => Bytes::from(zlib(&json)),
+                    _ => Bytes::from(json),
+                }
             }
-        };
-        let coding =
-            choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
-        let body = match coding {
-            "gzip" => gz,
-            "deflate" => Bytes::from(zlib(&gunzip(&gz, target)?)),
-            _ => Bytes::from(gunzip(&gz, target)?),
         };
         let mut headers = HeaderMap::new();
         set(&mut headers, header::CONTENT_TYPE, media.as_str());
@@ -335,53 +376,66 @@ impl Service {
         })
     }
 
-    /// The stored gzip metadata, rebased to another service root when needed (cached).
-    async fn stored_metadata(&self, key: &str, rebase: Option<(String, String)>) -> Result<Bytes> {
-        let Some((from, to)) = rebase else {
-            return self
-                .store
-                .get(key)
-                .await?
-                .ok_or_else(|| Error::NotFound("no such study or series".into()));
-        };
-        let size = self
+    /// Study or series metadata in the wanted content coding, BulkDataURIs on `root`.
+    ///
+    /// With the stored root and gzip this is one read of the stored object. Anything else
+    /// (identity or deflate, another root) is computed once and cached, keyed by the object's
+    /// size and gzip trailer (CRC-32 and length, RFC 1952 §2.3.1): one 8-byte read tells whether
+    /// the cached bytes still match the stored object.
+    async fn stored_metadata(
+        &self,
+        key: &str,
+        stored_root: &str,
+        root: &str,
+        coding: &'static str,
+    ) -> Result<Bytes> {
+        let missing = || Error::NotFound("no such study or series".into());
+        if stored_root == root && coding == "gzip" {
+            return self.store.get(key).await?.ok_or_else(missing);
+        }
+        let size = self.store.size(key).await?.ok_or_else(missing)?;
+        if size < 18 {
+            return Err(Error::corrupt(key, "not a gzip object"));
+        }
+        let trailer = self
             .store
-            .size(key)
+            .get_range(key, size - 8..size)
             .await?
-            .ok_or_else(|| Error::NotFound("no such study or series".into()))?;
-        let ck = (key.to_owned(), size, to.clone());
+            .ok_or_else(missing)?;
+        let ck = CacheKey {
+            key: key.to_owned(),
+            size,
+            trailer: trailer.to_vec(),
+            root: root.to_owned(),
+            coding,
+        };
         if let Some(b) = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entries
             .get(&ck)
         {
-            return Ok(b.clone());
+            return Ok(b);
         }
-        let gz = self
-            .store
-            .get(key)
-            .await?
-            .ok_or_else(|| Error::NotFound("no such study or series".into()))?;
-        let mut json = Vec::new();
+        let gz = self.store.get(key).await?.ok_or_else(missing)?;
+        let mut json = Vec::with_capacity(gz.len() * 16);
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut json)
             .map_err(|e| Error::corrupt(key, e))?;
-        let out = gzip_fast(&rebase_json(&json, &from, &to));
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if out.len() <= self.config.metadata_cache_bytes {
-            while cache.bytes + out.len() > self.config.metadata_cache_bytes {
-                let Some(k) = cache.entries.keys().next().cloned() else {
-                    break;
-                };
-                if let Some(v) = cache.entries.remove(&k) {
-                    cache.bytes -= v.len();
-                }
-            }
-            cache.bytes += out.len();
-            cache.entries.insert(ck, out.clone());
+        let rebased = stored_root != root;
+        if rebased {
+            json = rebase_json(&json, stored_root, root);
         }
+        let out = match coding {
+            "gzip" => gzip_fast(&json),
+            "deflate" => Bytes::from(zlib(&json)),
+            _ => Bytes::from(json),
+        };
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            ck,
+            out.clone(),
+            self.config.metadata_cache_bytes,
+        );
         Ok(out)
     }
 
@@ -956,6 +1010,7 @@ impl Service {
             current: None,
             writer: Some(writer),
             closed: false,
+            pending: None,
         };
         Response {
             status,
@@ -994,6 +1049,7 @@ impl Service {
             current: None,
             writer: None,
             closed: false,
+            pending: None,
         };
         Response {
             status,
@@ -1086,10 +1142,15 @@ struct StreamState {
     current: Option<(String, u64, u64)>,
     writer: Option<MultipartWriter>,
     closed: bool,
+    pending: Option<Bytes>,
 }
 
 fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
     stream::try_unfold(state, |mut st| async move {
+        // A part body held back behind its head.
+        if let Some(p) = st.pending.take() {
+            return Ok(Some((p, st)));
+        }
         // Continue the current object.
         if let Some((key, pos, end)) = st.current.take() {
             if pos < end {
@@ -1149,10 +1210,16 @@ fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
         let out = match &mut st.writer {
             Some(w) => {
                 let head = w.part_head(&content_type, Some(&part.location), None);
-                let mut b = BytesMut::with_capacity(head.len() + first.len());
-                b.extend_from_slice(&head);
-                b.extend_from_slice(&first);
-                b.freeze()
+                if first.len() <= 16 * 1024 {
+                    let mut b = BytesMut::with_capacity(head.len() + first.len());
+                    b.extend_from_slice(&head);
+                    b.extend_from_slice(&first);
+                    b.freeze()
+                } else {
+                    // Large bodies are not copied behind their head: sent as the next chunk.
+                    st.pending = Some(first);
+                    head
+                }
             }
             None => first,
         };
@@ -1264,12 +1331,6 @@ fn rebase_json(json: &[u8], from: &str, to: &str) -> Vec<u8> {
     out
 }
 
-fn gzip(data: &[u8]) -> Bytes {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    let _ = e.write_all(data);
-    Bytes::from(e.finish().unwrap_or_default())
-}
-
 fn gzip_fast(data: &[u8]) -> Bytes {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let _ = e.write_all(data);
@@ -1280,14 +1341,6 @@ fn zlib(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     let _ = e.write_all(data);
     e.finish().unwrap_or_default()
-}
-
-fn gunzip(gz: &[u8], target: &Target) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(gz.len() * 8);
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::corrupt(target.path(), e))?;
-    Ok(out)
 }
 
 /// Picks a content coding from Accept-Encoding (RFC 9110 §12.5.3): gzip, then deflate, else

@@ -90,7 +90,7 @@ impl Store for FsStore {
         let path = self.path(key)?;
         let key = key.to_owned();
         blocking(move || {
-            use std::os::unix::fs::FileExt;
+            use std::io::{Read, Seek};
             let file = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -98,8 +98,15 @@ impl Store for FsStore {
             };
             let size = file.metadata().map_err(backend)?.len();
             check_range(&key, &range, size)?;
-            let mut buf = vec![0u8; (range.end - range.start) as usize];
-            file.read_exact_at(&mut buf, range.start).map_err(backend)?;
+            let len = (range.end - range.start) as usize;
+            // read_to_end into spare capacity: no zeroing of the buffer first.
+            let mut buf = Vec::with_capacity(len);
+            let mut file = file;
+            file.seek(io::SeekFrom::Start(range.start)).map_err(backend)?;
+            file.take(len as u64).read_to_end(&mut buf).map_err(backend)?;
+            if buf.len() != len {
+                return Err(StoreError::Backend(format!("{key}: short read ({} of {len} bytes)", buf.len())));
+            }
             Ok(Some(Bytes::from(buf)))
         })
         .await
