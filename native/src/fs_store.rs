@@ -102,10 +102,16 @@ impl Store for FsStore {
             // read_to_end into spare capacity: no zeroing of the buffer first.
             let mut buf = Vec::with_capacity(len);
             let mut file = file;
-            file.seek(io::SeekFrom::Start(range.start)).map_err(backend)?;
-            file.take(len as u64).read_to_end(&mut buf).map_err(backend)?;
+            file.seek(io::SeekFrom::Start(range.start))
+                .map_err(backend)?;
+            file.take(len as u64)
+                .read_to_end(&mut buf)
+                .map_err(backend)?;
             if buf.len() != len {
-                return Err(StoreError::Backend(format!("{key}: short read ({} of {len} bytes)", buf.len())));
+                return Err(StoreError::Backend(format!(
+                    "{key}: short read ({} of {len} bytes)",
+                    buf.len()
+                )));
             }
             Ok(Some(Bytes::from(buf)))
         })

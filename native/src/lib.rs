@@ -26,6 +26,21 @@ use wado_core::service::{Body, Service};
 pub struct AppState {
     /// The WADO-RS service.
     pub service: Arc<Service>,
+    /// At most this many requests in flight (the seed: "configurable, unlimited by default");
+    /// `None` is unlimited.
+    pub limit: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl AppState {
+    /// State for a service, with an optional limit of simultaneous requests.
+    pub fn new(service: Arc<Service>, max_requests: Option<usize>) -> AppState {
+        AppState {
+            service,
+            limit: max_requests
+                .filter(|&n| n > 0)
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+        }
+    }
 }
 
 /// The router: every path goes to the core service; `/` says where the service root is.
@@ -50,6 +65,26 @@ async fn index(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let started = Instant::now();
+    // Beyond the limit: an immediate 503, never a queue (a queue only moves the overload into
+    // memory and latency).
+    let permit = match &state.limit {
+        None => None,
+        Some(sem) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                tracing::warn!(method = %req.method(), path = %req.uri().path(), status = 503, "request limit reached");
+                return (
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    [
+                        (http::header::RETRY_AFTER, "1"),
+                        (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    ],
+                    "too many simultaneous requests; retry shortly\n",
+                )
+                    .into_response();
+            }
+        },
+    };
     let (parts, _body) = req.into_parts();
     let entropy: [u8; 16] = rand::random();
     let core_req = wado_core::service::Request {
@@ -84,6 +119,8 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         Body::Empty => AxumBody::empty(),
         Body::Full(b) => AxumBody::from(b),
         Body::Stream(s) => AxumBody::from_stream(s.map(move |r| {
+            // The permit lives as long as the body is being sent.
+            let _held = &permit;
             r.map_err(|e| {
                 // Headers are already sent: log and abort the connection (the client sees a
                 // truncated body, never a silently short one).

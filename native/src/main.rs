@@ -48,6 +48,9 @@ enum Command {
         /// the request's Host header.
         #[arg(long)]
         public_url: Option<String>,
+        /// At most this many requests in flight; more get 503 with Retry-After. 0: unlimited.
+        #[arg(long, default_value_t = 0)]
+        max_requests: usize,
     },
 }
 
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
                 bind,
                 ae_titles,
                 public_url,
-            } => run_serve(data, bind, ae_titles, public_url).await,
+                max_requests,
+            } => run_serve(data, bind, ae_titles, public_url, max_requests).await,
         }
     })
 }
@@ -132,6 +136,7 @@ async fn run_serve(
     bind: SocketAddr,
     ae_titles: Vec<String>,
     public_url: Option<String>,
+    max_requests: usize,
 ) -> ExitCode {
     let store = match FsStore::new(&data) {
         Ok(s) => Arc::new(s),
@@ -177,7 +182,7 @@ async fn run_serve(
         let _ = ctrl_c.await;
         tracing::info!("shutting down: finishing requests in flight");
     };
-    match axum::serve(listener, app(AppState { service }))
+    match axum::serve(listener, app(AppState::new(service, Some(max_requests))))
         .with_graceful_shutdown(shutdown)
         .await
     {

@@ -17,10 +17,19 @@ async fn fs_store_passes_conformance() {
 async fn temporary_files_are_invisible_and_keys_stay_inside_the_root() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStore::new(dir.path().join("root")).unwrap();
-    store.put("a/b.dcm", Bytes::from_static(b"x")).await.unwrap();
+    store
+        .put("a/b.dcm", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     // A leftover of a killed writer.
     std::fs::write(dir.path().join("root/a/.tmp-b.dcm-1-0"), b"partial").unwrap();
-    let keys: Vec<String> = store.list("a/").await.unwrap().into_iter().map(|o| o.key).collect();
+    let keys: Vec<String> = store
+        .list("a/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     assert_eq!(keys, vec!["a/b.dcm"]);
     // A file outside the root is unreachable through any key.
     std::fs::write(dir.path().join("secret"), b"s").unwrap();

@@ -1,0 +1,58 @@
+//! The request limit (`--max-requests`): beyond N in flight, an immediate 503 with
+//! Retry-After; a request is in flight until its body is fully sent. In-process, no sockets:
+//! holding a response's unread streaming body holds its permit.
+#![allow(clippy::unwrap_used)]
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tower::ServiceExt;
+use wado_core::import;
+use wado_core::service::{Config, Service};
+use wado_core::store::MemoryStore;
+use wado_native::{app, AppState};
+
+const FILE: &[u8] = include_bytes!("../../tests/fixtures/corpus/ct_small_ele.dcm");
+
+async fn service() -> (Arc<Service>, String) {
+    let store = Arc::new(MemoryStore::new());
+    let layout = import::ensure_layout(&*store, "http://x", "DCM4CHEE").await.unwrap();
+    let r = import::import_file(&*store, &layout, bytes::Bytes::from_static(FILE)).await.unwrap();
+    import::rebuild_metadata(&*store, &[(r.study.clone(), r.series.clone())], &Default::default()).await.unwrap();
+    let url = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/studies/{}", r.study);
+    (Arc::new(Service::new(store, Config::default())), url)
+}
+
+fn get(url: &str) -> Request<Body> {
+    Request::get(url).header("accept", "multipart/related; type=\"application/dicom\"; transfer-syntax=*").body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn beyond_the_limit_is_an_immediate_503_with_retry_after() {
+    let (svc, url) = service().await;
+    let router = app(AppState::new(svc, Some(1)));
+    let first = router.clone().oneshot(get(&url)).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    // The first body is not read yet: its request is still in flight.
+    let second = router.clone().oneshot(get(&url)).await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.headers()["retry-after"], "1");
+    // Once the first body has been sent, there is room again.
+    let body = first.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.len() > FILE.len());
+    let third = router.clone().oneshot(get(&url)).await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unlimited_by_default() {
+    let (svc, url) = service().await;
+    let router = app(AppState::new(svc, None));
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let r = router.clone().oneshot(get(&url)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+    }
+}
