@@ -107,6 +107,8 @@ pub struct Config {
     pub chunk_size: u64,
     /// Most bytes of rebased metadata kept in memory.
     pub metadata_cache_bytes: usize,
+    /// Origins allowed to call from a browser (CORS); `*` allows any; empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -116,6 +118,7 @@ impl Default for Config {
             public_url: None,
             chunk_size: 1 << 20,
             metadata_cache_bytes: 64 << 20,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -170,6 +173,10 @@ impl MetaCache {
     }
 }
 
+/// Response headers a browser script may read (CORS).
+const CORS_EXPOSED: &str =
+    "Content-Type, Content-Location, Content-Length, Content-Encoding, ETag, Warning";
+
 /// Transfer syntaxes this build converts between (uncompressed, by re-encoding the data set).
 fn can_convert(from: &str, to: &str) -> bool {
     let writable = [
@@ -204,9 +211,68 @@ impl Service {
 
     /// Answers one request. Never panics on client input; every failure is a response.
     pub async fn handle(&self, req: &Request<'_>) -> Response {
-        match self.route(req).await {
+        let origin = self.allowed_origin(req.headers);
+        if req.method == Method::OPTIONS
+            && origin.is_some()
+            && header_str(
+                req.headers,
+                HeaderName::from_static("access-control-request-method"),
+            )
+            .is_some()
+        {
+            return self.preflight(origin.as_deref().unwrap_or("*"));
+        }
+        let mut resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
+        };
+        if let Some(o) = origin {
+            set(&mut resp.headers, header::ACCESS_CONTROL_ALLOW_ORIGIN, &o);
+            set(
+                &mut resp.headers,
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                CORS_EXPOSED,
+            );
+            resp.headers
+                .append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        resp
+    }
+
+    /// The value of Access-Control-Allow-Origin for this request, if its Origin is allowed.
+    fn allowed_origin(&self, headers: &HeaderMap) -> Option<String> {
+        let origin = header_str(headers, header::ORIGIN)?;
+        if self.config.cors_origins.iter().any(|o| o == "*") {
+            return Some("*".into());
+        }
+        self.config
+            .cors_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&origin))
+            .then_some(origin)
+    }
+
+    /// A CORS preflight answer (Fetch standard §3.2.2).
+    fn preflight(&self, origin: &str) -> Response {
+        let mut headers = HeaderMap::new();
+        set(&mut headers, header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        set(
+            &mut headers,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            "GET, HEAD, OPTIONS",
+        );
+        set(
+            &mut headers,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Accept, Authorization, Range, If-None-Match, If-Modified-Since",
+        );
+        set(&mut headers, header::ACCESS_CONTROL_MAX_AGE, "600");
+        set(&mut headers, header::VARY, "Origin");
+        Response {
+            status: StatusCode::NO_CONTENT,
+            headers,
+            body: Body::Empty,
+            outcome: Outcome::default(),
         }
     }
 

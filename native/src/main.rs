@@ -51,6 +51,10 @@ enum Command {
         /// At most this many requests in flight; more get 503 with Retry-After. 0: unlimited.
         #[arg(long, default_value_t = 0)]
         max_requests: usize,
+        /// Origins allowed to call from a browser (CORS), e.g. https://viewer.example.org, or *
+        /// (repeat for more). None by default.
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
     },
 }
 
@@ -85,7 +89,16 @@ fn main() -> ExitCode {
                 ae_titles,
                 public_url,
                 max_requests,
-            } => run_serve(data, bind, ae_titles, public_url, max_requests).await,
+                cors_origins,
+            } => {
+                let config = Config {
+                    ae_titles,
+                    public_url,
+                    cors_origins,
+                    ..Config::default()
+                };
+                run_serve(data, bind, config, max_requests).await
+            }
         }
     })
 }
@@ -134,8 +147,7 @@ async fn run_import(data: PathBuf, public_url: String, paths: Vec<PathBuf>) -> E
 async fn run_serve(
     data: PathBuf,
     bind: SocketAddr,
-    ae_titles: Vec<String>,
-    public_url: Option<String>,
+    config: Config,
     max_requests: usize,
 ) -> ExitCode {
     let store = match FsStore::new(&data) {
@@ -144,11 +156,6 @@ async fn run_serve(
             eprintln!("wado serve: cannot open store {}: {e}", data.display());
             return ExitCode::FAILURE;
         }
-    };
-    let config = Config {
-        ae_titles,
-        public_url,
-        ..Config::default()
     };
     let service = Arc::new(Service::new(store, config));
     let listener = match tokio::net::TcpListener::bind(bind).await {

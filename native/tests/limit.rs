@@ -17,15 +17,31 @@ const FILE: &[u8] = include_bytes!("../../tests/fixtures/corpus/ct_small_ele.dcm
 
 async fn service() -> (Arc<Service>, String) {
     let store = Arc::new(MemoryStore::new());
-    let layout = import::ensure_layout(&*store, "http://x", "DCM4CHEE").await.unwrap();
-    let r = import::import_file(&*store, &layout, bytes::Bytes::from_static(FILE)).await.unwrap();
-    import::rebuild_metadata(&*store, &[(r.study.clone(), r.series.clone())], &Default::default()).await.unwrap();
+    let layout = import::ensure_layout(&*store, "http://x", "DCM4CHEE")
+        .await
+        .unwrap();
+    let r = import::import_file(&*store, &layout, bytes::Bytes::from_static(FILE))
+        .await
+        .unwrap();
+    import::rebuild_metadata(
+        &*store,
+        &[(r.study.clone(), r.series.clone())],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let url = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/studies/{}", r.study);
     (Arc::new(Service::new(store, Config::default())), url)
 }
 
 fn get(url: &str) -> Request<Body> {
-    Request::get(url).header("accept", "multipart/related; type=\"application/dicom\"; transfer-syntax=*").body(Body::empty()).unwrap()
+    Request::get(url)
+        .header(
+            "accept",
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        )
+        .body(Body::empty())
+        .unwrap()
 }
 
 #[tokio::test]

@@ -716,6 +716,83 @@ fn accept_query_parameter_overrides_the_header() {
 }
 
 #[test]
+fn cors_preflight_and_exposed_headers() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, _, _) = uids(&file);
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            cors_origins: vec!["https://viewer.example".into()],
+            ..Config::default()
+        },
+    );
+    let path = format!("{ROOT}/studies/{st}/metadata");
+    let run = |method: Method, origin: &str, extra: &[(&str, &str)]| {
+        let mut h = HeaderMap::new();
+        h.insert(header::ORIGIN, HeaderValue::from_str(origin).expect("v"));
+        for (k, v) in extra {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).expect("n"),
+                HeaderValue::from_str(v).expect("v"),
+            );
+        }
+        let req = Request {
+            method: &method,
+            path: &path,
+            query: None,
+            headers: &h,
+            entropy: [0; 16],
+        };
+        block_on(svc.handle(&req))
+    };
+    let pre = run(
+        Method::OPTIONS,
+        "https://viewer.example",
+        &[
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "accept, authorization"),
+        ],
+    );
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        pre.headers["access-control-allow-origin"],
+        "https://viewer.example"
+    );
+    let allowed = pre.headers["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    for h in ["accept", "authorization", "range"] {
+        assert!(allowed.contains(h), "{h} allowed");
+    }
+    let get = run(Method::GET, "https://viewer.example", &[]);
+    assert_eq!(get.status, StatusCode::OK);
+    let exposed = get.headers["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    for h in [
+        "Content-Type",
+        "Content-Location",
+        "Content-Length",
+        "ETag",
+        "Warning",
+    ] {
+        assert!(exposed.contains(h), "{h} exposed");
+    }
+    // Another origin gets no CORS headers, and its preflight is not answered as one.
+    let other = run(Method::GET, "https://evil.example", &[]);
+    assert!(other.headers.get("access-control-allow-origin").is_none());
+    let other_pre = run(
+        Method::OPTIONS,
+        "https://evil.example",
+        &[("access-control-request-method", "GET")],
+    );
+    assert_eq!(other_pre.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[test]
 fn encodings() {
     let cases: &[(Option<&str>, &str)] = &[
         (None, "identity"),
