@@ -47,6 +47,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", axum::routing::get(index))
+        .route("/health", axum::routing::get(health))
         .fallback(handle)
         .with_state(state)
 }
@@ -61,6 +62,31 @@ async fn index(State(state): State<AppState>) -> impl IntoResponse {
             state.service.config().ae_titles.first().map(String::as_str).unwrap_or("DCM4CHEE")
         ),
     )
+}
+
+/// Liveness and readiness: 200 when the store answers, 503 otherwise.
+async fn health(State(state): State<AppState>) -> Response {
+    match state
+        .service
+        .store()
+        .get(wado_core::layout::LAYOUT_KEY)
+        .await
+    {
+        Ok(_) => (
+            [(http::header::CONTENT_TYPE, "application/json")],
+            "{\"status\":\"ok\"}\n",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: store unavailable");
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                "{\"status\":\"store unavailable\"}\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn handle(State(state): State<AppState>, req: Request) -> Response {

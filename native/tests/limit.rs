@@ -72,3 +72,16 @@ async fn unlimited_by_default() {
         held.push(r);
     }
 }
+
+#[tokio::test]
+async fn health_answers_when_the_store_does() {
+    let (svc, _) = service().await;
+    let router = app(AppState::new(svc, None));
+    let r = router
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"{\"status\":\"ok\"}\n");
+}
