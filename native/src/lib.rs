@@ -7,7 +7,7 @@
 //! - [`app`] builds the axum router (used by `wado serve` and by tests without sockets);
 //! - [`fs_store::FsStore`] is the local-directory store;
 //! - [`import`] drives `wado_core::import` over files and folders, on every core.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod fs_store;
 pub mod import;

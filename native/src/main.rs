@@ -166,6 +166,14 @@ async fn run_serve(
         }
     };
     let addr = listener.local_addr().unwrap_or(bind);
+    // Responses go out as several writes (part heads, bodies, the closing delimiter): without
+    // TCP_NODELAY, Nagle's algorithm holds the last small write until the client's delayed ACK,
+    // 40 ms later.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     tracing::info!(
         "serving {} on http://{addr}/dcm4chee-arc/aets/{}/rs",
         data.display(),
