@@ -9,8 +9,9 @@
 //! Modules, one concern each:
 //! - [`route`]: request paths → typed [`route::Resource`]s, UIDs validated;
 //! - [`media`], [`negotiate`]: the media type and transfer syntax tables, and Accept handling;
-//! - [`multipart`]: the multipart/related writer and parser;
+//! - [`multipart`]: the multipart/related writer and parser; [`zip`]: a streaming ZIP writer;
 //! - [`json`]: the DICOM JSON writer (PS3.18 Annex F) with BulkDataURIs;
+//! - [`xml`]: the Native DICOM Model (PS3.19) from DICOM JSON, for XML metadata;
 //! - [`scan`]: element offsets in Part-10 files, for ranged reads;
 //! - [`layout`]: the storage layout contract and import-time derived objects;
 //! - [`store`]: the storage trait, the memory store and the conformance suite;
@@ -30,5 +31,7 @@ pub mod route;
 pub mod scan;
 pub mod service;
 pub mod store;
+pub mod xml;
+pub mod zip;
 
 pub use error::{Error, Result};

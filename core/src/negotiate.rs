@@ -476,13 +476,17 @@ pub fn available_text(category: Category) -> String {
         Category::Instances { instance: true } => &[
             "multipart/related; type=\"application/dicom\" (transfer-syntax=* or an uncompressed syntax)",
             "application/dicom",
-            "multipart/related; type=\"application/octet-stream\"",
+            "application/zip",
         ],
         Category::Instances { instance: false } => &[
             "multipart/related; type=\"application/dicom\" (transfer-syntax=* or an uncompressed syntax)",
-            "multipart/related; type=\"application/octet-stream\"",
+            "application/zip",
         ],
-        Category::Metadata => &["application/dicom+json", "application/json"],
+        Category::Metadata => &[
+            "application/dicom+json",
+            "application/json",
+            "multipart/related; type=\"application/dicom+xml\"",
+        ],
         Category::Frames => &[
             "multipart/related; type=\"application/octet-stream\"",
             "the stored compressed type with transfer-syntax=* or its own syntax",

@@ -375,13 +375,19 @@ impl Service {
         let media = neg
             .media_choices()
             .into_iter()
-            .find(|(m, _)| matches!(m, MediaType::DicomJson | MediaType::Json))
             .map(|(m, _)| m)
-            .ok_or_else(|| {
-                Error::NotAcceptable(
-                    "metadata as multipart/related; type=\"application/dicom+xml\" is not available yet; available: application/dicom+json, application/json".into(),
+            .find(|m| {
+                matches!(
+                    m,
+                    MediaType::DicomJson | MediaType::Json | MediaType::DicomXml
                 )
+            })
+            .ok_or_else(|| {
+                Error::NotAcceptable(crate::negotiate::available_text(Category::Metadata))
             })?;
+        if media == MediaType::DicomXml {
+            return self.metadata_xml(ctx, target).await;
+        }
         let layout = self.layout().await?;
         let coding =
             choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
@@ -440,6 +446,75 @@ impl Service {
                 ..Outcome::default()
             },
         })
+    }
+
+    /// Metadata as `multipart/related; type="application/dicom+xml"`: one Native DICOM Model
+    /// document per instance (PS3.18 Table 10.4.4-1, PS3.19 Annex A), translated from the
+    /// stored JSON.
+    async fn metadata_xml(&self, ctx: &Ctx<'_>, target: &Target) -> Result<Response> {
+        let layout = self.layout().await?;
+        let json: Bytes = match target {
+            Target::Study { study } => {
+                self.stored_metadata(
+                    &layout::study_metadata_key(study),
+                    &layout.service_root,
+                    &ctx.root,
+                    "identity",
+                )
+                .await?
+            }
+            Target::Series { study, series } => {
+                self.stored_metadata(
+                    &layout::series_metadata_key(study, series),
+                    &layout.service_root,
+                    &ctx.root,
+                    "identity",
+                )
+                .await?
+            }
+            Target::Instance { .. } => {
+                let idx = self.instance_index(target).await?;
+                let one = format!("[{}]", idx.metadata.get());
+                Bytes::from(if layout.service_root != ctx.root {
+                    rebase_json(one.as_bytes(), &layout.service_root, &ctx.root)
+                } else {
+                    one.into_bytes()
+                })
+            }
+        };
+        let list: Vec<serde_json::Value> =
+            serde_json::from_slice(&json).map_err(|e| Error::corrupt(target.path(), e))?;
+        let uid = |v: &serde_json::Value, tag: &str| {
+            v.get(tag)
+                .and_then(|a| a.get("Value"))
+                .and_then(|a| a.get(0))
+                .and_then(|a| a.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let mut parts = Vec::with_capacity(list.len());
+        for inst in &list {
+            let mut doc = String::with_capacity(16 * 1024);
+            crate::xml::write_document(inst, &mut doc)
+                .map_err(|e| Error::corrupt(target.path(), e))?;
+            parts.push(Part {
+                content_type: "application/dicom+xml".into(),
+                location: format!(
+                    "{}/studies/{}/series/{}/instances/{}/metadata",
+                    ctx.root,
+                    uid(inst, "0020000D"),
+                    uid(inst, "0020000E"),
+                    uid(inst, "00080018")
+                ),
+                entry: String::new(),
+                source: Source::Bytes(Bytes::from(doc)),
+            });
+        }
+        let outcome = Outcome {
+            media_type: Some("application/dicom+xml".into()),
+            ..Outcome::default()
+        };
+        Ok(self.multipart_response(ctx, "application/dicom+xml", parts, outcome))
     }
 
     /// Study or series metadata in the wanted content coding, BulkDataURIs on `root`.
@@ -614,7 +689,7 @@ impl Service {
         let choice = neg
             .media_choices()
             .into_iter()
-            .find(|(m, _)| *m == MediaType::Dicom)
+            .find(|(m, _)| matches!(m, MediaType::Dicom | MediaType::Zip))
             .ok_or_else(|| {
                 Error::NotAcceptable(format!(
                     "{} are not available for study, series or instance resources yet; {}",
@@ -628,8 +703,8 @@ impl Service {
                     })
                 ))
             })?;
-        let multipart = choice.1;
-        let wanted = neg.wanted(MediaType::Dicom, multipart);
+        let (media, multipart) = choice;
+        let wanted = neg.wanted(media, multipart);
         let instances = self.list_instances(target).await?;
         let any = wanted.contains(&crate::negotiate::TsWanted::Any);
         // Plan each part. With `transfer-syntax=*` nothing needs to be known in advance: the
@@ -710,7 +785,16 @@ impl Service {
             warning,
             error: None,
         };
-        if multipart {
+        if media == MediaType::Zip {
+            // dcm4chee's extension: one ZIP of the PS3.10 files, entries {study}/{series}/{sop}.dcm.
+            Ok(self.zip_response(
+                parts,
+                Outcome {
+                    media_type: Some("application/zip".into()),
+                    ..outcome
+                },
+            ))
+        } else if multipart {
             Ok(self.multipart_response(ctx, "application/dicom", parts, outcome))
         } else {
             // Single part: convert before answering, so a corrupt file is a 500, not a
@@ -849,6 +933,7 @@ impl Service {
             parts.push(Part {
                 content_type: content_type.clone(),
                 location: format!("{instance_uri}/frames/{f}"),
+                entry: String::new(),
                 source,
             });
         }
@@ -939,6 +1024,7 @@ impl Service {
                 ts::EXPLICIT_VR_LE
             ),
             location: uri,
+            entry: String::new(),
             source,
         };
         let outcome = Outcome {
@@ -990,6 +1076,7 @@ impl Service {
         let part = Part {
             content_type: format!("{}; transfer-syntax={}", media.as_str(), chosen.ts),
             location: uri,
+            entry: String::new(),
             source: Source::Fragments {
                 key: dcm_key(idx),
                 fragments,
@@ -1069,15 +1156,37 @@ impl Service {
         if let Some(w) = &outcome.warning {
             set_warning(&mut headers, w);
         }
-        let state = StreamState {
-            store: self.store.clone(),
-            chunk: self.config.chunk_size,
-            parts: parts.into_iter(),
-            current: None,
-            writer: Some(writer),
-            closed: false,
-            pending: None,
+        let state = StreamState::new(
+            self.store.clone(),
+            self.config.chunk_size,
+            parts,
+            Framing::Multipart(writer),
+        );
+        Response {
+            status,
+            headers,
+            body: Body::Stream(Box::pin(body_stream(state))),
+            outcome,
+        }
+    }
+
+    fn zip_response(&self, parts: Vec<Part>, outcome: Outcome) -> Response {
+        let mut headers = HeaderMap::new();
+        set(&mut headers, header::CONTENT_TYPE, "application/zip");
+        let status = if outcome.warning.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
         };
+        if let Some(w) = &outcome.warning {
+            set_warning(&mut headers, w);
+        }
+        let state = StreamState::new(
+            self.store.clone(),
+            self.config.chunk_size,
+            parts,
+            Framing::Zip(crate::zip::ZipWriter::new()),
+        );
         Response {
             status,
             headers,
@@ -1108,15 +1217,12 @@ impl Service {
         if let Some(w) = &outcome.warning {
             set_warning(&mut headers, w);
         }
-        let state = StreamState {
-            store: self.store.clone(),
-            chunk: self.config.chunk_size,
-            parts: vec![part].into_iter(),
-            current: None,
-            writer: None,
-            closed: false,
-            pending: None,
-        };
+        let state = StreamState::new(
+            self.store.clone(),
+            self.config.chunk_size,
+            vec![part],
+            Framing::Single,
+        );
         Response {
             status,
             headers,
@@ -1181,6 +1287,8 @@ enum Source {
 struct Part {
     content_type: String,
     location: String,
+    /// The ZIP entry name, for application/zip.
+    entry: String,
     source: Source,
 }
 
@@ -1195,7 +1303,49 @@ impl Part {
                 "{}/studies/{}/series/{}/instances/{}",
                 ctx.root, i.study, i.series, i.sop
             ),
+            entry: format!("{}/{}/{}.dcm", i.study, i.series, i.sop),
             source,
+        }
+    }
+}
+
+/// How parts are framed in the body.
+enum Framing {
+    /// One part, no framing.
+    Single,
+    /// multipart/related.
+    Multipart(MultipartWriter),
+    /// A ZIP archive, one entry per part.
+    Zip(crate::zip::ZipWriter),
+}
+
+impl Framing {
+    fn begin(&mut self, content_type: &str, part: &Part) -> Bytes {
+        match self {
+            Framing::Single => Bytes::new(),
+            Framing::Multipart(w) => w.part_head(content_type, Some(&part.location), None),
+            Framing::Zip(z) => z.start_entry(&part.entry),
+        }
+    }
+
+    fn data(&mut self, chunk: &[u8]) {
+        if let Framing::Zip(z) = self {
+            z.data(chunk);
+        }
+    }
+
+    fn end(&mut self) -> Bytes {
+        match self {
+            Framing::Zip(z) => z.end_entry(),
+            _ => Bytes::new(),
+        }
+    }
+
+    fn finish(&mut self) -> Bytes {
+        match self {
+            Framing::Single => Bytes::new(),
+            Framing::Multipart(w) => w.close(),
+            Framing::Zip(z) => z.finish(),
         }
     }
 }
@@ -1206,90 +1356,127 @@ struct StreamState {
     parts: std::vec::IntoIter<Part>,
     /// The object being streamed: (key, next offset, end).
     current: Option<(String, u64, u64)>,
-    writer: Option<MultipartWriter>,
-    closed: bool,
-    pending: Option<Bytes>,
+    framing: Framing,
+    /// Bytes ready to send, in order.
+    pending: std::collections::VecDeque<Bytes>,
+    finished: bool,
 }
 
-fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
-    stream::try_unfold(state, |mut st| async move {
-        // A part body held back behind its head.
-        if let Some(p) = st.pending.take() {
-            return Ok(Some((p, st)));
+impl StreamState {
+    fn new(store: Arc<dyn Store>, chunk: u64, parts: Vec<Part>, framing: Framing) -> StreamState {
+        StreamState {
+            store,
+            chunk,
+            parts: parts.into_iter(),
+            current: None,
+            framing,
+            pending: Default::default(),
+            finished: false,
         }
-        // Continue the current object.
-        if let Some((key, pos, end)) = st.current.take() {
-            if pos < end {
-                let next = end.min(pos + st.chunk);
-                let chunk = read_range(&*st.store, &key, pos, next).await?;
-                st.current = Some((key, next, end));
-                return Ok(Some((chunk, st)));
+    }
+
+    /// Queues a part's data; small data is merged with the bytes before it (fewer, larger
+    /// writes), large data is queued as is (never copied).
+    fn queue(&mut self, lead: Bytes, data: Bytes) {
+        if !lead.is_empty() && data.len() <= 16 * 1024 {
+            let mut b = BytesMut::with_capacity(lead.len() + data.len());
+            b.extend_from_slice(&lead);
+            b.extend_from_slice(&data);
+            self.pending.push_back(b.freeze());
+        } else {
+            if !lead.is_empty() {
+                self.pending.push_back(lead);
+            }
+            if !data.is_empty() {
+                self.pending.push_back(data);
             }
         }
-        let Some(part) = st.parts.next() else {
-            if st.closed {
-                return Ok(None);
+    }
+
+    /// Fills `pending` with the next bytes; false at the end of the body.
+    async fn advance(&mut self) -> Result<bool> {
+        if let Some((key, pos, end)) = self.current.take() {
+            let next = end.min(pos + self.chunk);
+            let chunk = read_range(&*self.store, &key, pos, next).await?;
+            self.framing.data(&chunk);
+            self.pending.push_back(chunk);
+            if next < end {
+                self.current = Some((key, next, end));
+            } else {
+                let tail = self.framing.end();
+                self.queue(Bytes::new(), tail);
             }
-            st.closed = true;
-            return Ok(match &st.writer {
-                Some(w) => Some((w.close(), st)),
-                None => None,
-            });
+            return Ok(true);
+        }
+        let Some(part) = self.parts.next() else {
+            if self.finished {
+                return Ok(false);
+            }
+            self.finished = true;
+            let tail = self.framing.finish();
+            self.queue(Bytes::new(), tail);
+            return Ok(true);
         };
-        // The first bytes of the part, with its head in front when multipart.
-        let (content_type, first) = match part.source {
-            Source::Bytes(b) => (part.content_type, b),
+        let (content_type, first, rest) = match &part.source {
+            Source::Bytes(b) => (part.content_type.clone(), b.clone(), None),
             Source::Object {
                 key,
                 start,
                 end,
                 detect_ts,
             } => {
-                let next = end.min(start + st.chunk.max(64 * 1024));
-                let first = read_range(&*st.store, &key, start, next).await?;
-                let ct = if detect_ts {
-                    match crate::scan::scan_meta(&first) {
-                        Ok(m) => {
-                            format!("application/dicom; transfer-syntax={}", m.transfer_syntax)
-                        }
-                        Err(_) => part.content_type,
+                let next = (*end).min(start + self.chunk.max(64 * 1024));
+                let first = read_range(&*self.store, key, *start, next).await?;
+                let ct = match crate::scan::scan_meta(&first) {
+                    Ok(m) if *detect_ts => {
+                        format!("application/dicom; transfer-syntax={}", m.transfer_syntax)
                     }
-                } else {
-                    part.content_type
+                    _ => part.content_type.clone(),
                 };
-                st.current = Some((key, next, end));
-                (ct, first)
+                (ct, first, (next < *end).then(|| (key.clone(), next, *end)))
             }
             Source::Convert { key, to } => {
-                let bytes = st
+                let bytes = self
                     .store
-                    .get(&key)
+                    .get(key)
                     .await?
                     .ok_or_else(|| Error::NotFound(key.clone()))?;
-                (part.content_type, Bytes::from(convert(&key, &bytes, &to)?))
+                (
+                    part.content_type.clone(),
+                    Bytes::from(convert(key, &bytes, to)?),
+                    None,
+                )
             }
             Source::Fragments { key, fragments } => (
-                part.content_type,
-                read_fragments(&*st.store, &key, &fragments).await?,
+                part.content_type.clone(),
+                read_fragments(&*self.store, key, fragments).await?,
+                None,
             ),
         };
-        let out = match &mut st.writer {
-            Some(w) => {
-                let head = w.part_head(&content_type, Some(&part.location), None);
-                if first.len() <= 16 * 1024 {
-                    let mut b = BytesMut::with_capacity(head.len() + first.len());
-                    b.extend_from_slice(&head);
-                    b.extend_from_slice(&first);
-                    b.freeze()
-                } else {
-                    // Large bodies are not copied behind their head: sent as the next chunk.
-                    st.pending = Some(first);
-                    head
-                }
+        let head = self.framing.begin(&content_type, &part);
+        self.framing.data(&first);
+        self.queue(head, first);
+        match rest {
+            Some(cur) => self.current = Some(cur),
+            None => {
+                let tail = self.framing.end();
+                self.queue(Bytes::new(), tail);
             }
-            None => first,
-        };
-        Ok(Some((out, st)))
+        }
+        Ok(true)
+    }
+}
+
+fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
+    stream::try_unfold(state, |mut st| async move {
+        loop {
+            if let Some(b) = st.pending.pop_front() {
+                return Ok(Some((b, st)));
+            }
+            if !st.advance().await? {
+                return Ok(None);
+            }
+        }
     })
 }
 

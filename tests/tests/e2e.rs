@@ -722,3 +722,199 @@ fn public_url_and_ae_titles() {
         format!("https://pacs.example.org/base/dcm4chee-arc/aets/OTHER/rs/studies/{st}/series/{se}/instances/{sop}/bulkdata/7FE00010")
     );
 }
+
+// ===== XML metadata (PS3.19) against dcm2xml --native-format =====
+
+/// Flattens a Native DICOM Model document into lines `path tag vr keyword = value`, values
+/// normalised where the two writers may print the same value differently (numbers).
+fn xml_lines(node: roxmltree::Node, path: &str, out: &mut Vec<String>) {
+    for a in node.children().filter(|n| n.has_tag_name("DicomAttribute")) {
+        let tag = a.attribute("tag").unwrap_or("");
+        if matches!(tag, "FFFCFFFC" | "00080005") {
+            continue;
+        }
+        let vr = a.attribute("vr").unwrap_or("");
+        // The keyword is compared separately (DCMTK leaves it out for retired attributes).
+        let head = format!(
+            "{path}{tag} {vr}{}",
+            a.attribute("privateCreator")
+                .map(|p| format!(" [{p}]"))
+                .unwrap_or_default()
+        );
+        out.push(head.clone());
+        if let Some(k) = a.attribute("keyword") {
+            out.push(format!("{head} keyword {k}"));
+        }
+        for c in a.children().filter(roxmltree::Node::is_element) {
+            let n = c.attribute("number").unwrap_or("");
+            match c.tag_name().name() {
+                "Value" => {
+                    let t = c.text().unwrap_or("");
+                    let t = match vr {
+                        "DS" | "IS" | "FD" | "FL" => t
+                            .trim()
+                            .parse::<f64>()
+                            .map(|x| format!("{}", x as f32))
+                            .unwrap_or_else(|_| t.to_owned()),
+                        _ => t.to_owned(),
+                    };
+                    out.push(format!("{head} #{n} = {t:?}"));
+                }
+                "PersonName" => {
+                    for d in c.descendants().filter(|d| {
+                        d.is_element()
+                            && d.text().is_some_and(|t| !t.is_empty())
+                            && d.children().all(|x| x.is_text())
+                    }) {
+                        out.push(format!(
+                            "{head} #{n} {}.{} = {:?}",
+                            d.parent().map(|p| p.tag_name().name()).unwrap_or(""),
+                            d.tag_name().name(),
+                            d.text().unwrap_or("")
+                        ));
+                    }
+                }
+                "Item" => xml_lines(c, &format!("{path}{tag}/{n}/"), out),
+                "BulkData" | "InlineBinary" => out.push(format!("{head} binary")),
+                other => out.push(format!("{head} unexpected <{other}>")),
+            }
+        }
+    }
+}
+
+#[test]
+fn xml_metadata_matches_dcm2xml_native_model() {
+    let server = Server::start(imported(), &[]);
+    // Not charset_utf8_chrX1.dcm: its name `Wang^XiaoDong=王^小東=` has an empty phonetic group,
+    // which dcm2xml 3.6.7 fills with the ideographic one (dcm2json, the JSON oracle, agrees with
+    // wado that there is none).
+    for name in [
+        "ct_small_ele.dcm",
+        "sr_comprehensive.dcm",
+        "charset_greek_chrGreek.dcm",
+        "emr_10frame_ele.dcm",
+        "charset_russian_chrRuss.dcm",
+        "seg_liver_1bit_3frame.dcm",
+    ] {
+        let file = corpus().join(name);
+        let r = get(
+            &format!("{}/metadata", instance_url(&server, &file)),
+            Some("multipart/related; type=\"application/dicom+xml\""),
+        );
+        assert_eq!(r.status, 200, "{name}");
+        let parts = r.parts();
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0]
+            .0
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "application/dicom+xml"));
+        let ours_text = String::from_utf8(parts[0].1.clone()).unwrap();
+        let ours = roxmltree::Document::parse(&ours_text)
+            .unwrap_or_else(|e| panic!("{name}: our XML does not parse: {e}"));
+        let dcmtk_text = String::from_utf8(run(Command::new("dcm2xml")
+            .args(["--native-format", "+U8"])
+            .arg(&file)))
+        .unwrap();
+        let dcmtk = roxmltree::Document::parse(&dcmtk_text).unwrap();
+        assert_eq!(ours.root_element().tag_name().name(), "NativeDicomModel");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        xml_lines(ours.root_element(), "", &mut a);
+        xml_lines(dcmtk.root_element(), "", &mut b);
+        // A keyword line present on one side only is fine; any other difference is not.
+        let kw = |l: &&String| l.contains(" keyword ");
+        let only_ours: Vec<&String> = a
+            .iter()
+            .filter(|l| !b.contains(l))
+            .filter(|l| {
+                !kw(l)
+                    || b.iter().any(|x| {
+                        kw(&x)
+                            && x.rsplit_once(" keyword ").map(|p| p.0)
+                                == l.rsplit_once(" keyword ").map(|p| p.0)
+                    })
+            })
+            .take(10)
+            .collect();
+        let only_dcmtk: Vec<&String> = b
+            .iter()
+            .filter(|l| !a.contains(l))
+            .filter(|l| {
+                !kw(l)
+                    || a.iter().any(|x| {
+                        kw(&x)
+                            && x.rsplit_once(" keyword ").map(|p| p.0)
+                                == l.rsplit_once(" keyword ").map(|p| p.0)
+                    })
+            })
+            .take(10)
+            .collect();
+        assert!(
+            only_ours.is_empty() && only_dcmtk.is_empty(),
+            "{name}: only in ours {only_ours:#?}\nonly in dcm2xml {only_dcmtk:#?}"
+        );
+        let order = |v: &[String]| {
+            v.iter()
+                .filter(|l| !l.contains(" keyword "))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&a), order(&b), "{name}: order");
+    }
+}
+
+// ===== application/zip =====
+
+#[test]
+fn zip_of_a_study_holds_the_files_python_reads_it() {
+    let server = Server::start(imported(), &[]);
+    let files: Vec<PathBuf> = valid_files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("study77654033_CR"))
+        .collect();
+    let (st, _, _) = uids(&files[0]);
+    let r = get(
+        &format!("{}/studies/{st}", server.root()),
+        Some("application/zip; transfer-syntax=*"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "application/zip");
+    let dir = tempdir();
+    let zip = write_temp(dir.path(), "study.zip", &r.body);
+    // Python's zipfile checks every CRC (testzip) and lists the entries.
+    let listing = run(Command::new("python3").arg("-c").arg(
+        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nfor i in z.infolist(): print(i.filename)",
+    ).arg(&zip));
+    let names: BTreeSet<String> = String::from_utf8_lossy(&listing)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let want: BTreeSet<String> = files
+        .iter()
+        .map(|f| {
+            let (st, se, sop) = uids(f);
+            format!("{st}/{se}/{sop}.dcm")
+        })
+        .collect();
+    assert_eq!(names, want);
+    for f in &files {
+        let (st, se, sop) = uids(f);
+        let out = dir.path().join("x.dcm");
+        run(Command::new("python3").arg("-c").arg("import sys, zipfile\nopen(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))")
+            .arg(&zip).arg(format!("{st}/{se}/{sop}.dcm")).arg(&out));
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(f).unwrap());
+    }
+    // With no transfer syntax, the default (Explicit VR LE) applies per entry, as for
+    // application/dicom: an implicit VR file is converted.
+    let implicit = corpus().join("mr_small_implicit.dcm");
+    let r = get(&instance_url(&server, &implicit), Some("application/zip"));
+    assert_eq!(r.status, 200);
+    let zip = write_temp(dir.path(), "one.zip", &r.body);
+    let out = run(Command::new("python3").arg("-c").arg(
+        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nsys.stdout.buffer.write(z.read(z.namelist()[0]))",
+    ).arg(&zip));
+    let conv = write_temp(dir.path(), "conv.dcm", &out);
+    let meta = run(Command::new("dcmdump")
+        .args(["-q", "+P", "0002,0010"])
+        .arg(&conv));
+    assert!(String::from_utf8_lossy(&meta).contains("=LittleEndianExplicit"));
+}

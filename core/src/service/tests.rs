@@ -373,12 +373,35 @@ fn metadata_levels_encodings_and_rebased_uris() {
     assert_eq!(bulk.parts()[0].body, &pixel_bytes(&files[1])[..]);
     let single = get(&store, path, Some("application/octet-stream"));
     assert_eq!(single.body, pixel_bytes(&files[1]));
-    // XML metadata is known but not produced yet.
+    // XML metadata: one Native DICOM Model document per instance, on the request's root.
+    let xml = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        Some("multipart/related; type=\"application/dicom+xml\""),
+    );
+    assert_eq!(xml.status, 200);
+    assert!(xml
+        .header("content-type")
+        .starts_with("multipart/related; type=\"application/dicom+xml\""));
+    let parts = xml.parts();
+    assert_eq!(parts.len(), 3);
+    for p in &parts {
+        let doc = std::str::from_utf8(p.body).expect("utf8");
+        assert!(doc.contains("<NativeDicomModel xml:space=\"preserve\">"));
+        assert!(doc.contains(&format!(
+            "<BulkData uri=\"http://test.local:8080{ROOT}/studies/{st}/series/{se}/instances/"
+        )));
+        assert!(p
+            .header("content-location")
+            .expect("loc")
+            .ends_with("/metadata"));
+    }
+    // Only XML acceptable, and not multipart: 406.
     assert_eq!(
         get(
             &store,
             &format!("{ROOT}/studies/{st}/metadata"),
-            Some("multipart/related; type=\"application/dicom+xml\"")
+            Some("application/dicom+xml")
         )
         .status,
         406
