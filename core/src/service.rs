@@ -686,6 +686,10 @@ impl Service {
         target: &Target,
         neg: &Negotiation,
     ) -> Result<Response> {
+        let first = neg.media_choices().into_iter().next();
+        if first.is_some_and(|(m, _)| !matches!(m, MediaType::Dicom | MediaType::Zip)) {
+            return self.instances_other(ctx, target, neg).await;
+        }
         let choice = neg
             .media_choices()
             .into_iter()
@@ -826,6 +830,181 @@ impl Service {
             .collect()
     }
 
+    /// Study, series or instance resources in a non-DICOM media type (PS3.18 Table 10.4.4-1):
+    /// the bulk data of the instances. `application/octet-stream` and the image types give
+    /// every frame of every image instance; `application/pdf` and `text/xml` the Encapsulated
+    /// Document of instances whose MIME Type of Encapsulated Document says so; `video/mpeg` and
+    /// `video/mp4` the video stream as stored (never transcoded). Media types are tried in the
+    /// client's order; the first that some instance can be given in is used, and instances
+    /// that cannot are left out (206, named in a Warning header).
+    async fn instances_other(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+        neg: &Negotiation,
+    ) -> Result<Response> {
+        let list = self.list_instances(target).await?;
+        let loads: Vec<_> = list
+            .iter()
+            .map(|i| load_index(self.store.clone(), i.clone()))
+            .collect();
+        let indexes: Vec<InstanceIndex> = stream::iter(loads)
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let category = Category::Instances {
+            instance: matches!(target, Target::Instance { .. }),
+        };
+        for (media, multipart) in neg.media_choices() {
+            if matches!(media, MediaType::Dicom | MediaType::Zip)
+                || !category.allows(media, multipart)
+            {
+                continue;
+            }
+            let wanted = neg.wanted(media, multipart);
+            let mut parts = Vec::new();
+            let mut left_out = Vec::new();
+            let mut syntaxes = Vec::new();
+            for idx in &indexes {
+                match self.instance_parts(ctx, idx, media, &wanted).await? {
+                    Some((p, t)) => {
+                        parts.extend(p);
+                        if let Some(t) = t {
+                            push_distinct(&mut syntaxes, t);
+                        }
+                    }
+                    None => left_out.push(idx.sop_instance.clone()),
+                }
+            }
+            if parts.is_empty() {
+                continue;
+            }
+            let warning = (!left_out.is_empty()).then(|| {
+                format!(
+                    "{} instance(s) left out: not available as {media}: {}",
+                    left_out.len(),
+                    left_out.join(", ")
+                )
+            });
+            let outcome = Outcome {
+                media_type: Some(media.as_str().into()),
+                transfer_syntaxes: syntaxes,
+                warning,
+                error: None,
+            };
+            return Ok(self.multipart_response(ctx, media.as_str(), parts, outcome));
+        }
+        Err(Error::NotAcceptable(format!(
+            "no instance of {} can be given in an acceptable media type (image instances: application/octet-stream or their stored image type; documents: application/pdf, text/xml; video: video/mpeg, video/mp4)",
+            target.path()
+        )))
+    }
+
+    /// One instance's parts in `media`, with the transfer syntax they carry; `None` when the
+    /// instance cannot be given in that media type.
+    async fn instance_parts(
+        &self,
+        ctx: &Ctx<'_>,
+        idx: &InstanceIndex,
+        media: MediaType,
+        wanted: &[crate::negotiate::TsWanted],
+    ) -> Result<Option<(Vec<Part>, Option<String>)>> {
+        let instance_uri = format!(
+            "{}/studies/{}/series/{}/instances/{}",
+            ctx.root, idx.study, idx.series, idx.sop_instance
+        );
+        let stored = idx.transfer_syntax.as_str();
+        match media {
+            MediaType::Pdf | MediaType::TextXml => {
+                if document_mime(idx).as_deref() != Some(media.as_str()) {
+                    return Ok(None);
+                }
+                let part = self
+                    .document_part(idx, media, format!("{instance_uri}/bulkdata/00420011"))
+                    .await?;
+                Ok(Some((vec![part], None)))
+            }
+            MediaType::Mpeg | MediaType::Mp4 => {
+                if !layout::is_video(stored) {
+                    return Ok(None);
+                }
+                let Some(chosen) = choose_ts(media, wanted, stored, |_, _| false) else {
+                    return Ok(None);
+                };
+                let part = Part {
+                    content_type: format!("{}; transfer-syntax={}", media.as_str(), chosen.ts),
+                    location: format!("{instance_uri}/bulkdata/7FE00010"),
+                    entry: String::new(),
+                    source: Source::Fragments {
+                        key: dcm_key(idx),
+                        fragments: video_fragments(idx)?,
+                    },
+                };
+                Ok(Some((vec![part], Some(chosen.ts))))
+            }
+            _ => {
+                let Some(info) = &idx.pixel else {
+                    return Ok(None);
+                };
+                if layout::is_video(stored) {
+                    return Ok(None);
+                }
+                let can = |from: &str, to: &str| {
+                    ts::is_native(from)
+                        && to == ts::EXPLICIT_VR_LE
+                        && media == MediaType::OctetStream
+                };
+                let Some(chosen) = choose_ts(media, wanted, stored, can) else {
+                    return Ok(None);
+                };
+                let frames: Vec<u32> = (1..=info.number_of_frames).collect();
+                let content_type = format!("{}; transfer-syntax={}", media.as_str(), chosen.ts);
+                let parts = self
+                    .frame_parts(idx, &frames, &content_type, &instance_uri)
+                    .await?;
+                Ok(Some((parts, Some(chosen.ts))))
+            }
+        }
+    }
+
+    /// The Encapsulated Document of an instance as one part typed `media`, without the
+    /// padding byte (Encapsulated Document Length, PS3.3 C.24.2.1, when present).
+    async fn document_part(
+        &self,
+        idx: &InstanceIndex,
+        media: MediaType,
+        location: String,
+    ) -> Result<Part> {
+        let path = AttributePath(vec![PathStep::Tag(0x0042_0011)]);
+        let doc_len = document_length(idx);
+        let source = match idx.bulk(&path) {
+            Some(b) if crate::scan::is_byte_addressable(&idx.transfer_syntax) => {
+                let len = doc_len.filter(|&l| l <= b.length).unwrap_or(b.length);
+                Source::Object {
+                    key: dcm_key(idx),
+                    start: b.offset,
+                    end: b.offset + len,
+                    detect_ts: false,
+                }
+            }
+            _ => {
+                let all = self.bulk_value_whole(&dcm_key(idx), &path).await?;
+                let len = doc_len
+                    .filter(|&l| l <= all.len() as u64)
+                    .unwrap_or(all.len() as u64);
+                Source::Bytes(all.slice(..len as usize))
+            }
+        };
+        Ok(Part {
+            content_type: media.as_str().to_owned(),
+            location,
+            entry: String::new(),
+            source,
+        })
+    }
+
     // ===== frames =====
 
     async fn frames(
@@ -836,7 +1015,7 @@ impl Service {
         neg: &Negotiation,
     ) -> Result<Response> {
         let idx = self.instance_index(target).await?;
-        let (Some(info), Some(findex)) = (&idx.pixel, &idx.frames) else {
+        let (Some(info), Some(_)) = (&idx.pixel, &idx.frames) else {
             return Err(Error::BadRequest(format!(
                 "instance {} has no pixel data: it has no frames",
                 idx.sop_instance
@@ -881,15 +1060,53 @@ impl Service {
         };
         let instance_uri = format!("{}/{}", ctx.root, target.path());
         let content_type = format!("{}; transfer-syntax={}", media.as_str(), chosen.ts);
+        let mut parts = self
+            .frame_parts(&idx, &valid, &content_type, &instance_uri)
+            .await?;
+        let warning = (!invalid.is_empty()).then(|| {
+            format!(
+                "frame(s) {} beyond Number of Frames ({n}) left out",
+                list(&invalid)
+            )
+        });
+        let outcome = Outcome {
+            media_type: Some(media.as_str().into()),
+            transfer_syntaxes: vec![chosen.ts],
+            warning,
+            error: None,
+        };
+        if multipart {
+            Ok(self.multipart_response(ctx, media.as_str(), parts, outcome))
+        } else {
+            Ok(self.single_response(parts.remove(0), outcome))
+        }
+    }
+
+    /// The parts of the given (valid, 1-based) frames of an instance, each one ranged read
+    /// (whole-file reads for Big Endian, Deflated, bit-packed or unindexed pixel data).
+    async fn frame_parts(
+        &self,
+        idx: &InstanceIndex,
+        valid: &[u32],
+        content_type: &str,
+        instance_uri: &str,
+    ) -> Result<Vec<Part>> {
+        let (Some(info), Some(findex)) = (&idx.pixel, &idx.frames) else {
+            return Err(Error::BadRequest(format!(
+                "instance {} has no pixel data: it has no frames",
+                idx.sop_instance
+            )));
+        };
+        let stored = idx.transfer_syntax.as_str();
         let mut parts = Vec::with_capacity(valid.len());
         let whole = if matches!(findex, layout::FrameIndex::Unindexed)
             || (matches!(findex, layout::FrameIndex::Native { .. }) && info.frame_bits() % 8 != 0)
         {
-            Some(self.pixel_bytes_whole(target, &idx).await?)
+            Some(self.pixel_bytes_whole(idx).await?)
         } else {
             None
         };
-        for f in &valid {
+        for f in valid {
             let k = u64::from(*f - 1);
             let source = match (findex, &whole) {
                 (_, Some(all)) => match findex {
@@ -913,7 +1130,7 @@ impl Service {
                         ));
                     }
                     Source::Object {
-                        key: dcm_key(&idx),
+                        key: dcm_key(idx),
                         start,
                         end: start + fb,
                         detect_ts: false,
@@ -922,7 +1139,7 @@ impl Service {
                 (layout::FrameIndex::Encapsulated { frames }, None) => {
                     let frags = frames.get(k as usize).cloned().unwrap_or_default();
                     Source::Fragments {
-                        key: dcm_key(&idx),
+                        key: dcm_key(idx),
                         fragments: frags,
                     }
                 }
@@ -931,40 +1148,24 @@ impl Service {
                 }
             };
             parts.push(Part {
-                content_type: content_type.clone(),
+                content_type: content_type.to_owned(),
                 location: format!("{instance_uri}/frames/{f}"),
                 entry: String::new(),
                 source,
             });
         }
-        let warning = (!invalid.is_empty()).then(|| {
-            format!(
-                "frame(s) {} beyond Number of Frames ({n}) left out",
-                list(&invalid)
-            )
-        });
-        let outcome = Outcome {
-            media_type: Some(media.as_str().into()),
-            transfer_syntaxes: vec![chosen.ts],
-            warning,
-            error: None,
-        };
-        if multipart {
-            Ok(self.multipart_response(ctx, media.as_str(), parts, outcome))
-        } else {
-            Ok(self.single_response(parts.remove(0), outcome))
-        }
+        Ok(parts)
     }
 
     /// The whole native pixel data of a file that is not byte-addressable (or bit-packed),
     /// as little-endian bytes.
-    async fn pixel_bytes_whole(&self, target: &Target, idx: &InstanceIndex) -> Result<Bytes> {
+    async fn pixel_bytes_whole(&self, idx: &InstanceIndex) -> Result<Bytes> {
         let key = dcm_key(idx);
         let bytes = self
             .store
             .get(&key)
             .await?
-            .ok_or_else(|| Error::NotFound(target.path()))?;
+            .ok_or_else(|| Error::NotFound(key.clone()))?;
         let obj = dicom_object::OpenFileOptions::new()
             .from_reader(&bytes[..])
             .map_err(|e| Error::corrupt(&key, e))?;
@@ -999,6 +1200,28 @@ impl Service {
                 r.outcome.warning = None;
                 r
             });
+        }
+        // The Encapsulated Document in its own MIME type (cf. dcm4chee-arc-light#3089).
+        if path.0 == [PathStep::Tag(0x0042_0011)] {
+            let mime = document_mime(&idx);
+            let doc_choice = neg
+                .media_choices()
+                .into_iter()
+                .find(|(m, _)| *m == MediaType::OctetStream || mime.as_deref() == Some(m.as_str()));
+            if let Some((media, multipart)) =
+                doc_choice.filter(|(m, _)| *m != MediaType::OctetStream)
+            {
+                let part = self.document_part(&idx, media, uri).await?;
+                let outcome = Outcome {
+                    media_type: Some(media.as_str().into()),
+                    ..Outcome::default()
+                };
+                return Ok(if multipart {
+                    self.multipart_response(ctx, media.as_str(), vec![part], outcome)
+                } else {
+                    self.single_response(part, outcome)
+                });
+            }
         }
         let multipart = neg
             .media_choices()
@@ -1062,17 +1285,7 @@ impl Service {
                 MediaType::for_stored_transfer_syntax(stored).map_or("stored", MediaType::as_str)
             ))
         })?;
-        let fragments = match &idx.frames {
-            Some(layout::FrameIndex::Encapsulated { frames }) if frames.len() == 1 => {
-                frames[0].clone()
-            }
-            _ => {
-                return Err(Error::corrupt(
-                    &idx.sop_instance,
-                    "video stream not indexed",
-                ))
-            }
-        };
+        let fragments = video_fragments(idx)?;
         let part = Part {
             content_type: format!("{}; transfer-syntax={}", media.as_str(), chosen.ts),
             location: uri,
@@ -1229,6 +1442,47 @@ impl Service {
             body: Body::Stream(Box::pin(body_stream(state))),
             outcome,
         }
+    }
+}
+
+/// Reads and checks the index of a listed instance.
+async fn load_index(store: Arc<dyn Store>, i: StoredInstance) -> Result<InstanceIndex> {
+    let key = layout::index_key(&i.study, &i.series, &i.sop);
+    let bytes = store
+        .get(&key)
+        .await?
+        .ok_or_else(|| Error::NotFound(key.clone()))?;
+    InstanceIndex::from_json(&key, &bytes)
+}
+
+/// The first value of an attribute of the instance's stored metadata.
+fn metadata_value(idx: &InstanceIndex, tag: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(idx.metadata.get()).ok()?;
+    v.get(tag)?.get("Value")?.get(0).cloned()
+}
+
+/// MIME Type of Encapsulated Document (0042,0012), lower case.
+fn document_mime(idx: &InstanceIndex) -> Option<String> {
+    metadata_value(idx, "00420012")?
+        .as_str()
+        .map(|s| s.trim().to_ascii_lowercase())
+}
+
+/// Encapsulated Document Length (0042,0015): the document without its padding byte.
+fn document_length(idx: &InstanceIndex) -> Option<u64> {
+    metadata_value(idx, "00420015")?.as_u64()
+}
+
+/// The fragments of a video's stream (indexed at import as one "frame").
+fn video_fragments(idx: &InstanceIndex) -> Result<Vec<[u64; 2]>> {
+    match &idx.frames {
+        Some(layout::FrameIndex::Encapsulated { frames }) if frames.len() == 1 => {
+            Ok(frames[0].clone())
+        }
+        _ => Err(Error::corrupt(
+            &idx.sop_instance,
+            "video stream not indexed",
+        )),
     }
 }
 

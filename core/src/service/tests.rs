@@ -261,7 +261,8 @@ fn compressed_instances_406_alone_and_206_in_a_mix() {
     assert_eq!(got.status, 200);
     assert_eq!(got.parts()[0].body, &jpeg[..]);
     let (st2, _, _) = uids(&raw);
-    if st2 == st {
+    assert_eq!(st2, st, "the fixtures share a study");
+    {
         let got = get(&store, &format!("{ROOT}/studies/{st}"), None);
         assert_eq!(got.status, 206);
         assert!(got.header("warning").contains(sop.as_str()));
@@ -854,4 +855,135 @@ fn rebase_touches_bulk_data_uris_only() {
         std::str::from_utf8(&out).expect("utf8"),
         r#"{"00100010":{"vr":"PN","Value":[{"Alphabetic":"http://a/x/"}]},"7FE00010":{"vr":"OW","BulkDataURI":"https://b/studies/1"}}"#
     );
+}
+
+#[test]
+fn documents_video_and_frames_as_instance_representations() {
+    let pdf = fixture!("doc_pdf_pdf2dcm.dcm");
+    let cda = fixture!("doc_cda_cda2dcm.dcm");
+    let mp4 = fixture!("video_h264.dcm");
+    let ct = fixture!("ct_small_ele.dcm");
+    let store = store_with(&[pdf.clone(), cda.clone(), mp4.clone(), ct.clone()]);
+    let doc_of = |b: &Bytes| -> Vec<u8> {
+        let o = dicom_object::OpenFileOptions::new()
+            .from_reader(&b[..])
+            .expect("parse");
+        let mut d = o
+            .element(tags::ENCAPSULATED_DOCUMENT)
+            .expect("doc")
+            .to_bytes()
+            .expect("bytes")
+            .to_vec();
+        if let Some(len) = o
+            .get(tags::ENCAPSULATED_DOCUMENT_LENGTH)
+            .and_then(|e| e.to_int::<usize>().ok())
+        {
+            d.truncate(len);
+        }
+        d
+    };
+    // application/pdf: the PDF itself, typed from its MIME type.
+    let (st, se, sop) = uids(&pdf);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+        Some("multipart/related; type=\"application/pdf\""),
+    );
+    assert_eq!(got.status, 200);
+    let parts = got.parts();
+    assert_eq!(parts[0].header("content-type"), Some("application/pdf"));
+    assert_eq!(parts[0].body, &doc_of(&pdf)[..]);
+    assert!(parts[0].body.starts_with(b"%PDF"));
+    // Its BulkDataURI in its own type, single part.
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/bulkdata/00420011"),
+        Some("application/pdf"),
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), "application/pdf");
+    assert_eq!(got.body, doc_of(&pdf));
+    // text/xml for the CDA; a PDF is not text/xml.
+    let (st2, se2, sop2) = uids(&cda);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st2}/series/{se2}/instances/{sop2}"),
+        Some("multipart/related; type=text/xml"),
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.parts()[0].body, &doc_of(&cda)[..]);
+    assert_eq!(
+        get(
+            &store,
+            &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+            Some("multipart/related; type=text/xml")
+        )
+        .status,
+        406
+    );
+    // video/mp4: the stream as stored.
+    let (st3, se3, sop3) = uids(&mp4);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st3}/series/{se3}/instances/{sop3}"),
+        Some("multipart/related; type=\"video/mp4\""),
+    );
+    assert_eq!(got.status, 200);
+    let o = dicom_object::OpenFileOptions::new()
+        .from_reader(&mp4[..])
+        .expect("parse");
+    let stream: Vec<u8> = o
+        .element(tags::PIXEL_DATA)
+        .expect("px")
+        .value()
+        .fragments()
+        .expect("frags")
+        .concat();
+    assert_eq!(got.parts()[0].body, &stream[..]);
+    assert!(got.parts()[0]
+        .header("content-type")
+        .expect("ct")
+        .starts_with("video/mp4; transfer-syntax=1.2.840.10008.1.2.4.10"));
+    // octet-stream of a CT instance: its frame.
+    let (st4, se4, sop4) = uids(&ct);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st4}/series/{se4}/instances/{sop4}"),
+        Some("multipart/related; type=application/octet-stream"),
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.parts()[0].body, &pixel_bytes(&ct)[..]);
+    assert!(got.parts()[0]
+        .header("content-location")
+        .expect("loc")
+        .ends_with("/frames/1"));
+}
+
+#[test]
+fn octet_stream_of_a_series_leaves_out_what_it_cannot_give() {
+    // A JPEG instance beside a raw one: the raw one's frames, the JPEG left out (206).
+    let jpeg = fixture!("sc_rgb_jpeg_baseline_dcmtk.dcm");
+    let raw = fixture!("sc_rgb_ele.dcm");
+    let store = store_with(&[jpeg.clone(), raw.clone()]);
+    let (st, _, _) = uids(&raw);
+    let (st_j, _, sop_j) = uids(&jpeg);
+    assert_eq!(st, st_j, "the fixtures share a study");
+    {
+        let got = get(
+            &store,
+            &format!("{ROOT}/studies/{st}"),
+            Some("multipart/related; type=application/octet-stream"),
+        );
+        assert_eq!(got.status, 206);
+        assert!(got.header("warning").contains(&sop_j));
+        assert_eq!(got.parts().len(), 1);
+        // With transfer-syntax=*, both: the JPEG frame as stored.
+        let got = get(
+            &store,
+            &format!("{ROOT}/studies/{st}"),
+            Some("multipart/related; type=application/octet-stream; transfer-syntax=*"),
+        );
+        assert_eq!(got.status, 200);
+        assert_eq!(got.parts().len(), 2);
+    }
 }
