@@ -185,7 +185,16 @@ fn can_convert(from: &str, to: &str) -> bool {
         ts::EXPLICIT_VR_BE,
         ts::DEFLATED_EXPLICIT_VR_LE,
     ];
-    ts::is_native(from) && writable.contains(&to)
+    (ts::is_native(from) && writable.contains(&to))
+        || (crate::codec::can_decode(from) && to == ts::EXPLICIT_VR_LE)
+}
+
+/// Whether a frame stored in `from` can be given as `to` in `media` (uncompressed bulk data:
+/// native frames as they are, compressed ones decoded).
+fn can_give_frame(media: MediaType, from: &str, to: &str) -> bool {
+    media == MediaType::OctetStream
+        && to == ts::EXPLICIT_VR_LE
+        && (ts::is_native(from) || crate::codec::can_decode(from))
 }
 
 impl Service {
@@ -951,11 +960,7 @@ impl Service {
                 if layout::is_video(stored) {
                     return Ok(None);
                 }
-                let can = |from: &str, to: &str| {
-                    ts::is_native(from)
-                        && to == ts::EXPLICIT_VR_LE
-                        && media == MediaType::OctetStream
-                };
+                let can = |from: &str, to: &str| can_give_frame(media, from, to);
                 let Some(chosen) = choose_ts(media, wanted, stored, can) else {
                     return Ok(None);
                 };
@@ -1045,7 +1050,7 @@ impl Service {
             }
             let wanted = neg.wanted(media, multipart);
             let chosen = choose_ts(media, &wanted, stored, |from, to| {
-                ts::is_native(from) && to == ts::EXPLICIT_VR_LE && media == MediaType::OctetStream
+                can_give_frame(media, from, to)
             });
             if let Some(c) = chosen {
                 pick = Some((media, multipart, c));
@@ -1138,9 +1143,18 @@ impl Service {
                 }
                 (layout::FrameIndex::Encapsulated { frames }, None) => {
                     let frags = frames.get(k as usize).cloned().unwrap_or_default();
-                    Source::Fragments {
-                        key: dcm_key(idx),
-                        fragments: frags,
+                    if content_type.ends_with(&format!("transfer-syntax={stored}")) {
+                        Source::Fragments {
+                            key: dcm_key(idx),
+                            fragments: frags,
+                        }
+                    } else {
+                        Source::Decode {
+                            key: dcm_key(idx),
+                            fragments: frags,
+                            info: info.clone(),
+                            ts: stored.to_owned(),
+                        }
                     }
                 }
                 (layout::FrameIndex::Unindexed, None) => {
@@ -1536,6 +1550,13 @@ enum Source {
         key: String,
         fragments: Vec<[u64; 2]>,
     },
+    /// One compressed frame, decoded to native little-endian bytes.
+    Decode {
+        key: String,
+        fragments: Vec<[u64; 2]>,
+        info: layout::PixelInfo,
+        ts: String,
+    },
 }
 
 struct Part {
@@ -1706,6 +1727,16 @@ impl StreamState {
                 read_fragments(&*self.store, key, fragments).await?,
                 None,
             ),
+            Source::Decode {
+                key,
+                fragments,
+                info,
+                ts,
+            } => {
+                let frame = read_fragments(&*self.store, key, fragments).await?;
+                let native = crate::codec::decode_frame(info, ts, &frame)?;
+                (part.content_type.clone(), Bytes::from(native), None)
+            }
         };
         let head = self.framing.begin(&content_type, &part);
         self.framing.data(&first);
@@ -1768,6 +1799,10 @@ fn convert(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
     let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(to)
         .ok_or_else(|| Error::NotAcceptable(format!("transfer syntax {to} is not supported")))?;
+    if !crate::scan::scan_meta(bytes).is_ok_and(|m| ts::is_native(&m.transfer_syntax)) {
+        // Compressed: decoded to Explicit VR LE (the only target can_convert offers for it).
+        return crate::codec::decode_instance(key, bytes);
+    }
     let mut obj = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| Error::corrupt(key, e))?;

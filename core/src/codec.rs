@@ -1,0 +1,188 @@
+//! Decoding compressed pixel data, on dicom-pixeldata's codecs: RLE Lossless, JPEG (baseline
+//! and lossless) and, where the `openjp2` feature is on (the native server), JPEG 2000.
+//!
+//! - A **frame** is decoded from its own fragments only (the one ranged read the frame index
+//!   gives), inside a minimal data set that carries the image pixel attributes: a frame request
+//!   on a 1 GB multi-frame instance never reads or decodes the other frames.
+//! - An **instance** is decoded whole into Explicit VR Little Endian, and its data set is made
+//!   true to the new pixel data: Photometric Interpretation (RGB after decoding YBR), Planar
+//!   Configuration (interleaved), and Lossy Image Compression (0028,2110) set to `01` with its
+//!   method when the source was lossy (a decoded lossy image is never passed off as lossless).
+//!
+//! JPEG Extended 12-bit (.4.51) is left out: dicom-rs 0.10 cannot decode it (see
+//! docs/wasm-toolchain.md); JPEG-LS needs CharLS (C++) and comes with its own issue.
+
+use crate::error::{Error, Result};
+use crate::layout::PixelInfo;
+use crate::media::ts;
+use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
+use dicom_core::{DataElement, Length, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::InMemDicomObject;
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+/// True when pixel data stored in `uid` can be decoded by this build.
+pub fn can_decode(uid: &str) -> bool {
+    matches!(
+        uid,
+        ts::RLE_LOSSLESS | ts::JPEG_BASELINE | ts::JPEG_LOSSLESS | ts::JPEG_LOSSLESS_SV1
+    ) || (cfg!(feature = "openjp2") && matches!(uid, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000))
+}
+
+/// The compression method name for Lossy Image Compression Method (0028,2114), PS3.3 C.7.6.1.1.5.
+fn lossy_method(uid: &str) -> Option<&'static str> {
+    match uid {
+        ts::JPEG_BASELINE | ts::JPEG_EXTENDED => Some("ISO_10918_1"),
+        ts::JPEG_2000 => Some("ISO_15444_1"),
+        ts::JPEG_LS_NEAR_LOSSLESS => Some("ISO_14495_1"),
+        _ => None,
+    }
+}
+
+/// Decodes one frame (its fragments concatenated) into native little-endian bytes,
+/// samples interleaved.
+pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<Vec<u8>> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::corrupt("frame", format!("cannot decode a {stored_ts} frame: {e}"))
+    };
+    let ts = TransferSyntaxRegistry
+        .get(stored_ts)
+        .ok_or_else(|| bad(&"unknown transfer syntax"))?;
+    let mut obj = InMemDicomObject::new_empty();
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    obj.put(us(tags::ROWS, info.rows));
+    obj.put(us(tags::COLUMNS, info.columns));
+    obj.put(us(tags::SAMPLES_PER_PIXEL, info.samples_per_pixel));
+    obj.put(us(tags::BITS_ALLOCATED, info.bits_allocated));
+    obj.put(us(tags::BITS_STORED, info.bits_stored));
+    obj.put(us(tags::HIGH_BIT, info.bits_stored.saturating_sub(1)));
+    obj.put(us(tags::PIXEL_REPRESENTATION, info.pixel_representation));
+    if info.samples_per_pixel > 1 {
+        obj.put(us(tags::PLANAR_CONFIGURATION, info.planar_configuration));
+    }
+    obj.put(DataElement::new(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        PrimitiveValue::from(info.photometric_interpretation.as_str()),
+    ));
+    obj.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from("1"),
+    ));
+    obj.put(DataElement::new_with_len(
+        tags::PIXEL_DATA,
+        VR::OB,
+        Length::UNDEFINED,
+        Value::PixelSequence(PixelFragmentSequence::new(
+            Vec::<u32>::new(),
+            vec![frame.to_vec()],
+        )),
+    ));
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(ts.uid())
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
+        .media_storage_sop_instance_uid("1.2.3")
+        .build()
+        .map_err(|e| bad(&e))?;
+    let file = obj.with_exact_meta(meta);
+    let decoded = file.decode_pixel_data().map_err(|e| bad(&e))?;
+    native_bytes(&decoded).map_err(|e| bad(&e))
+}
+
+fn native_bytes(
+    decoded: &dicom_pixeldata::DecodedPixelData<'_>,
+) -> std::result::Result<Vec<u8>, String> {
+    let interleaved =
+        decoded.planar_configuration() == dicom_pixeldata::PlanarConfiguration::Standard;
+    if decoded.samples_per_pixel() > 1 && !interleaved {
+        return Err("planar output from the decoder".into());
+    }
+    match decoded.bits_allocated() {
+        8 => Ok(decoded.data().to_vec()),
+        16 => Ok(decoded
+            .data_ow()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()),
+        b => Err(format!("{b} bits allocated")),
+    }
+}
+
+/// Decodes a whole Part-10 file into Explicit VR Little Endian (see the module doc for the
+/// attributes that change with the pixel data).
+pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    let bad = |e: &dyn std::fmt::Display| Error::corrupt(key, format!("cannot decode: {e}"));
+    let mut obj = dicom_object::OpenFileOptions::new()
+        .from_reader(bytes)
+        .map_err(|e| bad(&e))?;
+    let stored = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_owned();
+    let decoded = obj.decode_pixel_data().map_err(|e| bad(&e))?;
+    let pixels = native_bytes(&decoded).map_err(|e| bad(&e))?;
+    let spp = decoded.samples_per_pixel();
+    let bits = decoded.bits_allocated();
+    drop(decoded);
+    let len = pixels.len() as u32;
+    let value = if bits == 16 {
+        PrimitiveValue::U16(
+            pixels
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        )
+    } else {
+        PrimitiveValue::from(pixels)
+    };
+    obj.put(DataElement::new_with_len(
+        tags::PIXEL_DATA,
+        if bits == 16 { VR::OW } else { VR::OB },
+        Length::defined(len),
+        value,
+    ));
+    if spp == 3 {
+        // dicom-pixeldata hands colour out as interleaved RGB (PS3.5 §8.2.1: YBR_FULL_422 after
+        // JPEG decoding becomes RGB).
+        obj.put(DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from("RGB"),
+        ));
+        obj.put(DataElement::new(
+            tags::PLANAR_CONFIGURATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ));
+    }
+    if let Some(method) = lossy_method(&stored) {
+        obj.put(DataElement::new(
+            tags::LOSSY_IMAGE_COMPRESSION,
+            VR::CS,
+            PrimitiveValue::from("01"),
+        ));
+        if obj.get(tags::LOSSY_IMAGE_COMPRESSION_METHOD).is_none() {
+            obj.put(DataElement::new(
+                tags::LOSSY_IMAGE_COMPRESSION_METHOD,
+                VR::CS,
+                PrimitiveValue::from(method),
+            ));
+        }
+    }
+    obj.remove_element(tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH);
+    obj.remove_element(tags::EXTENDED_OFFSET_TABLE);
+    obj.remove_element(tags::EXTENDED_OFFSET_TABLE_LENGTHS);
+    let ele = TransferSyntaxRegistry
+        .get(ts::EXPLICIT_VR_LE)
+        .ok_or_else(|| bad(&"no Explicit VR LE"))?;
+    obj.meta_mut().set_transfer_syntax(ele);
+    obj.meta_mut().update_information_group_length();
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    obj.write_all(&mut out).map_err(|e| bad(&e))?;
+    Ok(out)
+}
