@@ -28,6 +28,7 @@ pub mod layout;
 pub mod media;
 pub mod multipart;
 pub mod negotiate;
+pub mod rle;
 pub mod route;
 pub mod scan;
 pub mod service;

@@ -185,16 +185,21 @@ fn can_convert(from: &str, to: &str) -> bool {
         ts::EXPLICIT_VR_BE,
         ts::DEFLATED_EXPLICIT_VR_LE,
     ];
+    let readable = ts::is_native(from) || crate::codec::can_decode(from);
     (ts::is_native(from) && writable.contains(&to))
-        || (crate::codec::can_decode(from) && to == ts::EXPLICIT_VR_LE)
+        || (readable && (to == ts::EXPLICIT_VR_LE || to == ts::RLE_LOSSLESS))
 }
 
 /// Whether a frame stored in `from` can be given as `to` in `media` (uncompressed bulk data:
 /// native frames as they are, compressed ones decoded).
-fn can_give_frame(media: MediaType, from: &str, to: &str) -> bool {
-    media == MediaType::OctetStream
-        && to == ts::EXPLICIT_VR_LE
-        && (ts::is_native(from) || crate::codec::can_decode(from))
+fn can_give_frame(media: MediaType, bits_allocated: u16, from: &str, to: &str) -> bool {
+    let readable = ts::is_native(from) || crate::codec::can_decode(from);
+    let writable = match media {
+        MediaType::OctetStream => to == ts::EXPLICIT_VR_LE,
+        MediaType::DicomRle => crate::codec::can_encode(to, bits_allocated),
+        _ => false,
+    };
+    readable && writable
 }
 
 impl Service {
@@ -960,14 +965,15 @@ impl Service {
                 if layout::is_video(stored) {
                     return Ok(None);
                 }
-                let can = |from: &str, to: &str| can_give_frame(media, from, to);
+                let can =
+                    |from: &str, to: &str| can_give_frame(media, info.bits_allocated, from, to);
                 let Some(chosen) = choose_ts(media, wanted, stored, can) else {
                     return Ok(None);
                 };
                 let frames: Vec<u32> = (1..=info.number_of_frames).collect();
                 let content_type = format!("{}; transfer-syntax={}", media.as_str(), chosen.ts);
                 let parts = self
-                    .frame_parts(idx, &frames, &content_type, &instance_uri)
+                    .frame_parts(idx, &frames, &chosen.ts, &content_type, &instance_uri)
                     .await?;
                 Ok(Some((parts, Some(chosen.ts))))
             }
@@ -1050,7 +1056,7 @@ impl Service {
             }
             let wanted = neg.wanted(media, multipart);
             let chosen = choose_ts(media, &wanted, stored, |from, to| {
-                can_give_frame(media, from, to)
+                can_give_frame(media, info.bits_allocated, from, to)
             });
             if let Some(c) = chosen {
                 pick = Some((media, multipart, c));
@@ -1066,7 +1072,7 @@ impl Service {
         let instance_uri = format!("{}/{}", ctx.root, target.path());
         let content_type = format!("{}; transfer-syntax={}", media.as_str(), chosen.ts);
         let mut parts = self
-            .frame_parts(&idx, &valid, &content_type, &instance_uri)
+            .frame_parts(&idx, &valid, &chosen.ts, &content_type, &instance_uri)
             .await?;
         let warning = (!invalid.is_empty()).then(|| {
             format!(
@@ -1093,6 +1099,7 @@ impl Service {
         &self,
         idx: &InstanceIndex,
         valid: &[u32],
+        to: &str,
         content_type: &str,
         instance_uri: &str,
     ) -> Result<Vec<Part>> {
@@ -1123,7 +1130,20 @@ impl Service {
                             "encapsulated frames could not be located at import",
                         ));
                     }
-                    _ => Source::Bytes(extract_bits(all, k * info.frame_bits(), info.frame_bits())),
+                    _ => {
+                        let native = extract_bits(all, k * info.frame_bits(), info.frame_bits());
+                        if to == ts::EXPLICIT_VR_LE {
+                            Source::Bytes(native)
+                        } else {
+                            let out = crate::codec::transcode_frame(
+                                info,
+                                ts::EXPLICIT_VR_LE,
+                                &native,
+                                to,
+                            )?;
+                            Source::Bytes(Bytes::from(out))
+                        }
+                    }
                 },
                 (layout::FrameIndex::Native { offset, length }, None) => {
                     let fb = info.frame_bits() / 8;
@@ -1134,26 +1154,37 @@ impl Service {
                             "pixel data shorter than its frames",
                         ));
                     }
-                    Source::Object {
-                        key: dcm_key(idx),
-                        start,
-                        end: start + fb,
-                        detect_ts: false,
+                    if to == ts::EXPLICIT_VR_LE {
+                        Source::Object {
+                            key: dcm_key(idx),
+                            start,
+                            end: start + fb,
+                            detect_ts: false,
+                        }
+                    } else {
+                        Source::Transcode {
+                            key: dcm_key(idx),
+                            fetch: Fetch::Range(start, start + fb),
+                            info: info.clone(),
+                            from: stored.to_owned(),
+                            to: to.to_owned(),
+                        }
                     }
                 }
                 (layout::FrameIndex::Encapsulated { frames }, None) => {
                     let frags = frames.get(k as usize).cloned().unwrap_or_default();
-                    if content_type.ends_with(&format!("transfer-syntax={stored}")) {
+                    if to == stored {
                         Source::Fragments {
                             key: dcm_key(idx),
                             fragments: frags,
                         }
                     } else {
-                        Source::Decode {
+                        Source::Transcode {
                             key: dcm_key(idx),
-                            fragments: frags,
+                            fetch: Fetch::Fragments(frags),
                             info: info.clone(),
-                            ts: stored.to_owned(),
+                            from: stored.to_owned(),
+                            to: to.to_owned(),
                         }
                     }
                 }
@@ -1550,13 +1581,22 @@ enum Source {
         key: String,
         fragments: Vec<[u64; 2]>,
     },
-    /// One compressed frame, decoded to native little-endian bytes.
-    Decode {
+    /// One frame read (a native byte range, or its fragments), decoded and/or encoded.
+    Transcode {
         key: String,
-        fragments: Vec<[u64; 2]>,
+        fetch: Fetch,
         info: layout::PixelInfo,
-        ts: String,
+        from: String,
+        to: String,
     },
+}
+
+/// How a frame's stored bytes are read.
+enum Fetch {
+    /// A byte range of native pixel data.
+    Range(u64, u64),
+    /// Fragments of encapsulated pixel data.
+    Fragments(Vec<[u64; 2]>),
 }
 
 struct Part {
@@ -1727,15 +1767,19 @@ impl StreamState {
                 read_fragments(&*self.store, key, fragments).await?,
                 None,
             ),
-            Source::Decode {
+            Source::Transcode {
                 key,
-                fragments,
+                fetch,
                 info,
-                ts,
+                from,
+                to,
             } => {
-                let frame = read_fragments(&*self.store, key, fragments).await?;
-                let native = crate::codec::decode_frame(info, ts, &frame)?;
-                (part.content_type.clone(), Bytes::from(native), None)
+                let frame = match fetch {
+                    Fetch::Range(start, end) => read_range(&*self.store, key, *start, *end).await?,
+                    Fetch::Fragments(f) => read_fragments(&*self.store, key, f).await?,
+                };
+                let out = crate::codec::transcode_frame(info, from, &frame, to)?;
+                (part.content_type.clone(), Bytes::from(out), None)
             }
         };
         let head = self.framing.begin(&content_type, &part);
@@ -1799,6 +1843,9 @@ fn convert(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
     let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(to)
         .ok_or_else(|| Error::NotAcceptable(format!("transfer syntax {to} is not supported")))?;
+    if to == ts::RLE_LOSSLESS {
+        return crate::codec::encode_instance(key, bytes, to);
+    }
     if !crate::scan::scan_meta(bytes).is_ok_and(|m| ts::is_native(&m.transfer_syntax)) {
         // Compressed: decoded to Explicit VR LE (the only target can_convert offers for it).
         return crate::codec::decode_instance(key, bytes);
