@@ -178,7 +178,7 @@ const CORS_EXPOSED: &str =
     "Content-Type, Content-Location, Content-Length, Content-Encoding, ETag, Warning";
 
 /// Transfer syntaxes this build converts between (uncompressed, by re-encoding the data set).
-fn can_convert(from: &str, to: &str) -> bool {
+fn can_convert(from: &str, to: &str, bits_allocated: Option<u16>) -> bool {
     let writable = [
         ts::EXPLICIT_VR_LE,
         ts::IMPLICIT_VR_LE,
@@ -187,7 +187,8 @@ fn can_convert(from: &str, to: &str) -> bool {
     ];
     let readable = ts::is_native(from) || crate::codec::can_decode(from);
     (ts::is_native(from) && writable.contains(&to))
-        || (readable && (to == ts::EXPLICIT_VR_LE || to == ts::RLE_LOSSLESS))
+        || (readable && to == ts::EXPLICIT_VR_LE)
+        || (readable && bits_allocated.is_some_and(|b| crate::codec::can_encode(to, b)))
 }
 
 /// Whether a frame stored in `from` can be given as `to` in `media` (uncompressed bulk data:
@@ -196,7 +197,7 @@ fn can_give_frame(media: MediaType, bits_allocated: u16, from: &str, to: &str) -
     let readable = ts::is_native(from) || crate::codec::can_decode(from);
     let writable = match media {
         MediaType::OctetStream => to == ts::EXPLICIT_VR_LE,
-        MediaType::DicomRle => crate::codec::can_encode(to, bits_allocated),
+        MediaType::DicomRle | MediaType::Jpeg => crate::codec::can_encode(to, bits_allocated),
         _ => false,
     };
     readable && writable
@@ -745,9 +746,23 @@ impl Service {
                 ));
             }
         } else {
-            let stored = self.stored_syntaxes(&instances).await?;
-            for (i, stored_ts) in instances.iter().zip(stored) {
-                match choose_ts(MediaType::Dicom, &wanted, &stored_ts, can_convert) {
+            // The stored syntax and pixel depth of each instance, from its index.
+            let loads: Vec<_> = instances
+                .iter()
+                .map(|i| load_index(self.store.clone(), i.clone()))
+                .collect();
+            let indexes: Vec<InstanceIndex> = stream::iter(loads)
+                .buffered(16)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?;
+            for (i, idx) in instances.iter().zip(&indexes) {
+                let stored_ts = idx.transfer_syntax.clone();
+                let bits = idx.pixel.as_ref().map(|p| p.bits_allocated);
+                match choose_ts(MediaType::Dicom, &wanted, &stored_ts, |f, t| {
+                    can_convert(f, t, bits)
+                }) {
                     Some(Chosen {
                         ts: t,
                         passthrough: true,
@@ -828,20 +843,6 @@ impl Service {
             }
             Ok(self.single_response(part, outcome))
         }
-    }
-
-    /// The stored transfer syntax of each instance, read from the first bytes of each file.
-    async fn stored_syntaxes(&self, instances: &[StoredInstance]) -> Result<Vec<String>> {
-        let reads: Vec<_> = instances
-            .iter()
-            .map(|i| stored_syntax(self.store.clone(), i.key.clone(), i.size))
-            .collect();
-        stream::iter(reads)
-            .buffered(16)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
     }
 
     /// Study, series or instance resources in a non-DICOM media type (PS3.18 Table 10.4.4-1):
@@ -1531,22 +1532,6 @@ fn video_fragments(idx: &InstanceIndex) -> Result<Vec<[u64; 2]>> {
     }
 }
 
-/// The stored transfer syntax of a file, from its first bytes (more if the meta is long).
-async fn stored_syntax(store: Arc<dyn Store>, key: String, size: u64) -> Result<String> {
-    let mut len = size.min(16 * 1024);
-    loop {
-        let head = store
-            .get_range(&key, 0..len)
-            .await?
-            .ok_or_else(|| Error::NotFound(key.clone()))?;
-        match crate::scan::scan_meta(&head) {
-            Ok(m) => return Ok(m.transfer_syntax),
-            Err(_) if len < size => len = size.min(len * 8),
-            Err(e) => return Err(Error::corrupt(&key, e)),
-        }
-    }
-}
-
 struct Ctx<'a> {
     req: &'a Request<'a>,
     root: String,
@@ -1843,7 +1828,7 @@ fn convert(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
     let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(to)
         .ok_or_else(|| Error::NotAcceptable(format!("transfer syntax {to} is not supported")))?;
-    if to == ts::RLE_LOSSLESS {
+    if to == ts::RLE_LOSSLESS || to == ts::JPEG_BASELINE {
         return crate::codec::encode_instance(key, bytes, to);
     }
     if !crate::scan::scan_meta(bytes).is_ok_and(|m| ts::is_native(&m.transfer_syntax)) {

@@ -1172,3 +1172,118 @@ fn rle_encoding_decodes_in_dcmtk_to_the_original_pixels() {
         );
     }
 }
+
+/// Colour-by-plane RGB frames to colour-by-pixel.
+fn interleave_rgb(p: &[u8], pixels_per_frame: usize) -> Vec<u8> {
+    let mut out = vec![0u8; p.len()];
+    let frame = pixels_per_frame * 3;
+    for f in 0..p.len() / frame {
+        for s in 0..3 {
+            for i in 0..pixels_per_frame {
+                out[f * frame + i * 3 + s] = p[f * frame + s * pixels_per_frame + i];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn jpeg_baseline_encoding_decodes_in_dcmtk_within_40_db() {
+    let server = Server::start(imported(), &[]);
+    let dir = tempdir();
+    let baseline = "1.2.840.10008.1.2.4.50";
+    // (file, colour-by-plane original?, pixels per frame)
+    for (name, planar, pixels) in [
+        ("sc_rgb_2frame_ele.dcm", false, 100 * 100),
+        ("sc_rgb_2frame_planar1.dcm", true, 100 * 100),
+        ("sc_deflated.dcm", false, 512 * 512),
+        ("charset_greek_chrGreek.dcm", false, 32 * 32),
+    ] {
+        let file = corpus().join(name);
+        let native = dir.path().join(format!("native-{name}"));
+        run(Command::new("dcmconv")
+            .args(["+te"])
+            .arg(&file)
+            .arg(&native));
+        let mut want = raw_pixels(&native);
+        if planar {
+            want = interleave_rgb(&want, pixels);
+        }
+        let r = get(
+            &instance_url(&server, &file),
+            Some(&format!("application/dicom; transfer-syntax={baseline}")),
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(r.header("content-type").ends_with(baseline), "{name}");
+        let ours = write_temp(dir.path(), &format!("jpeg-{name}"), &r.body);
+        let decoded = dir.path().join(format!("dec-{name}"));
+        run(Command::new("dcmdjpeg").arg("+px").arg(&ours).arg(&decoded));
+        let got = raw_pixels(&decoded);
+        assert_eq!(got.len(), want.len(), "{name}");
+        let p = psnr(&got, &want, 8);
+        assert!(p >= 40.0, "{name}: PSNR {p:.1} dB");
+        let dump = String::from_utf8(run(Command::new("dcmdump")
+            .args([
+                "-q",
+                "-M",
+                "+P",
+                "0028,2110",
+                "+P",
+                "0028,2114",
+                "+P",
+                "0028,0004",
+                "+P",
+                "0028,2112",
+            ])
+            .arg(&ours)))
+        .unwrap();
+        assert!(dump.contains("(0028,2110) CS [01]"), "{name}: {dump}");
+        assert!(dump.contains("ISO_10918_1"), "{name}: {dump}");
+        assert!(dump.contains("(0028,2112)"), "{name}: ratio: {dump}");
+        if pixels == 100 * 100 {
+            assert!(dump.contains("[YBR_FULL_422]"), "{name}: {dump}");
+        }
+        // Frame 1 as image/jpeg with the baseline syntax: a JPEG stream (SOI ... EOI).
+        let r = get(
+            &format!("{}/frames/1", instance_url(&server, &file)),
+            Some(&format!(
+                "multipart/related; type=\"image/jpeg\"; transfer-syntax={baseline}"
+            )),
+        );
+        assert_eq!(r.status, 200, "{name}");
+        let frame = &r.parts()[0].1;
+        assert_eq!(&frame[..2], b"\xFF\xD8", "{name}: SOI");
+        let end = frame.len()
+            - if frame.ends_with(b"\xFF\xD9\x00") {
+                1
+            } else {
+                0
+            };
+        assert_eq!(&frame[end - 2..end], b"\xFF\xD9", "{name}: EOI");
+    }
+    // 16-bit data is refused, not cut to 8 bits.
+    let ct = corpus().join("ct_small_ele.dcm");
+    assert_eq!(
+        get(
+            &instance_url(&server, &ct),
+            Some(&format!("application/dicom; transfer-syntax={baseline}"))
+        )
+        .status,
+        406
+    );
+    assert_eq!(
+        get(
+            &format!("{}/frames/1", instance_url(&server, &ct)),
+            Some(&format!(
+                "multipart/related; type=image/jpeg; transfer-syntax={baseline}"
+            ))
+        )
+        .status,
+        406
+    );
+}
