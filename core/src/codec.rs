@@ -195,6 +195,7 @@ pub fn can_encode(uid: &str, bits_allocated: u16) -> bool {
         ts::RLE_LOSSLESS => matches!(bits_allocated, 8 | 16 | 32),
         // Baseline JPEG holds 8-bit samples only: deeper data is refused rather than cut.
         ts::JPEG_BASELINE => bits_allocated == 8,
+        ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => matches!(bits_allocated, 8 | 16),
         _ => false,
     }
 }
@@ -222,6 +223,21 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
         )
         .map_err(|e| Error::corrupt("frame", format!("cannot RLE-encode: {e}"))),
         ts::JPEG_BASELINE => encode_jpeg_baseline(info, &native, native_planar),
+        ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => {
+            let interleaved = if native_planar {
+                interleave(&native, info)
+            } else {
+                native
+            };
+            crate::jpegll::encode_frame(
+                &interleaved,
+                usize::from(info.rows),
+                usize::from(info.columns),
+                usize::from(info.samples_per_pixel),
+                info.bits_allocated,
+            )
+            .map_err(|e| Error::corrupt("frame", format!("cannot JPEG Lossless-encode: {e}")))
+        }
         other => Err(Error::NotAcceptable(format!(
             "encoding to {other} is not available"
         ))),
@@ -272,7 +288,23 @@ fn encode_jpeg_baseline(info: &PixelInfo, native: &[u8], planar: bool) -> Result
     Ok(out)
 }
 
-/// Encodes a whole Part-10 file into an encapsulated transfer syntax (RLE Lossless), decoding
+/// Colour-by-plane samples to colour-by-pixel.
+fn interleave(planar: &[u8], info: &PixelInfo) -> Vec<u8> {
+    let bps = usize::from(info.bits_allocated / 8).max(1);
+    let spp = usize::from(info.samples_per_pixel).max(1);
+    let pixels = planar.len() / (bps * spp);
+    let mut out = vec![0u8; planar.len()];
+    for s in 0..spp {
+        for p in 0..pixels {
+            let src = (s * pixels + p) * bps;
+            let dst = (p * spp + s) * bps;
+            out[dst..dst + bps].copy_from_slice(&planar[src..src + bps]);
+        }
+    }
+    out
+}
+
+/// Encodes a whole Part-10 file into an encapsulated transfer syntax (RLE, JPEG), decoding
 /// it first when it is compressed. Each frame is one fragment; the Basic Offset Table is filled.
 pub fn encode_instance(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
     let bad =

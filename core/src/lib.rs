@@ -23,6 +23,7 @@
 pub mod codec;
 pub mod error;
 pub mod import;
+pub mod jpegll;
 pub mod json;
 pub mod layout;
 pub mod media;

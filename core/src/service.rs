@@ -1828,7 +1828,7 @@ fn convert(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
     let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(to)
         .ok_or_else(|| Error::NotAcceptable(format!("transfer syntax {to} is not supported")))?;
-    if to == ts::RLE_LOSSLESS || to == ts::JPEG_BASELINE {
+    if !ts::is_native(to) {
         return crate::codec::encode_instance(key, bytes, to);
     }
     if !crate::scan::scan_meta(bytes).is_ok_and(|m| ts::is_native(&m.transfer_syntax)) {

@@ -1287,3 +1287,85 @@ fn jpeg_baseline_encoding_decodes_in_dcmtk_within_40_db() {
         406
     );
 }
+
+#[test]
+fn jpeg_lossless_encoding_decodes_in_dcmtk_exactly() {
+    let server = Server::start(imported(), &[]);
+    let dir = tempdir();
+    for ts_uid in ["1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.57"] {
+        for (name, planar, pixels) in [
+            ("ct_small_ele.dcm", false, 128 * 128),
+            ("sc_rgb_2frame_planar1.dcm", true, 100 * 100),
+            ("mr_small_bigendian.dcm", false, 64 * 64),
+            ("mr_small_rle.dcm", false, 64 * 64),
+            ("sc_rgb_ele.dcm", false, 100 * 100),
+        ] {
+            let file = corpus().join(name);
+            let native = dir.path().join(format!("native-{name}"));
+            if name.contains("rle") {
+                run(Command::new("dcmdrle").arg(&file).arg(&native));
+            } else {
+                run(Command::new("dcmconv")
+                    .args(["+te"])
+                    .arg(&file)
+                    .arg(&native));
+            }
+            let mut want = raw_pixels(&native);
+            if planar {
+                want = interleave_rgb(&want, pixels);
+            }
+            let r = get(
+                &instance_url(&server, &file),
+                Some(&format!(
+                    "multipart/related; type=\"application/dicom\"; transfer-syntax={ts_uid}"
+                )),
+            );
+            assert_eq!(
+                r.status,
+                200,
+                "{name}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let part = &r.parts()[0];
+            assert!(
+                part.0
+                    .iter()
+                    .any(|(k, v)| k == "content-type" && v.ends_with(ts_uid)),
+                "{name}"
+            );
+            let ours = write_temp(dir.path(), &format!("jll-{name}"), &part.1);
+            let decoded = dir.path().join(format!("dec-{name}"));
+            run(Command::new("dcmdjpeg").arg("+px").arg(&ours).arg(&decoded));
+            assert!(
+                raw_pixels(&decoded) == want,
+                "{name} {ts_uid}: dcmdjpeg of our JPEG Lossless differs from the original pixels"
+            );
+            let dump = String::from_utf8(run(Command::new("dcmdump")
+                .args(["-q", "-M", "+P", "0028,2110"])
+                .arg(&ours)))
+            .unwrap();
+            assert!(
+                !dump.contains("[01]"),
+                "{name}: lossless output is not marked lossy"
+            );
+        }
+    }
+    // image/jpeg without a transfer syntax: the default, JPEG Lossless SV1 (Table 8.7.3-5).
+    let ct = corpus().join("ct_small_ele.dcm");
+    let r = get(
+        &format!("{}/frames/1", instance_url(&server, &ct)),
+        Some("multipart/related; type=\"image/jpeg\""),
+    );
+    assert_eq!(r.status, 200);
+    let part = &r.parts()[0];
+    assert!(part
+        .0
+        .iter()
+        .any(|(k, v)| k == "content-type"
+            && v == "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.70"));
+    assert_eq!(&part.1[..2], b"\xFF\xD8");
+    assert!(
+        part.1.windows(2).any(|w| w == b"\xFF\xC3"),
+        "a lossless (SOF3) frame"
+    );
+}
