@@ -1369,3 +1369,36 @@ fn jpeg_lossless_encoding_decodes_in_dcmtk_exactly() {
         "a lossless (SOF3) frame"
     );
 }
+
+#[test]
+fn deflated_and_implicit_outputs_read_back_in_dcmtk() {
+    let server = Server::start(imported(), &[]);
+    let dir = tempdir();
+    let file = corpus().join("ct_small_ele.dcm");
+    let reference = dir.path().join("ref.dcm");
+    run(Command::new("dcmconv")
+        .args(["+te"])
+        .arg(&file)
+        .arg(&reference));
+    for (uid, dcmtk_name) in [
+        ("1.2.840.10008.1.2.1.99", "=DeflatedLittleEndianExplicit"),
+        ("1.2.840.10008.1.2", "=LittleEndianImplicit"),
+        ("1.2.840.10008.1.2.2", "=BigEndianExplicit"),
+    ] {
+        let r = get(
+            &instance_url(&server, &file),
+            Some(&format!("application/dicom; transfer-syntax={uid}")),
+        );
+        assert_eq!(r.status, 200, "{uid}");
+        let ours = write_temp(dir.path(), "ours.dcm", &r.body);
+        let meta = String::from_utf8(run(Command::new("dcmdump")
+            .args(["-q", "+P", "0002,0010"])
+            .arg(&ours)))
+        .unwrap();
+        assert!(meta.contains(dcmtk_name), "{uid}: {meta}");
+        // Back to Explicit VR LE by DCMTK: the same data set as the original.
+        let back = dir.path().join("back.dcm");
+        run(Command::new("dcmconv").args(["+te"]).arg(&ours).arg(&back));
+        assert_eq!(dataset_dump(&back), dataset_dump(&reference), "{uid}");
+    }
+}
