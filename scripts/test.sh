@@ -6,7 +6,17 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== build"
 cargo build --workspace --bins --locked
-echo "== tests"
-cargo test --workspace --locked
 echo "== wasm32 build of wado-core"
 bash scripts/wasm-check.sh
+echo "== tests"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One plain closing line with the totals of every test binary.
+echo
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
