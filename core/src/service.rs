@@ -65,6 +65,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// A note on what was left out (206).
     pub warning: Option<String>,
+    /// What identifies the representation (stored content identity, media type, syntax,
+    /// public root): the ETag is derived from it.
+    pub validator: Option<String>,
 }
 
 /// A response.
@@ -345,17 +348,27 @@ impl Service {
             Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
         };
         let neg = Negotiation::new(accept_header.as_deref(), accept_query.as_deref(), category)?;
-        match &route.resource {
-            Resource::Metadata(t) => self.metadata(&ctx, t, &neg).await,
-            Resource::Instances(t) => self.instances(&ctx, t, &neg).await,
-            Resource::Frames { target, frames } => self.frames(&ctx, target, frames, &neg).await,
-            Resource::BulkData { target, path } => self.bulkdata(&ctx, target, path, &neg).await,
+        let resp = self.dispatch(&ctx, &route.resource, &neg).await?;
+        Ok(not_modified_if_matching(req.headers, resp))
+    }
+
+    async fn dispatch(
+        &self,
+        ctx: &Ctx<'_>,
+        resource: &Resource,
+        neg: &Negotiation,
+    ) -> Result<Response> {
+        match resource {
+            Resource::Metadata(t) => self.metadata(ctx, t, neg).await,
+            Resource::Instances(t) => self.instances(ctx, t, neg).await,
+            Resource::Frames { target, frames } => self.frames(ctx, target, frames, neg).await,
+            Resource::BulkData { target, path } => self.bulkdata(ctx, target, path, neg).await,
             Resource::PixelData(target) => {
                 self.bulkdata(
-                    &ctx,
+                    ctx,
                     target,
                     &AttributePath(vec![PathStep::Tag(0x7FE0_0010)]),
-                    &neg,
+                    neg,
                 )
                 .await
             }
@@ -406,7 +419,7 @@ impl Service {
         let layout = self.layout().await?;
         let coding =
             choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
-        let body: Bytes = match target {
+        let (body, identity): (Bytes, String) = match target {
             Target::Study { study } => {
                 self.stored_metadata(
                     &layout::study_metadata_key(study),
@@ -427,6 +440,7 @@ impl Service {
             }
             Target::Instance { .. } => {
                 let idx = self.instance_index(target).await?;
+                let identity = idx.source.sha256.clone();
                 let mut json = Vec::with_capacity(idx.metadata.get().len() + 2);
                 json.push(b'[');
                 json.extend_from_slice(idx.metadata.get().as_bytes());
@@ -434,13 +448,19 @@ impl Service {
                 if layout.service_root != ctx.root {
                     json = rebase_json(&json, &layout.service_root, &ctx.root);
                 }
-                match coding {
+                let body = match coding {
                     "gzip" => gzip_fast(&json),
                     "deflate" => Bytes::from(zlib(&json)),
                     _ => Bytes::from(json),
-                }
+                };
+                (body, identity)
             }
         };
+        let validator = format!(
+            "metadata|{}|{identity}|{media}|{coding}|{}",
+            target.path(),
+            ctx.root
+        );
         let mut headers = HeaderMap::new();
         set(&mut headers, header::CONTENT_TYPE, media.as_str());
         if coding != "identity" {
@@ -452,12 +472,14 @@ impl Service {
             header::CONTENT_LENGTH,
             &body.len().to_string(),
         );
+        set(&mut headers, header::ETAG, &entity_tag(&validator, false));
         Ok(Response {
             status: StatusCode::OK,
             headers,
             body: Body::Full(body),
             outcome: Outcome {
                 media_type: Some(media.as_str().into()),
+                validator: Some(validator),
                 ..Outcome::default()
             },
         })
@@ -477,6 +499,7 @@ impl Service {
                     "identity",
                 )
                 .await?
+                .0
             }
             Target::Series { study, series } => {
                 self.stored_metadata(
@@ -486,6 +509,7 @@ impl Service {
                     "identity",
                 )
                 .await?
+                .0
             }
             Target::Instance { .. } => {
                 let idx = self.instance_index(target).await?;
@@ -544,10 +568,16 @@ impl Service {
         stored_root: &str,
         root: &str,
         coding: &'static str,
-    ) -> Result<Bytes> {
+    ) -> Result<(Bytes, String)> {
         let missing = || Error::NotFound("no such study or series".into());
         if stored_root == root && coding == "gzip" {
-            return self.store.get(key).await?.ok_or_else(missing);
+            let b = self.store.get(key).await?.ok_or_else(missing)?;
+            let id = format!(
+                "{}-{}",
+                b.len(),
+                hex::encode(&b[b.len().saturating_sub(8)..])
+            );
+            return Ok((b, id));
         }
         let size = self.store.size(key).await?.ok_or_else(missing)?;
         if size < 18 {
@@ -558,6 +588,7 @@ impl Service {
             .get_range(key, size - 8..size)
             .await?
             .ok_or_else(missing)?;
+        let id = format!("{size}-{}", hex::encode(&trailer));
         let ck = CacheKey {
             key: key.to_owned(),
             size,
@@ -571,7 +602,7 @@ impl Service {
             .unwrap_or_else(|p| p.into_inner())
             .get(&ck)
         {
-            return Ok(b);
+            return Ok((b, id));
         }
         let gz = self.store.get(key).await?.ok_or_else(missing)?;
         let mut json = Vec::with_capacity(gz.len() * 16);
@@ -592,7 +623,7 @@ impl Service {
             out.clone(),
             self.config.metadata_cache_bytes,
         );
-        Ok(out)
+        Ok((out, id))
     }
 
     // ===== instances =====
@@ -812,11 +843,14 @@ impl Service {
                 left_out.join(", ")
             )
         });
+        // No validator: a content identity of every instance would cost a read per instance
+        // (a same-size replacement must not yield a stale 304).
         let outcome = Outcome {
             media_type: Some("application/dicom".into()),
             transfer_syntaxes: syntaxes,
             warning,
             error: None,
+            validator: None,
         };
         if media == MediaType::Zip {
             // dcm4chee's extension: one ZIP of the PS3.10 files, entries {study}/{series}/{sop}.dcm.
@@ -841,7 +875,7 @@ impl Service {
                     .ok_or_else(|| Error::NotFound(key.clone()))?;
                 part.source = Source::Bytes(Bytes::from(convert(key, &bytes, to)?));
             }
-            Ok(self.single_response(part, outcome))
+            Ok(self.single_response(ctx, part, outcome))
         }
     }
 
@@ -908,6 +942,7 @@ impl Service {
                 transfer_syntaxes: syntaxes,
                 warning,
                 error: None,
+                validator: None,
             };
             return Ok(self.multipart_response(ctx, media.as_str(), parts, outcome));
         }
@@ -1081,16 +1116,21 @@ impl Service {
                 list(&invalid)
             )
         });
+        let validator = format!(
+            "frames|{}|{valid:?}|{media}|{}|{}",
+            idx.source.sha256, chosen.ts, ctx.root
+        );
         let outcome = Outcome {
             media_type: Some(media.as_str().into()),
             transfer_syntaxes: vec![chosen.ts],
             warning,
             error: None,
+            validator: Some(validator),
         };
         if multipart {
             Ok(self.multipart_response(ctx, media.as_str(), parts, outcome))
         } else {
-            Ok(self.single_response(parts.remove(0), outcome))
+            Ok(self.single_response(ctx, parts.remove(0), outcome))
         }
     }
 
@@ -1257,15 +1297,17 @@ impl Service {
             if let Some((media, multipart)) =
                 doc_choice.filter(|(m, _)| *m != MediaType::OctetStream)
             {
+                let validator = format!("document|{}|{media}", idx.source.sha256);
                 let part = self.document_part(&idx, media, uri).await?;
                 let outcome = Outcome {
                     media_type: Some(media.as_str().into()),
+                    validator: Some(validator),
                     ..Outcome::default()
                 };
                 return Ok(if multipart {
                     self.multipart_response(ctx, media.as_str(), vec![part], outcome)
                 } else {
-                    self.single_response(part, outcome)
+                    self.single_response(ctx, part, outcome)
                 });
             }
         }
@@ -1299,12 +1341,13 @@ impl Service {
         let outcome = Outcome {
             media_type: Some("application/octet-stream".into()),
             transfer_syntaxes: vec![ts::EXPLICIT_VR_LE.into()],
+            validator: Some(format!("bulk|{}|{path}|{}", idx.source.sha256, ctx.root)),
             ..Outcome::default()
         };
         if multipart {
             Ok(self.multipart_response(ctx, "application/octet-stream", vec![part], outcome))
         } else {
-            Ok(self.single_response(part, outcome))
+            Ok(self.single_response(ctx, part, outcome))
         }
     }
 
@@ -1341,15 +1384,17 @@ impl Service {
                 fragments,
             },
         };
+        let validator = format!("video|{}|{media}|{}", idx.sop_instance, idx.source.sha256);
         let outcome = Outcome {
             media_type: Some(media.as_str().into()),
             transfer_syntaxes: vec![chosen.ts],
+            validator: Some(validator),
             ..Outcome::default()
         };
         Ok(if multipart {
             self.multipart_response(ctx, media.as_str(), vec![part], outcome)
         } else {
-            self.single_response(part, outcome)
+            self.single_response(ctx, part, outcome)
         })
     }
 
@@ -1415,6 +1460,9 @@ impl Service {
         if let Some(w) = &outcome.warning {
             set_warning(&mut headers, w);
         }
+        if let Some(v) = &outcome.validator {
+            set(&mut headers, header::ETAG, &entity_tag(v, true));
+        }
         let state = StreamState::new(
             self.store.clone(),
             self.config.chunk_size,
@@ -1454,27 +1502,71 @@ impl Service {
         }
     }
 
-    fn single_response(&self, part: Part, outcome: Outcome) -> Response {
+    fn single_response(&self, ctx: &Ctx<'_>, mut part: Part, outcome: Outcome) -> Response {
         let mut headers = HeaderMap::new();
         set(&mut headers, header::CONTENT_TYPE, &part.content_type);
         set(&mut headers, header::CONTENT_LOCATION, &part.location);
-        if let Source::Object { start, end, .. } = &part.source {
-            set(
-                &mut headers,
-                header::CONTENT_LENGTH,
-                &(end - start).to_string(),
-            );
+        if let Some(v) = &outcome.validator {
+            set(&mut headers, header::ETAG, &entity_tag(v, false));
         }
-        if let Source::Bytes(b) = &part.source {
-            set(&mut headers, header::CONTENT_LENGTH, &b.len().to_string());
-        }
-        let status = if outcome.warning.is_some() {
+        let mut status = if outcome.warning.is_some() {
             StatusCode::PARTIAL_CONTENT
         } else {
             StatusCode::OK
         };
         if let Some(w) = &outcome.warning {
             set_warning(&mut headers, w);
+        }
+        // Bodies whose bytes are known up front can be sent in part (RFC 9110 §14).
+        let total = match &part.source {
+            Source::Object { start, end, .. } => Some(end - start),
+            Source::Bytes(b) => Some(b.len() as u64),
+            _ => None,
+        };
+        if let Some(total) = total {
+            set(&mut headers, header::ACCEPT_RANGES, "bytes");
+            let range = if status == StatusCode::OK {
+                byte_range(header_str(ctx.req.headers, header::RANGE).as_deref(), total)
+            } else {
+                None
+            };
+            match range {
+                Some(Ok((a, b))) => {
+                    part.source = match part.source {
+                        Source::Object {
+                            key,
+                            start,
+                            detect_ts,
+                            ..
+                        } => Source::Object {
+                            key,
+                            start: start + a,
+                            end: start + b,
+                            detect_ts,
+                        },
+                        Source::Bytes(bytes) => Source::Bytes(bytes.slice(a as usize..b as usize)),
+                        other => other,
+                    };
+                    status = StatusCode::PARTIAL_CONTENT;
+                    set(
+                        &mut headers,
+                        header::CONTENT_RANGE,
+                        &format!("bytes {a}-{}/{total}", b - 1),
+                    );
+                    set(&mut headers, header::CONTENT_LENGTH, &(b - a).to_string());
+                }
+                Some(Err(())) => {
+                    let mut h = HeaderMap::new();
+                    set(&mut h, header::CONTENT_RANGE, &format!("bytes */{total}"));
+                    return Response {
+                        status: StatusCode::RANGE_NOT_SATISFIABLE,
+                        headers: h,
+                        body: Body::Empty,
+                        outcome,
+                    };
+                }
+                None => set(&mut headers, header::CONTENT_LENGTH, &total.to_string()),
+            }
         }
         let state = StreamState::new(
             self.store.clone(),
@@ -1981,6 +2073,83 @@ fn set_warning(h: &mut HeaderMap, text: &str) {
         header::WARNING,
         &format!("299 wado \"{}\"", clean.replace('"', "'")),
     );
+}
+
+/// An entity tag from a validator (RFC 9110 §8.8.3): a hash, weak for multipart bodies (their
+/// boundary differs from one response to the next, their content does not).
+fn entity_tag(validator: &str, weak: bool) -> String {
+    use sha2::Digest;
+    let h = hex::encode(&sha2::Sha256::digest(validator.as_bytes())[..16]);
+    if weak {
+        format!("W/\"{h}\"")
+    } else {
+        format!("\"{h}\"")
+    }
+}
+
+/// 304 Not Modified when If-None-Match names the response's entity tag (weak comparison,
+/// RFC 9110 §13.1.2), with the headers a 200 would have had for caching.
+fn not_modified_if_matching(headers: &HeaderMap, resp: Response) -> Response {
+    let (Some(inm), Some(etag)) = (
+        header_str(headers, header::IF_NONE_MATCH),
+        resp.headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    ) else {
+        return resp;
+    };
+    if !(resp.status == StatusCode::OK || resp.status == StatusCode::PARTIAL_CONTENT) {
+        return resp;
+    }
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let matches = inm.trim() == "*" || inm.split(',').any(|t| opaque(t) == opaque(&etag));
+    if !matches {
+        return resp;
+    }
+    let mut h = HeaderMap::new();
+    for name in [header::ETAG, header::VARY, header::CONTENT_LOCATION] {
+        if let Some(v) = resp.headers.get(&name) {
+            h.insert(name, v.clone());
+        }
+    }
+    Response {
+        status: StatusCode::NOT_MODIFIED,
+        headers: h,
+        body: Body::Empty,
+        outcome: resp.outcome,
+    }
+}
+
+/// The byte range of a `Range: bytes=...` header against a length (RFC 9110 §14.1.2): `None`
+/// when there is none or it is not a single byte range (the whole body is sent then),
+/// `Some(Err(()))` when unsatisfiable.
+fn byte_range(value: Option<&str>, total: u64) -> Option<std::result::Result<(u64, u64), ()>> {
+    let spec = value?.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 {
+            return Some(Err(()));
+        }
+        (total.saturating_sub(n), total)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            total
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(total)
+        };
+        if start >= total || start >= end {
+            return Some(Err(()));
+        }
+        (start, end)
+    };
+    Some(Ok(range))
 }
 
 /// The error response: status from [`Error::status`], a plain-text reason.

@@ -1003,3 +1003,131 @@ fn octet_stream_of_a_series_leaves_out_what_it_cannot_give() {
         );
     }
 }
+
+#[test]
+fn etags_and_if_none_match() {
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let b = fixture!("study77654033_CT2_17136.dcm");
+    let store = store_with(std::slice::from_ref(&a));
+    let (st, se, sop) = uids(&a);
+    let meta = format!("{ROOT}/studies/{st}/series/{se}/metadata");
+    let first = get(&store, &meta, None);
+    let etag = first.header("etag");
+    assert!(
+        etag.starts_with('"') && etag.len() > 10,
+        "strong ETag on metadata: {etag:?}"
+    );
+    let again = get_with(&store, Method::GET, &meta, &[("if-none-match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), etag);
+    assert_eq!(
+        get_with(
+            &store,
+            Method::GET,
+            &meta,
+            &[("if-none-match", "\"other\"")]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        get_with(&store, Method::GET, &meta, &[("if-none-match", "*")]).status,
+        304
+    );
+    // Another coding is another representation.
+    let gz = get_with(&store, Method::GET, &meta, &[("accept-encoding", "gzip")]);
+    assert_ne!(gz.header("etag"), etag);
+    // Frames: a weak ETag (multipart), matched weakly.
+    let frames = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames/1");
+    let f = get(&store, &frames, None);
+    let fe = f.header("etag");
+    assert!(fe.starts_with("W/\""), "{fe}");
+    assert_eq!(
+        get_with(
+            &store,
+            Method::GET,
+            &frames,
+            &[("if-none-match", fe.trim_start_matches("W/"))]
+        )
+        .status,
+        304
+    );
+    // The series changes: the metadata's ETag changes with it.
+    block_on(async {
+        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
+            .await
+            .expect("layout");
+        let r = import::import_file(&*store, &layout, b.clone())
+            .await
+            .expect("import");
+        import::rebuild_metadata(&*store, &[(r.study, r.series)], &HashMap::new())
+            .await
+            .expect("rebuild");
+    });
+    let changed = get_with(&store, Method::GET, &meta, &[("if-none-match", &etag)]);
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.header("etag"), etag);
+}
+
+#[test]
+fn ranges_on_single_part_bodies() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let whole = get(&store, &inst, Some("application/dicom"));
+    assert_eq!(whole.header("accept-ranges"), "bytes");
+    let total = file.len();
+    let cases: Vec<(&str, u16, Option<(usize, usize)>)> = vec![
+        ("bytes=0-9", 206, Some((0, 10))),
+        ("bytes=128-131", 206, Some((128, 132))),
+        ("bytes=-5", 206, Some((total - 5, total))),
+        ("bytes=39000-", 206, Some((39000, total))),
+        ("bytes=0-99999999", 206, Some((0, total))),
+        ("bytes=99999999-", 416, None),
+        ("bytes=10-5", 416, None),
+        ("bytes=0-1,5-6", 200, Some((0, total))),
+        ("items=0-1", 200, Some((0, total))),
+    ];
+    for (range, status, want) in cases {
+        let got = get_with(
+            &store,
+            Method::GET,
+            &inst,
+            &[("accept", "application/dicom"), ("range", range)],
+        );
+        assert_eq!(got.status, status, "{range}");
+        match want {
+            Some((a, b)) => {
+                assert_eq!(got.body, &file[a..b], "{range}");
+                if status == 206 {
+                    assert_eq!(
+                        got.header("content-range"),
+                        format!("bytes {a}-{}/{total}", b - 1),
+                        "{range}"
+                    );
+                    assert_eq!(got.header("content-length"), (b - a).to_string());
+                }
+            }
+            None => assert_eq!(
+                got.header("content-range"),
+                format!("bytes */{total}"),
+                "{range}"
+            ),
+        }
+    }
+    // Single-part bulk data too.
+    let pixels = pixel_bytes(&file);
+    let got = get_with(
+        &store,
+        Method::GET,
+        &format!("{inst}/bulkdata/7FE00010"),
+        &[
+            ("accept", "application/octet-stream"),
+            ("range", "bytes=100-199"),
+        ],
+    );
+    assert_eq!(got.status, 206);
+    assert_eq!(got.body, &pixels[100..200]);
+}
