@@ -778,16 +778,7 @@ impl Service {
             }
         } else {
             // The stored syntax and pixel depth of each instance, from its index.
-            let loads: Vec<_> = instances
-                .iter()
-                .map(|i| load_index(self.store.clone(), i.clone()))
-                .collect();
-            let indexes: Vec<InstanceIndex> = stream::iter(loads)
-                .buffered(16)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_>>()?;
+            let indexes = self.load_indexes(&instances).await?;
             for (i, idx) in instances.iter().zip(&indexes) {
                 let stored_ts = idx.transfer_syntax.clone();
                 let bits = idx.pixel.as_ref().map(|p| p.bits_allocated);
@@ -879,6 +870,20 @@ impl Service {
         }
     }
 
+    /// The indexes of listed instances, read 16 at a time.
+    async fn load_indexes(&self, list: &[StoredInstance]) -> Result<Vec<InstanceIndex>> {
+        let loads: Vec<_> = list
+            .iter()
+            .map(|i| load_index(self.store.clone(), i.clone()))
+            .collect();
+        stream::iter(loads)
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// Study, series or instance resources in a non-DICOM media type (PS3.18 Table 10.4.4-1):
     /// the bulk data of the instances. `application/octet-stream` and the image types give
     /// every frame of every image instance; `application/pdf` and `text/xml` the Encapsulated
@@ -893,16 +898,7 @@ impl Service {
         neg: &Negotiation,
     ) -> Result<Response> {
         let list = self.list_instances(target).await?;
-        let loads: Vec<_> = list
-            .iter()
-            .map(|i| load_index(self.store.clone(), i.clone()))
-            .collect();
-        let indexes: Vec<InstanceIndex> = stream::iter(loads)
-            .buffered(16)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
+        let indexes = self.load_indexes(&list).await?;
         let category = Category::Instances {
             instance: matches!(target, Target::Instance { .. }),
         };
