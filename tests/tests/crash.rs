@@ -1,0 +1,144 @@
+//! Crash safety: `wado import` killed with SIGKILL at random moments leaves every stored
+//! instance complete (its `.dcm` matches the size and SHA-256 its index names) or absent; a
+//! re-import then completes, and a freshly started server serves everything.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use wado_tests::*;
+
+/// `n` copies of a fixture, each with its own SOP Instance UID (patched in place, same length,
+/// in the data set and the File Meta).
+fn make_copies(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let src = std::fs::read(corpus().join("ct_small_ele.dcm")).unwrap();
+    let (_, _, sop) = uids(&corpus().join("ct_small_ele.dcm"));
+    let stem = &sop[..sop.len() - 5];
+    (0..n)
+        .map(|i| {
+            let new_sop = format!("{stem}{:05}", 50_000 + i);
+            assert_eq!(new_sop.len(), sop.len());
+            let mut bytes = src.clone();
+            let mut pos = 0;
+            while let Some(at) = bytes[pos..]
+                .windows(sop.len())
+                .position(|w| w == sop.as_bytes())
+            {
+                bytes[pos + at..pos + at + sop.len()].copy_from_slice(new_sop.as_bytes());
+                pos += at + sop.len();
+            }
+            write_temp(dir, &format!("copy{i:04}.dcm"), &bytes)
+        })
+        .collect()
+}
+
+/// Every stored instance is complete: its index exists, parses, and names its file's size and
+/// SHA-256 (checked with coreutils' sha256sum, not with wado's own hashing).
+fn check_consistent(data: &Path) -> usize {
+    let mut complete = 0;
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") || !name.ends_with(".dcm") {
+                continue;
+            }
+            let index = p.with_file_name(name.replace(".dcm", ".index.json"));
+            let idx: Value = serde_json::from_slice(
+                &std::fs::read(&index).unwrap_or_else(|_| panic!("{}: no index", p.display())),
+            )
+            .unwrap_or_else(|e| panic!("{}: index does not parse: {e}", index.display()));
+            let size = std::fs::metadata(&p).unwrap().len();
+            assert_eq!(
+                idx["source"]["size"].as_u64(),
+                Some(size),
+                "{}: size",
+                p.display()
+            );
+            let out = Command::new("sha256sum").arg(&p).output().unwrap();
+            let sum = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            assert_eq!(
+                idx["source"]["sha256"].as_str(),
+                Some(sum.as_str()),
+                "{}: content",
+                p.display()
+            );
+            complete += 1;
+        }
+    }
+    complete
+}
+
+#[test]
+fn import_killed_at_random_moments_leaves_a_consistent_store() {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let copies = make_copies(&src, 300);
+    let src_dir = copies[0].parent().unwrap().to_path_buf();
+    let data = dir.path().join("data");
+    let mut seed = 0x2545_F491u32;
+    let mut kills = 0;
+    for round in 0..10 {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let delay = Duration::from_millis(u64::from(seed % 400));
+        let mut child = Command::new(wado_bin())
+            .args(["import", "--data"])
+            .arg(&data)
+            .arg(&src_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let n = check_consistent(&data);
+        assert!(n <= 300, "round {round}: {n} instances");
+    }
+    assert!(
+        kills >= 3,
+        "the import was killed mid-way at least a few times ({kills})"
+    );
+    // A re-import completes the store.
+    let out = import(&data, &[&src_dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(check_consistent(&data), 300);
+    // A freshly started server serves all of them.
+    let server = Server::start(&data, &[]);
+    let (st, se, _) = uids(&copies[0]);
+    let r = get(
+        &format!("{}/studies/{st}/series/{se}/metadata", server.root()),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 300);
+    let r = get(
+        &format!("{}/studies/{st}/series/{se}", server.root()),
+        Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+    );
+    assert_eq!(r.parts().len(), 300);
+}
