@@ -98,7 +98,8 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         Some(sem) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                tracing::warn!(method = %req.method(), path = %req.uri().path(), status = 503, "request limit reached");
+                // Debug, not warn: under overload a line per rejection would flood the log.
+                tracing::debug!(method = %req.method(), path = %req.uri().path(), status = 503, "request limit reached");
                 return (
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     [

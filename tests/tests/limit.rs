@@ -1,0 +1,42 @@
+//! The request limit under real load, in a short form for CI (the full 500-client run is
+//! `wado-load`, figures in the notes): beyond `--max-requests` only immediate 503s, no resets,
+//! no timeouts, bounded memory.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+use wado_tests::*;
+
+#[test]
+fn many_clients_against_a_small_limit_get_only_200_and_503() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let out = import(&data, &[&corpus()]);
+    assert!(out.status.code().is_some());
+    let server = Server::start(&data, &["--max-requests", "4"]);
+    let (st, _, _) = uids(&corpus().join("study77654033_CT2_17106.dcm"));
+    let url = format!("{}/studies/{st}", server.root());
+    let r = load::run(
+        &url,
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        64,
+        Duration::from_secs(3),
+        Duration::from_secs(20),
+    );
+    assert!(
+        r.errors.is_empty(),
+        "no resets or timeouts: {:?}",
+        &r.errors[..r.errors.len().min(3)]
+    );
+    assert!(
+        r.other.is_empty(),
+        "only 200 and 503: {:?}",
+        &r.other[..r.other.len().min(10)]
+    );
+    assert!(r.ok > 0, "some requests admitted");
+    assert!(
+        r.busy > 0,
+        "64 clients against a limit of 4 are turned away sometimes"
+    );
+    let rss = load::peak_rss_kib(server.pid()).unwrap();
+    assert!(rss < 200 * 1024, "server peak RSS {rss} KiB");
+}
