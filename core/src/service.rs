@@ -68,6 +68,11 @@ pub struct Outcome {
     /// What identifies the representation (stored content identity, media type, syntax,
     /// public root): the ETag is derived from it.
     pub validator: Option<String>,
+    /// The kind of resource answered (`instances`, `metadata`, `frames`, `bulkdata`), for
+    /// metrics; `None` when the request named none.
+    pub resource: Option<&'static str>,
+    /// True when some part is converted (decoded, encoded or re-encoded), not sent as stored.
+    pub converted: bool,
 }
 
 /// A response.
@@ -348,7 +353,13 @@ impl Service {
             Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
         };
         let neg = Negotiation::new(accept_header.as_deref(), accept_query.as_deref(), category)?;
-        let resp = self.dispatch(&ctx, &route.resource, &neg).await?;
+        let mut resp = self.dispatch(&ctx, &route.resource, &neg).await?;
+        resp.outcome.resource = Some(match &route.resource {
+            Resource::Instances(_) => "instances",
+            Resource::Metadata(_) => "metadata",
+            Resource::Frames { .. } => "frames",
+            Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
+        });
         Ok(not_modified_if_matching(req.headers, resp))
     }
 
@@ -836,12 +847,17 @@ impl Service {
         });
         // No validator: a content identity of every instance would cost a read per instance
         // (a same-size replacement must not yield a stale 304).
+        let converted = parts
+            .iter()
+            .any(|p| matches!(p.source, Source::Convert { .. }));
         let outcome = Outcome {
             media_type: Some("application/dicom".into()),
             transfer_syntaxes: syntaxes,
             warning,
             error: None,
             validator: None,
+            resource: None,
+            converted,
         };
         if media == MediaType::Zip {
             // dcm4chee's extension: one ZIP of the PS3.10 files, entries {study}/{series}/{sop}.dcm.
@@ -933,12 +949,17 @@ impl Service {
                     left_out.join(", ")
                 )
             });
+            let converted = parts
+                .iter()
+                .any(|p| matches!(p.source, Source::Transcode { .. }));
             let outcome = Outcome {
                 media_type: Some(media.as_str().into()),
                 transfer_syntaxes: syntaxes,
                 warning,
                 error: None,
                 validator: None,
+                resource: None,
+                converted,
             };
             return Ok(self.multipart_response(ctx, media.as_str(), parts, outcome));
         }
@@ -1118,10 +1139,12 @@ impl Service {
         );
         let outcome = Outcome {
             media_type: Some(media.as_str().into()),
+            converted: !chosen.passthrough,
             transfer_syntaxes: vec![chosen.ts],
             warning,
             error: None,
             validator: Some(validator),
+            resource: None,
         };
         if multipart {
             Ok(self.multipart_response(ctx, media.as_str(), parts, outcome))

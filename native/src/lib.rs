@@ -11,6 +11,7 @@
 
 pub mod fs_store;
 pub mod import;
+pub mod metrics;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
@@ -29,6 +30,8 @@ pub struct AppState {
     /// At most this many requests in flight (the seed: "configurable, unlimited by default");
     /// `None` is unlimited.
     pub limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -39,6 +42,7 @@ impl AppState {
             limit: max_requests
                 .filter(|&n| n > 0)
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            metrics: Arc::new(metrics::Metrics::default()),
         }
     }
 }
@@ -48,6 +52,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", axum::routing::get(index))
         .route("/health", axum::routing::get(health))
+        .route("/metrics", axum::routing::get(metrics_text))
         .fallback(handle)
         .with_state(state)
 }
@@ -62,6 +67,35 @@ async fn index(State(state): State<AppState>) -> impl IntoResponse {
             state.service.config().ae_titles.first().map(String::as_str).unwrap_or("DCM4CHEE")
         ),
     )
+}
+
+/// Prometheus text exposition.
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// Counts a request in flight until dropped (with the body, when streamed), and times it when
+/// it converted pixel data or encodings.
+struct InFlight {
+    metrics: Arc<metrics::Metrics>,
+    started: Instant,
+    converted: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.end();
+        if self.converted {
+            self.metrics
+                .transcode(self.started.elapsed().as_micros() as u64);
+        }
+    }
 }
 
 /// Liveness and readiness: 200 when the store answers, 503 otherwise.
@@ -98,6 +132,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         Some(sem) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
+                state.metrics.rejected();
                 // Debug, not warn: under overload a line per rejection would flood the log.
                 tracing::debug!(method = %req.method(), path = %req.uri().path(), status = 503, "request limit reached");
                 return (
@@ -121,9 +156,18 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         headers: &parts.headers,
         entropy,
     };
+    state.metrics.start();
     let resp = state.service.handle(&core_req).await;
     let outcome = resp.outcome;
     let status = resp.status;
+    state
+        .metrics
+        .count(outcome.resource.unwrap_or("other"), status.as_u16());
+    let in_flight = InFlight {
+        metrics: state.metrics.clone(),
+        started,
+        converted: outcome.converted,
+    };
     if let Some(err) = &outcome.error {
         if status.is_server_error() {
             tracing::error!(method = %parts.method, path = %parts.uri.path(), status = status.as_u16(), error = %err, "request failed");
@@ -142,12 +186,19 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         "request"
     );
     let path = parts.uri.path().to_owned();
+    let metrics = state.metrics.clone();
     let body = match resp.body {
         Body::Empty => AxumBody::empty(),
-        Body::Full(b) => AxumBody::from(b),
+        Body::Full(b) => {
+            metrics.sent(b.len() as u64);
+            AxumBody::from(b)
+        }
         Body::Stream(s) => AxumBody::from_stream(s.map(move |r| {
-            // The permit lives as long as the body is being sent.
-            let _held = &permit;
+            // The permit and the in-flight count live as long as the body is being sent.
+            let _held = (&permit, &in_flight);
+            if let Ok(chunk) = &r {
+                metrics.sent(chunk.len() as u64);
+            }
             r.map_err(|e| {
                 // Headers are already sent: log and abort the connection (the client sees a
                 // truncated body, never a silently short one).

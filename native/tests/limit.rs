@@ -85,3 +85,59 @@ async fn health_answers_when_the_store_does() {
     let body = r.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"{\"status\":\"ok\"}\n");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_rejections_bytes_and_conversions() {
+    let (svc, url) = service().await;
+    let router = app(AppState::new(svc, Some(1)));
+    let held = router.clone().oneshot(get(&url)).await.unwrap();
+    let rejected = router.clone().oneshot(get(&url)).await.unwrap();
+    assert_eq!(rejected.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let sent = held.into_body().collect().await.unwrap().to_bytes().len();
+    // A conversion: the instance as Implicit VR Little Endian.
+    let converted = router
+        .clone()
+        .oneshot(Request::get(&url).header("accept", "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(converted.status(), StatusCode::OK);
+    let sent2 = converted
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .len();
+    let text = router
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        text.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+    };
+    assert_eq!(
+        value("wado_requests_total{resource=\"instances\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("wado_requests_total{resource=\"limit\",status=\"503\"}"),
+        1.0
+    );
+    assert_eq!(value("wado_requests_rejected_total"), 1.0);
+    assert_eq!(value("wado_requests_in_flight"), 0.0);
+    assert!(value("wado_response_bytes_total") >= (sent + sent2) as f64);
+    assert_eq!(value("wado_transcode_seconds_count"), 1.0);
+}
