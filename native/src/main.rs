@@ -55,6 +55,9 @@ enum Command {
         /// (repeat for more). None by default.
         #[arg(long = "cors-origin")]
         cors_origins: Vec<String>,
+        /// On SIGTERM or Ctrl-C, seconds to let requests in flight finish before exiting.
+        #[arg(long, default_value_t = 30)]
+        shutdown_timeout: u64,
     },
 }
 
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
                 public_url,
                 max_requests,
                 cors_origins,
+                shutdown_timeout,
             } => {
                 let config = Config {
                     ae_titles,
@@ -97,7 +101,14 @@ fn main() -> ExitCode {
                     cors_origins,
                     ..Config::default()
                 };
-                run_serve(data, bind, config, max_requests).await
+                run_serve(
+                    data,
+                    bind,
+                    config,
+                    max_requests,
+                    std::time::Duration::from_secs(shutdown_timeout),
+                )
+                .await
             }
         }
     })
@@ -149,6 +160,7 @@ async fn run_serve(
     bind: SocketAddr,
     config: Config,
     max_requests: usize,
+    shutdown_timeout: std::time::Duration,
 ) -> ExitCode {
     let store = match FsStore::new(&data) {
         Ok(s) => Arc::new(s),
@@ -179,7 +191,8 @@ async fn run_serve(
         data.display(),
         service.config().ae_titles.join(",")
     );
-    let shutdown = async {
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
@@ -195,16 +208,30 @@ async fn run_serve(
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = signalled_tx.send(());
     };
-    match axum::serve(listener, app(AppState::new(service, Some(max_requests))))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wado serve: {e}");
-            ExitCode::FAILURE
+    let server = axum::serve(listener, app(AppState::new(service, Some(max_requests))))
+        .with_graceful_shutdown(shutdown);
+    // Requests in flight get `shutdown_timeout` after the signal; then the process exits.
+    let deadline = async move {
+        if signalled_rx.await.is_ok() {
+            tokio::time::sleep(shutdown_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = server => match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wado serve: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        () = deadline => {
+            tracing::warn!("shutdown timeout ({} s) reached: closing the requests still in flight", shutdown_timeout.as_secs());
+            ExitCode::SUCCESS
         }
     }
 }

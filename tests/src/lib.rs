@@ -246,3 +246,27 @@ pub fn run(cmd: &mut Command) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// `n` copies of a fixture, each with its own SOP Instance UID (patched in place, same length,
+/// in the data set and the File Meta).
+pub fn make_copies(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let src = std::fs::read(corpus().join("ct_small_ele.dcm")).unwrap();
+    let (_, _, sop) = uids(&corpus().join("ct_small_ele.dcm"));
+    let stem = &sop[..sop.len() - 5];
+    (0..n)
+        .map(|i| {
+            let new_sop = format!("{stem}{:05}", 50_000 + i);
+            assert_eq!(new_sop.len(), sop.len());
+            let mut bytes = src.clone();
+            let mut pos = 0;
+            while let Some(at) = bytes[pos..]
+                .windows(sop.len())
+                .position(|w| w == sop.as_bytes())
+            {
+                bytes[pos + at..pos + at + sop.len()].copy_from_slice(new_sop.as_bytes());
+                pos += at + sop.len();
+            }
+            write_temp(dir, &format!("copy{i:04}.dcm"), &bytes)
+        })
+        .collect()
+}
