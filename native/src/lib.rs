@@ -82,19 +82,38 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Counts a request in flight until dropped (with the body, when streamed), and times it when
 /// it converted pixel data or encodings.
+///
+/// Its drop also writes the request's log line, once the bytes sent and the whole duration
+/// are known: method, path, status, bytes, ms, negotiated media type and transfer syntaxes.
 struct InFlight {
     metrics: Arc<metrics::Metrics>,
     started: Instant,
     converted: bool,
+    method: http::Method,
+    path: String,
+    status: u16,
+    media_type: String,
+    transfer_syntax: String,
+    bytes: u64,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.metrics.end();
+        let elapsed = self.started.elapsed();
         if self.converted {
-            self.metrics
-                .transcode(self.started.elapsed().as_micros() as u64);
+            self.metrics.transcode(elapsed.as_micros() as u64);
         }
+        tracing::info!(
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            bytes = self.bytes,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            media_type = %self.media_type,
+            transfer_syntax = %self.transfer_syntax,
+            "request"
+        );
     }
 }
 
@@ -163,10 +182,16 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     state
         .metrics
         .count(outcome.resource.unwrap_or("other"), status.as_u16());
-    let in_flight = InFlight {
+    let mut in_flight = InFlight {
         metrics: state.metrics.clone(),
         started,
         converted: outcome.converted,
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        status: status.as_u16(),
+        media_type: outcome.media_type.clone().unwrap_or_else(|| "-".into()),
+        transfer_syntax: outcome.transfer_syntaxes.join(","),
+        bytes: 0,
     };
     if let Some(err) = &outcome.error {
         if status.is_server_error() {
@@ -176,28 +201,23 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     if let Some(w) = &outcome.warning {
         tracing::warn!(path = %parts.uri.path(), warning = %w, "partial content");
     }
-    tracing::info!(
-        method = %parts.method,
-        path = %parts.uri.path(),
-        status = status.as_u16(),
-        media_type = outcome.media_type.as_deref().unwrap_or("-"),
-        transfer_syntax = %outcome.transfer_syntaxes.join(","),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+
     let path = parts.uri.path().to_owned();
     let metrics = state.metrics.clone();
     let body = match resp.body {
         Body::Empty => AxumBody::empty(),
         Body::Full(b) => {
             metrics.sent(b.len() as u64);
+            in_flight.bytes = b.len() as u64;
             AxumBody::from(b)
         }
         Body::Stream(s) => AxumBody::from_stream(s.map(move |r| {
-            // The permit and the in-flight count live as long as the body is being sent.
-            let _held = (&permit, &in_flight);
+            // The permit and the in-flight guard live as long as the body is being sent (the
+            // whole guard is captured, not one of its fields).
+            let (_permit, guard) = (&permit, &mut in_flight);
             if let Ok(chunk) = &r {
                 metrics.sent(chunk.len() as u64);
+                guard.bytes += chunk.len() as u64;
             }
             r.map_err(|e| {
                 // Headers are already sent: log and abort the connection (the client sees a
