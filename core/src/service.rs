@@ -117,6 +117,9 @@ pub struct Config {
     pub metadata_cache_bytes: usize,
     /// Origins allowed to call from a browser (CORS); `*` allows any; empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// The scheme of URIs built from the Host header when `public_url` is not set (`https`
+    /// when the frontend serves TLS).
+    pub scheme: String,
 }
 
 impl Default for Config {
@@ -127,6 +130,7 @@ impl Default for Config {
             chunk_size: 1 << 20,
             metadata_cache_bytes: 64 << 20,
             cors_origins: Vec::new(),
+            scheme: "http".into(),
         }
     }
 }
@@ -397,7 +401,7 @@ impl Service {
                                 .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'"')
                     })
                     .unwrap_or_else(|| "localhost".into());
-                format!("http://{host}")
+                format!("{}://{host}", self.config.scheme)
             }
         };
         layout::service_root(&base, ae)

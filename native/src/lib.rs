@@ -166,7 +166,17 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             }
         },
     };
-    let (parts, _body) = req.into_parts();
+    let (mut parts, _body) = req.into_parts();
+    // HTTP/2 carries the host in the :authority pseudo-header (the URI here), not in Host.
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(http::header::HOST, v);
+        }
+    }
     let entropy: [u8; 16] = rand::random();
     let core_req = wado_core::service::Request {
         method: &parts.method,

@@ -58,6 +58,12 @@ enum Command {
         /// On SIGTERM or Ctrl-C, seconds to let requests in flight finish before exiting.
         #[arg(long, default_value_t = 30)]
         shutdown_timeout: u64,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
                 max_requests,
                 cors_origins,
                 shutdown_timeout,
+                tls_cert,
+                tls_key,
             } => {
                 let config = Config {
                     ae_titles,
@@ -101,12 +109,21 @@ fn main() -> ExitCode {
                     cors_origins,
                     ..Config::default()
                 };
+                let config = Config {
+                    scheme: if tls_cert.is_some() {
+                        "https".into()
+                    } else {
+                        "http".into()
+                    },
+                    ..config
+                };
                 run_serve(
                     data,
                     bind,
                     config,
                     max_requests,
                     std::time::Duration::from_secs(shutdown_timeout),
+                    tls_cert.zip(tls_key),
                 )
                 .await
             }
@@ -161,6 +178,7 @@ async fn run_serve(
     config: Config,
     max_requests: usize,
     shutdown_timeout: std::time::Duration,
+    tls: Option<(PathBuf, PathBuf)>,
 ) -> ExitCode {
     let store = match FsStore::new(&data) {
         Ok(s) => Arc::new(s),
@@ -178,17 +196,11 @@ async fn run_serve(
         }
     };
     let addr = listener.local_addr().unwrap_or(bind);
-    // Responses go out as several writes (part heads, bodies, the closing delimiter): without
-    // TCP_NODELAY, Nagle's algorithm holds the last small write until the client's delayed ACK,
-    // 40 ms later.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
+
     tracing::info!(
-        "serving {} on http://{addr}/dcm4chee-arc/aets/{}/rs",
+        "serving {} on {}://{addr}/dcm4chee-arc/aets/{}/rs",
         data.display(),
+        if tls.is_some() { "https" } else { "http" },
         service.config().ae_titles.join(",")
     );
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -211,8 +223,19 @@ async fn run_serve(
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = signalled_tx.send(());
     };
-    let server = axum::serve(listener, app(AppState::new(service, Some(max_requests))))
-        .with_graceful_shutdown(shutdown);
+    let router = app(AppState::new(service, Some(max_requests)));
+    if let Some((cert, key)) = tls {
+        return serve_tls(listener, router, &cert, &key, shutdown, shutdown_timeout).await;
+    }
+    // Responses go out as several writes (part heads, bodies, the closing delimiter): without
+    // TCP_NODELAY, Nagle's algorithm holds the last small write until the client's delayed ACK,
+    // 40 ms later.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
     // Requests in flight get `shutdown_timeout` after the signal; then the process exits.
     let deadline = async move {
         if signalled_rx.await.is_ok() {
@@ -232,6 +255,64 @@ async fn run_serve(
         () = deadline => {
             tracing::warn!("shutdown timeout ({} s) reached: closing the requests still in flight", shutdown_timeout.as_secs());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// HTTPS with rustls (certificate chain and key in PEM). On the shutdown signal, connections
+/// are drained for at most `shutdown_timeout`.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown_timeout: std::time::Duration,
+) -> ExitCode {
+    use axum_server::accept::NoDelayAcceptor;
+    use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+    let config = match RustlsConfig::from_pem_file(cert, key).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "wado serve: cannot load --tls-cert {} / --tls-key {}: {e}",
+                cert.display(),
+                key.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let std_listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("wado serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(shutdown_timeout));
+    });
+    let server = match axum_server::from_tcp(std_listener) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wado serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let acceptor = RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
+    match server
+        .acceptor(acceptor)
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wado serve: {e}");
+            ExitCode::FAILURE
         }
     }
 }
