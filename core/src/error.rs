@@ -19,6 +19,17 @@ pub enum Error {
     /// The method is not GET or HEAD (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No valid credentials (401); `invalid` when a token was presented but is not valid.
+    #[error("unauthorized: {reason}")]
+    Unauthorized {
+        /// Why.
+        reason: String,
+        /// A token was presented but is not valid.
+        invalid: bool,
+    },
+    /// Valid credentials that may not read this (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A stored object is corrupt or inconsistent with its derived objects (500, logged).
     #[error("corrupt stored object {key}: {reason}")]
     Corrupt {
@@ -43,6 +54,8 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Error::Corrupt { .. } | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -120,6 +120,8 @@ pub struct Config {
     /// The scheme of URIs built from the Host header when `public_url` is not set (`https`
     /// when the frontend serves TLS).
     pub scheme: String,
+    /// Bearer tokens required on every route, when set (off by default).
+    pub auth: Option<Arc<crate::auth::TokenAuth>>,
 }
 
 impl Default for Config {
@@ -131,6 +133,7 @@ impl Default for Config {
             metadata_cache_bytes: 64 << 20,
             cors_origins: Vec::new(),
             scheme: "http".into(),
+            auth: None,
         }
     }
 }
@@ -334,6 +337,31 @@ impl Service {
                 "not a WADO-RS path; the service root is /dcm4chee-arc/aets/{AETitle}/rs".into(),
             ));
         };
+        if let Some(auth) = &self.config.auth {
+            match auth.check(
+                header_str(req.headers, header::AUTHORIZATION).as_deref(),
+                &route.ae_title,
+            ) {
+                crate::auth::Decision::Allowed => {}
+                crate::auth::Decision::Unauthenticated { invalid } => {
+                    let reason = if invalid {
+                        "the bearer token is not valid"
+                    } else {
+                        "a bearer token is required"
+                    };
+                    return Err(Error::Unauthorized {
+                        reason: reason.into(),
+                        invalid,
+                    });
+                }
+                crate::auth::Decision::Forbidden => {
+                    return Err(Error::Forbidden(format!(
+                        "this token may not read AE title {:?}",
+                        route.ae_title
+                    )));
+                }
+            }
+        }
         if !self.config.ae_titles.contains(&route.ae_title) {
             return Err(Error::NotFound(format!(
                 "unknown AE title {:?}",
@@ -2185,6 +2213,15 @@ pub fn error_response(e: &Error) -> Response {
     );
     if matches!(e, Error::MethodNotAllowed) {
         set(&mut headers, header::ALLOW, "GET, HEAD");
+    }
+    if let Error::Unauthorized { invalid, .. } = e {
+        // RFC 6750 §3.
+        let v = if *invalid {
+            "Bearer realm=\"wado\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"wado\""
+        };
+        set(&mut headers, header::WWW_AUTHENTICATE, v);
     }
     let body = Bytes::from(format!("{}\n", e.public_message()));
     set(

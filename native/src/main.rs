@@ -64,6 +64,10 @@ enum Command {
         /// The private key of --tls-cert (PEM).
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Require bearer tokens: a file of `TOKEN AE[,AE...]` (or `TOKEN *`) lines. Off by
+        /// default. See docs/ARCHITECTURE.md.
+        #[arg(long)]
+        tokens_file: Option<PathBuf>,
     },
 }
 
@@ -102,20 +106,31 @@ fn main() -> ExitCode {
                 shutdown_timeout,
                 tls_cert,
                 tls_key,
+                tokens_file,
             } => {
+                let auth = match tokens_file.map(|p| {
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| format!("{}: {e}", p.display()))
+                        .and_then(|t| wado_core::auth::TokenAuth::parse(&t))
+                }) {
+                    None => None,
+                    Some(Ok(a)) => Some(Arc::new(a)),
+                    Some(Err(e)) => {
+                        eprintln!("wado serve: --tokens-file: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 let config = Config {
                     ae_titles,
                     public_url,
                     cors_origins,
-                    ..Config::default()
-                };
-                let config = Config {
+                    auth,
                     scheme: if tls_cert.is_some() {
                         "https".into()
                     } else {
                         "http".into()
                     },
-                    ..config
+                    ..Config::default()
                 };
                 run_serve(
                     data,

@@ -1131,3 +1131,63 @@ fn ranges_on_single_part_bodies() {
     assert_eq!(got.status, 206);
     assert_eq!(got.body, &pixels[100..200]);
 }
+
+#[test]
+fn one_bearer_token_on_every_route() {
+    let file = fixture!("emr_10frame_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let auth = crate::auth::TokenAuth::parse(
+        "viewer-token-0123456789 DCM4CHEE\nother-ae-token-0123456 OTHER\n",
+    )
+    .expect("tokens");
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            auth: Some(Arc::new(auth)),
+            ..Config::default()
+        },
+    );
+    let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let run = |path: &str, authz: Option<&str>| {
+        let mut h = HeaderMap::new();
+        if let Some(a) = authz {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).expect("v"));
+        }
+        let req = Request {
+            method: &Method::GET,
+            path,
+            query: None,
+            headers: &h,
+            entropy: [0; 16],
+        };
+        block_on(svc.handle(&req))
+    };
+    for path in [
+        format!("{ROOT}/studies/{st}/metadata"),
+        format!("{inst}/frames/1"),
+        format!("{inst}/bulkdata/7FE00010"),
+        inst.clone(),
+        format!("{ROOT}/studies/{st}"),
+    ] {
+        assert_eq!(
+            run(&path, Some("Bearer viewer-token-0123456789")).status,
+            StatusCode::OK,
+            "{path}"
+        );
+        let none = run(&path, None);
+        assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(none.headers["www-authenticate"], "Bearer realm=\"wado\"");
+        let bad = run(&path, Some("Bearer wrong-token-000000000"));
+        assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+        assert!(bad.headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("invalid_token"));
+        assert_eq!(
+            run(&path, Some("Bearer other-ae-token-0123456")).status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+}
