@@ -866,17 +866,11 @@ impl Service {
         }
         if parts.is_empty() {
             return Err(Error::NotAcceptable(format!(
-                "no instance can be given in an acceptable transfer syntax (stored: {}); compressed instances can be had with transfer-syntax=* or their own transfer syntax until decoding is implemented",
+                "no instance can be given in an acceptable transfer syntax (stored: {}); instances in a syntax this build cannot decode (JPEG-LS, 12-bit JPEG Extended) can be had with transfer-syntax=* or in their own syntax",
                 left_out.join(", ")
             )));
         }
-        let warning = (!left_out.is_empty()).then(|| {
-            format!(
-                "{} instance(s) left out: not available in an acceptable transfer syntax: {}",
-                left_out.len(),
-                left_out.join(", ")
-            )
-        });
+        let warning = left_out_warning(&left_out, "in an acceptable transfer syntax");
         // No validator: a content identity of every instance would cost a read per instance
         // (a same-size replacement must not yield a stale 304).
         let converted = parts
@@ -974,13 +968,7 @@ impl Service {
             if parts.is_empty() {
                 continue;
             }
-            let warning = (!left_out.is_empty()).then(|| {
-                format!(
-                    "{} instance(s) left out: not available as {media}: {}",
-                    left_out.len(),
-                    left_out.join(", ")
-                )
-            });
+            let warning = left_out_warning(&left_out, &format!("as {media}"));
             let converted = parts
                 .iter()
                 .any(|p| matches!(p.source, Source::Transcode { .. }));
@@ -1632,6 +1620,17 @@ impl Service {
             outcome,
         }
     }
+}
+
+/// The 206 explanation for instances left out, if any.
+fn left_out_warning(left_out: &[String], how: &str) -> Option<String> {
+    (!left_out.is_empty()).then(|| {
+        format!(
+            "{} instance(s) left out: not available {how}: {}",
+            left_out.len(),
+            left_out.join(", ")
+        )
+    })
 }
 
 /// Reads and checks the index of a listed instance.
