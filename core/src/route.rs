@@ -362,7 +362,7 @@ fn decode_commas(s: &str) -> Result<String> {
         } else {
             return Err(Error::BadRequest(format!(
                 "percent-encoded {:?} is not allowed in a WADO-RS path",
-                truncate_for_message(&rest[i..(i + 3).min(rest.len())])
+                rest[i..].chars().take(3).collect::<String>()
             )));
         }
     }
@@ -534,6 +534,9 @@ mod tests {
             ("/studies/1.2%00", 400),
             ("/studies/%2e%2e", 400),
             ("/studies/1", 200),
+            // Found by fuzzing: a multi-byte character right after '%' (no slicing panic).
+            ("/L\u{1}\u{e}%!\u{1cd}", 400),
+            ("/studies/1%\u{1cd}", 400),
         ];
         for (path, want) in cases {
             assert_eq!(status(path), *want, "{path}");

@@ -327,11 +327,14 @@ impl Walker<'_, '_> {
     fn header(&self, pos: usize, tag: Tag) -> Result<(VR, u32, usize), ScanError> {
         if self.explicit {
             let vr_bytes = [self.b[pos + 4], self.b[pos + 5]];
-            let vr = std::str::from_utf8(&vr_bytes)
+            // An unknown VR is read as UN, with UN's 4-byte length, as dicom-rs reads it: the two
+            // must agree, or dicom-rs would meet a length this scan never checked (found by
+            // fuzzing: a 4 GB length behind garbage VR bytes).
+            let known = std::str::from_utf8(&vr_bytes)
                 .ok()
-                .and_then(|s| s.parse::<VR>().ok())
-                .unwrap_or(VR::UN);
-            if long_length_vr(&vr_bytes) {
+                .and_then(|s| s.parse::<VR>().ok());
+            let vr = known.unwrap_or(VR::UN);
+            if known.is_none() || long_length_vr(&vr_bytes) {
                 let len = read_u32(self.b, pos + 8)
                     .ok_or_else(|| self.err(tag, pos, "truncated header"))?;
                 Ok((vr, len, 12))

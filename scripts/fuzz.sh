@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the core's fuzz targets (cargo-fuzz, nightly) for SECONDS each (default 60).
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml
+# Seeds: the fixture DICOM files for `prepare`. Crashes land in core/fuzz/artifacts/; turn each
+# into a regression test (core/tests/fuzz_regressions.rs) before fixing it.
+set -euo pipefail
+cd "$(dirname "$0")/../core"
+secs="${1:-60}"; shift || true
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml)
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
+corpus="${FUZZ_CORPUS:-/tmp/wado-fuzz}"
+mkdir -p "$corpus/prepare"
+cp ../tests/fixtures/corpus/*.dcm ../tests/fixtures/corpus/malformed/*.dcm "$corpus/prepare/" 2>/dev/null || true
+for t in "${targets[@]}"; do
+  mkdir -p "$corpus/$t"
+  echo "== $t ($secs s)"
+  cargo +nightly fuzz run "$t" "$corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | grep -E '^Done|SUMMARY|panicked' || true
+done
