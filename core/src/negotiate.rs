@@ -254,19 +254,12 @@ fn parse_range(raw: &str) -> Option<MediaRange> {
 
 /// The media types a `type/subtype` (possibly with wildcards) names for a category, in the
 /// order we prefer to serve them.
-fn expand(essence: &str, category: Category, multipart: bool) -> Vec<MediaType> {
+fn expand(essence: &str, category: Category) -> Vec<MediaType> {
     use MediaType as M;
-    let (default, default_multipart) = category.default_media();
+    let (default, _) = category.default_media();
     match essence {
-        "*/*" => {
-            if multipart || !default_multipart {
-                vec![default]
-            } else {
-                // A bare */* for a multipart category means its default (multipart) type; the
-                // caller marks it multipart.
-                vec![default]
-            }
-        }
+        // The category's default type (PS3.18 §8.7.7); the caller decides whether multipart.
+        "*/*" => vec![default],
         "image/*" => vec![
             M::Jpeg,
             M::Jp2,
@@ -340,7 +333,7 @@ impl Negotiation {
                 Some(uid) if crate::route::Uid::parse(uid).is_ok() => TsWanted::Uid(uid.to_owned()),
                 Some(_) => continue, // an invalid parameter: ignore the range
             };
-            for media in expand(&essence, category, multipart) {
+            for media in expand(&essence, category) {
                 if !category.allows(media, multipart) {
                     continue;
                 }

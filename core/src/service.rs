@@ -1314,7 +1314,7 @@ impl Service {
         let is_pixel = path.0 == [PathStep::Tag(0x7FE0_0010)];
         let uri = format!("{}/{}/bulkdata/{path}", ctx.root, target.path());
         if is_pixel && layout::is_video(&idx.transfer_syntax) {
-            return self.video(ctx, target, &idx, neg, uri);
+            return self.video(ctx, &idx, neg, uri);
         }
         if is_pixel && !ts::is_native(&idx.transfer_syntax) {
             // Encapsulated pixel data: one part per frame, in the stored type (PS3.18 §8.7.3.3.2:
@@ -1394,7 +1394,6 @@ impl Service {
     fn video(
         &self,
         ctx: &Ctx<'_>,
-        _target: &Target,
         idx: &InstanceIndex,
         neg: &Negotiation,
         uri: String,
