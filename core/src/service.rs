@@ -462,43 +462,7 @@ impl Service {
         let layout = self.layout().await?;
         let coding =
             choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
-        let (body, identity): (Bytes, String) = match target {
-            Target::Study { study } => {
-                self.stored_metadata(
-                    &layout::study_metadata_key(study),
-                    &layout.service_root,
-                    &ctx.root,
-                    coding,
-                )
-                .await?
-            }
-            Target::Series { study, series } => {
-                self.stored_metadata(
-                    &layout::series_metadata_key(study, series),
-                    &layout.service_root,
-                    &ctx.root,
-                    coding,
-                )
-                .await?
-            }
-            Target::Instance { .. } => {
-                let idx = self.instance_index(target).await?;
-                let identity = idx.source.sha256.clone();
-                let mut json = Vec::with_capacity(idx.metadata.get().len() + 2);
-                json.push(b'[');
-                json.extend_from_slice(idx.metadata.get().as_bytes());
-                json.push(b']');
-                if layout.service_root != ctx.root {
-                    json = rebase_json(&json, &layout.service_root, &ctx.root);
-                }
-                let body = match coding {
-                    "gzip" => gzip_fast(&json),
-                    "deflate" => Bytes::from(zlib(&json)),
-                    _ => Bytes::from(json),
-                };
-                (body, identity)
-            }
-        };
+        let (body, identity) = self.metadata_body(ctx, target, &layout, coding).await?;
         let validator = format!(
             "metadata|{}|{identity}|{media}|{coding}|{}",
             target.path(),
@@ -533,37 +497,7 @@ impl Service {
     /// stored JSON.
     async fn metadata_xml(&self, ctx: &Ctx<'_>, target: &Target) -> Result<Response> {
         let layout = self.layout().await?;
-        let json: Bytes = match target {
-            Target::Study { study } => {
-                self.stored_metadata(
-                    &layout::study_metadata_key(study),
-                    &layout.service_root,
-                    &ctx.root,
-                    "identity",
-                )
-                .await?
-                .0
-            }
-            Target::Series { study, series } => {
-                self.stored_metadata(
-                    &layout::series_metadata_key(study, series),
-                    &layout.service_root,
-                    &ctx.root,
-                    "identity",
-                )
-                .await?
-                .0
-            }
-            Target::Instance { .. } => {
-                let idx = self.instance_index(target).await?;
-                let one = format!("[{}]", idx.metadata.get());
-                Bytes::from(if layout.service_root != ctx.root {
-                    rebase_json(one.as_bytes(), &layout.service_root, &ctx.root)
-                } else {
-                    one.into_bytes()
-                })
-            }
-        };
+        let (json, _) = self.metadata_body(ctx, target, &layout, "identity").await?;
         let list: Vec<serde_json::Value> =
             serde_json::from_slice(&json).map_err(|e| Error::corrupt(target.path(), e))?;
         let uid = |v: &serde_json::Value, tag: &str| {
@@ -597,6 +531,36 @@ impl Service {
             ..Outcome::default()
         };
         Ok(self.multipart_response(ctx, "application/dicom+xml", parts, outcome))
+    }
+
+    /// The metadata of a target as a DICOM JSON array in `coding`, BulkDataURIs on the
+    /// request's root, with the stored content identity it was made from.
+    async fn metadata_body(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+        layout: &LayoutRecord,
+        coding: &'static str,
+    ) -> Result<(Bytes, String)> {
+        let key = match target {
+            Target::Study { study } => layout::study_metadata_key(study),
+            Target::Series { study, series } => layout::series_metadata_key(study, series),
+            Target::Instance { .. } => {
+                let idx = self.instance_index(target).await?;
+                let mut json = format!("[{}]", idx.metadata.get()).into_bytes();
+                if layout.service_root != ctx.root {
+                    json = rebase_json(&json, &layout.service_root, &ctx.root);
+                }
+                let body = match coding {
+                    "gzip" => gzip_fast(&json),
+                    "deflate" => Bytes::from(zlib(&json)),
+                    _ => Bytes::from(json),
+                };
+                return Ok((body, idx.source.sha256.clone()));
+            }
+        };
+        self.stored_metadata(&key, &layout.service_root, &ctx.root, coding)
+            .await
     }
 
     /// Study or series metadata in the wanted content coding, BulkDataURIs on `root`.
@@ -1005,11 +969,17 @@ impl Service {
         let stored = idx.transfer_syntax.as_str();
         match media {
             MediaType::Pdf | MediaType::TextXml => {
-                if document_mime(idx).as_deref() != Some(media.as_str()) {
+                let (mime, doc_len) = document_info(idx);
+                if mime.as_deref() != Some(media.as_str()) {
                     return Ok(None);
                 }
                 let part = self
-                    .document_part(idx, media, format!("{instance_uri}/bulkdata/00420011"))
+                    .document_part(
+                        idx,
+                        media,
+                        doc_len,
+                        format!("{instance_uri}/bulkdata/00420011"),
+                    )
                     .await?;
                 Ok(Some((vec![part], None)))
             }
@@ -1059,10 +1029,11 @@ impl Service {
         &self,
         idx: &InstanceIndex,
         media: MediaType,
+        doc_len: Option<u64>,
         location: String,
     ) -> Result<Part> {
         let path = AttributePath(vec![PathStep::Tag(0x0042_0011)]);
-        let doc_len = document_length(idx);
+
         let source = match idx.bulk(&path) {
             Some(b) if crate::scan::is_byte_addressable(&idx.transfer_syntax) => {
                 let len = doc_len.filter(|&l| l <= b.length).unwrap_or(b.length);
@@ -1328,7 +1299,7 @@ impl Service {
         }
         // The Encapsulated Document in its own MIME type (cf. dcm4chee-arc-light#3089).
         if path.0 == [PathStep::Tag(0x0042_0011)] {
-            let mime = document_mime(&idx);
+            let (mime, doc_len) = document_info(&idx);
             let doc_choice = neg
                 .media_choices()
                 .into_iter()
@@ -1337,7 +1308,7 @@ impl Service {
                 doc_choice.filter(|(m, _)| *m != MediaType::OctetStream)
             {
                 let validator = format!("document|{}|{media}", idx.source.sha256);
-                let part = self.document_part(&idx, media, uri).await?;
+                let part = self.document_part(&idx, media, doc_len, uri).await?;
                 let outcome = Outcome {
                     media_type: Some(media.as_str().into()),
                     validator: Some(validator),
@@ -1642,22 +1613,21 @@ async fn load_index(store: Arc<dyn Store>, i: StoredInstance) -> Result<Instance
     InstanceIndex::from_json(&key, &bytes)
 }
 
-/// The first value of an attribute of the instance's stored metadata.
-fn metadata_value(idx: &InstanceIndex, tag: &str) -> Option<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(idx.metadata.get()).ok()?;
-    v.get(tag)?.get("Value")?.get(0).cloned()
-}
-
-/// MIME Type of Encapsulated Document (0042,0012), lower case.
-fn document_mime(idx: &InstanceIndex) -> Option<String> {
-    metadata_value(idx, "00420012")?
-        .as_str()
-        .map(|s| s.trim().to_ascii_lowercase())
-}
-
-/// Encapsulated Document Length (0042,0015): the document without its padding byte.
-fn document_length(idx: &InstanceIndex) -> Option<u64> {
-    metadata_value(idx, "00420015")?.as_u64()
+/// MIME Type of Encapsulated Document (0042,0012, lower case) and Encapsulated Document
+/// Length (0042,0015: the document without its padding byte), from one parse of the stored
+/// metadata.
+fn document_info(idx: &InstanceIndex) -> (Option<String>, Option<u64>) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(idx.metadata.get()) else {
+        return (None, None);
+    };
+    let first = |tag: &str| {
+        v.get(tag)
+            .and_then(|a| a.get("Value"))
+            .and_then(|a| a.get(0))
+            .cloned()
+    };
+    let mime = first("00420012").and_then(|m| m.as_str().map(|s| s.trim().to_ascii_lowercase()));
+    (mime, first("00420015").and_then(|l| l.as_u64()))
 }
 
 /// The fragments of a video's stream (indexed at import as one "frame").
