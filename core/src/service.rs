@@ -16,7 +16,7 @@ use crate::media::{ts, MediaType};
 use crate::multipart::{boundary_from_entropy, MultipartWriter};
 use crate::negotiate::{choose_ts, Category, Chosen, Negotiation};
 use crate::route::{self, AttributePath, PathStep, Resource, Target, Uid};
-use crate::store::Store;
+use crate::store::{ObjectMeta, Store};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, Stream, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -375,6 +375,7 @@ impl Service {
             req,
             root,
             boundary: boundary_from_entropy(req.entropy),
+            modified: Default::default(),
         };
         let category = match &route.resource {
             Resource::Instances(t) => Category::Instances {
@@ -392,7 +393,12 @@ impl Service {
             Resource::Frames { .. } => "frames",
             Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
         });
-        Ok(not_modified_if_matching(req.headers, resp))
+        if let Some(m) = ctx.last_modified() {
+            if matches!(resp.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+                set(&mut resp.headers, header::LAST_MODIFIED, &http_date(m));
+            }
+        }
+        Ok(not_modified(req.headers, ctx.last_modified(), resp))
     }
 
     async fn dispatch(
@@ -546,7 +552,7 @@ impl Service {
             Target::Study { study } => layout::study_metadata_key(study),
             Target::Series { study, series } => layout::series_metadata_key(study, series),
             Target::Instance { .. } => {
-                let idx = self.instance_index(target).await?;
+                let idx = self.instance_index(ctx, target).await?;
                 let mut json = format!("[{}]", idx.metadata.get()).into_bytes();
                 if layout.service_root != ctx.root {
                     json = rebase_json(&json, &layout.service_root, &ctx.root);
@@ -559,7 +565,7 @@ impl Service {
                 return Ok((body, idx.source.sha256.clone()));
             }
         };
-        self.stored_metadata(&key, &layout.service_root, &ctx.root, coding)
+        self.stored_metadata(ctx, &key, &layout.service_root, coding)
             .await
     }
 
@@ -571,12 +577,15 @@ impl Service {
     /// the cached bytes still match the stored object.
     async fn stored_metadata(
         &self,
+        ctx: &Ctx<'_>,
         key: &str,
         stored_root: &str,
-        root: &str,
         coding: &'static str,
     ) -> Result<(Bytes, String)> {
+        let root = ctx.root.as_str();
         let missing = || Error::NotFound("no such study or series".into());
+        let head = self.store.head(key).await?.ok_or_else(missing)?;
+        ctx.saw(head.modified);
         if stored_root == root && coding == "gzip" {
             let b = self.store.get(key).await?.ok_or_else(missing)?;
             let id = format!(
@@ -586,7 +595,7 @@ impl Service {
             );
             return Ok((b, id));
         }
-        let size = self.store.size(key).await?.ok_or_else(missing)?;
+        let size = head.size;
         if size < 18 {
             return Err(Error::corrupt(key, "not a gzip object"));
         }
@@ -636,7 +645,7 @@ impl Service {
     // ===== instances =====
 
     /// The instance's index, checked against its stored file (which must exist and match).
-    async fn instance_index(&self, target: &Target) -> Result<InstanceIndex> {
+    async fn instance_index(&self, ctx: &Ctx<'_>, target: &Target) -> Result<InstanceIndex> {
         let Target::Instance {
             study,
             series,
@@ -652,11 +661,12 @@ impl Service {
             ))
         })?;
         let idx = InstanceIndex::from_json(&key, &bytes)?;
-        let size = self
+        let head = self
             .store
-            .size(&layout::instance_key(study, series, instance))
+            .head(&layout::instance_key(study, series, instance))
             .await?;
-        if size != Some(idx.source.size) {
+        ctx.saw(head.as_ref().and_then(|h| h.modified));
+        if head.map(|h| h.size) != Some(idx.source.size) {
             // An import was interrupted between writing the index and the file.
             return Err(Error::NotFound(format!(
                 "no instance {instance} in series {series} of study {study}"
@@ -666,7 +676,7 @@ impl Service {
     }
 
     /// The stored instances of a target: (study, series, sop, dcm key, size), sorted.
-    async fn list_instances(&self, target: &Target) -> Result<Vec<StoredInstance>> {
+    async fn list_instances(&self, ctx: &Ctx<'_>, target: &Target) -> Result<Vec<StoredInstance>> {
         let prefix = match target {
             Target::Study { study } => layout::study_prefix(study),
             Target::Series { study, series } => layout::series_prefix(study, series),
@@ -676,7 +686,7 @@ impl Service {
                 instance,
             } => {
                 let key = layout::instance_key(study, series, instance);
-                let Some(size) = self.store.size(&key).await? else {
+                let Some(ObjectMeta { size, modified, .. }) = self.store.head(&key).await? else {
                     return Err(Error::NotFound(format!(
                         "no instance {instance} in series {series} of study {study}"
                     )));
@@ -689,6 +699,7 @@ impl Service {
                 {
                     return Err(Error::NotFound(format!("no instance {instance}")));
                 }
+                ctx.saw(modified);
                 return Ok(vec![StoredInstance {
                     study: study.clone(),
                     series: series.clone(),
@@ -703,16 +714,18 @@ impl Service {
         let mut indexed = std::collections::HashSet::new();
         for o in listing {
             match layout::classify_key(&o.key) {
-                KeyKind::Instance { study, series, sop } => dcm
-                    .entry((study.clone(), series.clone()))
-                    .or_default()
-                    .push(StoredInstance {
-                        study,
-                        series,
-                        sop,
-                        key: o.key,
-                        size: o.size,
-                    }),
+                KeyKind::Instance { study, series, sop } => {
+                    ctx.saw(o.modified);
+                    dcm.entry((study.clone(), series.clone()))
+                        .or_default()
+                        .push(StoredInstance {
+                            study,
+                            series,
+                            sop,
+                            key: o.key,
+                            size: o.size,
+                        })
+                }
                 KeyKind::Index { study, series, sop } => {
                     indexed.insert((study, series, sop));
                 }
@@ -762,7 +775,7 @@ impl Service {
             })?;
         let (media, multipart) = choice;
         let wanted = neg.wanted(media, multipart);
-        let instances = self.list_instances(target).await?;
+        let instances = self.list_instances(ctx, target).await?;
         let any = wanted.contains(&crate::negotiate::TsWanted::Any);
         // Plan each part. With `transfer-syntax=*` nothing needs to be known in advance: the
         // stored syntax is read from the file's first chunk while streaming.
@@ -903,7 +916,7 @@ impl Service {
         target: &Target,
         neg: &Negotiation,
     ) -> Result<Response> {
-        let list = self.list_instances(target).await?;
+        let list = self.list_instances(ctx, target).await?;
         let indexes = self.load_indexes(&list).await?;
         let category = Category::Instances {
             instance: matches!(target, Target::Instance { .. }),
@@ -1069,7 +1082,7 @@ impl Service {
         frames: &[u32],
         neg: &Negotiation,
     ) -> Result<Response> {
-        let idx = self.instance_index(target).await?;
+        let idx = self.instance_index(ctx, target).await?;
         let (Some(info), Some(_)) = (&idx.pixel, &idx.frames) else {
             return Err(Error::BadRequest(format!(
                 "instance {} has no pixel data: it has no frames",
@@ -1281,7 +1294,7 @@ impl Service {
         path: &AttributePath,
         neg: &Negotiation,
     ) -> Result<Response> {
-        let idx = self.instance_index(target).await?;
+        let idx = self.instance_index(ctx, target).await?;
         let is_pixel = path.0 == [PathStep::Tag(0x7FE0_0010)];
         let uri = format!("{}/{}/bulkdata/{path}", ctx.root, target.path());
         if is_pixel && layout::is_video(&idx.transfer_syntax) {
@@ -1647,6 +1660,23 @@ struct Ctx<'a> {
     req: &'a Request<'a>,
     root: String,
     boundary: String,
+    /// The latest modification time (Unix seconds) of the stored objects the response is made
+    /// from, 0 when unknown: gives `Last-Modified`.
+    modified: std::sync::atomic::AtomicU64,
+}
+
+impl Ctx<'_> {
+    /// Notes that the response depends on an object last written at `modified`.
+    fn saw(&self, modified: Option<u64>) {
+        if let Some(m) = modified {
+            self.modified
+                .fetch_max(m, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn last_modified(&self) -> Option<u64> {
+        Some(self.modified.load(std::sync::atomic::Ordering::Relaxed)).filter(|&m| m > 0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -2106,28 +2136,54 @@ fn entity_tag(validator: &str, weak: bool) -> String {
     }
 }
 
-/// 304 Not Modified when If-None-Match names the response's entity tag (weak comparison,
-/// RFC 9110 §13.1.2), with the headers a 200 would have had for caching.
-fn not_modified_if_matching(headers: &HeaderMap, resp: Response) -> Response {
-    let (Some(inm), Some(etag)) = (
-        header_str(headers, header::IF_NONE_MATCH),
-        resp.headers
-            .get(header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    ) else {
-        return resp;
-    };
+/// An IMF-fixdate (RFC 9110 §5.6.7) from seconds since the Unix epoch.
+fn http_date(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// Seconds since the Unix epoch from an HTTP-date (any of the three formats RFC 9110 §5.6.7
+/// says recipients accept), `None` when it is not one.
+fn parse_http_date(value: &str) -> Option<u64> {
+    let t = httpdate::parse_http_date(value.trim()).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// 304 Not Modified when the client's copy is current (RFC 9110 §13.2.2): If-None-Match names
+/// the response's entity tag (weak comparison, §13.1.2), or, only when If-None-Match is absent,
+/// If-Modified-Since is a valid date no earlier than the last modification (§13.1.3). The 304
+/// carries the headers a 200 would have had for caching.
+fn not_modified(headers: &HeaderMap, last_modified: Option<u64>, resp: Response) -> Response {
     if !(resp.status == StatusCode::OK || resp.status == StatusCode::PARTIAL_CONTENT) {
         return resp;
     }
-    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    let matches = inm.trim() == "*" || inm.split(',').any(|t| opaque(t) == opaque(&etag));
-    if !matches {
+    let fresh = match header_str(headers, header::IF_NONE_MATCH) {
+        Some(inm) => {
+            let Some(etag) = resp.headers.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+                return resp;
+            };
+            let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+            inm.trim() == "*" || inm.split(',').any(|t| opaque(t) == opaque(etag))
+        }
+        None => match (
+            header_str(headers, header::IF_MODIFIED_SINCE).and_then(|v| parse_http_date(&v)),
+            last_modified,
+        ) {
+            (Some(since), Some(modified)) => modified <= since,
+            _ => false,
+        },
+    };
+    if !fresh {
         return resp;
     }
     let mut h = HeaderMap::new();
-    for name in [header::ETAG, header::VARY, header::CONTENT_LOCATION] {
+    for name in [
+        header::ETAG,
+        header::LAST_MODIFIED,
+        header::VARY,
+        header::CONTENT_LOCATION,
+    ] {
         if let Some(v) = resp.headers.get(&name) {
             h.insert(name, v.clone());
         }

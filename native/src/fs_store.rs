@@ -13,6 +13,14 @@ use wado_core::store::{check_range, validate_key, validate_prefix, ObjectMeta, S
 /// the page cache to the socket with one copy instead of two.
 const MMAP_MIN: usize = 128 * 1024;
 
+/// A file's modification time in whole seconds since the Unix epoch.
+fn unix_seconds(meta: &std::fs::Metadata) -> Option<u64> {
+    let t = meta.modified().ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
 /// Maps `len` bytes of `file` from `offset`, as `Bytes` that unmap when the last reference goes.
 #[allow(unsafe_code)]
 fn map_range(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Bytes> {
@@ -145,10 +153,14 @@ impl Store for FsStore {
         .await
     }
 
-    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         let path = self.path(key)?;
         match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
+                key: key.to_owned(),
+                size: m.len(),
+                modified: unix_seconds(&m),
+            })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(backend(e)),
@@ -189,13 +201,13 @@ impl Store for FsStore {
                 if validate_key(key).is_err() {
                     continue;
                 }
-                let size = entry
+                let meta = entry
                     .metadata()
-                    .map_err(|e| StoreError::Backend(e.to_string()))?
-                    .len();
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                 out.push(ObjectMeta {
                     key: key.to_owned(),
-                    size,
+                    size: meta.len(),
+                    modified: unix_seconds(&meta),
                 });
             }
             out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -723,6 +723,53 @@ fn public_url_and_ae_titles() {
     );
 }
 
+/// The HTTP-date of a file's modification time, formatted by coreutils `date` (the oracle).
+fn file_http_date(path: &Path) -> String {
+    let out = Command::new("date")
+        .env("LC_ALL", "C")
+        .args(["-u", "-r"])
+        .arg(path)
+        .arg("+%a, %d %b %Y %H:%M:%S GMT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn last_modified_is_the_stored_time_and_if_modified_since_revalidates() {
+    let server = Server::start(imported(), &[]);
+    let file = corpus().join("ct_small_ele.dcm");
+    let (st, se, sop) = uids(&file);
+    let stored = imported().join(format!("studies/{st}/series/{se}/instances/{sop}.dcm"));
+    let want = file_http_date(&stored);
+    let url = instance_url(&server, &file);
+    for u in [
+        url.clone(),
+        format!("{url}/frames/1"),
+        format!("{url}/metadata"),
+    ] {
+        let r = get(&u, None);
+        assert_eq!(r.status, 200, "{u}");
+        assert_eq!(r.header("last-modified"), want, "{u}");
+        let again = request("GET", &u, &[("if-modified-since", want.as_str())]);
+        assert_eq!(again.status, 304, "{u}");
+        assert!(again.body.is_empty());
+        let old = request(
+            "GET",
+            &u,
+            &[("if-modified-since", "Thu, 01 Jan 1998 00:00:00 GMT")],
+        );
+        assert_eq!(old.status, 200, "{u}");
+    }
+    let series_meta = imported().join(format!("studies/{st}/series/{se}/metadata.json.gz"));
+    let r = get(
+        &format!("{}/studies/{st}/series/{se}/metadata", server.root()),
+        None,
+    );
+    assert_eq!(r.header("last-modified"), file_http_date(&series_meta));
+}
+
 // ===== XML metadata (PS3.19) against dcm2xml --native-format =====
 
 /// Flattens a Native DICOM Model document into lines `path tag vr keyword = value`, values

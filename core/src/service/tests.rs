@@ -40,8 +40,11 @@ fn uids(b: &[u8]) -> (String, String, String) {
 }
 
 fn store_with(files: &[Bytes]) -> Arc<MemoryStore> {
+    import_into(Arc::new(MemoryStore::new()), files)
+}
+
+fn import_into(store: Arc<MemoryStore>, files: &[Bytes]) -> Arc<MemoryStore> {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
         let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
             .await
             .expect("layout");
@@ -1190,4 +1193,85 @@ fn one_bearer_token_on_every_route() {
             "{path}"
         );
     }
+}
+
+#[test]
+fn last_modified_and_if_modified_since() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let b = fixture!("study77654033_CT2_17136.dcm");
+    let now = Arc::new(AtomicU64::new(1_700_000_000));
+    let clock = now.clone();
+    let store = import_into(
+        Arc::new(MemoryStore::with_clock(Arc::new(move || {
+            clock.load(Ordering::Relaxed)
+        }))),
+        std::slice::from_ref(&a),
+    );
+    let (st, se, sop) = uids(&a);
+    // 1,700,000,000 s after the epoch is 2023-11-14T22:13:20Z.
+    const T0: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+    const T1: &str = "Tue, 14 Nov 2023 22:15:00 GMT";
+    let study = format!("{ROOT}/studies/{st}");
+    let resources = [
+        format!("{study}/series/{se}/metadata"),
+        format!("{study}/metadata"),
+        format!("{study}/series/{se}/instances/{sop}/metadata"),
+        study.clone(),
+        format!("{study}/series/{se}/instances/{sop}"),
+        format!("{study}/series/{se}/instances/{sop}/frames/1"),
+    ];
+    for r in &resources {
+        let got = get(&store, r, None);
+        assert_eq!(got.status, 200, "{r}");
+        assert_eq!(got.header("last-modified"), T0, "{r}");
+        let since = |v: &str| get_with(&store, Method::GET, r, &[("if-modified-since", v)]);
+        let same = since(T0);
+        assert_eq!(same.status, 304, "{r}: not modified since T0");
+        assert!(same.body.is_empty());
+        assert_eq!(same.header("last-modified"), T0);
+        // The obsolete RFC 850 and asctime formats are accepted too (RFC 9110 §5.6.7).
+        assert_eq!(since("Tuesday, 14-Nov-23 22:13:20 GMT").status, 304, "{r}");
+        assert_eq!(since("Tue Nov 14 22:13:20 2023").status, 304, "{r}");
+        assert_eq!(since("Tue, 14 Nov 2023 22:13:19 GMT").status, 200, "{r}");
+        assert_eq!(since("yesterday").status, 200, "{r}: invalid date ignored");
+        // If-None-Match wins over If-Modified-Since (RFC 9110 §13.1.3).
+        let both = get_with(
+            &store,
+            Method::GET,
+            r,
+            &[("if-modified-since", T0), ("if-none-match", "\"other\"")],
+        );
+        assert_eq!(both.status, 200, "{r}");
+    }
+    // A second instance arrives later: the study and series move on, the first instance not.
+    now.store(1_700_000_100, Ordering::Relaxed);
+    block_on(async {
+        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
+            .await
+            .expect("layout");
+        let r = import::import_file(&*store, &layout, b.clone())
+            .await
+            .expect("import");
+        import::rebuild_metadata(&*store, &[(r.study, r.series)], &HashMap::new())
+            .await
+            .expect("rebuild");
+    });
+    for (r, want) in [
+        (&resources[0], T1),
+        (&resources[1], T1),
+        (&resources[2], T0),
+        (&resources[3], T1),
+        (&resources[4], T0),
+        (&resources[5], T0),
+    ] {
+        let got = get_with(&store, Method::GET, r, &[("if-modified-since", T0)]);
+        let want_status = if want == T0 { 304 } else { 200 };
+        assert_eq!(got.status, want_status, "{r}");
+        assert_eq!(got.header("last-modified"), want, "{r}");
+    }
+    // Errors carry no Last-Modified.
+    let missing = get(&store, &format!("{study}/series/1.2.3/metadata"), None);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("last-modified"), "");
 }

@@ -50,6 +50,9 @@ pub struct ObjectMeta {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// When the object was last written, in seconds since the Unix epoch, when the backend
+    /// knows (file modification time, R2 upload time). Gives `Last-Modified`.
+    pub modified: Option<u64>,
 }
 
 /// `Send + Sync` natively, nothing on wasm32.
@@ -74,8 +77,13 @@ pub trait Store: std::fmt::Debug + MaybeSendSync {
     /// ends past the object's end is [`StoreError::Range`].
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>, StoreError>;
 
+    /// The object's size and modification time, or `None` when it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
+
     /// The object's size, or `None` when it does not exist.
-    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.head(key).await?.map(|m| m.size))
+    }
 
     /// Every object whose key starts with `prefix` (which ends with `/`), sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
