@@ -16,6 +16,7 @@
 //! - [`layout`]: the storage layout contract and import-time derived objects;
 //! - [`store`]: the storage trait, the memory store and the conformance suite;
 //! - [`import`]: writing instances and rebuilding metadata in that layout;
+//! - [`auth`], [`jwt`]: access control with static bearer tokens and JWTs;
 //! - [`service`]: the request handler.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ pub mod error;
 pub mod import;
 pub mod jpegll;
 pub mod json;
+pub mod jwt;
 pub mod layout;
 pub mod media;
 pub mod multipart;

@@ -101,6 +101,8 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     /// 16 random bytes for the multipart boundary (the core has no random source).
     pub entropy: [u8; 16],
+    /// The time, in seconds since the Unix epoch (the core has no clock): checks JWT expiry.
+    pub now: u64,
 }
 
 /// Service configuration.
@@ -121,7 +123,7 @@ pub struct Config {
     /// when the frontend serves TLS).
     pub scheme: String,
     /// Bearer tokens required on every route, when set (off by default).
-    pub auth: Option<Arc<crate::auth::TokenAuth>>,
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl Default for Config {
@@ -341,14 +343,10 @@ impl Service {
             match auth.check(
                 header_str(req.headers, header::AUTHORIZATION).as_deref(),
                 &route.ae_title,
+                req.now,
             ) {
                 crate::auth::Decision::Allowed => {}
-                crate::auth::Decision::Unauthenticated { invalid } => {
-                    let reason = if invalid {
-                        "the bearer token is not valid"
-                    } else {
-                        "a bearer token is required"
-                    };
+                crate::auth::Decision::Unauthenticated { invalid, reason } => {
                     return Err(Error::Unauthorized {
                         reason: reason.into(),
                         invalid,
@@ -2238,14 +2236,18 @@ pub fn error_response(e: &Error) -> Response {
     if matches!(e, Error::MethodNotAllowed) {
         set(&mut headers, header::ALLOW, "GET, HEAD");
     }
-    if let Error::Unauthorized { invalid, .. } = e {
-        // RFC 6750 §3.
+    if let Error::Unauthorized { invalid, reason } = e {
+        // RFC 6750 §3: error_description is a quoted string of printable ASCII without `"`
+        // or `\`; our reasons are fixed texts.
         let v = if *invalid {
-            "Bearer realm=\"wado\", error=\"invalid_token\""
+            format!(
+                "Bearer realm=\"wado\", error=\"invalid_token\", error_description=\"{}\"",
+                reason.replace(['"', '\\'], "'")
+            )
         } else {
-            "Bearer realm=\"wado\""
+            "Bearer realm=\"wado\"".to_owned()
         };
-        set(&mut headers, header::WWW_AUTHENTICATE, v);
+        set(&mut headers, header::WWW_AUTHENTICATE, &v);
     }
     let body = Bytes::from(format!("{}\n", e.public_message()));
     set(

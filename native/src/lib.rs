@@ -12,6 +12,7 @@
 pub mod fs_store;
 pub mod import;
 pub mod metrics;
+pub mod settings;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
@@ -37,12 +38,14 @@ pub struct AppState {
 impl AppState {
     /// State for a service, with an optional limit of simultaneous requests.
     pub fn new(service: Arc<Service>, max_requests: Option<usize>) -> AppState {
+        let metrics = metrics::Metrics::default();
+        metrics.set_limit(max_requests.unwrap_or(0) as u64);
         AppState {
             service,
             limit: max_requests
                 .filter(|&n| n > 0)
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics: Arc::new(metrics),
         }
     }
 }
@@ -184,6 +187,9 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         query: parts.uri.query(),
         headers: &parts.headers,
         entropy,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     };
     state.metrics.start();
     let resp = state.service.handle(&core_req).await;

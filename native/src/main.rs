@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wado_core::layout::{DEFAULT_AE_TITLE, DEFAULT_PUBLIC_URL};
 use wado_core::service::{Config, Service};
 use wado_native::fs_store::FsStore;
+use wado_native::settings::{ServeArgs, Settings};
 use wado_native::{app, import, AppState};
 
 #[derive(Parser, Debug)]
@@ -35,40 +36,43 @@ enum Command {
     },
     /// Serve the store over WADO-RS at /dcm4chee-arc/aets/{AETitle}/rs.
     Serve {
-        /// The store directory.
-        #[arg(long, default_value = "./data")]
-        data: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        bind: SocketAddr,
-        /// AE titles served (repeat for more); others answer 404.
-        #[arg(long = "ae-title", default_value = DEFAULT_AE_TITLE)]
-        ae_titles: Vec<String>,
-        /// Public base URL for URIs in responses (scheme://host[:port][/prefix]). Default: from
-        /// the request's Host header.
+        /// Settings file (TOML, the flags' names as keys, e.g. `max-requests = 64`); flags
+        /// given here win over it.
         #[arg(long)]
-        public_url: Option<String>,
-        /// At most this many requests in flight; more get 503 with Retry-After. 0: unlimited.
-        #[arg(long, default_value_t = 0)]
-        max_requests: usize,
-        /// Origins allowed to call from a browser (CORS), e.g. https://viewer.example.org, or *
-        /// (repeat for more). None by default.
-        #[arg(long = "cors-origin")]
-        cors_origins: Vec<String>,
-        /// On SIGTERM or Ctrl-C, seconds to let requests in flight finish before exiting.
-        #[arg(long, default_value_t = 30)]
-        shutdown_timeout: u64,
-        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The private key of --tls-cert (PEM).
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Require bearer tokens: a file of `TOKEN AE[,AE...]` (or `TOKEN *`) lines. Off by
-        /// default. See docs/ARCHITECTURE.md.
-        #[arg(long)]
-        tokens_file: Option<PathBuf>,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: Box<ServeArgs>,
     },
+}
+
+/// The access rule from the settings: static tokens, JWT keys, both or neither (off).
+fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, String> {
+    let read = |flag: &str, p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| format!("{flag}: {}: {e}", p.display()))
+    };
+    let tokens = match &settings.tokens_file {
+        Some(p) => Some(
+            wado_core::auth::TokenAuth::parse(&read("--tokens-file", p)?)
+                .map_err(|e| format!("--tokens-file: {e}"))?,
+        ),
+        None => None,
+    };
+    let jwt = match &settings.jwt {
+        Some((keys, issuer, audience)) => Some(
+            wado_core::jwt::JwtAuth::new(
+                &read("--jwt-keys", keys)?,
+                issuer,
+                audience,
+                &settings.jwt_ae_claim,
+            )
+            .map_err(|e| format!("--jwt-keys: {e}"))?,
+        ),
+        None => None,
+    };
+    if tokens.is_none() && jwt.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(wado_core::auth::Auth { tokens, jwt }))
 }
 
 fn main() -> ExitCode {
@@ -96,36 +100,35 @@ fn main() -> ExitCode {
                 public_url,
                 paths,
             } => run_import(data, public_url, paths).await,
-            Command::Serve {
-                data,
-                bind,
-                ae_titles,
-                public_url,
-                max_requests,
-                cors_origins,
-                shutdown_timeout,
-                tls_cert,
-                tls_key,
-                tokens_file,
-            } => {
-                let auth = match tokens_file.map(|p| {
-                    std::fs::read_to_string(&p)
-                        .map_err(|e| format!("{}: {e}", p.display()))
-                        .and_then(|t| wado_core::auth::TokenAuth::parse(&t))
-                }) {
-                    None => None,
-                    Some(Ok(a)) => Some(Arc::new(a)),
+            Command::Serve { config, args } => {
+                let file = match config.as_deref().map(ServeArgs::from_file) {
+                    None => ServeArgs::default(),
+                    Some(Ok(f)) => f,
                     Some(Err(e)) => {
-                        eprintln!("wado serve: --tokens-file: {e}");
+                        eprintln!("wado serve: --config {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let settings = match args.resolve(file) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("wado serve: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let auth = match load_auth(&settings) {
+                    Ok(a) => a.map(Arc::new),
+                    Err(e) => {
+                        eprintln!("wado serve: {e}");
                         return ExitCode::FAILURE;
                     }
                 };
                 let config = Config {
-                    ae_titles,
-                    public_url,
-                    cors_origins,
+                    ae_titles: settings.ae_titles.clone(),
+                    public_url: settings.public_url.clone(),
+                    cors_origins: settings.cors_origins.clone(),
                     auth,
-                    scheme: if tls_cert.is_some() {
+                    scheme: if settings.tls.is_some() {
                         "https".into()
                     } else {
                         "http".into()
@@ -133,12 +136,12 @@ fn main() -> ExitCode {
                     ..Config::default()
                 };
                 run_serve(
-                    data,
-                    bind,
+                    settings.data,
+                    settings.bind,
                     config,
-                    max_requests,
-                    std::time::Duration::from_secs(shutdown_timeout),
-                    tls_cert.zip(tls_key),
+                    settings.max_requests,
+                    std::time::Duration::from_secs(settings.shutdown_timeout),
+                    settings.tls,
                 )
                 .await
             }

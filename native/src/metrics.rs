@@ -14,9 +14,15 @@ pub struct Metrics {
     bytes_sent: AtomicU64,
     transcode_micros: AtomicU64,
     transcoded: AtomicU64,
+    limit: AtomicU64,
 }
 
 impl Metrics {
+    /// Records the configured limit of requests in flight (0: unlimited).
+    pub fn set_limit(&self, n: u64) {
+        self.limit.store(n, Ordering::Relaxed);
+    }
+
     /// A request started.
     pub fn start(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -70,6 +76,7 @@ impl Metrics {
             );
         }
         let _ = writeln!(s, "# HELP wado_requests_in_flight Requests being answered (bodies still being sent).\n# TYPE wado_requests_in_flight gauge\nwado_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(s, "# HELP wado_requests_limit The most requests in flight (--max-requests); 0 is unlimited.\n# TYPE wado_requests_limit gauge\nwado_requests_limit {}", self.limit.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP wado_requests_rejected_total Requests turned away by --max-requests.\n# TYPE wado_requests_rejected_total counter\nwado_requests_rejected_total {}", self.rejected.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP wado_response_bytes_total Body bytes sent.\n# TYPE wado_response_bytes_total counter\nwado_response_bytes_total {}", self.bytes_sent.load(Ordering::Relaxed));
         let _ = writeln!(

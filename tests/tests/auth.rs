@@ -60,3 +60,90 @@ fn tokens_file_guards_every_route_and_preflights_pass() {
         .to_ascii_lowercase()
         .contains("authorization"));
 }
+
+/// A token from the OpenSSL-made fixtures (tests/fixtures/jwt/make-tokens.sh).
+fn jwt(name: &str) -> String {
+    let text = std::fs::read_to_string(tests_dir().join("fixtures/jwt/tokens.txt")).unwrap();
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| t.to_owned())
+        .unwrap()
+}
+
+#[test]
+fn jwts_from_a_jwks_file_and_static_tokens_side_by_side() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("emr_10frame_ele.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let tokens = write_temp(dir.path(), "tokens", b"static-token-0123456789 *\n");
+    let jwks = tests_dir().join("fixtures/jwt/jwks.json");
+    let server = Server::start(
+        &data,
+        &[
+            "--tokens-file",
+            tokens.to_str().unwrap(),
+            "--jwt-keys",
+            jwks.to_str().unwrap(),
+            "--jwt-issuer",
+            "https://idp.example.org/realms/pacs",
+            "--jwt-audience",
+            "wado",
+        ],
+    );
+    let (st, se, sop) = uids(&file);
+    let inst = format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root());
+    let bearer = |t: &str| format!("Bearer {t}");
+    for url in [
+        format!("{}/studies/{st}/metadata", server.root()),
+        format!("{inst}/frames/2"),
+        format!("{inst}/bulkdata/7FE00010"),
+        inst.clone(),
+    ] {
+        let with = |t: &str| request("GET", &url, &[("authorization", bearer(t).as_str())]);
+        for ok in [
+            jwt("rs256_ok"),
+            jwt("es256_ok"),
+            "static-token-0123456789".into(),
+        ] {
+            assert_eq!(with(&ok).status, 200, "{url}");
+        }
+        assert_eq!(with(&jwt("rs256_other_ae")).status, 403, "{url}");
+        assert_eq!(with(&jwt("rs256_no_aets")).status, 403, "{url}");
+        for (name, says) in [
+            ("rs256_expired", "expired"),
+            ("rs256_not_yet", "not valid yet"),
+            ("rs256_wrong_iss", "issuer"),
+            ("rs256_wrong_aud", "audience"),
+            ("rs256_tampered", "signature"),
+            ("rs256_stranger", "signature"),
+            ("hs256_with_public_key", "algorithm"),
+            ("none", "algorithm"),
+        ] {
+            let r = with(&jwt(name));
+            assert_eq!(r.status, 401, "{name} {url}");
+            let challenge = r.header("www-authenticate");
+            assert!(
+                challenge.contains("error=\"invalid_token\"") && challenge.contains(says),
+                "{name}: {challenge}"
+            );
+        }
+    }
+    // A bad key file stops the server at start with a reason, instead of serving unguarded.
+    let weak = tests_dir().join("fixtures/jwt/weak.pub.pem");
+    let out = std::process::Command::new(wado_bin())
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--bind", "127.0.0.1:0", "--jwt-keys"])
+        .arg(&weak)
+        .args(["--jwt-issuer", "x", "--jwt-audience", "y"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2048"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

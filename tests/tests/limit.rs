@@ -40,3 +40,52 @@ fn many_clients_against_a_small_limit_get_only_200_and_503() {
     let rss = load::peak_rss_kib(server.pid()).unwrap();
     assert!(rss < 200 * 1024, "server peak RSS {rss} KiB");
 }
+
+#[test]
+fn the_limit_and_other_settings_come_from_a_config_file_flags_win() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("ct_small_ele.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let cfg = write_temp(
+        dir.path(),
+        "wado.toml",
+        b"# wado serve settings\nmax-requests = 3\nae-titles = [\"CFG\"]\nshutdown-timeout = 5\n",
+    );
+    let (st, _, _) = uids(&file);
+    let server = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let metrics = String::from_utf8(get(&format!("{}/metrics", server.base), None).body).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "wado_requests_limit 3"),
+        "{metrics}"
+    );
+    let at = |ae: &str| {
+        format!(
+            "{}/dcm4chee-arc/aets/{ae}/rs/studies/{st}/metadata",
+            server.base
+        )
+    };
+    assert_eq!(get(&at("CFG"), None).status, 200);
+    assert_eq!(get(&at("DCM4CHEE"), None).status, 404);
+    drop(server);
+    let server = Server::start(
+        &data,
+        &["--config", cfg.to_str().unwrap(), "--max-requests", "7"],
+    );
+    let metrics = String::from_utf8(get(&format!("{}/metrics", server.base), None).body).unwrap();
+    assert!(metrics.lines().any(|l| l == "wado_requests_limit 7"));
+    // Unlimited by default.
+    drop(server);
+    let server = Server::start(&data, &[]);
+    let metrics = String::from_utf8(get(&format!("{}/metrics", server.base), None).body).unwrap();
+    assert!(metrics.lines().any(|l| l == "wado_requests_limit 0"));
+    // A misspelt key stops the server with a reason rather than being ignored.
+    let bad = write_temp(dir.path(), "bad.toml", b"max-request = 3\n");
+    let out = std::process::Command::new(wado_bin())
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+}

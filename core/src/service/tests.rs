@@ -101,6 +101,7 @@ fn get_with(store: &Arc<MemoryStore>, method: Method, path: &str, headers: &[(&s
         query: q.as_deref(),
         headers: &h,
         entropy: [7; 16],
+        now: 1_700_000_000,
     };
     block_on(async {
         let r = svc.handle(&req).await;
@@ -430,6 +431,7 @@ fn cached_metadata_follows_a_replaced_object() {
         query: None,
         headers: &h,
         entropy: [0; 16],
+        now: 1_700_000_000,
     };
     let count = |r: Response| match r.body {
         Body::Full(b) => serde_json::from_slice::<serde_json::Value>(&b)
@@ -482,6 +484,7 @@ fn metadata_with_the_stored_root_is_sent_as_stored() {
         query: None,
         headers: &h,
         entropy: [0; 16],
+        now: 1_700_000_000,
     };
     let r = block_on(svc.handle(&req));
     let Body::Full(b) = r.body else {
@@ -782,6 +785,7 @@ fn cors_preflight_and_exposed_headers() {
             query: None,
             headers: &h,
             entropy: [0; 16],
+            now: 1_700_000_000,
         };
         block_on(svc.handle(&req))
     };
@@ -1147,7 +1151,10 @@ fn one_bearer_token_on_every_route() {
     let svc = Service::new(
         store.clone(),
         Config {
-            auth: Some(Arc::new(auth)),
+            auth: Some(Arc::new(crate::auth::Auth {
+                tokens: Some(auth),
+                jwt: None,
+            })),
             ..Config::default()
         },
     );
@@ -1163,6 +1170,7 @@ fn one_bearer_token_on_every_route() {
             query: None,
             headers: &h,
             entropy: [0; 16],
+            now: 1_700_000_000,
         };
         block_on(svc.handle(&req))
     };

@@ -1,0 +1,229 @@
+//! `wado serve` settings: command-line flags over an optional TOML file over defaults.
+//!
+//! The file takes the flags' names (`max-requests = 64`, `ae-titles = ["A", "B"]`, ...);
+//! relative paths in it are relative to the file. A flag given on the command line wins over
+//! the file; a list flag given on the command line replaces the file's list.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// What `wado serve` may be told, by flags or by the file: every field optional.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// The store directory [default: ./data].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// AE titles served (repeat for more); others answer 404 [default: DCM4CHEE].
+    #[arg(long = "ae-title")]
+    #[serde(default)]
+    pub ae_titles: Vec<String>,
+    /// Public base URL for URIs in responses (scheme://host[:port][/prefix]). Default: from
+    /// the request's Host header.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// At most this many requests in flight; more get 503 with Retry-After. 0: unlimited
+    /// [default: 0].
+    #[arg(long)]
+    pub max_requests: Option<usize>,
+    /// Origins allowed to call from a browser (CORS), e.g. https://viewer.example.org, or *
+    /// (repeat for more). None by default.
+    #[arg(long = "cors-origin")]
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// On SIGTERM or Ctrl-C, seconds to let requests in flight finish before exiting
+    /// [default: 30].
+    #[arg(long)]
+    pub shutdown_timeout: Option<u64>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Require bearer tokens: a file of `TOKEN AE[,AE...]` (or `TOKEN *`) lines. Off by
+    /// default. See docs/ARCHITECTURE.md.
+    #[arg(long)]
+    pub tokens_file: Option<PathBuf>,
+    /// Accept JWTs (RS256/ES256) verified with these public keys: PEM (`PUBLIC KEY`,
+    /// `RSA PUBLIC KEY`) or a JWK Set (JSON). Needs --jwt-issuer and --jwt-audience.
+    #[arg(long)]
+    pub jwt_keys: Option<PathBuf>,
+    /// The `iss` a JWT must carry.
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// The audience a JWT's `aud` must contain.
+    #[arg(long)]
+    pub jwt_audience: Option<String>,
+    /// The JWT claim listing the AE titles a token may read (array, or a space- or
+    /// comma-separated string; `*` for all) [default: aets].
+    #[arg(long)]
+    pub jwt_ae_claim: Option<String>,
+}
+
+/// Settings with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The store directory.
+    pub data: PathBuf,
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// AE titles served.
+    pub ae_titles: Vec<String>,
+    /// Public base URL.
+    pub public_url: Option<String>,
+    /// Requests in flight at most; 0 is unlimited.
+    pub max_requests: usize,
+    /// CORS origins.
+    pub cors_origins: Vec<String>,
+    /// Seconds for requests in flight at shutdown.
+    pub shutdown_timeout: u64,
+    /// Certificate chain and key, PEM.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Static tokens file.
+    pub tokens_file: Option<PathBuf>,
+    /// JWT keys, issuer and audience.
+    pub jwt: Option<(PathBuf, String, String)>,
+    /// The claim naming AE titles.
+    pub jwt_ae_claim: String,
+}
+
+impl ServeArgs {
+    /// Reads a settings file, paths made relative to its directory.
+    pub fn from_file(path: &Path) -> Result<ServeArgs, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut args: ServeArgs =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut args.data,
+            &mut args.tls_cert,
+            &mut args.tls_key,
+            &mut args.tokens_file,
+            &mut args.jwt_keys,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(args)
+    }
+
+    /// These flags over `file`, then the defaults; refuses incomplete pairs.
+    pub fn resolve(self, file: ServeArgs) -> Result<Settings, String> {
+        let list = |cli: Vec<String>, file: Vec<String>| if cli.is_empty() { file } else { cli };
+        let mut ae_titles = list(self.ae_titles, file.ae_titles);
+        if ae_titles.is_empty() {
+            ae_titles.push(wado_core::layout::DEFAULT_AE_TITLE.to_owned());
+        }
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err("tls-cert and tls-key go together".into()),
+        };
+        let jwt = match (
+            self.jwt_keys.or(file.jwt_keys),
+            self.jwt_issuer.or(file.jwt_issuer),
+            self.jwt_audience.or(file.jwt_audience),
+        ) {
+            (Some(k), Some(i), Some(a)) => Some((k, i, a)),
+            (None, None, None) => None,
+            _ => return Err("jwt-keys, jwt-issuer and jwt-audience go together".into()),
+        };
+        Ok(Settings {
+            data: self.data.or(file.data).unwrap_or_else(|| "./data".into()),
+            bind: self
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            ae_titles,
+            public_url: self.public_url.or(file.public_url),
+            max_requests: self.max_requests.or(file.max_requests).unwrap_or(0),
+            cors_origins: list(self.cors_origins, file.cors_origins),
+            shutdown_timeout: self
+                .shutdown_timeout
+                .or(file.shutdown_timeout)
+                .unwrap_or(30),
+            tls,
+            tokens_file: self.tokens_file.or(file.tokens_file),
+            jwt,
+            jwt_ae_claim: self
+                .jwt_ae_claim
+                .or(file.jwt_ae_claim)
+                .unwrap_or_else(|| "aets".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("wado.toml");
+        std::fs::write(
+            &path,
+            "data = \"store\"\nmax-requests = 64\nae-titles = [\"A\", \"B\"]\ncors-origins = [\"*\"]\n",
+        )
+        .expect("write");
+        let file = ServeArgs::from_file(&path).expect("file");
+        let s = ServeArgs::default().resolve(file.clone()).expect("resolve");
+        assert_eq!(s.data, dir.path().join("store"), "relative to the file");
+        assert_eq!(s.max_requests, 64);
+        assert_eq!(s.ae_titles, vec!["A", "B"]);
+        assert_eq!(s.shutdown_timeout, 30);
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        let cli = ServeArgs {
+            max_requests: Some(8),
+            ae_titles: vec!["C".into()],
+            ..ServeArgs::default()
+        };
+        let s = cli.resolve(file).expect("resolve");
+        assert_eq!(s.max_requests, 8, "the flag wins");
+        assert_eq!(s.ae_titles, vec!["C"]);
+        assert_eq!(s.cors_origins, vec!["*"]);
+        let d = ServeArgs::default()
+            .resolve(ServeArgs::default())
+            .expect("defaults");
+        assert_eq!(d.max_requests, 0, "unlimited by default");
+        assert_eq!(d.ae_titles, vec!["DCM4CHEE"]);
+    }
+
+    #[test]
+    fn bad_files_and_pairs_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("wado.toml");
+        for (text, says) in [
+            ("max-requets = 3", "unknown field"),
+            ("max-requests = \"many\"", "invalid type"),
+            ("bind = \"nowhere\"", "bind"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let e = ServeArgs::from_file(&path).expect_err(text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let half = ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..ServeArgs::default()
+        };
+        assert!(half.resolve(ServeArgs::default()).is_err());
+        let jwt = ServeArgs {
+            jwt_keys: Some("k.pem".into()),
+            jwt_issuer: Some("i".into()),
+            ..ServeArgs::default()
+        };
+        assert!(jwt.resolve(ServeArgs::default()).is_err());
+    }
+}
