@@ -2,8 +2,11 @@
 # Installs what wado needs to build and test on a fresh Debian 12 machine, idempotently:
 # a second run installs nothing.
 #   - DCMTK and GDCM tools: the independent oracles of the end-to-end tests;
-#   - Debian's rustc-web, std sources and lld: the offline wasm32 route (docs/WASM.md).
-# Rust itself (rustup stable) comes with the machine image.
+#   - Debian's rustc-web, std sources and lld: the offline wasm32 route (docs/WASM.md);
+#   - wasm-bindgen-cli at the exact version of Cargo.lock's wasm-bindgen (crates.io);
+#   - the node tools of package-lock.json (wrangler, binaryen, playwright-core) from npm;
+#   - Debian's chromium, for the browser test of the demo.
+# Rust itself (rustup stable) and node come with the machine image.
 set -euo pipefail
 
 log() { echo "setup: $*"; }
@@ -33,4 +36,17 @@ if [ -L /usr/bin/rust-lld ]; then
   case "$lld_pkg" in lld-[0-9]*) apt_install "$lld_pkg" ;; esac
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (rustup) not found on PATH" >&2; exit 1; }
+
+cd "$(dirname "$0")/.."
+# wasm-bindgen-cli must match the wasm-bindgen crate exactly (docs/WASM.md).
+wb_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
+if [ -n "$wb_version" ] && [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then
+  log "cargo install wasm-bindgen-cli $wb_version"
+  cargo install wasm-bindgen-cli --version "$wb_version" --quiet
+fi
+command -v node >/dev/null || apt_install nodejs npm
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 log "ok"

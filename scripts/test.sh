@@ -8,12 +8,18 @@ echo "== build"
 cargo build --workspace --bins --locked
 echo "== wasm32 build of wado-core"
 bash scripts/wasm-check.sh
-echo "== tests"
+echo "== wasm32 build of the edge worker"
+bash scripts/edge-build.sh
+echo "== tests (native server)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo "== the same end-to-end suites against the edge worker (wrangler dev, local R2)"
+WADO_TARGET=edge cargo test -p wado-tests --locked --test e2e --test auth 2>&1 | tee -a "$log"
+edge_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$edge_status
 set -e
 # One plain closing line with the totals of every test binary.
 echo

@@ -582,10 +582,10 @@ impl Service {
     ) -> Result<(Bytes, String)> {
         let root = ctx.root.as_str();
         let missing = || Error::NotFound("no such study or series".into());
-        let head = self.store.head(key).await?.ok_or_else(missing)?;
-        ctx.saw(head.modified);
         if stored_root == root && coding == "gzip" {
-            let b = self.store.get(key).await?.ok_or_else(missing)?;
+            // One read: the stored object is the answer.
+            let (b, meta) = self.store.get_object(key).await?.ok_or_else(missing)?;
+            ctx.saw(meta.modified);
             let id = format!(
                 "{}-{}",
                 b.len(),
@@ -593,6 +593,8 @@ impl Service {
             );
             return Ok((b, id));
         }
+        let head = self.store.head(key).await?.ok_or_else(missing)?;
+        ctx.saw(head.modified);
         let size = head.size;
         if size < 18 {
             return Err(Error::corrupt(key, "not a gzip object"));

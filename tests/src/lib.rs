@@ -50,21 +50,43 @@ pub fn import(data: &Path, paths: &[&Path]) -> Output {
     cmd.output().expect("run wado import")
 }
 
-/// A running `wado serve`, killed on drop.
+/// Which server the suite runs against: `WADO_TARGET=edge` runs the same tests against the
+/// Cloudflare Worker under `wrangler dev` (local mode, loopback), with the data loaded into its
+/// local R2; anything else runs `wado serve`.
+pub fn edge() -> bool {
+    std::env::var("WADO_TARGET").is_ok_and(|t| t == "edge")
+}
+
+/// The repository root.
+pub fn repo_dir() -> PathBuf {
+    tests_dir().parent().expect("repo").to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running server (`wado serve`, or the worker under `wrangler dev`), stopped on drop.
 pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// The worker's local state (its R2 bucket), removed on drop.
+    _state: Option<tempfile::TempDir>,
 }
 
 impl Server {
-    /// Starts `wado serve` on a free port with extra arguments, and waits until it listens.
+    /// Starts the target server on a free port over the store `data` (a `wado import`
+    /// directory) with extra `wado serve` arguments, and waits until it answers.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        if edge() {
+            return Server::start_edge(data, extra);
+        }
+        let port = free_port();
         let child = Command::new(wado_bin())
             .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
@@ -82,7 +104,103 @@ impl Server {
         Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            _state: None,
         }
+    }
+
+    /// The worker: `data` loaded into a fresh local R2 (edge/load-local-r2.mjs), `wrangler dev`
+    /// on a free port with the `wado serve` arguments turned into worker variables.
+    fn start_edge(data: &Path, extra: &[&str]) -> Server {
+        use std::os::unix::process::CommandExt as _;
+        let repo = repo_dir();
+        assert!(
+            repo.join("edge/dist/index_bg.wasm").is_file(),
+            "build the worker first: bash scripts/edge-build.sh"
+        );
+        let state = tempfile::Builder::new()
+            .prefix("wado-edge-")
+            .tempdir()
+            .unwrap();
+        let out = Command::new("node")
+            .arg(repo.join("edge/load-local-r2.mjs"))
+            .arg(data)
+            .arg("--persist")
+            .arg(state.path().join("v3/r2"))
+            .output()
+            .expect("node");
+        assert!(
+            out.status.success(),
+            "loading local R2: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut vars: Vec<(String, Vec<String>)> = Vec::new();
+        let mut add = |k: &str, v: String| match vars.iter_mut().find(|(n, _)| n == k) {
+            Some((_, list)) => list.push(v),
+            None => vars.push((k.to_owned(), vec![v])),
+        };
+        let mut it = extra.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().expect("a value").to_string();
+            match *flag {
+                "--public-url" => add("PUBLIC_URL", value()),
+                "--ae-title" => add("AE_TITLES", value()),
+                "--cors-origin" => add("CORS_ORIGINS", value()),
+                "--tokens-file" => add("TOKENS", std::fs::read_to_string(value()).unwrap()),
+                "--jwt-keys" => add("JWT_KEYS", std::fs::read_to_string(value()).unwrap()),
+                "--jwt-issuer" => add("JWT_ISSUER", value()),
+                "--jwt-audience" => add("JWT_AUDIENCE", value()),
+                other => panic!("{other}: no worker equivalent; this test is native-only"),
+            }
+        }
+        let port = free_port();
+        let log = std::fs::File::create(state.path().join("wrangler.log")).unwrap();
+        let mut cmd = Command::new(repo.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(repo.join("edge"))
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--persist-to")
+            .arg(state.path())
+            .args([
+                "--log-level",
+                "error",
+                "--show-interactive-dev-session=false",
+            ]);
+        for (k, v) in &vars {
+            cmd.arg("--var").arg(format!("{k}:{}", v.join(",")));
+        }
+        let child = cmd
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("spawn wrangler dev (npm install first: bash scripts/setup.sh)");
+        let mut server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _state: Some(state),
+        };
+        // Ready when the worker answers (the proxy may listen before the worker is up).
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if probe_status(port) == Some(404) {
+                break;
+            }
+            if Instant::now() > deadline || !server.is_running() {
+                let log = server
+                    ._state
+                    .as_ref()
+                    .map(|s| {
+                        std::fs::read_to_string(s.path().join("wrangler.log")).unwrap_or_default()
+                    })
+                    .unwrap_or_default();
+                panic!("wrangler dev did not start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
     }
 
     /// The service root URL.
@@ -103,9 +221,32 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self._state.is_some() {
+            // wrangler starts esbuild and workerd children: stop the whole group.
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && self.is_running() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The status of `GET /health-probe` (a path the worker answers 404), `None` until something
+/// answers HTTP on the port.
+fn probe_status(port: u16) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /health-probe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// A parsed part: header fields (names lower-case) and body.

@@ -657,6 +657,13 @@ fn errors_are_clear_and_never_5xx_for_client_mistakes() {
             h.push(("accept", a));
         }
         let r = request(method, &url, &h);
+        // The Workers runtime parses URLs by the WHATWG URL Standard, which resolves `%2e%2e`
+        // segments as `..` before the worker sees the path: what is left is no resource (404).
+        let want = if edge() && url.ends_with("/%2e%2e") {
+            404
+        } else {
+            want
+        };
         assert_eq!(
             r.status,
             want,
@@ -742,8 +749,14 @@ fn last_modified_is_the_stored_time_and_if_modified_since_revalidates() {
     let file = corpus().join("ct_small_ele.dcm");
     let (st, se, sop) = uids(&file);
     let stored = imported().join(format!("studies/{st}/series/{se}/instances/{sop}.dcm"));
-    let want = file_http_date(&stored);
     let url = instance_url(&server, &file);
+    // Natively the stored file's modification time; at the edge, R2's upload time.
+    let want = if edge() {
+        get(&url, None).header("last-modified")
+    } else {
+        file_http_date(&stored)
+    };
+    assert!(want.ends_with(" GMT"), "{want:?}");
     for u in [
         url.clone(),
         format!("{url}/frames/1"),
@@ -767,7 +780,9 @@ fn last_modified_is_the_stored_time_and_if_modified_since_revalidates() {
         &format!("{}/studies/{st}/series/{se}/metadata", server.root()),
         None,
     );
-    assert_eq!(r.header("last-modified"), file_http_date(&series_meta));
+    if !edge() {
+        assert_eq!(r.header("last-modified"), file_http_date(&series_meta));
+    }
 }
 
 // ===== XML metadata (PS3.19) against dcm2xml --native-format =====
@@ -1022,6 +1037,19 @@ fn compressed_instances_and_frames_decode_like_dcmtk_and_gdcm() {
     ];
     for (name, decoder, lossless, bits) in cases {
         let file = corpus().join(name);
+        if edge() && *decoder == "gdcmconv" {
+            // JPEG 2000 decoding needs openjp2, which does not build for wasm32 without a libc
+            // shim (docs/WASM.md): the worker says so with a 406 and serves the stored syntax.
+            let r = get(&instance_url(&server, &file), Some("application/dicom"));
+            assert_eq!(r.status, 406, "{name}");
+            let stored = get(
+                &instance_url(&server, &file),
+                Some("application/dicom; transfer-syntax=*"),
+            );
+            assert_eq!(stored.status, 200, "{name}");
+            assert_eq!(stored.body, std::fs::read(&file).unwrap(), "{name}");
+            continue;
+        }
         let reference = dir.path().join(format!("ref-{name}"));
         match *decoder {
             // gdcmconv --raw writes RGB, colour-by-pixel, for these files.

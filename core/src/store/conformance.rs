@@ -112,6 +112,22 @@ pub async fn list_by_prefix_is_exact(store: &dyn Store) {
         assert_eq!(head.as_ref(), Some(m), "head agrees with list");
     }
     assert_eq!(store.head("t/list/none").await.expect("head"), None);
+    let (bytes, meta) = store
+        .get_object("t/list/a/1")
+        .await
+        .expect("get_object")
+        .expect("exists");
+    assert_eq!(&bytes[..], b"123");
+    assert_eq!(
+        Some(&meta),
+        got.first(),
+        "get_object's metadata is the listing's"
+    );
+    assert!(store
+        .get_object("t/list/none")
+        .await
+        .expect("get_object")
+        .is_none());
     assert_eq!(
         store.list("t/list/none/").await.expect("list"),
         vec![],

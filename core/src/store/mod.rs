@@ -85,6 +85,21 @@ pub trait Store: std::fmt::Debug + MaybeSendSync {
         Ok(self.head(key).await?.map(|m| m.size))
     }
 
+    /// The whole object with its metadata, or `None` when it does not exist. Backends whose
+    /// reads return metadata anyway (R2) answer in one request; the default asks twice.
+    async fn get_object(&self, key: &str) -> Result<Option<(Bytes, ObjectMeta)>, StoreError> {
+        let Some(meta) = self.head(key).await? else {
+            return Ok(None);
+        };
+        Ok(self.get(key).await?.map(|b| {
+            let meta = ObjectMeta {
+                size: b.len() as u64,
+                ..meta
+            };
+            (b, meta)
+        }))
+    }
+
     /// Every object whose key starts with `prefix` (which ends with `/`), sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
 

@@ -1,0 +1,200 @@
+//! # wado-edge
+//!
+//! The WADO-RS service as a Cloudflare Worker: requests go to the same
+//! [`wado_core::service::Service`] the native server runs, over an R2 bucket that holds the
+//! layout `wado import` writes (docs/STORAGE-LAYOUT.md). This crate only adapts IO: the
+//! request and response types, the bucket, the clock and the random source.
+//!
+//! Settings come from `wrangler.toml` variables and secrets (all optional):
+//! `AE_TITLES` (comma-separated, default `DCM4CHEE`), `PUBLIC_URL`, `CORS_ORIGINS`
+//! (comma-separated), `TOKENS` (a tokens file's text), `JWT_KEYS` (PEM or JWK Set text),
+//! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`. The bucket binding is `BUCKET`.
+//!
+//! The crate is empty on other targets (the workspace builds it natively too).
+#![cfg(target_arch = "wasm32")]
+
+pub mod r2;
+
+use futures::StreamExt;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use wado_core::service::{Body, Config, Request as CoreRequest, Service};
+use worker::{event, Context, EncodeBody, Env, Headers, Request, Response, ResponseBuilder};
+
+thread_local! {
+    /// One service per isolate: its metadata cache outlives a request.
+    static SERVICE: RefCell<Option<Rc<Service>>> = const { RefCell::new(None) };
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn list(env: &Env, name: &str) -> Vec<String> {
+    var(env, name)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The service configuration from the worker's environment.
+fn config(env: &Env) -> Result<Config, String> {
+    let mut ae_titles = list(env, "AE_TITLES");
+    if ae_titles.is_empty() {
+        ae_titles.push(wado_core::layout::DEFAULT_AE_TITLE.to_owned());
+    }
+    let tokens = var(env, "TOKENS")
+        .map(|t| wado_core::auth::TokenAuth::parse(&t))
+        .transpose()
+        .map_err(|e| format!("TOKENS: {e}"))?;
+    let jwt = match var(env, "JWT_KEYS") {
+        Some(keys) => Some(
+            wado_core::jwt::JwtAuth::new(
+                &keys,
+                &var(env, "JWT_ISSUER").unwrap_or_default(),
+                &var(env, "JWT_AUDIENCE").unwrap_or_default(),
+                &var(env, "JWT_AE_CLAIM").unwrap_or_else(|| "aets".into()),
+            )
+            .map_err(|e| format!("JWT_KEYS: {e}"))?,
+        ),
+        None => None,
+    };
+    let auth = (tokens.is_some() || jwt.is_some())
+        .then(|| Arc::new(wado_core::auth::Auth { tokens, jwt }));
+    Ok(Config {
+        ae_titles,
+        public_url: var(env, "PUBLIC_URL"),
+        cors_origins: list(env, "CORS_ORIGINS"),
+        auth,
+        // Workers are reached over HTTPS, except under `wrangler dev`, where the URL says.
+        scheme: "https".into(),
+        ..Config::default()
+    })
+}
+
+fn service(env: &Env, scheme: &str) -> Result<Rc<Service>, String> {
+    if let Some(s) = SERVICE.with(|s| s.borrow().clone()) {
+        return Ok(s);
+    }
+    let bucket = env
+        .bucket("BUCKET")
+        .map_err(|e| format!("R2 binding BUCKET: {e}"))?;
+    let mut cfg = config(env)?;
+    cfg.scheme = scheme.to_owned();
+    let svc = Rc::new(Service::new(Arc::new(r2::R2Store::new(bucket)), cfg));
+    SERVICE.with(|s| *s.borrow_mut() = Some(svc.clone()));
+    Ok(svc)
+}
+
+fn plain(status: u16, text: &str) -> worker::Result<Response> {
+    Ok(ResponseBuilder::new()
+        .with_status(status)
+        .ok(format!("{text}\n"))?)
+}
+
+/// `request.cf.clientAcceptEncoding`, when the platform replaced the client's header.
+fn client_accept_encoding(req: &Request) -> Option<String> {
+    let cf = js_sys::Reflect::get(req.inner(), &"cf".into()).ok()?;
+    if cf.is_undefined() || cf.is_null() {
+        return None;
+    }
+    js_sys::Reflect::get(&cf, &"clientAcceptEncoding".into())
+        .ok()?
+        .as_string()
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let url = req.url()?;
+    let scheme = url.scheme().to_owned();
+    let svc = match service(&env, &scheme) {
+        Ok(s) => s,
+        Err(e) => {
+            worker::console_error!("wado-edge: configuration: {e}");
+            return plain(500, "the worker is misconfigured; see its log");
+        }
+    };
+    let method =
+        http::Method::from_bytes(req.method().as_ref().as_bytes()).unwrap_or(http::Method::GET);
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in req.headers().entries() {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(&v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    // Cloudflare (and wrangler dev) show the worker `Accept-Encoding: br, gzip` whatever the
+    // client sent, and keep the client's value in `request.cf.clientAcceptEncoding`: the core
+    // must negotiate with the client's, or a client that cannot gunzip gets gzip.
+    if let Some(client) = client_accept_encoding(&req) {
+        headers.remove(http::header::ACCEPT_ENCODING);
+        if let Ok(v) = http::HeaderValue::from_str(&client) {
+            if !client.trim().is_empty() {
+                headers.insert(http::header::ACCEPT_ENCODING, v);
+            }
+        }
+    }
+    if !headers.contains_key(http::header::HOST) {
+        if let Some(h) = url
+            .host_str()
+            .map(|h| match url.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+            .and_then(|h| http::HeaderValue::from_str(&h).ok())
+        {
+            headers.insert(http::header::HOST, h);
+        }
+    }
+    let mut entropy = [0u8; 16];
+    // workerd allows randomness inside a handler (not at module load).
+    getrandom::getrandom(&mut entropy).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let core_req = CoreRequest {
+        method: &method,
+        path: url.path(),
+        query: url.query(),
+        headers: &headers,
+        entropy,
+        now: (js_sys::Date::now() / 1000.0) as u64,
+    };
+    let resp = svc.handle(&core_req).await;
+    if let Some(e) = &resp.outcome.error {
+        worker::console_error!("{} {} -> {}: {e}", method, url.path(), resp.status);
+    }
+    let out = Headers::new();
+    for (k, v) in &resp.headers {
+        if let Ok(v) = v.to_str() {
+            out.append(k.as_str(), v)?;
+        }
+    }
+    let mut builder = ResponseBuilder::new()
+        .with_status(resp.status.as_u16())
+        .with_headers(out);
+    if resp.headers.contains_key(http::header::CONTENT_ENCODING) {
+        // The body is already gzip or deflate (stored metadata): the runtime must not encode it
+        // again.
+        builder = builder.with_encode_body(EncodeBody::Manual);
+    }
+    let head = method == http::Method::HEAD;
+    Ok(match resp.body {
+        _ if head => builder.empty(),
+        Body::Empty => builder.empty(),
+        Body::Full(b) => builder.fixed(b.to_vec()),
+        Body::Stream(s) => builder.from_stream(s.map(|chunk| {
+            chunk
+                .map(|b| b.to_vec())
+                .map_err(|e| worker::Error::RustError(e.to_string()))
+        }))?,
+    })
+}
