@@ -180,17 +180,21 @@ pub enum Resource {
     },
     /// The Pixel Data of an instance (CP 2040), the same bytes as its `7FE00010` bulk data.
     PixelData(Target),
+    /// `GET {root}/studies`: the list of studies, the QIDO-RS Search for Studies without
+    /// matching (PS3.18 §10.6), so a viewer or the demo can see what the server holds.
+    SearchStudies,
 }
 
 impl Resource {
-    /// The target (study, series or instance) of the resource.
-    pub fn target(&self) -> &Target {
+    /// The target (study, series or instance) of the resource, if it has one.
+    pub fn target(&self) -> Option<&Target> {
         match self {
             Resource::Instances(t)
             | Resource::Metadata(t)
             | Resource::PixelData(t)
             | Resource::Frames { target: t, .. }
-            | Resource::BulkData { target: t, .. } => t,
+            | Resource::BulkData { target: t, .. } => Some(t),
+            Resource::SearchStudies => None,
         }
     }
 }
@@ -261,6 +265,9 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
             truncate_for_message(&segs.join("/"))
         ))
     };
+    if segs == ["studies"] {
+        return Ok(Resource::SearchStudies);
+    }
     if segs.len() < 2 || segs[0] != "studies" {
         return Err(not_found());
     }
@@ -503,8 +510,8 @@ mod tests {
             ("/studies/1..2", 400),
             ("/studies/1.2.", 400),
             ("/studies/.1", 400),
-            ("/studies/", 404),
-            ("/studies", 404),
+            ("/studies/", 200),
+            ("/studies", 200),
             ("", 404),
             ("/", 404),
             ("/series/1.2", 404),

@@ -1464,3 +1464,57 @@ fn deflated_and_implicit_outputs_read_back_in_dcmtk() {
         assert_eq!(dataset_dump(&back), dataset_dump(&reference), "{uid}");
     }
 }
+
+#[test]
+fn the_study_list_counts_what_dcmdump_reads_in_the_files() {
+    let server = Server::start(imported(), &[]);
+    // Expected from the files, through DCMTK: study → (series set, instance count).
+    let mut want: std::collections::BTreeMap<String, (BTreeSet<String>, usize)> =
+        Default::default();
+    for f in valid_files() {
+        let (st, se, _) = uids(&f);
+        let e = want.entry(st).or_default();
+        e.0.insert(se);
+        e.1 += 1;
+    }
+    let r = get(
+        &format!("{}/studies", server.root()),
+        Some("application/dicom+json"),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), "application/dicom+json");
+    let list: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    let value = |s: &Value, tag: &str| s[tag]["Value"][0].clone();
+    let got: std::collections::BTreeMap<String, (u64, u64)> = list
+        .iter()
+        .map(|s| {
+            (
+                value(s, "0020000D").as_str().unwrap().to_owned(),
+                (
+                    value(s, "00201206").as_u64().unwrap(),
+                    value(s, "00201208").as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let want_counts: std::collections::BTreeMap<String, (u64, u64)> = want
+        .iter()
+        .map(|(k, (se, n))| (k.clone(), (se.len() as u64, *n as u64)))
+        .collect();
+    assert_eq!(got, want_counts);
+    for s in &list {
+        let uid = value(s, "0020000D");
+        assert_eq!(
+            value(s, "00081190").as_str().unwrap(),
+            format!("{}/studies/{}", server.root(), uid.as_str().unwrap()),
+            "Retrieve URL"
+        );
+    }
+    // Paging, and matching refused rather than ignored.
+    let page = get(&format!("{}/studies?offset=1&limit=2", server.root()), None);
+    let page: Vec<Value> = serde_json::from_slice(&page.body).unwrap();
+    assert_eq!(page, list[1..3].to_vec());
+    let r = get(&format!("{}/studies?PatientName=DOE*", server.root()), None);
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("does not match"));
+}

@@ -8,9 +8,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let path = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/{s}");
     if let Ok(Some(route)) = wado_core::route::parse_path(&path) {
-        let t = route.resource.target();
-        assert!(wado_core::route::Uid::parse(t.study().as_str()).is_ok());
-        assert!(!t.path().contains(".."));
+        if let Some(t) = route.resource.target() {
+            assert!(wado_core::route::Uid::parse(t.study().as_str()).is_ok());
+            assert!(!t.path().contains(".."));
+        }
     }
     let _ = wado_core::route::parse_frame_list(s);
 });
