@@ -29,6 +29,7 @@ apt_install() {
 }
 
 apt_install dcmtk libgdcm-tools curl ca-certificates
+apt_install chromium
 apt_install rustc-web cargo-web rust-web-src rust-web-llvm
 # rust-web-llvm ships /usr/bin/rust-lld as a link to lld-NN without depending on it.
 if [ -L /usr/bin/rust-lld ]; then

@@ -10,6 +10,8 @@ echo "== wasm32 build of wado-core"
 bash scripts/wasm-check.sh
 echo "== wasm32 build of the edge worker"
 bash scripts/edge-build.sh
+echo "== wasm32 build of the browser demo"
+bash scripts/demo-build.sh
 echo "== tests (native server)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -9,6 +9,7 @@
 //! - [`import`] drives `wado_core::import` over files and folders, on every core.
 #![deny(unsafe_code)]
 
+mod demo;
 pub mod fs_store;
 pub mod import;
 pub mod metrics;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub limit: Option<Arc<tokio::sync::Semaphore>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The built browser demo, served at `/demo/`.
+    pub demo_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -46,7 +49,14 @@ impl AppState {
                 .filter(|&n| n > 0)
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             metrics: Arc::new(metrics),
+            demo_dir: None,
         }
+    }
+
+    /// Serves the built demo in `dir` at `/demo/`.
+    pub fn with_demo(mut self, dir: Option<std::path::PathBuf>) -> AppState {
+        self.demo_dir = dir;
+        self
     }
 }
 
@@ -56,6 +66,9 @@ pub fn app(state: AppState) -> Router {
         .route("/", axum::routing::get(index))
         .route("/health", axum::routing::get(health))
         .route("/metrics", axum::routing::get(metrics_text))
+        .route("/demo", axum::routing::get(demo::redirect))
+        .route("/demo/", axum::routing::get(demo::index))
+        .route("/demo/{*file}", axum::routing::get(demo::file))
         .fallback(handle)
         .with_state(state)
 }

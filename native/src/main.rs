@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -135,15 +134,7 @@ fn main() -> ExitCode {
                     },
                     ..Config::default()
                 };
-                run_serve(
-                    settings.data,
-                    settings.bind,
-                    config,
-                    settings.max_requests,
-                    std::time::Duration::from_secs(settings.shutdown_timeout),
-                    settings.tls,
-                )
-                .await
+                run_serve(settings, config).await
             }
         }
     })
@@ -190,14 +181,17 @@ async fn run_import(data: PathBuf, public_url: String, paths: Vec<PathBuf>) -> E
     }
 }
 
-async fn run_serve(
-    data: PathBuf,
-    bind: SocketAddr,
-    config: Config,
-    max_requests: usize,
-    shutdown_timeout: std::time::Duration,
-    tls: Option<(PathBuf, PathBuf)>,
-) -> ExitCode {
+async fn run_serve(settings: Settings, config: Config) -> ExitCode {
+    let Settings {
+        data,
+        bind,
+        max_requests,
+        shutdown_timeout,
+        tls,
+        demo_dir,
+        ..
+    } = settings;
+    let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
     let store = match FsStore::new(&data) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -241,7 +235,10 @@ async fn run_serve(
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = signalled_tx.send(());
     };
-    let router = app(AppState::new(service, Some(max_requests)));
+    if let Some(d) = &demo_dir {
+        tracing::info!(dir = %d.display(), "serving the demo at /demo/");
+    }
+    let router = app(AppState::new(service, Some(max_requests)).with_demo(demo_dir));
     if let Some((cert, key)) = tls {
         return serve_tls(listener, router, &cert, &key, shutdown, shutdown_timeout).await;
     }

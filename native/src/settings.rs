@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// comma-separated string; `*` for all) [default: aets].
     #[arg(long)]
     pub jwt_ae_claim: Option<String>,
+    /// The built browser demo (scripts/demo-build.sh), served at /demo/ [default:
+    /// web-demo/dist when it exists].
+    #[arg(long)]
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// Settings with every default applied.
@@ -90,6 +94,8 @@ pub struct Settings {
     pub jwt: Option<(PathBuf, String, String)>,
     /// The claim naming AE titles.
     pub jwt_ae_claim: String,
+    /// The built demo.
+    pub demo_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -105,6 +111,7 @@ impl ServeArgs {
             &mut args.tls_key,
             &mut args.tokens_file,
             &mut args.jwt_keys,
+            &mut args.demo_dir,
         ]
         .into_iter()
         .flatten()
@@ -161,6 +168,10 @@ impl ServeArgs {
                 .jwt_ae_claim
                 .or(file.jwt_ae_claim)
                 .unwrap_or_else(|| "aets".into()),
+            demo_dir: self.demo_dir.or(file.demo_dir).or_else(|| {
+                let d = PathBuf::from("web-demo/dist");
+                d.join("index.html").is_file().then_some(d)
+            }),
         })
     }
 }

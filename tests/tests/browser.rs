@@ -1,0 +1,190 @@
+//! The browser demo, end to end: headless Chromium (Debian's) driven by playwright-core
+//! loads the demo from a `wado serve` holding fixture data, and what a person would see is
+//! checked against DCMTK: the attribute table against dcmdump, the canvas's pixels against
+//! dcmj2pnm's rendering of the same frame with the same window (PS3.3 C.11.2.1.2). One case
+//! decodes a compressed (RLE) frame in wasm, one a JPEG Lossless colour frame.
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine as _;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use wado_tests::*;
+
+/// A binary PNM (P5 grey or P6 colour, maxval 255): (width, height, channels, samples).
+fn read_pnm(path: &Path) -> (usize, usize, usize, Vec<u8>) {
+    let b = std::fs::read(path).unwrap();
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b[i] == b'#' {
+            while b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let s = i;
+        while !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&b[s..i]).into_owned());
+    }
+    let channels = match fields[0].as_str() {
+        "P5" => 1,
+        "P6" => 3,
+        m => panic!("{m}: not a binary PNM"),
+    };
+    assert_eq!(fields[3], "255", "8-bit PNM");
+    let (w, h) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    (w, h, channels, b[i + 1..].to_vec())
+}
+
+fn demo(url: &str) -> Value {
+    let out = Command::new("node")
+        .arg(repo_dir().join("tests/browser/demo.mjs"))
+        .arg(url)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn dcmdump_value(file: &Path, tag: &str) -> String {
+    let out = Command::new("dcmdump")
+        .args(["-q", "+P", tag])
+        .arg(file)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    // Strings in brackets, numbers bare: `(0028,0010) US 64 ...`; "(no value available)".
+    let Some(s) = line.find('[').map(|i| i + 1) else {
+        let v = line.split_whitespace().nth(2).unwrap_or("");
+        return if v.starts_with('(') {
+            String::new()
+        } else {
+            v.to_owned()
+        };
+    };
+    let e = line[s..].find(']').unwrap() + s;
+    line[s..e].to_owned()
+}
+
+#[test]
+fn the_demo_shows_attributes_and_draws_frames_as_dcmtk_renders_them() {
+    let demo_dir = repo_dir().join("web-demo/dist");
+    assert!(
+        demo_dir.join("pkg/wado_web_demo_bg.wasm").is_file(),
+        "build the demo first: bash scripts/demo-build.sh"
+    );
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // (file, dcmj2pnm window option, decoded in the browser from this transfer syntax)
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("mr_small_rle.dcm", &["+Wi", "1"], "1.2.840.10008.1.2.5"),
+        (
+            "sc_rgb_jpeg_lossless_sv1_gdcm.dcm",
+            &[],
+            "1.2.840.10008.1.2.4.70",
+        ),
+        (
+            "study77654033_CR1_6154.dcm",
+            &["+Wi", "1"],
+            "1.2.840.10008.1.2.1",
+        ),
+    ];
+    let files: Vec<_> = cases.iter().map(|c| corpus().join(c.0)).collect();
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    assert!(import(&data, &refs).status.success());
+    let server = Server::start(&data, &["--demo-dir", demo_dir.to_str().unwrap()]);
+    for ((name, window, ts), file) in cases.iter().zip(&files) {
+        let (st, se, sop) = uids(file);
+        let url = format!(
+            "{}/demo/?root={}&study={st}&series={se}&instance={sop}&frame=1",
+            server.base,
+            server.root()
+        );
+        let seen = demo(&url);
+        assert_eq!(seen["state"], "drawn", "{name}: {}", seen["status"]);
+        assert_eq!(seen["consoleErrors"], Value::Array(vec![]), "{name}");
+        // The attribute table: values as DCMTK reads them from the file.
+        let attrs = &seen["attrs"];
+        assert_eq!(attrs["00080018"], sop.as_str(), "{name}");
+        assert_eq!(
+            attrs["00280010"].as_str().unwrap(),
+            dcmdump_value(file, "Rows"),
+            "{name}"
+        );
+        assert_eq!(
+            attrs["00100010"].as_str().unwrap(),
+            dcmdump_value(file, "PatientName"),
+            "{name}"
+        );
+        assert_eq!(seen["keywords"]["00100010"], "PatientName");
+        // The study list came from the server, the log names what was negotiated.
+        let mut studies: Vec<String> = files.iter().map(|f| uids(f).0).collect();
+        studies.sort();
+        studies.dedup();
+        assert_eq!(seen["studies"], serde_json::json!(studies));
+        let log = seen["log"].as_array().unwrap();
+        let frame_req = log
+            .iter()
+            .find(|r| r[0].as_str().unwrap().ends_with("/frames/1"))
+            .unwrap();
+        assert_eq!(frame_req[1], "200");
+        assert!(
+            frame_req[2]
+                .as_str()
+                .unwrap()
+                .starts_with("application/octet-stream"),
+            "{frame_req:?}"
+        );
+        assert_eq!(frame_req[3], *ts, "the part's transfer syntax is logged");
+        // The canvas: decoded in wasm from the stored syntax, drawn as dcmj2pnm draws it.
+        let canvas = &seen["canvas"];
+        assert_eq!(canvas["transferSyntax"], *ts, "{name}");
+        let pnm = dir.path().join(format!("{name}.pnm"));
+        run(Command::new("dcmj2pnm")
+            .args(["--write-raw-pnm", "+F", "1"])
+            .args(*window)
+            .arg(file)
+            .arg(&pnm));
+        let (w, h, channels, want) = read_pnm(&pnm);
+        assert_eq!(
+            (
+                canvas["width"].as_u64().unwrap() as usize,
+                canvas["height"].as_u64().unwrap() as usize
+            ),
+            (w, h),
+            "{name}"
+        );
+        let rgba = base64::engine::general_purpose::STANDARD
+            .decode(canvas["rgba"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(rgba.len(), w * h * 4);
+        let mut worst = 0i32;
+        for p in 0..w * h {
+            for c in 0..3 {
+                let expected = want[p * channels + if channels == 1 { 0 } else { c }];
+                worst = worst.max((i32::from(rgba[p * 4 + c]) - i32::from(expected)).abs());
+            }
+            assert_eq!(rgba[p * 4 + 3], 255);
+        }
+        // Lossless colour is exact; windowed greys may round differently by one step.
+        let allowed = if channels == 3 { 0 } else { 1 };
+        assert!(
+            worst <= allowed,
+            "{name}: canvas differs from dcmj2pnm by up to {worst}"
+        );
+    }
+}
