@@ -1,7 +1,6 @@
 //! `wado import`: walk files and folders, import every DICOM Part-10 file with
 //! `wado_core::import` on every core, then rebuild the metadata of the series touched.
 
-use crate::fs_store::FsStore;
 use futures::StreamExt;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,6 +9,7 @@ use std::time::{Duration, Instant};
 use wado_core::import::{self as core_import, ImportError, Status};
 use wado_core::layout::InstanceIndex;
 use wado_core::route::Uid;
+use wado_core::store::Store;
 
 /// What happened to one input file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>
 
 /// Imports `paths` into the store. `report` is called once per file, in completion order.
 pub async fn run(
-    store: Arc<FsStore>,
+    store: Arc<dyn Store>,
     paths: &[PathBuf],
     opts: &Options,
     mut report: impl FnMut(&Path, &FileResult),
@@ -183,7 +183,7 @@ pub async fn run(
 
 /// Rebuilds the metadata of the series (and their studies), studies in parallel.
 async fn rebuild(
-    store: Arc<FsStore>,
+    store: Arc<dyn Store>,
     series: Vec<(Uid, Uid)>,
     known: HashMap<String, Arc<InstanceIndex>>,
 ) -> Result<(), wado_core::Error> {

@@ -13,6 +13,7 @@ mod demo;
 pub mod fs_store;
 pub mod import;
 pub mod metrics;
+pub mod s3_store;
 pub mod settings;
 
 use axum::body::Body as AxumBody;
@@ -57,6 +58,16 @@ impl AppState {
     pub fn with_demo(mut self, dir: Option<std::path::PathBuf>) -> AppState {
         self.demo_dir = dir;
         self
+    }
+}
+
+/// Opens the store named by `--data`: an `s3://` URL (S3, R2, MinIO, ...) or a directory.
+pub fn open_store(data: &std::path::Path) -> Result<Arc<dyn wado_core::store::Store>, String> {
+    match data.to_str().filter(|d| d.starts_with("s3://")) {
+        Some(url) => Ok(Arc::new(s3_store::S3Store::open(url)?)),
+        None => fs_store::FsStore::new(data)
+            .map(|s| Arc::new(s) as Arc<dyn wado_core::store::Store>)
+            .map_err(|e| format!("{}: {e}", data.display())),
     }
 }
 

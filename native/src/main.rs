@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use wado_core::layout::{DEFAULT_AE_TITLE, DEFAULT_PUBLIC_URL};
 use wado_core::service::{Config, Service};
-use wado_native::fs_store::FsStore;
 use wado_native::settings::{ServeArgs, Settings};
 use wado_native::{app, import, AppState};
 
@@ -22,7 +21,7 @@ struct Cli {
 enum Command {
     /// Import DICOM Part-10 files (files and folders, walked) into the store.
     Import {
-        /// The store directory.
+        /// The store: a directory, or s3://BUCKET[/PREFIX][?endpoint=URL&region=R&allow_http=true] (credentials from AWS_* variables).
         #[arg(long, default_value = "./data")]
         data: PathBuf,
         /// The public URL written into the BulkDataURIs of stored metadata (a new store only;
@@ -141,10 +140,10 @@ fn main() -> ExitCode {
 }
 
 async fn run_import(data: PathBuf, public_url: String, paths: Vec<PathBuf>) -> ExitCode {
-    let store = match FsStore::new(&data) {
-        Ok(s) => Arc::new(s),
+    let store = match wado_native::open_store(&data) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("wado import: cannot open store {}: {e}", data.display());
+            eprintln!("wado import: cannot open store {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -192,10 +191,10 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
         ..
     } = settings;
     let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
-    let store = match FsStore::new(&data) {
-        Ok(s) => Arc::new(s),
+    let store = match wado_native::open_store(&data) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("wado serve: cannot open store {}: {e}", data.display());
+            eprintln!("wado serve: cannot open store {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
-    /// The store directory [default: ./data].
+    /// The store: a directory, or s3://BUCKET[/PREFIX][?endpoint=URL&region=R&allow_http=true] with AWS_* credentials in the environment [default: ./data].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -116,7 +116,7 @@ impl ServeArgs {
         .into_iter()
         .flatten()
         {
-            if p.is_relative() {
+            if p.is_relative() && !p.to_str().is_some_and(|s| s.starts_with("s3://")) {
                 *p = base.join(&*p);
             }
         }

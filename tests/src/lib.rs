@@ -239,11 +239,18 @@ impl Drop for Server {
 /// The status of `GET /health-probe` (a path the worker answers 404), `None` until something
 /// answers HTTP on the port.
 fn probe_status(port: u16) -> Option<u16> {
+    raw_status(port, "GET", "/health-probe")
+}
+
+/// The status of a body-less request, `None` until something answers HTTP on the port.
+fn raw_status(port: u16, method: &str, path: &str) -> Option<u16> {
     use std::io::{Read as _, Write as _};
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /health-probe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -411,3 +418,65 @@ pub fn make_copies(dir: &Path, n: usize) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// A local S3-compatible server (moto's, from PyPI, installed by scripts/setup.sh into
+/// `.tools/s3venv`) on a free loopback port, stopped on drop; with a bucket made.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts the server and creates `bucket`.
+    pub fn start(bucket: &str) -> S3Server {
+        let bin = repo_dir().join(".tools/s3venv/bin/moto_server");
+        assert!(
+            bin.is_file(),
+            "{} missing: run bash scripts/setup.sh",
+            bin.display()
+        );
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server");
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if raw_status(port, "PUT", &format!("/{bucket}")) == Some(200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
+    /// The `--data` URL of a bucket on this server, with a key prefix.
+    pub fn url(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?endpoint={}&allow_http=true&region=us-east-1",
+            self.endpoint
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The AWS credentials the local S3 server accepts (it checks none; the client needs some).
+pub const S3_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "wado-test"),
+    ("AWS_SECRET_ACCESS_KEY", "wado-test-secret"),
+    ("AWS_REGION", "us-east-1"),
+];
