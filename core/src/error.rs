@@ -41,6 +41,9 @@ pub enum Error {
     /// The storage backend failed (500, logged).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The origin archive behind a read-through cache failed or answered nonsense (502).
+    #[error("origin: {0}")]
+    Origin(String),
 }
 
 /// The core's result type.
@@ -58,6 +61,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Error::Corrupt { .. } | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Origin(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -69,7 +73,9 @@ impl Error {
     /// The text sent to the client: the full message for client errors, a generic one for
     /// server errors (their details go to the log only).
     pub fn public_message(&self) -> String {
-        if self.is_server_error() {
+        if let Error::Origin(_) = self {
+            "the origin archive could not provide this; the server log has the details".into()
+        } else if self.is_server_error() {
             "internal error while reading stored data; the server log has the details".into()
         } else {
             self.to_string()

@@ -16,6 +16,7 @@
 //! - [`layout`]: the storage layout contract and import-time derived objects;
 //! - [`store`]: the storage trait, the memory store and the conformance suite;
 //! - [`import`]: writing instances and rebuilding metadata in that layout;
+//! - [`origin`]: the read-through cache in front of another archive;
 //! - [`auth`], [`jwt`]: access control with static bearer tokens and JWTs;
 //! - [`service`]: the request handler.
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod layout;
 pub mod media;
 pub mod multipart;
 pub mod negotiate;
+pub mod origin;
 pub mod rle;
 pub mod route;
 pub mod scan;

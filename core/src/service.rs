@@ -124,6 +124,9 @@ pub struct Config {
     pub scheme: String,
     /// Bearer tokens required on every route, when set (off by default).
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// An archive to fetch missing studies and series from (a read-through cache; see
+    /// [`crate::origin`]). Off by default.
+    pub origin: Option<Arc<dyn crate::origin::Origin>>,
 }
 
 impl Default for Config {
@@ -136,6 +139,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             scheme: "http".into(),
             auth: None,
+            origin: None,
         }
     }
 }
@@ -384,6 +388,12 @@ impl Service {
             Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
         };
         let neg = Negotiation::new(accept_header.as_deref(), accept_query.as_deref(), category)?;
+        if let (Some(origin), Some(target)) = (&self.config.origin, route.resource.target()) {
+            if !crate::origin::is_cached(&*self.store, target).await? {
+                self.fill_from_origin(&ctx, &route.ae_title, &**origin, target)
+                    .await?;
+            }
+        }
         let mut resp = self.dispatch(&ctx, &route.resource, &neg).await?;
         resp.outcome.resource = Some(match &route.resource {
             Resource::Instances(_) => "instances",
@@ -398,6 +408,22 @@ impl Service {
             }
         }
         Ok(not_modified(req.headers, ctx.last_modified(), resp))
+    }
+
+    /// Fetches a missing study or series from the origin into the store (a new store gets
+    /// its layout record first, with this request's service root).
+    async fn fill_from_origin(
+        &self,
+        ctx: &Ctx<'_>,
+        ae_title: &str,
+        origin: &dyn crate::origin::Origin,
+        target: &Target,
+    ) -> Result<()> {
+        let suffix = format!("/dcm4chee-arc/aets/{ae_title}/rs");
+        let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
+        let layout = crate::import::ensure_layout(&*self.store, public, ae_title).await?;
+        crate::origin::fill(&*self.store, origin, &layout, target).await?;
+        Ok(())
     }
 
     async fn dispatch(

@@ -8,7 +8,9 @@
 //! Settings come from `wrangler.toml` variables and secrets (all optional):
 //! `AE_TITLES` (comma-separated, default `DCM4CHEE`), `PUBLIC_URL`, `CORS_ORIGINS`
 //! (comma-separated), `TOKENS` (a tokens file's text), `JWT_KEYS` (PEM or JWK Set text),
-//! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`. The bucket binding is `BUCKET`.
+//! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`; `ORIGIN_URL` (the service root of an archive
+//! to fetch missing studies and series from, [`wado_core::origin`]) and `ORIGIN_AUTHORIZATION`
+//! (the Authorization header sent to it, a secret). The bucket binding is `BUCKET`.
 //!
 //! The crate is empty on other targets (the workspace builds it natively too).
 #![cfg(target_arch = "wasm32")]
@@ -75,10 +77,56 @@ fn config(env: &Env) -> Result<Config, String> {
         public_url: var(env, "PUBLIC_URL"),
         cors_origins: list(env, "CORS_ORIGINS"),
         auth,
+        origin: var(env, "ORIGIN_URL").map(|root| {
+            Arc::new(FetchOrigin {
+                root: root.trim_end_matches('/').to_owned(),
+                authorization: var(env, "ORIGIN_AUTHORIZATION"),
+            }) as Arc<dyn wado_core::origin::Origin>
+        }),
         // Workers are reached over HTTPS, except under `wrangler dev`, where the URL says.
         scheme: "https".into(),
         ..Config::default()
     })
+}
+
+/// The origin archive, reached with the Workers `fetch`.
+#[derive(Debug)]
+struct FetchOrigin {
+    root: String,
+    authorization: Option<String>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl wado_core::origin::Origin for FetchOrigin {
+    fn root(&self) -> &str {
+        &self.root
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        accept: &str,
+    ) -> Result<wado_core::origin::OriginResponse, String> {
+        let go = async {
+            let headers = Headers::new();
+            headers.set("Accept", accept)?;
+            if let Some(a) = &self.authorization {
+                headers.set("Authorization", a)?;
+            }
+            let mut init = worker::RequestInit::new();
+            init.with_method(worker::Method::Get).with_headers(headers);
+            let req = Request::new_with_init(url, &init)?;
+            let mut resp = worker::Fetch::Request(req).send().await?;
+            let content_type = resp.headers().get("Content-Type")?.unwrap_or_default();
+            let body = resp.bytes().await?;
+            Ok::<_, worker::Error>(wado_core::origin::OriginResponse {
+                status: resp.status_code(),
+                content_type,
+                body: bytes::Bytes::from(body),
+            })
+        };
+        go.await.map_err(|e| e.to_string())
+    }
 }
 
 fn service(env: &Env, scheme: &str) -> Result<Rc<Service>, String> {

@@ -86,6 +86,11 @@ impl Server {
         if edge() {
             return Server::start_edge(data, extra);
         }
+        Server::start_native(data, extra)
+    }
+
+    /// Starts `wado serve`, whatever the target.
+    pub fn start_native(data: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let child = Command::new(wado_bin())
             .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data"])
@@ -111,28 +116,6 @@ impl Server {
     /// The worker: `data` loaded into a fresh local R2 (edge/load-local-r2.mjs), `wrangler dev`
     /// on a free port with the `wado serve` arguments turned into worker variables.
     fn start_edge(data: &Path, extra: &[&str]) -> Server {
-        use std::os::unix::process::CommandExt as _;
-        let repo = repo_dir();
-        assert!(
-            repo.join("edge/dist/index_bg.wasm").is_file(),
-            "build the worker first: bash scripts/edge-build.sh"
-        );
-        let state = tempfile::Builder::new()
-            .prefix("wado-edge-")
-            .tempdir()
-            .unwrap();
-        let out = Command::new("node")
-            .arg(repo.join("edge/load-local-r2.mjs"))
-            .arg(data)
-            .arg("--persist")
-            .arg(state.path().join("v3/r2"))
-            .output()
-            .expect("node");
-        assert!(
-            out.status.success(),
-            "loading local R2: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let mut vars: Vec<(String, Vec<String>)> = Vec::new();
         let mut add = |k: &str, v: String| match vars.iter_mut().find(|(n, _)| n == k) {
             Some((_, list)) => list.push(v),
@@ -152,6 +135,38 @@ impl Server {
                 other => panic!("{other}: no worker equivalent; this test is native-only"),
             }
         }
+        let vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k, v.join(","))).collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start_worker(Some(data), &vars)
+    }
+
+    /// Starts the worker under `wrangler dev` with these variables, its local R2 bucket
+    /// loaded with `data` (a `wado import` directory) or empty.
+    pub fn start_worker(data: Option<&Path>, vars: &[(&str, &str)]) -> Server {
+        use std::os::unix::process::CommandExt as _;
+        let repo = repo_dir();
+        assert!(
+            repo.join("edge/dist/index_bg.wasm").is_file(),
+            "build the worker first: bash scripts/edge-build.sh"
+        );
+        let state = tempfile::Builder::new()
+            .prefix("wado-edge-")
+            .tempdir()
+            .unwrap();
+        if let Some(data) = data {
+            let out = Command::new("node")
+                .arg(repo.join("edge/load-local-r2.mjs"))
+                .arg(data)
+                .arg("--persist")
+                .arg(state.path().join("v3/r2"))
+                .output()
+                .expect("node");
+            assert!(
+                out.status.success(),
+                "loading local R2: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let port = free_port();
         let log = std::fs::File::create(state.path().join("wrangler.log")).unwrap();
         let mut cmd = Command::new(repo.join("node_modules/.bin/wrangler"));
@@ -165,8 +180,8 @@ impl Server {
                 "error",
                 "--show-interactive-dev-session=false",
             ]);
-        for (k, v) in &vars {
-            cmd.arg("--var").arg(format!("{k}:{}", v.join(",")));
+        for (k, v) in vars {
+            cmd.arg("--var").arg(format!("{k}:{v}"));
         }
         let child = cmd
             .env("WRANGLER_SEND_METRICS", "false")

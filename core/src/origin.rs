@@ -1,0 +1,171 @@
+//! A read-through cache in front of an existing archive: when a requested study or series is
+//! not in the store and an origin DICOMweb service is configured, its instances are fetched
+//! from the origin (`application/dicom; transfer-syntax=*`, so the files arrive as the origin
+//! stored them), imported into the store in the usual layout (index, file, metadata), and the
+//! request is then answered from the store like any other. Later requests never touch the
+//! origin. The HTTP client is the frontend's (the Worker's `fetch`); the logic is here once.
+//!
+//! Granularity: a study-level request fills the whole study, anything below it fills the
+//! series (instances, frames and bulk data of one instance included). The origin's metadata
+//! names the instances; each instance is one request, so nothing larger than one instance is
+//! held in memory.
+
+use crate::error::{Error, Result};
+use crate::import;
+use crate::layout::{self, LayoutRecord};
+use crate::route::{Target, Uid};
+use crate::store::{MaybeSendSync, Store};
+use bytes::Bytes;
+use std::collections::HashMap;
+
+/// An origin's answer.
+#[derive(Debug, Clone)]
+pub struct OriginResponse {
+    /// Status code.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: String,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// An HTTP client for the origin: GET with an Accept header (the frontend adds its
+/// credentials).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Origin: std::fmt::Debug + MaybeSendSync {
+    /// The origin's service root (`https://pacs.example.org/dcm4chee-arc/aets/AE/rs`).
+    fn root(&self) -> &str;
+
+    /// GETs `url` with this Accept header.
+    async fn get(&self, url: &str, accept: &str) -> std::result::Result<OriginResponse, String>;
+}
+
+/// The marker of a study filled whole from the origin: a study whose series were cached one
+/// by one is not known to be complete, so a study-level request fills it once more.
+fn study_marker(study: &Uid) -> String {
+    format!("studies/{study}/origin-complete.json")
+}
+
+/// Whether the store already holds the target's whole study (study level) or series.
+pub async fn is_cached(store: &dyn Store, target: &Target) -> Result<bool> {
+    let key = match target {
+        Target::Study { study } => study_marker(study),
+        Target::Series { study, series } | Target::Instance { study, series, .. } => {
+            layout::series_metadata_key(study, series)
+        }
+    };
+    Ok(store.size(&key).await?.is_some())
+}
+
+/// What a fill did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Filled {
+    /// Instances imported.
+    pub instances: usize,
+    /// Bytes fetched.
+    pub bytes: u64,
+}
+
+/// Fetches the study (for a study target) or series of `target` from the origin into the
+/// store. Nothing at the origin is a 404; an unreachable or failing origin is a 502.
+pub async fn fill(
+    store: &dyn Store,
+    origin: &dyn Origin,
+    layout: &LayoutRecord,
+    target: &Target,
+) -> Result<Filled> {
+    let root = origin.root().trim_end_matches('/');
+    let scope = match target {
+        Target::Study { study } => format!("{root}/studies/{study}"),
+        Target::Series { study, series } | Target::Instance { study, series, .. } => {
+            format!("{root}/studies/{study}/series/{series}")
+        }
+    };
+    let meta = origin
+        .get(&format!("{scope}/metadata"), "application/dicom+json")
+        .await
+        .map_err(|e| Error::Origin(format!("{scope}/metadata: {e}")))?;
+    match meta.status {
+        200 => {}
+        404 => {
+            return Err(Error::NotFound(format!(
+                "not here and not at the origin: {}",
+                target.path()
+            )))
+        }
+        s => return Err(Error::Origin(format!("{scope}/metadata: status {s}"))),
+    }
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&meta.body)
+        .map_err(|e| Error::Origin(format!("{scope}/metadata: not DICOM JSON: {e}")))?;
+    let uid = |v: &serde_json::Value, tag: &str| -> Result<Uid> {
+        let s = v
+            .get(tag)
+            .and_then(|a| a.get("Value"))
+            .and_then(|a| a.get(0))
+            .and_then(|a| a.as_str())
+            .ok_or_else(|| Error::Origin(format!("{scope}/metadata: an instance without {tag}")))?;
+        Uid::parse(s).map_err(|_| Error::Origin(format!("{scope}/metadata: bad UID {s:?}")))
+    };
+    let mut filled = Filled::default();
+    let mut series_touched: Vec<(Uid, Uid)> = Vec::new();
+    for inst in &list {
+        let (st, se, sop) = (
+            uid(inst, "0020000D")?,
+            uid(inst, "0020000E")?,
+            uid(inst, "00080018")?,
+        );
+        let url = format!("{root}/studies/{st}/series/{se}/instances/{sop}");
+        let r = origin
+            .get(
+                &url,
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+            )
+            .await
+            .map_err(|e| Error::Origin(format!("{url}: {e}")))?;
+        if r.status != 200 {
+            return Err(Error::Origin(format!("{url}: status {}", r.status)));
+        }
+        let file = first_part(&r).map_err(|e| Error::Origin(format!("{url}: {e}")))?;
+        filled.bytes += file.len() as u64;
+        let imported = import::import_file(store, layout, file)
+            .await
+            .map_err(|e| Error::Origin(format!("{url}: {e}")))?;
+        filled.instances += 1;
+        let key = (imported.study, imported.series);
+        if !series_touched.contains(&key) {
+            series_touched.push(key);
+        }
+    }
+    if series_touched.is_empty() {
+        return Err(Error::NotFound(format!(
+            "the origin has no instances for {}",
+            target.path()
+        )));
+    }
+    import::rebuild_metadata(store, &series_touched, &HashMap::new()).await?;
+    if let Target::Study { study } = target {
+        let note = serde_json::json!({ "origin": root, "instances": filled.instances });
+        store
+            .put(&study_marker(study), Bytes::from(note.to_string()))
+            .await?;
+    }
+    Ok(filled)
+}
+
+/// The body of the first part of a multipart response (or the body of a single part).
+fn first_part(r: &OriginResponse) -> std::result::Result<Bytes, String> {
+    if !r
+        .content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/")
+    {
+        return Ok(r.body.clone());
+    }
+    let boundary = crate::multipart::boundary_of(&r.content_type)
+        .ok_or_else(|| format!("no boundary in {:?}", r.content_type))?;
+    let parts = crate::multipart::parse(&boundary, &r.body).map_err(|e| e.to_string())?;
+    let first = parts.first().ok_or("an empty multipart body")?;
+    let start = first.body.as_ptr() as usize - r.body.as_ptr() as usize;
+    Ok(r.body.slice(start..start + first.body.len()))
+}

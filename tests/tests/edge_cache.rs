@@ -1,0 +1,59 @@
+//! The edge worker as a read-through cache in front of an archive (issue: edge cache): an
+//! empty R2 bucket, `ORIGIN_URL` pointing at a native `wado serve`, and the worker fetching
+//! what is missing, storing it in the layout, and never asking the origin again.
+#![allow(clippy::unwrap_used)]
+
+use wado_tests::*;
+
+#[test]
+fn the_worker_fills_its_bucket_from_the_origin_once() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let files = [
+        corpus().join("emr_10frame_ele.dcm"),
+        corpus().join("study77654033_CT2_17106.dcm"),
+        corpus().join("study77654033_CT2_17136.dcm"),
+    ];
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    assert!(import(&data, &refs).status.success());
+    let origin = Server::start_native(&data, &[]);
+    let worker = Server::start_worker(None, &[("ORIGIN_URL", origin.root().as_str())]);
+    let (st, se, sop) = uids(&files[1]);
+    let series = |s: &Server| format!("{}/studies/{st}/series/{se}", s.root());
+    // Series metadata: fetched, stored, answered as the origin answers (URIs aside).
+    let meta = |s: &Server| {
+        let r = get(&format!("{}/metadata", series(s)), None);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        String::from_utf8(r.body).unwrap().replace(&s.base, "BASE")
+    };
+    assert_eq!(meta(&worker), meta(&origin));
+    let stored = |s: &Server| {
+        get(
+            &format!("{}/instances/{sop}", series(s)),
+            Some("application/dicom; transfer-syntax=*"),
+        )
+    };
+    let r = stored(&worker);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        std::fs::read(&files[1]).unwrap(),
+        "the file as stored"
+    );
+    // The origin goes away: what was fetched is still served, from R2.
+    drop(origin);
+    assert_eq!(stored(&worker).body, std::fs::read(&files[1]).unwrap());
+    let frame = get(
+        &format!("{}/instances/{sop}/frames/1", series(&worker)),
+        None,
+    );
+    assert_eq!(frame.status, 200);
+    // What was never fetched cannot be: 502 with a reason, not a hang or a 500.
+    let (st2, se2, _) = uids(&files[0]);
+    let r = get(
+        &format!("{}/studies/{st2}/series/{se2}/metadata", worker.root()),
+        None,
+    );
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("origin"));
+}
