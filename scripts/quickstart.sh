@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --locked -p wado-native
+echo "== building the browser demo (wasm)"
+bash scripts/demo-build.sh
 DATA="${WADO_DATA:-./data}"
 BIND="${WADO_BIND:-127.0.0.1:8080}"
 echo "== importing the sample study (tests/fixtures/corpus, valid files) into $DATA"
@@ -18,6 +20,7 @@ ST=$(study_of "$F"); SE=$(series_of "$F"); SOP=$(sop_of "$F")
 cat <<TXT
 
 wado is starting on $ROOT
+Open the demo: http://$BIND/demo/  (study list, series, attributes, frames decoded in wasm)
 Try, in another terminal:
   curl -s $ROOT/studies/$ST/metadata | head -c 600; echo
   curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download} bytes gzip\n' $ROOT/studies/$ST/series/$SE/metadata
@@ -26,4 +29,4 @@ Try, in another terminal:
   curl -s -H 'Accept: application/dicom' -o instance.dcm $ROOT/studies/$ST/series/$SE/instances/$SOP && dcmdump instance.dcm | head -20
 
 TXT
-exec ./target/release/wado serve --data "$DATA" --bind "$BIND"
+exec ./target/release/wado serve --data "$DATA" --bind "$BIND" --demo-dir web-demo/dist
