@@ -9,8 +9,9 @@
 //!   Configuration (interleaved), and Lossy Image Compression (0028,2110) set to `01` with its
 //!   method when the source was lossy (a decoded lossy image is never passed off as lossless).
 //!
-//! JPEG Extended 12-bit (.4.51) is left out: dicom-rs 0.10 cannot decode it (see
-//! docs/wasm-toolchain.md); JPEG-LS needs CharLS (C++) and comes with its own issue.
+//! JPEG-LS (.4.80, .4.81) is ours ([`crate::jpegls`], pure Rust, every target), in both
+//! directions. JPEG Extended 12-bit (.4.51) is left out: dicom-rs 0.10 cannot decode it (see
+//! docs/wasm-toolchain.md).
 
 use crate::error::{Error, Result};
 use crate::layout::PixelInfo;
@@ -28,7 +29,12 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 pub fn can_decode(uid: &str) -> bool {
     matches!(
         uid,
-        ts::RLE_LOSSLESS | ts::JPEG_BASELINE | ts::JPEG_LOSSLESS | ts::JPEG_LOSSLESS_SV1
+        ts::RLE_LOSSLESS
+            | ts::JPEG_BASELINE
+            | ts::JPEG_LOSSLESS
+            | ts::JPEG_LOSSLESS_SV1
+            | ts::JPEG_LS_LOSSLESS
+            | ts::JPEG_LS_NEAR_LOSSLESS
     ) || (cfg!(feature = "openjp2") && matches!(uid, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000))
 }
 
@@ -48,6 +54,9 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     let bad = |e: &dyn std::fmt::Display| {
         Error::corrupt("frame", format!("cannot decode a {stored_ts} frame: {e}"))
     };
+    if matches!(stored_ts, ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS) {
+        return decode_jls(info, frame).map_err(|e| bad(&e));
+    }
     let ts = TransferSyntaxRegistry
         .get(stored_ts)
         .ok_or_else(|| bad(&"unknown transfer syntax"))?;
@@ -93,6 +102,108 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     native_bytes(&decoded).map_err(|e| bad(&e))
 }
 
+/// NEAR of JPEG-LS near-lossless encoding (1.2.840.10008.1.2.4.81): every sample within 2 of
+/// the original, DCMTK's dcmcjpls default.
+pub const JPEG_LS_NEAR: u16 = 2;
+
+/// One JPEG-LS frame to native little-endian bytes, samples interleaved, checked against the
+/// image's attributes.
+fn decode_jls(info: &PixelInfo, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let img = crate::jpegls::decode(frame).map_err(|e| e.to_string())?;
+    if (img.width, img.height, img.components)
+        != (
+            usize::from(info.columns),
+            usize::from(info.rows),
+            usize::from(info.samples_per_pixel),
+        )
+    {
+        return Err(format!(
+            "the stream is {}×{}×{}, the image {}×{}×{}",
+            img.width, img.height, img.components, info.columns, info.rows, info.samples_per_pixel
+        ));
+    }
+    match info.bits_allocated {
+        8 if img.bits <= 8 => Ok(img.samples.iter().map(|&v| v as u8).collect()),
+        16 => Ok(img.samples.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        b => Err(format!("{}-bit samples in {b} bits allocated", img.bits)),
+    }
+}
+
+/// One native frame (little-endian, interleaved) as a JPEG-LS stream: P is Bits Stored, signed
+/// samples are coded as their two's complement bits (PS3.5 §8.2.3), the pad byte keeps
+/// fragments even.
+fn encode_jls(info: &PixelInfo, native: &[u8], near: u16) -> Result<Vec<u8>> {
+    let bad =
+        |e: &dyn std::fmt::Display| Error::corrupt("frame", format!("cannot JPEG-LS-encode: {e}"));
+    if near > 0 && info.pixel_representation == 1 {
+        return Err(Error::NotAcceptable(
+            "JPEG-LS near-lossless is not offered for signed pixel data: errors on two's complement bits wrap across zero (use 1.2.840.10008.1.2.4.80)".into(),
+        ));
+    }
+    let bits = info.bits_stored.clamp(2, 16);
+    let mask = ((1u32 << bits) - 1) as u16;
+    let samples: Vec<u16> = match info.bits_allocated {
+        8 => native.iter().map(|&b| u16::from(b) & mask).collect(),
+        16 => native
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) & mask)
+            .collect(),
+        b => {
+            return Err(Error::NotAcceptable(format!(
+                "JPEG-LS here takes 8 or 16 bits allocated; this image has {b}"
+            )))
+        }
+    };
+    let mut out = crate::jpegls::encode(
+        &samples,
+        usize::from(info.columns),
+        usize::from(info.rows),
+        usize::from(info.samples_per_pixel),
+        bits as u8,
+        crate::jpegls::EncodeOptions {
+            near,
+            interleave: 1,
+        },
+    )
+    .map_err(|e| bad(&e))?;
+    if out.len() % 2 == 1 {
+        out.push(0);
+    }
+    Ok(out)
+}
+
+/// The frames of an encapsulated Pixel Data element: one fragment per frame, all fragments for
+/// one frame, or grouped by the Basic Offset Table.
+fn encapsulated_frames(
+    fragments: &[Vec<u8>],
+    offsets: &[u32],
+    frames: usize,
+) -> std::result::Result<Vec<Vec<u8>>, String> {
+    if frames == fragments.len() {
+        return Ok(fragments.to_vec());
+    }
+    if frames == 1 {
+        return Ok(vec![fragments.concat()]);
+    }
+    if offsets.len() != frames {
+        return Err(format!(
+            "{} fragments for {frames} frames and no usable offset table",
+            fragments.len()
+        ));
+    }
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); frames];
+    let mut pos = 0u64;
+    for f in fragments {
+        let k = offsets
+            .iter()
+            .rposition(|&o| u64::from(o) <= pos)
+            .ok_or("a fragment before the first frame")?;
+        out[k].extend_from_slice(f);
+        pos += 8 + f.len() as u64;
+    }
+    Ok(out)
+}
+
 fn native_bytes(
     decoded: &dicom_pixeldata::DecodedPixelData<'_>,
 ) -> std::result::Result<Vec<u8>, String> {
@@ -124,11 +235,42 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         .transfer_syntax()
         .trim_end_matches('\0')
         .to_owned();
-    let decoded = obj.decode_pixel_data().map_err(|e| bad(&e))?;
-    let pixels = native_bytes(&decoded).map_err(|e| bad(&e))?;
-    let spp = decoded.samples_per_pixel();
-    let bits = decoded.bits_allocated();
-    drop(decoded);
+    let (pixels, spp, bits) = if matches!(
+        stored.as_str(),
+        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS
+    ) {
+        let int = |tag| obj.get(tag).and_then(|e| e.to_int::<u32>().ok());
+        let info = PixelInfo {
+            rows: int(tags::ROWS).unwrap_or(0) as u16,
+            columns: int(tags::COLUMNS).unwrap_or(0) as u16,
+            samples_per_pixel: int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+            bits_allocated: int(tags::BITS_ALLOCATED).unwrap_or(0) as u16,
+            bits_stored: int(tags::BITS_STORED).unwrap_or(0) as u16,
+            pixel_representation: int(tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
+            photometric_interpretation: String::new(),
+            planar_configuration: 0,
+            number_of_frames: int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1),
+        };
+        let (fragments, offsets) = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
+            Some(Value::PixelSequence(seq)) => {
+                (seq.fragments().to_vec(), seq.offset_table().to_vec())
+            }
+            _ => return Err(bad(&"JPEG-LS pixel data is not encapsulated")),
+        };
+        let frames = encapsulated_frames(&fragments, &offsets, info.number_of_frames as usize)
+            .map_err(|e| bad(&e))?;
+        let mut pixels = Vec::new();
+        for f in &frames {
+            pixels.extend(decode_jls(&info, f).map_err(|e| bad(&e))?);
+        }
+        (pixels, info.samples_per_pixel, info.bits_allocated)
+    } else {
+        let decoded = obj.decode_pixel_data().map_err(|e| bad(&e))?;
+        let pixels = native_bytes(&decoded).map_err(|e| bad(&e))?;
+        let spp = decoded.samples_per_pixel();
+        let bits = decoded.bits_allocated();
+        (pixels, spp, bits)
+    };
     let len = pixels.len() as u32;
     let value = if bits == 16 {
         PrimitiveValue::U16(
@@ -188,14 +330,17 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// True when this build can write pixel data in `uid` from native pixels with
-/// `bits_allocated` bits.
-pub fn can_encode(uid: &str, bits_allocated: u16) -> bool {
+/// `bits_allocated` bits, `signed` (Pixel Representation 1) or not.
+pub fn can_encode(uid: &str, bits_allocated: u16, signed: bool) -> bool {
     match uid {
         ts::EXPLICIT_VR_LE => true,
         ts::RLE_LOSSLESS => matches!(bits_allocated, 8 | 16 | 32),
         // Baseline JPEG holds 8-bit samples only: deeper data is refused rather than cut.
         ts::JPEG_BASELINE => bits_allocated == 8,
         ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => matches!(bits_allocated, 8 | 16),
+        ts::JPEG_LS_LOSSLESS => matches!(bits_allocated, 8 | 16),
+        // Near-lossless errors on two's complement bits would wrap across zero.
+        ts::JPEG_LS_NEAR_LOSSLESS => matches!(bits_allocated, 8 | 16) && !signed,
         _ => false,
     }
 }
@@ -237,6 +382,19 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
                 info.bits_allocated,
             )
             .map_err(|e| Error::corrupt("frame", format!("cannot JPEG Lossless-encode: {e}")))
+        }
+        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS => {
+            let interleaved = if native_planar {
+                interleave(&native, info)
+            } else {
+                native
+            };
+            let near = if to == ts::JPEG_LS_LOSSLESS {
+                0
+            } else {
+                JPEG_LS_NEAR
+            };
+            encode_jls(info, &interleaved, near)
         }
         other => Err(Error::NotAcceptable(format!(
             "encoding to {other} is not available"
@@ -373,9 +531,9 @@ pub fn encode_instance(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
             PrimitiveValue::from(0u16),
         ));
     }
-    if to == ts::JPEG_BASELINE {
+    if let Some(method) = lossy_method(to) {
         // The stream is lossy: the data set says so, with its ratio and method (PS3.3
-        // C.7.6.1.1.5), and colour is YCbCr 4:2:2 (PS3.5 §8.2.1).
+        // C.7.6.1.1.5); baseline JPEG colour is YCbCr 4:2:2 (PS3.5 §8.2.1).
         let ratio = format!(
             "{:.2}",
             (frame_len * info.number_of_frames as usize) as f64 / fragments_len.max(1) as f64
@@ -399,12 +557,8 @@ pub fn encode_instance(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
             PrimitiveValue::from("01"),
         ));
         push(&mut obj, tags::LOSSY_IMAGE_COMPRESSION_RATIO, &ratio);
-        push(
-            &mut obj,
-            tags::LOSSY_IMAGE_COMPRESSION_METHOD,
-            "ISO_10918_1",
-        );
-        if info.samples_per_pixel == 3 {
+        push(&mut obj, tags::LOSSY_IMAGE_COMPRESSION_METHOD, method);
+        if info.samples_per_pixel == 3 && to == ts::JPEG_BASELINE {
             obj.put(DataElement::new(
                 tags::PHOTOMETRIC_INTERPRETATION,
                 VR::CS,

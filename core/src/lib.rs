@@ -27,6 +27,7 @@ pub mod codec;
 pub mod error;
 pub mod import;
 pub mod jpegll;
+pub mod jpegls;
 pub mod json;
 pub mod jwt;
 pub mod layout;

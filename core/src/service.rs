@@ -199,7 +199,7 @@ const CORS_EXPOSED: &str =
     "Content-Type, Content-Location, Content-Length, Content-Encoding, ETag, Warning";
 
 /// Transfer syntaxes this build converts between (uncompressed, by re-encoding the data set).
-fn can_convert(from: &str, to: &str, bits_allocated: Option<u16>) -> bool {
+fn can_convert(from: &str, to: &str, pixel: Option<&crate::layout::PixelInfo>) -> bool {
     let writable = [
         ts::EXPLICIT_VR_LE,
         ts::IMPLICIT_VR_LE,
@@ -209,16 +209,21 @@ fn can_convert(from: &str, to: &str, bits_allocated: Option<u16>) -> bool {
     let readable = ts::is_native(from) || crate::codec::can_decode(from);
     (ts::is_native(from) && writable.contains(&to))
         || (readable && to == ts::EXPLICIT_VR_LE)
-        || (readable && bits_allocated.is_some_and(|b| crate::codec::can_encode(to, b)))
+        || (readable
+            && pixel.is_some_and(|p| {
+                crate::codec::can_encode(to, p.bits_allocated, p.pixel_representation == 1)
+            }))
 }
 
 /// Whether a frame stored in `from` can be given as `to` in `media` (uncompressed bulk data:
 /// native frames as they are, compressed ones decoded).
-fn can_give_frame(media: MediaType, bits_allocated: u16, from: &str, to: &str) -> bool {
+fn can_give_frame(media: MediaType, info: &crate::layout::PixelInfo, from: &str, to: &str) -> bool {
     let readable = ts::is_native(from) || crate::codec::can_decode(from);
     let writable = match media {
         MediaType::OctetStream => to == ts::EXPLICIT_VR_LE,
-        MediaType::DicomRle | MediaType::Jpeg => crate::codec::can_encode(to, bits_allocated),
+        MediaType::DicomRle | MediaType::Jpeg | MediaType::Jls => {
+            crate::codec::can_encode(to, info.bits_allocated, info.pixel_representation == 1)
+        }
         _ => false,
     };
     readable && writable
@@ -920,9 +925,8 @@ impl Service {
             let indexes = self.load_indexes(&instances).await?;
             for (i, idx) in instances.iter().zip(&indexes) {
                 let stored_ts = idx.transfer_syntax.clone();
-                let bits = idx.pixel.as_ref().map(|p| p.bits_allocated);
                 match choose_ts(MediaType::Dicom, &wanted, &stored_ts, |f, t| {
-                    can_convert(f, t, bits)
+                    can_convert(f, t, idx.pixel.as_ref())
                 }) {
                     Some(Chosen {
                         ts: t,
@@ -962,7 +966,7 @@ impl Service {
         }
         if parts.is_empty() {
             return Err(Error::NotAcceptable(format!(
-                "no instance can be given in an acceptable transfer syntax (stored: {}); instances in a syntax this build cannot decode (JPEG-LS, 12-bit JPEG Extended) can be had with transfer-syntax=* or in their own syntax",
+                "no instance can be given in an acceptable transfer syntax (stored: {}); instances in a syntax this build cannot decode (12-bit JPEG Extended; JPEG 2000 where openjp2 is not built in) can be had with transfer-syntax=* or in their own syntax",
                 left_out.join(", ")
             )));
         }
@@ -1140,8 +1144,7 @@ impl Service {
                 if layout::is_video(stored) {
                     return Ok(None);
                 }
-                let can =
-                    |from: &str, to: &str| can_give_frame(media, info.bits_allocated, from, to);
+                let can = |from: &str, to: &str| can_give_frame(media, info, from, to);
                 let Some(chosen) = choose_ts(media, wanted, stored, can) else {
                     return Ok(None);
                 };
@@ -1232,7 +1235,7 @@ impl Service {
             }
             let wanted = neg.wanted(media, multipart);
             let chosen = choose_ts(media, &wanted, stored, |from, to| {
-                can_give_frame(media, info.bits_allocated, from, to)
+                can_give_frame(media, info, from, to)
             });
             if let Some(c) = chosen {
                 pick = Some((media, multipart, c));

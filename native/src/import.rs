@@ -116,16 +116,44 @@ pub async fn run(
     let mut touched: BTreeSet<(Uid, Uid)> = BTreeSet::new();
     let mut known: HashMap<String, Arc<InstanceIndex>> = HashMap::new();
     let task_store = store.clone();
+    // Two files with one SOP Instance UID in the same run must not interleave their writes
+    // (index of one, file of the other): imports of one SOP UID take turns.
+    let in_flight: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        Arc::default();
     let tasks = files.into_iter().map(move |path| {
         let store = task_store.clone();
         let layout = layout.clone();
+        let in_flight = in_flight.clone();
         tokio::spawn(async move {
             let result = match tokio::fs::read(&path).await {
                 Err(e) => Err(FileResult::Failed(format!("cannot read: {e}"))),
                 Ok(bytes) => {
-                    match core_import::import_file(&*store, &layout, bytes::Bytes::from(bytes))
-                        .await
-                    {
+                    let sop = wado_core::scan::scan_meta(&bytes)
+                        .ok()
+                        .and_then(|m| m.media_storage_sop_instance);
+                    let turn = sop.as_ref().map(|s| {
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(s.clone())
+                            .or_default()
+                            .clone()
+                    });
+                    let guard = match &turn {
+                        Some(t) => Some(t.lock().await),
+                        None => None,
+                    };
+                    let r =
+                        core_import::import_file(&*store, &layout, bytes::Bytes::from(bytes)).await;
+                    drop(guard);
+                    if let (Some(s), Some(t)) = (&sop, turn) {
+                        let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                        // The map and this task hold the only references: nobody waits.
+                        if Arc::strong_count(&t) == 2 {
+                            map.remove(s);
+                        }
+                    }
+                    match r {
                         Ok(done) => Ok(done),
                         Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
                         Err(ImportError::Store(e)) => Err(FileResult::Failed(e.to_string())),

@@ -495,3 +495,40 @@ pub const S3_ENV: [(&str, &str); 3] = [
     ("AWS_SECRET_ACCESS_KEY", "wado-test-secret"),
     ("AWS_REGION", "us-east-1"),
 ];
+
+/// Every file under `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The Pixel Data bytes of a file as DCMTK's dcmdump writes them out (`+W`).
+pub fn raw_pixels(file: &Path) -> Vec<u8> {
+    let dir = tempdir();
+    run(Command::new("dcmdump")
+        .args(["-q", "+W"])
+        .arg(dir.path())
+        .arg(file));
+    // Pixel Data is the last binary element: the highest-numbered dump.
+    let mut dumped = walk(dir.path());
+    dumped.sort_by_key(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .rsplit('.')
+            .nth(1)
+            .and_then(|n| n.parse::<u32>().ok())
+    });
+    std::fs::read(dumped.last().expect("a pixel data dump")).unwrap()
+}

@@ -111,22 +111,6 @@ fn import_takes_valid_files_and_rejects_malformed_ones_with_reasons() {
     assert_eq!(got.body, changed);
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 // ===== metadata against DCMTK / pydicom =====
 
 struct Oracle<'a> {
@@ -969,26 +953,6 @@ fn zip_of_a_study_holds_the_files_python_reads_it() {
 }
 
 // ===== decoding compressed pixel data, against DCMTK and GDCM =====
-
-/// The native pixel data of a Part-10 file, as DCMTK writes it out (`dcmdump +W`).
-fn raw_pixels(file: &Path) -> Vec<u8> {
-    let dir = tempdir();
-    run(Command::new("dcmdump")
-        .args(["-q", "+W"])
-        .arg(dir.path())
-        .arg(file));
-    // Pixel Data is the last binary element: the highest-numbered dump.
-    let mut dumped = walk(dir.path());
-    dumped.sort_by_key(|p| {
-        p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .rsplit('.')
-            .nth(1)
-            .and_then(|n| n.parse::<u32>().ok())
-    });
-    std::fs::read(dumped.last().expect("a pixel data dump")).unwrap()
-}
 
 fn psnr(a: &[u8], b: &[u8], bits: u32) -> f64 {
     let (x, y): (Vec<f64>, Vec<f64>) = if bits > 8 {
