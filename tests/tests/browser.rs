@@ -89,25 +89,45 @@ fn the_demo_shows_attributes_and_draws_frames_as_dcmtk_renders_them() {
     );
     let dir = tempdir();
     let data = dir.path().join("data");
-    // (file, dcmj2pnm window option, decoded in the browser from this transfer syntax)
-    let cases: &[(&str, &[&str], &str)] = &[
-        ("mr_small_rle.dcm", &["+Wi", "1"], "1.2.840.10008.1.2.5"),
+    // (file, DCMTK renderer and window option, decoded in the browser from this transfer
+    // syntax): dcmj2pnm reads JPEG and RLE, dcml2pnm JPEG-LS.
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "mr_small_rle.dcm",
+            "dcmj2pnm",
+            &["+Wi", "1"],
+            "1.2.840.10008.1.2.5",
+        ),
         (
             "sc_rgb_jpeg_lossless_sv1_gdcm.dcm",
+            "dcmj2pnm",
             &[],
             "1.2.840.10008.1.2.4.70",
         ),
         (
             "study77654033_CR1_6154.dcm",
+            "dcmj2pnm",
             &["+Wi", "1"],
             "1.2.840.10008.1.2.1",
+        ),
+        (
+            "mr_small_jpegls_lossless.dcm",
+            "dcml2pnm",
+            &["+Wi", "1"],
+            "1.2.840.10008.1.2.4.80",
+        ),
+        (
+            "sc_rgb_2frame_jpegls_gdcm.dcm",
+            "dcml2pnm",
+            &[],
+            "1.2.840.10008.1.2.4.80",
         ),
     ];
     let files: Vec<_> = cases.iter().map(|c| corpus().join(c.0)).collect();
     let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
     assert!(import(&data, &refs).status.success());
     let server = Server::start(&data, &["--demo-dir", demo_dir.to_str().unwrap()]);
-    for ((name, window, ts), file) in cases.iter().zip(&files) {
+    for ((name, renderer, window, ts), file) in cases.iter().zip(&files) {
         let (st, se, sop) = uids(file);
         let url = format!(
             "{}/demo/?root={}&study={st}&series={se}&instance={sop}&frame=1",
@@ -154,7 +174,7 @@ fn the_demo_shows_attributes_and_draws_frames_as_dcmtk_renders_them() {
         let canvas = &seen["canvas"];
         assert_eq!(canvas["transferSyntax"], *ts, "{name}");
         let pnm = dir.path().join(format!("{name}.pnm"));
-        run(Command::new("dcmj2pnm")
+        run(Command::new(renderer)
             .args(["--write-raw-pnm", "+F", "1"])
             .args(*window)
             .arg(file)
