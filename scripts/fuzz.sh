@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
 # Runs the core's fuzz targets (cargo-fuzz, nightly) for SECONDS each (default 60).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls
 # Seeds: the fixture DICOM files for `prepare`. Crashes land in core/fuzz/artifacts/; turn each
 # into a regression test (core/tests/fuzz_regressions.rs) before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")/../core"
 secs="${1:-60}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml jpegls)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
 corpus="${FUZZ_CORPUS:-/tmp/wado-fuzz}"
 mkdir -p "$corpus/prepare"
 cp ../tests/fixtures/corpus/*.dcm ../tests/fixtures/corpus/malformed/*.dcm "$corpus/prepare/" 2>/dev/null || true
+# JPEG-LS seeds: the codestreams inside the fixtures (CharLS-made, every interleave mode).
+mkdir -p "$corpus/jpegls"
+python3 - "$corpus/jpegls" ../tests/fixtures/corpus/*jpegls*.dcm ../tests/fixtures/jpegls/*.dcm <<'PY'
+import sys, os
+out = sys.argv[1]
+for f in sys.argv[2:]:
+    b = open(f, "rb").read()
+    i = b.find(b"\xff\xd8\xff\xf7")
+    while i >= 0:
+        j = b.find(b"\xff\xd9", i)
+        if j < 0:
+            break
+        open(os.path.join(out, f"{os.path.basename(f)}-{i}.jls"), "wb").write(b[i:j + 2])
+        i = b.find(b"\xff\xd8\xff\xf7", j)
+PY
 for t in "${targets[@]}"; do
   mkdir -p "$corpus/$t"
   echo "== $t ($secs s)"

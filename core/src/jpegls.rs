@@ -1192,6 +1192,11 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
                     return err("sample interleave needs three components");
                 }
                 first_scan.get_or_insert((near as u16, ilv));
+                if let Some((maxval, _)) = lse {
+                    if maxval >= 1 << f.bits {
+                        return err(format!("MAXVAL {maxval} does not fit {} bits", f.bits));
+                    }
+                }
                 let params = match lse {
                     Some((maxval, t)) if maxval != 0 => Params::with_maxval(maxval, near, Some(t)),
                     Some((_, t)) => {
