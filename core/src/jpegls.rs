@@ -150,6 +150,8 @@ struct Coder {
     n: [i32; 367],
     nn: [i32; 2],
     run_index: [usize; 3],
+    /// Gradient quantization for d in -maxval..=maxval, at d + maxval (CharLS does the same).
+    qlut: Vec<i8>,
 }
 
 fn ceil_log2(v: i32) -> u32 {
@@ -189,7 +191,15 @@ impl Coder {
             n: [1; 367],
             nn: [0; 2],
             run_index: [0; 3],
-        })
+            qlut: Vec::new(),
+        }
+        .with_lut())
+    }
+
+    fn with_lut(mut self) -> Coder {
+        let m = self.maxval;
+        self.qlut = (-m..=m).map(|d| self.quantize_gradient(d) as i8).collect();
+        self
     }
 
     /// Back to the initial context state (at the start of a scan and after a restart).
@@ -229,9 +239,9 @@ impl Coder {
     /// The signed context number (0 means run mode) of the gradients.
     #[inline]
     fn context(&self, ra: i32, rb: i32, rc: i32, rd: i32) -> i32 {
-        let q1 = self.quantize_gradient(rd - rb);
-        let q2 = self.quantize_gradient(rb - rc);
-        let q3 = self.quantize_gradient(rc - ra);
+        // Samples are within 0..=maxval, so differences index the table.
+        let q = |d: i32| i32::from(self.qlut[(d + self.maxval) as usize]);
+        let (q1, q2, q3) = (q(rd - rb), q(rb - rc), q(rc - ra));
         (q1 * 9 + q2) * 9 + q3
     }
 
