@@ -6,7 +6,8 @@
 #   - wasm-bindgen-cli at the exact version of Cargo.lock's wasm-bindgen (crates.io);
 #   - the node tools of package-lock.json (wrangler, binaryen, playwright-core) from npm;
 #   - Debian's chromium, for the browser test of the demo;
-#   - a local S3-compatible server (moto, from PyPI) in .tools/s3venv, for the S3 store tests.
+#   - a local S3-compatible server (moto, from PyPI) and CharLS's Python binding (pyjpegls) in
+#     .tools/s3venv, for the S3 store tests and the JPEG-LS interoperability tests.
 # Rust itself (rustup stable) and node come with the machine image.
 set -euo pipefail
 
@@ -52,10 +53,11 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund --loglevel=error
 fi
 MOTO_VERSION=5.2.5
-if [ "$(.tools/s3venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" != "$MOTO_VERSION" ]; then
+PYJPEGLS_VERSION=1.5.1
+if [ "$(.tools/s3venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"), m.version("pyjpegls"))' 2>/dev/null)" != "$MOTO_VERSION $PYJPEGLS_VERSION" ]; then
   command -v python3 >/dev/null || apt_install python3 python3-venv
   python3 -m venv .tools/s3venv 2>/dev/null || { apt_install python3-venv; rm -rf .tools/s3venv; python3 -m venv .tools/s3venv; }
-  log "pip install moto[server]==$MOTO_VERSION"
-  .tools/s3venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  log "pip install moto[server]==$MOTO_VERSION pyjpegls==$PYJPEGLS_VERSION (CharLS, the JPEG-LS reference)"
+  .tools/s3venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyjpegls==$PYJPEGLS_VERSION" numpy
 fi
 log "ok"

@@ -1586,4 +1586,41 @@ mod tests {
         assert!(decode(b"").is_err());
         assert!(decode(&[0xFF, 0xD8, 0xFF, 0xD9]).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(96))]
+        /// Any image round-trips: exactly when lossless, within NEAR otherwise.
+        #[test]
+        fn round_trip(
+            w in 1usize..48,
+            h in 1usize..24,
+            three in proptest::bool::ANY,
+            bits in 2u8..=16,
+            near in 0u16..6,
+            ilv in 0u8..3,
+            seed in proptest::num::u64::ANY,
+            flat in 0u8..4,
+        ) {
+            let comps = if three { 3 } else { 1 };
+            let max = (1u32 << bits) - 1;
+            let near = near.min((max / 2).min(255) as u16);
+            let mut s = seed | 1;
+            let samples: Vec<u16> = (0..w * h * comps)
+                .map(|i| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    // Some images mostly flat (run mode), others noisy.
+                    if (i / 9) % 4 < usize::from(flat) { (max / 3) as u16 } else { (s as u32 & max) as u16 }
+                })
+                .collect();
+            let enc = encode(&samples, w, h, comps, bits, EncodeOptions { near, interleave: ilv })
+                .expect("encode");
+            let img = decode(&enc).expect("decode");
+            proptest::prop_assert_eq!((img.width, img.height, img.components), (w, h, comps));
+            for (a, b) in samples.iter().zip(&img.samples) {
+                proptest::prop_assert!((i32::from(*a) - i32::from(*b)).abs() <= i32::from(near));
+            }
+        }
+    }
 }

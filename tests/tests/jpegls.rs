@@ -309,3 +309,137 @@ fn the_codec_alone_decodes_every_jpegls_file_of_the_corpus_like_dcmdjpls() {
         assert_eq!(worst(&got, &want), 0, "{name}");
     }
 }
+
+/// Runs Python with CharLS's binding (pyjpegls, installed by scripts/setup.sh).
+fn charls_python(script: &str, args: &[&Path]) {
+    let py = repo_dir().join(".tools/s3venv/bin/python");
+    assert!(py.is_file(), "run bash scripts/setup.sh (pyjpegls)");
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "CharLS side failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn charls_and_wado_read_each_others_streams_in_every_mode() {
+    // Generated images of every kind the codec takes: sizes, bit depths, 1 or 3 components,
+    // every interleave mode, lossless and near-lossless.
+    let dir = tempdir();
+    let mut cases = Vec::new();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (i, &(bits, comps, ilv, near)) in [
+        (8u8, 1usize, 0u8, 0u16),
+        (16, 1, 0, 0),
+        (12, 1, 0, 3),
+        (2, 1, 0, 0),
+        (10, 1, 0, 1),
+        (8, 3, 0, 0),
+        (8, 3, 1, 0),
+        (8, 3, 2, 0),
+        (8, 3, 1, 2),
+        (8, 3, 2, 4),
+        (16, 3, 2, 0),
+        (5, 3, 1, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (w, h) = (1 + (next() % 97) as usize, 1 + (next() % 61) as usize);
+        let max = (1u32 << bits) - 1;
+        // Smooth gradients, flat areas (run mode) and noise.
+        let samples: Vec<u16> = (0..w * h * comps)
+            .map(|k| {
+                let (p, c) = (k / comps, k % comps);
+                let (x, y) = (p % w, p / w);
+                let v = if (x / 7 + y / 5) % 3 == 0 {
+                    max / 2
+                } else {
+                    ((x * 13 + y * 7 + c * 50) as u32 * max / 800 + (next() % 4) as u32) & max
+                };
+                v.min(max) as u16
+            })
+            .collect();
+        let stream = wado_core::jpegls::encode(
+            &samples,
+            w,
+            h,
+            comps,
+            bits,
+            wado_core::jpegls::EncodeOptions {
+                near,
+                interleave: ilv,
+            },
+        )
+        .unwrap();
+        let base = dir.path().join(format!("case{i}"));
+        std::fs::write(base.with_extension("jls"), &stream).unwrap();
+        let raw: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(base.with_extension("raw"), raw).unwrap();
+        cases.push((base, w, h, comps, bits, ilv, near, samples));
+    }
+    // CharLS decodes ours (within NEAR), and encodes the originals in the same mode.
+    let list = dir.path().join("cases.txt");
+    std::fs::write(
+        &list,
+        cases
+            .iter()
+            .map(|(b, w, h, c, bits, ilv, near, _)| {
+                format!("{} {w} {h} {c} {bits} {ilv} {near}\n", b.display())
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    charls_python(
+        r#"
+import sys, numpy as np, jpeg_ls
+for line in open(sys.argv[1]):
+    base, w, h, c, bits, ilv, near = line.split()
+    w, h, c, bits, ilv, near = map(int, (w, h, c, bits, ilv, near))
+    shape = (h, w, c) if c > 1 else (h, w)
+    src = np.fromfile(base + ".raw", dtype="<u2").reshape(shape)
+    ours = jpeg_ls.decode(np.fromfile(base + ".jls", dtype=np.uint8))
+    worst = int(np.abs(ours.astype(np.int64) - src.astype(np.int64)).max())
+    assert worst <= near, f"{base}: CharLS decodes wado's stream off by {worst}"
+    arr = src.astype(np.uint8) if bits <= 8 else src
+    if c > 1 and ilv == 0:
+        arr = np.ascontiguousarray(arr.transpose(2, 0, 1))  # this binding takes planes then
+    theirs = jpeg_ls.encode(arr, lossy_error=near, interleave_mode=ilv if c > 1 else 0)
+    theirs.tofile(base + ".charls.jls")
+"#,
+        &[&list],
+    );
+    // wado decodes CharLS's streams (within NEAR).
+    for (base, w, h, comps, bits, _, near, samples) in &cases {
+        let stream = std::fs::read(base.with_extension("charls.jls")).unwrap();
+        let img = wado_core::jpegls::decode(&stream).unwrap();
+        assert_eq!(
+            (img.width, img.height, img.components, img.bits),
+            (*w, *h, *comps, *bits)
+        );
+        let worst = img
+            .samples
+            .iter()
+            .zip(samples)
+            .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+            .max()
+            .unwrap();
+        assert!(
+            worst <= i32::from(*near),
+            "{}: off by {worst}",
+            base.display()
+        );
+    }
+}

@@ -48,7 +48,11 @@ fn main() {
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
         .collect();
-    let rgb: Vec<u16> = std::fs::read(&args[2]).unwrap().iter().map(|&b| u16::from(b)).collect();
+    let rgb: Vec<u16> = std::fs::read(&args[2])
+        .unwrap()
+        .iter()
+        .map(|&b| u16::from(b))
+        .collect();
     bench("16-bit grey", &grey, 1, 16, iterations);
     bench("8-bit RGB", &rgb, 3, 8, iterations);
 }
