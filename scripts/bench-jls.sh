@@ -50,3 +50,28 @@ for name, a in frames.items():
     e, d = sorted(enc_t)[n // 2] * 1000, sorted(dec_t)[n // 2] * 1000
     print(f"CharLS {name:<12} encode {e:6.2} ms ({0.262144 / (e / 1000):5.1f} MP/s)  decode {d:6.2} ms ({0.262144 / (d / 1000):5.1f} MP/s)  {len(enc)} bytes")
 PY
+# The same codec compiled to wasm32 (the demo's module), under node.
+if [ -f web-demo/dist/pkg/wado_web_demo_bg.wasm ]; then
+  node --input-type=module - "$work" "${ITERATIONS:-30}" <<'JS'
+import fs from "node:fs";
+import { initSync, encodeJls, decodeJls } from "./web-demo/dist/pkg/wado_web_demo.js";
+initSync({ module: fs.readFileSync("web-demo/dist/pkg/wado_web_demo_bg.wasm") });
+const [w, n] = [process.argv[2], Number(process.argv[3])];
+const grey = new Uint16Array(new Uint8Array(fs.readFileSync(`${w}/grey16.raw`)).buffer);
+const rgb = Uint16Array.from(fs.readFileSync(`${w}/rgb8.raw`));
+for (const [name, s, c, bits, ilv] of [["16-bit grey", grey, 1, 16, 0], ["8-bit RGB", rgb, 3, 8, 2]]) {
+  const et = [], dt = [];
+  let enc;
+  for (let i = 0; i < n; i++) {
+    let t = performance.now(); enc = encodeJls(s, 512, 512, c, bits, 0, ilv); et.push(performance.now() - t);
+    t = performance.now(); const back = decodeJls(enc); dt.push(performance.now() - t);
+    if (back.length !== s.length || back.some((v, k) => v !== s[k])) throw new Error("wasm round trip differs");
+  }
+  const med = (a) => a.sort((x, y) => x - y)[a.length >> 1];
+  const [e, d] = [med(et), med(dt)];
+  console.log(`wasm  ${name.padEnd(12)} encode ${e.toFixed(2).padStart(6)} ms (${(0.262144 / (e / 1000)).toFixed(1).padStart(5)} MP/s)  decode ${d.toFixed(2).padStart(6)} ms (${(0.262144 / (d / 1000)).toFixed(1).padStart(5)} MP/s)  ${enc.length} bytes`);
+}
+JS
+else
+  echo "(build the demo, bash scripts/demo-build.sh, for the wasm figures)"
+fi

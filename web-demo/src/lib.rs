@@ -373,6 +373,37 @@ pub fn can_decode(transfer_syntax: &str) -> bool {
         || wado_core::codec::can_decode(transfer_syntax)
 }
 
+/// JPEG-LS encoding of samples (interleaved by pixel) with the core's pure-Rust codec: the
+/// demo's benchmark hook (scripts/bench-jls.sh times it under node).
+#[wasm_bindgen(js_name = encodeJls)]
+pub fn encode_jls(
+    samples: &[u16],
+    width: usize,
+    height: usize,
+    components: usize,
+    bits: u8,
+    near: u16,
+    interleave: u8,
+) -> Result<Vec<u8>, JsError> {
+    wado_core::jpegls::encode(
+        samples,
+        width,
+        height,
+        components,
+        bits,
+        wado_core::jpegls::EncodeOptions { near, interleave },
+    )
+    .map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// JPEG-LS decoding to samples interleaved by pixel.
+#[wasm_bindgen(js_name = decodeJls)]
+pub fn decode_jls(stream: &[u8]) -> Result<Vec<u16>, JsError> {
+    wado_core::jpegls::decode(stream)
+        .map(|img| img.samples)
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
