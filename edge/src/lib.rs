@@ -17,6 +17,9 @@
 
 pub mod r2;
 
+// Links malloc & co. for openjp2 (JPEG 2000).
+use wasm_libc_shim as _;
+
 use futures::StreamExt;
 use std::cell::RefCell;
 use std::rc::Rc;

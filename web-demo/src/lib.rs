@@ -10,9 +10,11 @@
 //! natively; the exported wrappers only turn errors into JS exceptions.
 
 use serde::Serialize;
+// Links malloc & co. for openjp2 (JPEG 2000) in wasm.
 use serde_json::Value;
 use wado_core::layout::PixelInfo;
 use wasm_bindgen::prelude::*;
+use wasm_libc_shim as _;
 
 /// A part of a multipart body: its header fields and where its body lies in the response.
 #[derive(Debug, Serialize, PartialEq, Eq)]
