@@ -118,3 +118,65 @@ fn import_killed_at_random_moments_leaves_a_consistent_store() {
     );
     assert_eq!(r.parts().len(), 300);
 }
+
+#[test]
+fn files_sharing_a_sop_instance_uid_in_one_import_never_mix() {
+    // Twelve different files with one SOP Instance UID (Patient ID changed, same length), in
+    // one run: the importer works on several files at once, and the stored file must always
+    // be one of them whole, with its own index (a race found by the JPEG-LS tests).
+    let dir = tempdir();
+    let src = std::fs::read(corpus().join("ct_small_ele.dcm")).unwrap();
+    let id = dcmdump_value(&corpus().join("ct_small_ele.dcm"), "PatientID");
+    assert!(!id.is_empty());
+    let variants: Vec<Vec<u8>> = (0..12)
+        .map(|i| {
+            let new_id = format!("{:0width$}", i, width = id.len());
+            let at = src
+                .windows(id.len())
+                .position(|w| w == id.as_bytes())
+                .unwrap();
+            let mut b = src.clone();
+            b[at..at + id.len()].copy_from_slice(new_id.as_bytes());
+            b
+        })
+        .collect();
+    let files: Vec<std::path::PathBuf> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, b)| write_temp(dir.path(), &format!("v{i:02}.dcm"), b))
+        .collect();
+    let stores = tempdir();
+    // Without the importer's per-SOP turn-taking, about one round in three mixes them.
+    for round in 0..8 {
+        let data = stores.path().join(format!("data{round}"));
+        let out = import(&data, &[dir.path()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(check_consistent(&data), 1, "one instance, complete");
+        let (st, se, sop) = uids(&files[0]);
+        let stored =
+            std::fs::read(data.join(format!("studies/{st}/series/{se}/instances/{sop}.dcm")))
+                .unwrap();
+        assert!(
+            variants.contains(&stored),
+            "the stored file is one of the inputs, whole"
+        );
+    }
+}
+
+fn dcmdump_value(file: &Path, tag: &str) -> String {
+    let out = Command::new("dcmdump")
+        .args(["-q", "+P", tag])
+        .arg(file)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    line.split('[')
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .unwrap_or("")
+        .to_owned()
+}
