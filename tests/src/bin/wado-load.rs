@@ -1,5 +1,5 @@
 //! `wado-load URL CLIENTS SECONDS [PID]`: a bounded loopback load run (GET with
-//! `transfer-syntax=*` multipart DICOM), printing status counts, transport errors, the admitted
+//! `transfer-syntax=*` multipart DICOM, or the Accept in `WADO_LOAD_ACCEPT`), printing status counts, transport errors, the admitted
 //! requests' p50/p99 latency and, with PID, the server's peak RSS.
 #![allow(clippy::unwrap_used)]
 
@@ -22,10 +22,12 @@ fn main() {
         clients <= 2000 && secs <= 120,
         "bounded: at most 2000 clients for 120 s"
     );
-    let accept = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
+    let accept = std::env::var("WADO_LOAD_ACCEPT").unwrap_or_else(|_| {
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=*".into()
+    });
     let r = wado_tests::load::run(
         url,
-        accept,
+        &accept,
         clients,
         Duration::from_secs(secs),
         Duration::from_secs(30),
