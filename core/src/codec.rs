@@ -204,6 +204,23 @@ fn encapsulated_frames(
     Ok(out)
 }
 
+/// The image pixel attributes of a parsed file (Photometric Interpretation left empty: the
+/// callers do not need it).
+fn pixel_info_of(obj: &dicom_object::DefaultDicomObject) -> PixelInfo {
+    let int = |tag| obj.get(tag).and_then(|e| e.to_int::<u32>().ok());
+    PixelInfo {
+        rows: int(tags::ROWS).unwrap_or(0) as u16,
+        columns: int(tags::COLUMNS).unwrap_or(0) as u16,
+        samples_per_pixel: int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+        bits_allocated: int(tags::BITS_ALLOCATED).unwrap_or(0) as u16,
+        bits_stored: int(tags::BITS_STORED).unwrap_or(0) as u16,
+        pixel_representation: int(tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
+        photometric_interpretation: String::new(),
+        planar_configuration: int(tags::PLANAR_CONFIGURATION).unwrap_or(0) as u16,
+        number_of_frames: int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1),
+    }
+}
+
 fn native_bytes(
     decoded: &dicom_pixeldata::DecodedPixelData<'_>,
 ) -> std::result::Result<Vec<u8>, String> {
@@ -239,18 +256,7 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         stored.as_str(),
         ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS
     ) {
-        let int = |tag| obj.get(tag).and_then(|e| e.to_int::<u32>().ok());
-        let info = PixelInfo {
-            rows: int(tags::ROWS).unwrap_or(0) as u16,
-            columns: int(tags::COLUMNS).unwrap_or(0) as u16,
-            samples_per_pixel: int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
-            bits_allocated: int(tags::BITS_ALLOCATED).unwrap_or(0) as u16,
-            bits_stored: int(tags::BITS_STORED).unwrap_or(0) as u16,
-            pixel_representation: int(tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
-            photometric_interpretation: String::new(),
-            planar_configuration: 0,
-            number_of_frames: int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1),
-        };
+        let info = pixel_info_of(&obj);
         let (fragments, offsets) = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
             Some(Value::PixelSequence(seq)) => {
                 (seq.fragments().to_vec(), seq.offset_table().to_vec())
@@ -480,18 +486,7 @@ pub fn encode_instance(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
     let mut obj = dicom_object::OpenFileOptions::new()
         .from_reader(source)
         .map_err(|e| bad(&e))?;
-    let int = |tag| obj.get(tag).and_then(|e| e.to_int::<u32>().ok());
-    let info = PixelInfo {
-        rows: int(tags::ROWS).unwrap_or(0) as u16,
-        columns: int(tags::COLUMNS).unwrap_or(0) as u16,
-        samples_per_pixel: int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
-        bits_allocated: int(tags::BITS_ALLOCATED).unwrap_or(0) as u16,
-        bits_stored: int(tags::BITS_STORED).unwrap_or(0) as u16,
-        pixel_representation: int(tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
-        photometric_interpretation: String::new(),
-        planar_configuration: int(tags::PLANAR_CONFIGURATION).unwrap_or(0) as u16,
-        number_of_frames: int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1),
-    };
+    let info = pixel_info_of(&obj);
     let pixels = obj
         .get(tags::PIXEL_DATA)
         .ok_or_else(|| bad(&"no pixel data"))?

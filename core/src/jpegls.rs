@@ -666,23 +666,7 @@ impl Coder {
         let w = lines.width;
         let ra = lines.cur[x - 1];
         let remaining = w - x + 1;
-        let mut count = 0usize;
-        while r.bit() == 1 {
-            let len = (1usize << J[self.run_index[comp]]).min(remaining - count);
-            count += len;
-            if len == 1 << J[self.run_index[comp]] && self.run_index[comp] < 31 {
-                self.run_index[comp] += 1;
-            }
-            if count == remaining {
-                break;
-            }
-        }
-        if count != remaining {
-            count += r.bits(u32::from(J[self.run_index[comp]])) as usize;
-        }
-        if count > remaining {
-            return err("a run past the end of the line");
-        }
+        let count = self.read_run(r, remaining, comp)?;
         for v in &mut lines.cur[x..x + count] {
             *v = ra;
         }
@@ -757,6 +741,59 @@ impl Coder {
         }
     }
 
+    /// Codes a run of `count` samples (T.87 A.7.1.2) with the run index of `comp`; true when
+    /// the run reached the end of the line (no interruption sample follows).
+    fn write_run(
+        &mut self,
+        wr: &mut BitWriter,
+        count: usize,
+        end_of_line: bool,
+        comp: usize,
+    ) -> bool {
+        let mut left = count;
+        while left >= 1 << J[self.run_index[comp]] {
+            wr.put(1, 1);
+            left -= 1 << J[self.run_index[comp]];
+            if self.run_index[comp] < 31 {
+                self.run_index[comp] += 1;
+            }
+        }
+        if end_of_line {
+            if left > 0 {
+                wr.put(1, 1);
+            }
+            return true;
+        }
+        wr.put(0, 1);
+        wr.put(left as u32, u32::from(J[self.run_index[comp]]));
+        false
+    }
+
+    /// Reads a run length of at most `remaining` samples with the run index of `comp`.
+    fn read_run(
+        &mut self,
+        r: &mut BitReader<'_>,
+        remaining: usize,
+        comp: usize,
+    ) -> Result<usize, JlsError> {
+        let mut count = 0usize;
+        while r.bit() == 1 {
+            let len = (1usize << J[self.run_index[comp]]).min(remaining - count);
+            count += len;
+            if len == 1 << J[self.run_index[comp]] && self.run_index[comp] < 31 {
+                self.run_index[comp] += 1;
+            }
+            if count == remaining {
+                return Ok(count);
+            }
+        }
+        count += r.bits(u32::from(J[self.run_index[comp]])) as usize;
+        if count > remaining {
+            return err("a run past the end of the line");
+        }
+        Ok(count)
+    }
+
     fn encode_run(
         &mut self,
         wr: &mut BitWriter,
@@ -772,23 +809,9 @@ impl Coder {
             lines.cur[x + count] = ra;
             count += 1;
         }
-        let end_of_line = x + count > w;
-        let mut left = count;
-        while left >= 1 << J[self.run_index[comp]] {
-            wr.put(1, 1);
-            left -= 1 << J[self.run_index[comp]];
-            if self.run_index[comp] < 31 {
-                self.run_index[comp] += 1;
-            }
-        }
-        if end_of_line {
-            if left > 0 {
-                wr.put(1, 1);
-            }
+        if self.write_run(wr, count, x + count > w, comp) {
             return count;
         }
-        wr.put(0, 1);
-        wr.put(left as u32, u32::from(J[self.run_index[comp]]));
         // The run interruption sample.
         let xi = x + count;
         let ra = lines.cur[xi - 1];
@@ -879,23 +902,7 @@ impl Coder {
     ) -> Result<usize, JlsError> {
         let w = l.c[0].width;
         let remaining = w - x + 1;
-        let mut count = 0usize;
-        while r.bit() == 1 {
-            let len = (1usize << J[self.run_index[0]]).min(remaining - count);
-            count += len;
-            if len == 1 << J[self.run_index[0]] && self.run_index[0] < 31 {
-                self.run_index[0] += 1;
-            }
-            if count == remaining {
-                break;
-            }
-        }
-        if count != remaining {
-            count += r.bits(u32::from(J[self.run_index[0]])) as usize;
-        }
-        if count > remaining {
-            return err("a run past the end of the line");
-        }
+        let count = self.read_run(r, remaining, 0)?;
         for lines in &mut l.c {
             let ra = lines.cur[x - 1];
             for v in &mut lines.cur[x..x + count] {
@@ -989,23 +996,9 @@ impl Coder {
             }
             count += 1;
         }
-        let end_of_line = x + count > w;
-        let mut left = count;
-        while left >= 1 << J[self.run_index[0]] {
-            wr.put(1, 1);
-            left -= 1 << J[self.run_index[0]];
-            if self.run_index[0] < 31 {
-                self.run_index[0] += 1;
-            }
-        }
-        if end_of_line {
-            if left > 0 {
-                wr.put(1, 1);
-            }
+        if self.write_run(wr, count, x + count > w, 0) {
             return count;
         }
-        wr.put(0, 1);
-        wr.put(left as u32, u32::from(J[self.run_index[0]]));
         let xi = x + count;
         let glimit = self.limit - i32::from(J[self.run_index[0]]) - 1;
         for (i, lines) in l.c.iter_mut().enumerate() {

@@ -513,15 +513,14 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The Pixel Data bytes of a file as DCMTK's dcmdump writes them out (`+W`).
-pub fn raw_pixels(file: &Path) -> Vec<u8> {
-    let dir = tempdir();
+/// The binary values of a file as DCMTK's dcmdump writes them out (`+W`), in file order (for
+/// encapsulated Pixel Data, one file per fragment at the end), kept in `dir`.
+pub fn binary_dumps(file: &Path, dir: &Path) -> Vec<PathBuf> {
     run(Command::new("dcmdump")
         .args(["-q", "+W"])
-        .arg(dir.path())
+        .arg(dir)
         .arg(file));
-    // Pixel Data is the last binary element: the highest-numbered dump.
-    let mut dumped = walk(dir.path());
+    let mut dumped = walk(dir);
     dumped.sort_by_key(|p| {
         p.file_name()
             .unwrap()
@@ -530,5 +529,13 @@ pub fn raw_pixels(file: &Path) -> Vec<u8> {
             .nth(1)
             .and_then(|n| n.parse::<u32>().ok())
     });
+    dumped
+}
+
+/// The Pixel Data bytes of a file as DCMTK's dcmdump writes them out (`+W`).
+pub fn raw_pixels(file: &Path) -> Vec<u8> {
+    let dir = tempdir();
+    // Pixel Data is the last binary element: the highest-numbered dump.
+    let dumped = binary_dumps(file, dir.path());
     std::fs::read(dumped.last().expect("a pixel data dump")).unwrap()
 }

@@ -1165,19 +1165,7 @@ fn rle_encoding_decodes_in_dcmtk_to_the_original_pixels() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(1);
         let dumps_dir = tempdir();
-        run(Command::new("dcmdump")
-            .args(["-q", "+W"])
-            .arg(dumps_dir.path())
-            .arg(&ours));
-        let mut dumps = walk(dumps_dir.path());
-        dumps.sort_by_key(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .rsplit('.')
-                .nth(1)
-                .and_then(|n| n.parse::<u32>().ok())
-        });
+        let dumps = binary_dumps(&ours, dumps_dir.path());
         let first_fragment = std::fs::read(&dumps[dumps.len() - frames]).unwrap();
         assert!(
             *frame == first_fragment,

@@ -55,50 +55,11 @@ pub fn multipart_spans(content_type: &str, body: &[u8]) -> Result<Vec<PartSpan>,
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Display {
     /// The pixel module.
-    pub pixel: PixelInfoView,
+    pub pixel: PixelInfo,
     /// Window Center and Width (first values), when the instance has them.
     pub window: Option<(f64, f64)>,
     /// Rescale Slope and Intercept (1 and 0 when absent).
     pub rescale: (f64, f64),
-}
-
-/// [`PixelInfo`], serialisable for the page.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PixelInfoView {
-    /// Rows.
-    pub rows: u16,
-    /// Columns.
-    pub columns: u16,
-    /// Samples per Pixel.
-    pub samples_per_pixel: u16,
-    /// Bits Allocated.
-    pub bits_allocated: u16,
-    /// Bits Stored.
-    pub bits_stored: u16,
-    /// Pixel Representation.
-    pub pixel_representation: u16,
-    /// Photometric Interpretation.
-    pub photometric_interpretation: String,
-    /// Planar Configuration.
-    pub planar_configuration: u16,
-    /// Number of Frames.
-    pub number_of_frames: u32,
-}
-
-impl PixelInfoView {
-    fn info(&self) -> PixelInfo {
-        PixelInfo {
-            rows: self.rows,
-            columns: self.columns,
-            samples_per_pixel: self.samples_per_pixel,
-            bits_allocated: self.bits_allocated,
-            bits_stored: self.bits_stored,
-            pixel_representation: self.pixel_representation,
-            photometric_interpretation: self.photometric_interpretation.clone(),
-            planar_configuration: self.planar_configuration,
-            number_of_frames: self.number_of_frames,
-        }
-    }
 }
 
 fn first<'a>(instance: &'a Value, tag: &str) -> Option<&'a Value> {
@@ -124,7 +85,7 @@ pub fn display_of(instance_json: &str) -> Result<Display, String> {
     let rows = us("00280010").ok_or("no Rows: not an image")?;
     let columns = us("00280011").ok_or("no Columns: not an image")?;
     let bits_allocated = us("00280100").ok_or("no Bits Allocated")?;
-    let pixel = PixelInfoView {
+    let pixel = PixelInfo {
         rows,
         columns,
         samples_per_pixel: us("00280002").unwrap_or(1),
@@ -157,7 +118,7 @@ pub fn display_of(instance_json: &str) -> Result<Display, String> {
 /// A frame as native little-endian samples, interleaved, from the bytes of a frame part in
 /// `transfer_syntax` (stored compressed bytes are decoded by the core's decoders).
 pub fn native_frame(d: &Display, transfer_syntax: &str, data: &[u8]) -> Result<Vec<u8>, String> {
-    let info = d.pixel.info();
+    let info = &d.pixel;
     let native = wado_core::media::ts::is_native(transfer_syntax)
         || transfer_syntax.is_empty()
         || transfer_syntax == wado_core::media::ts::DEFLATED_EXPLICIT_VR_LE;
@@ -177,7 +138,7 @@ pub fn native_frame(d: &Display, transfer_syntax: &str, data: &[u8]) -> Result<V
             "this build cannot decode {transfer_syntax} in the browser; ask the server to decode (application/octet-stream without transfer-syntax=*)"
         ));
     }
-    wado_core::codec::decode_frame(&info, transfer_syntax, data).map_err(|e| e.to_string())
+    wado_core::codec::decode_frame(info, transfer_syntax, data).map_err(|e| e.to_string())
 }
 
 /// Whether samples from a decoder in this transfer syntax are RGB although the instance says
