@@ -1564,6 +1564,80 @@ mod tests {
         }
     }
 
+    /// The entropy-coded segment of a one-scan stream made by `encode`: after the SOS
+    /// segment, up to EOI.
+    fn scan_data(stream: &[u8]) -> (&[u8], &[u8]) {
+        let sos = stream
+            .windows(2)
+            .position(|w| w == [0xFF, SOS])
+            .expect("SOS");
+        let len = usize::from(u16::from_be_bytes([stream[sos + 2], stream[sos + 3]]));
+        let start = sos + 2 + len;
+        (&stream[..start], &stream[start..stream.len() - 2])
+    }
+
+    #[test]
+    fn restart_intervals_decode() {
+        // T.87: at a restart marker the coding state starts afresh, as at the start of a scan,
+        // so a stream with a restart every R lines is the scans of its R-line strips joined by
+        // RSTm markers, under one header with DRI.
+        let (w, h, r) = (23usize, 20usize, 6usize);
+        for comps in [1usize, 3] {
+            let src = noise(w * h * comps, 8, 99);
+            let opts = EncodeOptions {
+                near: 0,
+                interleave: 1,
+            };
+            let mut out = Vec::new();
+            for (k, strip) in src.chunks(w * r * comps).enumerate() {
+                let lines = strip.len() / (w * comps);
+                let enc = encode(strip, w, lines, comps, 8, opts).expect("encode");
+                let (header, data) = scan_data(&enc);
+                if k == 0 {
+                    // The first strip's header, with the whole height and a DRI segment.
+                    let mut hdr = header.to_vec();
+                    let sof = hdr
+                        .windows(2)
+                        .position(|x| x == [0xFF, SOF55])
+                        .expect("SOF");
+                    hdr[sof + 5..sof + 7].copy_from_slice(&(h as u16).to_be_bytes());
+                    let sos = hdr.windows(2).position(|x| x == [0xFF, SOS]).expect("SOS");
+                    let dri = [0xFF, DRI, 0, 4, 0, r as u8];
+                    hdr.splice(sos..sos, dri);
+                    out.extend_from_slice(&hdr);
+                } else {
+                    out.extend_from_slice(&[0xFF, 0xD0 + ((k - 1) % 8) as u8]);
+                }
+                out.extend_from_slice(data);
+            }
+            out.extend_from_slice(&[0xFF, EOI]);
+            let img = decode(&out).expect("decode with restarts");
+            assert_eq!(img.samples, src, "{comps} components");
+        }
+    }
+
+    #[test]
+    fn preset_parameters_segment_is_read() {
+        // An LSE segment naming the default MAXVAL, T1, T2, T3 and RESET changes nothing; one
+        // naming a MAXVAL beyond P bits is refused.
+        let src = noise(40 * 30, 8, 3);
+        let enc = encode(&src, 40, 30, 1, 8, EncodeOptions::default()).expect("encode");
+        let sos = enc.windows(2).position(|x| x == [0xFF, SOS]).expect("SOS");
+        let lse = |maxval: u16| {
+            let mut v = vec![0xFF, LSE, 0, 13, 1];
+            for x in [maxval, 3, 7, 21, 64] {
+                v.extend_from_slice(&x.to_be_bytes());
+            }
+            v
+        };
+        let mut with = enc.clone();
+        with.splice(sos..sos, lse(255));
+        assert_eq!(decode(&with).expect("decode").samples, src);
+        let mut bad = enc.clone();
+        bad.splice(sos..sos, lse(1000));
+        assert!(decode(&bad).is_err());
+    }
+
     #[test]
     fn garbage_is_an_error_never_a_panic() {
         let src = noise(20 * 20, 8, 5);
