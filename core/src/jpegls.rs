@@ -154,6 +154,21 @@ struct Coder {
     qlut: Vec<i8>,
 }
 
+/// The smallest k with n·2^k ≥ a (T.87 A.5.1), at most 24; n ≥ 1.
+#[inline]
+fn golomb_k(n: i32, a: i32) -> u32 {
+    if n >= a {
+        return 0;
+    }
+    // A first guess from the bit lengths, then at most one step up.
+    let guess = (n.leading_zeros() - a.leading_zeros()).min(24);
+    let mut k = guess.saturating_sub(1);
+    while (i64::from(n) << k) < i64::from(a) && k < 24 {
+        k += 1;
+    }
+    k
+}
+
 fn ceil_log2(v: i32) -> u32 {
     let mut k = 0;
     while (1i64 << k) < i64::from(v) {
@@ -247,12 +262,7 @@ impl Coder {
 
     #[inline]
     fn golomb_k(&self, q: usize) -> u32 {
-        let (n, a) = (self.n[q], self.a[q]);
-        let mut k = 0;
-        while (n << k) < a && k < 24 {
-            k += 1;
-        }
-        k
+        golomb_k(self.n[q], self.a[q])
     }
 
     #[inline]
@@ -346,11 +356,7 @@ impl Coder {
         } else {
             self.a[q] + (self.n[q] >> 1)
         };
-        let mut k = 0;
-        while (self.n[q] << k) < temp && k < 24 {
-            k += 1;
-        }
-        k
+        golomb_k(self.n[q], temp)
     }
 
     fn update_run_interruption(&mut self, ri_type: usize, errval: i32, em: i32) {
@@ -479,6 +485,20 @@ impl<'a> BitReader<'a> {
     /// bits: a corrupt stream then fails the run/length checks, never reads out of bounds.
     #[inline]
     fn fill(&mut self) {
+        // Fast path: whole bytes without 0xFF (no stuffing, no marker), as many as fit.
+        if self.marker.is_none() && !self.last_ff && self.nbits <= 56 {
+            let take = ((64 - self.nbits) / 8) as usize;
+            if let Some(chunk) = self.data.get(self.pos..self.pos + take) {
+                if !chunk.contains(&0xFF) {
+                    for &b in chunk {
+                        self.acc = (self.acc << 8) | u64::from(b);
+                    }
+                    self.nbits += 8 * take as u32;
+                    self.pos += take;
+                    return;
+                }
+            }
+        }
         while self.nbits <= 56 {
             let byte = if self.marker.is_some() {
                 None
