@@ -147,38 +147,35 @@ fn category(d: i32) -> u8 {
 
 struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
-    acc: u32,
-    n: u8,
+    /// Pending bits in the low `n` bits (higher bits are stale and ignored).
+    acc: u64,
+    n: u32,
 }
 
 impl BitWriter<'_> {
+    /// Appends the low `len` bits of `v` (len ≤ 32), most significant first.
+    #[inline]
     fn put(&mut self, v: u32, len: u8) {
-        for i in (0..len).rev() {
-            self.acc = (self.acc << 1) | ((v >> i) & 1);
-            self.n += 1;
-            if self.n == 8 {
-                self.byte();
+        if len == 0 {
+            return;
+        }
+        let len = u32::from(len);
+        self.acc = (self.acc << len) | (u64::from(v) & ((1u64 << len) - 1));
+        self.n += len;
+        while self.n >= 8 {
+            self.n -= 8;
+            let b = (self.acc >> self.n) as u8;
+            self.out.push(b);
+            if b == 0xFF {
+                self.out.push(0x00); // byte stuffing (F.1.2.3)
             }
         }
-    }
-
-    fn byte(&mut self) {
-        let b = self.acc as u8;
-        self.out.push(b);
-        if b == 0xFF {
-            self.out.push(0x00); // byte stuffing (F.1.2.3)
-        }
-        self.acc = 0;
-        self.n = 0;
     }
 
     fn flush(&mut self) {
-        while self.n != 0 {
-            self.acc = (self.acc << 1) | 1; // pad with 1-bits (F.1.2.3)
-            self.n += 1;
-            if self.n == 8 {
-                self.byte();
-            }
+        if self.n > 0 {
+            let pad = 8 - self.n;
+            self.put((1 << pad) - 1, pad as u8); // pad with 1-bits (F.1.2.3)
         }
     }
 }
