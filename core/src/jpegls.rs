@@ -659,15 +659,7 @@ impl Coder {
             let rd = lines.prev[x + 1];
             let qs = self.context(ra, rb, rc, rd);
             if qs != 0 {
-                let (q, sign, px) = self.corrected_prediction(qs, ra, rb, rc);
-                let k = self.golomb_k(q);
-                let m = r.golomb(k, self.limit, self.qbpp)? as i32;
-                let mut e = if m & 1 == 0 { m >> 1 } else { -((m + 1) >> 1) };
-                if self.near == 0 && k == 0 && 2 * self.b[q] <= -self.n[q] {
-                    e = -e - 1;
-                }
-                self.update_regular(q, e);
-                lines.cur[x] = self.fix_reconstructed(px + sign * e * (2 * self.near + 1));
+                lines.cur[x] = self.decode_regular_sample(r, qs, ra, rb, rc)?;
                 x += 1;
             } else {
                 x += self.decode_run(r, lines, x, comp)?;
@@ -736,24 +728,7 @@ impl Coder {
             let qs = self.context(ra, rb, rc, rd);
             if qs != 0 {
                 let (q, sign, px) = self.corrected_prediction(qs, ra, rb, rc);
-                let ix = src[x - 1];
-                let e = self.quantize_error(sign * (ix - px));
-                lines.cur[x] = (px + sign * e * (2 * self.near + 1)).clamp(0, self.maxval);
-                let e = self.modulo_range(e);
-                let k = self.golomb_k(q);
-                let m = if self.near == 0 && k == 0 && 2 * self.b[q] <= -self.n[q] {
-                    if e >= 0 {
-                        2 * e + 1
-                    } else {
-                        -2 * (e + 1)
-                    }
-                } else if e >= 0 {
-                    2 * e
-                } else {
-                    -2 * e - 1
-                };
-                wr.golomb(m as u32, k, self.limit, self.qbpp);
-                self.update_regular(q, e);
+                lines.cur[x] = self.encode_regular(wr, q, sign, px, src[x - 1]);
                 x += 1;
             } else {
                 x += self.encode_run(wr, lines, src, x, comp);
@@ -812,6 +787,30 @@ impl Coder {
             return err("a run past the end of the line");
         }
         Ok(count)
+    }
+
+    /// Codes sample `ix` in regular mode (T.87 A.4–A.6) and returns what the decoder will
+    /// reconstruct.
+    #[inline]
+    fn encode_regular(&mut self, wr: &mut BitWriter, q: usize, sign: i32, px: i32, ix: i32) -> i32 {
+        let e = self.quantize_error(sign * (ix - px));
+        let rx = (px + sign * e * (2 * self.near + 1)).clamp(0, self.maxval);
+        let e = self.modulo_range(e);
+        let k = self.golomb_k(q);
+        let m = if self.near == 0 && k == 0 && 2 * self.b[q] <= -self.n[q] {
+            if e >= 0 {
+                2 * e + 1
+            } else {
+                -2 * (e + 1)
+            }
+        } else if e >= 0 {
+            2 * e
+        } else {
+            -2 * e - 1
+        };
+        wr.golomb(m as u32, k, self.limit, self.qbpp);
+        self.update_regular(q, e);
+        rx
     }
 
     fn encode_run(
@@ -977,24 +976,7 @@ impl Coder {
                 let (ra, rb, rc) = (lines.cur[x - 1], lines.prev[x], lines.prev[x - 1]);
                 // A flat component beside others that are not: regular context 0.
                 let (q, sign, px) = self.corrected_prediction(qs[i], ra, rb, rc);
-                let ix = src[i][x - 1];
-                let e = self.quantize_error(sign * (ix - px));
-                lines.cur[x] = (px + sign * e * (2 * self.near + 1)).clamp(0, self.maxval);
-                let e = self.modulo_range(e);
-                let k = self.golomb_k(q);
-                let m = if self.near == 0 && k == 0 && 2 * self.b[q] <= -self.n[q] {
-                    if e >= 0 {
-                        2 * e + 1
-                    } else {
-                        -2 * (e + 1)
-                    }
-                } else if e >= 0 {
-                    2 * e
-                } else {
-                    -2 * e - 1
-                };
-                wr.golomb(m as u32, k, self.limit, self.qbpp);
-                self.update_regular(q, e);
+                lines.cur[x] = self.encode_regular(wr, q, sign, px, src[i][x - 1]);
             }
             x += 1;
         }

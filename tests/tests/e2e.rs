@@ -366,19 +366,7 @@ fn instance_metadata_matches_dcmtk_and_pydicom_and_bulk_data_resolves() {
             // The stored fragments, concatenated, as DCMTK writes them out (+W): pixel data is
             // the last element, so its items are the last files.
             let tmp = tempdir();
-            run(Command::new("dcmdump")
-                .args(["-q", "+W"])
-                .arg(tmp.path())
-                .arg(&file));
-            let mut dumped: Vec<PathBuf> = walk(tmp.path());
-            dumped.sort_by_key(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .rsplit('.')
-                    .nth(1)
-                    .and_then(|n| n.parse::<u32>().ok())
-            });
+            let dumped = binary_dumps(&file, tmp.path());
             let frags: Vec<u8> = dumped
                 .iter()
                 .flat_map(|p| std::fs::read(p).unwrap())
