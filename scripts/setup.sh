@@ -30,7 +30,7 @@ apt_install() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-apt_install dcmtk libgdcm-tools curl ca-certificates
+apt_install dcmtk libgdcm-tools libopenjp2-tools curl ca-certificates
 apt_install chromium
 apt_install rustc-web cargo-web rust-web-src rust-web-llvm
 # rust-web-llvm ships /usr/bin/rust-lld as a link to lld-NN without depending on it.

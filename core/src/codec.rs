@@ -10,7 +10,8 @@
 //!   method when the source was lossy (a decoded lossy image is never passed off as lossless).
 //!
 //! JPEG-LS (.4.80, .4.81) is ours ([`crate::jpegls`], pure Rust, every target), in both
-//! directions. JPEG Extended 12-bit (.4.51) is left out: dicom-rs 0.10 cannot decode it (see
+//! directions. JPEG 2000 (.4.90–.4.93) is encoded by openjp2 through `wado-j2k` (the
+//! `openjp2` feature). JPEG Extended 12-bit (.4.51) is left out: dicom-rs 0.10 cannot decode it (see
 //! docs/wasm-toolchain.md).
 
 use crate::error::{Error, Result};
@@ -35,14 +36,22 @@ pub fn can_decode(uid: &str) -> bool {
             | ts::JPEG_LOSSLESS_SV1
             | ts::JPEG_LS_LOSSLESS
             | ts::JPEG_LS_NEAR_LOSSLESS
-    ) || (cfg!(feature = "openjp2") && matches!(uid, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000))
+    ) || (cfg!(feature = "openjp2") && is_j2k(uid))
+}
+
+/// The four JPEG 2000 transfer syntaxes (Part 1 and Part 2, lossless and lossy).
+fn is_j2k(uid: &str) -> bool {
+    matches!(
+        uid,
+        ts::JPEG_2000_LOSSLESS | ts::JPEG_2000 | ts::JPEG_2000_MC_LOSSLESS | ts::JPEG_2000_MC
+    )
 }
 
 /// The compression method name for Lossy Image Compression Method (0028,2114), PS3.3 C.7.6.1.1.5.
 fn lossy_method(uid: &str) -> Option<&'static str> {
     match uid {
         ts::JPEG_BASELINE | ts::JPEG_EXTENDED => Some("ISO_10918_1"),
-        ts::JPEG_2000 => Some("ISO_15444_1"),
+        ts::JPEG_2000 | ts::JPEG_2000_MC => Some("ISO_15444_1"),
         ts::JPEG_LS_NEAR_LOSSLESS => Some("ISO_14495_1"),
         _ => None,
     }
@@ -204,8 +213,7 @@ fn encapsulated_frames(
     Ok(out)
 }
 
-/// The image pixel attributes of a parsed file (Photometric Interpretation left empty: the
-/// callers do not need it).
+/// The image pixel attributes of a parsed file.
 fn pixel_info_of(obj: &dicom_object::DefaultDicomObject) -> PixelInfo {
     let int = |tag| obj.get(tag).and_then(|e| e.to_int::<u32>().ok());
     PixelInfo {
@@ -215,7 +223,11 @@ fn pixel_info_of(obj: &dicom_object::DefaultDicomObject) -> PixelInfo {
         bits_allocated: int(tags::BITS_ALLOCATED).unwrap_or(0) as u16,
         bits_stored: int(tags::BITS_STORED).unwrap_or(0) as u16,
         pixel_representation: int(tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
-        photometric_interpretation: String::new(),
+        photometric_interpretation: obj
+            .get(tags::PHOTOMETRIC_INTERPRETATION)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
         planar_configuration: int(tags::PLANAR_CONFIGURATION).unwrap_or(0) as u16,
         number_of_frames: int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1),
     }
@@ -347,6 +359,7 @@ pub fn can_encode(uid: &str, bits_allocated: u16, signed: bool) -> bool {
         ts::JPEG_LS_LOSSLESS => matches!(bits_allocated, 8 | 16),
         // Near-lossless errors on two's complement bits would wrap across zero.
         ts::JPEG_LS_NEAR_LOSSLESS => matches!(bits_allocated, 8 | 16) && !signed,
+        uid if is_j2k(uid) => cfg!(feature = "openjp2") && matches!(bits_allocated, 8 | 16),
         _ => false,
     }
 }
@@ -402,10 +415,91 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
             };
             encode_jls(info, &interleaved, near)
         }
+        #[cfg(feature = "openjp2")]
+        to if is_j2k(to) => {
+            let interleaved = if native_planar {
+                interleave(&native, info)
+            } else {
+                native
+            };
+            encode_j2k(info, &interleaved, to, j2k_mct(info, to))
+        }
         other => Err(Error::NotAcceptable(format!(
             "encoding to {other} is not available"
         ))),
     }
+}
+
+/// The target PSNR of lossy JPEG 2000 (.4.91, .4.93), in dB over the full sample range: well
+/// above the 40 dB the end-to-end tests demand of every lossy output.
+pub const J2K_PSNR: f32 = 50.0;
+
+/// Whether JPEG 2000 coding into `to` applies the component transform: only to RGB (or what a
+/// JPEG 2000 decoder gives back as RGB), and only in the Part 1 syntaxes, whose data set then
+/// says YBR_RCT or YBR_ICT (PS3.5 Table 8.2.4-1). The Part 2 syntaxes (.4.92, .4.93) are coded
+/// with Part 1 tools only, which every Part 2 decoder reads (ISO/IEC 15444-2 is a superset):
+/// OpenJPEG's only Part 2 extension, the array-based transform, is irreversible and so cannot
+/// serve the lossless .4.92, and leaving the colour untransformed keeps Photometric
+/// Interpretation RGB true for both.
+fn j2k_mct(info: &PixelInfo, to: &str) -> bool {
+    info.samples_per_pixel == 3
+        && matches!(to, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000)
+        && matches!(
+            info.photometric_interpretation.as_str(),
+            "RGB" | "YBR_RCT" | "YBR_ICT"
+        )
+}
+
+/// One native frame (little-endian, interleaved) as a JPEG 2000 codestream (no JP2 wrapper,
+/// PS3.5 A.4.4): precision is Bits Stored, signed samples sign-extended from it.
+#[cfg(feature = "openjp2")]
+fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Vec<u8>> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::corrupt("frame", format!("cannot JPEG 2000-encode: {e}"))
+    };
+    let bits = u32::from(info.bits_stored.clamp(1, info.bits_allocated.max(1)));
+    let signed = info.pixel_representation == 1;
+    let shift = 32 - bits;
+    let widen = |v: u32| -> i32 {
+        if signed {
+            ((v << shift) as i32) >> shift
+        } else {
+            ((v << shift) >> shift) as i32
+        }
+    };
+    let samples: Vec<i32> = match info.bits_allocated {
+        8 => native.iter().map(|&b| widen(u32::from(b))).collect(),
+        16 => native
+            .chunks_exact(2)
+            .map(|c| widen(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+            .collect(),
+        b => {
+            return Err(Error::NotAcceptable(format!(
+                "JPEG 2000 here takes 8 or 16 bits allocated; this image has {b}"
+            )))
+        }
+    };
+    let lossless = matches!(to, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000_MC_LOSSLESS);
+    let mut out = wado_j2k::encode(
+        &wado_j2k::Image {
+            width: u32::from(info.columns),
+            height: u32::from(info.rows),
+            components: u32::from(info.samples_per_pixel),
+            precision: bits,
+            signed,
+            samples: &samples,
+        },
+        &wado_j2k::Options {
+            lossless,
+            psnr: J2K_PSNR,
+            mct,
+        },
+    )
+    .map_err(|e| bad(&e))?;
+    if out.len() % 2 == 1 {
+        out.push(0); // fragments are of even length (PS3.5 A.4); EOC stays found by decoders
+    }
+    Ok(out)
 }
 
 /// The quality of JPEG Baseline encoding: high enough that the decoded image stays within
@@ -524,6 +618,19 @@ pub fn encode_instance(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
             tags::PLANAR_CONFIGURATION,
             VR::US,
             PrimitiveValue::from(0u16),
+        ));
+    }
+    if is_j2k(to) && j2k_mct(&info, to) {
+        // The codestream carries the colour transform (PS3.5 Table 8.2.4-1).
+        let pi = if to == ts::JPEG_2000_LOSSLESS {
+            "YBR_RCT"
+        } else {
+            "YBR_ICT"
+        };
+        obj.put(DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from(pi),
         ));
     }
     if let Some(method) = lossy_method(to) {

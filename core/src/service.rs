@@ -221,7 +221,11 @@ fn can_give_frame(media: MediaType, info: &crate::layout::PixelInfo, from: &str,
     let readable = ts::is_native(from) || crate::codec::can_decode(from);
     let writable = match media {
         MediaType::OctetStream => to == ts::EXPLICIT_VR_LE,
-        MediaType::DicomRle | MediaType::Jpeg | MediaType::Jls => {
+        MediaType::DicomRle
+        | MediaType::Jpeg
+        | MediaType::Jls
+        | MediaType::Jp2
+        | MediaType::Jpx => {
             crate::codec::can_encode(to, info.bits_allocated, info.pixel_representation == 1)
         }
         _ => false,
