@@ -11,8 +11,8 @@
 //!
 //! JPEG-LS (.4.80, .4.81) is ours ([`crate::jpegls`], pure Rust, every target), in both
 //! directions. JPEG 2000 (.4.90–.4.93) is encoded by openjp2 through `wado-j2k` (the
-//! `openjp2` feature). JPEG Extended 12-bit (.4.51) is left out: dicom-rs 0.10 cannot decode it (see
-//! docs/wasm-toolchain.md).
+//! `openjp2` feature). JPEG Extended (.4.51, 8 and 12 bits) is ours too
+//! ([`crate::jpegdct`]), both ways: dicom-rs 0.10 cannot decode 12-bit JPEG.
 
 use crate::error::{Error, Result};
 use crate::layout::PixelInfo;
@@ -36,6 +36,7 @@ pub fn can_decode(uid: &str) -> bool {
             | ts::JPEG_LOSSLESS_SV1
             | ts::JPEG_LS_LOSSLESS
             | ts::JPEG_LS_NEAR_LOSSLESS
+            | ts::JPEG_EXTENDED
     ) || (cfg!(feature = "openjp2") && is_j2k(uid))
 }
 
@@ -65,6 +66,9 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     };
     if matches!(stored_ts, ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS) {
         return decode_jls(info, frame).map_err(|e| bad(&e));
+    }
+    if stored_ts == ts::JPEG_EXTENDED {
+        return decode_jpeg_extended(info, frame).map_err(|e| bad(&e));
     }
     let ts = TransferSyntaxRegistry
         .get(stored_ts)
@@ -109,6 +113,98 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     let file = obj.with_exact_meta(meta);
     let decoded = file.decode_pixel_data().map_err(|e| bad(&e))?;
     native_bytes(&decoded).map_err(|e| bad(&e))
+}
+
+/// One JPEG Extended (or baseline) frame, 8 or 12 bits, by our own decoder
+/// ([`crate::jpegdct`]), to native little-endian bytes; colour stored as YBR_FULL(_422) comes
+/// out RGB, as dicom-pixeldata gives every other JPEG (PS3.5 §8.2.1).
+fn decode_jpeg_extended(info: &PixelInfo, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let img = crate::jpegdct::decode(frame).map_err(|e| e.to_string())?;
+    if (img.width, img.height, img.components)
+        != (
+            usize::from(info.columns),
+            usize::from(info.rows),
+            usize::from(info.samples_per_pixel),
+        )
+    {
+        return Err(format!(
+            "the stream is {}×{}×{}, the image {}×{}×{}",
+            img.width, img.height, img.components, info.columns, info.rows, info.samples_per_pixel
+        ));
+    }
+    let mut samples = img.samples;
+    if img.components == 3 && info.photometric_interpretation.starts_with("YBR") {
+        let max = f32::from(((1u32 << img.precision) - 1) as u16);
+        let mid = f32::from(1u16 << (img.precision - 1));
+        for px in samples.chunks_exact_mut(3) {
+            let (y, cb, cr) = (
+                f32::from(px[0]),
+                f32::from(px[1]) - mid,
+                f32::from(px[2]) - mid,
+            );
+            let rgb = [
+                y + 1.402 * cr,
+                y - 0.344_136 * cb - 0.714_136 * cr,
+                y + 1.772 * cb,
+            ];
+            for (o, v) in px.iter_mut().zip(rgb) {
+                *o = v.round().clamp(0.0, max) as u16;
+            }
+        }
+    }
+    match info.bits_allocated {
+        8 if img.precision == 8 => Ok(samples.iter().map(|&v| v as u8).collect()),
+        16 => Ok(samples.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        b => Err(format!(
+            "{}-bit samples in {b} bits allocated",
+            img.precision
+        )),
+    }
+}
+
+/// One native frame (little-endian, interleaved) as a JPEG Extended stream (SOF1): 8 bits for
+/// 8 bits allocated, 12 otherwise (Bits Stored at most 12, checked by [`can_encode`]); colour
+/// as YCbCr without subsampling, so the data set says YBR_FULL.
+fn encode_jpeg_extended(info: &PixelInfo, native: &[u8]) -> Result<Vec<u8>> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::corrupt("frame", format!("cannot JPEG Extended-encode: {e}"))
+    };
+    if !can_encode(ts::JPEG_EXTENDED, info) {
+        return Err(Error::NotAcceptable(format!(
+            "JPEG Extended holds unsigned samples of up to 12 bits; this image has {} bits stored{}",
+            info.bits_stored,
+            if info.pixel_representation == 1 {
+                ", signed"
+            } else {
+                ""
+            }
+        )));
+    }
+    let (precision, samples): (u8, Vec<u16>) = if info.bits_allocated == 8 {
+        (8, native.iter().map(|&b| u16::from(b)).collect())
+    } else {
+        let mask = (1u16 << info.bits_stored.clamp(1, 12)) - 1;
+        (
+            12,
+            native
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) & mask)
+                .collect(),
+        )
+    };
+    let mut out = crate::jpegdct::encode(
+        &samples,
+        usize::from(info.columns),
+        usize::from(info.rows),
+        usize::from(info.samples_per_pixel),
+        precision,
+        JPEG_QUALITY,
+    )
+    .map_err(|e| bad(&e))?;
+    if out.len() % 2 == 1 {
+        out.push(0);
+    }
+    Ok(out)
 }
 
 /// NEAR of JPEG-LS near-lossless encoding (1.2.840.10008.1.2.4.81): every sample within 2 of
@@ -266,20 +362,28 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         .to_owned();
     let (pixels, spp, bits) = if matches!(
         stored.as_str(),
-        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS
+        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS | ts::JPEG_EXTENDED
     ) {
+        // Our own codecs, frame by frame.
         let info = pixel_info_of(&obj);
         let (fragments, offsets) = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
             Some(Value::PixelSequence(seq)) => {
                 (seq.fragments().to_vec(), seq.offset_table().to_vec())
             }
-            _ => return Err(bad(&"JPEG-LS pixel data is not encapsulated")),
+            _ => return Err(bad(&"the pixel data is not encapsulated")),
         };
         let frames = encapsulated_frames(&fragments, &offsets, info.number_of_frames as usize)
             .map_err(|e| bad(&e))?;
         let mut pixels = Vec::new();
         for f in &frames {
-            pixels.extend(decode_jls(&info, f).map_err(|e| bad(&e))?);
+            pixels.extend(
+                if stored == ts::JPEG_EXTENDED {
+                    decode_jpeg_extended(&info, f)
+                } else {
+                    decode_jls(&info, f)
+                }
+                .map_err(|e| bad(&e))?,
+            );
         }
         (pixels, info.samples_per_pixel, info.bits_allocated)
     } else {
@@ -347,14 +451,21 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// True when this build can write pixel data in `uid` from native pixels with
-/// `bits_allocated` bits, `signed` (Pixel Representation 1) or not.
-pub fn can_encode(uid: &str, bits_allocated: u16, signed: bool) -> bool {
+/// True when this build can write pixel data of an image like `info` in `uid`.
+pub fn can_encode(uid: &str, info: &PixelInfo) -> bool {
+    let (bits_allocated, signed) = (info.bits_allocated, info.pixel_representation == 1);
     match uid {
         ts::EXPLICIT_VR_LE => true,
         ts::RLE_LOSSLESS => matches!(bits_allocated, 8 | 16 | 32),
         // Baseline JPEG holds 8-bit samples only: deeper data is refused rather than cut.
         ts::JPEG_BASELINE => bits_allocated == 8,
+        // JPEG Extended: 8 or 12-bit unsigned samples (ISO 10918-1 process 2 and 4); wider or
+        // signed data is refused rather than cut or offset.
+        ts::JPEG_EXTENDED => {
+            !signed
+                && matches!(info.samples_per_pixel, 1 | 3)
+                && (bits_allocated == 8 || (bits_allocated == 16 && info.bits_stored <= 12))
+        }
         ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => matches!(bits_allocated, 8 | 16),
         ts::JPEG_LS_LOSSLESS => matches!(bits_allocated, 8 | 16),
         // Near-lossless errors on two's complement bits would wrap across zero.
@@ -387,6 +498,14 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
         )
         .map_err(|e| Error::corrupt("frame", format!("cannot RLE-encode: {e}"))),
         ts::JPEG_BASELINE => encode_jpeg_baseline(info, &native, native_planar),
+        ts::JPEG_EXTENDED => {
+            let interleaved = if native_planar {
+                interleave(&native, info)
+            } else {
+                native
+            };
+            encode_jpeg_extended(info, &interleaved)
+        }
         ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => {
             let interleaved = if native_planar {
                 interleave(&native, info)
@@ -660,11 +779,17 @@ pub fn encode_instance(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
         ));
         push(&mut obj, tags::LOSSY_IMAGE_COMPRESSION_RATIO, &ratio);
         push(&mut obj, tags::LOSSY_IMAGE_COMPRESSION_METHOD, method);
-        if info.samples_per_pixel == 3 && to == ts::JPEG_BASELINE {
+        if info.samples_per_pixel == 3 && matches!(to, ts::JPEG_BASELINE | ts::JPEG_EXTENDED) {
+            // Baseline colour is subsampled 4:2:2; our Extended encoder does not subsample.
+            let pi = if to == ts::JPEG_BASELINE {
+                "YBR_FULL_422"
+            } else {
+                "YBR_FULL"
+            };
             obj.put(DataElement::new(
                 tags::PHOTOMETRIC_INTERPRETATION,
                 VR::CS,
-                PrimitiveValue::from("YBR_FULL_422"),
+                PrimitiveValue::from(pi),
             ));
         }
     }

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod codec;
 pub mod error;
 pub mod import;
+pub mod jpegdct;
 pub mod jpegll;
 pub mod jpegls;
 pub mod json;

@@ -209,10 +209,7 @@ fn can_convert(from: &str, to: &str, pixel: Option<&crate::layout::PixelInfo>) -
     let readable = ts::is_native(from) || crate::codec::can_decode(from);
     (ts::is_native(from) && writable.contains(&to))
         || (readable && to == ts::EXPLICIT_VR_LE)
-        || (readable
-            && pixel.is_some_and(|p| {
-                crate::codec::can_encode(to, p.bits_allocated, p.pixel_representation == 1)
-            }))
+        || (readable && pixel.is_some_and(|p| crate::codec::can_encode(to, p)))
 }
 
 /// Whether a frame stored in `from` can be given as `to` in `media` (uncompressed bulk data:
@@ -225,9 +222,7 @@ fn can_give_frame(media: MediaType, info: &crate::layout::PixelInfo, from: &str,
         | MediaType::Jpeg
         | MediaType::Jls
         | MediaType::Jp2
-        | MediaType::Jpx => {
-            crate::codec::can_encode(to, info.bits_allocated, info.pixel_representation == 1)
-        }
+        | MediaType::Jpx => crate::codec::can_encode(to, info),
         _ => false,
     };
     readable && writable
@@ -970,7 +965,7 @@ impl Service {
         }
         if parts.is_empty() {
             return Err(Error::NotAcceptable(format!(
-                "no instance can be given in an acceptable transfer syntax (stored: {}); instances in a syntax this build cannot decode (12-bit JPEG Extended; JPEG 2000 where openjp2 is not built in) can be had with transfer-syntax=* or in their own syntax",
+                "no instance can be given in an acceptable transfer syntax (stored: {}); instances in a syntax this build cannot decode (JPEG XL, HTJ2K; JPEG 2000 where openjp2 is not built in; video is never transcoded) can be had with transfer-syntax=* or in their own syntax",
                 left_out.join(", ")
             )));
         }

@@ -1664,3 +1664,238 @@ fn jpeg_2000_encoding_decodes_in_gdcm_exactly_or_within_40_db() {
         }
     }
 }
+
+/// Largest absolute difference between two 16-bit little-endian sample buffers.
+fn max_abs_diff16(a: &[u8], b: &[u8]) -> u32 {
+    a.chunks_exact(2)
+        .zip(b.chunks_exact(2))
+        .map(|(x, y)| {
+            u16::from_le_bytes([x[0], x[1]]).abs_diff(u16::from_le_bytes([y[0], y[1]])) as u32
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn jpeg_extended_12_bit_decodes_like_dcmtk_and_encodes_for_dcmtk_and_gdcm() {
+    let server = Server::start(imported(), &[]);
+    let dir = tempdir();
+    let extended = "1.2.840.10008.1.2.4.51";
+    // Decoding: the pydicom 12-bit file, against DCMTK's 12-bit libjpeg. Both decoders are
+    // within the IDCT accuracy ISO/IEC 10918-2 allows, so the samples may differ by one.
+    let file = corpus().join("sc_jpeg_extended_12bit.dcm");
+    let reference = dir.path().join("ref12.dcm");
+    run(Command::new("dcmdjpeg").arg(&file).arg(&reference));
+    let want = raw_pixels(&reference);
+    let r = get(&instance_url(&server, &file), Some("application/dicom"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ours_file = write_temp(dir.path(), "ours12.dcm", &r.body);
+    let ours = raw_pixels(&ours_file);
+    assert_eq!(ours.len(), want.len());
+    let diff = max_abs_diff16(&ours, &want);
+    let off = ours
+        .chunks_exact(2)
+        .zip(want.chunks_exact(2))
+        .filter(|(a, b)| a != b)
+        .count();
+    eprintln!(
+        "12-bit decode: {off} of {} samples off by ≤ {diff}",
+        ours.len() / 2
+    );
+    assert!(diff <= 1, "12-bit decode differs from dcmdjpeg by {diff}");
+    let dump = String::from_utf8(run(Command::new("dcmdump")
+        .args(["-q", "-M", "+P", "0028,2110", "+P", "0028,0101"])
+        .arg(&ours_file)))
+    .unwrap();
+    assert!(dump.contains("(0028,2110) CS [01]"), "{dump}");
+    assert!(dump.contains("(0028,0101) US 12"), "{dump}");
+    let r = get(
+        &format!("{}/frames/1", instance_url(&server, &file)),
+        Some("multipart/related; type=\"application/octet-stream\""),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.parts()[0].1, ours, "frame 1 = the decoded instance");
+
+    // Encoding: 12-bit grey (10 frames), 8-bit grey, 8-bit colour (YBR_FULL, no
+    // subsampling); decoded by DCMTK and by GDCM, each within 40 dB of the original.
+    for (name, bits, colour) in [
+        ("emr_10frame_ele.dcm", 12u32, false),
+        ("sc_deflated.dcm", 8, false),
+        ("sc_rgb_ele.dcm", 8, true),
+    ] {
+        let file = corpus().join(name);
+        let native = dir.path().join(format!("native-{name}"));
+        run(Command::new("dcmconv")
+            .args(["+te"])
+            .arg(&file)
+            .arg(&native));
+        let want = raw_pixels(&native);
+        let r = get(
+            &instance_url(&server, &file),
+            Some(&format!("application/dicom; transfer-syntax={extended}")),
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let ours = write_temp(dir.path(), &format!("ext-{name}"), &r.body);
+        let dump = String::from_utf8(run(Command::new("dcmdump")
+            .args([
+                "-q",
+                "-M",
+                "-Un",
+                "+P",
+                "0002,0010",
+                "+P",
+                "0028,0004",
+                "+P",
+                "0028,0101",
+                "+P",
+                "0028,2110",
+                "+P",
+                "0028,2114",
+            ])
+            .arg(&ours)))
+        .unwrap();
+        assert!(dump.contains(extended), "{name}: {dump}");
+        assert!(dump.contains("(0028,2110) CS [01]"), "{name}: {dump}");
+        assert!(dump.contains("ISO_10918_1"), "{name}: {dump}");
+        if colour {
+            assert!(dump.contains("[YBR_FULL]"), "{name}: {dump}");
+        }
+        if bits == 12 {
+            assert!(dump.contains("(0028,0101) US 12"), "{name}: {dump}");
+        }
+        for decoder in ["dcmdjpeg", "gdcmconv"] {
+            let decoded = dir.path().join(format!("{decoder}-{name}"));
+            let mut cmd = Command::new(decoder);
+            if decoder == "gdcmconv" {
+                cmd.arg("--raw");
+            } else {
+                cmd.arg("+cn"); // YBR_FULL kept: converted to RGB below, as for GDCM's output
+            }
+            run(cmd.arg(&ours).arg(&decoded));
+            let mut got = raw_pixels(&decoded);
+            let pi = String::from_utf8(run(Command::new("dcmdump")
+                .args(["-q", "+P", "0028,0004", "+P", "0028,0006"])
+                .arg(&decoded)))
+            .unwrap();
+            assert!(
+                !pi.contains("US 1"),
+                "{name} {decoder}: colour-by-pixel: {pi}"
+            );
+            if pi.contains("[YBR_FULL]") {
+                got = ybr_full_to_rgb(&got);
+            }
+            assert_eq!(got.len(), want.len(), "{name} {decoder}");
+            let p = psnr(&got, &want, bits);
+            eprintln!(
+                "{name} .4.51 via {decoder}: PSNR {p:.1} dB, {} bytes",
+                r.body.len()
+            );
+            assert!(p >= 40.0, "{name} {decoder}: PSNR {p:.1} dB");
+        }
+        // Frames as image/jpeg with the Extended syntax: SOF1 streams.
+        let r = get(
+            &format!("{}/frames/1", instance_url(&server, &file)),
+            Some(&format!(
+                "multipart/related; type=\"image/jpeg\"; transfer-syntax={extended}"
+            )),
+        );
+        assert_eq!(r.status, 200, "{name}");
+        let frame = &r.parts()[0].1;
+        assert_eq!(&frame[..2], b"\xFF\xD8", "{name}: SOI");
+        assert!(frame.windows(2).any(|w| w == b"\xFF\xC1"), "{name}: SOF1");
+    }
+    // Signed or deeper than 12 bits: refused (406), not offset or cut.
+    let mr = corpus().join("mr_small_bigendian.dcm");
+    assert_eq!(
+        get(
+            &instance_url(&server, &mr),
+            Some(&format!("application/dicom; transfer-syntax={extended}"))
+        )
+        .status,
+        406
+    );
+}
+
+/// YCbCr (full range, PS3.3 C.7.6.3.1.2 YBR_FULL) to RGB, 8-bit, interleaved.
+fn ybr_full_to_rgb(p: &[u8]) -> Vec<u8> {
+    p.chunks_exact(3)
+        .flat_map(|c| {
+            let (y, cb, cr) = (
+                f64::from(c[0]),
+                f64::from(c[1]) - 128.0,
+                f64::from(c[2]) - 128.0,
+            );
+            [
+                y + 1.402 * cr,
+                y - 0.344_136 * cb - 0.714_136 * cr,
+                y + 1.772 * cb,
+            ]
+            .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn the_jpeg_dct_codec_decodes_what_dcmcjpeg_writes_like_dcmdjpeg() {
+    let dir = tempdir();
+    // (file, dcmcjpeg options, samples per pixel, bytes per sample)
+    for (name, opts, spp, bytes) in [
+        ("emr_10frame_ele.dcm", &["+ee"][..], 1usize, 2usize),
+        ("sc_deflated.dcm", &["+ee"][..], 1, 1),
+        ("sc_rgb_ele.dcm", &["+ee", "+s4"][..], 3, 1),
+        ("sc_rgb_ele.dcm", &["+eb", "+s2"][..], 3, 1),
+    ] {
+        let file = corpus().join(name);
+        let jpeg = dir.path().join(format!("cj-{}-{name}", opts.join("")));
+        run(Command::new("dcmcjpeg").args(opts).arg(&file).arg(&jpeg));
+        // DCMTK's decoding, colour left as YCbCr (+cn): our codec does not convert colour.
+        let reference = dir.path().join(format!("dj-{}-{name}", opts.join("")));
+        run(Command::new("dcmdjpeg")
+            .arg("+cn")
+            .arg(&jpeg)
+            .arg(&reference));
+        let want = raw_pixels(&reference);
+        let dumps_dir = tempdir();
+        let dumps = binary_dumps(&jpeg, dumps_dir.path());
+        let frames = want.len() / (bytes * spp) / {
+            let img = wado_core::jpegdct::decode(&std::fs::read(dumps.last().unwrap()).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            img.width * img.height
+        };
+        let mut ours = Vec::new();
+        for f in &dumps[dumps.len() - frames..] {
+            let img = wado_core::jpegdct::decode(&std::fs::read(f).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(img.components, spp, "{name}");
+            for v in img.samples {
+                if bytes == 2 {
+                    ours.extend_from_slice(&v.to_le_bytes());
+                } else {
+                    ours.push(v as u8);
+                }
+            }
+        }
+        assert_eq!(ours.len(), want.len(), "{name} {opts:?}");
+        let (diff, off) = if bytes == 2 {
+            (max_abs_diff16(&ours, &want), 0)
+        } else {
+            let d = ours
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap_or(0);
+            let off = ours.iter().zip(&want).filter(|(a, b)| a != b).count();
+            (u32::from(d), off)
+        };
+        eprintln!("{name} {opts:?}: max difference {diff} ({off} samples differ)");
+        // Within the IDCT accuracy of ISO/IEC 10918-2 (DCMTK upsamples 4:2:2 chroma by
+        // replication, as we do).
+        assert!(diff <= 1, "{name} {opts:?}: off by {diff}");
+    }
+}

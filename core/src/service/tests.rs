@@ -256,12 +256,32 @@ fn in_study(file: &Bytes, study: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// `file` relabelled as stored in JPEG XL (1.2.840.10008.1.2.4.112), a compressed syntax this
+/// build does not decode.
+fn as_jpeg_xl(file: &Bytes) -> Bytes {
+    let mut o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    let jxl = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get("1.2.840.10008.1.2.4.112")
+        .expect("JPEG XL is registered");
+    o.meta_mut().set_transfer_syntax(jxl);
+    o.meta_mut().update_information_group_length();
+    let mut out = Vec::new();
+    o.write_all(&mut out).expect("write");
+    Bytes::from(out)
+}
+
 #[test]
 fn compressed_instances_406_alone_and_206_in_a_mix() {
-    // 12-bit JPEG Extended: stored compressed, and not decodable by this build (dicom-rs 0.10
-    // cannot), moved into the study of a raw RGB image.
+    // Stored compressed in a syntax this build cannot decode, moved into the study of a raw
+    // RGB image.
     let raw = fixture!("sc_rgb_ele.dcm");
-    let jpeg = in_study(&fixture!("sc_jpeg_extended_12bit.dcm"), &uids(&raw).0);
+    let jpeg = in_study(
+        &as_jpeg_xl(&fixture!("sc_jpeg_extended_12bit.dcm")),
+        &uids(&raw).0,
+    );
     let store = store_with(&[jpeg.clone(), raw.clone()]);
     let (st, se, sop) = uids(&jpeg);
     let got = get(
@@ -276,7 +296,7 @@ fn compressed_instances_406_alone_and_206_in_a_mix() {
         &store,
         &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
         Some(
-            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.51",
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.112",
         ),
     );
     assert_eq!(got.status, 200);
@@ -996,9 +1016,13 @@ fn documents_video_and_frames_as_instance_representations() {
 
 #[test]
 fn octet_stream_of_a_series_leaves_out_what_it_cannot_give() {
-    // A 12-bit JPEG instance beside a raw one: the raw one's frames, the JPEG left out (206).
+    // An undecodable compressed instance beside a raw one: the raw one's frames, the other
+    // left out (206).
     let raw = fixture!("sc_rgb_ele.dcm");
-    let jpeg = in_study(&fixture!("sc_jpeg_extended_12bit.dcm"), &uids(&raw).0);
+    let jpeg = in_study(
+        &as_jpeg_xl(&fixture!("sc_jpeg_extended_12bit.dcm")),
+        &uids(&raw).0,
+    );
     let store = store_with(&[jpeg.clone(), raw.clone()]);
     let (st, _, _) = uids(&raw);
     let (st_j, _, sop_j) = uids(&jpeg);
@@ -1022,7 +1046,7 @@ fn octet_stream_of_a_series_leaves_out_what_it_cannot_give() {
         assert_eq!(
             got.parts().len(),
             2,
-            "1 raw frame + the 12-bit JPEG frame as stored"
+            "1 raw frame + the other frame as stored"
         );
     }
 }
