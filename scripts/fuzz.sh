@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the core's fuzz targets (cargo-fuzz, nightly) for SECONDS each (default 60).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls jpegdct
 # Seeds: the fixture DICOM files for `prepare`. Crashes land in core/fuzz/artifacts/; turn each
 # into a regression test (core/tests/fuzz_regressions.rs) before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")/../core"
 secs="${1:-60}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml jpegls)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml jpegls jpegdct)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
 corpus="${FUZZ_CORPUS:-/tmp/wado-fuzz}"
 mkdir -p "$corpus/prepare"
@@ -25,6 +25,18 @@ for f in sys.argv[2:]:
             break
         open(os.path.join(out, f"{os.path.basename(f)}-{i}.jls"), "wb").write(b[i:j + 2])
         i = b.find(b"\xff\xd8\xff\xf7", j)
+PY
+# JPEG DCT seeds: the baseline and 12-bit extended streams inside the fixtures.
+mkdir -p "$corpus/jpegdct"
+python3 - "$corpus/jpegdct" ../tests/fixtures/corpus/*jpeg_baseline*.dcm ../tests/fixtures/corpus/*jpeg_extended*.dcm <<'PY'
+import sys, os
+out = sys.argv[1]
+for f in sys.argv[2:]:
+    b = open(f, "rb").read()
+    i = b.find(b"\xff\xd8\xff")
+    if i >= 0:
+        j = b.find(b"\xff\xd9", i)
+        open(os.path.join(out, os.path.basename(f) + ".jpg"), "wb").write(b[i:j + 2])
 PY
 for t in "${targets[@]}"; do
   mkdir -p "$corpus/$t"

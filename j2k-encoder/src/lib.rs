@@ -10,7 +10,7 @@
 //! The coding choices are OpenJPEG's `opj_compress` defaults, which GDCM and most PACS use
 //! too: one tile, 64×64 code blocks, LRCP, six resolution levels (fewer for small images),
 //! one quality layer; the 5/3 reversible wavelet for lossless, the 9/7 irreversible one with
-//! a PSNR target for lossy.
+//! a compression ratio for lossy (OpenJPEG's `-r`).
 #![allow(unsafe_code)]
 
 use core::ffi::{c_char, c_void};
@@ -30,8 +30,11 @@ use openjp2::{
 pub struct Options {
     /// Reversible 5/3 wavelet, every sample restored exactly; otherwise the 9/7 wavelet.
     pub lossless: bool,
-    /// For lossy coding: the quality layer's target PSNR in dB (OpenJPEG's `-q`).
-    pub psnr: f32,
+    /// For lossy coding: the target compression ratio of the one quality layer, against the
+    /// samples at their precision (OpenJPEG's `-r`). A rate, not a PSNR target: OpenJPEG's
+    /// PSNR is over the full precision range, so a 16-bit image using a few thousand values
+    /// would meet any PSNR with almost no bits.
+    pub ratio: f32,
     /// Apply the component transform (RCT when lossless, ICT when lossy) to three-component
     /// images: the DICOM data set must then say YBR_RCT or YBR_ICT (PS3.5 Table 8.2.4-1).
     pub mct: bool,
@@ -135,7 +138,7 @@ pub fn encode(image: &Image<'_>, options: &Options) -> Result<Vec<u8>, Error> {
         }
     }
 
-    let mut params = parameters(width, height, components, options);
+    let mut params = parameters(width, height, components, precision, options);
 
     let mut errors = String::new();
     let mut sink = Sink::default();
@@ -183,7 +186,13 @@ pub fn encode(image: &Image<'_>, options: &Options) -> Result<Vec<u8>, Error> {
 /// OpenJPEG's coding parameters for `options`.
 // Field by field: the type implements Drop, so struct-update syntax cannot build it.
 #[allow(clippy::field_reassign_with_default)]
-fn parameters(width: u32, height: u32, components: u32, options: &Options) -> opj_cparameters_t {
+fn parameters(
+    width: u32,
+    height: u32,
+    components: u32,
+    precision: u32,
+    options: &Options,
+) -> opj_cparameters_t {
     let mut params = opj_cparameters_t::default();
     params.tcp_numlayers = 1;
     params.cp_disto_alloc = 1;
@@ -192,9 +201,12 @@ fn parameters(width: u32, height: u32, components: u32, options: &Options) -> op
         params.irreversible = 0;
     } else {
         params.irreversible = 1;
-        params.cp_disto_alloc = 0;
-        params.cp_fixed_quality = 1;
-        params.tcp_distoratio[0] = options.psnr;
+        // A small image's headers would eat a 10:1 budget: keep at least 1 KiB of budget
+        // (no rate limit at all below it; the 9/7 wavelet alone is still lossy).
+        let prec_bytes = f64::from(precision.div_ceil(8));
+        let raw = f64::from(width) * f64::from(height) * f64::from(components) * prec_bytes;
+        let ratio = f64::from(options.ratio).min(raw / 1024.0);
+        params.tcp_rates[0] = if ratio > 1.0 { ratio as f32 } else { 0.0 };
     }
     // Six resolutions need a 32×32 lowest band; small images get fewer (OpenJPEG refuses
     // more levels than the size allows).
@@ -317,7 +329,7 @@ mod tests {
         };
         let opts = Options {
             lossless: true,
-            psnr: 0.0,
+            ratio: 0.0,
             mct: false,
         };
         let out = encode(&img, &opts).expect("encodes");
@@ -345,7 +357,7 @@ mod tests {
                 },
                 &Options {
                     lossless: true,
-                    psnr: 0.0,
+                    ratio: 0.0,
                     mct: false,
                 },
             )
@@ -389,7 +401,7 @@ mod sizes {
                     &img,
                     &Options {
                         lossless,
-                        psnr: 50.0,
+                        ratio: 10.0,
                         mct,
                     },
                 )

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Encode/decode speed of each codec wado writes (through the core's frame transcoding) beside
+# the C libraries behind DCMTK and GDCM, in process, on the very same 512×512 frames
+# (scripts/bench-frames.sh): libjpeg-turbo and OpenJPEG through Pillow (PyPI wheels), CharLS
+# through pyjpegls. Median milliseconds and megapixels per second. Release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bench-frames.sh
+"$venv/bin/python" -c 'import PIL, jpeg_ls' 2>/dev/null || "$venv/bin/pip" install --quiet pillow pyjpegls
+cargo build --release --locked -q -p wado-tests --bin codec-bench
+./target/release/codec-bench "$work/grey16.raw" "$work/rgb8.raw" "${ITERATIONS:-20}"
+"$venv/bin/python" - "$work" "${ITERATIONS:-20}" <<'PY'
+import io, sys, time, numpy as np, jpeg_ls
+from PIL import Image, features
+w, n = sys.argv[1], int(sys.argv[2])
+g16 = np.fromfile(f"{w}/grey16.raw", dtype="<u2").reshape(512, 512)
+frames = {
+    "16-bit grey": g16,
+    "12-bit grey": (g16 >> 4).astype("<u2"),
+    "8-bit grey": (g16 >> 8).astype(np.uint8),
+    "8-bit RGB": np.fromfile(f"{w}/rgb8.raw", dtype=np.uint8).reshape(512, 512, 3),
+}
+def pil_codec(fmt, **kw):
+    def enc(a):
+        b = io.BytesIO(); Image.fromarray(a).save(b, fmt, **kw); return b.getvalue()
+    def dec(s):
+        im = Image.open(io.BytesIO(s)); im.load(); return im
+    return enc, dec
+codecs = {
+    f"JPEG Baseline q90 (libjpeg-turbo {features.version('libjpeg_turbo')})":
+        (lambda a: a.dtype == np.uint8, *pil_codec("JPEG", quality=90, subsampling=1)),
+    f"JPEG 2000 lossless (OpenJPEG {features.version('jpg_2000')})":
+        (lambda a: True, *pil_codec("JPEG2000", irreversible=False, no_jp2=True)),
+    f"JPEG-LS lossless (CharLS)":
+        (lambda a: True, jpeg_ls.encode, jpeg_ls.decode),
+}
+mp = 512 * 512 / 1e6
+for fname, a in frames.items():
+    for cname, (ok, enc, dec) in codecs.items():
+        if not ok(a):
+            continue
+        try:
+            e_t, d_t = [], []
+            for _ in range(n):
+                t = time.perf_counter(); s = enc(a); e_t.append(time.perf_counter() - t)
+                t = time.perf_counter(); dec(s); d_t.append(time.perf_counter() - t)
+        except Exception as x:  # e.g. a mode the binding cannot write
+            print(f"C     {fname:<12} {cname}: {x}")
+            continue
+        e, d = sorted(e_t)[n // 2] * 1000, sorted(d_t)[n // 2] * 1000
+        print(f"C     {fname:<12} {cname:<40} encode {e:7.2f} ms ({mp / e * 1000:6.1f} MP/s)  decode {d:7.2f} ms ({mp / d * 1000:6.1f} MP/s)  {len(s)} bytes")
+PY

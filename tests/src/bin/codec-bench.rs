@@ -1,0 +1,89 @@
+//! Encode and decode speed of every codec wado writes, through the core's own frame
+//! transcoding (`codec::transcode_frame`, what a frame request runs), on the two 512×512
+//! frames scripts/bench-codecs.sh prepares (a 16-bit grey MR and an 8-bit RGB ultrasound; an
+//! 8-bit and a 12-bit grey are derived from the first). The same script times the C
+//! libraries behind DCMTK and GDCM on the very same frames.
+//!   codec-bench GREY16.raw RGB8.raw [ITERATIONS]
+#![allow(clippy::unwrap_used)]
+
+use std::time::Instant;
+use wado_core::codec::transcode_frame;
+use wado_core::layout::PixelInfo;
+
+const NATIVE: &str = "1.2.840.10008.1.2.1";
+
+fn median_ms(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn info(spp: u16, allocated: u16, stored: u16) -> PixelInfo {
+    PixelInfo {
+        rows: 512,
+        columns: 512,
+        samples_per_pixel: spp,
+        bits_allocated: allocated,
+        bits_stored: stored,
+        pixel_representation: 0,
+        photometric_interpretation: if spp == 3 { "RGB" } else { "MONOCHROME2" }.into(),
+        planar_configuration: 0,
+        number_of_frames: 1,
+    }
+}
+
+fn bench(frame: &str, info: &PixelInfo, native: &[u8], name: &str, uid: &str, n: usize) {
+    let mut enc_t = Vec::with_capacity(n);
+    let mut dec_t = Vec::with_capacity(n);
+    let mut size = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        let enc = transcode_frame(info, NATIVE, native, uid).unwrap();
+        enc_t.push(t.elapsed().as_secs_f64() * 1000.0);
+        size = enc.len();
+        let t = Instant::now();
+        let back = transcode_frame(info, uid, &enc, NATIVE).unwrap();
+        dec_t.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(back.len(), native.len());
+    }
+    let (e, d) = (median_ms(enc_t), median_ms(dec_t));
+    let mp = 512.0 * 512.0 / 1e6;
+    println!(
+        "wado  {frame:<12} {name:<22} encode {e:7.2} ms ({:6.1} MP/s)  decode {d:7.2} ms ({:6.1} MP/s)  {size} bytes",
+        mp / (e / 1000.0),
+        mp / (d / 1000.0)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let grey16 = std::fs::read(&args[1]).unwrap();
+    let rgb8 = std::fs::read(&args[2]).unwrap();
+    let grey12: Vec<u8> = grey16
+        .chunks_exact(2)
+        .flat_map(|c| (u16::from_le_bytes([c[0], c[1]]) >> 4).to_le_bytes())
+        .collect();
+    let grey8: Vec<u8> = grey16.chunks_exact(2).map(|c| c[1]).collect();
+    let codecs = [
+        ("RLE", "1.2.840.10008.1.2.5"),
+        ("JPEG Lossless SV1", "1.2.840.10008.1.2.4.70"),
+        ("JPEG-LS lossless", "1.2.840.10008.1.2.4.80"),
+        ("JPEG 2000 lossless", "1.2.840.10008.1.2.4.90"),
+        ("JPEG 2000 (50 dB)", "1.2.840.10008.1.2.4.91"),
+        ("JPEG Baseline q90", "1.2.840.10008.1.2.4.50"),
+        ("JPEG Extended q90", "1.2.840.10008.1.2.4.51"),
+    ];
+    let frames = [
+        ("16-bit grey", info(1, 16, 16), &grey16),
+        ("12-bit grey", info(1, 16, 12), &grey12),
+        ("8-bit grey", info(1, 8, 8), &grey8),
+        ("8-bit RGB", info(3, 8, 8), &rgb8),
+    ];
+    for (frame, pi, data) in &frames {
+        for (name, uid) in codecs {
+            if wado_core::codec::can_encode(uid, pi) {
+                bench(frame, pi, data, name, uid, n);
+            }
+        }
+    }
+}
