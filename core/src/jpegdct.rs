@@ -148,6 +148,9 @@ impl DecodeTable {
             valptr[len] = k as i32;
             mincode[len] = code;
             for _ in 0..n {
+                if code >= (1 << len) {
+                    return err("a Huffman table that overflows its code space");
+                }
                 if len <= 8 {
                     let shift = 8 - len;
                     let base = (code as usize) << shift;
@@ -159,9 +162,6 @@ impl DecodeTable {
                 k += 1;
             }
             maxcode[len] = if n > 0 { code - 1 } else { -1 };
-            if code > (1 << len) {
-                return err("a Huffman table that overflows its code space");
-            }
             code <<= 1;
         }
         maxcode[17] = i32::MAX;
@@ -1068,6 +1068,12 @@ mod tests {
         }
         let _ = decode(&bad);
         assert!(encode(&[4096], 1, 1, 1, 12, 90).is_err());
+        // Found by fuzzing: a DHT whose counts overflow the code space.
+        let crash = include_bytes!("../tests/fuzz_regressions/jpegdct-huffman-overflow.jpg");
+        assert!(decode(crash).is_err());
+        let mut bits = [0u8; 16];
+        bits[0] = 3; // three 1-bit codes
+        assert!(DecodeTable::new(&bits, vec![0, 1, 2]).is_err());
         assert!(encode(&[0; 4], 2, 2, 1, 16, 90).is_err());
     }
 }
