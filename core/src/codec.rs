@@ -180,25 +180,28 @@ fn encode_jpeg_extended(info: &PixelInfo, native: &[u8]) -> Result<Vec<u8>> {
             }
         )));
     }
-    let (precision, samples): (u8, Vec<u16>) = if info.bits_allocated == 8 {
-        (8, native.iter().map(|&b| u16::from(b)).collect())
+    let words: Vec<u16>;
+    let (precision, samples) = if info.bits_allocated == 8 {
+        (8, crate::jpegdct::Samples::Bytes(native))
     } else {
         let mask = (1u16 << info.bits_stored.clamp(1, 12)) - 1;
-        (
-            12,
-            native
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]) & mask)
-                .collect(),
-        )
+        words = native
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) & mask)
+            .collect();
+        (12, crate::jpegdct::Samples::Words(&words))
     };
     let mut out = crate::jpegdct::encode(
-        &samples,
+        samples,
         usize::from(info.columns),
         usize::from(info.rows),
         usize::from(info.samples_per_pixel),
         precision,
-        JPEG_QUALITY,
+        crate::jpegdct::EncodeOptions {
+            quality: JPEG_QUALITY,
+            baseline: false,
+            chroma_422: false,
+        },
     )
     .map_err(|e| bad(&e))?;
     if out.len() % 2 == 1 {
@@ -478,71 +481,51 @@ pub fn can_encode(uid: &str, info: &PixelInfo) -> bool {
 /// One frame from `from` to `to`: the native little-endian bytes of a frame stored in `from`
 /// (or its concatenated fragments), decoded if compressed and encoded if `to` is.
 pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> Result<Vec<u8>> {
+    use std::borrow::Cow;
     let native_planar =
         ts::is_native(from) && info.planar_configuration == 1 && info.samples_per_pixel > 1;
-    let native = if ts::is_native(from) {
-        data.to_vec()
+    let native: Cow<'_, [u8]> = if ts::is_native(from) {
+        Cow::Borrowed(data)
     } else {
-        decode_frame(info, from, data)?
+        Cow::Owned(decode_frame(info, from, data)?)
     };
     match to {
         // Native frames keep their stored layout (the metadata's Planar Configuration says it).
-        ts::EXPLICIT_VR_LE => Ok(native),
-        ts::RLE_LOSSLESS => crate::rle::encode_frame(
-            &native,
-            usize::from(info.rows),
-            usize::from(info.columns),
-            usize::from(info.samples_per_pixel),
-            info.bits_allocated,
-            native_planar,
-        )
-        .map_err(|e| Error::corrupt("frame", format!("cannot RLE-encode: {e}"))),
-        ts::JPEG_BASELINE => encode_jpeg_baseline(info, &native, native_planar),
-        ts::JPEG_EXTENDED => {
-            let interleaved = if native_planar {
-                interleave(&native, info)
-            } else {
-                native
-            };
-            encode_jpeg_extended(info, &interleaved)
-        }
-        ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => {
-            let interleaved = if native_planar {
-                interleave(&native, info)
-            } else {
-                native
-            };
-            crate::jpegll::encode_frame(
-                &interleaved,
+        ts::EXPLICIT_VR_LE => return Ok(native.into_owned()),
+        ts::RLE_LOSSLESS => {
+            return crate::rle::encode_frame(
+                &native,
                 usize::from(info.rows),
                 usize::from(info.columns),
                 usize::from(info.samples_per_pixel),
                 info.bits_allocated,
+                native_planar,
             )
-            .map_err(|e| Error::corrupt("frame", format!("cannot JPEG Lossless-encode: {e}")))
+            .map_err(|e| Error::corrupt("frame", format!("cannot RLE-encode: {e}")))
         }
-        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS => {
-            let interleaved = if native_planar {
-                interleave(&native, info)
-            } else {
-                native
-            };
-            let near = if to == ts::JPEG_LS_LOSSLESS {
-                0
-            } else {
-                JPEG_LS_NEAR
-            };
-            encode_jls(info, &interleaved, near)
-        }
+        _ => {}
+    }
+    // Every other coder takes colour by pixel.
+    let interleaved = if native_planar {
+        Cow::Owned(interleave(&native, info))
+    } else {
+        native
+    };
+    match to {
+        ts::JPEG_BASELINE => encode_jpeg_baseline(info, &interleaved),
+        ts::JPEG_EXTENDED => encode_jpeg_extended(info, &interleaved),
+        ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => crate::jpegll::encode_frame(
+            &interleaved,
+            usize::from(info.rows),
+            usize::from(info.columns),
+            usize::from(info.samples_per_pixel),
+            info.bits_allocated,
+        )
+        .map_err(|e| Error::corrupt("frame", format!("cannot JPEG Lossless-encode: {e}"))),
+        ts::JPEG_LS_LOSSLESS => encode_jls(info, &interleaved, 0),
+        ts::JPEG_LS_NEAR_LOSSLESS => encode_jls(info, &interleaved, JPEG_LS_NEAR),
         #[cfg(feature = "openjp2")]
-        to if is_j2k(to) => {
-            let interleaved = if native_planar {
-                interleave(&native, info)
-            } else {
-                native
-            };
-            encode_j2k(info, &interleaved, to, j2k_mct(info, to))
-        }
+        to if is_j2k(to) => encode_j2k(info, &interleaved, to, j2k_mct(info, to)),
         other => Err(Error::NotAcceptable(format!(
             "encoding to {other} is not available"
         ))),
@@ -626,9 +609,10 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
 /// 40 dB PSNR of the original (checked in the end-to-end tests).
 pub const JPEG_QUALITY: u8 = 90;
 
-/// JPEG Baseline (ISO 10918-1 process 1) of one 8-bit frame; colour is YCbCr with 4:2:2
-/// subsampling, as YBR_FULL_422 says (PS3.5 §8.2.1).
-fn encode_jpeg_baseline(info: &PixelInfo, native: &[u8], planar: bool) -> Result<Vec<u8>> {
+/// JPEG Baseline (ISO 10918-1 process 1) of one 8-bit frame, by our own DCT codec
+/// ([`crate::jpegdct`]); colour is YCbCr with 4:2:2 subsampling, as YBR_FULL_422 says
+/// (PS3.5 §8.2.1).
+fn encode_jpeg_baseline(info: &PixelInfo, native: &[u8]) -> Result<Vec<u8>> {
     let bad =
         |e: &dyn std::fmt::Display| Error::corrupt("frame", format!("cannot JPEG-encode: {e}"));
     if info.bits_allocated != 8 {
@@ -637,29 +621,20 @@ fn encode_jpeg_baseline(info: &PixelInfo, native: &[u8], planar: bool) -> Result
             info.bits_allocated
         )));
     }
-    let (color, data): (jpeg_encoder::ColorType, std::borrow::Cow<'_, [u8]>) =
-        match info.samples_per_pixel {
-            1 => (jpeg_encoder::ColorType::Luma, native.into()),
-            3 if planar => {
-                let n = native.len() / 3;
-                (
-                    jpeg_encoder::ColorType::Rgb,
-                    (0..native.len())
-                        .map(|i| native[(i % 3) * n + i / 3])
-                        .collect::<Vec<u8>>()
-                        .into(),
-                )
-            }
-            3 => (jpeg_encoder::ColorType::Rgb, native.into()),
-            s => return Err(bad(&format!("{s} samples per pixel"))),
-        };
-    let mut out = Vec::with_capacity(native.len() / 4);
-    let mut enc = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
-    if info.samples_per_pixel == 3 {
-        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_2);
-    }
-    enc.encode(&data, info.columns, info.rows, color)
-        .map_err(|e| bad(&e))?;
+    let spp = usize::from(info.samples_per_pixel);
+    let mut out = crate::jpegdct::encode(
+        crate::jpegdct::Samples::Bytes(native),
+        usize::from(info.columns),
+        usize::from(info.rows),
+        spp,
+        8,
+        crate::jpegdct::EncodeOptions {
+            quality: JPEG_QUALITY,
+            baseline: true,
+            chroma_422: true,
+        },
+    )
+    .map_err(|e| bad(&e))?;
     if out.len() % 2 == 1 {
         out.push(0); // fragments are of even length (PS3.5 A.4)
     }

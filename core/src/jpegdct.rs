@@ -7,13 +7,15 @@
 //!   interleaved and non-interleaved scans, 8- or 16-bit quantization tables, restart
 //!   intervals. Samples come out per component, upsampled to full size, interleaved; no colour
 //!   conversion (the caller knows the Photometric Interpretation).
-//! - **Encoding**: SOF1 with 8 or 12 bits, 1 or 3 components without subsampling (colour is
-//!   converted RGB → YCbCr, i.e. YBR_FULL), the Annex K tables scaled by a quality like
-//!   libjpeg's, and Huffman tables optimized for each image (Annex K.2): the Annex K.3 tables
-//!   only cover 8-bit categories.
+//! - **Encoding**: baseline (SOF0, 8 bits, the Annex K.3 Huffman tables, one pass) or extended
+//!   (SOF1, 8 or 12 bits, Huffman tables optimized for each image per Annex K.2: the K.3
+//!   tables only cover 8-bit categories); 1 or 3 components, colour converted RGB → YCbCr
+//!   with 4:4:4 (YBR_FULL) or 4:2:2 (YBR_FULL_422) sampling; the Annex K quantization tables
+//!   scaled by a quality like libjpeg's.
 //!
-//! The DCTs are separable floating-point ones (A.3.3); the decoder's output may differ by one
-//! from libjpeg's integer IDCT, as 10918-2 allows.
+//! The DCTs are the fast floating-point AAN ones (libjpeg's float DCT method), checked in the
+//! tests against the definition (A.3.3); the decoder's output may differ by one from
+//! libjpeg's integer IDCT, as ISO/IEC 10918-2 allows.
 
 use std::fmt;
 
@@ -56,6 +58,7 @@ const ZIGZAG: [usize; 64] = [
     52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
+#[cfg(test)]
 /// `COS[x][u] = C(u)/2 · cos((2x+1)uπ/16)`, the 1-D DCT basis (A.3.3).
 fn cos_table() -> [[f32; 8]; 8] {
     let mut t = [[0f32; 8]; 8];
@@ -72,6 +75,7 @@ fn cos_table() -> [[f32; 8]; 8] {
     t
 }
 
+#[cfg(test)]
 /// 8×8 inverse DCT of `coef` (natural order) into `out`.
 fn idct(coef: &[f32; 64], cos: &[[f32; 8]; 8], out: &mut [f32; 64]) {
     let mut tmp = [0f32; 64];
@@ -95,6 +99,7 @@ fn idct(coef: &[f32; 64], cos: &[[f32; 8]; 8], out: &mut [f32; 64]) {
     }
 }
 
+#[cfg(test)]
 /// 8×8 forward DCT of level-shifted samples `px` into `out` (natural order).
 fn fdct(px: &[f32; 64], cos: &[[f32; 8]; 8], out: &mut [f32; 64]) {
     let mut tmp = [0f32; 64];
@@ -116,6 +121,125 @@ fn fdct(px: &[f32; 64], cos: &[[f32; 8]; 8], out: &mut [f32; 64]) {
             out[v * 8 + u] = s;
         }
     }
+}
+
+/// The AAN scale factors: `AAN[0] = 1`, `AAN[k] = cos(kπ/16)·√2`.
+fn aan_scales() -> [f32; 8] {
+    let mut a = [1f32; 8];
+    for (k, v) in a.iter_mut().enumerate().skip(1) {
+        *v = ((k as f64 * std::f64::consts::PI / 16.0).cos() * std::f64::consts::SQRT_2) as f32;
+    }
+    a
+}
+
+/// The forward AAN butterfly (Arai, Agui and Nakajima, as in libjpeg's jfdctflt.c) down
+/// each of the eight columns of `d` at once, lane by lane (so the compiler vectorizes it);
+/// the scale it leaves is stated at [`fdct_aan`] and checked against the definition in the
+/// tests.
+#[inline(always)]
+fn aan_fwd_cols(d: &mut [f32; 64]) {
+    for i in 0..8 {
+        let (d0, d1, d2, d3) = (d[i], d[8 + i], d[16 + i], d[24 + i]);
+        let (d4, d5, d6, d7) = (d[32 + i], d[40 + i], d[48 + i], d[56 + i]);
+        let (t0, t7) = (d0 + d7, d0 - d7);
+        let (t1, t6) = (d1 + d6, d1 - d6);
+        let (t2, t5) = (d2 + d5, d2 - d5);
+        let (t3, t4) = (d3 + d4, d3 - d4);
+        let (t10, t13) = (t0 + t3, t0 - t3);
+        let (t11, t12) = (t1 + t2, t1 - t2);
+        d[i] = t10 + t11;
+        d[32 + i] = t10 - t11;
+        let z1 = (t12 + t13) * 0.707_106_77;
+        d[16 + i] = t13 + z1;
+        d[48 + i] = t13 - z1;
+        let t10 = t4 + t5;
+        let t11 = t5 + t6;
+        let t12 = t6 + t7;
+        let z5 = (t10 - t12) * 0.382_683_43;
+        let z2 = 0.541_196_1 * t10 + z5;
+        let z4 = 1.306_563 * t12 + z5;
+        let z3 = t11 * 0.707_106_77;
+        let z11 = t7 + z3;
+        let z13 = t7 - z3;
+        d[40 + i] = z13 + z2;
+        d[24 + i] = z13 - z2;
+        d[8 + i] = z11 + z4;
+        d[56 + i] = z11 - z4;
+    }
+}
+
+#[inline(always)]
+fn transpose(d: &mut [f32; 64]) {
+    for r in 0..8 {
+        for c in r + 1..8 {
+            d.swap(r * 8 + c, c * 8 + r);
+        }
+    }
+}
+
+/// Fast forward DCT, in place: `d` becomes the A.3.3 coefficients times
+/// `8·AAN[u]·AAN[v]` (the quantizer divides that back out).
+#[inline(always)]
+fn fdct_aan(d: &mut [f32; 64]) {
+    aan_fwd_cols(d);
+    transpose(d);
+    aan_fwd_cols(d);
+    transpose(d);
+}
+
+/// The inverse AAN butterfly (libjpeg's jidctflt.c) down each column of `d`, lane by lane.
+#[inline(always)]
+fn aan_inv_cols(d: &mut [f32; 64]) {
+    for i in 0..8 {
+        let (t0, t1, t2, t3) = (d[i], d[16 + i], d[32 + i], d[48 + i]);
+        let t10 = t0 + t2;
+        let t11 = t0 - t2;
+        let t13 = t1 + t3;
+        let t12 = (t1 - t3) * std::f32::consts::SQRT_2 - t13;
+        let (t0, t3) = (t10 + t13, t10 - t13);
+        let (t1, t2) = (t11 + t12, t11 - t12);
+        let (t4, t5, t6, t7) = (d[8 + i], d[24 + i], d[40 + i], d[56 + i]);
+        let z13 = t6 + t5;
+        let z10 = t6 - t5;
+        let z11 = t4 + t7;
+        let z12 = t4 - t7;
+        let t7 = z11 + z13;
+        let t11 = (z11 - z13) * std::f32::consts::SQRT_2;
+        let z5 = (z10 + z12) * 1.847_759;
+        let t10 = z5 - z12 * 1.082_392_2;
+        let t12 = z5 - z10 * 2.613_126;
+        let t6 = t12 - t7;
+        let t5 = t11 - t6;
+        let t4 = t10 - t5;
+        d[i] = t0 + t7;
+        d[56 + i] = t0 - t7;
+        d[8 + i] = t1 + t6;
+        d[48 + i] = t1 - t6;
+        d[16 + i] = t2 + t5;
+        d[40 + i] = t2 - t5;
+        d[24 + i] = t3 + t4;
+        d[32 + i] = t3 - t4;
+    }
+}
+
+/// Fast inverse DCT, in place: `d` holds the coefficients times `AAN[u]·AAN[v]` (the
+/// dequantizer multiplies that in) and becomes eight times the samples.
+fn idct_aan(d: &mut [f32; 64]) {
+    aan_inv_cols(d);
+    transpose(d);
+    aan_inv_cols(d);
+    transpose(d);
+}
+
+/// Rounds to the nearest integer (ties to even) with the 1.5·2²³ trick: plain float and
+/// integer operations that vectorize, where `as i32` saturates and checks for NaN, and
+/// `f32::round` is a library call on x86-64 without SSE4.1. Inputs are clamped to ±2²², where
+/// the trick is exact (hostile streams can produce anything).
+#[inline(always)]
+fn round(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let v = v.clamp(-4_194_304.0, 4_194_304.0);
+    ((v + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
 }
 
 // ===== Huffman tables =====
@@ -325,7 +449,6 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
     if data.get(..2) != Some(&[0xFF, 0xD8][..]) {
         return err("not a JPEG stream (no SOI)");
     }
-    let cos = cos_table();
     let mut qt: [Option<[u16; 64]>; 4] = [None; 4];
     let mut dc: [Option<DecodeTable>; 4] = [None, None, None, None];
     let mut ac: [Option<DecodeTable>; 4] = [None, None, None, None];
@@ -484,7 +607,6 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
                     &qt,
                     (&dc, &ac),
                     restart_interval,
-                    &cos,
                 )?;
                 scans += 1;
                 pos = end;
@@ -508,7 +630,7 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
             let sy = y * c.v / vmax;
             for x in 0..width {
                 let sx = x * c.h / hmax;
-                let v = (c.plane[sy * stride + sx] + shift).round() as i32;
+                let v = round(c.plane[sy * stride + sx] + shift);
                 samples[(y * width + x) * nc + ci] = v.clamp(0, max) as u16;
             }
         }
@@ -535,7 +657,6 @@ fn decode_scan(
     qt: &[Option<[u16; 64]>; 4],
     (dc, ac): Tables<'_>,
     restart_interval: usize,
-    cos: &[[f32; 8]; 8],
 ) -> Result<usize, Error> {
     let mut r = BitReader::new(data, pos);
     let mut pred = vec![0i32; members.len()];
@@ -550,9 +671,16 @@ fn decode_scan(
     } else {
         (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax))
     };
+    let aan = aan_scales();
     let mut tables = Vec::with_capacity(members.len());
     for &(ci, td, ta) in members {
         let q = qt[comps[ci].tq].ok_or_else(|| Error("a missing quantization table".into()))?;
+        // Dequantizers in zig-zag order with the fast IDCT's scale and its ×8 folded in.
+        let mut q = q.map(f32::from);
+        for (k, v) in q.iter_mut().enumerate() {
+            let pos = ZIGZAG[k];
+            *v *= aan[pos / 8] * aan[pos % 8] / 8.0;
+        }
         let d = dc[td]
             .as_ref()
             .ok_or_else(|| Error("a missing DC table".into()))?;
@@ -585,7 +713,7 @@ fn decode_scan(
                         return err("a DC category beyond 16 bits");
                     }
                     pred[k] += r.receive_extend(t);
-                    coef[0] = pred[k] as f32 * f32::from(q[0]);
+                    coef[0] = pred[k] as f32 * q[0];
                     let mut z = 1;
                     while z < 64 {
                         let rs = r.decode(a)?;
@@ -601,10 +729,11 @@ fn decode_scan(
                         if z > 63 {
                             return err("AC coefficients past the block's end");
                         }
-                        coef[ZIGZAG[z]] = r.receive_extend(s) as f32 * f32::from(q[z]);
+                        coef[ZIGZAG[z]] = r.receive_extend(s) as f32 * q[z];
                         z += 1;
                     }
-                    idct(&coef, cos, &mut block);
+                    block.copy_from_slice(&coef);
+                    idct_aan(&mut block);
                     let c = &mut comps[ci];
                     let (x0, y0) = ((mx * h + bx) * 8, (my * v + by) * 8);
                     let stride = c.bw * 8;
@@ -761,47 +890,342 @@ fn encode_codes(bits: &[u8; 16], values: &[u8]) -> [(u16, u8); 256] {
 
 struct BitWriter {
     out: Vec<u8>,
+    /// Pending bits: the low `n` bits of `acc`.
     acc: u64,
     n: u32,
 }
 
 impl BitWriter {
+    #[inline(always)]
     fn put(&mut self, code: u32, len: u8) {
         if len == 0 {
             return;
         }
         self.acc = (self.acc << len) | u64::from(code & ((1u32 << len) - 1));
         self.n += u32::from(len);
-        while self.n >= 8 {
-            self.n -= 8;
-            let b = (self.acc >> self.n) as u8;
+        if self.n >= 32 {
+            self.n -= 32;
+            let word = (self.acc >> self.n) as u32;
+            // A 0xFF byte needs a stuffed zero after it (F.1.2.3); most words have none.
+            if ((!word).wrapping_sub(0x0101_0101) & word & 0x8080_8080) == 0 {
+                self.out.extend_from_slice(&word.to_be_bytes());
+            } else {
+                for b in word.to_be_bytes() {
+                    self.out.push(b);
+                    if b == 0xFF {
+                        self.out.push(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pads the last byte with ones (F.1.2.3) and writes what is pending.
+    fn finish(&mut self) {
+        let pad = (8 - self.n % 8) % 8;
+        let total = self.n + pad;
+        let bits = (self.acc << pad) | ((1u64 << pad) - 1);
+        for k in (0..total / 8).rev() {
+            let b = (bits >> (8 * k)) as u8;
             self.out.push(b);
             if b == 0xFF {
                 self.out.push(0);
             }
         }
+        self.n = 0;
     }
+}
 
-    fn finish(&mut self) {
-        if self.n > 0 {
-            let pad = 8 - self.n;
-            self.put((1 << pad) - 1, pad as u8);
+/// Annex K.3 Huffman tables (BITS, HUFFVAL): DC and AC, luminance and chrominance, for
+/// baseline streams coded in one pass.
+const STD_DC_LUMA: ([u8; 16], [u8; 12]) = (
+    [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+);
+const STD_DC_CHROMA: ([u8; 16], [u8; 12]) = (
+    [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+);
+const STD_AC_LUMA: ([u8; 16], [u8; 162]) = (
+    [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7d],
+    [
+        0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61,
+        0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xa1, 0x08, 0x23, 0x42, 0xb1, 0xc1, 0x15, 0x52,
+        0xd1, 0xf0, 0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0a, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x25,
+        0x26, 0x27, 0x28, 0x29, 0x2a, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44, 0x45,
+        0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63, 0x64,
+        0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x83,
+        0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+        0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6,
+        0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3,
+        0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8,
+        0xe9, 0xea, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+    ],
+);
+const STD_AC_CHROMA: ([u8; 16], [u8; 162]) = (
+    [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77],
+    [
+        0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61,
+        0x71, 0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xa1, 0xb1, 0xc1, 0x09, 0x23, 0x33,
+        0x52, 0xf0, 0x15, 0x62, 0x72, 0xd1, 0x0a, 0x16, 0x24, 0x34, 0xe1, 0x25, 0xf1, 0x17, 0x18,
+        0x19, 0x1a, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44,
+        0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63,
+        0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a,
+        0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97,
+        0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4,
+        0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca,
+        0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7,
+        0xe8, 0xe9, 0xea, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+    ],
+);
+
+/// How to encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// libjpeg's quality scale (1–100) applied to the Annex K quantization tables.
+    pub quality: u8,
+    /// Baseline (SOF0: 8 bits, the Annex K.3 Huffman tables, one pass) rather than extended
+    /// sequential (SOF1: 8 or 12 bits, Huffman tables optimized for the image, two passes).
+    pub baseline: bool,
+    /// Colour with 4:2:2 chroma subsampling (YBR_FULL_422), else 4:4:4 (YBR_FULL).
+    pub chroma_422: bool,
+}
+
+/// Samples to encode: bytes (8-bit) or words, `components` per pixel, interleaved.
+#[derive(Debug, Clone, Copy)]
+pub enum Samples<'a> {
+    /// One byte per sample.
+    Bytes(&'a [u8]),
+    /// One word per sample.
+    Words(&'a [u16]),
+}
+
+impl Samples<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Samples::Bytes(b) => b.len(),
+            Samples::Words(w) => w.len(),
         }
     }
 }
 
-/// Encodes samples (`components` per pixel, interleaved; RGB when 3) as a SOF1 stream of
-/// `precision` (8 or 12) bits at `quality` (libjpeg's scale).
+/// Level-shifted component blocks of one MCU, straight from the samples: luminance (or the
+/// grey component) first, then Cb and Cr; colour converted RGB → YCbCr (JFIF equations) and,
+/// for 4:2:2, chroma averaged over pixel pairs. Edges replicate the last column and row.
+struct McuReader<'a> {
+    samples: Samples<'a>,
+    width: usize,
+    height: usize,
+    components: usize,
+    sub: bool,
+    shift: f32,
+}
+
+impl McuReader<'_> {
+    /// Fills `out` for the MCU at (`mx`, `my`) and returns how many blocks it has.
+    #[inline(always)]
+    fn fill(&self, mx: usize, my: usize, out: &mut [[f32; 64]; 4]) -> usize {
+        // One monomorphized body per sample type: no dispatch per sample.
+        match self.samples {
+            Samples::Bytes(b) => self.fill_with(|i| f32::from(b[i]), mx, my, out),
+            Samples::Words(w) => self.fill_with(|i| f32::from(w[i]), mx, my, out),
+        }
+    }
+
+    #[inline(always)]
+    fn fill_with(
+        &self,
+        at: impl Fn(usize) -> f32,
+        mx: usize,
+        my: usize,
+        out: &mut [[f32; 64]; 4],
+    ) -> usize {
+        let (w, h) = (self.width, self.height);
+        let row = |y: usize| (y.min(h - 1)) * w;
+        if self.components == 1 {
+            let (x0, y0) = (mx * 8, my * 8);
+            let b = &mut out[0];
+            if x0 + 8 <= w {
+                for yy in 0..8 {
+                    let base = row(y0 + yy) + x0;
+                    for xx in 0..8 {
+                        b[yy * 8 + xx] = at(base + xx) - self.shift;
+                    }
+                }
+            } else {
+                for yy in 0..8 {
+                    let base = row(y0 + yy);
+                    for xx in 0..8 {
+                        b[yy * 8 + xx] = at(base + (x0 + xx).min(w - 1)) - self.shift;
+                    }
+                }
+            }
+            return 1;
+        }
+        let ycc = |p: usize| -> (f32, f32, f32) {
+            let (r, g, b) = (at(3 * p), at(3 * p + 1), at(3 * p + 2));
+            (
+                0.299 * r + 0.587 * g + 0.114 * b - self.shift,
+                -0.168_736 * r - 0.331_264 * g + 0.5 * b,
+                0.5 * r - 0.418_688 * g - 0.081_312 * b,
+            )
+        };
+        if !self.sub {
+            let (x0, y0) = (mx * 8, my * 8);
+            for yy in 0..8 {
+                let base = row(y0 + yy);
+                for xx in 0..8 {
+                    let (y, cb, cr) = ycc(base + (x0 + xx).min(w - 1));
+                    out[0][yy * 8 + xx] = y;
+                    out[1][yy * 8 + xx] = cb;
+                    out[2][yy * 8 + xx] = cr;
+                }
+            }
+            return 3;
+        }
+        let (x0, y0) = (mx * 16, my * 8);
+        for yy in 0..8 {
+            let base = row(y0 + yy);
+            for xx in 0..8 {
+                let (ya, cba, cra) = ycc(base + (x0 + 2 * xx).min(w - 1));
+                let (yb, cbb, crb) = ycc(base + (x0 + 2 * xx + 1).min(w - 1));
+                let (blk, at) = ((2 * xx) / 8, yy * 8 + (2 * xx) % 8);
+                out[blk][at] = ya;
+                out[blk][at + 1] = yb;
+                out[2][yy * 8 + xx] = (cba + cbb) * 0.5;
+                out[3][yy * 8 + xx] = (cra + crb) * 0.5;
+            }
+        }
+        4
+    }
+}
+
+/// Reads, transforms and quantizes one MCU into `out` (natural order), returning its block
+/// count: the hot loop of encoding, compiled also for AVX2+FMA and chosen at run time (the
+/// float DCT and the conversions vectorize 8 lanes wide there; `multiversion` dispatches
+/// without `unsafe` in this crate).
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn quantize_mcu<'a>(
+    reader: &McuReader<'a>,
+    (mx, my): (usize, usize),
+    recip: &[[f32; 64]],
+    lim: f32,
+    order: &[usize],
+    blocks: &mut [[f32; 64]; 4],
+    out: &mut [[i16; 64]; 4],
+) -> usize {
+    let n = reader.fill(mx, my, blocks);
+    for ((b, &c), z) in blocks[..n].iter_mut().zip(order).zip(out.iter_mut()) {
+        fdct_aan(b);
+        let r = &recip[usize::from(c > 0)];
+        for ((v, &x), &q) in z.iter_mut().zip(b.iter()).zip(r.iter()) {
+            *v = round((x * q).clamp(-lim, lim)) as i16;
+        }
+    }
+    n
+}
+
+/// The whole scan of a one-pass (baseline) encoding: every MCU read, transformed, quantized
+/// and Huffman-coded, compiled also for AVX2+FMA (with BMI/LZCNT for the bit counting) and
+/// chosen at run time.
+#[multiversion::multiversion(targets("x86_64+avx2+fma+bmi1+bmi2+lzcnt"))]
+#[allow(clippy::too_many_arguments)]
+fn code_scan<'a>(
+    reader: &McuReader<'a>,
+    (mcux, mcuy): (usize, usize),
+    recip: &[[f32; 64]],
+    lim: f32,
+    order: &[usize],
+    codes: &[[(u16, u8); 256]],
+    w: &mut BitWriter,
+) {
+    let mut blocks = [[0f32; 64]; 4];
+    let mut pred = [0i32; 3];
+    for my in 0..mcuy {
+        for mx in 0..mcux {
+            let n = reader.fill(mx, my, &mut blocks);
+            for (b, &c) in blocks[..n].iter_mut().zip(order) {
+                let t = usize::from(c > 0);
+                fdct_aan(b);
+                let mut z = [0i16; 64];
+                for ((v, &x), &q) in z.iter_mut().zip(b.iter()).zip(recip[t].iter()) {
+                    *v = round((x * q).clamp(-lim, lim)) as i16;
+                }
+                emit_block(w, &z, &mut pred[c], &codes[2 * t], &codes[2 * t + 1]);
+            }
+        }
+    }
+}
+
+/// Huffman-codes one quantized block (natural order) against the DC predictor `pred`.
+#[inline(always)]
+fn emit_block(
+    w: &mut BitWriter,
+    z: &[i16; 64],
+    pred: &mut i32,
+    dcc: &[(u16, u8); 256],
+    acc: &[(u16, u8); 256],
+) {
+    // Zig-zag order, then the non-zero AC coefficients as bits (a contiguous, vectorizable
+    // loop): runs of zeros are skipped by counting trailing zeros.
+    let mut zz = [0i16; 64];
+    for (d, &pos) in zz.iter_mut().zip(ZIGZAG.iter()) {
+        *d = z[pos];
+    }
+    let dc = i32::from(zz[0]);
+    let diff = dc - *pred;
+    *pred = dc;
+    let s = category(diff);
+    let (code, len) = dcc[usize::from(s)];
+    w.put(u32::from(code), len);
+    w.put((if diff < 0 { diff - 1 } else { diff }) as u32, s);
+    let mut mask = 0u64;
+    for (k, &v) in zz.iter().enumerate() {
+        mask |= u64::from(v != 0) << k;
+    }
+    mask &= !1;
+    let mut last = 0usize;
+    while mask != 0 {
+        let k = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let mut run = k - last - 1;
+        while run > 15 {
+            let (code, len) = acc[0xF0];
+            w.put(u32::from(code), len);
+            run -= 16;
+        }
+        let v = i32::from(zz[k]);
+        let s = category(v);
+        let (code, len) = acc[(run << 4) | usize::from(s)];
+        w.put(u32::from(code), len);
+        w.put((if v < 0 { v - 1 } else { v }) as u32, s);
+        last = k;
+    }
+    if last < 63 {
+        let (code, len) = acc[0];
+        w.put(u32::from(code), len);
+    }
+}
+
+/// Encodes `samples` (`components` per pixel, interleaved; RGB when 3, coded as YCbCr) as a
+/// sequential DCT stream of `precision` (8 or 12) bits.
 pub fn encode(
-    samples: &[u16],
+    samples: Samples<'_>,
     width: usize,
     height: usize,
     components: usize,
     precision: u8,
-    quality: u8,
+    opts: EncodeOptions,
 ) -> Result<Vec<u8>, Error> {
-    if !matches!(precision, 8 | 12) {
-        return err(format!("{precision}-bit samples (8 or 12 here)"));
+    if !matches!(precision, 8 | 12) || (opts.baseline && precision != 8) {
+        return err(format!(
+            "{precision}-bit samples (8{} here)",
+            if opts.baseline {
+                " for baseline"
+            } else {
+                " or 12"
+            }
+        ));
     }
     if !matches!(components, 1 | 3) {
         return err(format!("{components} components (1 or 3 here)"));
@@ -812,90 +1236,119 @@ pub fn encode(
     if samples.len() != width * height * components {
         return err("the sample count does not match the image size");
     }
-    let max = (1u32 << precision) - 1;
-    if samples.iter().any(|&v| u32::from(v) > max) {
+    let max = (1u16 << precision) - 1;
+    let too_big = match samples {
+        Samples::Bytes(_) => precision < 8,
+        Samples::Words(w) => w.iter().any(|&v| v > max),
+    };
+    if too_big {
         return err(format!("a sample beyond {precision} bits"));
     }
-    let cos = cos_table();
-    let shift = (1u32 << (precision - 1)) as f32;
-    // Planes, level-shifted; colour as YCbCr (full range, JFIF equations).
-    let n = width * height;
-    let mut planes = vec![vec![0f32; n]; components];
-    for p in 0..n {
-        if components == 1 {
-            planes[0][p] = f32::from(samples[p]) - shift;
-        } else {
-            let (r, g, b) = (
-                f32::from(samples[3 * p]),
-                f32::from(samples[3 * p + 1]),
-                f32::from(samples[3 * p + 2]),
-            );
-            planes[0][p] = 0.299 * r + 0.587 * g + 0.114 * b - shift;
-            planes[1][p] = -0.168_736 * r - 0.331_264 * g + 0.5 * b;
-            planes[2][p] = 0.5 * r - 0.418_688 * g - 0.081_312 * b;
+    let sub = components == 3 && opts.chroma_422;
+    let hmax = if sub { 2 } else { 1 };
+    let reader = McuReader {
+        samples,
+        width,
+        height,
+        components,
+        sub,
+        shift: f32::from(1u16 << (precision - 1)),
+    };
+    let mut tables = [
+        scaled(&LUMA_Q, opts.quality),
+        scaled(&CHROMA_Q, opts.quality),
+    ];
+    if opts.baseline {
+        // Baseline quantization tables have 8-bit entries (B.2.4.1).
+        for t in &mut tables {
+            t.iter_mut().for_each(|v| *v = (*v).min(255));
         }
     }
-    let tables = [scaled(&LUMA_Q, quality), scaled(&CHROMA_Q, quality)];
-    let (bw, bh) = (width.div_ceil(8), height.div_ceil(8));
-    // Quantized coefficients in zig-zag order, block by block, MCU order (interleaved).
-    let mut coefs: Vec<[i32; 64]> = Vec::with_capacity(bw * bh * components);
-    let mut px = [0f32; 64];
-    let mut f = [0f32; 64];
-    let lim = if precision == 8 { 1023 } else { 16383 };
-    for by in 0..bh {
-        for bx in 0..bw {
-            for (c, plane) in planes.iter().enumerate() {
-                for y in 0..8 {
-                    let sy = (by * 8 + y).min(height - 1);
-                    for x in 0..8 {
-                        let sx = (bx * 8 + x).min(width - 1); // edge replication
-                        px[y * 8 + x] = plane[sy * width + sx];
-                    }
-                }
-                fdct(&px, &cos, &mut f);
-                let q = &tables[usize::from(c > 0)];
-                let mut z = [0i32; 64];
-                for k in 0..64 {
-                    let pos = ZIGZAG[k];
-                    z[k] = ((f[pos] / f32::from(q[pos])).round() as i32).clamp(-lim, lim);
-                }
-                coefs.push(z);
+    let aan = aan_scales();
+    // Quantizer reciprocals in natural order, with the fast DCT's scale folded in.
+    let recip: Vec<[f32; 64]> = tables
+        .iter()
+        .map(|t| {
+            let mut r = [0f32; 64];
+            for (pos, v) in r.iter_mut().enumerate() {
+                *v = 1.0 / (f32::from(t[pos]) * aan[pos / 8] * aan[pos % 8] * 8.0);
             }
-        }
-    }
-    // Symbol statistics for optimal tables: DC and AC, luminance and chrominance.
+            r
+        })
+        .collect();
+    let lim = if precision == 8 { 1023.0 } else { 16383.0 };
+    let (mcux, mcuy) = (width.div_ceil(8 * hmax), height.div_ceil(8));
+    // Component of each block of an MCU.
+    let order: &[usize] = match (components, sub) {
+        (1, _) => &[0],
+        (_, false) => &[0, 1, 2],
+        (_, true) => &[0, 0, 1, 2],
+    };
+    let mut blocks = [[0f32; 64]; 4];
+    // Quantized coefficients in natural order; the coders read them in zig-zag order.
+    let mut quantized = [[0i16; 64]; 4];
     let nt = if components == 1 { 1 } else { 2 };
-    let mut freq = vec![[0u64; 256]; 2 * nt];
-    let mut pred = vec![0i32; components];
-    for (i, z) in coefs.iter().enumerate() {
-        let c = i % components;
-        let t = usize::from(c > 0);
-        let diff = z[0] - pred[c];
-        pred[c] = z[0];
-        freq[2 * t][usize::from(category(diff))] += 1;
-        let mut run = 0;
-        for &v in &z[1..] {
-            if v == 0 {
-                run += 1;
-                continue;
-            }
-            while run > 15 {
-                freq[2 * t + 1][0xF0] += 1;
-                run -= 16;
-            }
-            freq[2 * t + 1][(run << 4) | usize::from(category(v))] += 1;
-            run = 0;
+    let mut coefs: Vec<[i16; 64]> = Vec::new();
+    let huff: Vec<([u8; 16], Vec<u8>)> = if opts.baseline {
+        let mut v = vec![
+            (STD_DC_LUMA.0, STD_DC_LUMA.1.to_vec()),
+            (STD_AC_LUMA.0, STD_AC_LUMA.1.to_vec()),
+        ];
+        if nt == 2 {
+            v.push((STD_DC_CHROMA.0, STD_DC_CHROMA.1.to_vec()));
+            v.push((STD_AC_CHROMA.0, STD_AC_CHROMA.1.to_vec()));
         }
-        if run > 0 {
-            freq[2 * t + 1][0] += 1;
+        v
+    } else {
+        // First pass: the quantized blocks and their symbol counts, for optimal tables.
+        coefs.reserve(mcux * mcuy * order.len());
+        let mut freq = vec![[0u64; 256]; 2 * nt];
+        let mut pred = [0i32; 3];
+        for my in 0..mcuy {
+            for mx in 0..mcux {
+                let n = quantize_mcu(
+                    &reader,
+                    (mx, my),
+                    &recip,
+                    lim,
+                    order,
+                    &mut blocks,
+                    &mut quantized,
+                );
+                for (z, &c) in quantized[..n].iter().zip(order) {
+                    let t = usize::from(c > 0);
+                    let dc = i32::from(z[0]);
+                    freq[2 * t][usize::from(category(dc - pred[c]))] += 1;
+                    pred[c] = dc;
+                    let mut run = 0;
+                    for &pos in &ZIGZAG[1..] {
+                        let v = z[pos];
+                        if v == 0 {
+                            run += 1;
+                            continue;
+                        }
+                        while run > 15 {
+                            freq[2 * t + 1][0xF0] += 1;
+                            run -= 16;
+                        }
+                        freq[2 * t + 1][(run << 4) | usize::from(category(i32::from(v)))] += 1;
+                        run = 0;
+                    }
+                    if run > 0 {
+                        freq[2 * t + 1][0] += 1;
+                    }
+                    coefs.push(*z);
+                }
+            }
         }
-    }
-    let huff: Vec<([u8; 16], Vec<u8>)> = freq.iter().map(optimal_table).collect();
+        freq.iter().map(optimal_table).collect()
+    };
     let codes: Vec<[(u16, u8); 256]> = huff.iter().map(|(b, v)| encode_codes(b, v)).collect();
 
-    let mut out = Vec::with_capacity(n * components / 4 + 1024);
+    let mut out = Vec::with_capacity(width * height * components / 8 + 1024);
     out.extend_from_slice(&[0xFF, 0xD8]);
-    // DQT: 16-bit entries where a value needs them (B.2.4.1).
+    // DQT: 16-bit entries where a value needs them (B.2.4.1; never for baseline, whose
+    // tables were capped at 255 above).
     for (id, t) in tables.iter().enumerate().take(nt) {
         let wide = t.iter().any(|&v| v > 255);
         let len = 2 + 1 + if wide { 128 } else { 64 };
@@ -910,15 +1363,15 @@ pub fn encode(
             }
         }
     }
-    // SOF1: extended sequential, Huffman.
-    out.extend_from_slice(&[0xFF, 0xC1]);
+    out.extend_from_slice(&[0xFF, if opts.baseline { 0xC0 } else { 0xC1 }]);
     out.extend_from_slice(&((8 + 3 * components) as u16).to_be_bytes());
     out.push(precision);
     out.extend_from_slice(&(height as u16).to_be_bytes());
     out.extend_from_slice(&(width as u16).to_be_bytes());
     out.push(components as u8);
     for c in 0..components {
-        out.extend_from_slice(&[c as u8 + 1, 0x11, u8::from(c > 0)]);
+        let h = if c == 0 { hmax as u8 } else { 1 };
+        out.extend_from_slice(&[c as u8 + 1, (h << 4) | 1, u8::from(c > 0)]);
     }
     for (k, (bits, values)) in huff.iter().enumerate() {
         out.extend_from_slice(&[0xFF, 0xC4]);
@@ -936,37 +1389,14 @@ pub fn encode(
     }
     out.extend_from_slice(&[0, 63, 0]);
     let mut w = BitWriter { out, acc: 0, n: 0 };
-    pred.iter_mut().for_each(|p| *p = 0);
-    for (i, z) in coefs.iter().enumerate() {
-        let c = i % components;
-        let t = usize::from(c > 0);
-        let (dcc, acc) = (&codes[2 * t], &codes[2 * t + 1]);
-        let diff = z[0] - pred[c];
-        pred[c] = z[0];
-        let s = category(diff);
-        let (code, len) = dcc[usize::from(s)];
-        w.put(u32::from(code), len);
-        w.put((if diff < 0 { diff - 1 } else { diff }) as u32, s);
-        let mut run = 0;
-        for &v in &z[1..] {
-            if v == 0 {
-                run += 1;
-                continue;
-            }
-            while run > 15 {
-                let (code, len) = acc[0xF0];
-                w.put(u32::from(code), len);
-                run -= 16;
-            }
-            let s = category(v);
-            let (code, len) = acc[(run << 4) | usize::from(s)];
-            w.put(u32::from(code), len);
-            w.put((if v < 0 { v - 1 } else { v }) as u32, s);
-            run = 0;
-        }
-        if run > 0 {
-            let (code, len) = acc[0];
-            w.put(u32::from(code), len);
+    let mut pred = [0i32; 3];
+    if opts.baseline {
+        // One pass: each MCU is transformed, quantized and coded as it is read.
+        code_scan(&reader, (mcux, mcuy), &recip, lim, order, &codes, &mut w);
+    } else {
+        for (z, &c) in coefs.iter().zip(order.iter().cycle()) {
+            let t = usize::from(c > 0);
+            emit_block(&mut w, z, &mut pred[c], &codes[2 * t], &codes[2 * t + 1]);
         }
     }
     w.finish();
@@ -1016,7 +1446,12 @@ mod tests {
             (64, 64, 1, 8),
         ] {
             let s = image(w, h, c, bits);
-            let enc = encode(&s, w, h, c, bits, 90).expect("encodes");
+            let opts = EncodeOptions {
+                quality: 90,
+                baseline: bits == 8 && w % 2 == 0,
+                chroma_422: c == 3 && bits == 8,
+            };
+            let enc = encode(Samples::Words(&s), w, h, c, bits, opts).expect("encodes");
             assert_eq!(&enc[..2], &[0xFF, 0xD8]);
             let d = decode(&enc).expect("decodes");
             assert_eq!(
@@ -1027,6 +1462,67 @@ mod tests {
                 let p = psnr(&s, &d.samples, bits);
                 assert!(p > 40.0, "{w}×{h}×{c} {bits}: {p:.1} dB");
             }
+        }
+    }
+
+    #[test]
+    fn fast_dcts_equal_the_definition() {
+        let cos = cos_table();
+        let aan = aan_scales();
+        let mut seed = 12345u32;
+        for _ in 0..50 {
+            let mut px = [0f32; 64];
+            for v in &mut px {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                *v = (seed >> 16) as f32 % 4096.0 - 2048.0;
+            }
+            let mut want = [0f32; 64];
+            fdct(&px, &cos, &mut want);
+            let mut fast = px;
+            fdct_aan(&mut fast);
+            for k in 0..64 {
+                let got = fast[k] / (8.0 * aan[k / 8] * aan[k % 8]);
+                assert!(
+                    (got - want[k]).abs() < 0.05,
+                    "fdct {k}: {got} vs {}",
+                    want[k]
+                );
+            }
+            // And back: the definition's coefficients through the fast inverse.
+            let mut back = [0f32; 64];
+            idct(&want, &cos, &mut back);
+            let mut inv = [0f32; 64];
+            for k in 0..64 {
+                inv[k] = want[k] * aan[k / 8] * aan[k % 8];
+            }
+            idct_aan(&mut inv);
+            for k in 0..64 {
+                assert!((inv[k] / 8.0 - back[k]).abs() < 0.05, "idct {k}");
+                assert!((back[k] - px[k]).abs() < 0.05, "round trip {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_annex_k3_tables_code_every_8_bit_symbol() {
+        let mut ac: Vec<u8> = vec![0x00, 0xF0];
+        for run in 0..16u8 {
+            for size in 1..=10u8 {
+                ac.push((run << 4) | size);
+            }
+        }
+        ac.sort_unstable();
+        for (bits, values) in [STD_AC_LUMA, STD_AC_CHROMA] {
+            assert_eq!(bits.iter().map(|&b| usize::from(b)).sum::<usize>(), 162);
+            let mut v = values.to_vec();
+            v.sort_unstable();
+            assert_eq!(v, ac);
+            assert!(DecodeTable::new(&bits, values.to_vec()).is_ok());
+        }
+        for (bits, values) in [STD_DC_LUMA, STD_DC_CHROMA] {
+            assert_eq!(bits.iter().map(|&b| usize::from(b)).sum::<usize>(), 12);
+            assert_eq!(values.to_vec(), (0..12).collect::<Vec<u8>>());
+            assert!(DecodeTable::new(&bits, values.to_vec()).is_ok());
         }
     }
 
@@ -1058,7 +1554,12 @@ mod tests {
         assert!(decode(b"").is_err());
         assert!(decode(b"\xFF\xD8\xFF\xD9").is_err());
         let s = image(16, 16, 1, 12);
-        let enc = encode(&s, 16, 16, 1, 12, 90).expect("encodes");
+        let ext = EncodeOptions {
+            quality: 90,
+            baseline: false,
+            chroma_422: false,
+        };
+        let enc = encode(Samples::Words(&s), 16, 16, 1, 12, ext).expect("encodes");
         for cut in [3, 10, 40, enc.len() / 2, enc.len() - 3] {
             let _ = decode(&enc[..cut]); // must not panic
         }
@@ -1067,13 +1568,21 @@ mod tests {
             bad[i] ^= 0x5A;
         }
         let _ = decode(&bad);
-        assert!(encode(&[4096], 1, 1, 1, 12, 90).is_err());
+        assert!(encode(Samples::Words(&[4096]), 1, 1, 1, 12, ext).is_err());
+        let base = EncodeOptions {
+            baseline: true,
+            ..ext
+        };
+        assert!(
+            encode(Samples::Words(&[0; 4]), 2, 2, 1, 12, base).is_err(),
+            "baseline is 8-bit"
+        );
         // Found by fuzzing: a DHT whose counts overflow the code space.
         let crash = include_bytes!("../tests/fuzz_regressions/jpegdct-huffman-overflow.jpg");
         assert!(decode(crash).is_err());
         let mut bits = [0u8; 16];
         bits[0] = 3; // three 1-bit codes
         assert!(DecodeTable::new(&bits, vec![0, 1, 2]).is_err());
-        assert!(encode(&[0; 4], 2, 2, 1, 16, 90).is_err());
+        assert!(encode(Samples::Words(&[0; 4]), 2, 2, 1, 16, ext).is_err());
     }
 }

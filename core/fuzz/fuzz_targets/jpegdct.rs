@@ -12,12 +12,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let enc = wado_core::jpegdct::encode(
-        &img.samples,
+        wado_core::jpegdct::Samples::Words(&img.samples),
         img.width,
         img.height,
         img.components,
         img.precision,
-        90,
+        wado_core::jpegdct::EncodeOptions {
+            quality: 90,
+            baseline: img.precision == 8,
+            chroma_422: img.components == 3,
+        },
     )
     .expect("a decoded image re-encodes");
     let back = wado_core::jpegdct::decode(&enc).expect("our stream decodes");

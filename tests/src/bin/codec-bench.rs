@@ -3,7 +3,7 @@
 //! frames scripts/bench-codecs.sh prepares (a 16-bit grey MR and an 8-bit RGB ultrasound; an
 //! 8-bit and a 12-bit grey are derived from the first). The same script times the C
 //! libraries behind DCMTK and GDCM on the very same frames.
-//!   codec-bench GREY16.raw RGB8.raw [ITERATIONS]
+//!   codec-bench GREY16.raw RGB8.raw [ITERATIONS [FILTER]]   (FILTER: part of a row's name)
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -57,6 +57,7 @@ fn bench(frame: &str, info: &PixelInfo, native: &[u8], name: &str, uid: &str, n:
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let filter = args.get(4).cloned().unwrap_or_default();
     let grey16 = std::fs::read(&args[1]).unwrap();
     let rgb8 = std::fs::read(&args[2]).unwrap();
     let grey12: Vec<u8> = grey16
@@ -81,7 +82,8 @@ fn main() {
     ];
     for (frame, pi, data) in &frames {
         for (name, uid) in codecs {
-            if wado_core::codec::can_encode(uid, pi) {
+            if wado_core::codec::can_encode(uid, pi) && format!("{frame} {name}").contains(&filter)
+            {
                 bench(frame, pi, data, name, uid, n);
             }
         }
