@@ -7,7 +7,8 @@
 #   - the node tools of package-lock.json (wrangler, binaryen, playwright-core) from npm;
 #   - Debian's chromium, for the browser test of the demo;
 #   - a local S3-compatible server (moto, from PyPI) and CharLS's Python binding (pyjpegls) in
-#     .tools/s3venv, for the S3 store tests and the JPEG-LS interoperability tests.
+#     .tools/s3venv, for the S3 store tests and the JPEG-LS and JPEG interoperability tests
+#     (CharLS through pyjpegls, libjpeg-turbo and OpenJPEG through Pillow).
 # Rust itself (rustup stable) and node come with the machine image.
 set -euo pipefail
 
@@ -54,10 +55,11 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
 fi
 MOTO_VERSION=5.2.5
 PYJPEGLS_VERSION=1.5.1
-if [ "$(.tools/s3venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"), m.version("pyjpegls"))' 2>/dev/null)" != "$MOTO_VERSION $PYJPEGLS_VERSION" ]; then
+PILLOW_VERSION=13.0.0
+if [ "$(.tools/s3venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"), m.version("pyjpegls"), m.version("pillow"))' 2>/dev/null)" != "$MOTO_VERSION $PYJPEGLS_VERSION $PILLOW_VERSION" ]; then
   command -v python3 >/dev/null || apt_install python3 python3-venv
   python3 -m venv .tools/s3venv 2>/dev/null || { apt_install python3-venv; rm -rf .tools/s3venv; python3 -m venv .tools/s3venv; }
-  log "pip install moto[server]==$MOTO_VERSION pyjpegls==$PYJPEGLS_VERSION (CharLS, the JPEG-LS reference)"
-  .tools/s3venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyjpegls==$PYJPEGLS_VERSION" numpy
+  log "pip install moto[server]==$MOTO_VERSION pyjpegls==$PYJPEGLS_VERSION (CharLS) pillow==$PILLOW_VERSION (libjpeg-turbo, OpenJPEG)"
+  .tools/s3venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyjpegls==$PYJPEGLS_VERSION" "pillow==$PILLOW_VERSION" numpy
 fi
 log "ok"
