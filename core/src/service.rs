@@ -1589,54 +1589,31 @@ impl Service {
         outcome: Outcome,
     ) -> Response {
         let writer = MultipartWriter::new(ctx.boundary.clone());
-        let mut headers = HeaderMap::new();
-        set(
-            &mut headers,
-            header::CONTENT_TYPE,
-            &writer.content_type(part_type),
-        );
-        let status = if outcome.warning.is_some() {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        };
-        if let Some(w) = &outcome.warning {
-            set_warning(&mut headers, w);
-        }
-        if let Some(v) = &outcome.validator {
-            set(&mut headers, header::ETAG, &entity_tag(v, true));
-        }
-        let state = StreamState::new(
-            self.store.clone(),
-            self.config.chunk_size,
-            parts,
-            Framing::Multipart(writer),
-        );
-        Response {
-            status,
-            headers,
-            body: Body::Stream(Box::pin(body_stream(state))),
-            outcome,
-        }
+        let content_type = writer.content_type(part_type);
+        self.streamed_response(&content_type, Framing::Multipart(writer), parts, outcome)
     }
 
     fn zip_response(&self, parts: Vec<Part>, outcome: Outcome) -> Response {
+        let framing = Framing::Zip(crate::zip::ZipWriter::new());
+        self.streamed_response("application/zip", framing, parts, outcome)
+    }
+
+    /// A body streamed part by part in `framing`: 206 with a Warning when some were left
+    /// out, a weak ETag when the outcome has a validator.
+    fn streamed_response(
+        &self,
+        content_type: &str,
+        framing: Framing,
+        parts: Vec<Part>,
+        outcome: Outcome,
+    ) -> Response {
         let mut headers = HeaderMap::new();
-        set(&mut headers, header::CONTENT_TYPE, "application/zip");
-        let status = if outcome.warning.is_some() {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        };
-        if let Some(w) = &outcome.warning {
-            set_warning(&mut headers, w);
+        set(&mut headers, header::CONTENT_TYPE, content_type);
+        let status = status_and_warning(&mut headers, &outcome);
+        if let Some(v) = &outcome.validator {
+            set(&mut headers, header::ETAG, &entity_tag(v, true));
         }
-        let state = StreamState::new(
-            self.store.clone(),
-            self.config.chunk_size,
-            parts,
-            Framing::Zip(crate::zip::ZipWriter::new()),
-        );
+        let state = StreamState::new(self.store.clone(), self.config.chunk_size, parts, framing);
         Response {
             status,
             headers,
@@ -1652,14 +1629,7 @@ impl Service {
         if let Some(v) = &outcome.validator {
             set(&mut headers, header::ETAG, &entity_tag(v, false));
         }
-        let mut status = if outcome.warning.is_some() {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        };
-        if let Some(w) = &outcome.warning {
-            set_warning(&mut headers, w);
-        }
+        let mut status = status_and_warning(&mut headers, &outcome);
         // Bodies whose bytes are known up front can be sent in part (RFC 9110 §14).
         let total = match &part.source {
             Source::Object { start, end, .. } => Some(end - start),
@@ -2222,6 +2192,17 @@ fn header_str(h: &HeaderMap, name: HeaderName) -> Option<String> {
 fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
+    }
+}
+
+/// 206 with the Warning header when instances or frames were left out, else 200.
+fn status_and_warning(headers: &mut HeaderMap, outcome: &Outcome) -> StatusCode {
+    match &outcome.warning {
+        Some(w) => {
+            set_warning(headers, w);
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => StatusCode::OK,
     }
 }
 
