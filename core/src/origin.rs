@@ -65,6 +65,24 @@ pub struct Filled {
     pub instances: usize,
     /// Bytes fetched.
     pub bytes: u64,
+    /// Instances already here (from an earlier series fill), not fetched again.
+    pub cached: usize,
+}
+
+/// Whether the instance is already stored whole: its index, and its file at the size the
+/// index records (the import's write order makes that the test, see STORAGE-LAYOUT.md).
+async fn stored_whole(store: &dyn Store, st: &Uid, se: &Uid, sop: &Uid) -> Result<bool> {
+    let key = crate::layout::index_key(st, se, sop);
+    let Some(idx) = store.get(&key).await? else {
+        return Ok(false);
+    };
+    let Ok(index) = crate::layout::InstanceIndex::from_json(&key, &idx) else {
+        return Ok(false);
+    };
+    Ok(store
+        .size(&crate::layout::instance_key(st, se, sop))
+        .await?
+        == Some(index.source.size))
 }
 
 /// Fetches the study (for a study target) or series of `target` from the origin into the
@@ -115,6 +133,10 @@ pub async fn fill(
             uid(inst, "0020000E")?,
             uid(inst, "00080018")?,
         );
+        if stored_whole(store, &st, &se, &sop).await? {
+            filled.cached += 1;
+            continue;
+        }
         let url = format!("{root}/studies/{st}/series/{se}/instances/{sop}");
         let r = origin
             .get(
@@ -137,13 +159,16 @@ pub async fn fill(
             series_touched.push(key);
         }
     }
-    if series_touched.is_empty() {
+    if series_touched.is_empty() && filled.cached == 0 {
         return Err(Error::NotFound(format!(
             "the origin has no instances for {}",
             target.path()
         )));
     }
-    import::rebuild_metadata(store, &series_touched, &HashMap::new()).await?;
+    // Series filled earlier had their metadata (and their study's) rebuilt then.
+    if !series_touched.is_empty() {
+        import::rebuild_metadata(store, &series_touched, &HashMap::new()).await?;
+    }
     if let Target::Study { study } = target {
         let note = serde_json::json!({ "origin": root, "instances": filled.instances });
         store
