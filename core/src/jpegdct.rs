@@ -681,11 +681,14 @@ fn decode_scan(
             let pos = ZIGZAG[k];
             *v *= aan[pos / 8] * aan[pos % 8] / 8.0;
         }
-        let d = dc[td]
-            .as_ref()
+        // Table selectors are 4 bits in the scan header but only 0–3 exist (B.2.3).
+        let d = dc
+            .get(td)
+            .and_then(Option::as_ref)
             .ok_or_else(|| Error("a missing DC table".into()))?;
-        let a = ac[ta]
-            .as_ref()
+        let a = ac
+            .get(ta)
+            .and_then(Option::as_ref)
             .ok_or_else(|| Error("a missing AC table".into()))?;
         tables.push((q, d, a));
     }
@@ -1580,6 +1583,21 @@ mod tests {
         // Found by fuzzing: a DHT whose counts overflow the code space.
         let crash = include_bytes!("../tests/fuzz_regressions/jpegdct-huffman-overflow.jpg");
         assert!(decode(crash).is_err());
+        let crash = include_bytes!("../tests/fuzz_regressions/jpegdct-crash-2.jpg");
+        if let Ok(img) = decode(crash) {
+            let _ = encode(
+                Samples::Words(&img.samples),
+                img.width,
+                img.height,
+                img.components,
+                img.precision,
+                EncodeOptions {
+                    quality: 90,
+                    baseline: img.precision == 8,
+                    chroma_422: img.components == 3,
+                },
+            );
+        }
         let mut bits = [0u8; 16];
         bits[0] = 3; // three 1-bit codes
         assert!(DecodeTable::new(&bits, vec![0, 1, 2]).is_err());
