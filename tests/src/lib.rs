@@ -141,8 +141,25 @@ impl Server {
     }
 
     /// Starts the worker under `wrangler dev` with these variables, its local R2 bucket
-    /// loaded with `data` (a `wado import` directory) or empty.
+    /// loaded with `data` (a `wado import` directory) or empty. A start that fails is tried
+    /// again with fresh ports, twice: with tests starting workers side by side, workerd now and
+    /// then fails to come up ("The Workers runtime failed to start"; a port taken between
+    /// choosing and binding it, seen once in a CI run).
     pub fn start_worker(data: Option<&Path>, vars: &[(&str, &str)]) -> Server {
+        let mut last = String::new();
+        for attempt in 1..=3 {
+            match Server::launch_worker(data, vars) {
+                Ok(server) => return server,
+                Err(log) => {
+                    eprintln!("wrangler dev did not start (attempt {attempt} of 3)");
+                    last = log;
+                }
+            }
+        }
+        panic!("wrangler dev did not start, three times; the last log:\n{last}");
+    }
+
+    fn launch_worker(data: Option<&Path>, vars: &[(&str, &str)]) -> Result<Server, String> {
         use std::os::unix::process::CommandExt as _;
         let repo = repo_dir();
         assert!(
@@ -211,11 +228,11 @@ impl Server {
                         std::fs::read_to_string(s.path().join("wrangler.log")).unwrap_or_default()
                     })
                     .unwrap_or_default();
-                panic!("wrangler dev did not start:\n{log}");
+                return Err(log);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        server
+        Ok(server)
     }
 
     /// The service root URL.
