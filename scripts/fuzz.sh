@@ -11,33 +11,28 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
 corpus="${FUZZ_CORPUS:-/tmp/wado-fuzz}"
 mkdir -p "$corpus/prepare"
 cp ../tests/fixtures/corpus/*.dcm ../tests/fixtures/corpus/malformed/*.dcm "$corpus/prepare/" 2>/dev/null || true
-# JPEG-LS seeds: the codestreams inside the fixtures (CharLS-made, every interleave mode).
-mkdir -p "$corpus/jpegls"
-python3 - "$corpus/jpegls" ../tests/fixtures/corpus/*jpegls*.dcm ../tests/fixtures/jpegls/*.dcm <<'PY'
+# Codestreams inside the fixtures, cut out as seeds: every stream that starts with START (hex)
+# and runs to the next EOI.
+seeds() { # DIR START FILES...
+  local dir="$1" start="$2"; shift 2
+  mkdir -p "$dir"
+  python3 - "$dir" "$start" "$@" <<'PY'
 import sys, os
-out = sys.argv[1]
-for f in sys.argv[2:]:
+out, start = sys.argv[1], bytes.fromhex(sys.argv[2])
+for f in sys.argv[3:]:
     b = open(f, "rb").read()
-    i = b.find(b"\xff\xd8\xff\xf7")
+    i = b.find(start)
     while i >= 0:
         j = b.find(b"\xff\xd9", i)
         if j < 0:
             break
-        open(os.path.join(out, f"{os.path.basename(f)}-{i}.jls"), "wb").write(b[i:j + 2])
-        i = b.find(b"\xff\xd8\xff\xf7", j)
+        open(os.path.join(out, f"{os.path.basename(f)}-{i}.bin"), "wb").write(b[i:j + 2])
+        i = b.find(start, j)
 PY
-# JPEG DCT seeds: the baseline and 12-bit extended streams inside the fixtures.
-mkdir -p "$corpus/jpegdct"
-python3 - "$corpus/jpegdct" ../tests/fixtures/corpus/*jpeg_baseline*.dcm ../tests/fixtures/corpus/*jpeg_extended*.dcm <<'PY'
-import sys, os
-out = sys.argv[1]
-for f in sys.argv[2:]:
-    b = open(f, "rb").read()
-    i = b.find(b"\xff\xd8\xff")
-    if i >= 0:
-        j = b.find(b"\xff\xd9", i)
-        open(os.path.join(out, os.path.basename(f) + ".jpg"), "wb").write(b[i:j + 2])
-PY
+}
+# JPEG-LS: CharLS-made, every interleave mode. JPEG DCT: baseline and 12-bit extended.
+seeds "$corpus/jpegls" ffd8fff7 ../tests/fixtures/corpus/*jpegls*.dcm ../tests/fixtures/jpegls/*.dcm
+seeds "$corpus/jpegdct" ffd8ff ../tests/fixtures/corpus/*jpeg_baseline*.dcm ../tests/fixtures/corpus/*jpeg_extended*.dcm
 for t in "${targets[@]}"; do
   mkdir -p "$corpus/$t"
   echo "== $t ($secs s)"

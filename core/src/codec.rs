@@ -115,23 +115,34 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     native_bytes(&decoded).map_err(|e| bad(&e))
 }
 
+/// A decoded stream's size and components against the image's attributes.
+fn same_geometry(
+    info: &PixelInfo,
+    width: usize,
+    height: usize,
+    components: usize,
+) -> std::result::Result<(), String> {
+    let want = (
+        usize::from(info.columns),
+        usize::from(info.rows),
+        usize::from(info.samples_per_pixel),
+    );
+    if (width, height, components) == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "the stream is {width}×{height}×{components}, the image {}×{}×{}",
+            want.0, want.1, want.2
+        ))
+    }
+}
+
 /// One JPEG Extended (or baseline) frame, 8 or 12 bits, by our own decoder
 /// ([`crate::jpegdct`]), to native little-endian bytes; colour stored as YBR_FULL(_422) comes
 /// out RGB, as dicom-pixeldata gives every other JPEG (PS3.5 §8.2.1).
 fn decode_jpeg_extended(info: &PixelInfo, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let img = crate::jpegdct::decode(frame).map_err(|e| e.to_string())?;
-    if (img.width, img.height, img.components)
-        != (
-            usize::from(info.columns),
-            usize::from(info.rows),
-            usize::from(info.samples_per_pixel),
-        )
-    {
-        return Err(format!(
-            "the stream is {}×{}×{}, the image {}×{}×{}",
-            img.width, img.height, img.components, info.columns, info.rows, info.samples_per_pixel
-        ));
-    }
+    same_geometry(info, img.width, img.height, img.components)?;
     let mut samples = img.samples;
     if img.components == 3 && info.photometric_interpretation.starts_with("YBR") {
         let max = f32::from(((1u32 << img.precision) - 1) as u16);
@@ -218,18 +229,7 @@ pub const JPEG_LS_NEAR: u16 = 2;
 /// image's attributes.
 fn decode_jls(info: &PixelInfo, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let img = crate::jpegls::decode(frame).map_err(|e| e.to_string())?;
-    if (img.width, img.height, img.components)
-        != (
-            usize::from(info.columns),
-            usize::from(info.rows),
-            usize::from(info.samples_per_pixel),
-        )
-    {
-        return Err(format!(
-            "the stream is {}×{}×{}, the image {}×{}×{}",
-            img.width, img.height, img.components, info.columns, info.rows, info.samples_per_pixel
-        ));
-    }
+    same_geometry(info, img.width, img.height, img.components)?;
     match info.bits_allocated {
         8 if img.bits <= 8 => Ok(img.samples.iter().map(|&v| v as u8).collect()),
         16 => Ok(img.samples.iter().flat_map(|v| v.to_le_bytes()).collect()),

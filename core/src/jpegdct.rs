@@ -17,6 +17,7 @@
 //! tests against the definition (A.3.3); the decoder's output may differ by one from
 //! libjpeg's integer IDCT, as ISO/IEC 10918-2 allows.
 
+use crate::huffman::{canonical_codes, category, optimal_table, BitWriter};
 use std::fmt;
 
 /// Why a stream could not be decoded or an image encoded.
@@ -789,156 +790,6 @@ fn scaled(table: &[u16; 64], quality: u8) -> [u16; 64] {
     out
 }
 
-/// Bit length category of `v` (Table F.1/F.2).
-fn category(v: i32) -> u8 {
-    (32 - v.unsigned_abs().leading_zeros()) as u8
-}
-
-/// Code lengths for symbol frequencies, limited to 16 bits (Annex K.2, as libjpeg's
-/// `jpeg_gen_optimal_table`): the BITS list and HUFFVAL.
-fn optimal_table(freq_in: &[u64; 256]) -> ([u8; 16], Vec<u8>) {
-    let mut freq = [0u64; 257];
-    freq[..256].copy_from_slice(freq_in);
-    freq[256] = 1; // reserves the all-ones code (K.2)
-    let mut codesize = [0usize; 257];
-    let mut others = [-1i32; 257];
-    loop {
-        let mut c1: i32 = -1;
-        let mut v = u64::MAX;
-        for (i, &f) in freq.iter().enumerate() {
-            if f != 0 && f <= v {
-                v = f;
-                c1 = i as i32;
-            }
-        }
-        let mut c2: i32 = -1;
-        v = u64::MAX;
-        for (i, &f) in freq.iter().enumerate() {
-            if f != 0 && f <= v && i as i32 != c1 {
-                v = f;
-                c2 = i as i32;
-            }
-        }
-        if c2 < 0 {
-            break;
-        }
-        let (mut a, mut b) = (c1 as usize, c2 as usize);
-        freq[a] += freq[b];
-        freq[b] = 0;
-        codesize[a] += 1;
-        while others[a] >= 0 {
-            a = others[a] as usize;
-            codesize[a] += 1;
-        }
-        others[a] = c2;
-        codesize[b] += 1;
-        while others[b] >= 0 {
-            b = others[b] as usize;
-            codesize[b] += 1;
-        }
-    }
-    let mut bits = [0usize; 33];
-    for &s in &codesize {
-        if s > 0 {
-            bits[s.min(32)] += 1;
-        }
-    }
-    for i in (17..=32).rev() {
-        while bits[i] > 0 {
-            let mut j = i - 2;
-            while bits[j] == 0 {
-                j -= 1;
-            }
-            bits[i] -= 2;
-            bits[i - 1] += 1;
-            bits[j + 1] += 2;
-            bits[j] -= 1;
-        }
-    }
-    let mut i = 16;
-    while bits[i] == 0 {
-        i -= 1;
-    }
-    bits[i] -= 1; // drop the reserved code
-    let mut values = Vec::new();
-    for len in 1..=32 {
-        for (sym, &s) in codesize.iter().enumerate().take(256) {
-            if s == len {
-                values.push(sym as u8);
-            }
-        }
-    }
-    let mut out = [0u8; 16];
-    for (o, &b) in out.iter_mut().zip(&bits[1..=16]) {
-        *o = b as u8;
-    }
-    (out, values)
-}
-
-/// Codes and lengths by symbol for a table (Annex C).
-fn encode_codes(bits: &[u8; 16], values: &[u8]) -> [(u16, u8); 256] {
-    let mut codes = [(0u16, 0u8); 256];
-    let mut code = 0u16;
-    let mut k = 0;
-    for (len, &n) in bits.iter().enumerate() {
-        for _ in 0..n {
-            codes[usize::from(values[k])] = (code, len as u8 + 1);
-            code += 1;
-            k += 1;
-        }
-        code <<= 1;
-    }
-    codes
-}
-
-struct BitWriter {
-    out: Vec<u8>,
-    /// Pending bits: the low `n` bits of `acc`.
-    acc: u64,
-    n: u32,
-}
-
-impl BitWriter {
-    #[inline(always)]
-    fn put(&mut self, code: u32, len: u8) {
-        if len == 0 {
-            return;
-        }
-        self.acc = (self.acc << len) | u64::from(code & ((1u32 << len) - 1));
-        self.n += u32::from(len);
-        if self.n >= 32 {
-            self.n -= 32;
-            let word = (self.acc >> self.n) as u32;
-            // A 0xFF byte needs a stuffed zero after it (F.1.2.3); most words have none.
-            if ((!word).wrapping_sub(0x0101_0101) & word & 0x8080_8080) == 0 {
-                self.out.extend_from_slice(&word.to_be_bytes());
-            } else {
-                for b in word.to_be_bytes() {
-                    self.out.push(b);
-                    if b == 0xFF {
-                        self.out.push(0);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Pads the last byte with ones (F.1.2.3) and writes what is pending.
-    fn finish(&mut self) {
-        let pad = (8 - self.n % 8) % 8;
-        let total = self.n + pad;
-        let bits = (self.acc << pad) | ((1u64 << pad) - 1);
-        for k in (0..total / 8).rev() {
-            let b = (bits >> (8 * k)) as u8;
-            self.out.push(b);
-            if b == 0xFF {
-                self.out.push(0);
-            }
-        }
-        self.n = 0;
-    }
-}
-
 /// Annex K.3 Huffman tables (BITS, HUFFVAL): DC and AC, luminance and chrominance, for
 /// baseline streams coded in one pass.
 const STD_DC_LUMA: ([u8; 16], [u8; 12]) = (
@@ -1344,9 +1195,9 @@ pub fn encode(
                 }
             }
         }
-        freq.iter().map(optimal_table).collect()
+        freq.iter().map(|f| optimal_table(f)).collect()
     };
-    let codes: Vec<[(u16, u8); 256]> = huff.iter().map(|(b, v)| encode_codes(b, v)).collect();
+    let codes: Vec<[(u16, u8); 256]> = huff.iter().map(|(b, v)| canonical_codes(b, v)).collect();
 
     let mut out = Vec::with_capacity(width * height * components / 8 + 1024);
     out.extend_from_slice(&[0xFF, 0xD8]);
@@ -1391,7 +1242,7 @@ pub fn encode(
         out.extend_from_slice(&[c as u8 + 1, (t << 4) | t]);
     }
     out.extend_from_slice(&[0, 63, 0]);
-    let mut w = BitWriter { out, acc: 0, n: 0 };
+    let mut w = BitWriter::new(out);
     let mut pred = [0i32; 3];
     if opts.baseline {
         // One pass: each MCU is transformed, quantized and coded as it is read.
@@ -1402,8 +1253,7 @@ pub fn encode(
             emit_block(&mut w, z, &mut pred[c], &codes[2 * t], &codes[2 * t + 1]);
         }
     }
-    w.finish();
-    let mut out = w.out;
+    let mut out = w.finish();
     out.extend_from_slice(&[0xFF, 0xD9]);
     Ok(out)
 }
@@ -1546,7 +1396,7 @@ mod tests {
             .map(|(l, &n)| f64::from(n) / f64::from(1u32 << (l + 1)))
             .sum();
         assert!(kraft < 1.0, "{kraft}");
-        let codes = encode_codes(&bits, &values);
+        let codes = canonical_codes(&bits, &values);
         assert!(codes
             .iter()
             .all(|&(c, l)| l <= 16 && u32::from(c) < (1 << l) - 1));

@@ -8,7 +8,9 @@
 //! - Colour is one interleaved scan of three components (H = V = 1), each predicted from its
 //!   own previous samples.
 //! - One Huffman table, optimised for the frame (T.81 Annex K.2, code lengths limited to 16 bits
-//!   as in K.3).
+//!   as in K.3), from [`crate::huffman`], shared with the DCT codec.
+
+use crate::huffman::{canonical_codes, category, optimal_table, BitWriter};
 
 /// Why a frame cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +64,7 @@ pub fn encode_frame(
     // Differences, in scan order (H.1.2.1: prediction, modulo 2^16, H.1.2.2).
     let p = u32::from(bits);
     let mut diffs = Vec::with_capacity(rows * cols * samples);
-    let mut freq = [0u32; 17];
+    let mut freq = [0u64; 17];
     for y in 0..rows {
         for x in 0..cols {
             for c in 0..samples {
@@ -83,8 +85,7 @@ pub fn encode_frame(
             }
         }
     }
-    let lengths = code_lengths(&freq);
-    let (bits_counts, values) = table_spec(&lengths);
+    let (bits_counts, values) = optimal_table(&freq);
     let codes = canonical_codes(&bits_counts, &values);
 
     let mut out = Vec::with_capacity(frame.len() / 2 + 1024);
@@ -113,11 +114,7 @@ pub fn encode_frame(
         out.extend_from_slice(&[c as u8 + 1, 0x00]);
     }
     out.extend_from_slice(&[0x01, 0x00, 0x00]);
-    let mut w = BitWriter {
-        out: &mut out,
-        acc: 0,
-        n: 0,
-    };
+    let mut w = BitWriter::new(out);
     for d in diffs {
         let ssss = category(d);
         let (code, len) = codes[ssss as usize];
@@ -129,163 +126,12 @@ pub fn encode_frame(
             w.put(v, ssss);
         }
     }
-    w.flush();
+    let mut out = w.finish();
     out.extend_from_slice(&[0xFF, 0xD9]); // EOI
     if out.len() % 2 == 1 {
         out.push(0); // DICOM fragments are even (PS3.5 A.4); decoders stop at EOI
     }
     Ok(out)
-}
-
-/// SSSS: the number of bits of |d| (T.81 Table H.2), 16 for -32768.
-fn category(d: i32) -> u8 {
-    if d == -(1 << 15) {
-        return 16;
-    }
-    (32 - d.unsigned_abs().leading_zeros()) as u8
-}
-
-struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
-    /// Pending bits in the low `n` bits (higher bits are stale and ignored).
-    acc: u64,
-    n: u32,
-}
-
-impl BitWriter<'_> {
-    /// Appends the low `len` bits of `v` (len ≤ 32), most significant first.
-    #[inline]
-    fn put(&mut self, v: u32, len: u8) {
-        if len == 0 {
-            return;
-        }
-        let len = u32::from(len);
-        self.acc = (self.acc << len) | (u64::from(v) & ((1u64 << len) - 1));
-        self.n += len;
-        while self.n >= 8 {
-            self.n -= 8;
-            let b = (self.acc >> self.n) as u8;
-            self.out.push(b);
-            if b == 0xFF {
-                self.out.push(0x00); // byte stuffing (F.1.2.3)
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.n > 0 {
-            let pad = 8 - self.n;
-            self.put((1 << pad) - 1, pad as u8); // pad with 1-bits (F.1.2.3)
-        }
-    }
-}
-
-/// Code lengths for the 17 categories from their frequencies (T.81 Annex K.2, Figure K.1), with
-/// the reserved code point so that no code is all ones, limited to 16 bits (Figure K.3).
-fn code_lengths(freq: &[u32; 17]) -> [u8; 17] {
-    const N: usize = 18; // 17 symbols + the reserved one
-    let mut f: Vec<u64> = freq.iter().map(|&x| u64::from(x)).collect();
-    f.push(1);
-    let mut size = [0usize; N];
-    let mut others = [usize::MAX; N];
-    loop {
-        // v1: least frequency (largest index on ties); v2: next least.
-        let mut v1 = None;
-        for i in 0..N {
-            if f[i] > 0 && v1.is_none_or(|v: usize| f[i] <= f[v]) {
-                v1 = Some(i);
-            }
-        }
-        let mut v2 = None;
-        for i in 0..N {
-            if f[i] > 0 && Some(i) != v1 && v2.is_none_or(|v: usize| f[i] <= f[v]) {
-                v2 = Some(i);
-            }
-        }
-        let (Some(a), Some(b)) = (v1, v2) else { break };
-        f[a] += f[b];
-        f[b] = 0;
-        let mut a = a;
-        size[a] += 1;
-        while others[a] != usize::MAX {
-            a = others[a];
-            size[a] += 1;
-        }
-        others[a] = b;
-        let mut b = b;
-        size[b] += 1;
-        while others[b] != usize::MAX {
-            b = others[b];
-            size[b] += 1;
-        }
-    }
-    // Count codes of each length, then limit to 16 (K.3), then drop the reserved code.
-    let mut bits = [0u32; 40];
-    for &s in &size {
-        if s > 0 {
-            bits[s] += 1;
-        }
-    }
-    let mut i = 39;
-    while i > 16 {
-        while bits[i] > 0 {
-            let mut j = i - 2;
-            while bits[j] == 0 {
-                j -= 1;
-            }
-            bits[i] -= 2;
-            bits[i - 1] += 1;
-            bits[j + 1] += 2;
-            bits[j] -= 1;
-        }
-        i -= 1;
-    }
-    let mut longest = 16;
-    while bits[longest] == 0 {
-        longest -= 1;
-    }
-    bits[longest] -= 1; // the reserved code point
-                        // Assign the limited lengths to symbols in order of their original code size (shortest
-                        // first), as the table specification does (K.2: HUFFVAL sorted by size).
-    let mut order: Vec<usize> = (0..17).filter(|&s| size[s] > 0).collect();
-    order.sort_by_key(|&s| (size[s], s));
-    let mut lengths = [0u8; 17];
-    let mut it = order.into_iter();
-    for (len, &count) in bits.iter().enumerate().take(17).skip(1) {
-        for _ in 0..count {
-            if let Some(s) = it.next() {
-                lengths[s] = len as u8;
-            }
-        }
-    }
-    lengths
-}
-
-/// BITS (codes of each length 1..16) and HUFFVAL (symbols by length, then value).
-fn table_spec(lengths: &[u8; 17]) -> ([u8; 16], Vec<u8>) {
-    let mut bits = [0u8; 16];
-    let mut values: Vec<u8> = (0..17u8).filter(|&s| lengths[s as usize] > 0).collect();
-    values.sort_by_key(|&s| (lengths[s as usize], s));
-    for &s in &values {
-        bits[lengths[s as usize] as usize - 1] += 1;
-    }
-    (bits, values)
-}
-
-/// Canonical codes (T.81 Annex C): (code, length) per symbol.
-fn canonical_codes(bits: &[u8; 16], values: &[u8]) -> [(u16, u8); 17] {
-    let mut codes = [(0u16, 0u8); 17];
-    let mut code: u16 = 0;
-    let mut k = 0;
-    for (i, &n) in bits.iter().enumerate() {
-        for _ in 0..n {
-            codes[values[k] as usize] = (code, i as u8 + 1);
-            code += 1;
-            k += 1;
-        }
-        code <<= 1;
-    }
-    codes
 }
 
 #[cfg(test)]
@@ -334,7 +180,15 @@ mod tests {
                 x
             },
         ] {
-            let l = code_lengths(&freq);
+            let (bits, values) = optimal_table(&freq.map(u64::from));
+            let mut l = [0u8; 17];
+            let mut k = 0;
+            for (len, &count) in bits.iter().enumerate() {
+                for _ in 0..count {
+                    l[usize::from(values[k])] = len as u8 + 1;
+                    k += 1;
+                }
+            }
             for s in 0..17 {
                 assert_eq!(l[s] > 0, freq[s] > 0, "symbol {s} coded iff used");
                 assert!(l[s] <= 16);

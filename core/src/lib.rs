@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod codec;
 pub mod error;
+mod huffman;
 pub mod import;
 pub mod jpegdct;
 pub mod jpegll;

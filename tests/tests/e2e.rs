@@ -1289,6 +1289,26 @@ fn jpeg_baseline_encoding_decodes_in_dcmtk_within_40_db() {
     );
 }
 
+/// A corpus file's pixels as DCMTK decodes them (dcmdrle, dcmdjpls or dcmconv +te), colour
+/// by pixel (`planar` files of `pixels` pixels per frame are interleaved).
+fn original_pixels(dir: &Path, file: &Path, planar: bool, pixels: usize) -> Vec<u8> {
+    let name = file.file_name().unwrap().to_string_lossy();
+    let native = dir.join(format!("native-{name}"));
+    if name.contains("rle") {
+        run(Command::new("dcmdrle").arg(file).arg(&native));
+    } else if name.contains("jpegls") {
+        run(Command::new("dcmdjpls").arg(file).arg(&native));
+    } else {
+        run(Command::new("dcmconv").args(["+te"]).arg(file).arg(&native));
+    }
+    let want = raw_pixels(&native);
+    if planar {
+        interleave_rgb(&want, pixels)
+    } else {
+        want
+    }
+}
+
 #[test]
 fn jpeg_lossless_encoding_decodes_in_dcmtk_exactly() {
     let server = Server::start(imported(), &[]);
@@ -1302,19 +1322,7 @@ fn jpeg_lossless_encoding_decodes_in_dcmtk_exactly() {
             ("sc_rgb_ele.dcm", false, 100 * 100),
         ] {
             let file = corpus().join(name);
-            let native = dir.path().join(format!("native-{name}"));
-            if name.contains("rle") {
-                run(Command::new("dcmdrle").arg(&file).arg(&native));
-            } else {
-                run(Command::new("dcmconv")
-                    .args(["+te"])
-                    .arg(&file)
-                    .arg(&native));
-            }
-            let mut want = raw_pixels(&native);
-            if planar {
-                want = interleave_rgb(&want, pixels);
-            }
+            let want = original_pixels(dir.path(), &file, planar, pixels);
             let r = get(
                 &instance_url(&server, &file),
                 Some(&format!(
@@ -1525,21 +1533,7 @@ fn jpeg_2000_encoding_decodes_in_gdcm_exactly_or_within_40_db() {
     for (ts_uid, lossless, colour) in syntaxes {
         for (name, planar, pixels, bits) in files {
             let file = corpus().join(name);
-            let native = dir.path().join(format!("native-{name}"));
-            if name.contains("rle") {
-                run(Command::new("dcmdrle").arg(&file).arg(&native));
-            } else if name.contains("jpegls") {
-                run(Command::new("dcmdjpls").arg(&file).arg(&native));
-            } else {
-                run(Command::new("dcmconv")
-                    .args(["+te"])
-                    .arg(&file)
-                    .arg(&native));
-            }
-            let mut want = raw_pixels(&native);
-            if planar {
-                want = interleave_rgb(&want, pixels);
-            }
+            let mut want = original_pixels(dir.path(), &file, planar, pixels);
             let r = get(
                 &instance_url(&server, &file),
                 Some(&format!(
@@ -1622,9 +1616,7 @@ fn jpeg_2000_encoding_decodes_in_gdcm_exactly_or_within_40_db() {
     // Frames as image/jp2 (default .4.90) and image/jpx (default .4.92): raw codestreams (SOC,
     // SIZ; no JP2 box), each decoded by GDCM's OpenJPEG through a one-frame DICOM wrapper.
     let emr = corpus().join("emr_10frame_ele.dcm");
-    let native = dir.path().join("native-emr");
-    run(Command::new("dcmconv").args(["+te"]).arg(&emr).arg(&native));
-    let all = raw_pixels(&native);
+    let all = original_pixels(dir.path(), &emr, false, 0);
     let frame_len = all.len() / 10;
     for (media, want_ts) in [
         ("image/jp2", "1.2.840.10008.1.2.4.90"),
@@ -1724,12 +1716,7 @@ fn jpeg_extended_12_bit_decodes_like_dcmtk_and_encodes_for_dcmtk_and_gdcm() {
         ("sc_rgb_ele.dcm", 8, true),
     ] {
         let file = corpus().join(name);
-        let native = dir.path().join(format!("native-{name}"));
-        run(Command::new("dcmconv")
-            .args(["+te"])
-            .arg(&file)
-            .arg(&native));
-        let want = raw_pixels(&native);
+        let want = original_pixels(dir.path(), &file, false, 0);
         let r = get(
             &instance_url(&server, &file),
             Some(&format!("application/dicom; transfer-syntax={extended}")),
