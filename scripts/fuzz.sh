@@ -2,7 +2,8 @@
 # Runs the core's fuzz targets (cargo-fuzz, nightly) for SECONDS each (default 60).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls jpegdct
 # Seeds: the fixture DICOM files for `prepare`. Crashes land in core/fuzz/artifacts/; turn each
-# into a regression test (core/tests/fuzz_regressions.rs) before fixing it.
+# into a regression test (core/tests/fuzz_regressions.rs, or the codec module's tests with its
+# input in codec/tests/fuzz_regressions/) before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")/../core"
 secs="${1:-60}"; shift || true

@@ -41,9 +41,20 @@ pub enum Error {
     /// The storage backend failed (500, logged).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// The origin archive behind a read-through cache failed or answered nonsense (502).
-    #[error("origin: {0}")]
-    Origin(String),
+    /// The upstream archive behind a read-through cache failed or answered nonsense (502).
+    #[error("upstream archive: {0}")]
+    Upstream(String),
+}
+
+impl From<wado_codec::Error> for Error {
+    /// Stored pixel data that cannot be read is corrupt (500, logged); a coding the codec does
+    /// not take is not acceptable (406, the client asked for it).
+    fn from(e: wado_codec::Error) -> Error {
+        match e {
+            wado_codec::Error::Malformed { what, reason } => Error::Corrupt { key: what, reason },
+            other => Error::NotAcceptable(other.to_string()),
+        }
+    }
 }
 
 /// The core's result type.
@@ -61,7 +72,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Error::Corrupt { .. } | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::Origin(_) => StatusCode::BAD_GATEWAY,
+            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -73,7 +84,7 @@ impl Error {
     /// The text sent to the client: the full message for client errors, a generic one for
     /// server errors (their details go to the log only).
     pub fn public_message(&self) -> String {
-        if let Error::Origin(_) = self {
+        if let Error::Upstream(_) = self {
             "the origin archive could not provide this; the server log has the details".into()
         } else if self.is_server_error() {
             "internal error while reading stored data; the server log has the details".into()

@@ -111,7 +111,7 @@ pub struct Negotiation {
 
 /// A media range as parsed from an Accept value, before interpretation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MediaRange {
+pub(crate) struct MediaRange {
     /// Lower-case `type/subtype`.
     pub essence: String,
     /// Parameters other than `q`, names lower-cased, values unquoted.
@@ -130,7 +130,7 @@ impl MediaRange {
 }
 
 /// Parses an Accept value into media ranges, silently dropping invalid ones.
-pub fn parse_accept(value: &str) -> Vec<MediaRange> {
+pub(crate) fn parse_accept(value: &str) -> Vec<MediaRange> {
     let value = cut(value, MAX_ACCEPT_LEN);
     split_outside_quotes(value, ',')
         .into_iter()
@@ -464,7 +464,7 @@ pub fn choose_ts(
 }
 
 /// A sentence listing what the category can be served as, for 406 bodies.
-pub fn available_text(category: Category) -> String {
+pub(crate) fn available_text(category: Category) -> String {
     let list: &[&str] = match category {
         Category::Instances { instance: true } => &[
             "multipart/related; type=\"application/dicom\" (transfer-syntax=* or an uncompressed syntax)",

@@ -9,11 +9,27 @@ use crate::error::{Error, Result};
 use std::fmt;
 
 /// The fixed prefix of the service root; the AE title follows it.
-pub const SERVICE_PREFIX: &str = "/dcm4chee-arc/aets/";
+pub(crate) const SERVICE_PREFIX: &str = "/dcm4chee-arc/aets/";
 
 /// A validated DICOM UID: 1 to 64 characters, digits and dots only (PS3.5 §9.1).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Uid(String);
+
+impl TryFrom<String> for Uid {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Uid> {
+        Uid::parse(&s)
+    }
+}
+
+impl From<Uid> for String {
+    fn from(u: Uid) -> String {
+        u.0
+    }
+}
 
 impl Uid {
     /// Validates `s` as a UID.
@@ -210,7 +226,7 @@ pub struct Route {
 
 /// The largest number of frames one request may name. A million-number frame list is an attack,
 /// not a viewer: the largest multi-frame objects (whole-slide tiles) have some 10^5 frames.
-pub const MAX_FRAMES_PER_REQUEST: usize = 100_000;
+pub(crate) const MAX_FRAMES_PER_REQUEST: usize = 100_000;
 
 /// Parses an absolute request path (without query string, still percent-encoded).
 ///

@@ -1,7 +1,7 @@
 //! # wado-edge
 //!
 //! The WADO-RS service as a Cloudflare Worker: requests go to the same
-//! [`wado_core::service::Service`] the native server runs, over an R2 bucket that holds the
+//! [`wado_core::Service`] the native server runs, over an R2 bucket that holds the
 //! layout `wado import` writes (docs/STORAGE-LAYOUT.md). This crate only adapts IO: the
 //! request and response types, the bucket, the clock and the random source.
 //!
@@ -9,7 +9,7 @@
 //! `AE_TITLES` (comma-separated, default `DCM4CHEE`), `PUBLIC_URL`, `CORS_ORIGINS`
 //! (comma-separated), `TOKENS` (a tokens file's text), `JWT_KEYS` (PEM or JWK Set text),
 //! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`; `ORIGIN_URL` (the service root of an archive
-//! to fetch missing studies and series from, [`wado_core::origin`]) and `ORIGIN_AUTHORIZATION`
+//! to fetch missing studies and series from, [`wado_core::layout::upstream`]) and `ORIGIN_AUTHORIZATION`
 //! (the Authorization header sent to it, a secret). The bucket binding is `BUCKET`.
 //!
 //! The crate is empty on other targets (the workspace builds it natively too).
@@ -24,7 +24,8 @@ use futures::StreamExt;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use wado_core::service::{Body, Config, Request as CoreRequest, Service};
+use wado_core::layout::upstream::{Upstream, UpstreamResponse};
+use wado_core::{Body, Config, Request as CoreRequest, Service};
 use worker::{event, Context, EncodeBody, Env, Headers, Request, Response, ResponseBuilder};
 
 thread_local! {
@@ -57,34 +58,24 @@ fn config(env: &Env) -> Result<Config, String> {
     if ae_titles.is_empty() {
         ae_titles.push(wado_core::layout::DEFAULT_AE_TITLE.to_owned());
     }
-    let tokens = var(env, "TOKENS")
-        .map(|t| wado_core::auth::TokenAuth::parse(&t))
-        .transpose()
-        .map_err(|e| format!("TOKENS: {e}"))?;
-    let jwt = match var(env, "JWT_KEYS") {
-        Some(keys) => Some(
-            wado_core::jwt::JwtAuth::new(
-                &keys,
-                &var(env, "JWT_ISSUER").unwrap_or_default(),
-                &var(env, "JWT_AUDIENCE").unwrap_or_default(),
-                &var(env, "JWT_AE_CLAIM").unwrap_or_else(|| "aets".into()),
-            )
-            .map_err(|e| format!("JWT_KEYS: {e}"))?,
-        ),
-        None => None,
-    };
-    let auth = (tokens.is_some() || jwt.is_some())
-        .then(|| Arc::new(wado_core::auth::Auth { tokens, jwt }));
+    let auth = wado_core::auth::Auth::from_settings(&wado_core::auth::AuthSettings {
+        tokens: var(env, "TOKENS").map(|t| ("TOKENS".to_owned(), t)),
+        jwt_keys: var(env, "JWT_KEYS").map(|k| ("JWT_KEYS".to_owned(), k)),
+        jwt_issuer: var(env, "JWT_ISSUER").unwrap_or_default(),
+        jwt_audience: var(env, "JWT_AUDIENCE").unwrap_or_default(),
+        jwt_ae_claim: var(env, "JWT_AE_CLAIM").unwrap_or_default(),
+    })?
+    .map(Arc::new);
     Ok(Config {
         ae_titles,
         public_url: var(env, "PUBLIC_URL"),
         cors_origins: list(env, "CORS_ORIGINS"),
         auth,
-        origin: var(env, "ORIGIN_URL").map(|root| {
-            Arc::new(FetchOrigin {
+        upstream: var(env, "ORIGIN_URL").map(|root| {
+            Arc::new(FetchUpstream {
                 root: root.trim_end_matches('/').to_owned(),
                 authorization: var(env, "ORIGIN_AUTHORIZATION"),
-            }) as Arc<dyn wado_core::origin::Origin>
+            }) as Arc<dyn Upstream>
         }),
         // Workers are reached over HTTPS, except under `wrangler dev`, where the URL says.
         scheme: "https".into(),
@@ -92,24 +83,20 @@ fn config(env: &Env) -> Result<Config, String> {
     })
 }
 
-/// The origin archive, reached with the Workers `fetch`.
+/// The upstream archive (`ORIGIN_URL`), reached with the Workers `fetch`.
 #[derive(Debug)]
-struct FetchOrigin {
+struct FetchUpstream {
     root: String,
     authorization: Option<String>,
 }
 
 #[async_trait::async_trait(?Send)]
-impl wado_core::origin::Origin for FetchOrigin {
+impl Upstream for FetchUpstream {
     fn root(&self) -> &str {
         &self.root
     }
 
-    async fn get(
-        &self,
-        url: &str,
-        accept: &str,
-    ) -> Result<wado_core::origin::OriginResponse, String> {
+    async fn get(&self, url: &str, accept: &str) -> Result<UpstreamResponse, String> {
         let go = async {
             let headers = Headers::new();
             headers.set("Accept", accept)?;
@@ -122,7 +109,7 @@ impl wado_core::origin::Origin for FetchOrigin {
             let mut resp = worker::Fetch::Request(req).send().await?;
             let content_type = resp.headers().get("Content-Type")?.unwrap_or_default();
             let body = resp.bytes().await?;
-            Ok::<_, worker::Error>(wado_core::origin::OriginResponse {
+            Ok::<_, worker::Error>(UpstreamResponse {
                 status: resp.status_code(),
                 content_type,
                 body: bytes::Bytes::from(body),
@@ -163,9 +150,28 @@ fn client_accept_encoding(req: &Request) -> Option<String> {
         .as_string()
 }
 
+/// The storage conformance suite run against this worker's R2 bucket, at
+/// `/__wado/store-conformance`, only when the variable `STORE_SELFTEST` is `1` (the tests set
+/// it under `wrangler dev`; it writes and deletes keys under `t/`, so never set it on a bucket
+/// that matters). A failed check panics: the message goes to the worker's log and the request
+/// fails.
+async fn store_selftest(env: &Env) -> worker::Result<Response> {
+    std::panic::set_hook(Box::new(|info| {
+        worker::console_error!("store conformance: {info}");
+    }));
+    let store = r2::R2Store::new(env.bucket("BUCKET")?);
+    wado_core::store::conformance::run_all(&store).await;
+    plain(200, "ok: every conformance check passed")
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let url = req.url()?;
+    if url.path() == "/__wado/store-conformance"
+        && var(&env, "STORE_SELFTEST").as_deref() == Some("1")
+    {
+        return store_selftest(&env).await;
+    }
     let scheme = url.scheme().to_owned();
     let svc = match service(&env, &scheme) {
         Ok(s) => s,
@@ -196,18 +202,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             }
         }
     }
-    if !headers.contains_key(http::header::HOST) {
-        if let Some(h) = url
-            .host_str()
-            .map(|h| match url.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_owned(),
-            })
-            .and_then(|h| http::HeaderValue::from_str(&h).ok())
-        {
-            headers.insert(http::header::HOST, h);
-        }
-    }
+    let authority = url.host_str().map(|h| match url.port() {
+        Some(p) => format!("{h}:{p}"),
+        None => h.to_owned(),
+    });
     let mut entropy = [0u8; 16];
     // workerd allows randomness inside a handler (not at module load).
     getrandom::getrandom(&mut entropy).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -215,6 +213,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         method: &method,
         path: url.path(),
         query: url.query(),
+        authority: authority.as_deref(),
         headers: &headers,
         entropy,
         now: (js_sys::Date::now() / 1000.0) as u64,
@@ -237,9 +236,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         // again.
         builder = builder.with_encode_body(EncodeBody::Manual);
     }
-    let head = method == http::Method::HEAD;
     Ok(match resp.body {
-        _ if head => builder.empty(),
         Body::Empty => builder.empty(),
         Body::Full(b) => builder.fixed(b.to_vec()),
         Body::Stream(s) => builder.from_stream(s.map(|chunk| {

@@ -1,14 +1,12 @@
-//! `wado import`: walk files and folders, import every DICOM Part-10 file with
-//! `wado_core::import` on every core, then rebuild the metadata of the series touched.
+//! `wado import`: walk files and folders and feed every file to one import
+//! [`Batch`](wado_core::layout::import::Batch) of the core, on every core (the batch takes
+//! care of files sharing a SOP Instance UID), then run its metadata rebuilds in parallel.
 
 use futures::StreamExt;
-use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wado_core::import::{self as core_import, ImportError, Status};
-use wado_core::layout::InstanceIndex;
-use wado_core::route::Uid;
+use wado_core::layout::import::{self as core_import, Batch, ImportError, Status};
 use wado_core::store::Store;
 
 /// What happened to one input file.
@@ -94,8 +92,7 @@ pub async fn run(
     opts: &Options,
     mut report: impl FnMut(&Path, &FileResult),
 ) -> Result<Summary, wado_core::Error> {
-    let layout =
-        Arc::new(core_import::ensure_layout(&*store, &opts.public_url, &opts.ae_title).await?);
+    let layout = core_import::ensure_layout(&*store, &opts.public_url, &opts.ae_title).await?;
     let (files, walk_errors) = collect_files(paths);
     let mut summary = Summary::default();
     for (p, e) in &walk_errors {
@@ -113,52 +110,20 @@ pub async fn run(
         b.enable_steady_tick(Duration::from_millis(200));
         b
     });
-    let mut touched: BTreeSet<(Uid, Uid)> = BTreeSet::new();
-    let mut known: HashMap<String, Arc<InstanceIndex>> = HashMap::new();
+    let batch = Arc::new(Batch::new(layout));
     let task_store = store.clone();
-    // Two files with one SOP Instance UID in the same run must not interleave their writes
-    // (index of one, file of the other): imports of one SOP UID take turns.
-    let in_flight: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-        Arc::default();
+    let task_batch = batch.clone();
     let tasks = files.into_iter().map(move |path| {
         let store = task_store.clone();
-        let layout = layout.clone();
-        let in_flight = in_flight.clone();
+        let batch = task_batch.clone();
         tokio::spawn(async move {
             let result = match tokio::fs::read(&path).await {
                 Err(e) => Err(FileResult::Failed(format!("cannot read: {e}"))),
-                Ok(bytes) => {
-                    let sop = wado_core::scan::scan_meta(&bytes)
-                        .ok()
-                        .and_then(|m| m.media_storage_sop_instance);
-                    let turn = sop.as_ref().map(|s| {
-                        in_flight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(s.clone())
-                            .or_default()
-                            .clone()
-                    });
-                    let guard = match &turn {
-                        Some(t) => Some(t.lock().await),
-                        None => None,
-                    };
-                    let r =
-                        core_import::import_file(&*store, &layout, bytes::Bytes::from(bytes)).await;
-                    drop(guard);
-                    if let (Some(s), Some(t)) = (&sop, turn) {
-                        let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                        // The map and this task hold the only references: nobody waits.
-                        if Arc::strong_count(&t) == 2 {
-                            map.remove(s);
-                        }
-                    }
-                    match r {
-                        Ok(done) => Ok(done),
-                        Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
-                        Err(ImportError::Store(e)) => Err(FileResult::Failed(e.to_string())),
-                    }
-                }
+                Ok(bytes) => match batch.add(&*store, bytes::Bytes::from(bytes)).await {
+                    Ok(done) => Ok(done.status),
+                    Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
+                    Err(ImportError::Store(e)) => Err(FileResult::Failed(e.to_string())),
+                },
             };
             (path, result)
         })
@@ -173,20 +138,13 @@ pub async fn run(
             ),
         };
         let file_result = match result {
-            Ok(done) => {
-                match done.status {
+            Ok(status) => {
+                match status {
                     Status::Imported => summary.imported += 1,
                     Status::Unchanged => summary.unchanged += 1,
                     Status::Replaced => summary.replaced += 1,
                 }
-                if let Some(idx) = done.index {
-                    known.insert(
-                        wado_core::layout::index_key(&done.study, &done.series, &done.sop),
-                        idx,
-                    );
-                }
-                touched.insert((done.study, done.series));
-                FileResult::Done(done.status)
+                FileResult::Done(status)
             }
             Err(r) => {
                 match r {
@@ -201,37 +159,27 @@ pub async fn run(
         }
         report(&path, &file_result);
     }
+    drop(results);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let series: Vec<(Uid, Uid)> = touched.into_iter().collect();
-    rebuild(store, series, known).await?;
-    Ok(summary)
-}
-
-/// Rebuilds the metadata of the series (and their studies), studies in parallel.
-async fn rebuild(
-    store: Arc<dyn Store>,
-    series: Vec<(Uid, Uid)>,
-    known: HashMap<String, Arc<InstanceIndex>>,
-) -> Result<(), wado_core::Error> {
-    let mut by_study: HashMap<Uid, Vec<(Uid, Uid)>> = HashMap::new();
-    for s in series {
-        by_study.entry(s.0.clone()).or_default().push(s);
-    }
-    let known = Arc::new(known);
-    let jobs = by_study.into_values().map(|list| {
+    let batch = Arc::into_inner(batch).ok_or_else(|| {
+        wado_core::Error::Store(wado_core::store::StoreError::Backend(
+            "an import task outlived the run".into(),
+        ))
+    })?;
+    // Studies rebuilt in parallel, four at a time.
+    let jobs = batch.rebuilds().into_iter().map(|job| {
         let store = store.clone();
-        let known = known.clone();
-        tokio::spawn(async move { core_import::rebuild_metadata(&*store, &list, &known).await })
+        tokio::spawn(async move { job.run(&*store).await })
     });
-    let mut results = futures::stream::iter(jobs).buffer_unordered(4);
-    while let Some(r) = results.next().await {
+    let mut rebuilds = futures::stream::iter(jobs).buffer_unordered(4);
+    while let Some(r) = rebuilds.next().await {
         r.map_err(|e| {
             wado_core::Error::Store(wado_core::store::StoreError::Backend(e.to_string()))
         })??;
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// Prints the one-line summary.

@@ -1,12 +1,12 @@
 //! # wado-native
 //!
 //! The native frontend of wado: an axum server and the `wado` command line around
-//! [`wado_core`]. This crate adapts HTTP and IO only: every WADO-RS decision (routing,
-//! negotiation, multipart, metadata, status codes) is made by `wado_core::service`.
+//! [`wado_core`]. This crate adapts HTTP and IO only: every DICOMweb decision (routing,
+//! negotiation, multipart, metadata, status codes) is made by [`wado_core::Service`].
 //!
 //! - [`app`] builds the axum router (used by `wado serve` and by tests without sockets);
 //! - [`fs_store::FsStore`] is the local-directory store;
-//! - [`import`] drives `wado_core::import` over files and folders, on every core.
+//! - [`import`] drives the core's import batch over files and folders, on every core.
 #![deny(unsafe_code)]
 
 mod demo;
@@ -23,7 +23,7 @@ use axum::Router;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
-use wado_core::service::{Body, Service};
+use wado_core::{Body, Service};
 
 /// Shared state of the server.
 #[derive(Clone, Debug)]
@@ -193,22 +193,14 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             }
         },
     };
-    let (mut parts, _body) = req.into_parts();
-    // HTTP/2 carries the host in the :authority pseudo-header (the URI here), not in Host.
-    if !parts.headers.contains_key(http::header::HOST) {
-        if let Some(v) = parts
-            .uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(http::header::HOST, v);
-        }
-    }
+    let (parts, _body) = req.into_parts();
     let entropy: [u8; 16] = rand::random();
-    let core_req = wado_core::service::Request {
+    let core_req = wado_core::Request {
         method: &parts.method,
         path: parts.uri.path(),
         query: parts.uri.query(),
+        // HTTP/2 carries the host in the :authority pseudo-header (the URI here), not in Host.
+        authority: parts.uri.authority().map(|a| a.as_str()),
         headers: &parts.headers,
         entropy,
         now: std::time::SystemTime::now()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use wado_core::layout::{DEFAULT_AE_TITLE, DEFAULT_PUBLIC_URL};
-use wado_core::service::{Config, Service};
+use wado_core::{Config, Service};
 use wado_native::settings::{ServeArgs, Settings};
 use wado_native::{app, import, AppState};
 
@@ -46,31 +46,25 @@ enum Command {
 /// The access rule from the settings: static tokens, JWT keys, both or neither (off).
 fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, String> {
     let read = |flag: &str, p: &PathBuf| {
-        std::fs::read_to_string(p).map_err(|e| format!("{flag}: {}: {e}", p.display()))
+        std::fs::read_to_string(p)
+            .map(|text| (flag.to_owned(), text))
+            .map_err(|e| format!("{flag}: {}: {e}", p.display()))
     };
-    let tokens = match &settings.tokens_file {
-        Some(p) => Some(
-            wado_core::auth::TokenAuth::parse(&read("--tokens-file", p)?)
-                .map_err(|e| format!("--tokens-file: {e}"))?,
-        ),
-        None => None,
+    let mut s = wado_core::auth::AuthSettings {
+        tokens: settings
+            .tokens_file
+            .as_ref()
+            .map(|p| read("--tokens-file", p))
+            .transpose()?,
+        jwt_ae_claim: settings.jwt_ae_claim.clone(),
+        ..Default::default()
     };
-    let jwt = match &settings.jwt {
-        Some((keys, issuer, audience)) => Some(
-            wado_core::jwt::JwtAuth::new(
-                &read("--jwt-keys", keys)?,
-                issuer,
-                audience,
-                &settings.jwt_ae_claim,
-            )
-            .map_err(|e| format!("--jwt-keys: {e}"))?,
-        ),
-        None => None,
-    };
-    if tokens.is_none() && jwt.is_none() {
-        return Ok(None);
+    if let Some((keys, issuer, audience)) = &settings.jwt {
+        s.jwt_keys = Some(read("--jwt-keys", keys)?);
+        s.jwt_issuer = issuer.clone();
+        s.jwt_audience = audience.clone();
     }
-    Ok(Some(wado_core::auth::Auth { tokens, jwt }))
+    wado_core::auth::Auth::from_settings(&s)
 }
 
 fn main() -> ExitCode {
@@ -158,7 +152,7 @@ async fn run_import(data: PathBuf, public_url: String, paths: Vec<PathBuf>) -> E
     let result = import::run(store, &paths, &opts, |path, r| match r {
         import::FileResult::Rejected(reason) => eprintln!("rejected {}: {reason}", path.display()),
         import::FileResult::Failed(reason) => eprintln!("failed {}: {reason}", path.display()),
-        import::FileResult::Done(wado_core::import::Status::Replaced) => {
+        import::FileResult::Done(wado_core::layout::import::Status::Replaced) => {
             eprintln!("replaced the stored instance with {}", path.display())
         }
         import::FileResult::Done(_) => {}

@@ -8,9 +8,9 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use tower::ServiceExt;
-use wado_core::import;
-use wado_core::service::{Config, Service};
+use wado_core::layout::import;
 use wado_core::store::MemoryStore;
+use wado_core::{Config, Service};
 use wado_native::{app, AppState};
 
 const FILE: &[u8] = include_bytes!("../../tests/fixtures/corpus/ct_small_ele.dcm");
@@ -20,16 +20,12 @@ async fn service() -> (Arc<Service>, String) {
     let layout = import::ensure_layout(&*store, "http://x", "DCM4CHEE")
         .await
         .unwrap();
-    let r = import::import_file(&*store, &layout, bytes::Bytes::from_static(FILE))
+    let batch = import::Batch::new(layout);
+    let r = batch
+        .add(&*store, bytes::Bytes::from_static(FILE))
         .await
         .unwrap();
-    import::rebuild_metadata(
-        &*store,
-        &[(r.study.clone(), r.series.clone())],
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    batch.finish(&*store).await.unwrap();
     let url = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/studies/{}", r.study);
     (Arc::new(Service::new(store, Config::default())), url)
 }

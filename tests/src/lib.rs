@@ -316,9 +316,9 @@ impl Resp {
     /// byte comparisons in the tests).
     pub fn parts(&self) -> Vec<OwnedPart> {
         let ct = self.header("content-type");
-        let boundary = wado_core::multipart::boundary_of(&ct)
+        let boundary = wado_core::wire::multipart::boundary_of(&ct)
             .unwrap_or_else(|| panic!("no boundary in {ct:?}"));
-        wado_core::multipart::parse(&boundary, &self.body)
+        wado_core::wire::multipart::parse(&boundary, &self.body)
             .expect("multipart body")
             .into_iter()
             .map(|p| {

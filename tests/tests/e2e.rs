@@ -1850,13 +1850,13 @@ fn the_jpeg_dct_codec_decodes_what_dcmcjpeg_writes_like_dcmdjpeg() {
         let dumps_dir = tempdir();
         let dumps = binary_dumps(&jpeg, dumps_dir.path());
         let frames = want.len() / (bytes * spp) / {
-            let img = wado_core::jpegdct::decode(&std::fs::read(dumps.last().unwrap()).unwrap())
+            let img = wado_codec::jpeg::dct::decode(&std::fs::read(dumps.last().unwrap()).unwrap())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             img.width * img.height
         };
         let mut ours = Vec::new();
         for f in &dumps[dumps.len() - frames..] {
-            let img = wado_core::jpegdct::decode(&std::fs::read(f).unwrap())
+            let img = wado_codec::jpeg::dct::decode(&std::fs::read(f).unwrap())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(img.components, spp, "{name}");
             for v in img.samples {

@@ -1,4 +1,4 @@
-//! Our JPEG DCT codec (`wado_core::jpegdct`) against libjpeg-turbo, through Pillow (installed
+//! Our JPEG DCT codec (`wado_codec::jpeg::dct`) against libjpeg-turbo, through Pillow (installed
 //! by scripts/setup.sh): streams with restart intervals and 4:2:0 colour, which neither DCMTK
 //! nor GDCM can be asked to write, decode like libjpeg-turbo decodes them; and libjpeg-turbo
 //! reads what we write, baseline and extended.
@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use wado_core::jpegdct::{decode, encode, EncodeOptions, Samples};
+use wado_codec::jpeg::dct::{decode, encode, EncodeOptions, Samples};
 use wado_tests::{repo_dir, tempdir};
 
 /// Runs Python with Pillow (libjpeg-turbo inside) on `script` with `dir` as its argument.

@@ -294,7 +294,7 @@ fn the_codec_alone_decodes_every_jpegls_file_of_the_corpus_like_dcmdjpls() {
         let mut decoded: Vec<u16> = Vec::new();
         let mut bits = 8;
         for f in &fragments {
-            let img = wado_core::jpegls::decode(f).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let img = wado_codec::jpegls::decode(f).unwrap_or_else(|e| panic!("{name}: {e}"));
             bits = img.bits;
             decoded.extend(img.samples);
         }
@@ -372,13 +372,13 @@ fn charls_and_wado_read_each_others_streams_in_every_mode() {
                 v.min(max) as u16
             })
             .collect();
-        let stream = wado_core::jpegls::encode(
+        let stream = wado_codec::jpegls::encode(
             &samples,
             w,
             h,
             comps,
             bits,
-            wado_core::jpegls::EncodeOptions {
+            wado_codec::jpegls::EncodeOptions {
                 near,
                 interleave: ilv,
             },
@@ -424,7 +424,7 @@ for line in open(sys.argv[1]):
     // wado decodes CharLS's streams (within NEAR).
     for (base, w, h, comps, bits, _, near, samples) in &cases {
         let stream = std::fs::read(base.with_extension("charls.jls")).unwrap();
-        let img = wado_core::jpegls::decode(&stream).unwrap();
+        let img = wado_codec::jpegls::decode(&stream).unwrap();
         assert_eq!(
             (img.width, img.height, img.components, img.bits),
             (*w, *h, *comps, *bits)

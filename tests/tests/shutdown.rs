@@ -79,8 +79,9 @@ fn sigterm_finishes_requests_in_flight_and_refuses_new_ones() {
         "no new connections after SIGTERM"
     );
     let (ct, body) = client.join().unwrap();
-    let boundary = wado_core::multipart::boundary_of(&ct).unwrap();
-    let parts = wado_core::multipart::parse(&boundary, &body).expect("the whole multipart body");
+    let boundary = wado_core::wire::multipart::boundary_of(&ct).unwrap();
+    let parts =
+        wado_core::wire::multipart::parse(&boundary, &body).expect("the whole multipart body");
     assert_eq!(parts.len(), 300, "the request in flight finished");
     assert!(
         wait_exit(&mut server, Duration::from_secs(10)),

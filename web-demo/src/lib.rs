@@ -12,7 +12,7 @@
 use serde::Serialize;
 // Links malloc & co. for openjp2 (JPEG 2000) in wasm.
 use serde_json::Value;
-use wado_core::layout::PixelInfo;
+use wado_codec::PixelInfo;
 use wasm_bindgen::prelude::*;
 use wasm_libc_shim as _;
 
@@ -30,9 +30,9 @@ pub struct PartSpan {
 /// Splits a `multipart/related` body with the core's parser; `content_type` gives the
 /// boundary.
 pub fn multipart_spans(content_type: &str, body: &[u8]) -> Result<Vec<PartSpan>, String> {
-    let boundary = wado_core::multipart::boundary_of(content_type)
+    let boundary = wado_core::wire::multipart::boundary_of(content_type)
         .ok_or_else(|| format!("no boundary in {content_type:?}"))?;
-    let parts = wado_core::multipart::parse(&boundary, body).map_err(|e| e.to_string())?;
+    let parts = wado_core::wire::multipart::parse(&boundary, body).map_err(|e| e.to_string())?;
     let base = body.as_ptr() as usize;
     Ok(parts
         .iter()
@@ -119,11 +119,11 @@ pub fn display_of(instance_json: &str) -> Result<Display, String> {
 /// `transfer_syntax` (stored compressed bytes are decoded by the core's decoders).
 pub fn native_frame(d: &Display, transfer_syntax: &str, data: &[u8]) -> Result<Vec<u8>, String> {
     let info = &d.pixel;
-    let native = wado_core::media::ts::is_native(transfer_syntax)
+    let native = wado_core::ts::is_native(transfer_syntax)
         || transfer_syntax.is_empty()
-        || transfer_syntax == wado_core::media::ts::DEFLATED_EXPLICIT_VR_LE;
+        || transfer_syntax == wado_core::ts::DEFLATED_EXPLICIT_VR_LE;
     if native {
-        if transfer_syntax == wado_core::media::ts::EXPLICIT_VR_BE && info.bits_allocated > 8 {
+        if transfer_syntax == wado_core::ts::EXPLICIT_VR_BE && info.bits_allocated > 8 {
             // Stored bytes of a Big Endian file: swap each sample.
             let w = usize::from(info.bits_allocated / 8);
             return Ok(data
@@ -133,12 +133,12 @@ pub fn native_frame(d: &Display, transfer_syntax: &str, data: &[u8]) -> Result<V
         }
         return Ok(data.to_vec());
     }
-    if !wado_core::codec::can_decode(transfer_syntax) {
+    if !wado_codec::can_decode(transfer_syntax) {
         return Err(format!(
             "this build cannot decode {transfer_syntax} in the browser; ask the server to decode (application/octet-stream without transfer-syntax=*)"
         ));
     }
-    wado_core::codec::decode_frame(info, transfer_syntax, data).map_err(|e| e.to_string())
+    wado_codec::decode_frame(info, transfer_syntax, data).map_err(|e| e.to_string())
 }
 
 /// Whether samples from a decoder in this transfer syntax are RGB although the instance says
@@ -332,8 +332,7 @@ pub fn keyword(tag: &str) -> String {
 /// The transfer syntaxes this build decodes in the browser.
 #[wasm_bindgen(js_name = canDecode)]
 pub fn can_decode(transfer_syntax: &str) -> bool {
-    wado_core::media::ts::is_native(transfer_syntax)
-        || wado_core::codec::can_decode(transfer_syntax)
+    wado_core::ts::is_native(transfer_syntax) || wado_codec::can_decode(transfer_syntax)
 }
 
 /// JPEG-LS encoding of samples (interleaved by pixel) with the core's pure-Rust codec: the
@@ -348,13 +347,13 @@ pub fn encode_jls(
     near: u16,
     interleave: u8,
 ) -> Result<Vec<u8>, JsError> {
-    wado_core::jpegls::encode(
+    wado_codec::jpegls::encode(
         samples,
         width,
         height,
         components,
         bits,
-        wado_core::jpegls::EncodeOptions { near, interleave },
+        wado_codec::jpegls::EncodeOptions { near, interleave },
     )
     .map_err(|e| JsError::new(&e.to_string()))
 }
@@ -362,7 +361,7 @@ pub fn encode_jls(
 /// JPEG-LS decoding to samples interleaved by pixel.
 #[wasm_bindgen(js_name = decodeJls)]
 pub fn decode_jls(stream: &[u8]) -> Result<Vec<u16>, JsError> {
-    wado_core::jpegls::decode(stream)
+    wado_codec::jpegls::decode(stream)
         .map(|img| img.samples)
         .map_err(|e| JsError::new(&e.to_string()))
 }

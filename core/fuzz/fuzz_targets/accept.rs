@@ -1,7 +1,7 @@
 //! The Accept parser and negotiation, for every resource category, never panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wado_core::negotiate::{choose_ts, Category, Negotiation};
+use wado_core::fuzzing::{choose_ts, Category, Negotiation};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
@@ -22,5 +22,5 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = wado_core::service::choose_encoding(Some(s));
+    let _ = wado_core::fuzzing::choose_encoding(Some(s));
 });

@@ -5,26 +5,26 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(img) = wado_core::jpegdct::decode(data) else {
+    let Ok(img) = wado_codec::jpeg::dct::decode(data) else {
         return;
     };
     if img.samples.len() > 1 << 16 || !matches!(img.components, 1 | 3) {
         return;
     }
-    let enc = wado_core::jpegdct::encode(
-        wado_core::jpegdct::Samples::Words(&img.samples),
+    let enc = wado_codec::jpeg::dct::encode(
+        wado_codec::jpeg::dct::Samples::Words(&img.samples),
         img.width,
         img.height,
         img.components,
         img.precision,
-        wado_core::jpegdct::EncodeOptions {
+        wado_codec::jpeg::dct::EncodeOptions {
             quality: 90,
             baseline: img.precision == 8,
             chroma_422: img.components == 3,
         },
     )
     .expect("a decoded image re-encodes");
-    let back = wado_core::jpegdct::decode(&enc).expect("our stream decodes");
+    let back = wado_codec::jpeg::dct::decode(&enc).expect("our stream decodes");
     assert_eq!(
         (back.width, back.height, back.components),
         (img.width, img.height, img.components)

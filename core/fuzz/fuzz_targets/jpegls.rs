@@ -4,17 +4,17 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(img) = wado_core::jpegls::decode(data) else {
+    let Ok(img) = wado_codec::jpegls::decode(data) else {
         return;
     };
     if img.samples.len() > 1 << 16 {
         return;
     }
-    let opts = wado_core::jpegls::EncodeOptions {
+    let opts = wado_codec::jpegls::EncodeOptions {
         near: 0,
         interleave: if img.components == 3 { 2 } else { 0 },
     };
-    let enc = wado_core::jpegls::encode(
+    let enc = wado_codec::jpegls::encode(
         &img.samples,
         img.width,
         img.height,
@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
         opts,
     )
     .expect("a decoded image re-encodes");
-    let back = wado_core::jpegls::decode(&enc).expect("our stream decodes");
+    let back = wado_codec::jpegls::decode(&enc).expect("our stream decodes");
     assert_eq!(back.samples, img.samples);
 });

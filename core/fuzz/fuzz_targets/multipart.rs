@@ -13,10 +13,10 @@ fuzz_target!(|data: &[u8]| {
     if boundary.is_empty() {
         return;
     }
-    if let Ok(parts) = wado_core::multipart::parse(boundary, &data[n.min(data.len())..]) {
+    if let Ok(parts) = wado_core::wire::multipart::parse(boundary, &data[n.min(data.len())..]) {
         for p in parts {
             let _ = p.header("content-type");
         }
     }
-    let _ = wado_core::multipart::boundary_of(&String::from_utf8_lossy(data));
+    let _ = wado_core::wire::multipart::boundary_of(&String::from_utf8_lossy(data));
 });

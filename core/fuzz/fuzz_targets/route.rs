@@ -7,11 +7,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let path = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/{s}");
-    if let Ok(Some(route)) = wado_core::route::parse_path(&path) {
+    if let Ok(Some(route)) = wado_core::fuzzing::parse_path(&path) {
         if let Some(t) = route.resource.target() {
-            assert!(wado_core::route::Uid::parse(t.study().as_str()).is_ok());
+            assert!(wado_core::fuzzing::Uid::parse(t.study().as_str()).is_ok());
             assert!(!t.path().contains(".."));
         }
     }
-    let _ = wado_core::route::parse_frame_list(s);
+    let _ = wado_core::fuzzing::parse_frame_list(s);
 });

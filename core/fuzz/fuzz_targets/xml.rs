@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut out = String::new();
-    if wado_core::xml::write_document(&v, &mut out).is_ok() {
+    if wado_core::dicom::xml::write_document(&v, &mut out).is_ok() {
         assert!(out.ends_with("</NativeDicomModel>\n"));
     }
 });

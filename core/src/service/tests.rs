@@ -3,10 +3,19 @@
 //! the end-to-end tests in `tests/` add DCMTK as the oracle.
 
 use super::*;
-use crate::import;
+use crate::layout::import;
+use crate::route::Uid;
+use crate::service::http::query_param;
+use crate::service::plan::rebase_json;
 use crate::store::MemoryStore;
+use crate::wire::multipart::boundary_from_entropy;
+use ::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ::http::{Method, StatusCode};
+use bytes::Bytes;
 use dicom_dictionary_std::tags;
 use futures::executor::block_on;
+use futures::StreamExt;
+use std::io::Read;
 
 const ROOT: &str = "/dcm4chee-arc/aets/DCM4CHEE/rs";
 const PUBLIC: &str = "http://stored.example:9999";
@@ -48,16 +57,11 @@ fn import_into(store: Arc<MemoryStore>, files: &[Bytes]) -> Arc<MemoryStore> {
         let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
             .await
             .expect("layout");
-        let mut series = Vec::new();
+        let batch = import::Batch::new(layout);
         for f in files {
-            let r = import::import_file(&*store, &layout, f.clone())
-                .await
-                .expect("import");
-            series.push((r.study, r.series));
+            batch.add(&*store, f.clone()).await.expect("import");
         }
-        import::rebuild_metadata(&*store, &series, &HashMap::new())
-            .await
-            .expect("rebuild");
+        batch.finish(&*store).await.expect("rebuild");
         store
     })
 }
@@ -75,9 +79,10 @@ impl Got {
             .map(|v| v.to_str().expect("ascii").to_owned())
             .unwrap_or_default()
     }
-    fn parts(&self) -> Vec<crate::multipart::Part<'_>> {
-        let b = crate::multipart::boundary_of(&self.header("content-type")).expect("boundary");
-        crate::multipart::parse(&b, &self.body).expect("multipart")
+    fn parts(&self) -> Vec<crate::wire::multipart::Part<'_>> {
+        let b =
+            crate::wire::multipart::boundary_of(&self.header("content-type")).expect("boundary");
+        crate::wire::multipart::parse(&b, &self.body).expect("multipart")
     }
 }
 
@@ -99,6 +104,7 @@ fn get_with(store: &Arc<MemoryStore>, method: Method, path: &str, headers: &[(&s
         method: &method,
         path: &p,
         query: q.as_deref(),
+        authority: None,
         headers: &h,
         entropy: [7; 16],
         now: 1_700_000_000,
@@ -465,6 +471,7 @@ fn cached_metadata_follows_a_replaced_object() {
         method: &Method::GET,
         path: &path,
         query: None,
+        authority: None,
         headers: &h,
         entropy: [0; 16],
         now: 1_700_000_000,
@@ -479,17 +486,7 @@ fn cached_metadata_follows_a_replaced_object() {
     };
     assert_eq!(count(block_on(svc.handle(&req))), 1);
     assert_eq!(count(block_on(svc.handle(&req))), 1);
-    block_on(async {
-        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let r = import::import_file(&*store, &layout, b.clone())
-            .await
-            .expect("import");
-        import::rebuild_metadata(&*store, &[(r.study, r.series)], &HashMap::new())
-            .await
-            .expect("rebuild");
-    });
+    import_into(store.clone(), std::slice::from_ref(&b));
     assert_eq!(count(block_on(svc.handle(&req))), 2);
 }
 
@@ -518,6 +515,7 @@ fn metadata_with_the_stored_root_is_sent_as_stored() {
         method: &Method::GET,
         path: &path,
         query: None,
+        authority: None,
         headers: &h,
         entropy: [0; 16],
         now: 1_700_000_000,
@@ -819,6 +817,7 @@ fn cors_preflight_and_exposed_headers() {
             method: &method,
             path: &path,
             query: None,
+            authority: None,
             headers: &h,
             entropy: [0; 16],
             now: 1_700_000_000,
@@ -1101,17 +1100,7 @@ fn etags_and_if_none_match() {
         304
     );
     // The series changes: the metadata's ETag changes with it.
-    block_on(async {
-        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let r = import::import_file(&*store, &layout, b.clone())
-            .await
-            .expect("import");
-        import::rebuild_metadata(&*store, &[(r.study, r.series)], &HashMap::new())
-            .await
-            .expect("rebuild");
-    });
+    import_into(store.clone(), std::slice::from_ref(&b));
     let changed = get_with(&store, Method::GET, &meta, &[("if-none-match", &etag)]);
     assert_eq!(changed.status, 200);
     assert_ne!(changed.header("etag"), etag);
@@ -1208,6 +1197,7 @@ fn one_bearer_token_on_every_route() {
             method: &Method::GET,
             path,
             query: None,
+            authority: None,
             headers: &h,
             entropy: [0; 16],
             now: 1_700_000_000,
@@ -1294,17 +1284,7 @@ fn last_modified_and_if_modified_since() {
     }
     // A second instance arrives later: the study and series move on, the first instance not.
     now.store(1_700_000_100, Ordering::Relaxed);
-    block_on(async {
-        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let r = import::import_file(&*store, &layout, b.clone())
-            .await
-            .expect("import");
-        import::rebuild_metadata(&*store, &[(r.study, r.series)], &HashMap::new())
-            .await
-            .expect("rebuild");
-    });
+    import_into(store.clone(), std::slice::from_ref(&b));
     for (r, want) in [
         (&resources[0], T1),
         (&resources[1], T1),
@@ -1334,7 +1314,7 @@ struct ServiceOrigin {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl crate::origin::Origin for ServiceOrigin {
+impl crate::layout::upstream::Upstream for ServiceOrigin {
     fn root(&self) -> &str {
         &self.root
     }
@@ -1343,7 +1323,7 @@ impl crate::origin::Origin for ServiceOrigin {
         &self,
         url: &str,
         accept: &str,
-    ) -> std::result::Result<crate::origin::OriginResponse, String> {
+    ) -> std::result::Result<crate::layout::upstream::UpstreamResponse, String> {
         self.calls.lock().expect("lock").push(url.to_owned());
         let path = url
             .strip_prefix("http://origin.test")
@@ -1358,6 +1338,7 @@ impl crate::origin::Origin for ServiceOrigin {
             method: &Method::GET,
             path,
             query: None,
+            authority: None,
             headers: &h,
             entropy: [3; 16],
             now: 1_700_000_000,
@@ -1375,7 +1356,7 @@ impl crate::origin::Origin for ServiceOrigin {
                 Bytes::from(all)
             }
         };
-        Ok(crate::origin::OriginResponse {
+        Ok(crate::layout::upstream::UpstreamResponse {
             status: r.status.as_u16(),
             content_type: r
                 .headers
@@ -1403,7 +1384,7 @@ fn a_read_through_cache_fills_from_the_origin_once() {
     let edge = Service::new(
         edge_store.clone(),
         Config {
-            origin: Some(origin.clone()),
+            upstream: Some(origin.clone()),
             ..Config::default()
         },
     );
@@ -1418,6 +1399,7 @@ fn a_read_through_cache_fills_from_the_origin_once() {
             method: &Method::GET,
             path,
             query: None,
+            authority: None,
             headers: &h,
             entropy: [1; 16],
             now: 1_700_000_000,
@@ -1447,7 +1429,8 @@ fn a_read_through_cache_fills_from_the_origin_once() {
     );
     assert_eq!(status, 200);
     assert_eq!(calls(), 3, "{:?}", origin.calls.lock().expect("lock"));
-    let parts = crate::multipart::parse(&boundary_from_entropy([1; 16]), &frame).expect("parts");
+    let parts =
+        crate::wire::multipart::parse(&boundary_from_entropy([1; 16]), &frame).expect("parts");
     assert_eq!(
         parts[0].body,
         &pixel_bytes(&a)[..],
@@ -1489,7 +1472,8 @@ fn a_read_through_cache_fills_from_the_origin_once() {
         "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
     );
     assert_eq!(status, 200);
-    let parts = crate::multipart::parse(&boundary_from_entropy([1; 16]), &study).expect("parts");
+    let parts =
+        crate::wire::multipart::parse(&boundary_from_entropy([1; 16]), &study).expect("parts");
     assert_eq!(parts.len(), in_study);
     assert_eq!(calls(), after_study);
     // Unknown at the origin too: 404, not a 5xx.
@@ -1498,4 +1482,35 @@ fn a_read_through_cache_fills_from_the_origin_once() {
         "application/dicom+json",
     );
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+}
+
+/// An index claiming more frames than its pixel data holds (a crafted file imported before the
+/// import checked Number of Frames against the fragments) cannot make a request allocate for
+/// them: only the frames the data holds are planned. On the old main this request asked for
+/// 17 GB and aborted the process.
+#[test]
+fn a_stored_index_claiming_4294967295_frames_plans_only_the_frames_there() {
+    let f = fixture!("mr_small_jpegls_lossless.dcm");
+    let store = store_with(std::slice::from_ref(&f));
+    let (st, se, sop) = uids(&f);
+    let (ust, use_, usop) = (
+        Uid::parse(&st).expect("uid"),
+        Uid::parse(&se).expect("uid"),
+        Uid::parse(&sop).expect("uid"),
+    );
+    let key = layout::index_key(&ust, &use_, &usop);
+    let stored = block_on(store.get(&key)).expect("get").expect("index");
+    let mut idx: serde_json::Value = serde_json::from_slice(&stored).expect("json");
+    idx["pixel"]["number_of_frames"] = u32::MAX.into();
+    block_on(store.put(&key, Bytes::from(serde_json::to_vec(&idx).expect("json")))).expect("put");
+    let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let all = "multipart/related; type=application/octet-stream; transfer-syntax=*";
+    let got = get(&store, &format!("{inst}/pixeldata"), Some(all));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.parts().len(), 1, "the one frame the data holds");
+    let got = get(&store, &format!("{inst}/frames/2"), Some(all));
+    assert_eq!(got.status, 404, "frame 2 is not there");
+    let got = get(&store, &inst, Some(all));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.parts().len(), 1);
 }

@@ -14,6 +14,7 @@ pub async fn run_all(store: &dyn Store) {
     delete_removes(store).await;
     invalid_keys_are_rejected(store).await;
     large_object_roundtrip(store).await;
+    modified_is_reported(store).await;
 }
 
 /// What is written is read back byte for byte, and its size is reported.
@@ -211,4 +212,45 @@ pub async fn large_object_roundtrip(store: &dyn Store) {
         .expect("range")
         .expect("exists");
     assert!(mid[..] == data[1_000_000..3_000_001], "large range");
+}
+
+/// Every object has a modification time (it gives `Last-Modified` and answers
+/// `If-Modified-Since`), the same from `head` and from `list`, a plausible time (after 2020,
+/// before 2100), not earlier after an overwrite.
+pub async fn modified_is_reported(store: &dyn Store) {
+    const PLAUSIBLE: std::ops::Range<u64> = 1_577_836_800..4_102_444_800;
+    store
+        .put("t/modified/x", Bytes::from_static(b"one"))
+        .await
+        .expect("put");
+    let head = store
+        .head("t/modified/x")
+        .await
+        .expect("head")
+        .expect("exists");
+    let first = head.modified.expect("head reports a modification time");
+    assert!(
+        PLAUSIBLE.contains(&first),
+        "modification time {first} is not a Unix time in seconds"
+    );
+    let listed = store.list("t/modified/").await.expect("list");
+    assert_eq!(
+        listed.iter().map(|o| o.modified).collect::<Vec<_>>(),
+        vec![Some(first)],
+        "list reports what head does"
+    );
+    store
+        .put("t/modified/x", Bytes::from_static(b"two"))
+        .await
+        .expect("put again");
+    let second = store
+        .head("t/modified/x")
+        .await
+        .expect("head")
+        .and_then(|m| m.modified)
+        .expect("modification time after overwrite");
+    assert!(
+        second >= first,
+        "modification time went back: {first} then {second}"
+    );
 }

@@ -106,6 +106,9 @@ mod tests {
 
     #[test]
     fn memory_store_passes_conformance() {
-        futures::executor::block_on(crate::store::conformance::run_all(&MemoryStore::new()));
+        let clock: Clock = std::sync::Arc::new(|| 1_700_000_000);
+        futures::executor::block_on(crate::store::conformance::run_all(
+            &MemoryStore::with_clock(clock),
+        ));
     }
 }

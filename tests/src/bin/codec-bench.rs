@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
-use wado_core::codec::transcode_frame;
-use wado_core::layout::PixelInfo;
+use wado_codec::transcode_frame;
+use wado_codec::PixelInfo;
 
 const NATIVE: &str = "1.2.840.10008.1.2.1";
 
@@ -82,8 +82,7 @@ fn main() {
     ];
     for (frame, pi, data) in &frames {
         for (name, uid) in codecs {
-            if wado_core::codec::can_encode(uid, pi) && format!("{frame} {name}").contains(&filter)
-            {
+            if wado_codec::can_encode(uid, pi) && format!("{frame} {name}").contains(&filter) {
                 bench(frame, pi, data, name, uid, n);
             }
         }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
-use wado_core::jpegls::{decode, encode, EncodeOptions};
+use wado_codec::jpegls::{decode, encode, EncodeOptions};
 
 fn median_ms(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -8,28 +8,11 @@
 //! - Colour is one interleaved scan of three components (H = V = 1), each predicted from its
 //!   own previous samples.
 //! - One Huffman table, optimised for the frame (T.81 Annex K.2, code lengths limited to 16 bits
-//!   as in K.3), from [`crate::huffman`], shared with the DCT codec.
+//!   as in K.3), from [`super::huffman`], shared with the DCT codec.
 
-use crate::huffman::{canonical_codes, category, optimal_table, BitWriter};
+use super::huffman::{canonical_codes, category, optimal_table, BitWriter};
 
-/// Why a frame cannot be encoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JpegLlError {
-    /// Bits Allocated other than 8 or 16.
-    #[error("{0} bits allocated: JPEG Lossless here takes 8 or 16")]
-    Bits(u16),
-    /// Not 1 or 3 samples per pixel.
-    #[error("{0} samples per pixel")]
-    Samples(usize),
-    /// The frame's length does not match its dimensions.
-    #[error("frame of {got} bytes, expected {want}")]
-    Length {
-        /// Bytes given.
-        got: usize,
-        /// Bytes expected.
-        want: usize,
-    },
-}
+use crate::{Error, Result};
 
 /// Encodes one interleaved little-endian frame with predictor 1.
 pub fn encode_frame(
@@ -38,21 +21,27 @@ pub fn encode_frame(
     cols: usize,
     samples: usize,
     bits: u16,
-) -> Result<Vec<u8>, JpegLlError> {
+) -> Result<Vec<u8>> {
     let bps = match bits {
         8 => 1,
         16 => 2,
-        b => return Err(JpegLlError::Bits(b)),
+        b => {
+            return Err(Error::Unsupported(format!(
+                "{b} bits allocated: JPEG Lossless here takes 8 or 16"
+            )))
+        }
     };
     if samples != 1 && samples != 3 {
-        return Err(JpegLlError::Samples(samples));
+        return Err(Error::Unsupported(format!(
+            "JPEG Lossless: {samples} samples per pixel"
+        )));
     }
     let want = rows * cols * samples * bps;
     if frame.len() != want || rows == 0 || cols == 0 || rows > 65535 || cols > 65535 {
-        return Err(JpegLlError::Length {
-            got: frame.len(),
-            want,
-        });
+        return Err(Error::malformed(
+            "JPEG Lossless",
+            format!("frame of {} bytes, expected {want}", frame.len()),
+        ));
     }
     let sample = |i: usize| -> i32 {
         if bps == 1 {
@@ -262,15 +251,22 @@ mod tests {
     fn errors() {
         assert_eq!(
             encode_frame(&[0; 4], 2, 2, 1, 12),
-            Err(JpegLlError::Bits(12))
+            Err(Error::Unsupported(
+                "12 bits allocated: JPEG Lossless here takes 8 or 16".into()
+            ))
         );
         assert_eq!(
             encode_frame(&[0; 8], 2, 2, 2, 8),
-            Err(JpegLlError::Samples(2))
+            Err(Error::Unsupported(
+                "JPEG Lossless: 2 samples per pixel".into()
+            ))
         );
         assert_eq!(
             encode_frame(&[0; 3], 2, 2, 1, 8),
-            Err(JpegLlError::Length { got: 3, want: 4 })
+            Err(Error::malformed(
+                "JPEG Lossless",
+                "frame of 3 bytes, expected 4"
+            ))
         );
     }
 }

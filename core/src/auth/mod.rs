@@ -1,6 +1,6 @@
 //! Access control with bearer tokens (RFC 6750), one rule for every route, so a viewer that
 //! sends its token on QIDO but forgets it on frames (OHIF#1736) is told so on every route.
-//! A token is either static (a tokens file, below) or a JWT ([`crate::jwt`]); [`Auth`] takes
+//! A token is either static (a tokens file, below) or a JWT ([`jwt`]); [`Auth`] takes
 //! either or both: a token with three dot-separated parts is checked as a JWT.
 //!
 //! A tokens file has one token per line, followed by the AE titles it may read (comma
@@ -15,6 +15,51 @@
 //! Tokens are kept as SHA-256 digests and compared in constant time.
 
 use sha2::{Digest, Sha256};
+
+pub mod jwt;
+
+/// Where a frontend's access settings come from: the text of a tokens file and the JWT
+/// settings, each with the name the user knows it by (a flag, an environment variable), so
+/// that errors name it.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// A tokens file's text, and its name (`--tokens-file`, `TOKENS`).
+    pub tokens: Option<(String, String)>,
+    /// JWT verification keys (PEM or JWKS text), and their name (`--jwt-keys`, `JWT_KEYS`).
+    pub jwt_keys: Option<(String, String)>,
+    /// The `iss` every JWT must carry.
+    pub jwt_issuer: String,
+    /// The `aud` every JWT must carry.
+    pub jwt_audience: String,
+    /// The claim that lists the AE titles a JWT may read (`aets` when empty).
+    pub jwt_ae_claim: String,
+}
+
+impl Auth {
+    /// The access rule of a frontend's settings: static tokens, JWTs, both, or `None` (access
+    /// control off) when neither is set. The native server and the worker both build it here.
+    pub fn from_settings(s: &AuthSettings) -> Result<Option<Auth>, String> {
+        let tokens = match &s.tokens {
+            Some((name, text)) => Some(TokenAuth::parse(text).map_err(|e| format!("{name}: {e}"))?),
+            None => None,
+        };
+        let jwt = match &s.jwt_keys {
+            Some((name, keys)) => {
+                let claim = if s.jwt_ae_claim.is_empty() {
+                    "aets"
+                } else {
+                    &s.jwt_ae_claim
+                };
+                Some(
+                    jwt::JwtAuth::new(keys, &s.jwt_issuer, &s.jwt_audience, claim)
+                        .map_err(|e| format!("{name}: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        Ok((tokens.is_some() || jwt.is_some()).then_some(Auth { tokens, jwt }))
+    }
+}
 
 /// The outcome of checking a request's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +83,7 @@ pub struct Auth {
     /// Static tokens.
     pub tokens: Option<TokenAuth>,
     /// JWT verification.
-    pub jwt: Option<crate::jwt::JwtAuth>,
+    pub jwt: Option<jwt::JwtAuth>,
 }
 
 impl Auth {
@@ -52,7 +97,7 @@ impl Auth {
             };
         };
         match (&self.jwt, &self.tokens) {
-            (Some(jwt), _) if crate::jwt::looks_like_jwt(token) => match jwt.verify(token, now) {
+            (Some(jwt), _) if jwt::looks_like_jwt(token) => match jwt.verify(token, now) {
                 Ok(grant) => grants(&grant.ae_titles, ae_title),
                 Err(r) => Decision::Unauthenticated {
                     invalid: true,

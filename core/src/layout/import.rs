@@ -1,6 +1,7 @@
-//! Writing instances into a store in the layout of [`crate::layout`], and rebuilding the
-//! derived series and study metadata. Runtime-neutral: `wado import` drives it with the file
-//! system store, the edge cache (later) with R2.
+//! The one import pipeline: writing instances into a store in the layout of [`crate::layout`],
+//! and rebuilding the derived series and study metadata. Runtime-neutral: `wado import` drives
+//! a [`Batch`] over files (natively, concurrently), the read-through cache
+//! ([`super::upstream`]) over what the upstream archive sends, and the tests over fixtures.
 //!
 //! Crash safety comes from the write order: the index first, the `.dcm` last, each an atomic
 //! replace; metadata objects are rebuilt from the indexes whose `.dcm` matches them, after the
@@ -8,12 +9,112 @@
 //! absent, and the next import (or rebuild) repairs the metadata.
 
 use crate::error::Error;
-use crate::layout::{self, InstanceIndex, KeyKind, LayoutRecord};
+use crate::layout::{self, InstanceIndex, LayoutRecord};
 use crate::route::Uid;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// One import run. Files are added one by one, concurrently if the caller wishes (files with
+/// the same SOP Instance UID take turns, so one's index never pairs with another's file); the
+/// series they touch are rebuilt once at the end ([`Batch::rebuilds`]), from the indexes the
+/// run wrote (kept in memory) and those already stored.
+#[derive(Debug)]
+pub struct Batch {
+    layout: LayoutRecord,
+    /// One lock per SOP Instance UID being imported.
+    turns: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
+    touched: Mutex<BTreeSet<(Uid, Uid)>>,
+    known: Mutex<HashMap<String, Arc<InstanceIndex>>>,
+}
+
+impl Batch {
+    /// A run into a store whose layout record is `layout` (see [`ensure_layout`]).
+    pub fn new(layout: LayoutRecord) -> Batch {
+        Batch {
+            layout,
+            turns: Mutex::default(),
+            touched: Mutex::default(),
+            known: Mutex::default(),
+        }
+    }
+
+    /// Imports one Part-10 file (the instance only; its series is rebuilt at the end).
+    pub async fn add(&self, store: &dyn Store, bytes: Bytes) -> Result<Imported, ImportError> {
+        let sop = crate::dicom::scan::scan_meta(&bytes)
+            .ok()
+            .and_then(|m| m.media_storage_sop_instance);
+        let turn = sop
+            .as_ref()
+            .map(|s| lock(&self.turns).entry(s.clone()).or_default().clone());
+        let guard = match &turn {
+            Some(t) => Some(t.lock().await),
+            None => None,
+        };
+        let result = import_file(store, &self.layout, bytes).await;
+        drop(guard);
+        if let (Some(s), Some(t)) = (&sop, turn) {
+            let mut turns = lock(&self.turns);
+            // The map and this call hold the only references: nobody waits.
+            if Arc::strong_count(&t) == 2 {
+                turns.remove(s);
+            }
+        }
+        let done = result?;
+        if let Some(idx) = &done.index {
+            lock(&self.known).insert(
+                layout::index_key(&done.study, &done.series, &done.sop),
+                idx.clone(),
+            );
+        }
+        lock(&self.touched).insert((done.study.clone(), done.series.clone()));
+        Ok(done)
+    }
+
+    /// The metadata rebuilds this run needs, one per study touched (each may run on its own
+    /// thread; together they rebuild every series touched and its study).
+    pub fn rebuilds(self) -> Vec<Rebuild> {
+        let known = Arc::new(self.known.into_inner().unwrap_or_else(|p| p.into_inner()));
+        let mut by_study: BTreeMap<Uid, Vec<(Uid, Uid)>> = BTreeMap::new();
+        for s in self.touched.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            by_study.entry(s.0.clone()).or_default().push(s);
+        }
+        by_study
+            .into_values()
+            .map(|series| Rebuild {
+                series,
+                known: known.clone(),
+            })
+            .collect()
+    }
+
+    /// Rebuilds the metadata of every series touched, one study after the other.
+    pub async fn finish(self, store: &dyn Store) -> Result<(), Error> {
+        for r in self.rebuilds() {
+            r.run(store).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The metadata rebuild of one study's touched series (see [`Batch::rebuilds`]).
+#[derive(Debug)]
+pub struct Rebuild {
+    series: Vec<(Uid, Uid)>,
+    known: Arc<HashMap<String, Arc<InstanceIndex>>>,
+}
+
+impl Rebuild {
+    /// Runs it.
+    pub async fn run(&self, store: &dyn Store) -> Result<(), Error> {
+        rebuild_metadata(store, &self.series, &self.known).await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// What importing one file did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +170,9 @@ pub async fn ensure_layout(
     Ok(rec)
 }
 
-/// Imports one Part-10 file (the instance only: call [`rebuild_metadata`] for the series and
-/// studies touched, once, after a batch).
-pub async fn import_file(
+/// Imports one Part-10 file (the instance only: a [`Batch`] rebuilds the series and studies
+/// touched, once, after all its files).
+async fn import_file(
     store: &dyn Store,
     layout: &LayoutRecord,
     bytes: Bytes,
@@ -117,7 +218,7 @@ pub async fn import_file(
 /// Rebuilds the metadata of the given series and of every study they belong to, from the
 /// indexes in the store. `known` may hold indexes already in memory (by index key), to save
 /// reading them back.
-pub async fn rebuild_metadata(
+async fn rebuild_metadata(
     store: &dyn Store,
     series: &[(Uid, Uid)],
     known: &HashMap<String, Arc<InstanceIndex>>,
@@ -164,25 +265,9 @@ async fn valid_indexes(
     prefix: &str,
     known: &HashMap<String, Arc<InstanceIndex>>,
 ) -> Result<Vec<Arc<InstanceIndex>>, Error> {
-    let listing = store.list(prefix).await?;
-    let mut dcm_sizes: HashMap<(Uid, Uid, Uid), u64> = HashMap::new();
-    let mut index_keys = Vec::new();
-    for o in &listing {
-        match layout::classify_key(&o.key) {
-            KeyKind::Instance { study, series, sop } => {
-                dcm_sizes.insert((study, series, sop), o.size);
-            }
-            KeyKind::Index { study, series, sop } => {
-                index_keys.push((o.key.clone(), (study, series, sop)))
-            }
-            KeyKind::Other => {}
-        }
-    }
     let mut out = Vec::new();
-    for (key, id) in index_keys {
-        let Some(&size) = dcm_sizes.get(&id) else {
-            continue;
-        };
+    for listed in layout::listed_instances(store.list(prefix).await?) {
+        let key = listed.index_key();
         let idx = match known.get(&key) {
             Some(k) => k.clone(),
             None => match store.get(&key).await? {
@@ -193,7 +278,7 @@ async fn valid_indexes(
                 None => continue,
             },
         };
-        if idx.source.size == size {
+        if idx.matches_file(Some(listed.size)) {
             out.push(idx);
         }
     }

@@ -16,24 +16,20 @@
 //! The DCTs are the fast floating-point AAN ones (libjpeg's float DCT method), checked in the
 //! tests against the definition (A.3.3); the decoder's output may differ by one from
 //! libjpeg's integer IDCT, as ISO/IEC 10918-2 allows.
+//!
+//! One file for both directions on purpose: the DCTs, the quantization tables and the block
+//! scan order are the hot loops both share, and the tests check encoder against decoder.
 
-use crate::huffman::{canonical_codes, category, optimal_table, BitWriter};
-use std::fmt;
+use super::huffman::{canonical_codes, category, optimal_table, BitWriter};
+use crate::Error;
 
-/// Why a stream could not be decoded or an image encoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A stream that cannot be decoded, or an image that cannot be encoded.
+fn bad(msg: impl std::fmt::Display) -> Error {
+    Error::malformed("JPEG", msg)
 }
 
-impl std::error::Error for Error {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, Error> {
-    Err(Error(msg.into()))
+fn err<T>(msg: impl std::fmt::Display) -> Result<T, Error> {
+    Err(bad(msg))
 }
 
 /// A decoded image: `components` samples per pixel, interleaved, row by row.
@@ -379,7 +375,7 @@ impl<'a> BitReader<'a> {
                     .values
                     .get(i as usize)
                     .copied()
-                    .ok_or_else(|| Error("a Huffman code outside its table".into()));
+                    .ok_or_else(|| bad("a Huffman code outside its table"));
             }
         }
         err("an invalid Huffman code")
@@ -447,6 +443,14 @@ fn be16(d: &[u8], at: usize) -> Result<usize, Error> {
 
 /// Decodes a sequential Huffman DCT JPEG stream (SOF0 or SOF1, 8 or 12 bits).
 pub fn decode(data: &[u8]) -> Result<Image, Error> {
+    decode_limited(data, 1 << 28)
+}
+
+/// [`decode`], refusing (before allocating anything for it) a frame header that announces more
+/// than `max_samples` samples (width × height × components): a caller that knows the image's
+/// size from elsewhere (DICOM's Rows, Columns and Samples per Pixel) passes it, so a crafted
+/// header cannot make it allocate more.
+pub fn decode_limited(data: &[u8], max_samples: usize) -> Result<Image, Error> {
     if data.get(..2) != Some(&[0xFF, 0xD8][..]) {
         return err("not a JPEG stream (no SOI)");
     }
@@ -468,9 +472,7 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
         if data.get(pos) != Some(&0xFF) {
             return err(format!("a marker expected at byte {pos}"));
         }
-        let marker = *data
-            .get(pos + 1)
-            .ok_or_else(|| Error("truncated stream".into()))?;
+        let marker = *data.get(pos + 1).ok_or_else(|| bad("truncated stream"))?;
         pos += 2;
         if marker == 0xD9 {
             break;
@@ -478,7 +480,7 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
         let len = be16(data, pos)?;
         let seg = data
             .get(pos + 2..pos + len)
-            .ok_or_else(|| Error("a segment runs past the end".into()))?;
+            .ok_or_else(|| bad("a segment runs past the end"))?;
         match marker {
             0xDB => {
                 let mut s = seg;
@@ -512,7 +514,7 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
                     let n: usize = bits.iter().map(|&b| usize::from(b)).sum();
                     let values = s
                         .get(17..17 + n)
-                        .ok_or_else(|| Error("a truncated Huffman table".into()))?
+                        .ok_or_else(|| bad("a truncated Huffman table"))?
                         .to_vec();
                     if th > 3 || tc > 1 {
                         return err("a bad Huffman table class or id");
@@ -561,8 +563,13 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
                 vmax = comps.iter().map(|c| c.v).max().unwrap_or(1);
                 let mcux = width.div_ceil(8 * hmax);
                 let mcuy = height.div_ceil(8 * vmax);
-                if mcux * mcuy * 64 * hmax * vmax * nf > 1 << 30 {
-                    return err("an image too large");
+                // In u64: on wasm32 these products overflow usize.
+                let samples = (width as u64) * (height as u64) * (nf as u64);
+                let planes = (mcux as u64) * (mcuy as u64) * 64 * (hmax * vmax * nf) as u64;
+                if samples > max_samples as u64 || planes > 1 << 30 {
+                    return err(format!(
+                        "a {width}×{height}×{nf} frame header: more than the {max_samples} samples expected"
+                    ));
                 }
                 for c in &mut comps {
                     c.bw = mcux * c.h;
@@ -581,7 +588,7 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
                 if !frame_seen {
                     return err("a scan before the frame header");
                 }
-                let ns = usize::from(*seg.first().ok_or_else(|| Error("a bad scan".into()))?);
+                let ns = usize::from(*seg.first().ok_or_else(|| bad("a bad scan"))?);
                 if ns == 0 || ns > 4 || seg.len() < 1 + 2 * ns + 3 {
                     return err("a bad scan header");
                 }
@@ -592,7 +599,7 @@ pub fn decode(data: &[u8]) -> Result<Image, Error> {
                     let ci = comps
                         .iter()
                         .position(|c| c.id == id)
-                        .ok_or_else(|| Error("a scan names an unknown component".into()))?;
+                        .ok_or_else(|| bad("a scan names an unknown component"))?;
                     members.push((ci, usize::from(t >> 4), usize::from(t & 15)));
                 }
                 let (ss, se, a) = (seg[1 + 2 * ns], seg[2 + 2 * ns], seg[3 + 2 * ns]);
@@ -675,7 +682,7 @@ fn decode_scan(
     let aan = aan_scales();
     let mut tables = Vec::with_capacity(members.len());
     for &(ci, td, ta) in members {
-        let q = qt[comps[ci].tq].ok_or_else(|| Error("a missing quantization table".into()))?;
+        let q = qt[comps[ci].tq].ok_or_else(|| bad("a missing quantization table"))?;
         // Dequantizers in zig-zag order with the fast IDCT's scale and its ×8 folded in.
         let mut q = q.map(f32::from);
         for (k, v) in q.iter_mut().enumerate() {
@@ -686,11 +693,11 @@ fn decode_scan(
         let d = dc
             .get(td)
             .and_then(Option::as_ref)
-            .ok_or_else(|| Error("a missing DC table".into()))?;
+            .ok_or_else(|| bad("a missing DC table"))?;
         let a = ac
             .get(ta)
             .and_then(Option::as_ref)
-            .ok_or_else(|| Error("a missing AC table".into()))?;
+            .ok_or_else(|| bad("a missing AC table"))?;
         tables.push((q, d, a));
     }
     let mut coef = [0f32; 64];
@@ -1262,6 +1269,30 @@ pub fn encode(
 mod tests {
     use super::*;
 
+    /// A frame header announcing more samples than the caller expects is refused before
+    /// anything is allocated for it (a 16×16 image whose SOF says 65535×65535 would otherwise
+    /// take 16 GiB of coefficient planes).
+    #[test]
+    fn a_frame_header_larger_than_expected_is_refused_before_allocating() {
+        let samples = vec![100u8; 16 * 16];
+        let opts = EncodeOptions {
+            quality: 90,
+            baseline: true,
+            chroma_422: false,
+        };
+        let good = encode(Samples::Bytes(&samples), 16, 16, 1, 8, opts).expect("encode");
+        let mut stream = good.clone();
+        let sof = stream
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("SOF0");
+        stream[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        let e = decode_limited(&stream, 16 * 16).expect_err("refused");
+        assert!(e.to_string().contains("65535×65535×1"), "{e}");
+        let ok = decode_limited(&good, 16 * 16).expect("the expected size decodes");
+        assert_eq!((ok.width, ok.height), (16, 16));
+    }
+
     fn image(w: usize, h: usize, c: usize, bits: u8) -> Vec<u16> {
         let max = (1u32 << bits) - 1;
         (0..w * h * c)
@@ -1431,9 +1462,9 @@ mod tests {
             "baseline is 8-bit"
         );
         // Found by fuzzing: a DHT whose counts overflow the code space.
-        let crash = include_bytes!("../tests/fuzz_regressions/jpegdct-huffman-overflow.jpg");
+        let crash = include_bytes!("../../tests/fuzz_regressions/jpegdct-huffman-overflow.jpg");
         assert!(decode(crash).is_err());
-        let crash = include_bytes!("../tests/fuzz_regressions/jpegdct-crash-2.jpg");
+        let crash = include_bytes!("../../tests/fuzz_regressions/jpegdct-crash-2.jpg");
         if let Ok(img) = decode(crash) {
             let _ = encode(
                 Samples::Words(&img.samples),

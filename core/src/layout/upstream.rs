@@ -1,26 +1,25 @@
 //! A read-through cache in front of an existing archive: when a requested study or series is
-//! not in the store and an origin DICOMweb service is configured, its instances are fetched
-//! from the origin (`application/dicom; transfer-syntax=*`, so the files arrive as the origin
+//! not in the store and an upstream DICOMweb service is configured, its instances are fetched
+//! from the upstream archive (`application/dicom; transfer-syntax=*`, so the files arrive as the upstream archive
 //! stored them), imported into the store in the usual layout (index, file, metadata), and the
 //! request is then answered from the store like any other. Later requests never touch the
-//! origin. The HTTP client is the frontend's (the Worker's `fetch`); the logic is here once.
+//! upstream archive. The HTTP client is the frontend's (the Worker's `fetch`); the logic is here once.
 //!
 //! Granularity: a study-level request fills the whole study, anything below it fills the
-//! series (instances, frames and bulk data of one instance included). The origin's metadata
+//! series (instances, frames and bulk data of one instance included). The upstream archive's metadata
 //! names the instances; each instance is one request, so nothing larger than one instance is
 //! held in memory.
 
 use crate::error::{Error, Result};
-use crate::import;
+use crate::layout::import;
 use crate::layout::{self, LayoutRecord};
 use crate::route::{Target, Uid};
 use crate::store::{MaybeSendSync, Store};
 use bytes::Bytes;
-use std::collections::HashMap;
 
-/// An origin's answer.
+/// An upstream archive's answer.
 #[derive(Debug, Clone)]
-pub struct OriginResponse {
+pub struct UpstreamResponse {
     /// Status code.
     pub status: u16,
     /// Content-Type.
@@ -29,22 +28,23 @@ pub struct OriginResponse {
     pub body: Bytes,
 }
 
-/// An HTTP client for the origin: GET with an Accept header (the frontend adds its
+/// An HTTP client for the upstream archive: GET with an Accept header (the frontend adds its
 /// credentials).
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait Origin: std::fmt::Debug + MaybeSendSync {
-    /// The origin's service root (`https://pacs.example.org/dcm4chee-arc/aets/AE/rs`).
+pub trait Upstream: std::fmt::Debug + MaybeSendSync {
+    /// The upstream archive's service root (`https://pacs.example.org/dcm4chee-arc/aets/AE/rs`).
     fn root(&self) -> &str;
 
     /// GETs `url` with this Accept header.
-    async fn get(&self, url: &str, accept: &str) -> std::result::Result<OriginResponse, String>;
+    async fn get(&self, url: &str, accept: &str) -> std::result::Result<UpstreamResponse, String>;
 }
 
-/// The marker of a study filled whole from the origin: a study whose series were cached one
-/// by one is not known to be complete, so a study-level request fills it once more.
+/// The marker of a study filled whole from the upstream archive
+/// ([`layout::upstream_study_marker_key`]): a study whose series were cached one by one is not
+/// known to be complete, so a study-level request fills it once more.
 fn study_marker(study: &Uid) -> String {
-    format!("studies/{study}/origin-complete.json")
+    layout::upstream_study_marker_key(study)
 }
 
 /// Whether the store already holds the target's whole study (study level) or series.
@@ -72,61 +72,60 @@ pub struct Filled {
 /// Whether the instance is already stored whole: its index, and its file at the size the
 /// index records (the import's write order makes that the test, see STORAGE-LAYOUT.md).
 async fn stored_whole(store: &dyn Store, st: &Uid, se: &Uid, sop: &Uid) -> Result<bool> {
-    let key = crate::layout::index_key(st, se, sop);
+    let key = layout::index_key(st, se, sop);
     let Some(idx) = store.get(&key).await? else {
         return Ok(false);
     };
-    let Ok(index) = crate::layout::InstanceIndex::from_json(&key, &idx) else {
+    let Ok(index) = layout::InstanceIndex::from_json(&key, &idx) else {
         return Ok(false);
     };
-    Ok(store
-        .size(&crate::layout::instance_key(st, se, sop))
-        .await?
-        == Some(index.source.size))
+    Ok(index.matches_file(store.size(&layout::instance_key(st, se, sop)).await?))
 }
 
-/// Fetches the study (for a study target) or series of `target` from the origin into the
-/// store. Nothing at the origin is a 404; an unreachable or failing origin is a 502.
+/// Fetches the study (for a study target) or series of `target` from the upstream archive into the
+/// store. Nothing at the upstream archive is a 404; an unreachable or failing upstream archive is a 502.
 pub async fn fill(
     store: &dyn Store,
-    origin: &dyn Origin,
+    upstream: &dyn Upstream,
     layout: &LayoutRecord,
     target: &Target,
 ) -> Result<Filled> {
-    let root = origin.root().trim_end_matches('/');
+    let root = upstream.root().trim_end_matches('/');
     let scope = match target {
         Target::Study { study } => format!("{root}/studies/{study}"),
         Target::Series { study, series } | Target::Instance { study, series, .. } => {
             format!("{root}/studies/{study}/series/{series}")
         }
     };
-    let meta = origin
+    let meta = upstream
         .get(&format!("{scope}/metadata"), "application/dicom+json")
         .await
-        .map_err(|e| Error::Origin(format!("{scope}/metadata: {e}")))?;
+        .map_err(|e| Error::Upstream(format!("{scope}/metadata: {e}")))?;
     match meta.status {
         200 => {}
         404 => {
             return Err(Error::NotFound(format!(
-                "not here and not at the origin: {}",
+                "not here and not at the upstream archive: {}",
                 target.path()
             )))
         }
-        s => return Err(Error::Origin(format!("{scope}/metadata: status {s}"))),
+        s => return Err(Error::Upstream(format!("{scope}/metadata: status {s}"))),
     }
     let list: Vec<serde_json::Value> = serde_json::from_slice(&meta.body)
-        .map_err(|e| Error::Origin(format!("{scope}/metadata: not DICOM JSON: {e}")))?;
+        .map_err(|e| Error::Upstream(format!("{scope}/metadata: not DICOM JSON: {e}")))?;
     let uid = |v: &serde_json::Value, tag: &str| -> Result<Uid> {
         let s = v
             .get(tag)
             .and_then(|a| a.get("Value"))
             .and_then(|a| a.get(0))
             .and_then(|a| a.as_str())
-            .ok_or_else(|| Error::Origin(format!("{scope}/metadata: an instance without {tag}")))?;
-        Uid::parse(s).map_err(|_| Error::Origin(format!("{scope}/metadata: bad UID {s:?}")))
+            .ok_or_else(|| {
+                Error::Upstream(format!("{scope}/metadata: an instance without {tag}"))
+            })?;
+        Uid::parse(s).map_err(|_| Error::Upstream(format!("{scope}/metadata: bad UID {s:?}")))
     };
     let mut filled = Filled::default();
-    let mut series_touched: Vec<(Uid, Uid)> = Vec::new();
+    let batch = import::Batch::new(layout.clone());
     for inst in &list {
         let (st, se, sop) = (
             uid(inst, "0020000D")?,
@@ -138,37 +137,32 @@ pub async fn fill(
             continue;
         }
         let url = format!("{root}/studies/{st}/series/{se}/instances/{sop}");
-        let r = origin
+        let r = upstream
             .get(
                 &url,
                 "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
             )
             .await
-            .map_err(|e| Error::Origin(format!("{url}: {e}")))?;
+            .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
         if r.status != 200 {
-            return Err(Error::Origin(format!("{url}: status {}", r.status)));
+            return Err(Error::Upstream(format!("{url}: status {}", r.status)));
         }
-        let file = first_part(&r).map_err(|e| Error::Origin(format!("{url}: {e}")))?;
+        let file = first_part(&r).map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
         filled.bytes += file.len() as u64;
-        let imported = import::import_file(store, layout, file)
+        batch
+            .add(store, file)
             .await
-            .map_err(|e| Error::Origin(format!("{url}: {e}")))?;
+            .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
         filled.instances += 1;
-        let key = (imported.study, imported.series);
-        if !series_touched.contains(&key) {
-            series_touched.push(key);
-        }
     }
-    if series_touched.is_empty() && filled.cached == 0 {
+    if filled.instances == 0 && filled.cached == 0 {
         return Err(Error::NotFound(format!(
-            "the origin has no instances for {}",
+            "the upstream archive has no instances for {}",
             target.path()
         )));
     }
     // Series filled earlier had their metadata (and their study's) rebuilt then.
-    if !series_touched.is_empty() {
-        import::rebuild_metadata(store, &series_touched, &HashMap::new()).await?;
-    }
+    batch.finish(store).await?;
     if let Target::Study { study } = target {
         let note = serde_json::json!({ "origin": root, "instances": filled.instances });
         store
@@ -179,7 +173,7 @@ pub async fn fill(
 }
 
 /// The body of the first part of a multipart response (or the body of a single part).
-fn first_part(r: &OriginResponse) -> std::result::Result<Bytes, String> {
+fn first_part(r: &UpstreamResponse) -> std::result::Result<Bytes, String> {
     if !r
         .content_type
         .to_ascii_lowercase()
@@ -187,9 +181,9 @@ fn first_part(r: &OriginResponse) -> std::result::Result<Bytes, String> {
     {
         return Ok(r.body.clone());
     }
-    let boundary = crate::multipart::boundary_of(&r.content_type)
+    let boundary = crate::wire::multipart::boundary_of(&r.content_type)
         .ok_or_else(|| format!("no boundary in {:?}", r.content_type))?;
-    let parts = crate::multipart::parse(&boundary, &r.body).map_err(|e| e.to_string())?;
+    let parts = crate::wire::multipart::parse(&boundary, &r.body).map_err(|e| e.to_string())?;
     let first = parts.first().ok_or("an empty multipart body")?;
     let start = first.body.as_ptr() as usize - r.body.as_ptr() as usize;
     Ok(r.body.slice(start..start + first.body.len()))

@@ -7,24 +7,7 @@
 //! (G.3.1) of its byte plane, row by row (a run never crosses the end of a row), padded to an
 //! even length.
 
-/// Why a frame cannot be RLE-encoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RleError {
-    /// More than 15 segments would be needed (PS3.5 G.2).
-    #[error("{0} byte planes: RLE holds at most 15 segments")]
-    TooManySegments(usize),
-    /// The frame's length does not match its dimensions.
-    #[error("frame of {got} bytes, expected {want}")]
-    Length {
-        /// Bytes given.
-        got: usize,
-        /// Bytes expected.
-        want: usize,
-    },
-    /// Bits allocated other than 8, 16 or 32.
-    #[error("{0} bits allocated")]
-    Bits(u16),
-}
+use crate::{Error, Result};
 
 /// Encodes one native frame (little-endian samples; interleaved when `planar` is false).
 pub fn encode_frame(
@@ -34,24 +17,26 @@ pub fn encode_frame(
     samples: usize,
     bits_allocated: u16,
     planar: bool,
-) -> Result<Vec<u8>, RleError> {
+) -> Result<Vec<u8>> {
     let bytes_per_sample = match bits_allocated {
         8 => 1,
         16 => 2,
         32 => 4,
-        b => return Err(RleError::Bits(b)),
+        b => return Err(Error::Unsupported(format!("RLE: {b} bits allocated"))),
     };
     let pixels = rows * columns;
     let want = pixels * samples * bytes_per_sample;
     if frame.len() != want {
-        return Err(RleError::Length {
-            got: frame.len(),
-            want,
-        });
+        return Err(Error::malformed(
+            "RLE",
+            format!("frame of {} bytes, expected {want}", frame.len()),
+        ));
     }
     let segments = samples * bytes_per_sample;
     if segments > 15 {
-        return Err(RleError::TooManySegments(segments));
+        return Err(Error::Unsupported(format!(
+            "RLE: {segments} byte planes: RLE holds at most 15 segments"
+        )));
     }
     let mut out = vec![0u8; 64];
     out[0..4].copy_from_slice(&(segments as u32).to_le_bytes());
@@ -199,15 +184,17 @@ mod tests {
     fn errors() {
         assert_eq!(
             encode_frame(&[0; 3], 2, 2, 1, 8, false),
-            Err(RleError::Length { got: 3, want: 4 })
+            Err(Error::malformed("RLE", "frame of 3 bytes, expected 4"))
         );
         assert_eq!(
             encode_frame(&[0; 4], 1, 1, 1, 12, false),
-            Err(RleError::Bits(12))
+            Err(Error::Unsupported("RLE: 12 bits allocated".into()))
         );
         assert_eq!(
             encode_frame(&[0; 16], 1, 1, 4, 32, false),
-            Err(RleError::TooManySegments(16))
+            Err(Error::Unsupported(
+                "RLE: 16 byte planes: RLE holds at most 15 segments".into()
+            ))
         );
     }
 }

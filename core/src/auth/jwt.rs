@@ -359,11 +359,11 @@ mod tests {
 
     // Keys and tokens made by OpenSSL and Python's standard library
     // (tests/fixtures/jwt/make-tokens.sh), never by this module.
-    const KEYS_PEM: &str = include_str!("../../tests/fixtures/jwt/keys.pem");
-    const JWKS: &str = include_str!("../../tests/fixtures/jwt/jwks.json");
-    const RSA_PKCS1: &str = include_str!("../../tests/fixtures/jwt/rsa.pkcs1.pem");
-    const WEAK: &str = include_str!("../../tests/fixtures/jwt/weak.pub.pem");
-    const TOKENS: &str = include_str!("../../tests/fixtures/jwt/tokens.txt");
+    const KEYS_PEM: &str = include_str!("../../../tests/fixtures/jwt/keys.pem");
+    const JWKS: &str = include_str!("../../../tests/fixtures/jwt/jwks.json");
+    const RSA_PKCS1: &str = include_str!("../../../tests/fixtures/jwt/rsa.pkcs1.pem");
+    const WEAK: &str = include_str!("../../../tests/fixtures/jwt/weak.pub.pem");
+    const TOKENS: &str = include_str!("../../../tests/fixtures/jwt/tokens.txt");
     const ISS: &str = "https://idp.example.org/realms/pacs";
     const NOW: u64 = 1_800_000_000;
 

@@ -12,11 +12,9 @@
 //! JPEG-LS (.4.80, .4.81) is ours ([`crate::jpegls`], pure Rust, every target), in both
 //! directions. JPEG 2000 (.4.90–.4.93) is encoded by openjp2 through `wado-j2k` (the
 //! `openjp2` feature). JPEG Extended (.4.51, 8 and 12 bits) is ours too
-//! ([`crate::jpegdct`]), both ways: dicom-rs 0.10 cannot decode 12-bit JPEG.
+//! ([`crate::jpeg::dct`]), both ways: dicom-rs 0.10 cannot decode 12-bit JPEG.
 
-use crate::error::{Error, Result};
-use crate::layout::PixelInfo;
-use crate::media::ts;
+use crate::{ts, Error, PixelInfo, Result};
 use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Length, VR};
 use dicom_dictionary_std::tags;
@@ -62,7 +60,7 @@ fn lossy_method(uid: &str) -> Option<&'static str> {
 /// samples interleaved.
 pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<Vec<u8>> {
     let bad = |e: &dyn std::fmt::Display| {
-        Error::corrupt("frame", format!("cannot decode a {stored_ts} frame: {e}"))
+        Error::malformed("frame", format!("cannot decode a {stored_ts} frame: {e}"))
     };
     if matches!(stored_ts, ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS) {
         return decode_jls(info, frame).map_err(|e| bad(&e));
@@ -115,13 +113,15 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     native_bytes(&decoded).map_err(|e| bad(&e))
 }
 
+/// The samples of one frame of the image (Rows × Columns × Samples per Pixel): what a decoder
+/// may allocate for it.
+fn expected_samples(info: &PixelInfo) -> usize {
+    let n = u64::from(info.rows) * u64::from(info.columns) * u64::from(info.samples_per_pixel);
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 /// A decoded stream's size and components against the image's attributes.
-fn same_geometry(
-    info: &PixelInfo,
-    width: usize,
-    height: usize,
-    components: usize,
-) -> std::result::Result<(), String> {
+fn same_geometry(info: &PixelInfo, width: usize, height: usize, components: usize) -> Result<()> {
     let want = (
         usize::from(info.columns),
         usize::from(info.rows),
@@ -130,18 +130,21 @@ fn same_geometry(
     if (width, height, components) == want {
         Ok(())
     } else {
-        Err(format!(
-            "the stream is {width}×{height}×{components}, the image {}×{}×{}",
-            want.0, want.1, want.2
+        Err(Error::malformed(
+            "frame",
+            format!(
+                "the stream is {width}×{height}×{components}, the image {}×{}×{}",
+                want.0, want.1, want.2
+            ),
         ))
     }
 }
 
 /// One JPEG Extended (or baseline) frame, 8 or 12 bits, by our own decoder
-/// ([`crate::jpegdct`]), to native little-endian bytes; colour stored as YBR_FULL(_422) comes
+/// ([`crate::jpeg::dct`]), to native little-endian bytes; colour stored as YBR_FULL(_422) comes
 /// out RGB, as dicom-pixeldata gives every other JPEG (PS3.5 §8.2.1).
-fn decode_jpeg_extended(info: &PixelInfo, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let img = crate::jpegdct::decode(frame).map_err(|e| e.to_string())?;
+fn decode_jpeg_extended(info: &PixelInfo, frame: &[u8]) -> Result<Vec<u8>> {
+    let img = crate::jpeg::dct::decode_limited(frame, expected_samples(info))?;
     same_geometry(info, img.width, img.height, img.components)?;
     let mut samples = img.samples;
     if img.components == 3 && info.photometric_interpretation.starts_with("YBR") {
@@ -166,9 +169,9 @@ fn decode_jpeg_extended(info: &PixelInfo, frame: &[u8]) -> std::result::Result<V
     match info.bits_allocated {
         8 if img.precision == 8 => Ok(samples.iter().map(|&v| v as u8).collect()),
         16 => Ok(samples.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        b => Err(format!(
-            "{}-bit samples in {b} bits allocated",
-            img.precision
+        b => Err(Error::malformed(
+            "JPEG",
+            format!("{}-bit samples in {b} bits allocated", img.precision),
         )),
     }
 }
@@ -178,10 +181,10 @@ fn decode_jpeg_extended(info: &PixelInfo, frame: &[u8]) -> std::result::Result<V
 /// as YCbCr without subsampling, so the data set says YBR_FULL.
 fn encode_jpeg_extended(info: &PixelInfo, native: &[u8]) -> Result<Vec<u8>> {
     let bad = |e: &dyn std::fmt::Display| {
-        Error::corrupt("frame", format!("cannot JPEG Extended-encode: {e}"))
+        Error::malformed("frame", format!("cannot JPEG Extended-encode: {e}"))
     };
     if !can_encode(ts::JPEG_EXTENDED, info) {
-        return Err(Error::NotAcceptable(format!(
+        return Err(Error::Unsupported(format!(
             "JPEG Extended holds unsigned samples of up to 12 bits; this image has {} bits stored{}",
             info.bits_stored,
             if info.pixel_representation == 1 {
@@ -193,22 +196,22 @@ fn encode_jpeg_extended(info: &PixelInfo, native: &[u8]) -> Result<Vec<u8>> {
     }
     let words: Vec<u16>;
     let (precision, samples) = if info.bits_allocated == 8 {
-        (8, crate::jpegdct::Samples::Bytes(native))
+        (8, crate::jpeg::dct::Samples::Bytes(native))
     } else {
         let mask = (1u16 << info.bits_stored.clamp(1, 12)) - 1;
         words = native
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]) & mask)
             .collect();
-        (12, crate::jpegdct::Samples::Words(&words))
+        (12, crate::jpeg::dct::Samples::Words(&words))
     };
-    let mut out = crate::jpegdct::encode(
+    let mut out = crate::jpeg::dct::encode(
         samples,
         usize::from(info.columns),
         usize::from(info.rows),
         usize::from(info.samples_per_pixel),
         precision,
-        crate::jpegdct::EncodeOptions {
+        crate::jpeg::dct::EncodeOptions {
             quality: JPEG_QUALITY,
             baseline: false,
             chroma_422: false,
@@ -227,13 +230,16 @@ pub const JPEG_LS_NEAR: u16 = 2;
 
 /// One JPEG-LS frame to native little-endian bytes, samples interleaved, checked against the
 /// image's attributes.
-fn decode_jls(info: &PixelInfo, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let img = crate::jpegls::decode(frame).map_err(|e| e.to_string())?;
+fn decode_jls(info: &PixelInfo, frame: &[u8]) -> Result<Vec<u8>> {
+    let img = crate::jpegls::decode_limited(frame, expected_samples(info))?;
     same_geometry(info, img.width, img.height, img.components)?;
     match info.bits_allocated {
         8 if img.bits <= 8 => Ok(img.samples.iter().map(|&v| v as u8).collect()),
         16 => Ok(img.samples.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        b => Err(format!("{}-bit samples in {b} bits allocated", img.bits)),
+        b => Err(Error::malformed(
+            "JPEG-LS",
+            format!("{}-bit samples in {b} bits allocated", img.bits),
+        )),
     }
 }
 
@@ -241,10 +247,11 @@ fn decode_jls(info: &PixelInfo, frame: &[u8]) -> std::result::Result<Vec<u8>, St
 /// samples are coded as their two's complement bits (PS3.5 §8.2.3), the pad byte keeps
 /// fragments even.
 fn encode_jls(info: &PixelInfo, native: &[u8], near: u16) -> Result<Vec<u8>> {
-    let bad =
-        |e: &dyn std::fmt::Display| Error::corrupt("frame", format!("cannot JPEG-LS-encode: {e}"));
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::malformed("frame", format!("cannot JPEG-LS-encode: {e}"))
+    };
     if near > 0 && info.pixel_representation == 1 {
-        return Err(Error::NotAcceptable(
+        return Err(Error::Unsupported(
             "JPEG-LS near-lossless is not offered for signed pixel data: errors on two's complement bits wrap across zero (use 1.2.840.10008.1.2.4.80)".into(),
         ));
     }
@@ -257,7 +264,7 @@ fn encode_jls(info: &PixelInfo, native: &[u8], near: u16) -> Result<Vec<u8>> {
             .map(|c| u16::from_le_bytes([c[0], c[1]]) & mask)
             .collect(),
         b => {
-            return Err(Error::NotAcceptable(format!(
+            return Err(Error::Unsupported(format!(
                 "JPEG-LS here takes 8 or 16 bits allocated; this image has {b}"
             )))
         }
@@ -286,7 +293,7 @@ fn encapsulated_frames(
     fragments: &[Vec<u8>],
     offsets: &[u32],
     frames: usize,
-) -> std::result::Result<Vec<Vec<u8>>, String> {
+) -> Result<Vec<Vec<u8>>> {
     if frames == fragments.len() {
         return Ok(fragments.to_vec());
     }
@@ -294,9 +301,12 @@ fn encapsulated_frames(
         return Ok(vec![fragments.concat()]);
     }
     if offsets.len() != frames {
-        return Err(format!(
-            "{} fragments for {frames} frames and no usable offset table",
-            fragments.len()
+        return Err(Error::malformed(
+            "pixel data",
+            format!(
+                "{} fragments for {frames} frames and no usable offset table",
+                fragments.len()
+            ),
         ));
     }
     let mut out: Vec<Vec<u8>> = vec![Vec::new(); frames];
@@ -305,7 +315,7 @@ fn encapsulated_frames(
         let k = offsets
             .iter()
             .rposition(|&o| u64::from(o) <= pos)
-            .ok_or("a fragment before the first frame")?;
+            .ok_or_else(|| Error::malformed("pixel data", "a fragment before the first frame"))?;
         out[k].extend_from_slice(f);
         pos += 8 + f.len() as u64;
     }
@@ -332,13 +342,11 @@ fn pixel_info_of(obj: &dicom_object::DefaultDicomObject) -> PixelInfo {
     }
 }
 
-fn native_bytes(
-    decoded: &dicom_pixeldata::DecodedPixelData<'_>,
-) -> std::result::Result<Vec<u8>, String> {
+fn native_bytes(decoded: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Vec<u8>> {
     let interleaved =
         decoded.planar_configuration() == dicom_pixeldata::PlanarConfiguration::Standard;
     if decoded.samples_per_pixel() > 1 && !interleaved {
-        return Err("planar output from the decoder".into());
+        return Err(Error::malformed("frame", "planar output from the decoder"));
     }
     match decoded.bits_allocated() {
         8 => Ok(decoded.data().to_vec()),
@@ -347,14 +355,14 @@ fn native_bytes(
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect()),
-        b => Err(format!("{b} bits allocated")),
+        b => Err(Error::malformed("frame", format!("{b} bits allocated"))),
     }
 }
 
 /// Decodes a whole Part-10 file into Explicit VR Little Endian (see the module doc for the
 /// attributes that change with the pixel data).
 pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-    let bad = |e: &dyn std::fmt::Display| Error::corrupt(key, format!("cannot decode: {e}"));
+    let bad = |e: &dyn std::fmt::Display| Error::malformed(key, format!("cannot decode: {e}"));
     let mut obj = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| bad(&e))?;
@@ -501,7 +509,7 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
                 info.bits_allocated,
                 native_planar,
             )
-            .map_err(|e| Error::corrupt("frame", format!("cannot RLE-encode: {e}")))
+            .map_err(|e| Error::malformed("frame", format!("cannot RLE-encode: {e}")))
         }
         _ => {}
     }
@@ -514,19 +522,19 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
     match to {
         ts::JPEG_BASELINE => encode_jpeg_baseline(info, &interleaved),
         ts::JPEG_EXTENDED => encode_jpeg_extended(info, &interleaved),
-        ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => crate::jpegll::encode_frame(
+        ts::JPEG_LOSSLESS_SV1 | ts::JPEG_LOSSLESS => crate::jpeg::lossless::encode_frame(
             &interleaved,
             usize::from(info.rows),
             usize::from(info.columns),
             usize::from(info.samples_per_pixel),
             info.bits_allocated,
         )
-        .map_err(|e| Error::corrupt("frame", format!("cannot JPEG Lossless-encode: {e}"))),
+        .map_err(|e| Error::malformed("frame", format!("cannot JPEG Lossless-encode: {e}"))),
         ts::JPEG_LS_LOSSLESS => encode_jls(info, &interleaved, 0),
         ts::JPEG_LS_NEAR_LOSSLESS => encode_jls(info, &interleaved, JPEG_LS_NEAR),
         #[cfg(feature = "openjp2")]
         to if is_j2k(to) => encode_j2k(info, &interleaved, to, j2k_mct(info, to)),
-        other => Err(Error::NotAcceptable(format!(
+        other => Err(Error::Unsupported(format!(
             "encoding to {other} is not available"
         ))),
     }
@@ -558,7 +566,7 @@ fn j2k_mct(info: &PixelInfo, to: &str) -> bool {
 #[cfg(feature = "openjp2")]
 fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Vec<u8>> {
     let bad = |e: &dyn std::fmt::Display| {
-        Error::corrupt("frame", format!("cannot JPEG 2000-encode: {e}"))
+        Error::malformed("frame", format!("cannot JPEG 2000-encode: {e}"))
     };
     let bits = u32::from(info.bits_stored.clamp(1, info.bits_allocated.max(1)));
     let signed = info.pixel_representation == 1;
@@ -577,7 +585,7 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
             .map(|c| widen(u32::from(u16::from_le_bytes([c[0], c[1]]))))
             .collect(),
         b => {
-            return Err(Error::NotAcceptable(format!(
+            return Err(Error::Unsupported(format!(
                 "JPEG 2000 here takes 8 or 16 bits allocated; this image has {b}"
             )))
         }
@@ -610,25 +618,25 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
 pub const JPEG_QUALITY: u8 = 90;
 
 /// JPEG Baseline (ISO 10918-1 process 1) of one 8-bit frame, by our own DCT codec
-/// ([`crate::jpegdct`]); colour is YCbCr with 4:2:2 subsampling, as YBR_FULL_422 says
+/// ([`crate::jpeg::dct`]); colour is YCbCr with 4:2:2 subsampling, as YBR_FULL_422 says
 /// (PS3.5 §8.2.1).
 fn encode_jpeg_baseline(info: &PixelInfo, native: &[u8]) -> Result<Vec<u8>> {
     let bad =
-        |e: &dyn std::fmt::Display| Error::corrupt("frame", format!("cannot JPEG-encode: {e}"));
+        |e: &dyn std::fmt::Display| Error::malformed("frame", format!("cannot JPEG-encode: {e}"));
     if info.bits_allocated != 8 {
-        return Err(Error::NotAcceptable(format!(
+        return Err(Error::Unsupported(format!(
             "JPEG Baseline holds 8-bit samples; this image has {}",
             info.bits_allocated
         )));
     }
     let spp = usize::from(info.samples_per_pixel);
-    let mut out = crate::jpegdct::encode(
-        crate::jpegdct::Samples::Bytes(native),
+    let mut out = crate::jpeg::dct::encode(
+        crate::jpeg::dct::Samples::Bytes(native),
         usize::from(info.columns),
         usize::from(info.rows),
         spp,
         8,
-        crate::jpegdct::EncodeOptions {
+        crate::jpeg::dct::EncodeOptions {
             quality: JPEG_QUALITY,
             baseline: true,
             chroma_422: true,
@@ -659,14 +667,11 @@ fn interleave(planar: &[u8], info: &PixelInfo) -> Vec<u8> {
 
 /// Encodes a whole Part-10 file into an encapsulated transfer syntax (RLE, JPEG), decoding
 /// it first when it is compressed. Each frame is one fragment; the Basic Offset Table is filled.
-pub fn encode_instance(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
+pub fn encode_instance(key: &str, bytes: &[u8], stored_ts: &str, to: &str) -> Result<Vec<u8>> {
     let bad =
-        |e: &dyn std::fmt::Display| Error::corrupt(key, format!("cannot encode as {to}: {e}"));
-    let meta_ts = crate::scan::scan_meta(bytes)
-        .map_err(|e| bad(&e))?
-        .transfer_syntax;
+        |e: &dyn std::fmt::Display| Error::malformed(key, format!("cannot encode as {to}: {e}"));
     let native_file;
-    let source: &[u8] = if ts::is_native(&meta_ts) {
+    let source: &[u8] = if ts::is_native(stored_ts) {
         bytes
     } else {
         native_file = decode_instance(key, bytes)?;

@@ -1,7 +1,7 @@
 //! The Huffman-coding pieces the JPEG encoders share (ISO/IEC 10918-1): the magnitude
 //! category of a value, tables optimized for the symbols' frequencies (Annex K.2), canonical
 //! codes (Annex C), and the entropy-coded segment's bit writer with byte stuffing (F.1.2.3).
-//! Used by the lossless encoder ([`crate::jpegll`]) and the DCT codec ([`crate::jpegdct`]).
+//! Used by the lossless encoder ([`super::lossless`]) and the DCT codec ([`super::dct`]).
 
 /// SSSS, the number of bits of |v| (Tables F.1, F.2, H.2): 16 for ±32768.
 #[inline(always)]

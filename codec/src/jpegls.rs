@@ -10,23 +10,20 @@
 //! for reading (per-component run indexes in line-interleaved scans, run interruptions in
 //! sample-interleaved scans), the choices are the ones CharLS makes, because that is what
 //! DICOM files contain.
+//!
+//! One file for the whole codec on purpose: the context model, the Golomb coder and the run
+//! mode are one hot loop shared by encoder and decoder (its state structs are read by both),
+//! and splitting it would put the coder's halves out of sight of each other.
 
-use std::fmt;
+use crate::Error;
 
-/// Why a stream could not be decoded or a frame encoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JlsError(pub String);
-
-impl fmt::Display for JlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JPEG-LS: {}", self.0)
-    }
+/// A stream that cannot be decoded, or a frame that cannot be encoded.
+fn bad(msg: impl std::fmt::Display) -> Error {
+    Error::malformed("JPEG-LS", msg)
 }
 
-impl std::error::Error for JlsError {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, JlsError> {
-    Err(JlsError(msg.into()))
+fn err<T>(msg: impl std::fmt::Display) -> Result<T, Error> {
+    Err(bad(msg))
 }
 
 /// A decoded image: samples interleaved by pixel (`y * width * components + x * components +
@@ -178,7 +175,7 @@ fn ceil_log2(v: i32) -> u32 {
 }
 
 impl Coder {
-    fn new(p: &Params, near: i32) -> Result<Coder, JlsError> {
+    fn new(p: &Params, near: i32) -> Result<Coder, Error> {
         if p.maxval < 1 || near < 0 || near > (p.maxval / 2).min(255) {
             return err(format!("NEAR {near} with MAXVAL {}", p.maxval));
         }
@@ -554,7 +551,7 @@ impl<'a> BitReader<'a> {
     /// Counts the zero bits before the next one bit, which is consumed; more than `max` zeros
     /// is an error.
     #[inline]
-    fn unary(&mut self, max: u32) -> Result<u32, JlsError> {
+    fn unary(&mut self, max: u32) -> Result<u32, Error> {
         let mut n = 0;
         loop {
             if self.nbits == 0 {
@@ -582,7 +579,7 @@ impl<'a> BitReader<'a> {
 
     /// LG(k, limit) decoding (T.87 A.5.3).
     #[inline]
-    fn golomb(&mut self, k: u32, limit: i32, qbpp: u32) -> Result<u32, JlsError> {
+    fn golomb(&mut self, k: u32, limit: i32, qbpp: u32) -> Result<u32, Error> {
         let max_high = (limit - qbpp as i32 - 1).max(0) as u32;
         let high = self.unary(max_high)?;
         if high < max_high {
@@ -649,7 +646,7 @@ impl Coder {
         r: &mut BitReader<'_>,
         lines: &mut Lines,
         comp: usize,
-    ) -> Result<(), JlsError> {
+    ) -> Result<(), Error> {
         let w = lines.width;
         let mut x = 1;
         while x <= w {
@@ -674,7 +671,7 @@ impl Coder {
         lines: &mut Lines,
         x: usize,
         comp: usize,
-    ) -> Result<usize, JlsError> {
+    ) -> Result<usize, Error> {
         let w = lines.width;
         let ra = lines.cur[x - 1];
         let remaining = w - x + 1;
@@ -770,7 +767,7 @@ impl Coder {
         r: &mut BitReader<'_>,
         remaining: usize,
         comp: usize,
-    ) -> Result<usize, JlsError> {
+    ) -> Result<usize, Error> {
         let mut count = 0usize;
         while r.bit() == 1 {
             let len = (1usize << J[self.run_index[comp]]).min(remaining - count);
@@ -868,7 +865,7 @@ struct Lines3 {
 }
 
 impl Coder {
-    fn decode_line3(&mut self, r: &mut BitReader<'_>, l: &mut Lines3) -> Result<(), JlsError> {
+    fn decode_line3(&mut self, r: &mut BitReader<'_>, l: &mut Lines3) -> Result<(), Error> {
         let w = l.c[0].width;
         let mut x = 1;
         while x <= w {
@@ -901,7 +898,7 @@ impl Coder {
         ra: i32,
         rb: i32,
         rc: i32,
-    ) -> Result<i32, JlsError> {
+    ) -> Result<i32, Error> {
         let (q, sign, px) = self.corrected_prediction(qs, ra, rb, rc);
         let k = self.golomb_k(q);
         let m = r.golomb(k, self.limit, self.qbpp)? as i32;
@@ -918,7 +915,7 @@ impl Coder {
         r: &mut BitReader<'_>,
         l: &mut Lines3,
         x: usize,
-    ) -> Result<usize, JlsError> {
+    ) -> Result<usize, Error> {
         let w = l.c[0].width;
         let remaining = w - x + 1;
         let count = self.read_run(r, remaining, 0)?;
@@ -1033,7 +1030,7 @@ const LSE: u8 = 0xF8;
 const SOS: u8 = 0xDA;
 const DRI: u8 = 0xDD;
 
-fn be16(b: &[u8], at: usize) -> Result<usize, JlsError> {
+fn be16(b: &[u8], at: usize) -> Result<usize, Error> {
     match b.get(at..at + 2) {
         Some(s) => Ok(usize::from(u16::from_be_bytes([s[0], s[1]]))),
         None => err("truncated header"),
@@ -1048,7 +1045,15 @@ struct Frame {
 }
 
 /// Decodes a JPEG-LS stream (SOI ... EOI).
-pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
+pub fn decode(data: &[u8]) -> Result<Image, Error> {
+    decode_limited(data, 1 << 30)
+}
+
+/// [`decode`], refusing (before allocating anything for it) a frame header that announces more
+/// than `max_samples` samples (width × height × components): a caller that knows the image's
+/// size from elsewhere (DICOM's Rows, Columns and Samples per Pixel) passes it, so a crafted
+/// header cannot make it allocate more.
+pub fn decode_limited(data: &[u8], max_samples: usize) -> Result<Image, Error> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != SOI {
         return err("no SOI marker");
     }
@@ -1068,7 +1073,7 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
         if data.get(pos) != Some(&0xFF) {
             return err(format!("expected a marker at byte {pos}"));
         }
-        let marker = *data.get(pos + 1).ok_or_else(|| JlsError("no EOI".into()))?;
+        let marker = *data.get(pos + 1).ok_or_else(|| bad("no EOI"))?;
         pos += 2;
         match marker {
             EOI => break,
@@ -1076,14 +1081,14 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
                 let len = be16(data, pos)?;
                 let seg = data
                     .get(pos..pos + len)
-                    .ok_or_else(|| JlsError("truncated SOF".into()))?;
+                    .ok_or_else(|| bad("truncated SOF"))?;
                 if len < 6 {
                     return err("short SOF");
                 }
                 let bits = seg[2];
                 let height = be16(seg, 3)?;
                 let width = be16(seg, 5)?;
-                let nf = usize::from(*seg.get(7).ok_or_else(|| JlsError("short SOF".into()))?);
+                let nf = usize::from(*seg.get(7).ok_or_else(|| bad("short SOF"))?);
                 if !(2..=16).contains(&bits) {
                     return err(format!("{bits} bits per sample"));
                 }
@@ -1100,8 +1105,12 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
                 let total = width
                     .checked_mul(height)
                     .and_then(|p| p.checked_mul(nf))
-                    .filter(|&t| t <= 1 << 30)
-                    .ok_or_else(|| JlsError("image too large".into()))?;
+                    .filter(|&t| t <= max_samples.min(1 << 30))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "a {width}×{height}×{nf} frame header: more than the {max_samples} samples expected"
+                        ))
+                    })?;
                 samples = vec![0; total];
                 done = vec![false; nf];
                 frame = Some(Frame {
@@ -1116,7 +1125,7 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
                 let len = be16(data, pos)?;
                 let seg = data
                     .get(pos..pos + len)
-                    .ok_or_else(|| JlsError("truncated LSE".into()))?;
+                    .ok_or_else(|| bad("truncated LSE"))?;
                 match seg.get(2) {
                     Some(1) if len >= 13 => {
                         let v = |i| be16(seg, i).map(|x| x as i32);
@@ -1135,15 +1144,11 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
                 restart_interval = match len {
                     4 => be16(data, pos + 2)?,
                     5 => {
-                        let b = data
-                            .get(pos + 2..pos + 5)
-                            .ok_or_else(|| JlsError("short DRI".into()))?;
+                        let b = data.get(pos + 2..pos + 5).ok_or_else(|| bad("short DRI"))?;
                         (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2])
                     }
                     6 => {
-                        let b = data
-                            .get(pos + 2..pos + 6)
-                            .ok_or_else(|| JlsError("short DRI".into()))?;
+                        let b = data.get(pos + 2..pos + 6).ok_or_else(|| bad("short DRI"))?;
                         u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
                     }
                     _ => return err("bad DRI"),
@@ -1155,21 +1160,19 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
                 let len = be16(data, pos)?;
                 let seg = data
                     .get(pos..pos + len)
-                    .ok_or_else(|| JlsError("truncated APP8".into()))?;
+                    .ok_or_else(|| bad("truncated APP8"))?;
                 if len == 7 && &seg[2..6] == b"mrfx" {
                     transform = seg[6];
                 }
                 pos += len;
             }
             SOS => {
-                let f = frame
-                    .as_ref()
-                    .ok_or_else(|| JlsError("SOS before SOF".into()))?;
+                let f = frame.as_ref().ok_or_else(|| bad("SOS before SOF"))?;
                 let len = be16(data, pos)?;
                 let seg = data
                     .get(pos..pos + len)
-                    .ok_or_else(|| JlsError("truncated SOS".into()))?;
-                let ns = usize::from(*seg.get(2).ok_or_else(|| JlsError("short SOS".into()))?);
+                    .ok_or_else(|| bad("truncated SOS"))?;
+                let ns = usize::from(*seg.get(2).ok_or_else(|| bad("short SOS"))?);
                 if ns == 0 || len < 6 + 2 * ns {
                     return err("short SOS");
                 }
@@ -1179,10 +1182,11 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
                     if seg[4 + 2 * i] != 0 {
                         return err("mapping tables are not supported");
                     }
-                    let c =
-                        f.ids.iter().position(|&x| x == id).ok_or_else(|| {
-                            JlsError(format!("scan names unknown component {id}"))
-                        })?;
+                    let c = f
+                        .ids
+                        .iter()
+                        .position(|&x| x == id)
+                        .ok_or_else(|| bad(format!("scan names unknown component {id}")))?;
                     comps.push(c);
                 }
                 let near = i32::from(seg[3 + 2 * ns]);
@@ -1240,7 +1244,7 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
             }
         }
     }
-    let f = frame.ok_or_else(|| JlsError("no SOF55 frame header".into()))?;
+    let f = frame.ok_or_else(|| bad("no SOF55 frame header"))?;
     if done.iter().any(|d| !d) {
         return err("a component has no scan");
     }
@@ -1261,7 +1265,7 @@ pub fn decode(data: &[u8]) -> Result<Image, JlsError> {
 }
 
 /// CharLS's HP1-HP3 colour transforms (its APP8 "mrfx" segment), inverted.
-fn inverse_colour_transform(img: &mut Image, t: u8) -> Result<(), JlsError> {
+fn inverse_colour_transform(img: &mut Image, t: u8) -> Result<(), Error> {
     if img.components != 3 {
         return err("a colour transform on a non-colour image");
     }
@@ -1302,7 +1306,7 @@ fn decode_scan(
     ilv: u8,
     restart_interval: usize,
     out: &mut [u16],
-) -> Result<usize, JlsError> {
+) -> Result<usize, Error> {
     let mut coder = Coder::new(params, near)?;
     let nf = f.ids.len();
     let (w, h) = (f.width, f.height);
@@ -1371,7 +1375,7 @@ pub fn encode(
     components: usize,
     bits: u8,
     opts: EncodeOptions,
-) -> Result<Vec<u8>, JlsError> {
+) -> Result<Vec<u8>, Error> {
     if !(2..=16).contains(&bits) {
         return err(format!("{bits} bits per sample"));
     }
@@ -1482,6 +1486,31 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame header announcing more samples than the caller expects is refused before
+    /// anything is allocated for it (a 16×16 image whose SOF says 65535×65535 would otherwise
+    /// take 8 GiB).
+    #[test]
+    fn a_frame_header_larger_than_expected_is_refused_before_allocating() {
+        let samples = vec![7u16; 16 * 16];
+        let mut stream =
+            encode(&samples, 16, 16, 1, 8, EncodeOptions::default()).expect("encode");
+        let sof = stream
+            .windows(2)
+            .position(|w| w == [0xFF, SOF55])
+            .expect("SOF55");
+        // Y and X follow the length (2 bytes) and P (1 byte).
+        stream[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        let e = decode_limited(&stream, 16 * 16).expect_err("refused");
+        assert!(e.to_string().contains("65535×65535×1"), "{e}");
+        assert!(decode_limited(&stream[..], usize::MAX).is_err(), "and too large anyway");
+        let ok = decode_limited(
+            &encode(&samples, 16, 16, 1, 8, EncodeOptions::default()).expect("encode"),
+            16 * 16,
+        )
+        .expect("the expected size decodes");
+        assert_eq!(ok.samples, samples);
+    }
 
     fn noise(n: usize, bits: u8, seed: u64) -> Vec<u16> {
         let mut s = seed;

@@ -13,18 +13,20 @@
 //! an import killed at any point leaves every instance either complete or absent (an index with
 //! no or another `.dcm` is ignored and rewritten by the next import).
 
+use crate::dicom::json::{JsonOptions, NumberStyle};
 use crate::error::{Error, Result};
-use crate::json::{self, JsonOptions, NumberStyle};
-use crate::media::ts;
 use crate::route::{AttributePath, Uid};
-use crate::scan::{self, PixelLocation};
-use dicom_core::value::Value;
-use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
-use std::io::Write;
+
+pub mod import;
+mod index;
+pub mod upstream;
+
+pub use index::{
+    build_metadata_gz, is_video, prepare, sha256_hex, sort_instances, write_metadata_gz, Prepared,
+    MAX_FRAME_BYTES,
+};
 
 /// The name of the layout record object.
 pub const LAYOUT_KEY: &str = "wado-layout.json";
@@ -67,7 +69,7 @@ impl LayoutRecord {
             format: LAYOUT_FORMAT.into(),
             version: LAYOUT_VERSION,
             service_root: service_root(public_url, ae_title),
-            inline_max: json::DEFAULT_INLINE_MAX,
+            inline_max: crate::dicom::json::DEFAULT_INLINE_MAX,
             numbers: true,
         }
     }
@@ -118,6 +120,11 @@ pub fn service_root(public_url: &str, ae_title: &str) -> String {
     )
 }
 
+/// The prefix of every study's keys.
+pub const STUDIES_PREFIX: &str = "studies/";
+/// The name of a study's or series' metadata object.
+const METADATA_NAME: &str = "metadata.json.gz";
+
 /// Key prefix of a study.
 pub fn study_prefix(study: &Uid) -> String {
     format!("studies/{study}/")
@@ -136,11 +143,24 @@ pub fn index_key(study: &Uid, series: &Uid, sop: &Uid) -> String {
 }
 /// Key of a series' metadata.
 pub fn series_metadata_key(study: &Uid, series: &Uid) -> String {
-    format!("studies/{study}/series/{series}/metadata.json.gz")
+    format!("studies/{study}/series/{series}/{METADATA_NAME}")
 }
 /// Key of a study's metadata.
 pub fn study_metadata_key(study: &Uid) -> String {
-    format!("studies/{study}/metadata.json.gz")
+    format!("studies/{study}/{METADATA_NAME}")
+}
+/// The study whose metadata object `key` is, if it is one (for listing the studies).
+pub fn study_of_metadata_key(key: &str) -> Option<Uid> {
+    let uid = key
+        .strip_prefix(STUDIES_PREFIX)?
+        .strip_suffix(METADATA_NAME)?
+        .strip_suffix('/')?;
+    Uid::parse(uid).ok()
+}
+/// Key of the marker the read-through cache ([`upstream`]) writes when it has filled a study
+/// whole from the upstream archive.
+pub fn upstream_study_marker_key(study: &Uid) -> String {
+    format!("studies/{study}/origin-complete.json")
 }
 
 /// What a key in a listing is.
@@ -191,6 +211,62 @@ pub fn classify_key(key: &str) -> KeyKind {
     KeyKind::Other
 }
 
+/// An instance in a listing: its Part-10 file, whose index is listed beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedInstance {
+    /// Study Instance UID.
+    pub study: Uid,
+    /// Series Instance UID.
+    pub series: Uid,
+    /// SOP Instance UID.
+    pub sop: Uid,
+    /// The key of its Part-10 file.
+    pub key: String,
+    /// The file's size.
+    pub size: u64,
+    /// The file's modification time, when the store knows it.
+    pub modified: Option<u64>,
+}
+
+impl ListedInstance {
+    /// The key of its index.
+    pub fn index_key(&self) -> String {
+        index_key(&self.study, &self.series, &self.sop)
+    }
+}
+
+/// The instances of a listing (of a study or series prefix): the files whose index is listed
+/// too, series by series in UID order, each series in listing order. Whether a file is whole
+/// ([`InstanceIndex::matches_file`]) takes its index: the readers that read it check it.
+pub fn listed_instances(listing: Vec<crate::store::ObjectMeta>) -> Vec<ListedInstance> {
+    let mut files: std::collections::BTreeMap<(Uid, Uid), Vec<ListedInstance>> = Default::default();
+    let mut indexed = std::collections::HashSet::new();
+    for o in listing {
+        match classify_key(&o.key) {
+            KeyKind::Instance { study, series, sop } => files
+                .entry((study.clone(), series.clone()))
+                .or_default()
+                .push(ListedInstance {
+                    study,
+                    series,
+                    sop,
+                    key: o.key,
+                    size: o.size,
+                    modified: o.modified,
+                }),
+            KeyKind::Index { study, series, sop } => {
+                indexed.insert((study, series, sop));
+            }
+            KeyKind::Other => {}
+        }
+    }
+    files
+        .into_values()
+        .flatten()
+        .filter(|i| indexed.contains(&(i.study.clone(), i.series.clone(), i.sop.clone())))
+        .collect()
+}
+
 /// The identity of the stored file an index was derived from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Source {
@@ -200,38 +276,7 @@ pub struct Source {
     pub sha256: String,
 }
 
-/// Image pixel attributes needed to serve frames (PS3.3 C.7.6.3).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PixelInfo {
-    /// Rows (0028,0010).
-    pub rows: u16,
-    /// Columns (0028,0011).
-    pub columns: u16,
-    /// Samples per Pixel (0028,0002).
-    pub samples_per_pixel: u16,
-    /// Bits Allocated (0028,0100).
-    pub bits_allocated: u16,
-    /// Bits Stored (0028,0101).
-    pub bits_stored: u16,
-    /// Pixel Representation (0028,0103).
-    pub pixel_representation: u16,
-    /// Photometric Interpretation (0028,0004).
-    pub photometric_interpretation: String,
-    /// Planar Configuration (0028,0006), 0 when absent.
-    pub planar_configuration: u16,
-    /// Number of Frames (0028,0008), 1 when absent.
-    pub number_of_frames: u32,
-}
-
-impl PixelInfo {
-    /// Bits in one uncompressed frame.
-    pub fn frame_bits(&self) -> u64 {
-        u64::from(self.rows)
-            * u64::from(self.columns)
-            * u64::from(self.samples_per_pixel)
-            * u64::from(self.bits_allocated)
-    }
-}
+pub use wado_codec::PixelInfo;
 
 /// Where the frames lie in the stored file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -278,11 +323,11 @@ pub struct InstanceIndex {
     /// The layout version.
     pub version: u32,
     /// Study Instance UID.
-    pub study: String,
+    pub study: Uid,
     /// Series Instance UID.
-    pub series: String,
+    pub series: Uid,
     /// SOP Instance UID.
-    pub sop_instance: String,
+    pub sop_instance: Uid,
     /// SOP Class UID.
     pub sop_class: String,
     /// Transfer syntax of the stored file.
@@ -323,280 +368,23 @@ impl InstanceIndex {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// The key of the Part-10 file this index describes.
+    pub fn file_key(&self) -> String {
+        instance_key(&self.study, &self.series, &self.sop_instance)
+    }
+
+    /// Whether the stored file of this index is there whole: the store holds it at the size
+    /// the index names. The import writes the index first and the file last, so this is the
+    /// one test of "the instance exists" (see the module doc).
+    pub fn matches_file(&self, file_size: Option<u64>) -> bool {
+        file_size == Some(self.source.size)
+    }
+
     /// The bulk entry for an attribute path.
     pub fn bulk(&self, path: &AttributePath) -> Option<&BulkEntry> {
         let p = path.to_string();
         self.bulk.iter().find(|b| b.path == p)
     }
-}
-
-/// An instance ready to be stored.
-#[derive(Debug)]
-pub struct Prepared {
-    /// Study Instance UID.
-    pub study: Uid,
-    /// Series Instance UID.
-    pub series: Uid,
-    /// SOP Instance UID.
-    pub sop: Uid,
-    /// The index.
-    pub index: InstanceIndex,
-}
-
-/// True for the MPEG-2, H.264 and HEVC transfer syntaxes.
-pub fn is_video(ts_uid: &str) -> bool {
-    ts::MPEG_FAMILY.contains(&ts_uid) || ts::MP4_FAMILY.contains(&ts_uid)
-}
-
-/// Hashes a file (SHA-256, lower-case hex).
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn required_uid(
-    obj: &InMemDicomObject,
-    tag: dicom_core::Tag,
-    name: &str,
-) -> std::result::Result<Uid, String> {
-    let v = obj
-        .get(tag)
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("no {name}: it cannot be addressed by WADO-RS"))?;
-    Uid::parse(&v).map_err(|_| format!("{name} {v:?} is not a valid UID"))
-}
-
-fn int_attr(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<i64> {
-    let e = obj.get(tag)?;
-    e.to_int::<i64>()
-        .ok()
-        .or_else(|| e.to_str().ok()?.trim().parse().ok())
-}
-
-/// Parses a Part-10 file and derives its index. Errors are reasons for rejecting the file.
-pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepared, String> {
-    let scan = scan::scan(bytes, layout.inline_max).map_err(|e| e.to_string())?;
-    let ts_uid = scan.meta.transfer_syntax.clone();
-    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-    if dicom_transfer_syntax_registry::TransferSyntaxRegistry
-        .get(&ts_uid)
-        .is_none()
-    {
-        return Err(format!("unknown transfer syntax {ts_uid}"));
-    }
-    let file = dicom_object::OpenFileOptions::new()
-        .from_reader(bytes)
-        .map_err(|e| format!("cannot parse: {e}"))?;
-    let meta_sop = file
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_owned();
-    let obj: &InMemDicomObject = &file;
-    let study = required_uid(obj, tags::STUDY_INSTANCE_UID, "Study Instance UID")?;
-    let series = required_uid(obj, tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
-    let sop = required_uid(obj, tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
-    // The File Meta's Media Storage SOP Instance UID sometimes differs from the data set's
-    // (seen in vendor files): the data set is authoritative, as in dcm4chee and Orthanc.
-    let _ = meta_sop;
-    let sop_class = obj
-        .get(tags::SOP_CLASS_UID)
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
-        .unwrap_or_default();
-    let pixel_elem = obj.get(tags::PIXEL_DATA);
-    let pixel = pixel_elem.map(|_| PixelInfo {
-        rows: int_attr(obj, tags::ROWS).unwrap_or(0) as u16,
-        columns: int_attr(obj, tags::COLUMNS).unwrap_or(0) as u16,
-        samples_per_pixel: int_attr(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
-        bits_allocated: int_attr(obj, tags::BITS_ALLOCATED).unwrap_or(0) as u16,
-        bits_stored: int_attr(obj, tags::BITS_STORED).unwrap_or(0) as u16,
-        pixel_representation: int_attr(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) as u16,
-        photometric_interpretation: obj
-            .get(tags::PHOTOMETRIC_INTERPRETATION)
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default(),
-        planar_configuration: int_attr(obj, tags::PLANAR_CONFIGURATION).unwrap_or(0) as u16,
-        number_of_frames: int_attr(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32,
-    });
-    // Native pixel data must hold every frame it claims: a truncated value is a corrupt file.
-    if let (Some(info), Some(e)) = (&pixel, pixel_elem) {
-        if matches!(e.value(), Value::Primitive(_)) && ts::is_native(&ts_uid) {
-            let need = (info.frame_bits() * u64::from(info.number_of_frames)).div_ceil(8);
-            let have = u64::from(e.header().len.get().unwrap_or(0));
-            if info.frame_bits() == 0 || have < need {
-                return Err(format!(
-                    "Pixel Data holds {have} bytes but {} frame(s) of {}x{}x{} at {} bits need {need}",
-                    info.number_of_frames, info.rows, info.columns, info.samples_per_pixel, info.bits_allocated
-                ));
-            }
-        }
-    }
-    let frames = match (&pixel, &scan.pixel) {
-        (Some(info), Some(loc)) => Some(frame_index(obj, info, loc, &ts_uid)),
-        (Some(_), None) => Some(FrameIndex::Unindexed),
-        _ => None,
-    };
-    let opts = layout.json_options(&study, &series, &sop);
-    let metadata_text = json::dataset_to_string(obj, &opts);
-    let metadata =
-        RawValue::from_string(metadata_text).map_err(|e| format!("metadata JSON: {e}"))?;
-    let bulk = scan
-        .bulk
-        .iter()
-        .map(|b| BulkEntry {
-            path: AttributePath(b.path.clone()).to_string(),
-            vr: b.vr.to_string().to_owned(),
-            offset: b.offset,
-            length: b.length,
-        })
-        .collect();
-    let index = InstanceIndex {
-        format: INDEX_FORMAT.into(),
-        version: LAYOUT_VERSION,
-        study: study.to_string(),
-        series: series.to_string(),
-        sop_instance: sop.to_string(),
-        sop_class,
-        transfer_syntax: ts_uid,
-        instance_number: int_attr(obj, tags::INSTANCE_NUMBER),
-        source: Source {
-            size: bytes.len() as u64,
-            sha256: sha256_hex(bytes),
-        },
-        pixel,
-        frames,
-        bulk,
-        metadata,
-    };
-    Ok(Prepared {
-        study,
-        series,
-        sop,
-        index,
-    })
-}
-
-/// Maps fragments to frames (PS3.5 §A.4): the Extended Offset Table, else the Basic Offset
-/// Table, else one frame for a single-frame image, else one fragment per frame, else frames
-/// starting where a fragment starts with a codestream marker (JPEG SOI, J2K SOC).
-fn frame_index(
-    obj: &InMemDicomObject,
-    info: &PixelInfo,
-    loc: &PixelLocation,
-    ts_uid: &str,
-) -> FrameIndex {
-    match loc {
-        PixelLocation::Native { offset, length } => FrameIndex::Native {
-            offset: *offset,
-            length: *length,
-        },
-        PixelLocation::Encapsulated {
-            offset_table,
-            fragments,
-        } => {
-            let n = info.number_of_frames as usize;
-            if fragments.is_empty() {
-                return FrameIndex::Unindexed;
-            }
-            if is_video(ts_uid) {
-                // A video is one stream: its fragments are not frames (PS3.5 §8.2.5).
-                return FrameIndex::Encapsulated {
-                    frames: vec![fragments.iter().map(|f| [f.offset, f.length]).collect()],
-                };
-            }
-            let base = fragments[0].item_offset;
-            let groups: Option<Vec<Vec<usize>>> = if let Some(eot) = obj
-                .get(tags::EXTENDED_OFFSET_TABLE)
-                .and_then(|e| e.to_bytes().ok())
-                .map(|b| {
-                    b.chunks_exact(8)
-                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|t| t.len() == n)
-            {
-                group_by_offsets(fragments, base, &eot)
-            } else if offset_table.len() == n && n > 0 {
-                group_by_offsets(fragments, base, offset_table)
-            } else if n == 1 {
-                Some(vec![(0..fragments.len()).collect()])
-            } else if fragments.len() == n {
-                Some((0..n).map(|i| vec![i]).collect())
-            } else {
-                None
-            };
-            match groups {
-                Some(g) => FrameIndex::Encapsulated {
-                    frames: g
-                        .into_iter()
-                        .map(|ix| {
-                            ix.into_iter()
-                                .map(|i| [fragments[i].offset, fragments[i].length])
-                                .collect()
-                        })
-                        .collect(),
-                },
-                None => FrameIndex::Unindexed,
-            }
-        }
-    }
-}
-
-fn group_by_offsets(
-    fragments: &[scan::Fragment],
-    base: u64,
-    offsets: &[u64],
-) -> Option<Vec<Vec<usize>>> {
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); offsets.len()];
-    for (i, f) in fragments.iter().enumerate() {
-        let rel = f.item_offset - base;
-        let frame = offsets.iter().rposition(|&o| o <= rel)?;
-        groups[frame].push(i);
-    }
-    if groups.iter().any(Vec::is_empty) {
-        return None;
-    }
-    Some(groups)
-}
-
-/// Sorts instances by Instance Number (absent last), then SOP Instance UID.
-pub fn sort_instances(indexes: &mut [&InstanceIndex]) {
-    indexes.sort_by(|a, b| {
-        (
-            a.instance_number.is_none(),
-            a.instance_number,
-            &a.sop_instance,
-        )
-            .cmp(&(
-                b.instance_number.is_none(),
-                b.instance_number,
-                &b.sop_instance,
-            ))
-    });
-}
-
-/// Builds a gzip-compressed DICOM JSON array from instance indexes, ordered by
-/// [`sort_instances`].
-pub fn build_metadata_gz(indexes: &mut [&InstanceIndex]) -> Vec<u8> {
-    sort_instances(indexes);
-    write_metadata_gz(indexes)
-}
-
-/// Writes a gzip-compressed DICOM JSON array of the indexes' metadata, in the given order.
-pub fn write_metadata_gz(indexes: &[&InstanceIndex]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    let _ = enc.write_all(b"[");
-    for (i, idx) in indexes.iter().enumerate() {
-        if i > 0 {
-            let _ = enc.write_all(b",");
-        }
-        let _ = enc.write_all(idx.metadata.get().as_bytes());
-    }
-    let _ = enc.write_all(b"]");
-    enc.finish().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //!
 //! Every read is bounds-checked; malformed input is an error, never a panic.
 
-use crate::json::{is_binary_vr, is_pixel_data_tag};
+use super::json::{is_binary_vr, is_pixel_data_tag};
 use crate::route::PathStep;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};

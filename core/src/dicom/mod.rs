@@ -1,0 +1,8 @@
+//! DICOM itself, on byte buffers: where elements lie in a Part-10 file ([`scan`]), the DICOM
+//! JSON model (PS3.18 Annex F, [`json`]), the Native DICOM Model in XML (PS3.19, [`xml`]), and
+//! rewriting a file in another transfer syntax or reading one value out of it ([`convert`]).
+
+pub mod convert;
+pub mod json;
+pub mod scan;
+pub mod xml;

@@ -1,0 +1,491 @@
+//! The one executor: a [`Plan`](super::plan::Plan) becomes a response whose body streams its
+//! parts from the store, in their framing (one part, multipart/related or ZIP), in bounded
+//! ranged reads, converting a part only when the plan says so.
+
+use super::http::{byte_range, entity_tag, header_str, set, status_and_warning};
+use super::message::{Body, Outcome, Response};
+use super::plan::{Ctx, Plan, Shape, StoredInstance};
+use super::Service;
+use crate::dicom::convert::convert;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::wire::multipart::MultipartWriter;
+use crate::wire::zip::ZipWriter;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, Stream};
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode};
+use std::sync::Arc;
+
+/// Where a part's bytes come from.
+pub(crate) enum Source {
+    /// In memory.
+    Bytes(Bytes),
+    /// A byte range of a stored object, streamed in chunks. With `detect_ts`, the part's
+    /// transfer syntax is read from the first chunk (a Part-10 file's meta).
+    Object {
+        key: String,
+        start: u64,
+        end: u64,
+        detect_ts: bool,
+    },
+    /// A stored file converted to another (uncompressed) transfer syntax.
+    Convert { key: String, to: String },
+    /// Encapsulated fragments, concatenated without item headers (PS3.18 §8.7.3.3.2).
+    Fragments {
+        key: String,
+        fragments: Vec<[u64; 2]>,
+    },
+    /// One frame read (a native byte range, or its fragments), decoded and/or encoded.
+    Transcode {
+        key: String,
+        fetch: Fetch,
+        info: crate::PixelInfo,
+        from: String,
+        to: String,
+    },
+}
+
+/// How a frame's stored bytes are read.
+pub(crate) enum Fetch {
+    /// A byte range of native pixel data.
+    Range(u64, u64),
+    /// Fragments of encapsulated pixel data.
+    Fragments(Vec<[u64; 2]>),
+}
+
+/// One part of a response: its headers and where its bytes come from.
+pub(crate) struct Part {
+    /// Its Content-Type (with `transfer-syntax=` for DICOM and image types).
+    pub(crate) content_type: String,
+    /// Its Content-Location.
+    pub(crate) location: String,
+    /// The ZIP entry name, for application/zip.
+    pub(crate) entry: String,
+    /// Its bytes.
+    pub(crate) source: Source,
+}
+
+impl Part {
+    /// A Part-10 file of a listed instance.
+    pub(crate) fn dicom(
+        ctx: &Ctx<'_>,
+        i: &StoredInstance,
+        t: Option<&str>,
+        source: Source,
+    ) -> Part {
+        Part {
+            content_type: t.map_or_else(
+                || "application/dicom".to_owned(),
+                |t| format!("application/dicom; transfer-syntax={t}"),
+            ),
+            location: format!(
+                "{}/studies/{}/series/{}/instances/{}",
+                ctx.root, i.study, i.series, i.sop
+            ),
+            entry: format!("{}/{}/{}.dcm", i.study, i.series, i.sop),
+            source,
+        }
+    }
+}
+
+/// How parts are framed in the body.
+enum Framing {
+    /// One part, no framing.
+    Single,
+    /// multipart/related.
+    Multipart(MultipartWriter),
+    /// A ZIP archive, one entry per part.
+    Zip(ZipWriter),
+}
+
+impl Framing {
+    fn begin(&mut self, content_type: &str, part: &Part) -> Bytes {
+        match self {
+            Framing::Single => Bytes::new(),
+            Framing::Multipart(w) => w.part_head(content_type, Some(&part.location), None),
+            Framing::Zip(z) => z.start_entry(&part.entry),
+        }
+    }
+
+    fn data(&mut self, chunk: &[u8]) {
+        if let Framing::Zip(z) = self {
+            z.data(chunk);
+        }
+    }
+
+    fn end(&mut self) -> Bytes {
+        match self {
+            Framing::Zip(z) => z.end_entry(),
+            _ => Bytes::new(),
+        }
+    }
+
+    fn finish(&mut self) -> Bytes {
+        match self {
+            Framing::Single => Bytes::new(),
+            Framing::Multipart(w) => w.close(),
+            Framing::Zip(z) => z.finish(),
+        }
+    }
+}
+
+struct StreamState {
+    store: Arc<dyn Store>,
+    chunk: u64,
+    parts: std::vec::IntoIter<Part>,
+    /// The object being streamed: (key, next offset, end).
+    current: Option<(String, u64, u64)>,
+    framing: Framing,
+    /// Bytes ready to send, in order.
+    pending: std::collections::VecDeque<Bytes>,
+    finished: bool,
+}
+
+impl StreamState {
+    fn new(store: Arc<dyn Store>, chunk: u64, parts: Vec<Part>, framing: Framing) -> StreamState {
+        StreamState {
+            store,
+            chunk,
+            parts: parts.into_iter(),
+            current: None,
+            framing,
+            pending: Default::default(),
+            finished: false,
+        }
+    }
+
+    /// Queues a part's data; small data is merged with the bytes before it (fewer, larger
+    /// writes), large data is queued as is (never copied).
+    fn queue(&mut self, lead: Bytes, data: Bytes) {
+        if !lead.is_empty() && data.len() <= 16 * 1024 {
+            let mut b = BytesMut::with_capacity(lead.len() + data.len());
+            b.extend_from_slice(&lead);
+            b.extend_from_slice(&data);
+            self.pending.push_back(b.freeze());
+        } else {
+            if !lead.is_empty() {
+                self.pending.push_back(lead);
+            }
+            if !data.is_empty() {
+                self.pending.push_back(data);
+            }
+        }
+    }
+
+    /// Fills `pending` with the next bytes; false at the end of the body.
+    async fn advance(&mut self) -> Result<bool> {
+        if let Some((key, pos, end)) = self.current.take() {
+            let next = end.min(pos + self.chunk);
+            let chunk = read_range(&*self.store, &key, pos, next).await?;
+            self.framing.data(&chunk);
+            self.pending.push_back(chunk);
+            if next < end {
+                self.current = Some((key, next, end));
+            } else {
+                let tail = self.framing.end();
+                self.queue(Bytes::new(), tail);
+            }
+            return Ok(true);
+        }
+        let Some(part) = self.parts.next() else {
+            if self.finished {
+                return Ok(false);
+            }
+            self.finished = true;
+            let tail = self.framing.finish();
+            self.queue(Bytes::new(), tail);
+            return Ok(true);
+        };
+        let (content_type, first, rest) = match &part.source {
+            Source::Bytes(b) => (part.content_type.clone(), b.clone(), None),
+            Source::Object {
+                key,
+                start,
+                end,
+                detect_ts,
+            } => {
+                let next = (*end).min(start + self.chunk.max(64 * 1024));
+                let first = read_range(&*self.store, key, *start, next).await?;
+                let ct = match crate::dicom::scan::scan_meta(&first) {
+                    Ok(m) if *detect_ts => {
+                        format!("application/dicom; transfer-syntax={}", m.transfer_syntax)
+                    }
+                    _ => part.content_type.clone(),
+                };
+                (ct, first, (next < *end).then(|| (key.clone(), next, *end)))
+            }
+            Source::Convert { key, to } => {
+                let bytes = self
+                    .store
+                    .get(key)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(key.clone()))?;
+                (
+                    part.content_type.clone(),
+                    Bytes::from(convert(key, &bytes, to)?),
+                    None,
+                )
+            }
+            Source::Fragments { key, fragments } => (
+                part.content_type.clone(),
+                read_fragments(&*self.store, key, fragments).await?,
+                None,
+            ),
+            Source::Transcode {
+                key,
+                fetch,
+                info,
+                from,
+                to,
+            } => {
+                let frame = match fetch {
+                    Fetch::Range(start, end) => read_range(&*self.store, key, *start, *end).await?,
+                    Fetch::Fragments(f) => read_fragments(&*self.store, key, f).await?,
+                };
+                let out = wado_codec::transcode_frame(info, from, &frame, to)?;
+                (part.content_type.clone(), Bytes::from(out), None)
+            }
+        };
+        let head = self.framing.begin(&content_type, &part);
+        self.framing.data(&first);
+        self.queue(head, first);
+        match rest {
+            Some(cur) => self.current = Some(cur),
+            None => {
+                let tail = self.framing.end();
+                self.queue(Bytes::new(), tail);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
+    stream::try_unfold(state, |mut st| async move {
+        loop {
+            if let Some(b) = st.pending.pop_front() {
+                return Ok(Some((b, st)));
+            }
+            if !st.advance().await? {
+                return Ok(None);
+            }
+        }
+    })
+}
+
+pub(crate) async fn read_range(
+    store: &dyn Store,
+    key: &str,
+    start: u64,
+    end: u64,
+) -> Result<Bytes> {
+    store
+        .get_range(key, start..end)
+        .await?
+        .ok_or_else(|| Error::corrupt(key, "object vanished while streaming"))
+}
+
+/// One read spanning the frame's fragments, then the item headers between them cut out.
+pub(crate) async fn read_fragments(
+    store: &dyn Store,
+    key: &str,
+    fragments: &[[u64; 2]],
+) -> Result<Bytes> {
+    let (Some(first), Some(last)) = (fragments.first(), fragments.last()) else {
+        return Err(Error::corrupt(key, "frame without fragments"));
+    };
+    let span = read_range(store, key, first[0], last[0] + last[1]).await?;
+    if fragments.len() == 1 {
+        return Ok(span);
+    }
+    let mut out = BytesMut::with_capacity(fragments.iter().map(|f| f[1] as usize).sum());
+    for f in fragments {
+        let s = (f[0] - first[0]) as usize;
+        out.extend_from_slice(
+            span.get(s..s + f[1] as usize)
+                .ok_or_else(|| Error::corrupt(key, "fragment outside its frame"))?,
+        );
+    }
+    Ok(out.freeze())
+}
+
+impl Service {
+    /// Executes a plan: the response's head now, its body streamed part by part from the
+    /// store. A single part that needs a whole-file conversion is converted before answering
+    /// (so a corrupt file is a 500, not a truncated 200), except for HEAD.
+    pub(crate) async fn execute(&self, ctx: &Ctx<'_>, plan: Plan) -> Result<Response> {
+        let Plan {
+            shape,
+            mut parts,
+            outcome,
+        } = plan;
+        Ok(match shape {
+            Shape::Document {
+                content_type,
+                coding,
+                vary,
+                body,
+            } => document_response(&content_type, coding, vary, body, outcome),
+            Shape::Multipart { part_type } => {
+                let writer = MultipartWriter::new(ctx.boundary.clone());
+                let content_type = writer.content_type(&part_type);
+                self.streamed_response(&content_type, Framing::Multipart(writer), parts, outcome)
+            }
+            // dcm4chee's extension: one ZIP of the PS3.10 files.
+            Shape::Zip => {
+                let framing = Framing::Zip(ZipWriter::new());
+                self.streamed_response("application/zip", framing, parts, outcome)
+            }
+            Shape::Single => {
+                let mut part = parts
+                    .drain(..)
+                    .next()
+                    .ok_or_else(|| Error::NotFound("nothing to send".into()))?;
+                if let (Source::Convert { key, to }, false) =
+                    (&part.source, ctx.req.method == Method::HEAD)
+                {
+                    let bytes = self
+                        .store
+                        .get(key)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(key.clone()))?;
+                    part.source = Source::Bytes(Bytes::from(convert(key, &bytes, to)?));
+                }
+                self.single_response(ctx, part, outcome)
+            }
+        })
+    }
+
+    /// A body streamed part by part in `framing`: 206 with a Warning when some were left
+    /// out, a weak ETag when the outcome has a validator.
+    fn streamed_response(
+        &self,
+        content_type: &str,
+        framing: Framing,
+        parts: Vec<Part>,
+        outcome: Outcome,
+    ) -> Response {
+        let mut headers = HeaderMap::new();
+        set(&mut headers, header::CONTENT_TYPE, content_type);
+        let status = status_and_warning(&mut headers, &outcome);
+        if let Some(v) = &outcome.validator {
+            set(&mut headers, header::ETAG, &entity_tag(v, true));
+        }
+        let state = StreamState::new(self.store.clone(), self.config.chunk_size, parts, framing);
+        Response {
+            status,
+            headers,
+            body: Body::Stream(Box::pin(body_stream(state))),
+            outcome,
+        }
+    }
+
+    /// One part as the whole body: Content-Location, a strong ETag, and `Range` honoured when
+    /// its bytes are known up front (RFC 9110 §14).
+    fn single_response(&self, ctx: &Ctx<'_>, mut part: Part, outcome: Outcome) -> Response {
+        let mut headers = HeaderMap::new();
+        set(&mut headers, header::CONTENT_TYPE, &part.content_type);
+        set(&mut headers, header::CONTENT_LOCATION, &part.location);
+        if let Some(v) = &outcome.validator {
+            set(&mut headers, header::ETAG, &entity_tag(v, false));
+        }
+        let mut status = status_and_warning(&mut headers, &outcome);
+        // Bodies whose bytes are known up front can be sent in part (RFC 9110 §14).
+        let total = match &part.source {
+            Source::Object { start, end, .. } => Some(end - start),
+            Source::Bytes(b) => Some(b.len() as u64),
+            _ => None,
+        };
+        if let Some(total) = total {
+            set(&mut headers, header::ACCEPT_RANGES, "bytes");
+            let range = if status == StatusCode::OK {
+                byte_range(header_str(ctx.req.headers, header::RANGE).as_deref(), total)
+            } else {
+                None
+            };
+            match range {
+                Some(Ok((a, b))) => {
+                    part.source = match part.source {
+                        Source::Object {
+                            key,
+                            start,
+                            detect_ts,
+                            ..
+                        } => Source::Object {
+                            key,
+                            start: start + a,
+                            end: start + b,
+                            detect_ts,
+                        },
+                        Source::Bytes(bytes) => Source::Bytes(bytes.slice(a as usize..b as usize)),
+                        other => other,
+                    };
+                    status = StatusCode::PARTIAL_CONTENT;
+                    set(
+                        &mut headers,
+                        header::CONTENT_RANGE,
+                        &format!("bytes {a}-{}/{total}", b - 1),
+                    );
+                    set(&mut headers, header::CONTENT_LENGTH, &(b - a).to_string());
+                }
+                Some(Err(())) => {
+                    let mut h = HeaderMap::new();
+                    set(&mut h, header::CONTENT_RANGE, &format!("bytes */{total}"));
+                    return Response {
+                        status: StatusCode::RANGE_NOT_SATISFIABLE,
+                        headers: h,
+                        body: Body::Empty,
+                        outcome,
+                    };
+                }
+                None => set(&mut headers, header::CONTENT_LENGTH, &total.to_string()),
+            }
+        }
+        let state = StreamState::new(
+            self.store.clone(),
+            self.config.chunk_size,
+            vec![part],
+            Framing::Single,
+        );
+        Response {
+            status,
+            headers,
+            body: Body::Stream(Box::pin(body_stream(state))),
+            outcome,
+        }
+    }
+}
+
+/// A document made in memory (metadata, search results): its length, its content coding, a
+/// strong ETag when the outcome has a validator.
+fn document_response(
+    content_type: &str,
+    coding: &str,
+    vary: &str,
+    body: Bytes,
+    outcome: Outcome,
+) -> Response {
+    let mut headers = HeaderMap::new();
+    set(&mut headers, header::CONTENT_TYPE, content_type);
+    if coding != "identity" {
+        set(&mut headers, header::CONTENT_ENCODING, coding);
+    }
+    if !vary.is_empty() {
+        set(&mut headers, header::VARY, vary);
+    }
+    set(
+        &mut headers,
+        header::CONTENT_LENGTH,
+        &body.len().to_string(),
+    );
+    if let Some(v) = &outcome.validator {
+        set(&mut headers, header::ETAG, &entity_tag(v, false));
+    }
+    Response {
+        status: StatusCode::OK,
+        headers,
+        body: Body::Full(body),
+        outcome,
+    }
+}

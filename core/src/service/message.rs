@@ -1,0 +1,91 @@
+//! The contract between the core and a frontend: the [`Request`] it builds from what arrived,
+//! the [`Response`] it sends back (status, headers, a [`Body`] that may stream), and the
+//! [`Outcome`] it logs and counts.
+
+use crate::error::Result;
+use bytes::Bytes;
+use futures::stream::Stream;
+use http::{HeaderMap, Method, StatusCode};
+use std::pin::Pin;
+
+/// A streamed response body: chunks in order; an error ends the stream (the frontend aborts
+/// the connection, so the client sees an incomplete body rather than a silently short one).
+#[cfg(not(target_arch = "wasm32"))]
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+/// A streamed response body (not `Send` on wasm32).
+#[cfg(target_arch = "wasm32")]
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>>>>;
+
+/// A response body.
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A body in one buffer.
+    Full(Bytes),
+    /// A streamed body.
+    Stream(BodyStream),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}
+
+/// What the frontend should log about a response.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The negotiated media type.
+    pub media_type: Option<String>,
+    /// The transfer syntaxes of the parts (distinct, in order).
+    pub transfer_syntaxes: Vec<String>,
+    /// The error, when the response is one; server errors carry their details here only.
+    pub error: Option<String>,
+    /// A note on what was left out (206).
+    pub warning: Option<String>,
+    /// What identifies the representation (stored content identity, media type, syntax,
+    /// public root): the ETag is derived from it.
+    pub validator: Option<String>,
+    /// The kind of resource answered (`instances`, `metadata`, `frames`, `bulkdata`), for
+    /// metrics; `None` when the request named none.
+    pub resource: Option<&'static str>,
+    /// True when some part is converted (decoded, encoded or re-encoded), not sent as stored.
+    pub converted: bool,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Body,
+    /// For the log line.
+    pub outcome: Outcome,
+}
+
+/// A request, as the frontend sees it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Path, percent-encoded as received, without the query.
+    pub path: &'a str,
+    /// The raw query string, if any.
+    pub query: Option<&'a str>,
+    /// The authority of the request URI (HTTP/2's `:authority`, or the URL's `host[:port]`),
+    /// used for URIs in responses when there is no Host header and no public URL.
+    pub authority: Option<&'a str>,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+    /// 16 random bytes for the multipart boundary (the core has no random source).
+    pub entropy: [u8; 16],
+    /// The time, in seconds since the Unix epoch (the core has no clock): checks JWT expiry.
+    pub now: u64,
+}

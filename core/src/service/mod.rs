@@ -1,0 +1,291 @@
+//! The request handler: a typed request and a store in, a response (status, headers, streamed
+//! body) out. Frontends adapt HTTP and IO to [`Service::handle`] and do nothing else.
+//!
+//! One request is one straight path, each step in one place:
+//!
+//! 1. **CORS preflight** ([`http::preflight`]): answered first, since browsers send it without
+//!    credentials.
+//! 2. **Route** ([`crate::route::parse_path`]): the method (405), the path (404, 400 for bad UIDs
+//!    and frame lists).
+//! 3. **Authorise** ([`crate::auth`]): 401/403, the same rule on every route, then the AE title.
+//! 4. **Negotiate** ([`crate::negotiate`]): Accept and the `accept` query parameter (406 when
+//!    nothing acceptable exists for the resource's category).
+//! 5. **Plan** ([`plan`]): one planner per kind of resource reads the stored indexes and decides
+//!    every part (its bytes' source, media type, transfer syntax, location) and the status (200,
+//!    206 with a Warning) before the first byte is sent.
+//! 6. **Execute** ([`body`]): the one executor streams the plan's parts from the store in their
+//!    framing; then conditional requests (304) and `Last-Modified` ([`http`]).
+//!
+//! Status codes (PS3.18 §10.4.3, Table 10.4.3-2; dcm4chee's behaviour where the standard is
+//! silent):
+//! - 200 everything asked for is in the body;
+//! - 206 some instances could not be given in any acceptable type (left out, named in a
+//!   `Warning` header), or some requested frames are beyond Number of Frames (the valid ones are
+//!   sent): dcm4chee answers both cases the same way;
+//! - 400 malformed UIDs, frame lists or parameters; 404 unknown AE title or resource, or no
+//!   requested frame exists; 405 other methods; 406 nothing acceptable can be produced.
+
+mod body;
+mod http;
+mod message;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+pub use http::choose_encoding;
+pub use message::{Body, BodyStream, Outcome, Request, Response};
+
+use crate::auth::{Auth, Decision};
+use crate::error::{Error, Result};
+use crate::layout::{self, upstream::Upstream, LayoutRecord};
+use crate::negotiate::{Category, Negotiation};
+use crate::route::{self, AttributePath, PathStep, Resource, Target};
+use crate::store::Store;
+use ::http::header;
+use ::http::Method;
+use plan::{Ctx, MetaCache, Plan};
+use std::sync::{Arc, Mutex};
+
+/// Service configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The AE titles served; any other answers 404.
+    pub ae_titles: Vec<String>,
+    /// The public base URL (scheme://host[:port][/prefix]) for URIs in responses. `None` uses
+    /// `{scheme}://{Host header}`.
+    pub public_url: Option<String>,
+    /// Bytes per storage read when streaming objects.
+    pub chunk_size: u64,
+    /// Most bytes of rebased metadata kept in memory.
+    pub metadata_cache_bytes: usize,
+    /// Origins allowed to call from a browser (CORS); `*` allows any; empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// The scheme of URIs built from the Host header when `public_url` is not set (`https`
+    /// when the frontend serves TLS).
+    pub scheme: String,
+    /// Bearer tokens required on every route, when set (off by default).
+    pub auth: Option<Arc<Auth>>,
+    /// An archive to fetch missing studies and series from (a read-through cache; see
+    /// [`crate::layout::upstream`]). Off by default.
+    pub upstream: Option<Arc<dyn Upstream>>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            ae_titles: vec![layout::DEFAULT_AE_TITLE.to_owned()],
+            public_url: None,
+            chunk_size: 1 << 20,
+            metadata_cache_bytes: 64 << 20,
+            cors_origins: Vec::new(),
+            scheme: "http".into(),
+            auth: None,
+            upstream: None,
+        }
+    }
+}
+
+/// The DICOMweb service over one store.
+#[derive(Debug)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    config: Config,
+    layout: Mutex<Option<LayoutRecord>>,
+    cache: Mutex<MetaCache>,
+}
+
+impl Service {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Service {
+        Service {
+            store,
+            config,
+            layout: Mutex::new(None),
+            cache: Mutex::new(MetaCache::default()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers one request. Never panics on client input; every failure is a response. A HEAD
+    /// request is answered like a GET without its body (RFC 9110 §9.3.2): a single part that
+    /// would be converted is not converted, so it carries no Content-Length.
+    pub async fn handle(&self, req: &Request<'_>) -> Response {
+        let cors = http::allowed_origin(&self.config.cors_origins, req.headers);
+        if let Some(origin) = cors.as_deref().filter(|_| http::is_preflight(req)) {
+            return http::preflight(origin);
+        }
+        let mut resp = match self.answer(req).await {
+            Ok(r) => r,
+            Err(e) => http::error_response(&e),
+        };
+        if req.method == Method::HEAD {
+            resp.body = Body::Empty;
+        }
+        if let Some(origin) = cors {
+            http::allow_origin(&mut resp.headers, &origin);
+        }
+        resp
+    }
+
+    /// Route → authorise → negotiate → plan → execute, then the conditional request.
+    async fn answer(&self, req: &Request<'_>) -> Result<Response> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Err(Error::MethodNotAllowed);
+        }
+        let Some(route) = route::parse_path(req.path)? else {
+            return Err(Error::NotFound(
+                "not a DICOMweb path; the service root is /dcm4chee-arc/aets/{AETitle}/rs".into(),
+            ));
+        };
+        self.authorise(req, &route.ae_title)?;
+        if !self.config.ae_titles.contains(&route.ae_title) {
+            return Err(Error::NotFound(format!(
+                "unknown AE title {:?}",
+                route.ae_title
+            )));
+        }
+        let neg = Negotiation::new(
+            http::header_str(req.headers, header::ACCEPT).as_deref(),
+            req.query
+                .and_then(|q| http::query_param(q, "accept"))
+                .as_deref(),
+            category(&route.resource),
+        )?;
+        let ctx = Ctx::new(req, self.service_root(req, &route.ae_title));
+        if let (Some(upstream), Some(target)) = (&self.config.upstream, route.resource.target()) {
+            self.fill_from_upstream(&ctx, &route.ae_title, &**upstream, target)
+                .await?;
+        }
+        let plan = self.plan(&ctx, &route.resource, &neg).await?;
+        let mut resp = self.execute(&ctx, plan).await?;
+        resp.outcome.resource = Some(kind(&route.resource));
+        Ok(http::conditional(req.headers, ctx.last_modified(), resp))
+    }
+
+    /// The access rule (when configured), the same on every route.
+    fn authorise(&self, req: &Request<'_>, ae_title: &str) -> Result<()> {
+        let Some(auth) = &self.config.auth else {
+            return Ok(());
+        };
+        let authorization = http::header_str(req.headers, header::AUTHORIZATION);
+        match auth.check(authorization.as_deref(), ae_title, req.now) {
+            Decision::Allowed => Ok(()),
+            Decision::Unauthenticated { invalid, reason } => Err(Error::Unauthorized {
+                reason: reason.into(),
+                invalid,
+            }),
+            Decision::Forbidden => Err(Error::Forbidden(format!(
+                "this token may not read AE title {ae_title:?}"
+            ))),
+        }
+    }
+
+    /// One planner per kind of resource.
+    async fn plan(&self, ctx: &Ctx<'_>, resource: &Resource, neg: &Negotiation) -> Result<Plan> {
+        match resource {
+            Resource::Metadata(t) => self.metadata(ctx, t, neg).await,
+            Resource::SearchStudies => self.search_studies(ctx, neg).await,
+            Resource::Instances(t) => self.instances(ctx, t, neg).await,
+            Resource::Frames { target, frames } => self.frames(ctx, target, frames, neg).await,
+            Resource::BulkData { target, path } => self.bulkdata(ctx, target, path, neg).await,
+            Resource::PixelData(target) => {
+                let path = AttributePath(vec![PathStep::Tag(0x7FE0_0010)]);
+                self.bulkdata(ctx, target, &path, neg).await
+            }
+        }
+    }
+
+    /// The store's layout record (read once, then kept).
+    async fn layout(&self) -> Result<LayoutRecord> {
+        if let Some(l) = self
+            .layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(l);
+        }
+        let rec = match self.store.get(layout::LAYOUT_KEY).await? {
+            Some(b) => LayoutRecord::from_json(&b)?,
+            None => {
+                return Ok(LayoutRecord::new(
+                    layout::DEFAULT_PUBLIC_URL,
+                    layout::DEFAULT_AE_TITLE,
+                ))
+            }
+        };
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
+        Ok(rec)
+    }
+
+    /// Fetches a missing study or series from the upstream archive into the store (a new store
+    /// gets its layout record first, with this request's service root).
+    async fn fill_from_upstream(
+        &self,
+        ctx: &Ctx<'_>,
+        ae_title: &str,
+        upstream: &dyn Upstream,
+        target: &Target,
+    ) -> Result<()> {
+        if layout::upstream::is_cached(&*self.store, target).await? {
+            return Ok(());
+        }
+        let suffix = format!("{}{ae_title}/rs", route::SERVICE_PREFIX);
+        let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
+        let layout = layout::import::ensure_layout(&*self.store, public, ae_title).await?;
+        layout::upstream::fill(&*self.store, upstream, &layout, target).await?;
+        Ok(())
+    }
+
+    /// `{public URL}/dcm4chee-arc/aets/{AE}/rs`: the configured public URL, else the request's
+    /// own host (Host, or the URI's authority as HTTP/2 sends it).
+    fn service_root(&self, req: &Request<'_>, ae: &str) -> String {
+        let base = match &self.config.public_url {
+            Some(u) => u.clone(),
+            None => {
+                let host = http::header_str(req.headers, header::HOST)
+                    .or_else(|| req.authority.map(str::to_owned))
+                    .filter(|h| {
+                        !h.is_empty()
+                            && h.bytes()
+                                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'"')
+                    })
+                    .unwrap_or_else(|| "localhost".into());
+                format!("{}://{host}", self.config.scheme)
+            }
+        };
+        layout::service_root(&base, ae)
+    }
+}
+
+/// The negotiation category of a resource (which table of PS3.18 §8.7.3 applies).
+fn category(resource: &Resource) -> Category {
+    match resource {
+        Resource::Instances(t) => Category::Instances {
+            instance: matches!(t, Target::Instance { .. }),
+        },
+        Resource::Metadata(_) | Resource::SearchStudies => Category::Metadata,
+        Resource::Frames { .. } => Category::Frames,
+        Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
+    }
+}
+
+/// The kind of resource, for metrics.
+fn kind(resource: &Resource) -> &'static str {
+    match resource {
+        Resource::Instances(_) => "instances",
+        Resource::Metadata(_) => "metadata",
+        Resource::SearchStudies => "studies",
+        Resource::Frames { .. } => "frames",
+        Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
+    }
+}

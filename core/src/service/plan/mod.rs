@@ -1,0 +1,332 @@
+//! Planners: one per kind of resource, each deciding from the negotiation and the stored
+//! indexes what the response is made of (a [`Plan`]), before any body byte is read. Each picks
+//! a media type in the client's order, then a transfer syntax per part
+//! ([`crate::negotiate::choose_ts`]) among those this build can produce from what is stored
+//! ([`can_convert`], [`can_give_frame`]), so a plan is only chosen when the stream can make it.
+
+mod bulkdata;
+mod frames;
+mod instances;
+mod metadata;
+mod search;
+
+#[cfg(test)]
+pub(crate) use metadata::rebase_json;
+pub(crate) use metadata::MetaCache;
+
+use super::body::Part;
+use super::message::{Outcome, Request};
+use super::Service;
+use crate::error::{Error, Result};
+use crate::layout::{self, InstanceIndex};
+use crate::media::{ts, MediaType};
+use crate::route::Target;
+use crate::store::ObjectMeta;
+use crate::wire::multipart::boundary_from_entropy;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a planner decided: how the response is framed, its parts in order, and what to log
+/// (the outcome's `warning` makes it a 206, its `validator` gives the ETag).
+pub(crate) struct Plan {
+    /// The framing.
+    pub(crate) shape: Shape,
+    /// The parts, in order (none for a document).
+    pub(crate) parts: Vec<Part>,
+    /// Media type, transfer syntaxes, warning, validator.
+    pub(crate) outcome: Outcome,
+}
+
+/// How a plan's body is framed.
+pub(crate) enum Shape {
+    /// One document made in memory (metadata, search results), already in its content coding.
+    Document {
+        /// Its Content-Type.
+        content_type: String,
+        /// `gzip`, `deflate` or `identity`.
+        coding: &'static str,
+        /// The request headers it varies by (empty: none).
+        vary: &'static str,
+        /// The bytes.
+        body: Bytes,
+    },
+    /// One part, its own headers the response's.
+    Single,
+    /// `multipart/related; type="{part_type}"`.
+    Multipart {
+        /// The parts' media type.
+        part_type: String,
+    },
+    /// `application/zip`, one entry per part.
+    Zip,
+}
+
+impl Plan {
+    /// One part as the whole body.
+    pub(crate) fn single(part: Part, outcome: Outcome) -> Plan {
+        Plan {
+            shape: Shape::Single,
+            parts: vec![part],
+            outcome,
+        }
+    }
+
+    /// Parts in a multipart/related body.
+    pub(crate) fn multipart(part_type: &str, parts: Vec<Part>, outcome: Outcome) -> Plan {
+        Plan {
+            shape: Shape::Multipart {
+                part_type: part_type.to_owned(),
+            },
+            parts,
+            outcome,
+        }
+    }
+
+    /// Parts as the entries of a ZIP archive.
+    pub(crate) fn zip(parts: Vec<Part>, outcome: Outcome) -> Plan {
+        Plan {
+            shape: Shape::Zip,
+            parts,
+            outcome,
+        }
+    }
+
+    /// A document made in memory.
+    pub(crate) fn document(
+        content_type: &str,
+        coding: &'static str,
+        vary: &'static str,
+        body: Bytes,
+        outcome: Outcome,
+    ) -> Plan {
+        Plan {
+            shape: Shape::Document {
+                content_type: content_type.to_owned(),
+                coding,
+                vary,
+                body,
+            },
+            parts: Vec::new(),
+            outcome,
+        }
+    }
+
+    /// One part alone, or in multipart/related.
+    pub(crate) fn one(multipart: bool, part_type: &str, part: Part, outcome: Outcome) -> Plan {
+        if multipart {
+            Plan::multipart(part_type, vec![part], outcome)
+        } else {
+            Plan::single(part, outcome)
+        }
+    }
+}
+
+/// Transfer syntaxes this build converts between (uncompressed, by re-encoding the data set).
+pub(crate) fn can_convert(from: &str, to: &str, pixel: Option<&crate::PixelInfo>) -> bool {
+    let writable = [
+        ts::EXPLICIT_VR_LE,
+        ts::IMPLICIT_VR_LE,
+        ts::EXPLICIT_VR_BE,
+        ts::DEFLATED_EXPLICIT_VR_LE,
+    ];
+    let readable = ts::is_native(from) || wado_codec::can_decode(from);
+    (ts::is_native(from) && writable.contains(&to))
+        || (readable && to == ts::EXPLICIT_VR_LE)
+        || (readable && pixel.is_some_and(|p| wado_codec::can_encode(to, p)))
+}
+
+/// Whether a frame stored in `from` can be given as `to` in `media` (uncompressed bulk data:
+/// native frames as they are, compressed ones decoded).
+pub(crate) fn can_give_frame(
+    media: MediaType,
+    info: &crate::PixelInfo,
+    from: &str,
+    to: &str,
+) -> bool {
+    let readable = ts::is_native(from) || wado_codec::can_decode(from);
+    let writable = match media {
+        MediaType::OctetStream => to == ts::EXPLICIT_VR_LE,
+        MediaType::DicomRle
+        | MediaType::Jpeg
+        | MediaType::Jls
+        | MediaType::Jp2
+        | MediaType::Jpx => wado_codec::can_encode(to, info),
+        _ => false,
+    };
+    readable && writable
+}
+
+/// The frames an instance's stored pixel data really holds: Number of Frames, but never more
+/// than the frame index locates (an index written before import checked this, or a crafted
+/// file, must not make a request allocate for frames that are not there).
+pub(crate) fn frame_count(idx: &InstanceIndex) -> u32 {
+    let Some(info) = &idx.pixel else {
+        return 0;
+    };
+    let n = info.number_of_frames;
+    match &idx.frames {
+        Some(layout::FrameIndex::Encapsulated { frames })
+            if !layout::is_video(&idx.transfer_syntax) =>
+        {
+            n.min(u32::try_from(frames.len()).unwrap_or(u32::MAX))
+        }
+        Some(layout::FrameIndex::Native { length, .. }) if info.frame_bits() > 0 => {
+            n.min(u32::try_from(length.saturating_mul(8) / info.frame_bits()).unwrap_or(u32::MAX))
+        }
+        _ => n.min(100_000),
+    }
+}
+
+/// The 206 explanation for instances left out, if any.
+pub(crate) fn left_out_warning(left_out: &[String], how: &str) -> Option<String> {
+    (!left_out.is_empty()).then(|| {
+        format!(
+            "{} instance(s) left out: not available {how}: {}",
+            left_out.len(),
+            left_out.join(", ")
+        )
+    })
+}
+
+/// What every step of one request shares.
+pub(crate) struct Ctx<'a> {
+    /// The request.
+    pub(crate) req: &'a Request<'a>,
+    /// The service root URIs in the response are built on.
+    pub(crate) root: String,
+    /// The multipart boundary.
+    pub(crate) boundary: String,
+    /// The latest modification time (Unix seconds) of the stored objects the response is made
+    /// from, 0 when unknown: gives `Last-Modified`.
+    modified: AtomicU64,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of `req`, URIs on `root`.
+    pub(crate) fn new(req: &'a Request<'a>, root: String) -> Ctx<'a> {
+        Ctx {
+            req,
+            root,
+            boundary: boundary_from_entropy(req.entropy),
+            modified: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that the response depends on an object last written at `modified`.
+    pub(crate) fn saw(&self, modified: Option<u64>) {
+        if let Some(m) = modified {
+            self.modified.fetch_max(m, Ordering::Relaxed);
+        }
+    }
+
+    /// The response's Last-Modified time, when known.
+    pub(crate) fn last_modified(&self) -> Option<u64> {
+        Some(self.modified.load(Ordering::Relaxed)).filter(|&m| m > 0)
+    }
+}
+
+/// A listed instance: its file is stored, and so is its index.
+pub(crate) type StoredInstance = layout::ListedInstance;
+
+pub(crate) fn push_distinct(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+pub(crate) fn list(frames: &[u32]) -> String {
+    let mut s: Vec<String> = frames.iter().take(10).map(u32::to_string).collect();
+    if frames.len() > 10 {
+        s.push(format!("… ({} in all)", frames.len()));
+    }
+    s.join(",")
+}
+
+impl Service {
+    /// The instance's index, checked against its stored file (which must exist and match).
+    pub(crate) async fn instance_index(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+    ) -> Result<InstanceIndex> {
+        let Target::Instance {
+            study,
+            series,
+            instance,
+        } = target
+        else {
+            return Err(Error::NotFound("not an instance".into()));
+        };
+        let key = layout::index_key(study, series, instance);
+        let bytes = self.store.get(&key).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no instance {instance} in series {series} of study {study}"
+            ))
+        })?;
+        let idx = InstanceIndex::from_json(&key, &bytes)?;
+        let head = self
+            .store
+            .head(&layout::instance_key(study, series, instance))
+            .await?;
+        ctx.saw(head.as_ref().and_then(|h| h.modified));
+        if !idx.matches_file(head.map(|h| h.size)) {
+            // An import was interrupted between writing the index and the file.
+            return Err(Error::NotFound(format!(
+                "no instance {instance} in series {series} of study {study}"
+            )));
+        }
+        Ok(idx)
+    }
+
+    /// The stored instances of a target: (study, series, sop, dcm key, size), sorted.
+    pub(crate) async fn list_instances(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+    ) -> Result<Vec<StoredInstance>> {
+        let prefix = match target {
+            Target::Study { study } => layout::study_prefix(study),
+            Target::Series { study, series } => layout::series_prefix(study, series),
+            Target::Instance {
+                study,
+                series,
+                instance,
+            } => {
+                let key = layout::instance_key(study, series, instance);
+                let Some(ObjectMeta { size, modified, .. }) = self.store.head(&key).await? else {
+                    return Err(Error::NotFound(format!(
+                        "no instance {instance} in series {series} of study {study}"
+                    )));
+                };
+                if self
+                    .store
+                    .size(&layout::index_key(study, series, instance))
+                    .await?
+                    .is_none()
+                {
+                    return Err(Error::NotFound(format!("no instance {instance}")));
+                }
+                ctx.saw(modified);
+                return Ok(vec![StoredInstance {
+                    study: study.clone(),
+                    series: series.clone(),
+                    sop: instance.clone(),
+                    key,
+                    size,
+                    modified,
+                }]);
+            }
+        };
+        let out = layout::listed_instances(self.store.list(&prefix).await?);
+        for i in &out {
+            ctx.saw(i.modified);
+        }
+        if out.is_empty() {
+            return Err(Error::NotFound(match target {
+                Target::Study { study } => format!("no study {study}"),
+                _ => format!("no series {}", target.path()),
+            }));
+        }
+        Ok(out)
+    }
+}
