@@ -1493,8 +1493,7 @@ mod tests {
     #[test]
     fn a_frame_header_larger_than_expected_is_refused_before_allocating() {
         let samples = vec![7u16; 16 * 16];
-        let mut stream =
-            encode(&samples, 16, 16, 1, 8, EncodeOptions::default()).expect("encode");
+        let mut stream = encode(&samples, 16, 16, 1, 8, EncodeOptions::default()).expect("encode");
         let sof = stream
             .windows(2)
             .position(|w| w == [0xFF, SOF55])
@@ -1503,7 +1502,10 @@ mod tests {
         stream[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
         let e = decode_limited(&stream, 16 * 16).expect_err("refused");
         assert!(e.to_string().contains("65535×65535×1"), "{e}");
-        assert!(decode_limited(&stream[..], usize::MAX).is_err(), "and too large anyway");
+        assert!(
+            decode_limited(&stream[..], usize::MAX).is_err(),
+            "and too large anyway"
+        );
         let ok = decode_limited(
             &encode(&samples, 16, 16, 1, 8, EncodeOptions::default()).expect("encode"),
             16 * 16,

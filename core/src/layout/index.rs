@@ -3,7 +3,7 @@
 //! metadata objects built from indexes.
 
 use super::{
-    BulkEntry, FrameIndex, InstanceIndex, LayoutRecord, PixelInfo, Source, INDEX_FORMAT,
+    BulkEntry, FrameIndex, InstanceIndex, LayoutRecord, PixelInfo, StoredFile, INDEX_FORMAT,
     LAYOUT_VERSION,
 };
 use crate::dicom::json::{self};
@@ -253,7 +253,7 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
         sop_class,
         transfer_syntax: ts_uid,
         instance_number: int_attr(obj, tags::INSTANCE_NUMBER),
-        source: Source {
+        source: StoredFile {
             size: bytes.len() as u64,
             sha256: sha256_hex(bytes),
         },

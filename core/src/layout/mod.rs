@@ -269,7 +269,7 @@ pub fn listed_instances(listing: Vec<crate::store::ObjectMeta>) -> Vec<ListedIns
 
 /// The identity of the stored file an index was derived from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Source {
+pub struct StoredFile {
     /// Size in bytes.
     pub size: u64,
     /// SHA-256, lower-case hex.
@@ -335,7 +335,7 @@ pub struct InstanceIndex {
     /// Instance Number, for ordering.
     pub instance_number: Option<i64>,
     /// The stored file this index describes.
-    pub source: Source,
+    pub source: StoredFile,
     /// Pixel attributes, when the instance has pixel data.
     pub pixel: Option<PixelInfo>,
     /// Frame locations, when the instance has pixel data.

@@ -1,0 +1,194 @@
+//! Metadata: levels, content codings, BulkDataURIs rebased on the request's root, the cache.
+
+use super::*;
+
+#[test]
+fn metadata_levels_encodings_and_rebased_uris() {
+    let files = [
+        fixture!("study77654033_CR1_6154.dcm"),
+        fixture!("study77654033_CT2_17106.dcm"),
+        fixture!("study77654033_CT2_17136.dcm"),
+        fixture!("study77654033_CT2_17166.dcm"),
+    ];
+    let store = store_with(&files);
+    let (st, se, sop) = uids(&files[1]);
+    let parse = |g: &Got| -> serde_json::Value {
+        let body = if g.header("content-encoding") == "gzip" {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&g.body[..])
+                .read_to_end(&mut out)
+                .expect("gunzip");
+            out
+        } else {
+            g.body.clone()
+        };
+        serde_json::from_slice(&body).expect("json")
+    };
+    let study = get(&store, &format!("{ROOT}/studies/{st}/metadata"), None);
+    assert_eq!(study.status, 200);
+    assert_eq!(study.header("content-type"), "application/dicom+json");
+    assert_eq!(study.header("content-encoding"), "");
+    let j = parse(&study);
+    assert_eq!(j.as_array().expect("array").len(), 3);
+    let series = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        Some("application/json"),
+    );
+    assert_eq!(series.header("content-type"), "application/json");
+    let sj = parse(&series);
+    assert_eq!(sj.as_array().expect("array").len(), 3);
+    for inst in sj.as_array().expect("array") {
+        assert_eq!(inst["0020000E"]["Value"][0], se.as_str());
+        assert!(inst.get("00020010").is_none(), "no File Meta in metadata");
+        let uri = inst["7FE00010"]["BulkDataURI"]
+            .as_str()
+            .expect("pixel data is bulk");
+        assert!(
+            uri.starts_with(&format!(
+                "http://test.local:8080{ROOT}/studies/{st}/series/{se}/instances/"
+            )),
+            "rebased: {uri}"
+        );
+    }
+    let gz = get_with(
+        &store,
+        Method::GET,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        &[("accept-encoding", "gzip, deflate, br")],
+    );
+    assert_eq!(gz.header("content-encoding"), "gzip");
+    assert_eq!(parse(&gz), sj);
+    let inst = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/metadata"),
+        None,
+    );
+    let ij = parse(&inst);
+    assert_eq!(ij.as_array().expect("array").len(), 1);
+    assert_eq!(ij[0]["00080018"]["Value"][0], sop.as_str());
+    // Every BulkDataURI resolves to the file's own bytes for that attribute.
+    let uri = ij[0]["7FE00010"]["BulkDataURI"].as_str().expect("uri");
+    let path = uri
+        .strip_prefix("http://test.local:8080")
+        .expect("our root");
+    let bulk = get(&store, path, None);
+    assert_eq!(bulk.status, 200);
+    assert_eq!(bulk.parts()[0].body, &pixel_bytes(&files[1])[..]);
+    let single = get(&store, path, Some("application/octet-stream"));
+    assert_eq!(single.body, pixel_bytes(&files[1]));
+    // XML metadata: one Native DICOM Model document per instance, on the request's root.
+    let xml = get(
+        &store,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        Some("multipart/related; type=\"application/dicom+xml\""),
+    );
+    assert_eq!(xml.status, 200);
+    assert!(xml
+        .header("content-type")
+        .starts_with("multipart/related; type=\"application/dicom+xml\""));
+    let parts = xml.parts();
+    assert_eq!(parts.len(), 3);
+    for p in &parts {
+        let doc = std::str::from_utf8(p.body).expect("utf8");
+        assert!(doc.contains("<NativeDicomModel xml:space=\"preserve\">"));
+        assert!(doc.contains(&format!(
+            "<BulkData uri=\"http://test.local:8080{ROOT}/studies/{st}/series/{se}/instances/"
+        )));
+        assert!(p
+            .header("content-location")
+            .expect("loc")
+            .ends_with("/metadata"));
+    }
+    // Only XML acceptable, and not multipart: 406.
+    assert_eq!(
+        get(
+            &store,
+            &format!("{ROOT}/studies/{st}/metadata"),
+            Some("application/dicom+xml")
+        )
+        .status,
+        406
+    );
+}
+
+#[test]
+fn cached_metadata_follows_a_replaced_object() {
+    // Served rebased and identity (cached), then the series changes: the next answer must
+    // hold the new instance, not the cached body.
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let b = fixture!("study77654033_CT2_17136.dcm");
+    let store = store_with(std::slice::from_ref(&a));
+    let (st, se, _) = uids(&a);
+    let svc = Service::new(store.clone(), Config::default());
+    let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
+    let h = HeaderMap::new();
+    let req = Request {
+        method: &Method::GET,
+        path: &path,
+        query: None,
+        authority: None,
+        headers: &h,
+        entropy: [0; 16],
+        now: 1_700_000_000,
+    };
+    let count = |r: Response| match r.body {
+        Body::Full(b) => serde_json::from_slice::<serde_json::Value>(&b)
+            .expect("json")
+            .as_array()
+            .expect("array")
+            .len(),
+        _ => panic!("full body"),
+    };
+    assert_eq!(count(block_on(svc.handle(&req))), 1);
+    assert_eq!(count(block_on(svc.handle(&req))), 1);
+    import_into(store.clone(), std::slice::from_ref(&b));
+    assert_eq!(count(block_on(svc.handle(&req))), 2);
+}
+
+#[test]
+fn metadata_with_the_stored_root_is_sent_as_stored() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, _) = uids(&file);
+    let stored = block_on(store.get(&layout::series_metadata_key(
+        &Uid::parse(&st).expect("u"),
+        &Uid::parse(&se).expect("u"),
+    )))
+    .expect("get")
+    .expect("exists");
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            public_url: Some(PUBLIC.into()),
+            ..Config::default()
+        },
+    );
+    let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
+    let req = Request {
+        method: &Method::GET,
+        path: &path,
+        query: None,
+        authority: None,
+        headers: &h,
+        entropy: [0; 16],
+        now: 1_700_000_000,
+    };
+    let r = block_on(svc.handle(&req));
+    let Body::Full(b) = r.body else {
+        panic!("full body")
+    };
+    assert_eq!(b, stored, "stored gzip object sent as is");
+}
+
+#[test]
+fn rebase_touches_bulk_data_uris_only() {
+    let json = br#"{"00100010":{"vr":"PN","Value":[{"Alphabetic":"http://a/x/"}]},"7FE00010":{"vr":"OW","BulkDataURI":"http://a/x/studies/1"}}"#;
+    let out = rebase_json(json, "http://a/x", "https://b");
+    assert_eq!(
+        std::str::from_utf8(&out).expect("utf8"),
+        r#"{"00100010":{"vr":"PN","Value":[{"Alphabetic":"http://a/x/"}]},"7FE00010":{"vr":"OW","BulkDataURI":"https://b/studies/1"}}"#
+    );
+}

@@ -1,0 +1,177 @@
+//! Handler tests over the memory store, with real DICOM files from the fixtures. Expected
+//! values come from the files themselves as dicom-rs reads them, never from our own writer;
+//! the end-to-end tests in `tests/` add DCMTK as the oracle.
+
+use super::*;
+use crate::layout::import;
+use crate::route::Uid;
+use crate::service::http::query_param;
+use crate::service::plan::rebase_json;
+use crate::store::MemoryStore;
+use crate::wire::multipart::boundary_from_entropy;
+use ::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ::http::{Method, StatusCode};
+use bytes::Bytes;
+use dicom_dictionary_std::tags;
+use futures::executor::block_on;
+use futures::StreamExt;
+use std::io::Read;
+
+const ROOT: &str = "/dcm4chee-arc/aets/DCM4CHEE/rs";
+const PUBLIC: &str = "http://stored.example:9999";
+
+macro_rules! fixture {
+    ($name:literal) => {
+        Bytes::from_static(include_bytes!(concat!(
+            "../../../../tests/fixtures/corpus/",
+            $name
+        )))
+    };
+}
+fn uids(b: &[u8]) -> (String, String, String) {
+    let o = dicom_object::OpenFileOptions::new()
+        .from_reader(b)
+        .expect("parse fixture");
+    let s = |t| {
+        o.element(t)
+            .expect("uid")
+            .to_str()
+            .expect("str")
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    (
+        s(tags::STUDY_INSTANCE_UID),
+        s(tags::SERIES_INSTANCE_UID),
+        s(tags::SOP_INSTANCE_UID),
+    )
+}
+fn store_with(files: &[Bytes]) -> Arc<MemoryStore> {
+    import_into(Arc::new(MemoryStore::new()), files)
+}
+fn import_into(store: Arc<MemoryStore>, files: &[Bytes]) -> Arc<MemoryStore> {
+    block_on(async {
+        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
+            .await
+            .expect("layout");
+        let batch = import::Batch::new(layout);
+        for f in files {
+            batch.add(&*store, f.clone()).await.expect("import");
+        }
+        batch.finish(&*store).await.expect("rebuild");
+        store
+    })
+}
+struct Got {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+impl Got {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .unwrap_or_default()
+    }
+    fn parts(&self) -> Vec<crate::wire::multipart::Part<'_>> {
+        let b =
+            crate::wire::multipart::boundary_of(&self.header("content-type")).expect("boundary");
+        crate::wire::multipart::parse(&b, &self.body).expect("multipart")
+    }
+}
+fn get_with(store: &Arc<MemoryStore>, method: Method, path: &str, headers: &[(&str, &str)]) -> Got {
+    let svc = Service::new(store.clone(), Config::default());
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
+    for (k, v) in headers {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path.to_owned(), None),
+    };
+    let req = Request {
+        method: &method,
+        path: &p,
+        query: q.as_deref(),
+        authority: None,
+        headers: &h,
+        entropy: [7; 16],
+        now: 1_700_000_000,
+    };
+    block_on(async {
+        let r = svc.handle(&req).await;
+        let body = match r.body {
+            Body::Empty => Vec::new(),
+            Body::Full(b) => b.to_vec(),
+            Body::Stream(s) => {
+                let chunks: Vec<Result<Bytes>> = s.collect().await;
+                chunks
+                    .into_iter()
+                    .map(|c| c.expect("chunk"))
+                    .flat_map(|c| c.to_vec())
+                    .collect()
+            }
+        };
+        Got {
+            status: r.status.as_u16(),
+            headers: r.headers,
+            body,
+        }
+    })
+}
+fn get(store: &Arc<MemoryStore>, path: &str, accept: Option<&str>) -> Got {
+    let h: Vec<(&str, &str)> = accept.map(|a| vec![("accept", a)]).unwrap_or_default();
+    get_with(store, Method::GET, path, &h)
+}
+fn pixel_bytes(b: &[u8]) -> Vec<u8> {
+    let o = dicom_object::OpenFileOptions::new()
+        .from_reader(b)
+        .expect("parse");
+    o.element(tags::PIXEL_DATA)
+        .expect("pixels")
+        .to_bytes()
+        .expect("bytes")
+        .to_vec()
+}
+/// A copy of a Part-10 file moved into another study (so fixtures from elsewhere mix).
+fn in_study(file: &Bytes, study: &str) -> Bytes {
+    let mut o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    o.put(dicom_core::DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        dicom_core::VR::UI,
+        dicom_core::PrimitiveValue::from(study),
+    ));
+    let mut out = Vec::new();
+    o.write_all(&mut out).expect("write");
+    Bytes::from(out)
+}
+/// `file` relabelled as stored in JPEG XL (1.2.840.10008.1.2.4.112), a compressed syntax this
+/// build does not decode.
+fn as_jpeg_xl(file: &Bytes) -> Bytes {
+    let mut o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    let jxl = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get("1.2.840.10008.1.2.4.112")
+        .expect("JPEG XL is registered");
+    o.meta_mut().set_transfer_syntax(jxl);
+    o.meta_mut().update_information_group_length();
+    let mut out = Vec::new();
+    o.write_all(&mut out).expect("write");
+    Bytes::from(out)
+}
+
+// After `fixture!`, which they use.
+mod frames;
+mod http;
+mod metadata;
+mod retrieve;
+mod upstream;

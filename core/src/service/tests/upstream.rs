@@ -1,0 +1,183 @@
+//! The read-through cache in front of another archive.
+
+use super::*;
+
+/// An origin that is another wado service, over HTTP-less calls, counting them.
+#[derive(Debug)]
+struct ServiceOrigin {
+    svc: Service,
+    root: String,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl crate::layout::upstream::Upstream for ServiceOrigin {
+    fn root(&self) -> &str {
+        &self.root
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        accept: &str,
+    ) -> std::result::Result<crate::layout::upstream::UpstreamResponse, String> {
+        self.calls.lock().expect("lock").push(url.to_owned());
+        let path = url
+            .strip_prefix("http://origin.test")
+            .ok_or("not the origin")?;
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("origin.test"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(accept).map_err(|e| e.to_string())?,
+        );
+        let req = Request {
+            method: &Method::GET,
+            path,
+            query: None,
+            authority: None,
+            headers: &h,
+            entropy: [3; 16],
+            now: 1_700_000_000,
+        };
+        let r = self.svc.handle(&req).await;
+        let body = match r.body {
+            Body::Empty => Bytes::new(),
+            Body::Full(b) => b,
+            Body::Stream(s) => {
+                let chunks: Vec<Result<Bytes>> = s.collect().await;
+                let mut all = Vec::new();
+                for c in chunks {
+                    all.extend_from_slice(&c.map_err(|e| e.to_string())?);
+                }
+                Bytes::from(all)
+            }
+        };
+        Ok(crate::layout::upstream::UpstreamResponse {
+            status: r.status.as_u16(),
+            content_type: r
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            body,
+        })
+    }
+}
+
+#[test]
+fn a_read_through_cache_fills_from_the_origin_once() {
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let b = fixture!("study77654033_CT2_17136.dcm");
+    let c = fixture!("study77654033_CR1_6154.dcm");
+    let origin_store = store_with(&[a.clone(), b.clone(), c.clone()]);
+    let origin = Arc::new(ServiceOrigin {
+        svc: Service::new(origin_store.clone(), Config::default()),
+        root: format!("http://origin.test{ROOT}"),
+        calls: Default::default(),
+    });
+    let edge_store = Arc::new(MemoryStore::new());
+    let edge = Service::new(
+        edge_store.clone(),
+        Config {
+            upstream: Some(origin.clone()),
+            ..Config::default()
+        },
+    );
+    let run = |path: &str, accept: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("edge.test"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(accept).expect("accept"),
+        );
+        let req = Request {
+            method: &Method::GET,
+            path,
+            query: None,
+            authority: None,
+            headers: &h,
+            entropy: [1; 16],
+            now: 1_700_000_000,
+        };
+        block_on(async {
+            let r = edge.handle(&req).await;
+            let body = match r.body {
+                Body::Full(b) => b.to_vec(),
+                Body::Stream(s) => {
+                    let chunks: Vec<Result<Bytes>> = s.collect().await;
+                    chunks
+                        .into_iter()
+                        .flat_map(|c| c.expect("chunk").to_vec())
+                        .collect()
+                }
+                Body::Empty => Vec::new(),
+            };
+            (r.status.as_u16(), body)
+        })
+    };
+    let calls = || origin.calls.lock().expect("lock").len();
+    let (st, se, sop) = uids(&a);
+    // A frame of an instance not in the store: its series is fetched (metadata + 2 files).
+    let (status, frame) = run(
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames/1"),
+        "multipart/related; type=\"application/octet-stream\"",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(calls(), 3, "{:?}", origin.calls.lock().expect("lock"));
+    let parts =
+        crate::wire::multipart::parse(&boundary_from_entropy([1; 16]), &frame).expect("parts");
+    assert_eq!(
+        parts[0].body,
+        &pixel_bytes(&a)[..],
+        "the frame is the file's pixels"
+    );
+    // The files are stored byte for byte, and the series metadata is the origin's.
+    for f in [&a, &b] {
+        let (st, se, sop) = uids(f);
+        let stored = block_on(edge_store.get(&crate::layout::instance_key(
+            &Uid::parse(&st).expect("uid"),
+            &Uid::parse(&se).expect("uid"),
+            &Uid::parse(&sop).expect("uid"),
+        )))
+        .expect("get")
+        .expect("stored");
+        assert_eq!(stored, *f);
+    }
+    let meta = format!("{ROOT}/studies/{st}/series/{se}/metadata");
+    let (_, mine) = run(&meta, "application/dicom+json");
+    let theirs = get(&origin_store, &meta, None).body;
+    let norm = |b: &[u8], host: &str| String::from_utf8_lossy(b).replace(host, "HOST");
+    assert_eq!(norm(&mine, "edge.test"), norm(&theirs, "test.local:8080"));
+    assert_eq!(calls(), 3, "later requests never touch the origin");
+    // The whole study: the other series comes too, once.
+    let (status, _) = run(
+        &format!("{ROOT}/studies/{st}/metadata"),
+        "application/dicom+json",
+    );
+    assert_eq!(status, 200);
+    let after_study = calls();
+    let in_study = [&a, &b, &c].iter().filter(|f| uids(f).0 == st).count();
+    assert_eq!(
+        after_study,
+        3 + 1 + in_study - 2,
+        "study metadata + its instances not already here (a and b came with their series)"
+    );
+    let (status, study) = run(
+        &format!("{ROOT}/studies/{st}"),
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+    );
+    assert_eq!(status, 200);
+    let parts =
+        crate::wire::multipart::parse(&boundary_from_entropy([1; 16]), &study).expect("parts");
+    assert_eq!(parts.len(), in_study);
+    assert_eq!(calls(), after_study);
+    // Unknown at the origin too: 404, not a 5xx.
+    let (status, body) = run(
+        &format!("{ROOT}/studies/1.2.3/series/4.5.6/metadata"),
+        "application/dicom+json",
+    );
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+}
