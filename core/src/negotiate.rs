@@ -88,6 +88,21 @@ pub enum TsWanted {
     Uid(String),
 }
 
+/// A wanted transfer syntax with the quality value of the range it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// The transfer syntax wanted.
+    pub ts: TsWanted,
+    /// Its q-value, 0–1000 (1000 when the client gave none).
+    pub q: u16,
+}
+
+impl From<TsWanted> for Wanted {
+    fn from(ts: TsWanted) -> Wanted {
+        Wanted { ts, q: 1000 }
+    }
+}
+
 /// One acceptable representation, after expanding wildcards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -378,12 +393,16 @@ impl Negotiation {
         out
     }
 
-    /// The wanted transfer syntaxes for one (media type, multipart) pair, best first.
-    pub fn wanted(&self, media: MediaType, multipart: bool) -> Vec<TsWanted> {
+    /// The wanted transfer syntaxes for one (media type, multipart) pair, best first, each
+    /// with its q-value.
+    pub fn wanted(&self, media: MediaType, multipart: bool) -> Vec<Wanted> {
         self.candidates
             .iter()
             .filter(|c| c.media == media && c.multipart == multipart)
-            .map(|c| c.ts.clone())
+            .map(|c| Wanted {
+                ts: c.ts.clone(),
+                q: c.q,
+            })
             .collect()
     }
 }
@@ -400,11 +419,17 @@ pub struct Chosen {
 /// Picks the transfer syntax for one instance or frame.
 ///
 /// `stored` is its stored transfer syntax; `can_produce(from, to)` says whether the core can
-/// convert. Order: the stored syntax when acceptable at all (no work), then the client's order,
-/// lossless before lossy among equals (the lossless flag only breaks ties, q decides first).
+/// convert. PS3.18 §8.7.8: the client's quality values decide first; among ranges of equal q,
+/// the stored syntax (no work, nothing lost), then lossless before lossy, then the client's
+/// order. `wanted` is best first (as [`Negotiation::wanted`] gives it).
+///
+/// Frames and bulk data as `application/octet-stream` of an uncompressed instance are its
+/// native pixel bytes in little endian whatever the file's syntax (Implicit VR, Big Endian
+/// byte-swapped, Deflated inflated), so `transfer-syntax=*` there gives Explicit VR Little
+/// Endian, labelled as such (cornerstone asks frames this way).
 pub fn choose_ts(
     media: MediaType,
-    wanted: &[TsWanted],
+    wanted: &[Wanted],
     stored: &str,
     can_produce: impl Fn(&str, &str) -> bool,
 ) -> Option<Chosen> {
@@ -413,54 +438,53 @@ pub fn choose_ts(
             .transfer_syntaxes()
             .is_none_or(|list| list.contains(&uid))
     };
-    let mut stored_ok = false;
-    for w in wanted {
+    let native_bytes = media == MediaType::OctetStream && ts::is_native(stored);
+    let stored_matches = |w: &TsWanted| match w {
+        // octet-stream with `*` sends compressed stored bytes untouched, whatever they are.
+        TsWanted::Any if native_bytes => stored == ts::EXPLICIT_VR_LE,
+        TsWanted::Any => media == MediaType::OctetStream || allowed(stored),
+        TsWanted::Uid(u) => u == stored,
+        TsWanted::Default => media.default_transfer_syntax() == Some(stored),
+    };
+    let target = |w: &TsWanted| -> Option<String> {
         match w {
-            // octet-stream with `*` sends stored bytes untouched, whatever they are.
-            TsWanted::Any if media == MediaType::OctetStream || allowed(stored) => stored_ok = true,
-            TsWanted::Uid(u) if u == stored => stored_ok = true,
-            TsWanted::Default if media.default_transfer_syntax() == Some(stored) => {
-                stored_ok = true
-            }
-            _ => {}
+            // `*` but the stored one cannot be carried as is: the default is acceptable too.
+            TsWanted::Default | TsWanted::Any => media.default_transfer_syntax().map(str::to_owned),
+            TsWanted::Uid(u) => Some(u.clone()),
+        }
+    };
+    let mut i = 0;
+    while i < wanted.len() {
+        let q = wanted[i].q;
+        let group: Vec<&TsWanted> = wanted[i..]
+            .iter()
+            .take_while(|w| w.q == q)
+            .map(|w| &w.ts)
+            .collect();
+        i += group.len();
+        if group.iter().any(|w| stored_matches(w)) {
+            return Some(Chosen {
+                ts: stored.to_owned(),
+                passthrough: true,
+            });
+        }
+        let producible: Vec<String> = group
+            .iter()
+            .filter_map(|w| target(w))
+            .filter(|t| allowed(t) && can_produce(stored, t))
+            .collect();
+        if let Some(t) = producible
+            .iter()
+            .find(|t| ts::is_lossless(t))
+            .or(producible.first())
+        {
+            return Some(Chosen {
+                ts: t.clone(),
+                passthrough: false,
+            });
         }
     }
-    if stored_ok {
-        return Some(Chosen {
-            ts: stored.to_owned(),
-            passthrough: true,
-        });
-    }
-    let mut best: Option<(usize, bool, String)> = None;
-    for (i, w) in wanted.iter().enumerate() {
-        let target = match w {
-            TsWanted::Default => match media.default_transfer_syntax() {
-                Some(d) => d.to_owned(),
-                None => continue,
-            },
-            TsWanted::Any => match media.default_transfer_syntax() {
-                // `*` but the stored one cannot be carried: the default is acceptable too.
-                Some(d) => d.to_owned(),
-                None => continue,
-            },
-            TsWanted::Uid(u) => u.clone(),
-        };
-        if !allowed(&target) || !can_produce(stored, &target) {
-            continue;
-        }
-        let lossless = ts::is_lossless(&target);
-        match &best {
-            Some((_, best_lossless, _)) if *best_lossless || !lossless => {}
-            _ => best = Some((i, lossless, target)),
-        }
-        if lossless {
-            break;
-        }
-    }
-    best.map(|(_, _, ts)| Chosen {
-        ts,
-        passthrough: false,
-    })
+    None
 }
 
 /// A sentence listing what the category can be served as, for 406 bodies.
@@ -698,6 +722,86 @@ mod tests {
         }
     }
 
+    /// PS3.18 §8.7.8: q-values first; among equal q the stored syntax, then lossless before
+    /// lossy, then the client's order.
+    #[test]
+    fn choose_ts_orders_by_q_then_stored_then_lossless() {
+        let any = |_: &str, _: &str| true;
+        let w = |ts: &str, q: u16| Wanted { ts: uid(ts), q };
+        let pick = |media, wanted: &[Wanted], stored| {
+            choose_ts(media, wanted, stored, any).map(|c| (c.ts, c.passthrough))
+        };
+        // The case: ELE at 0.9 beats the stored RLE at 0.5.
+        assert_eq!(
+            pick(
+                M::Dicom,
+                &[w(ts::EXPLICIT_VR_LE, 900), w(ts::RLE_LOSSLESS, 500)],
+                ts::RLE_LOSSLESS
+            ),
+            Some((ts::EXPLICIT_VR_LE.to_owned(), false))
+        );
+        // The stored one at the higher q is sent as is.
+        assert_eq!(
+            pick(
+                M::Dicom,
+                &[w(ts::RLE_LOSSLESS, 900), w(ts::EXPLICIT_VR_LE, 500)],
+                ts::RLE_LOSSLESS
+            ),
+            Some((ts::RLE_LOSSLESS.to_owned(), true))
+        );
+        // Equal q: lossless before lossy, whatever the client's order.
+        assert_eq!(
+            pick(
+                M::Dicom,
+                &[w(ts::JPEG_BASELINE, 800), w(ts::JPEG_LS_LOSSLESS, 800)],
+                ts::EXPLICIT_VR_LE
+            ),
+            Some((ts::JPEG_LS_LOSSLESS.to_owned(), false))
+        );
+        // A lower q is used only when nothing better can be produced.
+        let no_jls = |_: &str, to: &str| to != ts::JPEG_LS_LOSSLESS;
+        assert_eq!(
+            choose_ts(
+                M::Dicom,
+                &[w(ts::JPEG_LS_LOSSLESS, 900), w(ts::JPEG_BASELINE, 100)],
+                ts::EXPLICIT_VR_LE,
+                no_jls
+            )
+            .map(|c| c.ts),
+            Some(ts::JPEG_BASELINE.to_owned())
+        );
+    }
+
+    /// Cornerstone asks the frames of every instance as octet-stream with `*`: native pixel
+    /// data stored Implicit VR, Big Endian or Deflated is sent as little-endian native bytes,
+    /// labelled Explicit VR Little Endian.
+    #[test]
+    fn octet_stream_any_of_native_data_is_explicit_le() {
+        let native = |from: &str, to: &str| ts::is_native(from) && to == ts::EXPLICIT_VR_LE;
+        for stored in [
+            ts::IMPLICIT_VR_LE,
+            ts::EXPLICIT_VR_BE,
+            ts::DEFLATED_EXPLICIT_VR_LE,
+        ] {
+            let got = choose_ts(M::OctetStream, &[TsWanted::Any.into()], stored, native);
+            assert_eq!(
+                got,
+                Some(Chosen {
+                    ts: ts::EXPLICIT_VR_LE.to_owned(),
+                    passthrough: false
+                }),
+                "{stored}"
+            );
+        }
+        let got = choose_ts(
+            M::OctetStream,
+            &[TsWanted::Any.into()],
+            ts::EXPLICIT_VR_LE,
+            native,
+        );
+        assert_eq!(got.map(|c| c.passthrough), Some(true));
+    }
+
     #[test]
     fn choose_ts_table() {
         let uncompressed = |from: &str, to: &str| ts::is_native(from) && ts::is_native(to);
@@ -721,7 +825,7 @@ mod tests {
                 ts::JPEG_BASELINE,
                 Some((ts::JPEG_BASELINE, true)),
             ),
-            // The stored syntax wins when listed, even with a lower q.
+            // The stored syntax wins among equal q-values.
             (
                 M::Dicom,
                 vec![uid(ts::IMPLICIT_VR_LE), uid(ts::JPEG_BASELINE)],
@@ -752,6 +856,7 @@ mod tests {
             ),
         ];
         for (media, wanted, stored, want) in cases {
+            let wanted: Vec<Wanted> = wanted.into_iter().map(Wanted::from).collect();
             let got = choose_ts(media, &wanted, stored, uncompressed);
             let want = want.map(|(t, p)| Chosen {
                 ts: t.to_owned(),

@@ -89,7 +89,12 @@ impl Service {
         let (media, multipart) = choice;
         let wanted = neg.wanted(media, multipart);
         let instances = self.list_instances(ctx, target).await?;
-        let any = wanted.contains(&crate::negotiate::TsWanted::Any);
+        // `*` among the best q-values: every instance as stored (it wins among equals).
+        let top = wanted.first().map(|w| w.q);
+        let any = wanted
+            .iter()
+            .take_while(|w| Some(w.q) == top)
+            .any(|w| w.ts == crate::negotiate::TsWanted::Any);
         // Plan each part. With `transfer-syntax=*` nothing needs to be known in advance: the
         // stored syntax is read from the file's first chunk while streaming.
         let mut parts = Vec::with_capacity(instances.len());
@@ -276,7 +281,7 @@ impl Service {
         ctx: &Ctx<'_>,
         idx: &InstanceIndex,
         media: MediaType,
-        wanted: &[crate::negotiate::TsWanted],
+        wanted: &[crate::negotiate::Wanted],
     ) -> Result<Option<(Vec<Part>, Option<String>)>> {
         let instance_uri = format!(
             "{}/studies/{}/series/{}/instances/{}",

@@ -307,3 +307,51 @@ fn octet_stream_of_a_series_leaves_out_what_it_cannot_give() {
         );
     }
 }
+
+/// PS3.18 §8.7.8: q-values decide before the stored syntax (issue 13, item 4). An RLE
+/// instance asked as Explicit VR LE at q=0.9 and as RLE at q=0.5 comes as Explicit VR LE, with
+/// the pixels dicom-pixeldata decodes from the original; the other way round, as stored.
+#[test]
+fn q_values_decide_before_the_stored_syntax() {
+    use dicom_pixeldata::PixelDecoder;
+    let file = fixture!("mr_small_rle.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let url = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let ask = |ele_q: &str, rle_q: &str| {
+        get(
+            &store,
+            &url,
+            Some(&format!(
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1; q={ele_q}, \
+                 multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.5; q={rle_q}"
+            )),
+        )
+    };
+    let got = ask("0.9", "0.5");
+    assert_eq!(got.status, 200);
+    let parts = got.parts();
+    assert_eq!(
+        parts[0].header("content-type"),
+        Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.1")
+    );
+    let original = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse")
+        .decode_pixel_data()
+        .expect("decode")
+        .data()
+        .to_vec();
+    let converted = dicom_object::OpenFileOptions::new()
+        .from_reader(parts[0].body)
+        .expect("parse the part");
+    assert_eq!(converted.meta().transfer_syntax(), "1.2.840.10008.1.2.1");
+    assert!(pixel_bytes(parts[0].body) == original, "decoded pixels");
+    let got = ask("0.5", "0.9");
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.parts()[0].header("content-type"),
+        Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.5")
+    );
+    assert!(got.parts()[0].body == &file[..], "as stored");
+}
