@@ -68,6 +68,15 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     if stored_ts == ts::JPEG_EXTENDED {
         return decode_jpeg_extended(info, frame).map_err(|e| bad(&e));
     }
+    if stored_ts == ts::JPEG_BASELINE {
+        // Ours, so that colour follows the DICOM Photometric Interpretation rather than the
+        // codestream's guesses (PS3.5 §8.2.1): an RGB stream without JFIF or Adobe marker is
+        // not YCbCr. A stream ours does not take (a progressive one mislabelled baseline)
+        // goes to dicom-pixeldata below.
+        if let Ok(native) = decode_jpeg_extended(info, frame) {
+            return Ok(native);
+        }
+    }
     let ts = TransferSyntaxRegistry
         .get(stored_ts)
         .ok_or_else(|| bad(&"unknown transfer syntax"))?;
@@ -141,8 +150,10 @@ fn same_geometry(info: &PixelInfo, width: usize, height: usize, components: usiz
 }
 
 /// One JPEG Extended (or baseline) frame, 8 or 12 bits, by our own decoder
-/// ([`crate::jpeg::dct`]), to native little-endian bytes; colour stored as YBR_FULL(_422) comes
-/// out RGB, as dicom-pixeldata gives every other JPEG (PS3.5 §8.2.1).
+/// ([`crate::jpeg::dct`]), to native little-endian bytes. The Photometric Interpretation
+/// decides the colour (PS3.5 §8.2.1): YBR_FULL(_422) is converted and comes out RGB, as
+/// dicom-pixeldata gives every other JPEG; RGB is taken as it is, whatever markers the stream
+/// has or lacks.
 fn decode_jpeg_extended(info: &PixelInfo, frame: &[u8]) -> Result<Vec<u8>> {
     let img = crate::jpeg::dct::decode_limited(frame, expected_samples(info))?;
     same_geometry(info, img.width, img.height, img.components)?;
@@ -373,7 +384,7 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         .to_owned();
     let (pixels, spp, bits) = if matches!(
         stored.as_str(),
-        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS | ts::JPEG_EXTENDED
+        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS | ts::JPEG_EXTENDED | ts::JPEG_BASELINE
     ) {
         // Our own codecs, frame by frame.
         let info = pixel_info_of(&obj);
@@ -388,10 +399,10 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         let mut pixels = Vec::new();
         for f in &frames {
             pixels.extend(
-                if stored == ts::JPEG_EXTENDED {
-                    decode_jpeg_extended(&info, f)
-                } else {
-                    decode_jls(&info, f)
+                match stored.as_str() {
+                    ts::JPEG_BASELINE => decode_frame(&info, &stored, f),
+                    ts::JPEG_EXTENDED => decode_jpeg_extended(&info, f),
+                    _ => decode_jls(&info, f),
                 }
                 .map_err(|e| bad(&e))?,
             );

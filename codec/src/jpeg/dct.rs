@@ -627,18 +627,58 @@ pub fn decode_limited(data: &[u8], max_samples: usize) -> Result<Image, Error> {
     if scans == 0 {
         return err("no scan");
     }
-    // Output: level shift, round, clamp; upsample by replication.
+    // Output: level shift, round, clamp; then chroma upsampled as libjpeg does by default
+    // ("fancy", triangular: h2v1 and h2v2), which DCMTK, libjpeg-turbo and jpeg-decoder all
+    // use, so that our colour matches theirs; other factors by replication.
     let max = (1i32 << precision) - 1;
     let shift = (1i32 << (precision - 1)) as f32;
     let nc = comps.len();
     let mut samples = vec![0u16; width * height * nc];
     for (ci, c) in comps.iter().enumerate() {
         let stride = c.bw * 8;
+        // The component's own size (A.1.1): ceil(X × H / Hmax) by ceil(Y × V / Vmax).
+        let (dw, dh) = ((width * c.h).div_ceil(hmax), (height * c.v).div_ceil(vmax));
+        let at = |x: usize, y: usize| -> i32 {
+            round(c.plane[y.min(dh - 1) * stride + x.min(dw - 1)] + shift).clamp(0, max)
+        };
+        let (fx, fy) = (hmax / c.h, vmax / c.v);
+        let fancy = hmax % c.h == 0 && vmax % c.v == 0 && fx == 2 && (fy == 1 || fy == 2) && dw > 1;
         for y in 0..height {
-            let sy = y * c.v / vmax;
             for x in 0..width {
-                let sx = x * c.h / hmax;
-                let v = round(c.plane[sy * stride + sx] + shift);
+                let v = if !fancy {
+                    at(x * c.h / hmax, y * c.v / vmax)
+                } else {
+                    let sx = x / 2;
+                    // Column sums (h2v2) or the samples themselves (h2v1), ×4 or ×1.
+                    let col = |cx: usize| -> i32 {
+                        if fy == 1 {
+                            at(cx, y)
+                        } else {
+                            let sy = y / 2;
+                            let other = if y % 2 == 0 {
+                                sy.saturating_sub(1)
+                            } else {
+                                sy + 1
+                            };
+                            at(cx, sy) * 3 + at(cx, other)
+                        }
+                    };
+                    let this = col(sx);
+                    let first = sx == 0;
+                    let last = sx + 1 >= dw;
+                    match (fy, x % 2 == 0) {
+                        // h2v1 (libjpeg's h2v1_fancy_upsample).
+                        (1, true) if first => this,
+                        (1, true) => (this * 3 + col(sx - 1) + 1) >> 2,
+                        (1, false) if last => this,
+                        (1, false) => (this * 3 + col(sx + 1) + 2) >> 2,
+                        // h2v2 on column sums (h2v2_fancy_upsample).
+                        (_, true) if first => (this * 4 + 8) >> 4,
+                        (_, true) => (this * 3 + col(sx - 1) + 8) >> 4,
+                        (_, false) if last => (this * 4 + 7) >> 4,
+                        (_, false) => (this * 3 + col(sx + 1) + 7) >> 4,
+                    }
+                };
                 samples[(y * width + x) * nc + ci] = v.clamp(0, max) as u16;
             }
         }
