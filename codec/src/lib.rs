@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod dataset;
 pub mod jpeg;
 pub mod jpegls;
 pub mod rle;

@@ -377,6 +377,7 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     let mut obj = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| bad(&e))?;
+    crate::dataset::dictionary_vrs(&mut obj);
     let stored = obj
         .meta()
         .transfer_syntax()
@@ -691,6 +692,7 @@ pub fn encode_instance(key: &str, bytes: &[u8], stored_ts: &str, to: &str) -> Re
     let mut obj = dicom_object::OpenFileOptions::new()
         .from_reader(source)
         .map_err(|e| bad(&e))?;
+    crate::dataset::dictionary_vrs(&mut obj);
     let info = pixel_info_of(&obj);
     let pixels = obj
         .get(tags::PIXEL_DATA)

@@ -1886,3 +1886,179 @@ fn the_jpeg_dct_codec_decodes_what_dcmcjpeg_writes_like_dcmdjpeg() {
         assert!(diff <= 1, "{name} {opts:?}: off by {diff}");
     }
 }
+
+/// Encapsulated Pixel Data nested in an Icon Image Sequence item (issue 13): the file imports
+/// (it was refused: "undefined length on a non-sequence value"), its metadata matches DCMTK's
+/// dcm2json of the file (pixel data erased, which dcm2json cannot write), the icon's
+/// BulkDataURI gives its JPEG fragments, which libjpeg-turbo (Pillow) decodes to what DCMTK's
+/// dcmdjpeg decodes the icon to, and the image's own frame is unaffected.
+#[test]
+fn an_icon_with_encapsulated_pixel_data_imports_and_serves_what_dcmtk_reads() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = tests_dir().join("fixtures/icon/sc_mono_jpeg_baseline_jpeg_icon.dcm");
+    let out = import(&data, &[&file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&data, &[]);
+    let copy = dir.path().join("no-pixels.dcm");
+    std::fs::copy(&file, &copy).unwrap();
+    run(Command::new("dcmodify")
+        .args(["-q", "-nb", "-ea", "(7fe0,0010)"])
+        .arg(&copy));
+    let golden: Value = serde_json::from_slice(&run(Command::new("dcm2json")
+        .args(["-q", "-fc"])
+        .arg(&copy)))
+    .unwrap();
+    let got = get(&format!("{}/metadata", instance_url(&server, &file)), None);
+    assert_eq!(got.status, 200);
+    let mut ours: Value = serde_json::from_slice(&got.body).unwrap();
+    let ours = &mut ours[0];
+    let icon = ours["00880200"]["Value"][0]
+        .as_object_mut()
+        .expect("the icon item");
+    let icon_uri = icon
+        .remove("7FE00010")
+        .and_then(|v| v["BulkDataURI"].as_str().map(str::to_owned))
+        .expect("the icon's pixel data as a BulkDataURI");
+    let fetch = |uri: &str| get(uri, Some("application/octet-stream")).body;
+    let mut oracle = Oracle {
+        errors: Vec::new(),
+        fetch: &fetch,
+    };
+    oracle.object("icon file", &golden, ours, &["7FE00010"]);
+    assert!(oracle.errors.is_empty(), "{:#?}", oracle.errors);
+    // The icon's JPEG, decoded by libjpeg-turbo, against DCMTK's decoding of the icon.
+    let r = get(&icon_uri, Some("application/octet-stream"));
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with(&[0xFF, 0xD8]), "a JPEG stream");
+    let mut py = Command::new(repo_dir().join(".tools/s3venv/bin/python"))
+        .args([
+            "-c",
+            "import sys, io, PIL.Image; sys.stdout.buffer.write(PIL.Image.open(io.BytesIO(sys.stdin.buffer.read())).tobytes())",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        py.stdin.take().unwrap().write_all(&r.body).unwrap();
+    }
+    let turbo = py.wait_with_output().unwrap().stdout;
+    let decoded = dir.path().join("decoded.dcm");
+    run(Command::new("dcmdjpeg").arg(&file).arg(&decoded));
+    let dcmtk: Value =
+        serde_json::from_slice(&run(Command::new("dcm2json").args(["-q"]).arg(&decoded))).unwrap();
+    let want = base64::engine::general_purpose::STANDARD
+        .decode(
+            dcmtk["00880200"]["Value"][0]["7FE00010"]["InlineBinary"]
+                .as_str()
+                .expect("DCMTK's decoded icon"),
+        )
+        .unwrap();
+    assert_eq!(turbo.len(), 64);
+    assert!(
+        turbo.iter().zip(&want).all(|(a, b)| a.abs_diff(*b) <= 1),
+        "icon: libjpeg-turbo {turbo:?} vs DCMTK {want:?}"
+    );
+    // The image's own frame is still the top-level pixel data.
+    let frame = get(
+        &format!("{}/frames/1", instance_url(&server, &file)),
+        Some("multipart/related; type=application/octet-stream; transfer-syntax=*"),
+    );
+    assert_eq!(frame.status, 200);
+    assert!(frame.parts()[0].1.starts_with(&[0xFF, 0xD8]));
+}
+
+/// Standard attributes encoded as UN (issue 13; PS3.5 §6.2.2): the file imports (its Study
+/// Instance UID was read as "49\46\50..." and refused), its metadata carries the dictionary VRs
+/// and matches DCMTK's dcm2json of `dcmconv +uc` (which converts UN of known tags), and a
+/// conversion writes them with their dictionary VR, as dcmconv does.
+#[test]
+fn known_attributes_encoded_as_un_are_read_with_their_dictionary_vr() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = tests_dir().join("fixtures/un/ct_small_known_tags_as_un.dcm");
+    let out = import(&data, &[&file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&data, &[]);
+    let converted = dir.path().join("uc.dcm");
+    run(Command::new("dcmconv")
+        .arg("+uc")
+        .arg(&file)
+        .arg(&converted));
+    let golden: Value = serde_json::from_slice(&run(Command::new("dcm2json")
+        .args(["-q", "-fc"])
+        .arg(&converted)))
+    .unwrap();
+    assert_eq!(golden["0020000D"]["vr"], "UI", "the oracle converted UN");
+    // uids() reads the data set with dcmdump +uc, like the server must.
+    let (st, se, sop) = {
+        let dump = String::from_utf8(run(Command::new("dcmdump")
+            .args([
+                "-q",
+                "+P",
+                "0020,000d",
+                "+P",
+                "0020,000e",
+                "+P",
+                "0008,0018",
+            ])
+            .arg(&converted)))
+        .unwrap();
+        let v: Vec<String> = dump
+            .lines()
+            .map(|l| {
+                l.split('[')
+                    .nth(1)
+                    .unwrap()
+                    .split(']')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        (v[0].clone(), v[1].clone(), v[2].clone())
+    };
+    let url = format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root());
+    let got = get(&format!("{url}/metadata"), None);
+    assert_eq!(got.status, 200);
+    let ours: Value = serde_json::from_slice(&got.body).unwrap();
+    let fetch = |uri: &str| get(uri, Some("application/octet-stream")).body;
+    let mut oracle = Oracle {
+        errors: Vec::new(),
+        fetch: &fetch,
+    };
+    oracle.object("un file", &golden, &ours[0], &[]);
+    assert!(oracle.errors.is_empty(), "{:#?}", oracle.errors);
+    // Converted (here to Explicit VR Big Endian): written with the dictionary VRs.
+    let r = get(
+        &url,
+        Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.2"),
+    );
+    assert_eq!(r.status, 200);
+    let ours_file = write_temp(dir.path(), "be.dcm", &r.body);
+    let dump = String::from_utf8(run(Command::new("dcmdump")
+        .args([
+            "-q",
+            "+P",
+            "0020,000d",
+            "+P",
+            "0028,0010",
+            "+P",
+            "0010,0010",
+        ])
+        .arg(&ours_file)))
+    .unwrap();
+    assert!(dump.contains("(0020,000d) UI"), "{dump}");
+    assert!(dump.contains("(0028,0010) US 128"), "{dump}");
+    assert!(dump.contains("(0010,0010) PN"), "{dump}");
+}

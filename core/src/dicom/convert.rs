@@ -25,6 +25,8 @@ pub(crate) fn convert(key: &str, bytes: &[u8], to: &str) -> Result<Vec<u8>> {
     let mut obj = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| Error::corrupt(key, e))?;
+    // Written again with the dictionary VR, as DCMTK writes a known tag read as UN.
+    wado_codec::dataset::dictionary_vrs(&mut obj);
     obj.meta_mut().set_transfer_syntax(target);
     obj.meta_mut().update_information_group_length();
     let mut out = Vec::with_capacity(bytes.len() + 1024);

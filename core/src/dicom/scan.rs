@@ -289,8 +289,14 @@ impl Walker<'_, '_> {
                 continue;
             }
             if len == UNDEFINED {
-                if depth == 0 && is_pixel_data_tag(tag) {
-                    pos = self.encapsulated(tag, value, end)?;
+                // Encapsulated data (PS3.5 §A.4) may stand at any depth: PS3.18 §10.4.3.3.6
+                // names "Pixel Data nested within an Icon Image Sequence", and DCMTK's
+                // dcmcjpeg compresses icons too. Only the top-level Pixel Data is the
+                // instance's frames; a nested one is walked (bounds-checked) and its value
+                // served whole from the file.
+                if is_pixel_data_tag(tag) || matches!(vr, VR::OB | VR::OW) {
+                    pos =
+                        self.encapsulated(tag, value, end, depth == 0 && is_pixel_data_tag(tag))?;
                     continue;
                 }
                 return Err(self.err(tag, pos, "undefined length on a non-sequence value"));
@@ -404,7 +410,15 @@ impl Walker<'_, '_> {
         Ok(seq_end)
     }
 
-    fn encapsulated(&mut self, tag: Tag, mut pos: usize, end: usize) -> Result<usize, ScanError> {
+    /// Walks encapsulated items from `pos`; when they are the instance's `frames` (the
+    /// top-level Pixel Data), records where the offset table and the fragments lie.
+    fn encapsulated(
+        &mut self,
+        tag: Tag,
+        mut pos: usize,
+        end: usize,
+        frames: bool,
+    ) -> Result<usize, ScanError> {
         let mut offset_table = Vec::new();
         let mut fragments = Vec::new();
         let mut first = true;
@@ -448,6 +462,9 @@ impl Walker<'_, '_> {
                 });
             }
             pos = dend;
+        }
+        if !frames {
+            return Ok(pos);
         }
         let mut path = self.path.clone();
         path.push(PathStep::Tag(

@@ -200,9 +200,12 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
     {
         return Err(format!("unknown transfer syntax {ts_uid}"));
     }
-    let file = dicom_object::OpenFileOptions::new()
+    let mut file = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| format!("cannot parse: {e}"))?;
+    // UN elements of known tags read with their dictionary VR (PS3.5 §6.2.2), before anything
+    // is taken from the data set: validation, the index and the metadata see the real values.
+    wado_codec::dataset::dictionary_vrs(&mut file);
     let meta_sop = file
         .meta()
         .media_storage_sop_instance_uid()

@@ -122,14 +122,20 @@ impl Service {
             let tag = dicom_core::Tag((t >> 16) as u16, t as u16);
             let elem = current.get(tag).ok_or_else(not_found)?;
             if i + 1 == steps.len() {
-                if let dicom_core::value::Value::Primitive(p) = elem.value() {
-                    if crate::dicom::json::is_binary_vr(elem.vr())
-                        || crate::dicom::json::is_pixel_data_tag(tag)
+                match elem.value() {
+                    dicom_core::value::Value::Primitive(p)
+                        if crate::dicom::json::is_binary_vr(elem.vr())
+                            || crate::dicom::json::is_pixel_data_tag(tag) =>
                     {
                         return Ok(Bytes::copy_from_slice(&p.to_bytes()));
                     }
+                    // Encapsulated data below the top level (an icon): its fragments
+                    // concatenated, as PS3.18 §8.7.3.3.2 sends compressed bulk data.
+                    dicom_core::value::Value::PixelSequence(seq) => {
+                        return Ok(Bytes::from(seq.fragments().concat()));
+                    }
+                    _ => return Err(not_found()),
                 }
-                return Err(not_found());
             }
             let PathStep::Item(n) = steps[i + 1] else {
                 return Err(not_found());
