@@ -24,3 +24,13 @@ ds = pydicom.dcmread("fixtures/corpus/charset_japanese_chrH31.dcm")
 with open("golden/pydicom/charset_japanese_chrH31.json", "w", encoding="utf-8") as f:
     json.dump(ds.to_json_dict(), f, ensure_ascii=False)
 PY
+# The character set files (tests/fixtures/charset, from pydicom's data/charset_files): pydicom
+# decodes every code extension of PS3.3 C.12.1.1.2, so it is the oracle for them all.
+python3 - <<'PY'
+import glob, json, os, pydicom
+os.makedirs("golden/pydicom-charset", exist_ok=True)
+for f in sorted(glob.glob("fixtures/charset/*.dcm")):
+    n = os.path.basename(f)[:-4]
+    with open(f"golden/pydicom-charset/{n}.json", "w", encoding="utf-8") as o:
+        json.dump(pydicom.dcmread(f).to_json_dict(), o, ensure_ascii=False)
+PY

@@ -15,6 +15,7 @@
 //!   `inline_max` bytes become an absolute `BulkDataURI`; shorter binary values are
 //!   `InlineBinary` (base64).
 
+use super::charset::Charset;
 use crate::route::{AttributePath, PathStep};
 use base64::Engine as _;
 use dicom_core::header::{HasLength, Header};
@@ -68,7 +69,7 @@ pub fn is_binary_vr(vr: VR) -> bool {
 /// Writes one data set as a DICOM JSON object into `out`.
 pub fn write_dataset(obj: &InMemDicomObject, opts: &JsonOptions, out: &mut String) {
     let mut path = Vec::new();
-    write_object(obj, opts, &mut path, out);
+    write_object(obj, opts, &mut path, out, &Charset::default());
 }
 
 /// Writes one data set as a DICOM JSON object and returns it.
@@ -83,7 +84,13 @@ fn write_object(
     opts: &JsonOptions,
     path: &mut Vec<PathStep>,
     out: &mut String,
+    inherited: &Charset,
 ) {
+    // An item without its own Specific Character Set has its parent's (PS3.5 §7.5.3).
+    let own = obj
+        .get(tags::SPECIFIC_CHARACTER_SET)
+        .and_then(|e| e.to_multi_str().ok().map(|t| Charset::new(&t)));
+    let cs = own.as_ref().unwrap_or(inherited);
     out.push('{');
     let mut first = true;
     // InMemDicomObject keeps elements in a BTreeMap: iteration is in ascending tag order.
@@ -104,7 +111,7 @@ fn write_object(
         path.push(PathStep::Tag(
             u32::from(tag.group()) << 16 | u32::from(tag.element()),
         ));
-        write_element(elem, opts, path, out);
+        write_element(elem, opts, path, out, cs);
         path.pop();
     }
     out.push('}');
@@ -115,6 +122,7 @@ fn write_element(
     opts: &JsonOptions,
     path: &mut Vec<PathStep>,
     out: &mut String,
+    cs: &Charset,
 ) {
     let vr = elem.vr();
     let _ = write!(out, "{{\"vr\":\"{}\"", vr.to_string());
@@ -129,7 +137,7 @@ fn write_element(
                         out.push(',');
                     }
                     path.push(PathStep::Item(i as u32 + 1));
-                    write_object(item, opts, path, out);
+                    write_object(item, opts, path, out, cs);
                     path.pop();
                 }
                 out.push(']');
@@ -148,7 +156,7 @@ fn write_element(
                 out.push_str(&base64::engine::general_purpose::STANDARD.encode(p.to_bytes()));
                 out.push('"');
             } else {
-                write_primitive(vr, p, opts, out);
+                write_primitive(vr, p, opts, out, cs);
             }
         }
     }
@@ -165,7 +173,7 @@ fn write_bulk_uri(opts: &JsonOptions, path: &[PathStep], out: &mut String) {
     write_json_string(&uri, out);
 }
 
-fn write_primitive(vr: VR, p: &PrimitiveValue, opts: &JsonOptions, out: &mut String) {
+fn write_primitive(vr: VR, p: &PrimitiveValue, opts: &JsonOptions, out: &mut String, cs: &Charset) {
     use PrimitiveValue as P;
     // Collect JSON value texts first so an attribute whose values all vanish is written as
     // "vr" alone.
@@ -173,7 +181,7 @@ fn write_primitive(vr: VR, p: &PrimitiveValue, opts: &JsonOptions, out: &mut Str
     match p {
         P::Empty => {}
         P::Strs(_) | P::Str(_) | P::Date(_) | P::Time(_) | P::DateTime(_) => {
-            let strs = string_values(vr, p);
+            let strs = string_values(vr, p, cs);
             for s in &strs {
                 values.push(match vr {
                     VR::PN => pn_json(s),
@@ -208,15 +216,30 @@ fn write_primitive(vr: VR, p: &PrimitiveValue, opts: &JsonOptions, out: &mut Str
 
 /// The string values of a textual attribute, with insignificant padding removed (PS3.5 Table
 /// 6.2-1): trailing spaces (and NULs, for UI) for every string VR, leading spaces too where the
-/// standard says they are not significant.
-fn string_values(vr: VR, p: &PrimitiveValue) -> Vec<String> {
+/// standard says they are not significant. Values of the VRs a Specific Character Set with
+/// code extensions applies to are decoded again ([`Charset`]).
+fn string_values(vr: VR, p: &PrimitiveValue, cs: &Charset) -> Vec<String> {
     let raw: Vec<String> = match p {
         PrimitiveValue::Str(s) => vec![s.clone()],
         PrimitiveValue::Strs(v) => v.iter().cloned().collect(),
         other => other.to_multi_str().into_owned(),
     };
+    let single = matches!(vr, VR::LT | VR::ST | VR::UT | VR::UR);
+    let text_vr = matches!(
+        vr,
+        VR::SH | VR::LO | VR::ST | VR::LT | VR::UT | VR::PN | VR::UC
+    );
+    // With code extensions the values are decoded whole (a backslash byte inside a two-byte
+    // character is not a delimiter), then split where the decoder saw real delimiters.
+    let raw = match text_vr
+        .then(|| cs.redecode(&raw.join("\\"), vr == VR::PN))
+        .flatten()
+    {
+        Some(decoded) => vec![decoded],
+        None => raw,
+    };
     // Single-valued text VRs are never split on backslash (PS3.5 §6.2: LT, ST, UT, UR).
-    let split: Vec<String> = if matches!(vr, VR::LT | VR::ST | VR::UT | VR::UR) {
+    let split: Vec<String> = if single {
         vec![raw.join("\\")]
     } else {
         raw.iter()
@@ -230,7 +253,6 @@ fn string_values(vr: VR, p: &PrimitiveValue) -> Vec<String> {
     split
         .into_iter()
         .map(|s| {
-            let s = decode_iso2022(&s).unwrap_or(s);
             let s = s.trim_end_matches([' ', '\0']);
             let s = if trim_leading {
                 s.trim_start_matches(' ')
@@ -240,27 +262,6 @@ fn string_values(vr: VR, p: &PrimitiveValue) -> Vec<String> {
             s.to_owned()
         })
         .collect()
-}
-
-/// Decodes ISO 2022 escape sequences that dicom-rs leaves in text when the Specific Character
-/// Set is multi-valued with code extensions (`\ISO 2022 IR 87`, PS3.5 §6.1.2.5): JIS X 0208
-/// (`ESC $ B`, `ESC $ @`) and the return to ASCII or JIS X 0201 Roman (`ESC ( B`, `ESC ( J`).
-/// Returns `None` when `s` has no escape or uses another code extension (kept as read).
-fn decode_iso2022(s: &str) -> Option<String> {
-    use encoding::{DecoderTrap, Encoding};
-    if !s.contains('\u{1b}') || !s.is_ascii() {
-        return None;
-    }
-    let jis_only = s.match_indices('\u{1b}').all(|(i, _)| {
-        let seq = &s.as_bytes()[i + 1..(i + 3).min(s.len())];
-        matches!(seq, b"$B" | b"$@" | b"(B" | b"(J")
-    });
-    if !jis_only {
-        return None;
-    }
-    encoding::all::ISO_2022_JP
-        .decode(s.as_bytes(), DecoderTrap::Strict)
-        .ok()
 }
 
 fn pn_json(s: &str) -> String {
@@ -680,16 +681,12 @@ mod tests {
     #[test]
     fn iso_2022_jis_is_decoded() {
         let raw = "Yamada^Tarou=\u{1b}$B;3ED\u{1b}(B^\u{1b}$BB@O:\u{1b}(B";
+        let cs = Charset::new(&["", "ISO 2022 IR 87"]);
         assert_eq!(
-            decode_iso2022(raw).as_deref(),
+            cs.redecode(raw, true).as_deref(),
             Some("Yamada^Tarou=山田^太郎")
         );
-        assert_eq!(decode_iso2022("plain"), None);
-        assert_eq!(
-            decode_iso2022("\u{1b}$)Cx"),
-            None,
-            "Korean G1 designation is not decoded"
-        );
+        assert_eq!(Charset::new(&["ISO_IR 192"]).redecode("plain", true), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! DICOM itself, on byte buffers: where elements lie in a Part-10 file ([`scan`]), the DICOM
 //! JSON model (PS3.18 Annex F, [`json`]), the Native DICOM Model in XML (PS3.19, [`xml`]), and
-//! rewriting a file in another transfer syntax or reading one value out of it ([`convert`]).
+//! rewriting a file in another transfer syntax or reading one value out of it ([`convert`]),
+//! text in a Specific Character Set with code extensions ([`charset`]).
 
+pub mod charset;
 pub mod convert;
 pub mod json;
 pub mod scan;
