@@ -6,9 +6,11 @@
 //!
 //! - [`app`] builds the axum router (used by `wado serve` and by tests without sockets);
 //! - [`fs_store::FsStore`] is the local-directory store;
-//! - [`import`] drives the core's import batch over files and folders, on every core.
+//! - [`import`] drives the core's import batch over files and folders, on every core;
+//! - [`conn`] bounds what a connection may cost (first-byte and write-progress deadlines).
 #![deny(unsafe_code)]
 
+pub mod conn;
 mod demo;
 pub mod fs_store;
 pub mod import;

@@ -180,6 +180,9 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
         bind,
         max_requests,
         shutdown_timeout,
+        header_timeout,
+        write_timeout,
+        h2_max_streams,
         tls,
         demo_dir,
         ..
@@ -208,7 +211,6 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
         if tls.is_some() { "https" } else { "http" },
         service.config().ae_titles.join(",")
     );
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -226,70 +228,42 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
-        let _ = signalled_tx.send(());
     };
     if let Some(d) = &demo_dir {
         tracing::info!(dir = %d.display(), "serving the demo at /demo/");
     }
     let router = app(AppState::new(service, Some(max_requests)).with_demo(demo_dir));
-    if let Some((cert, key)) = tls {
-        return serve_tls(listener, router, &cert, &key, shutdown, shutdown_timeout).await;
-    }
-    // Responses go out as several writes (part heads, bodies, the closing delimiter): without
-    // TCP_NODELAY, Nagle's algorithm holds the last small write until the client's delayed ACK,
-    // 40 ms later.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-    // Requests in flight get `shutdown_timeout` after the signal; then the process exits.
-    let deadline = async move {
-        if signalled_rx.await.is_ok() {
-            tokio::time::sleep(shutdown_timeout).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+    let limits = Limits {
+        header_timeout: std::time::Duration::from_secs(header_timeout),
+        write_timeout: std::time::Duration::from_secs(write_timeout),
+        h2_max_streams,
     };
-    tokio::select! {
-        r = server => match r {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("wado serve: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        () = deadline => {
-            tracing::warn!("shutdown timeout ({} s) reached: closing the requests still in flight", shutdown_timeout.as_secs());
-            ExitCode::SUCCESS
-        }
-    }
+    serve(listener, router, tls, limits, shutdown, shutdown_timeout).await
 }
 
-/// HTTPS with rustls (certificate chain and key in PEM). On the shutdown signal, connections
-/// are drained for at most `shutdown_timeout`.
-async fn serve_tls(
+/// What one connection may cost.
+struct Limits {
+    /// For a request's headers, and of idleness between requests (hyper's header read timer
+    /// starts when the connection waits for a request).
+    header_timeout: std::time::Duration,
+    /// For a write that makes no progress (conn::WriteTimeout).
+    write_timeout: std::time::Duration,
+    /// HTTP/2 streams per connection.
+    h2_max_streams: u32,
+}
+
+/// Serves HTTP, or HTTPS with rustls (certificate chain and key in PEM), with the connection
+/// limits. On the shutdown signal, no new connections; those in flight get `shutdown_timeout`.
+async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    cert: &std::path::Path,
-    key: &std::path::Path,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     shutdown_timeout: std::time::Duration,
 ) -> ExitCode {
-    use axum_server::accept::NoDelayAcceptor;
     use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-    let config = match RustlsConfig::from_pem_file(cert, key).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "wado serve: cannot load --tls-cert {} / --tls-key {}: {e}",
-                cert.display(),
-                key.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
+    use hyper_util::rt::TokioTimer;
     let std_listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
@@ -303,20 +277,56 @@ async fn serve_tls(
         shutdown.await;
         h.graceful_shutdown(Some(shutdown_timeout));
     });
-    let server = match axum_server::from_tcp(std_listener) {
+    let mut server = match axum_server::from_tcp(std_listener) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wado serve: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let acceptor = RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
-    match server
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(router.into_make_service())
-        .await
-    {
+    let builder = server.http_builder();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    let acceptor = wado_native::conn::TimeoutAcceptor {
+        first_read_timeout: limits.header_timeout,
+        write_timeout: limits.write_timeout,
+    };
+    let server = server.handle(handle);
+    let result = match tls {
+        None => {
+            server
+                .acceptor(acceptor)
+                .serve(router.into_make_service())
+                .await
+        }
+        Some((cert, key)) => {
+            let config = match RustlsConfig::from_pem_file(&cert, &key).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!(
+                        "wado serve: cannot load --tls-cert {} / --tls-key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
+            server
+                .acceptor(RustlsAcceptor::new(config).acceptor(acceptor))
+                .serve(router.into_make_service())
+                .await
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wado serve: {e}");

@@ -39,6 +39,17 @@ pub struct ServeArgs {
     /// [default: 30].
     #[arg(long)]
     pub shutdown_timeout: Option<u64>,
+    /// Seconds a connection may take to send a request's headers, and may stay idle between
+    /// requests (slow or silent clients lose the connection) [default: 30].
+    #[arg(long)]
+    pub header_timeout: Option<u64>,
+    /// Seconds a response may wait for a client that reads nothing before the connection is
+    /// closed and its request slot freed [default: 60].
+    #[arg(long)]
+    pub write_timeout: Option<u64>,
+    /// HTTP/2: concurrent streams per connection [default: 64].
+    #[arg(long)]
+    pub h2_max_streams: Option<u32>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -86,6 +97,12 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Seconds for requests in flight at shutdown.
     pub shutdown_timeout: u64,
+    /// Seconds for a request's headers, and of idleness between requests.
+    pub header_timeout: u64,
+    /// Seconds a response waits for a client that reads nothing.
+    pub write_timeout: u64,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_streams: u32,
     /// Certificate chain and key, PEM.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Static tokens file.
@@ -161,6 +178,21 @@ impl ServeArgs {
                 .shutdown_timeout
                 .or(file.shutdown_timeout)
                 .unwrap_or(30),
+            header_timeout: self
+                .header_timeout
+                .or(file.header_timeout)
+                .unwrap_or(30)
+                .max(1),
+            write_timeout: self
+                .write_timeout
+                .or(file.write_timeout)
+                .unwrap_or(60)
+                .max(1),
+            h2_max_streams: self
+                .h2_max_streams
+                .or(file.h2_max_streams)
+                .unwrap_or(64)
+                .max(1),
             tls,
             tokens_file: self.tokens_file.or(file.tokens_file),
             jwt,
@@ -195,6 +227,10 @@ mod tests {
         assert_eq!(s.max_requests, 64);
         assert_eq!(s.ae_titles, vec!["A", "B"]);
         assert_eq!(s.shutdown_timeout, 30);
+        assert_eq!(
+            (s.header_timeout, s.write_timeout, s.h2_max_streams),
+            (30, 60, 64)
+        );
         assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
         let cli = ServeArgs {
             max_requests: Some(8),
