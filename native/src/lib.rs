@@ -86,7 +86,36 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn index(State(state): State<AppState>) -> impl IntoResponse {
+/// When access control is on, what belongs to no AE title (this page, the metrics) still
+/// takes a valid token (any AE): AE titles and traffic figures are not for anyone who asks.
+fn gate(state: &AppState, headers: &http::HeaderMap) -> Option<Response> {
+    let auth = state.service.config().auth.as_ref()?;
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match auth.check_any(authorization, now) {
+        wado_core::auth::Decision::Allowed => None,
+        _ => Some(
+            (
+                http::StatusCode::UNAUTHORIZED,
+                [
+                    (http::header::WWW_AUTHENTICATE, "Bearer realm=\"wado\""),
+                    (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                ],
+                "a bearer token is required\n",
+            )
+                .into_response(),
+        ),
+    }
+}
+
+async fn index(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    if let Some(denied) = gate(&state, &headers) {
+        return denied;
+    }
     let aes = state.service.config().ae_titles.join(", ");
     (
         [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -96,10 +125,14 @@ async fn index(State(state): State<AppState>) -> impl IntoResponse {
             state.service.config().ae_titles.first().map(String::as_str).unwrap_or("DCM4CHEE")
         ),
     )
+        .into_response()
 }
 
 /// Prometheus text exposition.
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics_text(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    if let Some(denied) = gate(&state, &headers) {
+        return denied;
+    }
     (
         [(
             http::header::CONTENT_TYPE,
@@ -107,6 +140,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+        .into_response()
 }
 
 /// Counts a request in flight until dropped (with the body, when streamed), and times it when

@@ -3,8 +3,8 @@
 //! worker serves, and several `wado serve` can share one bucket.
 //!
 //! `s3://BUCKET[/PREFIX][?option=value&...]`: options are `object_store`'s S3 settings
-//! (`endpoint`, `region`, `allow_http`, `access_key_id`, `secret_access_key`, ...), and the
-//! usual `AWS_*` environment variables apply (credentials belong there, not in the URL).
+//! (`endpoint`, `region`, `allow_http`, ...), and the usual `AWS_*` environment variables
+//! apply: credentials belong there; a secret key or session token in the URL is refused.
 //! Objects land at `PREFIX/` + the layout's keys; puts are atomic (S3 semantics).
 
 use bytes::Bytes;
@@ -30,6 +30,22 @@ impl S3Store {
             .strip_prefix("s3://")
             .ok_or_else(|| format!("{url}: not an s3:// URL"))?;
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // Secrets never in the URL: it ends up in shell history, process lists and logs.
+        for k in query
+            .split('&')
+            .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
+        {
+            if matches!(
+                k.parse::<object_store::aws::AmazonS3ConfigKey>(),
+                Ok(object_store::aws::AmazonS3ConfigKey::SecretAccessKey
+                    | object_store::aws::AmazonS3ConfigKey::Token)
+            ) {
+                return Err(format!(
+                    "s3://{}: {k} in the URL is refused; put credentials in AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN",
+                    rest.split_once('?').map_or(rest, |(l, _)| l)
+                ));
+            }
+        }
         let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
         if bucket.is_empty() {
             return Err(format!("{url}: no bucket"));
@@ -188,6 +204,24 @@ impl Store for S3Store {
         match self.inner.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_the_url_are_refused_without_echoing_them() {
+        for url in [
+            "s3://b?secret_access_key=TOPSECRET",
+            "s3://b/p?endpoint=http://x&aws_secret_access_key=TOPSECRET",
+            "s3://b?session_token=TOPSECRET",
+        ] {
+            let e = S3Store::open(url).expect_err(url);
+            assert!(e.contains("refused"), "{e}");
+            assert!(!e.contains("TOPSECRET"), "{e}");
         }
     }
 }

@@ -240,6 +240,10 @@ pub(crate) fn byte_range(
     total: u64,
 ) -> Option<std::result::Result<(u64, u64), ()>> {
     let spec = value?.trim().strip_prefix("bytes=")?;
+    if total == 0 {
+        // No byte of an empty body can be asked for (and `bytes=-N` must not become 0..0).
+        return Some(Err(()));
+    }
     if spec.contains(',') {
         return None;
     }

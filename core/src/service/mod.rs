@@ -130,6 +130,11 @@ impl Service {
         if req.method == Method::HEAD {
             resp.body = Body::Empty;
         }
+        // Bodies are DICOM, JSON, XML, images: never to be sniffed into HTML by a browser.
+        resp.headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            ::http::HeaderValue::from_static("nosniff"),
+        );
         if let Some(origin) = cors {
             http::allow_origin(&mut resp.headers, &origin);
         }

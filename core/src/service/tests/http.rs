@@ -446,3 +446,12 @@ fn last_modified_and_if_modified_since() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.header("last-modified"), "");
 }
+
+/// A suffix range on an empty body is unsatisfiable (it computed 0 − 1 before).
+#[test]
+fn ranges_on_an_empty_body_are_unsatisfiable() {
+    use crate::service::http::byte_range;
+    assert_eq!(byte_range(Some("bytes=-5"), 0), Some(Err(())));
+    assert_eq!(byte_range(Some("bytes=0-"), 0), Some(Err(())));
+    assert_eq!(byte_range(Some("bytes=-5"), 10), Some(Ok((5, 10))));
+}
