@@ -10,7 +10,9 @@
 //! (comma-separated), `TOKENS` (a tokens file's text), `JWT_KEYS` (PEM or JWK Set text),
 //! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`; `ORIGIN_URL` (the service root of an archive
 //! to fetch missing studies and series from, [`wado_core::layout::upstream`]) and `ORIGIN_AUTHORIZATION`
-//! (the Authorization header sent to it, a secret). The bucket binding is `BUCKET`.
+//! (the Authorization header sent to it, a secret); a read-through cache without `TOKENS` or
+//! `JWT_KEYS` also needs `PUBLIC = "true"` (or it would fetch any study of the origin for
+//! anyone). The bucket binding is `BUCKET`.
 //!
 //! The crate is empty on other targets (the workspace builds it natively too).
 #![cfg(target_arch = "wasm32")]
@@ -79,8 +81,10 @@ fn config(env: &Env) -> Result<Config, String> {
         }),
         // Workers are reached over HTTPS, except under `wrangler dev`, where the URL says.
         scheme: "https".into(),
+        public: var(env, "PUBLIC").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         ..Config::default()
     })
+    .and_then(|c: Config| c.check().map(|()| c))
 }
 
 /// The upstream archive (`ORIGIN_URL`), reached with the Workers `fetch`.

@@ -7,7 +7,9 @@
 //! - [`app`] builds the axum router (used by `wado serve` and by tests without sockets);
 //! - [`fs_store::FsStore`] is the local-directory store;
 //! - [`import`] drives the core's import batch over files and folders, on every core;
-//! - [`conn`] bounds what a connection may cost (first-byte and write-progress deadlines).
+//! - [`conn`] bounds what a connection may cost (first-byte and write-progress deadlines);
+//! - [`pool::BlockingPool`] runs the core's decoding, encoding and conversions off the async
+//!   threads.
 #![deny(unsafe_code)]
 
 pub mod conn;
@@ -15,6 +17,7 @@ mod demo;
 pub mod fs_store;
 pub mod import;
 pub mod metrics;
+pub mod pool;
 pub mod s3_store;
 pub mod settings;
 

@@ -120,6 +120,7 @@ fn main() -> ExitCode {
                     public_url: settings.public_url.clone(),
                     cors_origins: settings.cors_origins.clone(),
                     auth,
+                    offload: Some(Arc::new(wado_native::pool::BlockingPool::per_core())),
                     scheme: if settings.tls.is_some() {
                         "https".into()
                     } else {

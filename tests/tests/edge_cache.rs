@@ -17,7 +17,12 @@ fn the_worker_fills_its_bucket_from_the_origin_once() {
     let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
     assert!(import(&data, &refs).status.success());
     let origin = Server::start_native(&data, &[]);
-    let worker = Server::start_worker(None, &[("ORIGIN_URL", origin.root().as_str())]);
+    // Without access control the cache must be declared public (issue 12; the rule is
+    // `Config::check` in the core, tested there): otherwise the worker refuses to start it.
+    let worker = Server::start_worker(
+        None,
+        &[("ORIGIN_URL", origin.root().as_str()), ("PUBLIC", "true")],
+    );
     let (st, se, sop) = uids(&files[1]);
     let series = |s: &Server| format!("{}/studies/{st}/series/{se}", s.root());
     // Series metadata: fetched, stored, answered as the origin answers (URIs aside).

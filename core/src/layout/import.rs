@@ -42,6 +42,18 @@ impl Batch {
 
     /// Imports one Part-10 file (the instance only; its series is rebuilt at the end).
     pub async fn add(&self, store: &dyn Store, bytes: Bytes) -> Result<Imported, ImportError> {
+        self.add_expecting(store, bytes, None).await
+    }
+
+    /// [`Batch::add`], refusing (before anything is written) a file that is not the instance
+    /// `expected` names (study, series, SOP Instance UID): what another archive sends is
+    /// checked against what was asked of it.
+    pub async fn add_expecting(
+        &self,
+        store: &dyn Store,
+        bytes: Bytes,
+        expected: Option<(&Uid, &Uid, &Uid)>,
+    ) -> Result<Imported, ImportError> {
         let sop = crate::dicom::scan::scan_meta(&bytes)
             .ok()
             .and_then(|m| m.media_storage_sop_instance);
@@ -52,7 +64,7 @@ impl Batch {
             Some(t) => Some(t.lock().await),
             None => None,
         };
-        let result = import_file(store, &self.layout, bytes).await;
+        let result = import_file(store, &self.layout, bytes, expected).await;
         drop(guard);
         if let (Some(s), Some(t)) = (&sop, turn) {
             let mut turns = lock(&self.turns);
@@ -176,9 +188,17 @@ async fn import_file(
     store: &dyn Store,
     layout: &LayoutRecord,
     bytes: Bytes,
+    expected: Option<(&Uid, &Uid, &Uid)>,
 ) -> Result<Imported, ImportError> {
     let prepared = layout::prepare(&bytes, layout).map_err(ImportError::Rejected)?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
+    if let Some((st, se, i)) = expected {
+        if (st, se, i) != (&study, &series, &sop) {
+            return Err(ImportError::Rejected(format!(
+                "asked for instance {i} of series {se} of study {st}, got instance {sop} of series {series} of study {study}"
+            )));
+        }
+    }
     let dcm_key = layout::instance_key(&study, &series, &sop);
     let idx_key = layout::index_key(&study, &series, &sop);
     let existing_size = store.size(&dcm_key).await?;

@@ -4,6 +4,7 @@
 
 use super::http::{byte_range, entity_tag, header_str, set, status_and_warning};
 use super::message::{Body, Outcome, Response};
+use super::offload::{self, Job, Offload};
 use super::plan::{Ctx, Plan, Shape, StoredInstance};
 use super::Service;
 use crate::dicom::convert::convert;
@@ -132,6 +133,7 @@ impl Framing {
 
 struct StreamState {
     store: Arc<dyn Store>,
+    offload: Option<Arc<dyn Offload>>,
     chunk: u64,
     parts: std::vec::IntoIter<Part>,
     /// The object being streamed: (key, next offset, end).
@@ -143,9 +145,16 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(store: Arc<dyn Store>, chunk: u64, parts: Vec<Part>, framing: Framing) -> StreamState {
+    fn new(
+        store: Arc<dyn Store>,
+        offload: Option<Arc<dyn Offload>>,
+        chunk: u64,
+        parts: Vec<Part>,
+        framing: Framing,
+    ) -> StreamState {
         StreamState {
             store,
+            offload,
             chunk,
             parts: parts.into_iter(),
             current: None,
@@ -221,11 +230,10 @@ impl StreamState {
                     .get(key)
                     .await?
                     .ok_or_else(|| Error::NotFound(key.clone()))?;
-                (
-                    part.content_type.clone(),
-                    Bytes::from(convert(key, &bytes, to)?),
-                    None,
-                )
+                let (key, to) = (key.clone(), to.clone());
+                let job: Job = Box::new(move || convert(&key, &bytes, &to));
+                let converted = offload::run(self.offload.as_deref(), job).await?;
+                (part.content_type.clone(), Bytes::from(converted), None)
             }
             Source::Fragments { key, fragments } => (
                 part.content_type.clone(),
@@ -243,7 +251,10 @@ impl StreamState {
                     Fetch::Range(start, end) => read_range(&*self.store, key, *start, *end).await?,
                     Fetch::Fragments(f) => read_fragments(&*self.store, key, f).await?,
                 };
-                let out = wado_codec::transcode_frame(info, from, &frame, to)?;
+                let (info, from, to) = (info.clone(), from.clone(), to.clone());
+                let job: Job =
+                    Box::new(move || Ok(wado_codec::transcode_frame(&info, &from, &frame, &to)?));
+                let out = offload::run(self.offload.as_deref(), job).await?;
                 (part.content_type.clone(), Bytes::from(out), None)
             }
         };
@@ -350,7 +361,10 @@ impl Service {
                         .get(key)
                         .await?
                         .ok_or_else(|| Error::NotFound(key.clone()))?;
-                    part.source = Source::Bytes(Bytes::from(convert(key, &bytes, to)?));
+                    let (key, to) = (key.clone(), to.clone());
+                    let job: Job = Box::new(move || convert(&key, &bytes, &to));
+                    let converted = offload::run(self.config.offload.as_deref(), job).await?;
+                    part.source = Source::Bytes(Bytes::from(converted));
                 }
                 self.single_response(ctx, part, outcome)
             }
@@ -372,7 +386,13 @@ impl Service {
         if let Some(v) = &outcome.validator {
             set(&mut headers, header::ETAG, &entity_tag(v, true));
         }
-        let state = StreamState::new(self.store.clone(), self.config.chunk_size, parts, framing);
+        let state = StreamState::new(
+            self.store.clone(),
+            self.config.offload.clone(),
+            self.config.chunk_size,
+            parts,
+            framing,
+        );
         Response {
             status,
             headers,
@@ -444,6 +464,7 @@ impl Service {
         }
         let state = StreamState::new(
             self.store.clone(),
+            self.config.offload.clone(),
             self.config.chunk_size,
             vec![part],
             Framing::Single,

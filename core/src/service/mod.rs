@@ -28,12 +28,14 @@
 mod body;
 mod http;
 mod message;
+mod offload;
 mod plan;
 #[cfg(test)]
 mod tests;
 
 pub use http::choose_encoding;
 pub use message::{Body, BodyStream, Outcome, Request, Response};
+pub use offload::{Job, Offload};
 
 use crate::auth::{Auth, Decision};
 use crate::error::{Error, Result};
@@ -68,6 +70,26 @@ pub struct Config {
     /// An archive to fetch missing studies and series from (a read-through cache; see
     /// [`crate::layout::upstream`]). Off by default.
     pub upstream: Option<Arc<dyn Upstream>>,
+    /// Where decoding, encoding and conversions run ([`Offload`]); here when `None`.
+    pub offload: Option<Arc<dyn Offload>>,
+    /// Serving without access control is meant: needed for a read-through cache with no
+    /// tokens (see [`Config::check`]). Off by default.
+    pub public: bool,
+}
+
+impl Config {
+    /// Refuses settings that would expose more than they say: a read-through cache with no
+    /// access control would fetch any study of the upstream archive, with this server's
+    /// credentials for it, for anyone who asks, unless `public` says that is meant.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.upstream.is_some() && self.auth.is_none() && !self.public {
+            return Err(
+                "an upstream archive without access control here would serve any of its studies to anyone: set tokens or JWT keys, or say public = true to mean it"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -81,6 +103,8 @@ impl Default for Config {
             scheme: "http".into(),
             auth: None,
             upstream: None,
+            offload: None,
+            public: false,
         }
     }
 }

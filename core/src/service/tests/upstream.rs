@@ -181,3 +181,84 @@ fn a_read_through_cache_fills_from_the_origin_once() {
     );
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
 }
+
+/// An upstream archive that answers every instance request with the same (other) file.
+#[derive(Debug)]
+struct LyingOrigin {
+    inner: ServiceOrigin,
+    file: Bytes,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl crate::layout::upstream::Upstream for LyingOrigin {
+    fn root(&self) -> &str {
+        self.inner.root()
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        accept: &str,
+    ) -> std::result::Result<crate::layout::upstream::UpstreamResponse, String> {
+        if url.contains("/instances/") {
+            return Ok(crate::layout::upstream::UpstreamResponse {
+                status: 200,
+                content_type: "application/dicom".into(),
+                body: self.file.clone(),
+            });
+        }
+        self.inner.get(url, accept).await
+    }
+}
+
+/// What the upstream archive sends is checked against what was asked (issue 12): an instance
+/// that is not the one named is refused before anything is stored (502), and the settings of
+/// a read-through cache without access control are refused unless declared public.
+#[test]
+fn the_cache_stores_only_what_it_asked_for_and_is_not_open_by_accident() {
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let other = fixture!("ct_small_ele.dcm");
+    let origin_store = store_with(std::slice::from_ref(&a));
+    let origin = std::sync::Arc::new(LyingOrigin {
+        inner: ServiceOrigin {
+            svc: Service::new(origin_store, Config::default()),
+            root: format!("http://origin.test{ROOT}"),
+            calls: Default::default(),
+        },
+        file: other,
+    });
+    let cache_store = Arc::new(MemoryStore::new());
+    let config = Config {
+        upstream: Some(origin.clone()),
+        public: true,
+        ..Config::default()
+    };
+    assert!(config.check().is_ok());
+    let svc = Service::new(cache_store.clone(), config);
+    let (st, se, _) = uids(&a);
+    let h = HeaderMap::new();
+    let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
+    let req = Request {
+        method: &Method::GET,
+        path: &path,
+        query: None,
+        authority: None,
+        headers: &h,
+        entropy: [1; 16],
+        now: 1_700_000_000,
+    };
+    let r = block_on(svc.handle(&req));
+    assert_eq!(r.status.as_u16(), 502);
+    let stored = block_on(cache_store.list("studies/")).expect("list");
+    assert!(
+        stored.iter().all(|o| !o.key.ends_with(".dcm")),
+        "nothing stored: {stored:?}"
+    );
+    // Without `public` and without access control the same settings are refused.
+    let closed = Config {
+        upstream: Some(origin),
+        ..Config::default()
+    };
+    assert!(closed.check().is_err());
+}

@@ -1,0 +1,27 @@
+//! Where CPU-heavy work runs. Decoding and encoding a frame, and converting a whole file, take
+//! milliseconds to seconds of one core; natively they must not run on the async worker threads
+//! that also serve `/health` and every other connection, so the frontend hands them to a pool
+//! of its own ([`Offload`]). The core has no threads: without an `Offload` (the worker, the
+//! browser, the tests) the work runs where it is asked for.
+
+use crate::error::Result;
+use crate::store::MaybeSendSync;
+
+/// One piece of CPU-heavy work: pure, owning its inputs, producing bytes.
+pub type Job = Box<dyn FnOnce() -> Result<Vec<u8>> + Send>;
+
+/// Runs jobs off the async threads (natively: a bounded blocking pool).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Offload: std::fmt::Debug + MaybeSendSync {
+    /// Runs `job` and returns what it returned.
+    async fn run(&self, job: Job) -> Result<Vec<u8>>;
+}
+
+/// Runs `job` through `offload`, or here when there is none.
+pub(crate) async fn run(offload: Option<&dyn Offload>, job: Job) -> Result<Vec<u8>> {
+    match offload {
+        Some(o) => o.run(job).await,
+        None => job(),
+    }
+}
