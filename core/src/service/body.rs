@@ -225,15 +225,8 @@ impl StreamState {
                 (ct, first, (next < *end).then(|| (key.clone(), next, *end)))
             }
             Source::Convert { key, to } => {
-                let bytes = self
-                    .store
-                    .get(key)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(key.clone()))?;
-                let (key, to) = (key.clone(), to.clone());
-                let job: Job = Box::new(move || convert(&key, &bytes, &to));
-                let converted = offload::run(self.offload.as_deref(), job).await?;
-                (part.content_type.clone(), Bytes::from(converted), None)
+                let converted = converted(&*self.store, self.offload.as_deref(), key, to).await?;
+                (part.content_type.clone(), converted, None)
             }
             Source::Fragments { key, fragments } => (
                 part.content_type.clone(),
@@ -283,6 +276,22 @@ fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
             }
         }
     })
+}
+
+/// A stored file converted to `to` (a whole-file conversion, on the offload pool).
+async fn converted(
+    store: &dyn Store,
+    offload: Option<&dyn Offload>,
+    key: &str,
+    to: &str,
+) -> Result<Bytes> {
+    let bytes = store
+        .get(key)
+        .await?
+        .ok_or_else(|| Error::NotFound(key.to_owned()))?;
+    let (key, to) = (key.to_owned(), to.to_owned());
+    let job: Job = Box::new(move || convert(&key, &bytes, &to));
+    Ok(Bytes::from(offload::run(offload, job).await?))
 }
 
 pub(crate) async fn read_range(
@@ -356,15 +365,8 @@ impl Service {
                 if let (Source::Convert { key, to }, false) =
                     (&part.source, ctx.req.method == Method::HEAD)
                 {
-                    let bytes = self
-                        .store
-                        .get(key)
-                        .await?
-                        .ok_or_else(|| Error::NotFound(key.clone()))?;
-                    let (key, to) = (key.clone(), to.clone());
-                    let job: Job = Box::new(move || convert(&key, &bytes, &to));
-                    let converted = offload::run(self.config.offload.as_deref(), job).await?;
-                    part.source = Source::Bytes(Bytes::from(converted));
+                    let offload = self.config.offload.as_deref();
+                    part.source = Source::Bytes(converted(&*self.store, offload, key, to).await?);
                 }
                 self.single_response(ctx, part, outcome)
             }
