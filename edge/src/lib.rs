@@ -82,6 +82,11 @@ fn config(env: &Env) -> Result<Config, String> {
         // Workers are reached over HTTPS, except under `wrangler dev`, where the URL says.
         scheme: "https".into(),
         public: var(env, "PUBLIC").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        // A Worker has 128 MB: a whole-file conversion holds the file and its result.
+        max_convert_bytes: var(env, "MAX_CONVERT_MB")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(32)
+            .saturating_mul(1 << 20),
         ..Config::default()
     })
     .and_then(|c: Config| c.check().map(|()| c))

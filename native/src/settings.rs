@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// closed and its request slot freed [default: 60].
     #[arg(long)]
     pub write_timeout: Option<u64>,
+    /// The largest stored file converted whole into another transfer syntax, in MiB (it and
+    /// its result are held in memory); larger ones are offered as stored [default: 1024].
+    #[arg(long)]
+    pub max_convert_mb: Option<u64>,
     /// HTTP/2: concurrent streams per connection [default: 64].
     #[arg(long)]
     pub h2_max_streams: Option<u32>,
@@ -103,6 +107,8 @@ pub struct Settings {
     pub write_timeout: u64,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_streams: u32,
+    /// The largest file converted whole, in MiB.
+    pub max_convert_mb: u64,
     /// Certificate chain and key, PEM.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Static tokens file.
@@ -193,6 +199,7 @@ impl ServeArgs {
                 .or(file.h2_max_streams)
                 .unwrap_or(64)
                 .max(1),
+            max_convert_mb: self.max_convert_mb.or(file.max_convert_mb).unwrap_or(1024),
             tls,
             tokens_file: self.tokens_file.or(file.tokens_file),
             jwt,

@@ -60,6 +60,9 @@ pub struct Config {
     pub chunk_size: u64,
     /// Most bytes of rebased metadata kept in memory.
     pub metadata_cache_bytes: usize,
+    /// The largest stored file converted whole into another transfer syntax (the file and its
+    /// result are held in memory); larger ones are offered in their stored syntax only.
+    pub max_convert_bytes: u64,
     /// Origins allowed to call from a browser (CORS); `*` allows any; empty: no CORS headers.
     pub cors_origins: Vec<String>,
     /// The scheme of URIs built from the Host header when `public_url` is not set (`https`
@@ -99,6 +102,7 @@ impl Default for Config {
             public_url: None,
             chunk_size: 1 << 20,
             metadata_cache_bytes: 64 << 20,
+            max_convert_bytes: 1 << 30,
             cors_origins: Vec::new(),
             scheme: "http".into(),
             auth: None,

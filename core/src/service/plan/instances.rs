@@ -119,8 +119,11 @@ impl Service {
             let indexes = self.load_indexes(&instances).await?;
             for (i, idx) in instances.iter().zip(&indexes) {
                 let stored_ts = idx.transfer_syntax.clone();
+                // A whole-file conversion holds the file and its result in memory: past the
+                // budget only the stored syntax is offered.
+                let fits = i.size <= self.config.max_convert_bytes;
                 match choose_ts(MediaType::Dicom, &wanted, &stored_ts, |f, t| {
-                    can_convert(f, t, idx.pixel.as_ref())
+                    fits && can_convert(f, t, idx.pixel.as_ref())
                 }) {
                     Some(Chosen {
                         ts: t,
@@ -154,6 +157,10 @@ impl Service {
                         ));
                         push_distinct(&mut syntaxes, t);
                     }
+                    None if !fits => left_out.push(format!(
+                        "{} ({stored_ts}; {} bytes, more than the {} this server converts)",
+                        i.sop, i.size, self.config.max_convert_bytes
+                    )),
                     None => left_out.push(format!("{} ({stored_ts})", i.sop)),
                 }
             }

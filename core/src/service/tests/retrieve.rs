@@ -355,3 +355,58 @@ fn q_values_decide_before_the_stored_syntax() {
     );
     assert!(got.parts()[0].body == &file[..], "as stored");
 }
+
+/// A per-request memory bound (issue 12): a file larger than `max_convert_bytes` is not
+/// converted whole; asked in another syntax it is left out with the reason (406 alone), and
+/// still offered as stored.
+#[test]
+fn files_past_the_conversion_budget_are_offered_as_stored_only() {
+    let file = fixture!("mr_small_implicit.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let url = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            max_convert_bytes: 1000,
+            ..Config::default()
+        },
+    );
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("multipart/related; type=\"application/dicom\""),
+    );
+    let req = Request {
+        method: &Method::GET,
+        path: &url,
+        query: None,
+        authority: None,
+        headers: &h,
+        entropy: [1; 16],
+        now: 1_700_000_000,
+    };
+    let r = block_on(svc.handle(&req));
+    assert_eq!(r.status.as_u16(), 406);
+    let Body::Full(text) = r.body else {
+        panic!("a reason")
+    };
+    assert!(
+        String::from_utf8_lossy(&text).contains("more than the 1000"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    // As stored it is still there, and with the default budget it converts.
+    let as_stored = get(
+        &store,
+        &url,
+        Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+    );
+    assert_eq!(as_stored.status, 200);
+    let converted = get(
+        &store,
+        &url,
+        Some("multipart/related; type=\"application/dicom\""),
+    );
+    assert_eq!(converted.status, 200);
+}
