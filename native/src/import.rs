@@ -53,6 +53,10 @@ pub struct Options {
     pub concurrency: usize,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// A file to hold an exclusive lock on while series metadata is rebuilt, when the store
+    /// is a directory (`{data}/.wado-rebuild.lock`): two imports into one directory then take
+    /// turns at the rebuild, and the later one lists everything the earlier one stored.
+    pub rebuild_lock: Option<PathBuf>,
 }
 
 /// Lists the files under `paths` (files as given, folders walked), sorted.
@@ -168,6 +172,18 @@ pub async fn run(
             "an import task outlived the run".into(),
         ))
     })?;
+    // Concurrent imports into one directory: each rebuild lists the store after taking the
+    // lock, so the last one sees every instance any of them stored (without it, an earlier
+    // listing written last made instances vanish from series metadata).
+    let _lock = match &opts.rebuild_lock {
+        Some(path) => Some(lock_exclusive(path.clone()).await.map_err(|e| {
+            wado_core::Error::Store(wado_core::store::StoreError::Backend(format!(
+                "{}: {e}",
+                path.display()
+            )))
+        })?),
+        None => None,
+    };
     // Studies rebuilt in parallel, four at a time.
     let jobs = batch.rebuilds().into_iter().map(|job| {
         let store = store.clone();
@@ -180,6 +196,22 @@ pub async fn run(
         })??;
     }
     Ok(summary)
+}
+
+/// Opens `path` and takes an exclusive lock on it (waiting for other holders), off the async
+/// threads; the lock goes with the returned file.
+async fn lock_exclusive(path: PathBuf) -> std::io::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        f.lock()?;
+        Ok(f)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Prints the one-line summary.

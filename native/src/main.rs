@@ -149,6 +149,8 @@ async fn run_import(data: PathBuf, public_url: String, paths: Vec<PathBuf>) -> E
         ae_title: DEFAULT_AE_TITLE.to_owned(),
         concurrency: cores * 4,
         progress: std::io::stderr().is_terminal(),
+        rebuild_lock: (!data.to_string_lossy().starts_with("s3://"))
+            .then(|| data.join(".wado-rebuild.lock")),
     };
     let started = std::time::Instant::now();
     let result = import::run(store, &paths, &opts, |path, r| match r {

@@ -1,0 +1,53 @@
+//! Two `wado import` runs into one data directory at once (issue 12): every instance of both
+//! ends up in the series metadata (their rebuilds take turns behind a lock file, and each lists
+//! the store after taking it). Without the lock an earlier listing written last dropped the
+//! other run's instances.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::process::Command;
+use wado_tests::*;
+
+#[test]
+fn two_imports_at_once_keep_every_instance_in_the_series_metadata() {
+    let dir = tempdir();
+    let all = dir.path().join("all");
+    std::fs::create_dir(&all).unwrap();
+    let copies = make_copies(&all, 400);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    for (i, f) in copies.iter().enumerate() {
+        let to = if i % 2 == 0 { &a } else { &b };
+        std::fs::rename(f, to.join(f.file_name().unwrap())).unwrap();
+    }
+    let (st, se, _) = uids(&a.join(copies[0].file_name().unwrap()));
+    for round in 0..3 {
+        let data = dir.path().join(format!("data{round}"));
+        let start = |src: &std::path::Path| {
+            Command::new(wado_bin())
+                .args(["import", "--data"])
+                .arg(&data)
+                .arg(src)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let (mut one, mut two) = (start(&a), start(&b));
+        assert!(one.wait().unwrap().success());
+        assert!(two.wait().unwrap().success());
+        let gz =
+            std::fs::read(data.join(format!("studies/{st}/series/{se}/metadata.json.gz"))).unwrap();
+        let mut json = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut json)
+            .unwrap();
+        let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            list.len(),
+            400,
+            "round {round}: every instance in the series metadata"
+        );
+    }
+}
