@@ -89,11 +89,22 @@ pub struct PixelInfo {
 }
 
 impl PixelInfo {
-    /// Bits in one uncompressed frame.
+    /// Bits in one uncompressed frame (every pixel with all its samples): what a decoder gives.
     pub fn frame_bits(&self) -> u64 {
         u64::from(self.rows)
             * u64::from(self.columns)
             * u64::from(self.samples_per_pixel)
             * u64::from(self.bits_allocated)
+    }
+
+    /// Bits in one frame as native Pixel Data stores it: YBR_FULL_422 keeps two samples per
+    /// pixel (Cb and Cr shared by two horizontally adjacent pixels, PS3.3 C.7.6.3.1.2), every
+    /// other interpretation all of them.
+    pub fn stored_frame_bits(&self) -> u64 {
+        if self.samples_per_pixel == 3 && self.photometric_interpretation == "YBR_FULL_422" {
+            self.frame_bits() / 3 * 2
+        } else {
+            self.frame_bits()
+        }
     }
 }

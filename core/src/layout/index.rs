@@ -161,7 +161,7 @@ fn pixel_info(
     if matches!(elem.value(), Value::Primitive(_)) && ts::is_native(ts_uid) {
         // Native pixel data must hold every frame it claims: a truncated value is a corrupt file.
         let need = info
-            .frame_bits()
+            .stored_frame_bits()
             .checked_mul(u64::from(info.number_of_frames))
             .map(|bits| bits.div_ceil(8));
         let have = u64::from(elem.header().len.get().unwrap_or(0));

@@ -114,7 +114,8 @@ impl Service {
         let stored = idx.transfer_syntax.as_str();
         let mut parts = Vec::with_capacity(valid.len());
         let whole = if matches!(findex, layout::FrameIndex::Unindexed)
-            || (matches!(findex, layout::FrameIndex::Native { .. }) && info.frame_bits() % 8 != 0)
+            || (matches!(findex, layout::FrameIndex::Native { .. })
+                && info.stored_frame_bits() % 8 != 0)
         {
             Some(self.pixel_bytes_whole(idx).await?)
         } else {
@@ -133,7 +134,11 @@ impl Service {
                         ));
                     }
                     _ => {
-                        let native = extract_bits(all, k * info.frame_bits(), info.frame_bits());
+                        let native = extract_bits(
+                            all,
+                            k * info.stored_frame_bits(),
+                            info.stored_frame_bits(),
+                        );
                         if to == ts::EXPLICIT_VR_LE {
                             Source::Bytes(native)
                         } else {
@@ -144,7 +149,7 @@ impl Service {
                     }
                 },
                 (layout::FrameIndex::Native { offset, length }, None) => {
-                    let fb = info.frame_bits() / 8;
+                    let fb = info.stored_frame_bits() / 8;
                     let start = offset + k * fb;
                     if start + fb > offset + length {
                         return Err(Error::corrupt(

@@ -170,9 +170,9 @@ pub(crate) fn frame_count(idx: &InstanceIndex) -> u32 {
         {
             n.min(u32::try_from(frames.len()).unwrap_or(u32::MAX))
         }
-        Some(layout::FrameIndex::Native { length, .. }) if info.frame_bits() > 0 => {
-            n.min(u32::try_from(length.saturating_mul(8) / info.frame_bits()).unwrap_or(u32::MAX))
-        }
+        Some(layout::FrameIndex::Native { length, .. }) if info.stored_frame_bits() > 0 => n.min(
+            u32::try_from(length.saturating_mul(8) / info.stored_frame_bits()).unwrap_or(u32::MAX),
+        ),
         _ => n.min(100_000),
     }
 }
