@@ -8,7 +8,7 @@
 //! the connection builder by `wado serve`.
 
 use axum_server::accept::Accept;
-use std::future::{ready, Ready};
+use std::future::{ready, Future as _, Ready};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -86,8 +86,6 @@ impl<S> TimedStream<S> {
         }
     }
 }
-
-use std::future::Future as _;
 
 impl<S: AsyncRead + Unpin> AsyncRead for TimedStream<S> {
     fn poll_read(

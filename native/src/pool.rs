@@ -19,7 +19,7 @@ type Task = (
 /// transcoding clients keeps their freed memory resident long after.
 #[derive(Debug)]
 pub struct BlockingPool {
-    queue: Mutex<mpsc::Sender<Task>>,
+    queue: mpsc::Sender<Task>,
 }
 
 impl BlockingPool {
@@ -43,9 +43,7 @@ impl BlockingPool {
                 tracing::error!(error = %e, "cannot start a conversion thread");
             }
         }
-        BlockingPool {
-            queue: Mutex::new(tx),
-        }
+        BlockingPool { queue: tx }
     }
 
     /// One thread per core.
@@ -60,8 +58,6 @@ impl Offload for BlockingPool {
         let failed = |what: &str| Error::Store(StoreError::Backend(what.to_owned()));
         let (reply, answer) = oneshot::channel();
         self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send((job, reply))
             .map_err(|_| failed("the conversion pool is gone"))?;
         match answer.await {

@@ -1887,6 +1887,20 @@ fn the_jpeg_dct_codec_decodes_what_dcmcjpeg_writes_like_dcmdjpeg() {
     }
 }
 
+/// Files that must all import, imported into a fresh store and served.
+fn imported_and_served(files: &[&Path]) -> (tempfile::TempDir, Server) {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let out = import(&data, files);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&data, &[]);
+    (dir, server)
+}
+
 /// Encapsulated Pixel Data nested in an Icon Image Sequence item (issue 13): the file imports
 /// (it was refused: "undefined length on a non-sequence value"), its metadata matches DCMTK's
 /// dcm2json of the file (pixel data erased, which dcm2json cannot write), the icon's
@@ -1894,16 +1908,8 @@ fn the_jpeg_dct_codec_decodes_what_dcmcjpeg_writes_like_dcmdjpeg() {
 /// dcmdjpeg decodes the icon to, and the image's own frame is unaffected.
 #[test]
 fn an_icon_with_encapsulated_pixel_data_imports_and_serves_what_dcmtk_reads() {
-    let dir = tempdir();
-    let data = dir.path().join("data");
     let file = tests_dir().join("fixtures/icon/sc_mono_jpeg_baseline_jpeg_icon.dcm");
-    let out = import(&data, &[&file]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let server = Server::start(&data, &[]);
+    let (dir, server) = imported_and_served(&[&file]);
     let copy = dir.path().join("no-pixels.dcm");
     std::fs::copy(&file, &copy).unwrap();
     run(Command::new("dcmodify")
@@ -1980,16 +1986,8 @@ fn an_icon_with_encapsulated_pixel_data_imports_and_serves_what_dcmtk_reads() {
 /// conversion writes them with their dictionary VR, as dcmconv does.
 #[test]
 fn known_attributes_encoded_as_un_are_read_with_their_dictionary_vr() {
-    let dir = tempdir();
-    let data = dir.path().join("data");
     let file = tests_dir().join("fixtures/un/ct_small_known_tags_as_un.dcm");
-    let out = import(&data, &[&file]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let server = Server::start(&data, &[]);
+    let (dir, server) = imported_and_served(&[&file]);
     let converted = dir.path().join("uc.dcm");
     run(Command::new("dcmconv")
         .arg("+uc")
@@ -2071,21 +2069,13 @@ fn known_attributes_encoded_as_un_are_read_with_their_dictionary_vr() {
 /// names per component group.
 #[test]
 fn character_sets_with_code_extensions_read_like_pydicom() {
-    let dir = tempdir();
-    let data = dir.path().join("data");
     let files: Vec<PathBuf> = std::fs::read_dir(tests_dir().join("fixtures/charset"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
         .collect();
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let out = import(&data, &refs);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let server = Server::start(&data, &[]);
+    let (_dir, server) = imported_and_served(&refs);
     let mut failures = Vec::new();
     for file in &files {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();

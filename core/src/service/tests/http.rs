@@ -455,3 +455,23 @@ fn ranges_on_an_empty_body_are_unsatisfiable() {
     assert_eq!(byte_range(Some("bytes=0-"), 0), Some(Err(())));
     assert_eq!(byte_range(Some("bytes=-5"), 10), Some(Ok((5, 10))));
 }
+
+/// HEAD is answered by the core like GET without its body (RFC 9110 §9.3.2), and a single
+/// part that GET would convert is not converted for it (no Content-Length then).
+#[test]
+fn head_is_get_without_the_body_and_without_the_conversion() {
+    let file = fixture!("mr_small_implicit.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let url = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let accept = [("accept", "application/dicom")];
+    let get = get_with(&store, Method::GET, &url, &accept);
+    assert_eq!(get.status, 200);
+    assert!(!get.body.is_empty());
+    assert!(!get.header("content-length").is_empty());
+    let head = get_with(&store, Method::HEAD, &url, &accept);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-type"), get.header("content-type"));
+    assert_eq!(head.header("content-length"), "", "not converted, so not known");
+}
