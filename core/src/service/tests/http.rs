@@ -473,5 +473,9 @@ fn head_is_get_without_the_body_and_without_the_conversion() {
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-type"), get.header("content-type"));
-    assert_eq!(head.header("content-length"), "", "not converted, so not known");
+    assert_eq!(
+        head.header("content-length"),
+        "",
+        "not converted, so not known"
+    );
 }
