@@ -9,34 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wado_core::store::{check_range, validate_key, validate_prefix, ObjectMeta, Store, StoreError};
 
-/// Reads of at least this many bytes map the file instead of copying it: the bytes go from
-/// the page cache to the socket with one copy instead of two.
-const MMAP_MIN: usize = 128 * 1024;
-
 /// A file's modification time in whole seconds since the Unix epoch.
 fn unix_seconds(meta: &std::fs::Metadata) -> Option<u64> {
     let t = meta.modified().ok()?;
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs())
-}
-
-/// Maps `len` bytes of `file` from `offset`, as `Bytes` that unmap when the last reference goes.
-#[allow(unsafe_code)]
-fn map_range(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Bytes> {
-    // SAFETY: a mapping is only sound while nobody truncates or rewrites the file in place.
-    // Objects in this store are never modified in place: every write goes to a new temporary
-    // file that is renamed over the key, which leaves the mapped inode intact until unmapped.
-    // (A process outside wado truncating files under the data directory could make reads
-    // fault; such a process corrupts the store anyway.)
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(len)
-            .map(file)?
-    };
-    let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(Bytes::from_owner(map))
 }
 
 /// Temporary files start with this; listings skip them.
@@ -129,12 +107,11 @@ impl Store for FsStore {
             let size = file.metadata().map_err(backend)?.len();
             check_range(&key, &range, size)?;
             let len = (range.end - range.start) as usize;
-            if len >= MMAP_MIN {
-                return map_range(&file, range.start, len)
-                    .map(Some)
-                    .map_err(backend);
-            }
-            // read_to_end into spare capacity: no zeroing of the buffer first.
+            // Plain reads, not a memory map: a file truncated under us (`cp` over it, `rsync
+            // --inplace`) or a disk error then fails this read with an error instead of
+            // raising SIGBUS in the whole process. read_to_end fills spare capacity, so the
+            // buffer is not zeroed first; the cost against a map is one copy, measured in
+            // docs/BENCHMARKS.md.
             let mut buf = Vec::with_capacity(len);
             let mut file = file;
             file.seek(io::SeekFrom::Start(range.start))

@@ -10,7 +10,7 @@
 //! - [`conn`] bounds what a connection may cost (first-byte and write-progress deadlines);
 //! - [`pool::BlockingPool`] runs the core's decoding, encoding and conversions off the async
 //!   threads.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod conn;
 mod demo;

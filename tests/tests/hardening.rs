@@ -52,3 +52,37 @@ fn responses_are_never_sniffed() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-content-type-options"), "nosniff");
 }
+
+/// A stored file truncated in place (`cp` over it, `rsync --inplace`) fails the requests that
+/// read it, with a client-readable status, and nothing else: no signal kills the server (reads
+/// are plain reads, not a memory map), and the file written back whole serves again.
+#[test]
+fn a_file_truncated_under_the_server_fails_its_requests_only() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("ecg_waveform.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let (st, se, sop) = uids(&file);
+    let stored = data.join(format!("studies/{st}/series/{se}/instances/{sop}.dcm"));
+    let server = Server::start_native(&data, &[]);
+    let url = format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root());
+    let whole = get(&url, Some("application/dicom"));
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, std::fs::read(&file).unwrap());
+    let len = std::fs::metadata(&stored).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stored)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    for u in [url.clone(), format!("{url}/bulkdata/54000100/1/54001010")] {
+        let r = get(&u, None);
+        assert_eq!(r.status, 404, "{u}: {}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(get(&format!("{}/health", server.base), None).status, 200);
+    std::fs::copy(&file, &stored).unwrap();
+    let again = get(&url, Some("application/dicom"));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, whole.body);
+}

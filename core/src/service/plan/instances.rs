@@ -88,7 +88,7 @@ impl Service {
             })?;
         let (media, multipart) = choice;
         let wanted = neg.wanted(media, multipart);
-        let instances = self.list_instances(ctx, target).await?;
+        let (instances, indexes) = self.present_instances(ctx, target).await?;
         // `*` among the best q-values: every instance as stored (it wins among equals).
         let top = wanted.first().map(|w| w.q);
         let any = wanted
@@ -116,7 +116,6 @@ impl Service {
             }
         } else {
             // The stored syntax and pixel depth of each instance, from its index.
-            let indexes = self.load_indexes(&instances).await?;
             for (i, idx) in instances.iter().zip(&indexes) {
                 let stored_ts = idx.transfer_syntax.clone();
                 // A whole-file conversion holds the file and its result in memory: past the
@@ -204,18 +203,35 @@ impl Service {
         }
     }
 
-    /// The indexes of listed instances, read 16 at a time.
-    pub(crate) async fn load_indexes(&self, list: &[StoredInstance]) -> Result<Vec<InstanceIndex>> {
+    /// The instances of a target that are there whole, with their indexes (read 16 at a time):
+    /// a listed file whose index names another size (an import interrupted between the two
+    /// writes, a file truncated or replaced in place) does not exist (the module doc of
+    /// [`layout`]); when none is left, 404.
+    pub(crate) async fn present_instances(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Target,
+    ) -> Result<(Vec<StoredInstance>, Vec<InstanceIndex>)> {
+        let list = self.list_instances(ctx, target).await?;
         let loads: Vec<_> = list
             .iter()
             .map(|i| load_index(self.store.clone(), i.clone()))
             .collect();
-        stream::iter(loads)
+        let indexes: Vec<InstanceIndex> = stream::iter(loads)
             .buffered(16)
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect()
+            .collect::<Result<_>>()?;
+        let (list, indexes): (Vec<_>, Vec<_>) = list
+            .into_iter()
+            .zip(indexes)
+            .filter(|(i, idx)| idx.matches_file(Some(i.size)))
+            .unzip();
+        if list.is_empty() {
+            return Err(Error::NotFound(format!("no {}", target.path())));
+        }
+        Ok((list, indexes))
     }
 
     /// Study, series or instance resources in a non-DICOM media type (PS3.18 Table 10.4.4-1):
@@ -231,8 +247,7 @@ impl Service {
         target: &Target,
         neg: &Negotiation,
     ) -> Result<Plan> {
-        let list = self.list_instances(ctx, target).await?;
-        let indexes = self.load_indexes(&list).await?;
+        let (_, indexes) = self.present_instances(ctx, target).await?;
         let category = Category::Instances {
             instance: matches!(target, Target::Instance { .. }),
         };
