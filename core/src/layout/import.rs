@@ -3,10 +3,13 @@
 //! a [`Batch`] over files (natively, concurrently), the read-through cache
 //! ([`super::upstream`]) over what the upstream archive sends, and the tests over fixtures.
 //!
-//! Crash safety comes from the write order: the index first, the `.dcm` last, each an atomic
-//! replace; metadata objects are rebuilt from the indexes whose `.dcm` matches them, after the
-//! instances are written. An import killed at any instant leaves each instance complete or
-//! absent, and the next import (or rebuild) repairs the metadata.
+//! Crash safety comes from the write order, each write an atomic replace: when an instance is
+//! replaced, its old index goes first (the instance is absent for a moment); then the `.dcm`;
+//! the index last. So no reader ever pairs an index with a file it does not describe, even one
+//! of the same size (a corrected name of the same length), and an import killed at any instant
+//! leaves each instance complete or absent (a `.dcm` without its index is not listed, and is
+//! overwritten by the next import). Metadata objects are rebuilt from the indexes whose `.dcm`
+//! matches them, after the instances are written, so the next import (or rebuild) repairs them.
 
 use crate::error::Error;
 use crate::layout::{self, InstanceIndex, LayoutRecord};
@@ -217,10 +220,13 @@ async fn import_file(
             }
         }
     }
+    if existing_size.is_some() {
+        store.delete(&idx_key).await?;
+    }
+    store.put(&dcm_key, bytes).await?;
     store
         .put(&idx_key, Bytes::from(prepared.index.to_json()))
         .await?;
-    store.put(&dcm_key, bytes).await?;
     let status = if existing_size.is_some() {
         Status::Replaced
     } else {
@@ -303,4 +309,122 @@ async fn valid_indexes(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{ListedInstance, StoredFile};
+    use crate::store::{MemoryStore, ObjectMeta};
+    use futures::executor::block_on;
+    use std::ops::Range;
+
+    /// A store that, after every write, looks at the instance as a reader would (its index,
+    /// then its file) and records what it saw: the pair is either absent (no index, or an index
+    /// naming another size) or the index describes exactly that file (its SHA-256).
+    #[derive(Debug, Default)]
+    struct Observed {
+        inner: MemoryStore,
+        torn: Mutex<Vec<String>>,
+        writes: Mutex<usize>,
+    }
+
+    impl Observed {
+        async fn look(&self) {
+            *self.writes.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            let listing = self.inner.list("studies/").await.unwrap_or_default();
+            for ListedInstance {
+                study, series, sop, ..
+            } in layout::listed_instances(listing)
+            {
+                let Ok(Some(idx)) = self
+                    .inner
+                    .get(&layout::index_key(&study, &series, &sop))
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(idx) = InstanceIndex::from_json("index", &idx) else {
+                    continue;
+                };
+                let Ok(Some(file)) = self.inner.get(&idx.file_key()).await else {
+                    continue;
+                };
+                let seen = StoredFile {
+                    size: file.len() as u64,
+                    sha256: layout::sha256_hex(&file),
+                };
+                if idx.matches_file(Some(seen.size)) && seen != idx.source {
+                    self.torn
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(sop.to_string());
+                }
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Observed {
+        async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: Range<u64>,
+        ) -> Result<Option<Bytes>, StoreError> {
+            self.inner.get_range(key, range).await
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+            self.inner.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+            self.inner.put(key, data).await?;
+            self.look().await;
+            Ok(())
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key).await?;
+            self.look().await;
+            Ok(())
+        }
+    }
+
+    /// A replacement of the same size (here one pixel changed) is never visible as the new
+    /// index over the old file, or the old index over the new file, at any step of the import.
+    #[test]
+    fn a_same_size_replacement_never_pairs_an_index_with_another_file() {
+        let old = Bytes::from_static(include_bytes!(
+            "../../../tests/fixtures/corpus/ct_small_ele.dcm"
+        ));
+        let mut new = old.to_vec();
+        let last = new.len() - 1;
+        new[last] ^= 0x01;
+        let new = Bytes::from(new);
+        let store = Observed::default();
+        block_on(async {
+            let layout = ensure_layout(&store, "http://x", "DCM4CHEE")
+                .await
+                .expect("layout");
+            for (bytes, want) in [
+                (&old, Status::Imported),
+                (&new, Status::Replaced),
+                (&old, Status::Replaced),
+            ] {
+                let batch = Batch::new(layout.clone());
+                let got = batch.add(&store, bytes.clone()).await.expect("import");
+                assert_eq!(got.status, want);
+                batch.finish(&store).await.expect("rebuild");
+            }
+        });
+        assert!(
+            *store.writes.lock().unwrap() >= 6,
+            "the store saw every write"
+        );
+        assert_eq!(*store.torn.lock().unwrap(), Vec::<String>::new());
+    }
 }

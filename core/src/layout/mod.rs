@@ -8,10 +8,11 @@
 //! studies/{study}/series/{series}/instances/{sop}.index.json   its index: frames, bulk data, metadata
 //! ```
 //!
-//! An instance exists when its `.dcm` exists **and** its index names the same size and SHA-256
-//! as that file: import writes the index first and the `.dcm` last (each by atomic replace), so
-//! an import killed at any point leaves every instance either complete or absent (an index with
-//! no or another `.dcm` is ignored and rewritten by the next import).
+//! An instance exists when its `.dcm` exists **and** its index names that file's size: import
+//! writes the `.dcm` first and the index last (each by atomic replace; a replacement deletes the
+//! old index before writing the new file), so an import killed at any point leaves every
+//! instance either complete or absent, and no index is ever paired with a file it does not
+//! describe (see [`import`]).
 
 use crate::dicom::json::{JsonOptions, NumberStyle};
 use crate::error::{Error, Result};
@@ -374,7 +375,7 @@ impl InstanceIndex {
     }
 
     /// Whether the stored file of this index is there whole: the store holds it at the size
-    /// the index names. The import writes the index first and the file last, so this is the
+    /// the index names. The import writes the file first and the index last, so this is the
     /// one test of "the instance exists" (see the module doc).
     pub fn matches_file(&self, file_size: Option<u64>) -> bool {
         file_size == Some(self.source.size)
