@@ -15,7 +15,7 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib-setup.sh"
 
-apt_install dcmtk libgdcm-tools libopenjp2-tools curl ca-certificates
+apt_install dcmtk libgdcm-tools libopenjp2-tools curl ca-certificates strace
 apt_install chromium
 cd "$(dirname "$0")/.."
 bash scripts/setup-wasm.sh

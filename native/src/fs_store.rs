@@ -1,6 +1,14 @@
 //! The local-directory store: each key is a file under the root. Writes go to a temporary file
 //! in the same directory and are renamed over the target, so a reader (or a crash) never sees
 //! half an object. Blocking file IO runs on tokio's blocking pool.
+//!
+//! Durability (on by default): a write returns once its bytes and its name are on the disk,
+//! so the order in which the import pipeline writes (docs/STORAGE-LAYOUT.md: the `.dcm`, then its
+//! index) is the order a power cut can observe. The temporary file's data is synced before the
+//! rename (else a crash can leave the new name over an empty file: ext4's delayed allocation),
+//! and the directory after it (else the rename itself can be lost); a new directory is synced
+//! into its parent too. Costs measured in docs/BENCHMARKS.md; `--no-fsync` turns it off for a
+//! bulk load that can be re-run.
 
 use bytes::Bytes;
 use std::io;
@@ -25,6 +33,7 @@ const TMP_PREFIX: &str = ".tmp-";
 pub struct FsStore {
     root: PathBuf,
     counter: AtomicU64,
+    durable: bool,
 }
 
 impl FsStore {
@@ -35,7 +44,14 @@ impl FsStore {
         Ok(FsStore {
             root,
             counter: AtomicU64::new(0),
+            durable: true,
         })
+    }
+
+    /// Whether writes wait for the disk (see the module doc). On by default.
+    pub fn durable(mut self, durable: bool) -> FsStore {
+        self.durable = durable;
+        self
     }
 
     /// The root directory.
@@ -52,7 +68,7 @@ impl FsStore {
     pub fn put_blocking(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        put_file(&path, data, n).map_err(backend)
+        put_file(&self.root, &path, data, n, self.durable).map_err(backend)
     }
 }
 
@@ -68,18 +84,66 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
 }
 
-fn put_file(path: &Path, data: &[u8], n: u64) -> io::Result<()> {
+fn put_file(root: &Path, path: &Path, data: &[u8], n: u64, durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("key without a parent directory"))?;
-    std::fs::create_dir_all(dir)?;
+    if !dir.is_dir() {
+        create_dirs(root, dir, durable)?;
+    }
     let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("obj");
     let tmp = dir.join(format!("{TMP_PREFIX}{name}-{}-{n}", std::process::id()));
-    let result = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    let write = || -> io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        if durable {
+            f.sync_data()?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    };
+    let result = write();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates `dir` and its missing parents under `root`, each new one synced into its parent
+/// when `durable` (a file in a directory whose own entry is lost is lost too).
+fn create_dirs(root: &Path, dir: &Path, durable: bool) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.is_dir() && d != root {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    for m in missing.iter().rev() {
+        match std::fs::create_dir(m) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        if durable {
+            if let Some(parent) = m.parent() {
+                sync_dir(parent)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// fsync of a directory: its entries (a rename, a new file) reach the disk.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[async_trait::async_trait]
@@ -196,15 +260,24 @@ impl Store for FsStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        blocking(move || put_file(&path, &data, n).map_err(backend)).await
+        let (root, durable) = (self.root.clone(), self.durable);
+        blocking(move || put_file(&root, &path, &data, n, durable).map_err(backend)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(backend(e)),
-        }
+        let durable = self.durable;
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(backend(e)),
+            }
+            match path.parent() {
+                Some(dir) if durable => sync_dir(dir).map_err(backend),
+                _ => Ok(()),
+            }
+        })
+        .await
     }
 }

@@ -66,12 +66,16 @@ impl AppState {
     }
 }
 
-/// Opens the store named by `--data`: an `s3://` URL (S3, R2, MinIO, ...) or a directory.
-pub fn open_store(data: &std::path::Path) -> Result<Arc<dyn wado_core::store::Store>, String> {
+/// Opens the store named by `--data`: an `s3://` URL (S3, R2, MinIO, ...) or a directory
+/// (whose writes wait for the disk when `durable`: `fs_store`'s module doc).
+pub fn open_store(
+    data: &std::path::Path,
+    durable: bool,
+) -> Result<Arc<dyn wado_core::store::Store>, String> {
     match data.to_str().filter(|d| d.starts_with("s3://")) {
         Some(url) => Ok(Arc::new(s3_store::S3Store::open(url)?)),
         None => fs_store::FsStore::new(data)
-            .map(|s| Arc::new(s) as Arc<dyn wado_core::store::Store>)
+            .map(|s| Arc::new(s.durable(durable)) as Arc<dyn wado_core::store::Store>)
             .map_err(|e| format!("{}: {e}", data.display())),
     }
 }
