@@ -331,7 +331,7 @@ mod tests {
 
     impl Observed {
         async fn look(&self) {
-            *self.writes.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            *lock(&self.writes) += 1;
             let listing = self.inner.list("studies/").await.unwrap_or_default();
             for ListedInstance {
                 study, series, sop, ..
@@ -421,10 +421,7 @@ mod tests {
                 batch.finish(&store).await.expect("rebuild");
             }
         });
-        assert!(
-            *store.writes.lock().unwrap() >= 6,
-            "the store saw every write"
-        );
-        assert_eq!(*store.torn.lock().unwrap(), Vec::<String>::new());
+        assert!(*lock(&store.writes) >= 6, "the store saw every write");
+        assert_eq!(*lock(&store.torn), Vec::<String>::new());
     }
 }
