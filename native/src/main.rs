@@ -28,6 +28,11 @@ enum Command {
         /// a server with another public URL rewrites them on the way out).
         #[arg(long, default_value = DEFAULT_PUBLIC_URL)]
         public_url: String,
+        /// The AE title whose partition of the store receives the files: DCM4CHEE at the
+        /// root, any other under aets/{AE}/ (docs/STORAGE-LAYOUT.md); served by `wado serve
+        /// --ae-title` of the same name.
+        #[arg(long, default_value = DEFAULT_AE_TITLE)]
+        ae_title: String,
         /// Do not wait for each file to reach the disk (a directory store): several times
         /// faster on slow disks, but a power cut (not a killed process) can then lose or empty
         /// files imported in the last seconds. For a bulk load you can re-run.
@@ -95,9 +100,10 @@ fn main() -> ExitCode {
             Command::Import {
                 data,
                 public_url,
+                ae_title,
                 no_fsync,
                 paths,
-            } => run_import(data, public_url, !no_fsync, paths).await,
+            } => run_import(data, public_url, ae_title, !no_fsync, paths).await,
             Command::Serve { config, args } => {
                 let file = match config.as_deref().map(ServeArgs::from_file) {
                     None => ServeArgs::default(),
@@ -144,10 +150,13 @@ fn main() -> ExitCode {
 async fn run_import(
     data: PathBuf,
     public_url: String,
+    ae_title: String,
     durable: bool,
     paths: Vec<PathBuf>,
 ) -> ExitCode {
-    let store = match wado_native::open_store(&data, durable) {
+    let store = match wado_native::open_store(&data, durable)
+        .and_then(|s| wado_core::layout::partition(&s, &ae_title).map_err(|e| e.to_string()))
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wado import: cannot open store {e}");
@@ -157,7 +166,7 @@ async fn run_import(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let opts = import::Options {
         public_url,
-        ae_title: DEFAULT_AE_TITLE.to_owned(),
+        ae_title,
         concurrency: cores * 4,
         progress: std::io::stderr().is_terminal(),
         rebuild_lock: (!data.to_string_lossy().starts_with("s3://"))
@@ -203,6 +212,10 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
         ..
     } = settings;
     let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
+    if let Err(e) = config.check() {
+        eprintln!("wado serve: {e}");
+        return ExitCode::FAILURE;
+    }
     let store = match wado_native::open_store(&data, true) {
         Ok(s) => s,
         Err(e) => {

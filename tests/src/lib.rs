@@ -42,8 +42,13 @@ pub fn wado_bin() -> PathBuf {
 
 /// Runs `wado import --data DATA PATHS...`.
 pub fn import(data: &Path, paths: &[&Path]) -> Output {
+    import_args(data, &[], paths)
+}
+
+/// Runs `wado import --data DATA ARGS... PATHS...`.
+pub fn import_args(data: &Path, args: &[&str], paths: &[&Path]) -> Output {
     let mut cmd = Command::new(wado_bin());
-    cmd.arg("import").arg("--data").arg(data);
+    cmd.arg("import").arg("--data").arg(data).args(args);
     for p in paths {
         cmd.arg(p);
     }

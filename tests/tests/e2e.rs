@@ -674,10 +674,26 @@ fn a_corrupt_stored_file_fails_that_request_only() {
     assert_eq!(ok.body, std::fs::read(&good).unwrap());
 }
 
+/// Each AE title is a partition of the store: what is imported for one is served by it alone,
+/// with URIs on its own service root; a token for one AE title cannot read another's data by
+/// any path (the study list, metadata, instances, frames).
 #[test]
-fn public_url_and_ae_titles() {
+fn ae_titles_are_partitions() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let mine = corpus().join("ct_small_ele.dcm");
+    let theirs = corpus().join("mr_small_rle.dcm");
+    assert!(import_args(&data, &["--ae-title", "OTHER"], &[&mine])
+        .status
+        .success());
+    assert!(import(&data, &[&theirs]).status.success());
+    let tokens = write_temp(
+        dir.path(),
+        "tokens",
+        b"other-token-0123456789 OTHER\nboth-token-0123456789 OTHER,DCM4CHEE\n",
+    );
     let server = Server::start(
-        imported(),
+        &data,
         &[
             "--public-url",
             "https://pacs.example.org/base",
@@ -685,20 +701,74 @@ fn public_url_and_ae_titles() {
             "DCM4CHEE",
             "--ae-title",
             "OTHER",
+            "--tokens-file",
+            tokens.to_str().unwrap(),
         ],
     );
-    let file = corpus().join("ct_small_ele.dcm");
-    let (st, se, sop) = uids(&file);
-    let url = format!(
-        "{}/dcm4chee-arc/aets/OTHER/rs/studies/{st}/series/{se}/instances/{sop}/metadata",
-        server.base
+    let root = |ae: &str| format!("{}/dcm4chee-arc/aets/{ae}/rs", server.base);
+    let as_ = |token: &str, url: &str| {
+        request("GET", url, &[("authorization", &format!("Bearer {token}"))])
+    };
+    let (st, se, sop) = uids(&mine);
+    let (tst, tse, tsop) = uids(&theirs);
+    let r = as_(
+        "other-token-0123456789",
+        &format!(
+            "{}/studies/{st}/series/{se}/instances/{sop}/metadata",
+            root("OTHER")
+        ),
     );
-    let r = get(&url, None);
     assert_eq!(r.status, 200);
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(
         v[0]["7FE00010"]["BulkDataURI"],
         format!("https://pacs.example.org/base/dcm4chee-arc/aets/OTHER/rs/studies/{st}/series/{se}/instances/{sop}/bulkdata/7FE00010")
+    );
+    // Another AE title's study, through this AE title's root: as if it did not exist.
+    for path in [
+        format!("studies/{tst}/metadata"),
+        format!("studies/{tst}/series/{tse}/instances/{tsop}"),
+        format!("studies/{tst}/series/{tse}/instances/{tsop}/frames/1"),
+        format!("studies/{tst}/series/{tse}/instances/{tsop}/bulkdata/7FE00010"),
+        format!("studies/{tst}"),
+    ] {
+        let r = as_(
+            "other-token-0123456789",
+            &format!("{}/{path}", root("OTHER")),
+        );
+        assert_eq!(r.status, 404, "{path}");
+    }
+    let list = as_(
+        "other-token-0123456789",
+        &format!("{}/studies", root("OTHER")),
+    );
+    assert_eq!(list.status, 200);
+    let v: Value = serde_json::from_slice(&list.body).unwrap();
+    let studies: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["0020000D"]["Value"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(studies, vec![st.as_str()]);
+    // Its own root is closed to this token, and open to one that may read both.
+    let r = as_(
+        "other-token-0123456789",
+        &format!("{}/studies/{tst}/metadata", root("DCM4CHEE")),
+    );
+    assert_eq!(r.status, 403);
+    let r = as_(
+        "both-token-0123456789",
+        &format!("{}/studies/{tst}/metadata", root("DCM4CHEE")),
+    );
+    assert_eq!(r.status, 200);
+    let r = as_(
+        "both-token-0123456789",
+        &format!("{}/studies/{st}/metadata", root("DCM4CHEE")),
+    );
+    assert_eq!(
+        r.status, 404,
+        "the default partition does not hold OTHER's study"
     );
 }
 

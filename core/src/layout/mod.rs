@@ -6,7 +6,12 @@
 //! studies/{study}/series/{series}/metadata.json.gz             series metadata (gzip DICOM JSON array)
 //! studies/{study}/series/{series}/instances/{sop}.dcm          the Part-10 file exactly as received
 //! studies/{study}/series/{series}/instances/{sop}.index.json   its index: frames, bulk data, metadata
+//! aets/{AE}/...                                                the same again for AE title {AE}
 //! ```
+//!
+//! Each AE title is a partition of its own ([`partition_prefix`]): the default AE title
+//! (`DCM4CHEE`) at the root, every other one under `aets/{AE}/`. The service reads a partition
+//! through [`crate::store::Prefixed`], so no request to one AE title can name a key of another.
 //!
 //! An instance exists when its `.dcm` exists **and** its index names that file's size: import
 //! writes the `.dcm` first and the index last (each by atomic replace; a replacement deletes the
@@ -45,6 +50,43 @@ pub const INDEX_SUFFIX: &str = ".index.json";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 /// The default AE title.
 pub const DEFAULT_AE_TITLE: &str = "DCM4CHEE";
+
+/// Where an AE title's partition lives in the store: `None` for the default AE title (the
+/// root, where a store made before partitions keeps its studies), `aets/{AE}/` for any other.
+/// AE titles that are not a storage key segment (PS3.5 allows any of 16 characters but `\`;
+/// keys take letters, digits, `.`, `_`, `-`) are refused.
+pub fn partition_prefix(ae_title: &str) -> Result<Option<String>> {
+    if ae_title == DEFAULT_AE_TITLE {
+        return Ok(None);
+    }
+    let ok = !ae_title.is_empty()
+        && ae_title.len() <= 16
+        && ae_title
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && ae_title != "."
+        && ae_title != "..";
+    if !ok {
+        return Err(Error::BadRequest(format!(
+            "AE title {ae_title:?} cannot name a partition: use at most 16 letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(Some(format!("aets/{ae_title}/")))
+}
+
+/// The store as `ae_title` sees it: its partition ([`partition_prefix`]).
+pub fn partition(
+    store: &std::sync::Arc<dyn crate::store::Store>,
+    ae_title: &str,
+) -> Result<std::sync::Arc<dyn crate::store::Store>> {
+    Ok(match partition_prefix(ae_title)? {
+        None => store.clone(),
+        Some(prefix) => std::sync::Arc::new(
+            crate::store::Prefixed::new(store.clone(), &prefix)
+                .map_err(|e| Error::BadRequest(e.to_string()))?,
+        ),
+    })
+}
 
 /// The store-wide record: which layout version, and which service root the stored metadata's
 /// BulkDataURIs use (servers with another public root rewrite them on the way out).

@@ -350,12 +350,18 @@ impl Service {
             Shape::Multipart { part_type } => {
                 let writer = MultipartWriter::new(ctx.boundary.clone());
                 let content_type = writer.content_type(&part_type);
-                self.streamed_response(&content_type, Framing::Multipart(writer), parts, outcome)
+                self.streamed_response(
+                    ctx,
+                    &content_type,
+                    Framing::Multipart(writer),
+                    parts,
+                    outcome,
+                )
             }
             // dcm4chee's extension: one ZIP of the PS3.10 files.
             Shape::Zip => {
                 let framing = Framing::Zip(ZipWriter::new());
-                self.streamed_response("application/zip", framing, parts, outcome)
+                self.streamed_response(ctx, "application/zip", framing, parts, outcome)
             }
             Shape::Single => {
                 let mut part = parts
@@ -366,7 +372,8 @@ impl Service {
                     (&part.source, ctx.req.method == Method::HEAD)
                 {
                     let offload = self.config.offload.as_deref();
-                    part.source = Source::Bytes(converted(&*self.store, offload, key, to).await?);
+                    part.source =
+                        Source::Bytes(converted(&*ctx.part.store, offload, key, to).await?);
                 }
                 self.single_response(ctx, part, outcome)
             }
@@ -377,6 +384,7 @@ impl Service {
     /// out, a weak ETag when the outcome has a validator.
     fn streamed_response(
         &self,
+        ctx: &Ctx<'_>,
         content_type: &str,
         framing: Framing,
         parts: Vec<Part>,
@@ -389,7 +397,7 @@ impl Service {
             set(&mut headers, header::ETAG, &entity_tag(v, true));
         }
         let state = StreamState::new(
-            self.store.clone(),
+            ctx.part.store.clone(),
             self.config.offload.clone(),
             self.config.chunk_size,
             parts,
@@ -465,7 +473,7 @@ impl Service {
             }
         }
         let state = StreamState::new(
-            self.store.clone(),
+            ctx.part.store.clone(),
             self.config.offload.clone(),
             self.config.chunk_size,
             vec![part],

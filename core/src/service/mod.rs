@@ -85,6 +85,9 @@ impl Config {
     /// access control would fetch any study of the upstream archive, with this server's
     /// credentials for it, for anyone who asks, unless `public` says that is meant.
     pub fn check(&self) -> std::result::Result<(), String> {
+        for ae in &self.ae_titles {
+            layout::partition_prefix(ae).map_err(|e| e.to_string())?;
+        }
         if self.upstream.is_some() && self.auth.is_none() && !self.public {
             return Err(
                 "an upstream archive without access control here would serve any of its studies to anyone: set tokens or JWT keys, or say public = true to mean it"
@@ -118,22 +121,77 @@ impl Default for Config {
 pub struct Service {
     store: Arc<dyn Store>,
     config: Config,
-    layout: Mutex<Option<LayoutRecord>>,
-    cache: Mutex<MetaCache>,
+    /// One per AE title served.
+    partitions: std::collections::HashMap<String, Partition>,
 }
 
-impl Service {
-    /// A service over `store`.
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Service {
-        Service {
+/// One AE title's part of the store ([`layout::partition_prefix`]), and what is kept of it
+/// between requests. Requests to an AE title read through its partition only.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    /// The store as this AE title sees it.
+    pub(crate) store: Arc<dyn Store>,
+    layout: Mutex<Option<LayoutRecord>>,
+    /// Rebased metadata, by key within the partition.
+    pub(crate) cache: Mutex<MetaCache>,
+}
+
+impl Partition {
+    fn new(store: Arc<dyn Store>) -> Partition {
+        Partition {
             store,
-            config,
             layout: Mutex::new(None),
             cache: Mutex::new(MetaCache::default()),
         }
     }
 
-    /// The store.
+    /// The partition's layout record (read once, then kept).
+    pub(crate) async fn layout(&self) -> Result<LayoutRecord> {
+        if let Some(l) = self
+            .layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(l);
+        }
+        let rec = match self.store.get(layout::LAYOUT_KEY).await? {
+            Some(b) => LayoutRecord::from_json(&b)?,
+            None => {
+                return Ok(LayoutRecord::new(
+                    layout::DEFAULT_PUBLIC_URL,
+                    layout::DEFAULT_AE_TITLE,
+                ))
+            }
+        };
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
+        Ok(rec)
+    }
+}
+
+impl Service {
+    /// A service over `store`: each AE title of `config` reads its own partition of it
+    /// ([`layout::partition_prefix`]); an AE title that cannot name one is not served
+    /// ([`Config::check`] says why).
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Service {
+        let partitions = config
+            .ae_titles
+            .iter()
+            .filter_map(|ae| {
+                Some((
+                    ae.clone(),
+                    Partition::new(layout::partition(&store, ae).ok()?),
+                ))
+            })
+            .collect();
+        Service {
+            store,
+            config,
+            partitions,
+        }
+    }
+
+    /// The whole store (every partition).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -180,12 +238,12 @@ impl Service {
             ));
         };
         self.authorise(req, &route.ae_title)?;
-        if !self.config.ae_titles.contains(&route.ae_title) {
+        let Some(part) = self.partitions.get(&route.ae_title) else {
             return Err(Error::NotFound(format!(
                 "unknown AE title {:?}",
                 route.ae_title
             )));
-        }
+        };
         let neg = Negotiation::new(
             http::header_str(req.headers, header::ACCEPT).as_deref(),
             req.query
@@ -193,7 +251,7 @@ impl Service {
                 .as_deref(),
             category(&route.resource),
         )?;
-        let ctx = Ctx::new(req, self.service_root(req, &route.ae_title));
+        let ctx = Ctx::new(req, part, self.service_root(req, &route.ae_title));
         if let (Some(upstream), Some(target)) = (&self.config.upstream, route.resource.target()) {
             self.fill_from_upstream(&ctx, &route.ae_title, &**upstream, target)
                 .await?;
@@ -237,29 +295,6 @@ impl Service {
         }
     }
 
-    /// The store's layout record (read once, then kept).
-    async fn layout(&self) -> Result<LayoutRecord> {
-        if let Some(l) = self
-            .layout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Ok(l);
-        }
-        let rec = match self.store.get(layout::LAYOUT_KEY).await? {
-            Some(b) => LayoutRecord::from_json(&b)?,
-            None => {
-                return Ok(LayoutRecord::new(
-                    layout::DEFAULT_PUBLIC_URL,
-                    layout::DEFAULT_AE_TITLE,
-                ))
-            }
-        };
-        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
-        Ok(rec)
-    }
-
     /// Fetches a missing study or series from the upstream archive into the store (a new store
     /// gets its layout record first, with this request's service root).
     async fn fill_from_upstream(
@@ -269,13 +304,14 @@ impl Service {
         upstream: &dyn Upstream,
         target: &Target,
     ) -> Result<()> {
-        if layout::upstream::is_cached(&*self.store, target).await? {
+        let store = &*ctx.part.store;
+        if layout::upstream::is_cached(store, target).await? {
             return Ok(());
         }
         let suffix = format!("{}{ae_title}/rs", route::SERVICE_PREFIX);
         let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
-        let layout = layout::import::ensure_layout(&*self.store, public, ae_title).await?;
-        layout::upstream::fill(&*self.store, upstream, &layout, target).await?;
+        let layout = layout::import::ensure_layout(store, public, ae_title).await?;
+        layout::upstream::fill(store, upstream, &layout, target).await?;
         Ok(())
     }
 

@@ -13,8 +13,10 @@ use std::ops::Range;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod memory;
+pub mod prefixed;
 
 pub use memory::MemoryStore;
+pub use prefixed::Prefixed;
 
 /// Errors that mean the same on every backend.
 #[derive(Debug, thiserror::Error)]

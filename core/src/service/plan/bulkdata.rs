@@ -48,7 +48,7 @@ impl Service {
                 doc_choice.filter(|(m, _)| *m != MediaType::OctetStream)
             {
                 let validator = format!("document|{}|{media}", idx.source.sha256);
-                let part = self.document_part(&idx, media, doc_len, uri).await?;
+                let part = self.document_part(ctx, &idx, media, doc_len, uri).await?;
                 let outcome = Outcome {
                     media_type: Some(media.as_str().into()),
                     validator: Some(validator),
@@ -75,7 +75,7 @@ impl Service {
                     detect_ts: false,
                 }
             }
-            _ => Source::Bytes(self.bulk_value_whole(&key, path).await?),
+            _ => Source::Bytes(self.bulk_value_whole(ctx, &key, path).await?),
         };
         let part = Part {
             content_type: format!(
@@ -102,8 +102,14 @@ impl Service {
 
     /// A bulk value read by parsing the whole file (Big Endian, Deflated, or a value the
     /// index does not list), as little-endian bytes.
-    pub(crate) async fn bulk_value_whole(&self, key: &str, path: &AttributePath) -> Result<Bytes> {
-        let bytes = self
+    pub(crate) async fn bulk_value_whole(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        path: &AttributePath,
+    ) -> Result<Bytes> {
+        let bytes = ctx
+            .part
             .store
             .get(key)
             .await?

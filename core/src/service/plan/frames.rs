@@ -67,7 +67,7 @@ impl Service {
         let instance_uri = format!("{}/{}", ctx.root, target.path());
         let content_type = format!("{}; transfer-syntax={}", media.as_str(), chosen.ts);
         let mut parts = self
-            .frame_parts(&idx, &valid, &chosen.ts, &content_type, &instance_uri)
+            .frame_parts(ctx, &idx, &valid, &chosen.ts, &content_type, &instance_uri)
             .await?;
         let warning = (!invalid.is_empty()).then(|| {
             format!(
@@ -99,6 +99,7 @@ impl Service {
     /// (whole-file reads for Big Endian, Deflated, bit-packed or unindexed pixel data).
     pub(crate) async fn frame_parts(
         &self,
+        ctx: &Ctx<'_>,
         idx: &InstanceIndex,
         valid: &[u32],
         to: &str,
@@ -117,7 +118,7 @@ impl Service {
             || (matches!(findex, layout::FrameIndex::Native { .. })
                 && info.stored_frame_bits() % 8 != 0)
         {
-            Some(self.pixel_bytes_whole(idx).await?)
+            Some(self.pixel_bytes_whole(ctx, idx).await?)
         } else {
             None
         };
@@ -207,9 +208,14 @@ impl Service {
 
     /// The whole native pixel data of a file that is not byte-addressable (or bit-packed),
     /// as little-endian bytes.
-    pub(crate) async fn pixel_bytes_whole(&self, idx: &InstanceIndex) -> Result<Bytes> {
+    pub(crate) async fn pixel_bytes_whole(
+        &self,
+        ctx: &Ctx<'_>,
+        idx: &InstanceIndex,
+    ) -> Result<Bytes> {
         let key = idx.file_key();
-        let bytes = self
+        let bytes = ctx
+            .part
             .store
             .get(&key)
             .await?

@@ -215,7 +215,7 @@ impl Service {
         let list = self.list_instances(ctx, target).await?;
         let loads: Vec<_> = list
             .iter()
-            .map(|i| load_index(self.store.clone(), i.clone()))
+            .map(|i| load_index(ctx.part.store.clone(), i.clone()))
             .collect();
         let indexes: Vec<InstanceIndex> = stream::iter(loads)
             .buffered(16)
@@ -318,6 +318,7 @@ impl Service {
                 }
                 let part = self
                     .document_part(
+                        ctx,
                         idx,
                         media,
                         doc_len,
@@ -358,7 +359,7 @@ impl Service {
                 let frames: Vec<u32> = (1..=frame_count(idx)).collect();
                 let content_type = format!("{}; transfer-syntax={}", media.as_str(), chosen.ts);
                 let parts = self
-                    .frame_parts(idx, &frames, &chosen.ts, &content_type, &instance_uri)
+                    .frame_parts(ctx, idx, &frames, &chosen.ts, &content_type, &instance_uri)
                     .await?;
                 Ok(Some((parts, Some(chosen.ts))))
             }
@@ -369,6 +370,7 @@ impl Service {
     /// padding byte (Encapsulated Document Length, PS3.3 C.24.2.1, when present).
     pub(crate) async fn document_part(
         &self,
+        ctx: &Ctx<'_>,
         idx: &InstanceIndex,
         media: MediaType,
         doc_len: Option<u64>,
@@ -387,7 +389,7 @@ impl Service {
                 }
             }
             _ => {
-                let all = self.bulk_value_whole(&idx.file_key(), &path).await?;
+                let all = self.bulk_value_whole(ctx, &idx.file_key(), &path).await?;
                 let len = doc_len
                     .filter(|&l| l <= all.len() as u64)
                     .unwrap_or(all.len() as u64);

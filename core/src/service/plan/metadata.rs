@@ -109,7 +109,7 @@ impl Service {
         if media == MediaType::DicomXml {
             return self.metadata_xml(ctx, target).await;
         }
-        let layout = self.layout().await?;
+        let layout = ctx.part.layout().await?;
         let coding =
             choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
         let (body, identity) = self.metadata_body(ctx, target, &layout, coding).await?;
@@ -136,7 +136,7 @@ impl Service {
     /// document per instance (PS3.18 Table 10.4.4-1, PS3.19 Annex A), translated from the
     /// stored JSON.
     pub(crate) async fn metadata_xml(&self, ctx: &Ctx<'_>, target: &Target) -> Result<Plan> {
-        let layout = self.layout().await?;
+        let layout = ctx.part.layout().await?;
         let (json, _) = self.metadata_body(ctx, target, &layout, "identity").await?;
         let list: Vec<serde_json::Value> =
             serde_json::from_slice(&json).map_err(|e| Error::corrupt(target.path(), e))?;
@@ -220,7 +220,7 @@ impl Service {
         let missing = || Error::NotFound("no such study or series".into());
         if stored_root == root && coding == "gzip" {
             // One read: the stored object is the answer.
-            let (b, meta) = self.store.get_object(key).await?.ok_or_else(missing)?;
+            let (b, meta) = ctx.part.store.get_object(key).await?.ok_or_else(missing)?;
             ctx.saw(meta.modified);
             let id = format!(
                 "{}-{}",
@@ -229,13 +229,14 @@ impl Service {
             );
             return Ok((b, id));
         }
-        let head = self.store.head(key).await?.ok_or_else(missing)?;
+        let head = ctx.part.store.head(key).await?.ok_or_else(missing)?;
         ctx.saw(head.modified);
         let size = head.size;
         if size < 18 {
             return Err(Error::corrupt(key, "not a gzip object"));
         }
-        let trailer = self
+        let trailer = ctx
+            .part
             .store
             .get_range(key, size - 8..size)
             .await?
@@ -248,7 +249,8 @@ impl Service {
             root: root.to_owned(),
             coding,
         };
-        if let Some(b) = self
+        if let Some(b) = ctx
+            .part
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -256,7 +258,7 @@ impl Service {
         {
             return Ok((b, id));
         }
-        let gz = self.store.get(key).await?.ok_or_else(missing)?;
+        let gz = ctx.part.store.get(key).await?.ok_or_else(missing)?;
         let mut json = Vec::with_capacity(gz.len() * 16);
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut json)
@@ -270,11 +272,11 @@ impl Service {
             "deflate" => Bytes::from(zlib(&json)),
             _ => Bytes::from(json),
         };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            ck,
-            out.clone(),
-            self.config.metadata_cache_bytes,
-        );
+        ctx.part
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ck, out.clone(), self.config.metadata_cache_bytes);
         Ok((out, id))
     }
 }

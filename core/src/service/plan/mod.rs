@@ -16,7 +16,7 @@ pub(crate) use metadata::MetaCache;
 
 use super::body::Part;
 use super::message::{Outcome, Request};
-use super::Service;
+use super::{Partition, Service};
 use crate::error::{Error, Result};
 use crate::layout::{self, InstanceIndex};
 use crate::media::{ts, MediaType};
@@ -192,6 +192,8 @@ pub(crate) fn left_out_warning(left_out: &[String], how: &str) -> Option<String>
 pub(crate) struct Ctx<'a> {
     /// The request.
     pub(crate) req: &'a Request<'a>,
+    /// The AE title's partition of the store: everything the response is made from.
+    pub(crate) part: &'a Partition,
     /// The service root URIs in the response are built on.
     pub(crate) root: String,
     /// The multipart boundary.
@@ -203,9 +205,10 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// The context of `req`, URIs on `root`.
-    pub(crate) fn new(req: &'a Request<'a>, root: String) -> Ctx<'a> {
+    pub(crate) fn new(req: &'a Request<'a>, part: &'a Partition, root: String) -> Ctx<'a> {
         Ctx {
             req,
+            part,
             root,
             boundary: boundary_from_entropy(req.entropy),
             modified: AtomicU64::new(0),
@@ -258,13 +261,14 @@ impl Service {
             return Err(Error::NotFound("not an instance".into()));
         };
         let key = layout::index_key(study, series, instance);
-        let bytes = self.store.get(&key).await?.ok_or_else(|| {
+        let bytes = ctx.part.store.get(&key).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "no instance {instance} in series {series} of study {study}"
             ))
         })?;
         let idx = InstanceIndex::from_json(&key, &bytes)?;
-        let head = self
+        let head = ctx
+            .part
             .store
             .head(&layout::instance_key(study, series, instance))
             .await?;
@@ -293,12 +297,14 @@ impl Service {
                 instance,
             } => {
                 let key = layout::instance_key(study, series, instance);
-                let Some(ObjectMeta { size, modified, .. }) = self.store.head(&key).await? else {
+                let Some(ObjectMeta { size, modified, .. }) = ctx.part.store.head(&key).await?
+                else {
                     return Err(Error::NotFound(format!(
                         "no instance {instance} in series {series} of study {study}"
                     )));
                 };
-                if self
+                if ctx
+                    .part
                     .store
                     .size(&layout::index_key(study, series, instance))
                     .await?
@@ -317,7 +323,7 @@ impl Service {
                 }]);
             }
         };
-        let out = layout::listed_instances(self.store.list(&prefix).await?);
+        let out = layout::listed_instances(ctx.part.store.list(&prefix).await?);
         for i in &out {
             ctx.saw(i.modified);
         }

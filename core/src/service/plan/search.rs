@@ -115,7 +115,8 @@ impl Service {
                 }
             }
         }
-        let mut keys: Vec<String> = self
+        let mut keys: Vec<String> = ctx
+            .part
             .store
             .list(layout::STUDIES_PREFIX)
             .await?
@@ -129,7 +130,7 @@ impl Service {
         keys.sort();
         let mut out: Vec<serde_json::Value> = Vec::new();
         for key in keys.iter().skip(offset).take(limit) {
-            let Some(gz) = self.store.get(key).await? else {
+            let Some(gz) = ctx.part.store.get(key).await? else {
                 continue;
             };
             let mut json = Vec::new();
