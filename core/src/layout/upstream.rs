@@ -9,6 +9,15 @@
 //! series (instances, frames and bulk data of one instance included). The upstream archive's metadata
 //! names the instances; each instance is one request, so nothing larger than one instance is
 //! held in memory.
+//!
+//! [`Fills`] makes a server ask the upstream archive once per scope: requests for a study or
+//! series being filled wait for that fill instead of starting their own (a viewer opening a
+//! series asks for its metadata and many frames at once), and a scope the upstream archive
+//! does not have is remembered for [`MISS_SECONDS`] (a viewer retrying, or a scan of made-up
+//! UIDs, costs one upstream request, not one each). Both hold within one process, or one
+//! Worker isolate: isolates share nothing but the store, so two isolates may each fill the
+//! same series once, which the import's rules make harmless (the second finds the instances
+//! stored whole and skips them).
 
 use crate::error::{Error, Result};
 use crate::layout::import;
@@ -56,6 +65,107 @@ pub async fn is_cached(store: &dyn Store, target: &Target) -> Result<bool> {
         }
     };
     Ok(store.size(&key).await?.is_some())
+}
+
+/// How long the upstream archive's "no such study or series" is believed, in seconds.
+pub const MISS_SECONDS: u64 = 30;
+
+/// Most scopes remembered as missing; past it the expired ones go, then all.
+const MAX_MISSES: usize = 10_000;
+
+type Turn = std::sync::Arc<futures::lock::Mutex<()>>;
+
+/// One fill per scope at a time, and the scopes recently found missing (see the module doc).
+#[derive(Debug, Default)]
+pub struct Fills {
+    turns: std::sync::Mutex<std::collections::HashMap<String, Turn>>,
+    misses: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The scope a target fills: its study at study level, else its series.
+fn scope(target: &Target) -> String {
+    match target {
+        Target::Study { study } => format!("studies/{study}"),
+        Target::Series { study, series } | Target::Instance { study, series, .. } => {
+            format!("studies/{study}/series/{series}")
+        }
+    }
+}
+
+impl Fills {
+    /// Makes sure the target's scope is in the store: nothing to do when it is cached; a 404
+    /// when the upstream archive said it has no such scope less than [`MISS_SECONDS`] before
+    /// `now`; else one fill, which concurrent callers for the same scope wait for and share.
+    /// `layout` gives the layout record of a store that has none yet.
+    pub async fn ensure<F, Fut>(
+        &self,
+        store: &dyn Store,
+        upstream: &dyn Upstream,
+        target: &Target,
+        now: u64,
+        layout: F,
+    ) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<LayoutRecord>>,
+    {
+        if is_cached(store, target).await? {
+            return Ok(());
+        }
+        let scope = scope(target);
+        let missing = || {
+            Error::NotFound(format!(
+                "not here and not at the upstream archive: {}",
+                target.path()
+            ))
+        };
+        if lock(&self.misses)
+            .get(&scope)
+            .is_some_and(|&until| now < until)
+        {
+            return Err(missing());
+        }
+        let turn = lock(&self.turns).entry(scope.clone()).or_default().clone();
+        let result = {
+            let _held = turn.lock().await;
+            // Whoever held the turn before may have filled it, or found it missing.
+            if is_cached(store, target).await? {
+                Ok(())
+            } else if lock(&self.misses)
+                .get(&scope)
+                .is_some_and(|&until| now < until)
+            {
+                Err(missing())
+            } else {
+                let layout = layout().await?;
+                match fill(store, upstream, &layout, target).await {
+                    Ok(_) => Ok(()),
+                    Err(Error::NotFound(m)) => {
+                        let mut misses = lock(&self.misses);
+                        if misses.len() >= MAX_MISSES {
+                            misses.retain(|_, &mut until| now < until);
+                            if misses.len() >= MAX_MISSES {
+                                misses.clear();
+                            }
+                        }
+                        misses.insert(scope.clone(), now.saturating_add(MISS_SECONDS));
+                        Err(Error::NotFound(m))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        // The last one out removes the turn (the map's reference and ours are left).
+        let mut turns = lock(&self.turns);
+        if std::sync::Arc::strong_count(&turn) == 2 {
+            turns.remove(&scope);
+        }
+        result
+    }
 }
 
 /// What a fill did.

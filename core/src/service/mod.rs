@@ -134,6 +134,8 @@ pub(crate) struct Partition {
     layout: Mutex<Option<LayoutRecord>>,
     /// Rebased metadata, by key within the partition.
     pub(crate) cache: Mutex<MetaCache>,
+    /// Fills from the upstream archive, one per scope, and its recent misses.
+    fills: layout::upstream::Fills,
 }
 
 impl Partition {
@@ -142,6 +144,7 @@ impl Partition {
             store,
             layout: Mutex::new(None),
             cache: Mutex::new(MetaCache::default()),
+            fills: Default::default(),
         }
     }
 
@@ -305,14 +308,14 @@ impl Service {
         target: &Target,
     ) -> Result<()> {
         let store = &*ctx.part.store;
-        if layout::upstream::is_cached(store, target).await? {
-            return Ok(());
-        }
         let suffix = format!("{}{ae_title}/rs", route::SERVICE_PREFIX);
         let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
-        let layout = layout::import::ensure_layout(store, public, ae_title).await?;
-        layout::upstream::fill(store, upstream, &layout, target).await?;
-        Ok(())
+        ctx.part
+            .fills
+            .ensure(store, upstream, target, ctx.req.now, || {
+                layout::import::ensure_layout(store, public, ae_title)
+            })
+            .await
     }
 
     /// `{public URL}/dcm4chee-arc/aets/{AE}/rs`: the configured public URL, else the request's

@@ -23,6 +23,8 @@ impl crate::layout::upstream::Upstream for ServiceOrigin {
         accept: &str,
     ) -> std::result::Result<crate::layout::upstream::UpstreamResponse, String> {
         self.calls.lock().expect("lock").push(url.to_owned());
+        // A network round trip: other requests run meanwhile.
+        YieldOnce(false).await;
         let path = url
             .strip_prefix("http://origin.test")
             .ok_or("not the origin")?;
@@ -65,6 +67,97 @@ impl crate::layout::upstream::Upstream for ServiceOrigin {
             body,
         })
     }
+}
+
+/// Pending once, then ready: lets the executor poll the other futures, as a real fetch does.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// An edge service over an empty store in front of an origin holding `files`.
+fn edge_before(files: &[Bytes]) -> (Service, Arc<ServiceOrigin>) {
+    let origin = Arc::new(ServiceOrigin {
+        svc: Service::new(store_with(files), Config::default()),
+        root: format!("http://origin.test{ROOT}"),
+        calls: Default::default(),
+    });
+    let edge = Service::new(
+        Arc::new(MemoryStore::new()),
+        Config {
+            upstream: Some(origin.clone()),
+            ..Config::default()
+        },
+    );
+    (edge, origin)
+}
+
+/// `n` requests for `path` at once, at `now`: their statuses.
+fn at_once(edge: &Service, path: &str, n: usize, now: u64) -> Vec<u16> {
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_static("edge.test"));
+    let req = Request {
+        method: &Method::GET,
+        path,
+        query: None,
+        authority: None,
+        headers: &h,
+        entropy: [1; 16],
+        now,
+    };
+    block_on(futures::future::join_all(
+        (0..n).map(|_| async { edge.handle(&req).await.status.as_u16() }),
+    ))
+}
+
+#[test]
+fn requests_for_a_series_being_filled_share_one_fill() {
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let b = fixture!("study77654033_CT2_17136.dcm");
+    let (edge, origin) = edge_before(&[a.clone(), b]);
+    let (st, se, sop) = uids(&a);
+    let statuses = at_once(
+        &edge,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/metadata"),
+        8,
+        1_700_000_000,
+    );
+    assert_eq!(statuses, vec![200; 8]);
+    let calls = origin.calls.lock().expect("lock").clone();
+    assert_eq!(
+        calls.len(),
+        3,
+        "the series' metadata and its two instances, once: {calls:#?}"
+    );
+}
+
+#[test]
+fn a_scope_missing_upstream_is_asked_for_once_in_a_while() {
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let (edge, origin) = edge_before(&[a]);
+    let calls = || origin.calls.lock().expect("lock").len();
+    let path = format!("{ROOT}/studies/1.2.3/series/4.5.6/metadata");
+    let t0 = 1_700_000_000;
+    assert_eq!(at_once(&edge, &path, 8, t0), vec![404; 8]);
+    assert_eq!(calls(), 1, "eight requests at once, one question");
+    let within = t0 + crate::layout::upstream::MISS_SECONDS - 1;
+    assert_eq!(at_once(&edge, &path, 1, within), vec![404]);
+    assert_eq!(calls(), 1, "the miss is remembered");
+    let after = t0 + crate::layout::upstream::MISS_SECONDS;
+    assert_eq!(at_once(&edge, &path, 1, after), vec![404]);
+    assert_eq!(calls(), 2, "and asked again once it expires");
 }
 
 #[test]
