@@ -46,7 +46,10 @@ fn the_limit_and_other_settings_come_from_a_config_file_flags_win() {
     let dir = tempdir();
     let data = dir.path().join("data");
     let file = corpus().join("ct_small_ele.dcm");
-    assert!(import(&data, &[&file]).status.success());
+    // Into the partition of the AE title the settings file names.
+    assert!(import_args(&data, &["--ae-title", "CFG"], &[&file])
+        .status
+        .success());
     let cfg = write_temp(
         dir.path(),
         "wado.toml",
