@@ -6,7 +6,7 @@
 //! request and response types, the bucket, the clock and the random source.
 //!
 //! Settings come from `wrangler.toml` variables and secrets (all optional):
-//! `AE_TITLES` (comma-separated, default `DCM4CHEE`), `PUBLIC_URL`, `CORS_ORIGINS`
+//! `AE_TITLES` (comma-separated, default `DCM4CHEE`), `PUBLIC_URL`, `ALLOWED_HOSTS`, `CORS_ORIGINS`
 //! (comma-separated), `TOKENS` (a tokens file's text), `JWT_KEYS` (PEM or JWK Set text),
 //! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`; `ORIGIN_URL` (the service root of an archive
 //! to fetch missing studies and series from, [`wado_core::layout::upstream`]) and `ORIGIN_AUTHORIZATION`
@@ -72,6 +72,7 @@ fn config(env: &Env) -> Result<Config, String> {
         ae_titles,
         public_url: var(env, "PUBLIC_URL"),
         cors_origins: list(env, "CORS_ORIGINS"),
+        allowed_hosts: list(env, "ALLOWED_HOSTS"),
         auth,
         upstream: var(env, "ORIGIN_URL").map(|root| {
             Arc::new(FetchUpstream {

@@ -131,6 +131,7 @@ fn main() -> ExitCode {
                     ae_titles: settings.ae_titles.clone(),
                     public_url: settings.public_url.clone(),
                     cors_origins: settings.cors_origins.clone(),
+                    allowed_hosts: settings.allowed_hosts.clone(),
                     auth,
                     offload: Some(Arc::new(wado_native::pool::BlockingPool::per_core())),
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
@@ -257,6 +258,12 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
         let _ = ctrl_c.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
     };
+    let config = service.config();
+    if config.public_url.is_none() && config.allowed_hosts.is_empty() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "neither --public-url nor --allowed-host is set: URIs in responses name whatever host a request says"
+        );
+    }
     if let Some(d) = &demo_dir {
         tracing::info!(dir = %d.display(), "serving the demo at /demo/");
     }

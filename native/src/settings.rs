@@ -35,6 +35,11 @@ pub struct ServeArgs {
     #[arg(long = "cors-origin")]
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Without --public-url, URIs in responses use the request's Host: the host names
+    /// (`name` or `name:port`) it may be; others get 400 (repeat for more). Any by default.
+    #[arg(long = "allowed-host")]
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// On SIGTERM or Ctrl-C, seconds to let requests in flight finish before exiting
     /// [default: 30].
     #[arg(long)]
@@ -99,6 +104,8 @@ pub struct Settings {
     pub max_requests: usize,
     /// CORS origins.
     pub cors_origins: Vec<String>,
+    /// Host names the Host header may give when there is no public URL (empty: any).
+    pub allowed_hosts: Vec<String>,
     /// Seconds for requests in flight at shutdown.
     pub shutdown_timeout: u64,
     /// Seconds for a request's headers, and of idleness between requests.
@@ -180,6 +187,7 @@ impl ServeArgs {
             public_url: self.public_url.or(file.public_url),
             max_requests: self.max_requests.or(file.max_requests).unwrap_or(0),
             cors_origins: list(self.cors_origins, file.cors_origins),
+            allowed_hosts: list(self.allowed_hosts, file.allowed_hosts),
             shutdown_timeout: self
                 .shutdown_timeout
                 .or(file.shutdown_timeout)

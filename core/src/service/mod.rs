@@ -65,6 +65,11 @@ pub struct Config {
     pub max_convert_bytes: u64,
     /// Origins allowed to call from a browser (CORS); `*` allows any; empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Without `public_url`, URIs in responses are built on the request's Host: these are the
+    /// host names (`host` or `host:port`) it may name, any other is refused with 400, so a
+    /// forged Host can neither put another server's name into BulkDataURIs and Content-Locations
+    /// nor fill the metadata cache with copies. Empty: any (say `public_url` in production).
+    pub allowed_hosts: Vec<String>,
     /// The scheme of URIs built from the Host header when `public_url` is not set (`https`
     /// when the frontend serves TLS).
     pub scheme: String,
@@ -107,6 +112,7 @@ impl Default for Config {
             metadata_cache_bytes: 64 << 20,
             max_convert_bytes: 1 << 30,
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             scheme: "http".into(),
             auth: None,
             upstream: None,
@@ -254,7 +260,7 @@ impl Service {
                 .as_deref(),
             category(&route.resource),
         )?;
-        let ctx = Ctx::new(req, part, self.service_root(req, &route.ae_title));
+        let ctx = Ctx::new(req, part, self.service_root(req, &route.ae_title)?);
         if let (Some(upstream), Some(target)) = (&self.config.upstream, route.resource.target()) {
             self.fill_from_upstream(&ctx, &route.ae_title, &**upstream, target)
                 .await?;
@@ -319,8 +325,9 @@ impl Service {
     }
 
     /// `{public URL}/dcm4chee-arc/aets/{AE}/rs`: the configured public URL, else the request's
-    /// own host (Host, or the URI's authority as HTTP/2 sends it).
-    fn service_root(&self, req: &Request<'_>, ae: &str) -> String {
+    /// own host (Host, or the URI's authority as HTTP/2 sends it), when it is one of the
+    /// allowed hosts (if any are set).
+    fn service_root(&self, req: &Request<'_>, ae: &str) -> Result<String> {
         let base = match &self.config.public_url {
             Some(u) => u.clone(),
             None => {
@@ -332,11 +339,38 @@ impl Service {
                                 .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'"')
                     })
                     .unwrap_or_else(|| "localhost".into());
+                if !host_allowed(&self.config.allowed_hosts, &host) {
+                    return Err(Error::BadRequest(format!(
+                        "this server does not answer for host {host:?} (its allowed hosts are set; the server's public URL may be)"
+                    )));
+                }
                 format!("{}://{host}", self.config.scheme)
             }
         };
-        layout::service_root(&base, ae)
+        Ok(layout::service_root(&base, ae))
     }
+}
+
+/// Whether `host` (`name` or `name:port`, as in Host) is one of `allowed` (each `name` or
+/// `name:port`; names compared without case): any when the list is empty.
+fn host_allowed(allowed: &[String], host: &str) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let host = host.to_ascii_lowercase();
+    // `name:port`, or `[v6]:port`; a bare `[v6]` or name has no port to drop.
+    let name = match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && (host.starts_with('[') || !host[..i].contains(':')) =>
+        {
+            &host[..i]
+        }
+        _ => host.as_str(),
+    };
+    allowed.iter().any(|a| {
+        let a = a.trim().to_ascii_lowercase();
+        a == host || a == name
+    })
 }
 
 /// The negotiation category of a resource (which table of PS3.18 §8.7.3 applies).

@@ -479,3 +479,66 @@ fn head_is_get_without_the_body_and_without_the_conversion() {
         "not converted, so not known"
     );
 }
+
+/// With allowed hosts set (and no public URL), a request naming another host is refused before
+/// anything is read, and an allowed one, with or without its port, gets URIs on itself.
+#[test]
+fn only_allowed_hosts_name_the_service_root() {
+    let file = fixture!("ct_small_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let svc = Service::new(
+        store,
+        Config {
+            allowed_hosts: vec!["PACS.example.org".into(), "127.0.0.1:8080".into()],
+            ..Config::default()
+        },
+    );
+    let (st, se, sop) = uids(&file);
+    let path = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/metadata");
+    let ask = |host: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).expect("host"));
+        let req = Request {
+            method: &Method::GET,
+            path: &path,
+            query: None,
+            authority: None,
+            headers: &h,
+            entropy: [7; 16],
+            now: 1_700_000_000,
+        };
+        block_on(async {
+            let r = svc.handle(&req).await;
+            let body = match r.body {
+                Body::Full(b) => b.to_vec(),
+                _ => Vec::new(),
+            };
+            (
+                r.status.as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        })
+    };
+    for evil in [
+        "evil.example",
+        "evil.example:8080",
+        "127.0.0.1:9999",
+        "pacs.example.org.evil",
+    ] {
+        let (status, body) = ask(evil);
+        assert_eq!(status, 400, "{evil}");
+        assert!(body.contains("does not answer for host"), "{evil}: {body}");
+    }
+    for (good, root) in [
+        ("pacs.example.org", "http://pacs.example.org/dcm4chee-arc"),
+        (
+            "pacs.example.org:443",
+            "http://pacs.example.org:443/dcm4chee-arc",
+        ),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080/dcm4chee-arc"),
+    ] {
+        let (status, body) = ask(good);
+        assert_eq!(status, 200, "{good}");
+        assert!(body.contains(root), "{good}: URIs on {root}");
+    }
+}
