@@ -44,6 +44,10 @@ pub enum Error {
     /// The upstream archive behind a read-through cache failed or answered nonsense (502).
     #[error("upstream archive: {0}")]
     Upstream(String),
+    /// The server is at a limit it keeps to stay responsive (the conversion queue is full):
+    /// 503 with `Retry-After`; the request may be repeated.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl From<wado_codec::Error> for Error {
@@ -73,6 +77,7 @@ impl Error {
             Error::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Error::Corrupt { .. } | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -84,7 +89,9 @@ impl Error {
     /// The text sent to the client: the full message for client errors, a generic one for
     /// server errors (their details go to the log only).
     pub fn public_message(&self) -> String {
-        if let Error::Upstream(_) = self {
+        if let Error::Busy(_) = self {
+            self.to_string()
+        } else if let Error::Upstream(_) = self {
             "the origin archive could not provide this; the server log has the details".into()
         } else if self.is_server_error() {
             "internal error while reading stored data; the server log has the details".into()

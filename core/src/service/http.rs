@@ -281,6 +281,9 @@ pub(crate) fn error_response(e: &Error) -> Response {
     if matches!(e, Error::MethodNotAllowed) {
         set(&mut headers, header::ALLOW, "GET, HEAD");
     }
+    if matches!(e, Error::Busy(_)) {
+        set(&mut headers, header::RETRY_AFTER, "1");
+    }
     if let Error::Unauthorized { invalid, reason } = e {
         // RFC 6750 §3: error_description is a quoted string of printable ASCII without `"`
         // or `\`; our reasons are fixed texts.
