@@ -80,7 +80,9 @@ fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, Strin
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // openjp2 reports every header it reads at INFO: three lines per J2K frame.
+                .unwrap_or_else(|_| "info,jpeg2k=warn,openjp2=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -132,7 +132,15 @@ pub(crate) fn can_convert(from: &str, to: &str, pixel: Option<&crate::PixelInfo>
     let readable = ts::is_native(from) || wado_codec::can_decode(from);
     (ts::is_native(from) && writable.contains(&to))
         || (readable && to == ts::EXPLICIT_VR_LE)
-        || (readable && pixel.is_some_and(|p| wado_codec::can_encode(to, p)))
+        || (readable
+            && pixel.is_some_and(|p| wado_codec::can_encode(to, p) && !native_subsampled(from, p)))
+}
+
+/// Native YBR_FULL_422 (two samples per pixel stored, PS3.3 C.7.6.3.1.2): the encoders take
+/// three samples per pixel, and upsampling it is not written yet, so such frames are given
+/// in native syntaxes only (a 406 or the stored syntax, never a response that fails midway).
+fn native_subsampled(from: &str, info: &crate::PixelInfo) -> bool {
+    ts::is_native(from) && info.photometric_interpretation == "YBR_FULL_422"
 }
 
 /// Whether a frame stored in `from` can be given as `to` in `media` (uncompressed bulk data:
@@ -150,7 +158,7 @@ pub(crate) fn can_give_frame(
         | MediaType::Jpeg
         | MediaType::Jls
         | MediaType::Jp2
-        | MediaType::Jpx => wado_codec::can_encode(to, info),
+        | MediaType::Jpx => wado_codec::can_encode(to, info) && !native_subsampled(from, info),
         _ => false,
     };
     readable && writable

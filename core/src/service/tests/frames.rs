@@ -278,3 +278,39 @@ fn octet_stream_any_frames_of_implicit_big_endian_and_deflated_files() {
         );
     }
 }
+
+/// Native YBR_FULL_422 stores two samples per pixel; the encoders take three. Until upsampling
+/// is written such frames are offered in native syntaxes only: a request for JPEG 2000 or
+/// JPEG-LS gets 406 with the alternatives, not a 200 whose body stops after the headers (what
+/// the soak of session 5 found: "20000 samples for 100×100×3").
+#[test]
+fn native_ybr_full_422_is_never_planned_into_an_encoder() {
+    let f = fixture!("sc_ybr_full_422_uncompressed.dcm");
+    let store = store_with(std::slice::from_ref(&f));
+    let (st, se, sop) = uids(&f);
+    let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    for accept in [
+        "multipart/related; type=\"image/jp2\"",
+        "multipart/related; type=\"image/jls\"",
+        "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.90",
+    ] {
+        let got = get(&store, &format!("{inst}/frames/1"), Some(accept));
+        assert_eq!(got.status, 406, "{accept}");
+    }
+    let got = get(
+        &store,
+        &inst,
+        Some(
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.90",
+        ),
+    );
+    assert_eq!(got.status, 406);
+    // As stored, it is there: the 20000 bytes of the 100×100 frame.
+    let got = get(
+        &store,
+        &format!("{inst}/frames/1"),
+        Some("multipart/related; type=application/octet-stream; transfer-syntax=*"),
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.parts()[0].body, &pixel_bytes(&f)[..]);
+}
