@@ -84,6 +84,11 @@ fn config(env: &Env) -> Result<Config, String> {
         scheme: "https".into(),
         public: var(env, "PUBLIC").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         // A Worker has 128 MB: a whole-file conversion holds the file and its result.
+        // What the isolate's conversions may hold together: a frame or two of a large image.
+        conversion_memory: var(env, "CONVERSION_MEMORY_MB")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(80)
+            .saturating_mul(1 << 20),
         max_convert_bytes: var(env, "MAX_CONVERT_MB")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(32)

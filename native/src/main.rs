@@ -137,6 +137,7 @@ fn main() -> ExitCode {
                     auth,
                     offload: Some(Arc::new(wado_native::pool::BlockingPool::per_core())),
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
+                    conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),
                     scheme: if settings.tls.is_some() {
                         "https".into()
                     } else {

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// its result are held in memory); larger ones are offered as stored [default: 1024].
     #[arg(long)]
     pub max_convert_mb: Option<u64>,
+    /// The memory all conversions together may hold at once, in MiB (0: no limit);
+    /// conversions past it wait for room [default: 1024].
+    #[arg(long)]
+    pub conversion_memory_mb: Option<u64>,
     /// HTTP/2: concurrent streams per connection [default: 64].
     #[arg(long)]
     pub h2_max_streams: Option<u32>,
@@ -116,6 +120,8 @@ pub struct Settings {
     pub h2_max_streams: u32,
     /// The largest file converted whole, in MiB.
     pub max_convert_mb: u64,
+    /// The memory of all conversions at once, in MiB.
+    pub conversion_memory_mb: u64,
     /// Certificate chain and key, PEM.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Static tokens file.
@@ -208,6 +214,10 @@ impl ServeArgs {
                 .unwrap_or(64)
                 .max(1),
             max_convert_mb: self.max_convert_mb.or(file.max_convert_mb).unwrap_or(1024),
+            conversion_memory_mb: self
+                .conversion_memory_mb
+                .or(file.conversion_memory_mb)
+                .unwrap_or(1024),
             tls,
             tokens_file: self.tokens_file.or(file.tokens_file),
             jwt,

@@ -2,6 +2,7 @@
 //! parts from the store, in their framing (one part, multipart/related or ZIP), in bounded
 //! ranged reads, converting a part only when the plan says so.
 
+use super::budget::Budget;
 use super::http::{byte_range, entity_tag, header_str, set, status_and_warning};
 use super::message::{Body, Outcome, Response};
 use super::offload::{self, Job, Offload};
@@ -30,8 +31,8 @@ pub(crate) enum Source {
         end: u64,
         detect_ts: bool,
     },
-    /// A stored file converted to another (uncompressed) transfer syntax.
-    Convert { key: String, to: String },
+    /// A stored file (of `size` bytes) converted to another transfer syntax.
+    Convert { key: String, size: u64, to: String },
     /// Encapsulated fragments, concatenated without item headers (PS3.18 §8.7.3.3.2).
     Fragments {
         key: String,
@@ -134,6 +135,7 @@ impl Framing {
 struct StreamState {
     store: Arc<dyn Store>,
     offload: Option<Arc<dyn Offload>>,
+    budget: Arc<Budget>,
     chunk: u64,
     parts: std::vec::IntoIter<Part>,
     /// The object being streamed: (key, next offset, end).
@@ -148,6 +150,7 @@ impl StreamState {
     fn new(
         store: Arc<dyn Store>,
         offload: Option<Arc<dyn Offload>>,
+        budget: Arc<Budget>,
         chunk: u64,
         parts: Vec<Part>,
         framing: Framing,
@@ -155,6 +158,7 @@ impl StreamState {
         StreamState {
             store,
             offload,
+            budget,
             chunk,
             parts: parts.into_iter(),
             current: None,
@@ -224,8 +228,16 @@ impl StreamState {
                 };
                 (ct, first, (next < *end).then(|| (key.clone(), next, *end)))
             }
-            Source::Convert { key, to } => {
-                let converted = converted(&*self.store, self.offload.as_deref(), key, to).await?;
+            Source::Convert { key, size, to } => {
+                let converted = converted(
+                    &*self.store,
+                    self.offload.as_deref(),
+                    &self.budget,
+                    key,
+                    *size,
+                    to,
+                )
+                .await?;
                 (part.content_type.clone(), converted, None)
             }
             Source::Fragments { key, fragments } => (
@@ -240,6 +252,16 @@ impl StreamState {
                 from,
                 to,
             } => {
+                // The stored frame, the decoded one and the encoded one, at most.
+                let stored = match fetch {
+                    Fetch::Range(start, end) => end.saturating_sub(*start),
+                    Fetch::Fragments(f) => f.iter().map(|[_, len]| *len).sum(),
+                };
+                let decoded = info.stored_frame_bits().div_ceil(8);
+                let _held = self
+                    .budget
+                    .reserve(stored.saturating_add(decoded.saturating_mul(2)))
+                    .await;
                 let frame = match fetch {
                     Fetch::Range(start, end) => read_range(&*self.store, key, *start, *end).await?,
                     Fetch::Fragments(f) => read_fragments(&*self.store, key, f).await?,
@@ -278,13 +300,17 @@ fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
     })
 }
 
-/// A stored file converted to `to` (a whole-file conversion, on the offload pool).
+/// A stored file converted to `to` (a whole-file conversion, on the offload pool), within the
+/// conversion memory: the file, its parsed form and the result, about three times its size.
 async fn converted(
     store: &dyn Store,
     offload: Option<&dyn Offload>,
+    budget: &Arc<Budget>,
     key: &str,
+    size: u64,
     to: &str,
 ) -> Result<Bytes> {
+    let _held = budget.reserve(size.saturating_mul(3)).await;
     let bytes = store
         .get(key)
         .await?
@@ -368,12 +394,13 @@ impl Service {
                     .drain(..)
                     .next()
                     .ok_or_else(|| Error::NotFound("nothing to send".into()))?;
-                if let (Source::Convert { key, to }, false) =
+                if let (Source::Convert { key, size, to }, false) =
                     (&part.source, ctx.req.method == Method::HEAD)
                 {
                     let offload = self.config.offload.as_deref();
-                    part.source =
-                        Source::Bytes(converted(&*ctx.part.store, offload, key, to).await?);
+                    part.source = Source::Bytes(
+                        converted(&*ctx.part.store, offload, &self.budget, key, *size, to).await?,
+                    );
                 }
                 self.single_response(ctx, part, outcome)
             }
@@ -399,6 +426,7 @@ impl Service {
         let state = StreamState::new(
             ctx.part.store.clone(),
             self.config.offload.clone(),
+            self.budget.clone(),
             self.config.chunk_size,
             parts,
             framing,
@@ -475,6 +503,7 @@ impl Service {
         let state = StreamState::new(
             ctx.part.store.clone(),
             self.config.offload.clone(),
+            self.budget.clone(),
             self.config.chunk_size,
             vec![part],
             Framing::Single,

@@ -26,6 +26,7 @@
 //!   requested frame exists; 405 other methods; 406 nothing acceptable can be produced.
 
 mod body;
+mod budget;
 mod http;
 mod message;
 mod offload;
@@ -63,6 +64,10 @@ pub struct Config {
     /// The largest stored file converted whole into another transfer syntax (the file and its
     /// result are held in memory); larger ones are offered in their stored syntax only.
     pub max_convert_bytes: u64,
+    /// The memory all conversions together may hold at once (frames decoded and encoded, whole
+    /// files converted; estimated per conversion), 0 for no limit. Conversions past it wait
+    /// for room, one past it alone waits to be alone (`service/budget.rs`).
+    pub conversion_memory: u64,
     /// Origins allowed to call from a browser (CORS); `*` allows any; empty: no CORS headers.
     pub cors_origins: Vec<String>,
     /// Without `public_url`, URIs in responses are built on the request's Host: these are the
@@ -111,6 +116,7 @@ impl Default for Config {
             chunk_size: 1 << 20,
             metadata_cache_bytes: 64 << 20,
             max_convert_bytes: 1 << 30,
+            conversion_memory: 1 << 30,
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             scheme: "http".into(),
@@ -129,6 +135,8 @@ pub struct Service {
     config: Config,
     /// One per AE title served.
     partitions: std::collections::HashMap<String, Partition>,
+    /// The memory conversions hold at once.
+    budget: Arc<budget::Budget>,
 }
 
 /// One AE title's part of the store ([`layout::partition_prefix`]), and what is kept of it
@@ -195,6 +203,7 @@ impl Service {
             .collect();
         Service {
             store,
+            budget: budget::Budget::new(config.conversion_memory),
             config,
             partitions,
         }

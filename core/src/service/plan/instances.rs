@@ -151,6 +151,7 @@ impl Service {
                             Some(&t),
                             Source::Convert {
                                 key: i.key.clone(),
+                                size: i.size,
                                 to: t.clone(),
                             },
                         ));

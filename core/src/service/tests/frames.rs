@@ -314,3 +314,72 @@ fn native_ybr_full_422_is_never_planned_into_an_encoder() {
     assert_eq!(got.status, 200);
     assert_eq!(got.parts()[0].body, &pixel_bytes(&f)[..]);
 }
+
+/// With a conversion memory far below what one conversion holds, conversions still happen, one
+/// at a time: frames of a multi-frame image transcoded in one response, and a whole file.
+#[test]
+fn a_tiny_conversion_memory_serializes_conversions_but_refuses_none() {
+    let f = fixture!("emr_10frame_ele.dcm");
+    let store = store_with(std::slice::from_ref(&f));
+    let svc = Service::new(
+        store,
+        Config {
+            conversion_memory: 1,
+            ..Config::default()
+        },
+    );
+    let (st, se, sop) = uids(&f);
+    let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let ask = |path: &str, accept: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("test.local"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(accept).expect("accept"),
+        );
+        let req = Request {
+            method: &Method::GET,
+            path,
+            query: None,
+            authority: None,
+            headers: &h,
+            entropy: [7; 16],
+            now: 1_700_000_000,
+        };
+        block_on(async {
+            let r = svc.handle(&req).await;
+            let body = match r.body {
+                Body::Full(b) => b.to_vec(),
+                Body::Stream(s) => {
+                    let chunks: Vec<Result<Bytes>> = s.collect().await;
+                    chunks
+                        .into_iter()
+                        .flat_map(|c| c.expect("chunk").to_vec())
+                        .collect()
+                }
+                Body::Empty => Vec::new(),
+            };
+            (r.status.as_u16(), body)
+        })
+    };
+    let (status, body) = ask(
+        &format!("{inst}/frames/1,2,3,4,5,6,7,8,9,10"),
+        "multipart/related; type=\"image/jls\"",
+    );
+    assert_eq!(status, 200);
+    let parts =
+        crate::wire::multipart::parse(&boundary_from_entropy([7; 16]), &body).expect("parts");
+    assert_eq!(parts.len(), 10);
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.body.starts_with(&[0xFF, 0xD8, 0xFF, 0xF7])),
+        "JPEG-LS"
+    );
+    let (status, body) = ask(
+        &inst,
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.5",
+    );
+    assert_eq!(status, 200);
+    assert!(!body.is_empty());
+}
