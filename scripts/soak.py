@@ -8,8 +8,8 @@ metadata, raw frames, frames transcoded to JPEG 2000 / JPEG-LS / JPEG, whole ins
 studies (multipart and zip), the study list, and the requests a client gets wrong (bad UIDs,
 unknown studies, frame 0, an Accept nothing satisfies); beside them, slow clients: some dribble
 their headers, some request a study and stop reading. Statuses are counted per kind; any 5xx
-is a failure (none is provoked), and so is RSS growth past --max-growth-mb between the end of
-the first tenth of the run and the end. Prints the RSS curve (one line a minute) and a summary.
+is a failure (none is provoked), and so is RSS growth past --max-growth-mb: the peak of the
+second half of the run over the peak of the first (a plateau passes; a leak does not). Prints the RSS curve (one line a minute) and a summary.
 Standard library only.
 """
 import argparse, http.client, json, os, random, socket, sys, threading, time, urllib.parse
@@ -26,8 +26,9 @@ def instances(data):
             if f.endswith(".index.json"):
                 idx = json.load(open(os.path.join(d, f)))
                 px = idx.get("pixel") or {}
+                video = idx["transfer_syntax"].startswith("1.2.840.10008.1.2.4.10")
                 out.append((idx["study"], idx["series"], idx["sop_instance"],
-                            px.get("number_of_frames", 0) if idx.get("frames") else 0,
+                            px.get("number_of_frames", 0) if idx.get("frames") and not video else 0,
                             idx["transfer_syntax"]))
     return out
 
@@ -162,7 +163,7 @@ def main():
             print("the server exited", file=sys.stderr)
             stop.set()
             sys.exit(2)
-        if len(samples) % 60 == 0:
+        if len(samples) % 60 == 0 or len(samples) == 10:
             with lock:
                 n = sum(counts.values())
             print(f"{samples[-1][0] / 60:5.1f} min  RSS {samples[-1][1] / 1024:7.1f} MiB  requests {n}", flush=True)
@@ -170,12 +171,12 @@ def main():
     for t in threads[: a.clients]:
         t.join(timeout=70)
     rss = [r for _, r in samples]
-    tenth = rss[max(0, len(rss) // 10 - 1)]
-    growth = (rss[-1] - tenth) / 1024
+    half = len(rss) // 2
+    growth = (max(rss[half:]) - max(rss[:half] or [0])) / 1024
     print("\nstatus counts:")
     for (kind, status), n in sorted(counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         print(f"  {kind:22} {status!s:28} {n}")
-    print(f"\nRSS MiB: min {min(rss) / 1024:.1f}, at 10% {tenth / 1024:.1f}, max {max(rss) / 1024:.1f}, end {rss[-1] / 1024:.1f} (growth after warm-up {growth:+.1f})")
+    print(f"\nRSS MiB: min {min(rss) / 1024:.1f}, peak of the first half {max(rss[:half] or [0]) / 1024:.1f}, of the second {max(rss[half:]) / 1024:.1f}, end {rss[-1] / 1024:.1f} (growth {growth:+.1f})")
     five = [f for f in failures if isinstance(f[3], int) and f[3] >= 500]
     other = [f for f in failures if f not in five]
     print(f"unexpected statuses: {len(other)}; 5xx: {len(five)}")

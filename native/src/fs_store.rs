@@ -15,7 +15,9 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use wado_core::store::{check_range, validate_key, validate_prefix, ObjectMeta, Store, StoreError};
+use wado_core::store::{
+    check_range, validate_key, validate_prefix, ByteStream, ObjectMeta, Store, StoreError,
+};
 
 /// A file's modification time in whole seconds since the Unix epoch.
 fn unix_seconds(meta: &std::fs::Metadata) -> Option<u64> {
@@ -192,6 +194,61 @@ impl Store for FsStore {
             Ok(Some(Bytes::from(buf)))
         })
         .await
+    }
+
+    /// One open file for the whole stream: a file renamed over the key meanwhile (a
+    /// replacement) leaves this one readable to its end, so the stream never splices two.
+    fn stream_range(&self, key: &str, range: Range<u64>, chunk: u64) -> Option<ByteStream> {
+        let path = self.path(key).ok()?;
+        let key = key.to_owned();
+        let chunk = chunk.max(1);
+        let start = (None::<std::fs::File>, range.start);
+        Some(Box::pin(futures::stream::try_unfold(
+            start,
+            move |(file, pos)| {
+                let (path, key, end) = (path.clone(), key.clone(), range.end);
+                async move {
+                    if pos >= end && file.is_some() {
+                        return Ok(None);
+                    }
+                    let want = (end - pos).min(chunk);
+                    let (file, bytes) = blocking(move || {
+                        use std::io::{Read, Seek};
+                        let file = match file {
+                            Some(f) => f,
+                            None => {
+                                let f = std::fs::File::open(&path).map_err(|e| {
+                                    if e.kind() == io::ErrorKind::NotFound {
+                                        StoreError::NotFound(key.clone())
+                                    } else {
+                                        backend(e)
+                                    }
+                                })?;
+                                let size = f.metadata().map_err(backend)?.len();
+                                check_range(&key, &(pos..end), size)?;
+                                f
+                            }
+                        };
+                        let mut buf = Vec::with_capacity(want as usize);
+                        let mut reader = &file;
+                        reader.seek(io::SeekFrom::Start(pos)).map_err(backend)?;
+                        reader.take(want).read_to_end(&mut buf).map_err(backend)?;
+                        if buf.len() as u64 != want {
+                            return Err(StoreError::Backend(format!(
+                                "{key}: short read ({} of {want} bytes; truncated meanwhile?)",
+                                buf.len()
+                            )));
+                        }
+                        Ok((file, Bytes::from(buf)))
+                    })
+                    .await?;
+                    if bytes.is_empty() {
+                        return Ok(None);
+                    }
+                    Ok(Some((bytes, (Some(file), pos + want))))
+                }
+            },
+        )))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {

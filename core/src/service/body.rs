@@ -132,14 +132,22 @@ impl Framing {
     }
 }
 
+/// The rest of an object being streamed.
+enum Rest {
+    /// From one version of the object ([`Store::stream_range`]).
+    Stream(String, crate::store::ByteStream),
+    /// Range by range: (key, next offset, end).
+    Ranges(String, u64, u64),
+}
+
 struct StreamState {
     store: Arc<dyn Store>,
     offload: Option<Arc<dyn Offload>>,
     budget: Arc<Budget>,
     chunk: u64,
     parts: std::vec::IntoIter<Part>,
-    /// The object being streamed: (key, next offset, end).
-    current: Option<(String, u64, u64)>,
+    /// The object being streamed.
+    current: Option<Rest>,
     framing: Framing,
     /// Bytes ready to send, in order.
     pending: std::collections::VecDeque<Bytes>,
@@ -188,18 +196,37 @@ impl StreamState {
 
     /// Fills `pending` with the next bytes; false at the end of the body.
     async fn advance(&mut self) -> Result<bool> {
-        if let Some((key, pos, end)) = self.current.take() {
-            let next = end.min(pos + self.chunk);
-            let chunk = read_range(&*self.store, &key, pos, next).await?;
-            self.framing.data(&chunk);
-            self.pending.push_back(chunk);
-            if next < end {
-                self.current = Some((key, next, end));
-            } else {
-                let tail = self.framing.end();
-                self.queue(Bytes::new(), tail);
+        use futures::StreamExt;
+        match self.current.take() {
+            Some(Rest::Ranges(key, pos, end)) => {
+                let next = end.min(pos + self.chunk);
+                let chunk = read_range(&*self.store, &key, pos, next).await?;
+                self.framing.data(&chunk);
+                self.pending.push_back(chunk);
+                if next < end {
+                    self.current = Some(Rest::Ranges(key, next, end));
+                } else {
+                    let tail = self.framing.end();
+                    self.queue(Bytes::new(), tail);
+                }
+                return Ok(true);
             }
-            return Ok(true);
+            Some(Rest::Stream(key, mut s)) => {
+                match s.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk.map_err(|e| stream_error(&key, e))?;
+                        self.framing.data(&chunk);
+                        self.pending.push_back(chunk);
+                        self.current = Some(Rest::Stream(key, s));
+                    }
+                    None => {
+                        let tail = self.framing.end();
+                        self.queue(Bytes::new(), tail);
+                    }
+                }
+                return Ok(true);
+            }
+            None => {}
         }
         let Some(part) = self.parts.next() else {
             if self.finished {
@@ -218,15 +245,33 @@ impl StreamState {
                 end,
                 detect_ts,
             } => {
-                let next = (*end).min(start + self.chunk.max(64 * 1024));
-                let first = read_range(&*self.store, key, *start, next).await?;
+                // The first chunk holds the File Meta (for `detect_ts`): 64 KiB at least.
+                let chunk = self.chunk.max(64 * 1024);
+                let (first, rest) = match self.store.stream_range(key, *start..*end, chunk) {
+                    Some(mut s) => {
+                        use futures::StreamExt;
+                        let first = match s.next().await {
+                            Some(c) => c.map_err(|e| stream_error(key, e))?,
+                            None => Bytes::new(),
+                        };
+                        (first, Some(Rest::Stream(key.clone(), s)))
+                    }
+                    None => {
+                        let next = (*end).min(start + chunk);
+                        let first = read_range(&*self.store, key, *start, next).await?;
+                        (
+                            first,
+                            (next < *end).then(|| Rest::Ranges(key.clone(), next, *end)),
+                        )
+                    }
+                };
                 let ct = match crate::dicom::scan::scan_meta(&first) {
                     Ok(m) if *detect_ts => {
                         format!("application/dicom; transfer-syntax={}", m.transfer_syntax)
                     }
                     _ => part.content_type.clone(),
                 };
-                (ct, first, (next < *end).then(|| (key.clone(), next, *end)))
+                (ct, first, rest)
             }
             Source::Convert { key, size, to } => {
                 let converted = converted(
@@ -318,6 +363,16 @@ async fn converted(
     let (key, to) = (key.to_owned(), to.to_owned());
     let job: Job = Box::new(move || convert(&key, &bytes, &to));
     Ok(Bytes::from(offload::run(offload, job).await?))
+}
+
+/// A stream's error: a vanished object is corrupt state, like [`read_range`]'s.
+fn stream_error(key: &str, e: crate::store::StoreError) -> Error {
+    match e {
+        crate::store::StoreError::NotFound(_) => {
+            Error::corrupt(key, "object vanished while streaming")
+        }
+        e => Error::Store(e),
+    }
 }
 
 pub(crate) async fn read_range(

@@ -68,6 +68,13 @@ pub trait MaybeSendSync {}
 #[cfg(target_arch = "wasm32")]
 impl<T: ?Sized> MaybeSendSync for T {}
 
+/// A stream of an object's bytes, chunk by chunk.
+#[cfg(not(target_arch = "wasm32"))]
+pub type ByteStream = futures::stream::BoxStream<'static, Result<Bytes, StoreError>>;
+/// A stream of an object's bytes, chunk by chunk.
+#[cfg(target_arch = "wasm32")]
+pub type ByteStream = futures::stream::LocalBoxStream<'static, Result<Bytes, StoreError>>;
+
 /// An object store.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -78,6 +85,16 @@ pub trait Store: std::fmt::Debug + MaybeSendSync {
     /// Exactly the bytes `range` of the object, or `None` when it does not exist. A range that
     /// ends past the object's end is [`StoreError::Range`].
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>, StoreError>;
+
+    /// The bytes `range` of the object in chunks of about `chunk` bytes, all read from the one
+    /// object that was there when the first was read: a replacement landing while the stream
+    /// is read is not spliced into it. `None` when the backend cannot promise that (the
+    /// default); readers then read the range piece by piece with [`Store::get_range`]. A range
+    /// past the object's end is [`StoreError::Range`] on the first chunk.
+    fn stream_range(&self, key: &str, range: Range<u64>, chunk: u64) -> Option<ByteStream> {
+        let _ = (key, range, chunk);
+        None
+    }
 
     /// The object's size and modification time, or `None` when it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;

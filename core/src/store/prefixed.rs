@@ -63,6 +63,10 @@ impl Store for Prefixed {
         }
     }
 
+    fn stream_range(&self, key: &str, range: Range<u64>, chunk: u64) -> Option<super::ByteStream> {
+        self.inner.stream_range(&self.key(key).ok()?, range, chunk)
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         Ok(self
             .inner
