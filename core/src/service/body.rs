@@ -438,11 +438,13 @@ impl Service {
                     parts,
                     outcome,
                 )
+                .await?
             }
             // dcm4chee's extension: one ZIP of the PS3.10 files.
             Shape::Zip => {
                 let framing = Framing::Zip(ZipWriter::new());
                 self.streamed_response(ctx, "application/zip", framing, parts, outcome)
+                    .await?
             }
             Shape::Single => {
                 let mut part = parts
@@ -457,21 +459,21 @@ impl Service {
                         converted(&*ctx.part.store, offload, &self.budget, key, *size, to).await?,
                     );
                 }
-                self.single_response(ctx, part, outcome)
+                self.single_response(ctx, part, outcome).await?
             }
         })
     }
 
     /// A body streamed part by part in `framing`: 206 with a Warning when some were left
     /// out, a weak ETag when the outcome has a validator.
-    fn streamed_response(
+    async fn streamed_response(
         &self,
         ctx: &Ctx<'_>,
         content_type: &str,
         framing: Framing,
         parts: Vec<Part>,
         outcome: Outcome,
-    ) -> Response {
+    ) -> Result<Response> {
         let mut headers = HeaderMap::new();
         set(&mut headers, header::CONTENT_TYPE, content_type);
         let status = status_and_warning(&mut headers, &outcome);
@@ -486,17 +488,22 @@ impl Service {
             parts,
             framing,
         );
-        Response {
+        Ok(Response {
             status,
             headers,
-            body: Body::Stream(Box::pin(body_stream(state))),
+            body: primed(ctx, state).await?,
             outcome,
-        }
+        })
     }
 
     /// One part as the whole body: Content-Location, a strong ETag, and `Range` honoured when
     /// its bytes are known up front (RFC 9110 §14).
-    fn single_response(&self, ctx: &Ctx<'_>, mut part: Part, outcome: Outcome) -> Response {
+    async fn single_response(
+        &self,
+        ctx: &Ctx<'_>,
+        mut part: Part,
+        outcome: Outcome,
+    ) -> Result<Response> {
         let mut headers = HeaderMap::new();
         set(&mut headers, header::CONTENT_TYPE, &part.content_type);
         set(&mut headers, header::CONTENT_LOCATION, &part.location);
@@ -545,12 +552,12 @@ impl Service {
                 Some(Err(())) => {
                     let mut h = HeaderMap::new();
                     set(&mut h, header::CONTENT_RANGE, &format!("bytes */{total}"));
-                    return Response {
+                    return Ok(Response {
                         status: StatusCode::RANGE_NOT_SATISFIABLE,
                         headers: h,
                         body: Body::Empty,
                         outcome,
-                    };
+                    });
                 }
                 None => set(&mut headers, header::CONTENT_LENGTH, &total.to_string()),
             }
@@ -563,13 +570,28 @@ impl Service {
             vec![part],
             Framing::Single,
         );
-        Response {
+        Ok(Response {
             status,
             headers,
-            body: Body::Stream(Box::pin(body_stream(state))),
+            body: primed(ctx, state).await?,
             outcome,
-        }
+        })
     }
+}
+
+/// The body of a streamed response with its first part's first bytes made already: a stored
+/// object that is gone, or a first frame that does not decode, is then an error status with a
+/// reason rather than a 200 cut off after its headers (the commonest case: most corrupt files
+/// fail on their first frame). Later parts can still only end the stream early. Not for HEAD,
+/// whose body is never sent, nor for a revalidation, which likely ends in a 304 without one.
+async fn primed(ctx: &Ctx<'_>, mut state: StreamState) -> Result<Body> {
+    let h = ctx.req.headers;
+    let revalidation =
+        h.contains_key(header::IF_NONE_MATCH) || h.contains_key(header::IF_MODIFIED_SINCE);
+    if ctx.req.method != Method::HEAD && !revalidation {
+        state.advance().await?;
+    }
+    Ok(Body::Stream(Box::pin(body_stream(state))))
 }
 
 /// A document made in memory (metadata, search results): its length, its content coding, a

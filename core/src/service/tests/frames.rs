@@ -383,3 +383,47 @@ fn a_tiny_conversion_memory_serializes_conversions_but_refuses_none() {
     assert_eq!(status, 200);
     assert!(!body.is_empty());
 }
+
+/// A stored frame that does not decode answers 500 with the reason logged, not a 200 whose body
+/// stops after its headers: the first part is made before the response is (what the wider
+/// corpus test found with pydicom's test files).
+#[test]
+fn a_first_frame_that_does_not_decode_is_an_error_status() {
+    let f = fixture!("mr_small_jpegls_lossless.dcm");
+    let store = store_with(std::slice::from_ref(&f));
+    let (st, se, sop) = uids(&f);
+    let key = layout::instance_key(
+        &Uid::parse(&st).expect("uid"),
+        &Uid::parse(&se).expect("uid"),
+        &Uid::parse(&sop).expect("uid"),
+    );
+    // Garble the JPEG-LS scan header (SOS) inside the stored file, keeping its size.
+    let mut bytes = block_on(store.get(&key))
+        .expect("get")
+        .expect("file")
+        .to_vec();
+    let sos = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("a scan");
+    bytes[sos + 4] = 0xEE; // components in scan: 238
+    block_on(store.put(&key, Bytes::from(bytes))).expect("put");
+    let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    for (path, accept) in [
+        (
+            format!("{inst}/frames/1"),
+            "multipart/related; type=application/octet-stream",
+        ),
+        (
+            inst.clone(),
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.5",
+        ),
+        (
+            format!("{inst}/pixeldata"),
+            "multipart/related; type=application/octet-stream",
+        ),
+    ] {
+        let got = get(&store, &path, Some(accept));
+        assert_eq!(got.status, 500, "{path} [{accept}]");
+    }
+}
