@@ -76,10 +76,12 @@ pub fn dictionary_vrs(obj: &mut InMemDicomObject) -> usize {
 }
 
 /// The VR the standard dictionary gives a tag, when it gives exactly one (not for private
-/// tags, unknown tags, or the ambiguous US/SS and OB/OW ones).
+/// tags, unknown tags, or the ambiguous US/SS and OB/OW ones); a Private Creator is LO
+/// (PS3.5 §7.8.1), which an Implicit VR file leaves to the reader to know.
 fn dictionary_vr(tag: Tag) -> Option<VR> {
     if tag.group() % 2 == 1 {
-        return None;
+        let creator = tag.group() > 0x0008 && (0x0010..=0x00FF).contains(&tag.element());
+        return creator.then_some(VR::LO);
     }
     match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
         Some(VirtualVr::Exact(vr)) if vr != VR::UN => Some(vr),
@@ -205,8 +207,8 @@ mod tests {
         DataElement::new(tag, VR::UN, PrimitiveValue::U8(bytes.to_vec().into()))
     }
 
-    /// Text, numbers, a defined-length sequence (its items in Implicit VR Little Endian) and a
-    /// private tag (left UN), each as PS3.5 §6.2.2 encodes them.
+    /// Text, numbers, a defined-length sequence (its items in Implicit VR Little Endian), a
+    /// Private Creator (LO) and a private tag (left UN), each as PS3.5 §6.2.2 encodes them.
     #[test]
     fn un_values_of_known_tags_take_the_dictionary_vr() {
         let mut obj = InMemDicomObject::new_empty();
@@ -214,6 +216,7 @@ mod tests {
         obj.put(un(tags::PIXEL_SPACING, b"0.5\\0.25"));
         obj.put(un(tags::ROWS, &512u16.to_le_bytes()));
         obj.put(un(Tag(0x0009, 0x1001), b"secret"));
+        obj.put(un(Tag(0x0009, 0x0010), b"ACME 1.0"));
         // (0008,1140) Referenced Image Sequence, one item holding (0008,1155) UI "1.2".
         let mut item = Vec::new();
         item.extend_from_slice(&[0x08, 0x00, 0x55, 0x11, 4, 0, 0, 0]);
@@ -222,7 +225,13 @@ mod tests {
         seq.extend_from_slice(&(item.len() as u32).to_le_bytes());
         seq.extend_from_slice(&item);
         obj.put(un(tags::REFERENCED_IMAGE_SEQUENCE, &seq));
-        assert_eq!(dictionary_vrs(&mut obj), 4, "the four known ones");
+        assert_eq!(
+            dictionary_vrs(&mut obj),
+            5,
+            "the four known ones and the Private Creator"
+        );
+        let e = obj.get(Tag(0x0009, 0x0010)).unwrap();
+        assert_eq!((e.vr(), e.to_str().unwrap().as_ref()), (VR::LO, "ACME 1.0"));
         let e = obj.get(tags::STUDY_INSTANCE_UID).unwrap();
         assert_eq!((e.vr(), e.to_str().unwrap().as_ref()), (VR::UI, "1.2.3"));
         let e = obj.get(tags::PIXEL_SPACING).unwrap();

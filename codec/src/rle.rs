@@ -1,5 +1,6 @@
-//! RLE Lossless encoding (PS3.5 Annex G), pure Rust so that it runs at the edge and in the
-//! browser as well as natively. (dicom-rs decodes RLE but has no encoder.)
+//! RLE Lossless (PS3.5 Annex G), both ways, pure Rust so that it runs at the edge and in the
+//! browser as well as natively. (dicom-rs has no RLE encoder, and its decoder takes 8 and 16
+//! bits only: 32-bit RLE, an RT Dose's usual form, failed.)
 //!
 //! A frame becomes one RLE fragment: a 64-byte header (the number of segments, then up to 15
 //! segment offsets), then one segment per byte plane: for each sample (R, G, B or the single
@@ -64,6 +65,92 @@ pub fn encode_frame(
         }
     }
     Ok(out)
+}
+
+/// Decodes one RLE fragment into native little-endian samples, interleaved: the inverse of
+/// [`encode_frame`] for any encoder's segment layout (G.2: one segment per byte plane, most
+/// significant byte first). Checked against the header before anything is allocated: the
+/// segment count must be Samples per Pixel × bytes per sample, offsets in order and inside the
+/// fragment; a segment that decodes to fewer bytes than the frame has pixels is an error, bytes
+/// past them are ignored (encoders pad).
+pub fn decode_frame(
+    frag: &[u8],
+    rows: usize,
+    columns: usize,
+    samples: usize,
+    bits_allocated: u16,
+) -> Result<Vec<u8>> {
+    let bad = |why: String| Error::malformed("RLE", why);
+    let bps = match bits_allocated {
+        8 => 1,
+        16 => 2,
+        32 => 4,
+        64 => 8,
+        b => return Err(Error::Unsupported(format!("RLE: {b} bits allocated"))),
+    };
+    let u32_at = |i: usize| -> Result<usize> {
+        frag.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| bad("fragment shorter than its 64-byte header".into()))
+    };
+    let n = u32_at(0)?;
+    let segments = samples * bps;
+    if n != segments || n > 15 {
+        return Err(bad(format!(
+            "{n} segments where {samples} samples of {bits_allocated} bits make {segments}"
+        )));
+    }
+    let pixels = rows
+        .checked_mul(columns)
+        .ok_or_else(|| bad("frame too large".into()))?;
+    let mut offsets = Vec::with_capacity(n + 1);
+    for i in 0..n {
+        offsets.push(u32_at(4 + 4 * i)?);
+    }
+    offsets.push(frag.len());
+    if offsets[0] < 64 || offsets.windows(2).any(|w| w[0] > w[1]) {
+        return Err(bad(format!(
+            "segment offsets {:?} out of order",
+            &offsets[..n]
+        )));
+    }
+    let mut out = vec![0u8; pixels * segments];
+    let mut plane = Vec::with_capacity(pixels);
+    for seg in 0..n {
+        plane.clear();
+        unpackbits(&frag[offsets[seg]..offsets[seg + 1]], pixels, &mut plane);
+        if plane.len() < pixels {
+            return Err(bad(format!(
+                "segment {} holds {} bytes of the frame's {pixels}",
+                seg + 1,
+                plane.len()
+            )));
+        }
+        let (s, byte) = (seg / bps, bps - 1 - seg % bps);
+        for (p, v) in plane.iter().enumerate() {
+            out[(p * samples + s) * bps + byte] = *v;
+        }
+    }
+    Ok(out)
+}
+
+/// PackBits decoding (PS3.5 G.3.2) of one segment, up to `want` bytes.
+fn unpackbits(seg: &[u8], want: usize, out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < seg.len() && out.len() < want {
+        let h = seg[i] as i8;
+        i += 1;
+        if h >= 0 {
+            let n = (h as usize + 1).min(seg.len() - i).min(want - out.len());
+            out.extend_from_slice(&seg[i..i + n]);
+            i += h as usize + 1;
+        } else if h != -128 {
+            let Some(&v) = seg.get(i) else { break };
+            let n = ((1 - isize::from(h)) as usize).min(want - out.len());
+            out.extend(std::iter::repeat_n(v, n));
+            i += 1;
+        }
+    }
 }
 
 /// PackBits (PS3.5 G.3.1): runs of 3 or more equal bytes as replicate runs, the rest as

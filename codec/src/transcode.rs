@@ -68,6 +68,16 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     if stored_ts == ts::JPEG_EXTENDED {
         return decode_jpeg_extended(info, frame).map_err(|e| bad(&e));
     }
+    if stored_ts == ts::RLE_LOSSLESS {
+        return crate::rle::decode_frame(
+            frame,
+            usize::from(info.rows),
+            usize::from(info.columns),
+            usize::from(info.samples_per_pixel),
+            info.bits_allocated,
+        )
+        .map_err(|e| bad(&e));
+    }
     if stored_ts == ts::JPEG_BASELINE {
         // Ours, so that colour follows the DICOM Photometric Interpretation rather than the
         // codestream's guesses (PS3.5 §8.2.1): an RGB stream without JFIF or Adobe marker is
@@ -119,7 +129,48 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
         .map_err(|e| bad(&e))?;
     let file = obj.with_exact_meta(meta);
     let decoded = file.decode_pixel_data().map_err(|e| bad(&e))?;
-    native_bytes(&decoded).map_err(|e| bad(&e))
+    let mut native = native_bytes(&decoded).map_err(|e| bad(&e))?;
+    if is_j2k(stored_ts) {
+        j2k_sign_fix(info, frame, &mut native);
+    }
+    Ok(native)
+}
+
+/// Whether a JPEG 2000 codestream codes its first component as unsigned (its SIZ marker's
+/// Ssiz, ISO 15444-1 A.5.1); `None` when no SIZ is found near its start.
+fn j2k_unsigned(codestream: &[u8]) -> Option<bool> {
+    let head = &codestream[..codestream.len().min(512)];
+    let siz = head.windows(2).position(|w| w == [0xFF, 0x51])?;
+    // FF51, Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz, Ssiz0.
+    let ssiz = *codestream.get(siz + 2 + 2 + 2 + 8 * 4 + 2)?;
+    Some(ssiz & 0x80 == 0)
+}
+
+/// A signed image (Pixel Representation 1) whose JPEG 2000 codestream says unsigned: the
+/// decoder's samples are the stored bits, so they are sign-extended from Bits Stored, as GDCM
+/// and pydicom do (pydicom's J2K_pixelrep_mismatch.dcm; the DICOM attribute wins).
+fn j2k_sign_fix(info: &PixelInfo, codestream: &[u8], native: &mut [u8]) {
+    if info.pixel_representation != 1 || j2k_unsigned(codestream) != Some(true) {
+        return;
+    }
+    let bits = u32::from(info.bits_stored.clamp(1, info.bits_allocated.max(1)));
+    match info.bits_allocated {
+        16 if bits < 16 => {
+            let shift = 16 - bits;
+            for c in native.chunks_exact_mut(2) {
+                let v = u16::from_le_bytes([c[0], c[1]]);
+                let s = ((v << shift) as i16) >> shift;
+                c.copy_from_slice(&s.to_le_bytes());
+            }
+        }
+        8 if bits < 8 => {
+            let shift = 8 - bits;
+            for b in native.iter_mut() {
+                *b = (((*b << shift) as i8) >> shift) as u8;
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The samples of one frame of the image (Rows × Columns × Samples per Pixel): what a decoder
@@ -385,9 +436,15 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         .to_owned();
     let (pixels, spp, bits) = if matches!(
         stored.as_str(),
-        ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS | ts::JPEG_EXTENDED | ts::JPEG_BASELINE
-    ) {
-        // Our own codecs, frame by frame.
+        ts::JPEG_LS_LOSSLESS
+            | ts::JPEG_LS_NEAR_LOSSLESS
+            | ts::JPEG_EXTENDED
+            | ts::JPEG_BASELINE
+            | ts::RLE_LOSSLESS
+    ) || is_j2k(&stored)
+    {
+        // Frame by frame, through `decode_frame` (our own codecs; JPEG 2000 with the sign
+        // correction).
         let info = pixel_info_of(&obj);
         let (fragments, offsets) = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
             Some(Value::PixelSequence(seq)) => {
@@ -401,9 +458,9 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         for f in &frames {
             pixels.extend(
                 match stored.as_str() {
-                    ts::JPEG_BASELINE => decode_frame(&info, &stored, f),
                     ts::JPEG_EXTENDED => decode_jpeg_extended(&info, f),
-                    _ => decode_jls(&info, f),
+                    ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS => decode_jls(&info, f),
+                    _ => decode_frame(&info, &stored, f),
                 }
                 .map_err(|e| bad(&e))?,
             );
@@ -417,7 +474,8 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         (pixels, spp, bits)
     };
     let len = pixels.len() as u32;
-    let value = if bits == 16 {
+    // OW past 8 bits (32-bit samples too: the bytes are the same in little endian).
+    let value = if bits > 8 {
         PrimitiveValue::U16(
             pixels
                 .chunks_exact(2)
@@ -429,11 +487,11 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     };
     obj.put(DataElement::new_with_len(
         tags::PIXEL_DATA,
-        if bits == 16 { VR::OW } else { VR::OB },
+        if bits > 8 { VR::OW } else { VR::OB },
         Length::defined(len),
         value,
     ));
-    if spp == 3 {
+    if spp == 3 && stored != ts::RLE_LOSSLESS {
         // dicom-pixeldata hands colour out as interleaved RGB (PS3.5 §8.2.1: YBR_FULL_422 after
         // JPEG decoding becomes RGB).
         obj.put(DataElement::new(
@@ -441,6 +499,10 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
             VR::CS,
             PrimitiveValue::from("RGB"),
         ));
+    }
+    if spp == 3 {
+        // Every decoder here gives samples interleaved (RLE's colour planes too; its colour
+        // is as stored, RGB or YBR_FULL, PS3.5 §8.2.2).
         obj.put(DataElement::new(
             tags::PLANAR_CONFIGURATION,
             VR::US,

@@ -602,10 +602,10 @@ pub fn decode_limited(data: &[u8], max_samples: usize) -> Result<Image, Error> {
                         .ok_or_else(|| bad("a scan names an unknown component"))?;
                     members.push((ci, usize::from(t >> 4), usize::from(t & 15)));
                 }
-                let (ss, se, a) = (seg[1 + 2 * ns], seg[2 + 2 * ns], seg[3 + 2 * ns]);
-                if ss != 0 || se != 63 || a != 0 {
-                    return err("a scan that is not sequential");
-                }
+                // Ss, Se, Ah/Al are 0, 63, 0 in a sequential scan; some encoders write other
+                // values. The frame header (SOF0/SOF1) says sequential, and the scan is read
+                // as such, as libjpeg does (its warning JWRN_NOT_SEQUENTIAL, "Invalid SOS
+                // parameters for sequential JPEG"), and so DCMTK and GDCM.
                 let end = decode_scan(
                     data,
                     pos + len,
