@@ -31,8 +31,9 @@ pub(crate) enum Source {
         end: u64,
         detect_ts: bool,
     },
-    /// A stored file (of `size` bytes) converted to another transfer syntax.
-    Convert { key: String, size: u64, to: String },
+    /// A stored file converted to another transfer syntax, holding about `holds` bytes of
+    /// memory meanwhile.
+    Convert { key: String, holds: u64, to: String },
     /// Encapsulated fragments, concatenated without item headers (PS3.18 §8.7.3.3.2).
     Fragments {
         key: String,
@@ -273,13 +274,13 @@ impl StreamState {
                 };
                 (ct, first, rest)
             }
-            Source::Convert { key, size, to } => {
+            Source::Convert { key, holds, to } => {
                 let converted = converted(
                     &*self.store,
                     self.offload.as_deref(),
                     &self.budget,
                     key,
-                    *size,
+                    *holds,
                     to,
                 )
                 .await?;
@@ -346,16 +347,16 @@ fn body_stream(state: StreamState) -> impl Stream<Item = Result<Bytes>> {
 }
 
 /// A stored file converted to `to` (a whole-file conversion, on the offload pool), within the
-/// conversion memory: the file, its parsed form and the result, about three times its size.
+/// conversion memory (`holds`: the planner's estimate of what it holds).
 async fn converted(
     store: &dyn Store,
     offload: Option<&dyn Offload>,
     budget: &Arc<Budget>,
     key: &str,
-    size: u64,
+    holds: u64,
     to: &str,
 ) -> Result<Bytes> {
-    let _held = budget.reserve(size.saturating_mul(3)).await;
+    let _held = budget.reserve(holds).await;
     let bytes = store
         .get(key)
         .await?
@@ -451,12 +452,12 @@ impl Service {
                     .drain(..)
                     .next()
                     .ok_or_else(|| Error::NotFound("nothing to send".into()))?;
-                if let (Source::Convert { key, size, to }, false) =
+                if let (Source::Convert { key, holds, to }, false) =
                     (&part.source, ctx.req.method == Method::HEAD)
                 {
                     let offload = self.config.offload.as_deref();
                     part.source = Source::Bytes(
-                        converted(&*ctx.part.store, offload, &self.budget, key, *size, to).await?,
+                        converted(&*ctx.part.store, offload, &self.budget, key, *holds, to).await?,
                     );
                 }
                 self.single_response(ctx, part, outcome).await?

@@ -28,6 +28,18 @@ pub(crate) async fn load_index(store: Arc<dyn Store>, i: StoredInstance) -> Resu
     InstanceIndex::from_json(&key, &bytes)
 }
 
+/// What converting a stored file holds in memory at most, estimated: the file and its parsed
+/// form, and its pixels decoded twice (the decoded frames, then the output written from them).
+/// A compressed file's pixels are many times its size.
+fn conversion_bytes(size: u64, idx: &InstanceIndex) -> u64 {
+    let pixels = idx.pixel.as_ref().map_or(0, |p| {
+        p.stored_frame_bits()
+            .div_ceil(8)
+            .saturating_mul(u64::from(p.number_of_frames.max(1)))
+    });
+    size.saturating_mul(2).saturating_add(pixels.saturating_mul(2))
+}
+
 /// MIME Type of Encapsulated Document (0042,0012, lower case) and Encapsulated Document
 /// Length (0042,0015: the document without its padding byte), from one parse of the stored
 /// metadata.
@@ -151,7 +163,7 @@ impl Service {
                             Some(&t),
                             Source::Convert {
                                 key: i.key.clone(),
-                                size: i.size,
+                                holds: conversion_bytes(i.size, idx),
                                 to: t.clone(),
                             },
                         ));
