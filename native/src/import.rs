@@ -12,8 +12,8 @@ use wado_core::store::Store;
 /// What happened to one input file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileResult {
-    /// Imported, unchanged or replaced.
-    Done(Status),
+    /// Imported, unchanged or replaced; with what was stored only as a best effort.
+    Done(Status, Vec<String>),
     /// Not imported, with the reason.
     Rejected(String),
     /// An IO error reading the file or writing the store.
@@ -124,7 +124,7 @@ pub async fn run(
             let result = match tokio::fs::read(&path).await {
                 Err(e) => Err(FileResult::Failed(format!("cannot read: {e}"))),
                 Ok(bytes) => match batch.add(&*store, bytes::Bytes::from(bytes)).await {
-                    Ok(done) => Ok(done.status),
+                    Ok(done) => Ok((done.status, done.warnings)),
                     Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
                     Err(ImportError::Store(e)) => Err(FileResult::Failed(e.to_string())),
                 },
@@ -142,13 +142,13 @@ pub async fn run(
             ),
         };
         let file_result = match result {
-            Ok(status) => {
+            Ok((status, warnings)) => {
                 match status {
                     Status::Imported => summary.imported += 1,
                     Status::Unchanged => summary.unchanged += 1,
                     Status::Replaced => summary.replaced += 1,
                 }
-                FileResult::Done(status)
+                FileResult::Done(status, warnings)
             }
             Err(r) => {
                 match r {

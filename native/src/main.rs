@@ -180,10 +180,14 @@ async fn run_import(
     let result = import::run(store, &paths, &opts, |path, r| match r {
         import::FileResult::Rejected(reason) => eprintln!("rejected {}: {reason}", path.display()),
         import::FileResult::Failed(reason) => eprintln!("failed {}: {reason}", path.display()),
-        import::FileResult::Done(wado_core::layout::import::Status::Replaced) => {
-            eprintln!("replaced the stored instance with {}", path.display())
+        import::FileResult::Done(status, warnings) => {
+            for w in warnings {
+                eprintln!("warning {}: {w}", path.display());
+            }
+            if *status == wado_core::layout::import::Status::Replaced {
+                eprintln!("replaced the stored instance with {}", path.display())
+            }
         }
-        import::FileResult::Done(_) => {}
     })
     .await;
     match result {

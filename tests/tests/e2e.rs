@@ -2178,3 +2178,66 @@ fn character_sets_with_code_extensions_read_like_pydicom() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Text that does not decode in its Specific Character Set is kept as a best effort and
+/// reported, never dropped (issue 13, item 3): a Patient Name in ISO_IR 192 with one byte of
+/// its ideographic group broken is imported with a warning naming (0010,0010), and served as
+/// Python's UTF-8 decoder reads the bytes with replacement (the oracle).
+#[test]
+fn undecodable_text_is_kept_and_reported() {
+    let dir = tempdir();
+    let mut bytes = std::fs::read(corpus().join("charset_utf8_chrX1.dcm")).unwrap();
+    let at = bytes
+        .windows(6)
+        .position(|w| w == [0x10, 0x00, 0x10, 0x00, b'P', b'N'])
+        .unwrap();
+    let len = usize::from(u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]));
+    let value = at + 8;
+    let ideographic = value
+        + bytes[value..value + len]
+            .iter()
+            .position(|&b| b == b'=')
+            .unwrap()
+        + 1;
+    bytes[ideographic] = 0xFF; // never valid in UTF-8
+    let file = write_temp(dir.path(), "broken.dcm", &bytes);
+    let data = dir.path().join("data");
+    let out = import(&data, &[&file]);
+    assert!(out.status.success(), "kept, not rejected");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("warning ") && l.contains("(0010,0010)")),
+        "{err}"
+    );
+    let py = Command::new(repo_dir().join(".tools/s3venv/bin/python"))
+        .args([
+            "-c",
+            "import sys; b=open(sys.argv[1],'rb').read()[int(sys.argv[2]):int(sys.argv[3])]; \
+             print(b.decode('utf-8','replace').rstrip(' ').split('=')[1])",
+        ])
+        .arg(&file)
+        .arg(value.to_string())
+        .arg((value + len).to_string())
+        .output()
+        .unwrap();
+    assert!(py.status.success());
+    let want = String::from_utf8(py.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_owned();
+    assert!(want.contains('\u{fffd}'), "{want}");
+    let server = Server::start(&data, &[]);
+    let (st, se, sop) = uids(&file);
+    let r = get(
+        &format!(
+            "{}/studies/{st}/series/{se}/instances/{sop}/metadata",
+            server.root()
+        ),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v[0]["00100010"]["Value"][0]["Ideographic"], want.as_str());
+    assert_eq!(v[0]["00100010"]["Value"][0]["Alphabetic"], "Wang^XiaoDong");
+}

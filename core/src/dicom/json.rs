@@ -219,12 +219,16 @@ fn write_primitive(vr: VR, p: &PrimitiveValue, opts: &JsonOptions, out: &mut Str
 /// standard says they are not significant. Values of the VRs a Specific Character Set with
 /// code extensions applies to are decoded again ([`Charset`]).
 fn string_values(vr: VR, p: &PrimitiveValue, cs: &Charset) -> Vec<String> {
+    let single = matches!(vr, VR::LT | VR::ST | VR::UT | VR::UR);
     let raw: Vec<String> = match p {
         PrimitiveValue::Str(s) => vec![s.clone()],
+        // dicom-rs splits these at the backslash bytes before decoding, and writes a byte its
+        // decoder cannot read as `\ooo` (octal): so in a value already split, a backslash is
+        // such a byte, and becomes U+FFFD, the replacement character (never a delimiter).
+        PrimitiveValue::Strs(v) if !single => v.iter().map(|s| unescape_undecodable(s)).collect(),
         PrimitiveValue::Strs(v) => v.iter().cloned().collect(),
         other => other.to_multi_str().into_owned(),
     };
-    let single = matches!(vr, VR::LT | VR::ST | VR::UT | VR::UR);
     let text_vr = matches!(
         vr,
         VR::SH | VR::LO | VR::ST | VR::LT | VR::UT | VR::PN | VR::UC
@@ -238,9 +242,12 @@ fn string_values(vr: VR, p: &PrimitiveValue, cs: &Charset) -> Vec<String> {
         Some(decoded) => vec![decoded],
         None => raw,
     };
-    // Single-valued text VRs are never split on backslash (PS3.5 §6.2: LT, ST, UT, UR).
+    // Single-valued text VRs are never split on backslash (PS3.5 §6.2: LT, ST, UT, UR); values
+    // dicom-rs split are not split again.
     let split: Vec<String> = if single {
         vec![raw.join("\\")]
+    } else if matches!(p, PrimitiveValue::Strs(_)) && !cs.extended() {
+        raw
     } else {
         raw.iter()
             .flat_map(|s| s.split('\\').map(str::to_owned).collect::<Vec<_>>())
@@ -262,6 +269,29 @@ fn string_values(vr: VR, p: &PrimitiveValue, cs: &Charset) -> Vec<String> {
             s.to_owned()
         })
         .collect()
+}
+
+/// dicom-rs's mark for a byte its text decoder could not read (`\\` and three octal digits)
+/// replaced by U+FFFD.
+fn unescape_undecodable(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = |k: usize| b.get(i + k).is_some_and(|c| (b'0'..=b'7').contains(c));
+        if b[i] == b'\\' && octal(1) && octal(2) && octal(3) {
+            out.push('\u{fffd}');
+            i += 4;
+        } else {
+            let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
 }
 
 fn pn_json(s: &str) -> String {

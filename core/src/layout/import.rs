@@ -155,6 +155,8 @@ pub struct Imported {
     pub sop: Uid,
     /// The index written, when one was (not for unchanged files).
     pub index: Option<Arc<InstanceIndex>>,
+    /// What was stored only as a best effort ([`layout::Prepared::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// Why a file was not imported.
@@ -195,6 +197,7 @@ async fn import_file(
 ) -> Result<Imported, ImportError> {
     let prepared = layout::prepare(&bytes, layout).map_err(ImportError::Rejected)?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
+    let warnings = prepared.warnings;
     if let Some((st, se, i)) = expected {
         if (st, se, i) != (&study, &series, &sop) {
             return Err(ImportError::Rejected(format!(
@@ -215,6 +218,7 @@ async fn import_file(
                         series,
                         sop,
                         index: None,
+                        warnings,
                     });
                 }
             }
@@ -238,6 +242,7 @@ async fn import_file(
         series,
         sop,
         index: Some(Arc::new(prepared.index)),
+        warnings,
     })
 }
 

@@ -28,6 +28,9 @@ pub struct Prepared {
     pub sop: Uid,
     /// The index.
     pub index: InstanceIndex,
+    /// What was kept only as a best effort (text that does not decode in its character set,
+    /// written with U+FFFD for the bytes that do not): for the import's report.
+    pub warnings: Vec<String>,
 }
 
 /// True for the MPEG-2, H.264 and HEVC transfer syntaxes.
@@ -235,6 +238,7 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
     };
     let opts = layout.json_options(&study, &series, &sop);
     let metadata_text = json::dataset_to_string(obj, &opts);
+    let warnings = undecodable_text(&metadata_text, obj);
     let metadata =
         RawValue::from_string(metadata_text).map_err(|e| format!("metadata JSON: {e}"))?;
     let bulk = scan
@@ -270,7 +274,64 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
         series,
         sop,
         index,
+        warnings,
     })
+}
+
+/// The attributes whose text did not decode in the data set's Specific Character Set: their
+/// JSON strings hold U+FFFD (the decoders' replacement for bytes they cannot read; a file
+/// whose UTF-8 text holds that character itself is reported too, harmlessly).
+fn undecodable_text(metadata: &str, obj: &InMemDicomObject) -> Vec<String> {
+    if !metadata.contains('\u{fffd}') {
+        return Vec::new();
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(metadata) else {
+        return Vec::new();
+    };
+    let charset = obj
+        .element(dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET)
+        .ok()
+        .and_then(|e| e.to_str().ok().map(|s| s.into_owned()))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    fn walk(v: &serde_json::Value, path: &str, charset: &str, out: &mut Vec<String>) {
+        let Some(map) = v.as_object() else { return };
+        for (tag, attr) in map {
+            let here = if path.is_empty() {
+                format!(
+                    "({},{})",
+                    &tag[..4.min(tag.len())],
+                    &tag[4.min(tag.len())..]
+                )
+            } else {
+                format!(
+                    "{path}/({},{})",
+                    &tag[..4.min(tag.len())],
+                    &tag[4.min(tag.len())..]
+                )
+            };
+            for value in attr["Value"].as_array().into_iter().flatten() {
+                let text = match value {
+                    serde_json::Value::String(s) => s.contains('\u{fffd}'),
+                    serde_json::Value::Object(pn) if attr["vr"] == "PN" => pn
+                        .values()
+                        .any(|c| c.as_str().is_some_and(|s| s.contains('\u{fffd}'))),
+                    _ => false,
+                };
+                if text {
+                    out.push(format!(
+                        "{here}: text that does not decode in the character set {charset:?}, kept with U+FFFD for the bytes that do not"
+                    ));
+                    break;
+                }
+                if attr["vr"] == "SQ" {
+                    walk(value, &here, charset, out);
+                }
+            }
+        }
+    }
+    walk(&v, "", charset.trim(), &mut out);
+    out
 }
 
 /// Maps fragments to frames (PS3.5 §A.4): the Extended Offset Table, else the Basic Offset

@@ -37,7 +37,8 @@ fn conversion_bytes(size: u64, idx: &InstanceIndex) -> u64 {
             .div_ceil(8)
             .saturating_mul(u64::from(p.number_of_frames.max(1)))
     });
-    size.saturating_mul(2).saturating_add(pixels.saturating_mul(2))
+    size.saturating_mul(2)
+        .saturating_add(pixels.saturating_mul(2))
 }
 
 /// MIME Type of Encapsulated Document (0042,0012, lower case) and Encapsulated Document
