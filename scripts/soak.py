@@ -64,7 +64,8 @@ def requests_for(insts):
         if r < 0.70:
             return ("study", f"{ROOT}/studies/{st}", mp("application/dicom", "*"), {200})
         if r < 0.72:
-            return ("study-zip", f"{ROOT}/studies/{st}", "application/zip", {200})
+            # Without transfer-syntax, ZIP holds Explicit VR LE: a video study is 406 (never transcoded).
+            return ("study-zip", f"{ROOT}/studies/{st}", "application/zip", {200, 406})
         if r < 0.76:
             return ("studies", f"{ROOT}/studies", "application/dicom+json", {200})
         if r < 0.82:

@@ -1277,7 +1277,9 @@ fn inverse_colour_transform(img: &mut Image, t: u8) -> Result<(), Error> {
         let (r, g, b) = match t {
             1 => (v1 + v2 - half, v2, v3 + v2 - half),
             2 => {
-                let r = v1 + v2 - half;
+                // R is reduced to its range before B uses it: the shift is not modular
+                // (CharLS keeps R in the sample type).
+                let r = i32::from(m(v1 + v2 - half));
                 (r, v2, v3 + ((r + v2) >> 1) - half)
             }
             3 => {

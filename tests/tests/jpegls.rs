@@ -443,3 +443,54 @@ for line in open(sys.argv[1]):
         );
     }
 }
+
+/// CharLS's HP1, HP2 and HP3 colour transforms (its APP8 "mrfx" segment; issue 13, item 2):
+/// streams of an RGB image coded through each transform, which CharLS itself (the oracle)
+/// decodes back to the original, decode in wado to the same samples.
+#[test]
+fn charls_hp_colour_transforms_decode_like_charls() {
+    let dir = tempdir();
+    charls_python(
+        r#"
+import sys, numpy as np, jpeg_ls
+out = sys.argv[1]
+rng = np.random.default_rng(7)
+h, w = 23, 31
+y, x = np.mgrid[0:h, 0:w]
+src = np.stack([(x * 8) % 256, (y * 11) % 256, (x * 3 + y * 5) % 256], axis=-1).astype(np.int64)
+src = (src + rng.integers(0, 3, src.shape)) % 256
+R, G, B = src[..., 0], src[..., 1], src[..., 2]
+half = 128
+def forward(t):  # CharLS's colortransform.h, forward direction
+    if t == 1:
+        return np.stack([(R - G + half) % 256, G, (B - G + half) % 256], -1)
+    if t == 2:
+        return np.stack([(R - G + half) % 256, G, (B - ((R + G) >> 1) + half) % 256], -1)
+    v2 = (B - G + half) % 256
+    v3 = (R - G + half) % 256
+    return np.stack([(G + ((v3 + v2) >> 2) - half // 2) % 256, v2, v3], -1)
+src.astype(np.uint8).tofile(f"{out}/rgb.raw")
+for t in (1, 2, 3):
+    enc = bytes(jpeg_ls.encode(forward(t).astype(np.uint8), interleave_mode=2))
+    stream = enc[:2] + b"\xff\xe8\x00\x07mrfx" + bytes([t]) + enc[2:]
+    back = jpeg_ls.decode(np.frombuffer(stream, dtype=np.uint8)).astype(np.int64)
+    assert np.array_equal(back, src), f"HP{t}: CharLS does not invert it"
+    open(f"{out}/hp{t}.jls", "wb").write(stream)
+"#,
+        &[dir.path()],
+    );
+    let want: Vec<u16> = std::fs::read(dir.path().join("rgb.raw"))
+        .unwrap()
+        .into_iter()
+        .map(u16::from)
+        .collect();
+    for t in 1..=3 {
+        let stream = std::fs::read(dir.path().join(format!("hp{t}.jls"))).unwrap();
+        let img = wado_codec::jpegls::decode(&stream).unwrap();
+        assert_eq!((img.width, img.height, img.components), (31, 23, 3));
+        assert!(
+            img.samples == want,
+            "HP{t}: wado's samples differ from CharLS's"
+        );
+    }
+}
