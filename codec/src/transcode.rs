@@ -136,6 +136,18 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     Ok(native)
 }
 
+/// Whether decoding `stored` turns colour stored as `photometric` into RGB: JPEG (Baseline,
+/// Extended) decoded to RGB whatever YCbCr it held (PS3.5 §8.2.1), JPEG 2000 through its
+/// component transform (YBR_RCT, YBR_ICT: PS3.5 §8.2.4); anything else keeps its colour as
+/// stored (YBR_FULL in JPEG 2000 or RLE stays YBR_FULL, as GDCM keeps it).
+fn decoded_as_rgb(stored: &str, photometric: &str) -> bool {
+    match stored {
+        ts::JPEG_BASELINE | ts::JPEG_EXTENDED => photometric.starts_with("YBR"),
+        uid if is_j2k(uid) => matches!(photometric, "YBR_RCT" | "YBR_ICT"),
+        _ => false,
+    }
+}
+
 /// Whether a JPEG 2000 codestream codes its first component as unsigned (its SIZ marker's
 /// Ssiz, ISO 15444-1 A.5.1); `None` when no SIZ is found near its start.
 fn j2k_unsigned(codestream: &[u8]) -> Option<bool> {
@@ -491,9 +503,8 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         Length::defined(len),
         value,
     ));
-    if spp == 3 && stored != ts::RLE_LOSSLESS {
-        // dicom-pixeldata hands colour out as interleaved RGB (PS3.5 §8.2.1: YBR_FULL_422 after
-        // JPEG decoding becomes RGB).
+    let photometric = pixel_info_of(&obj).photometric_interpretation;
+    if spp == 3 && decoded_as_rgb(&stored, &photometric) {
         obj.put(DataElement::new(
             tags::PHOTOMETRIC_INTERPRETATION,
             VR::CS,

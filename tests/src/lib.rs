@@ -561,3 +561,29 @@ pub fn raw_pixels(file: &Path) -> Vec<u8> {
     let dumped = binary_dumps(file, dir.path());
     std::fs::read(dumped.last().expect("a pixel data dump")).unwrap()
 }
+
+/// The first value of `tag` (a keyword or `gggg,eeee`) as DCMTK's dcmdump prints it: strings
+/// without their brackets, numbers as printed, empty when the attribute has no value.
+pub fn dcmdump_value(file: &Path, tag: &str) -> String {
+    let out = Command::new("dcmdump")
+        .args(["-q", "+P", tag])
+        .arg(file)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    // Strings in brackets, numbers bare: `(0028,0010) US 64 ...`; "(no value available)".
+    let Some(s) = line.find('[').map(|i| i + 1) else {
+        let v = line.split_whitespace().nth(2).unwrap_or("");
+        return if v.starts_with('(') {
+            String::new()
+        } else {
+            v.to_owned()
+        };
+    };
+    let e = line[s..].find(']').unwrap() + s;
+    line[s..e].to_owned()
+}

@@ -56,30 +56,6 @@ fn demo(url: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn dcmdump_value(file: &Path, tag: &str) -> String {
-    let out = Command::new("dcmdump")
-        .args(["-q", "+P", tag])
-        .arg(file)
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    // Strings in brackets, numbers bare: `(0028,0010) US 64 ...`; "(no value available)".
-    let Some(s) = line.find('[').map(|i| i + 1) else {
-        let v = line.split_whitespace().nth(2).unwrap_or("");
-        return if v.starts_with('(') {
-            String::new()
-        } else {
-            v.to_owned()
-        };
-    };
-    let e = line[s..].find(']').unwrap() + s;
-    line[s..e].to_owned()
-}
-
 #[test]
 fn the_demo_shows_attributes_and_draws_frames_as_dcmtk_renders_them() {
     let demo_dir = repo_dir().join("web-demo/dist");

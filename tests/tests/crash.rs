@@ -169,17 +169,3 @@ fn files_sharing_a_sop_instance_uid_in_one_import_never_mix() {
         );
     }
 }
-
-fn dcmdump_value(file: &Path, tag: &str) -> String {
-    let out = Command::new("dcmdump")
-        .args(["-q", "+P", tag])
-        .arg(file)
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).to_string();
-    line.split('[')
-        .nth(1)
-        .and_then(|s| s.split(']').next())
-        .unwrap_or("")
-        .to_owned()
-}

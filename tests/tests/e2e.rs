@@ -2241,3 +2241,61 @@ fn undecodable_text_is_kept_and_reported() {
     assert_eq!(v[0]["00100010"]["Value"][0]["Ideographic"], want.as_str());
     assert_eq!(v[0]["00100010"]["Value"][0]["Alphabetic"], "Wang^XiaoDong");
 }
+
+/// Colour follows what decoding really does (issue 13, item 2): a JPEG 2000 image stored as
+/// YBR_FULL (no component transform; made by GDCM from an RGB fixture turned YBR_FULL by
+/// pydicom) converts to Explicit VR Little Endian with its YCbCr samples and says YBR_FULL, as
+/// GDCM's own decompression (the oracle) does; it was labelled RGB over YCbCr samples.
+#[test]
+fn jpeg_2000_ybr_full_decodes_with_its_colour_as_gdcm_does() {
+    let dir = tempdir();
+    let ybr = dir.path().join("ybr_full.dcm");
+    let py = Command::new(repo_dir().join(".tools/s3venv/bin/python"))
+        .args([
+            "-c",
+            "import sys, pydicom, numpy as np\n\
+             from pydicom.pixels import convert_color_space\n\
+             d = pydicom.dcmread(sys.argv[1])\n\
+             d.PixelData = convert_color_space(d.pixel_array, 'RGB', 'YBR_FULL').astype(np.uint8).tobytes()\n\
+             d.PhotometricInterpretation = 'YBR_FULL'\n\
+             d.save_as(sys.argv[2])",
+        ])
+        .arg(corpus().join("sc_rgb_ele.dcm"))
+        .arg(&ybr)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let j2k = dir.path().join("ybr_j2k.dcm");
+    let gdcm_raw = dir.path().join("ybr_gdcm_raw.dcm");
+    run(Command::new("gdcmconv").arg("--j2k").arg(&ybr).arg(&j2k));
+    run(Command::new("gdcmconv")
+        .arg("--raw")
+        .arg(&j2k)
+        .arg(&gdcm_raw));
+    let data = dir.path().join("data");
+    assert!(import(&data, &[&j2k]).status.success());
+    let server = Server::start(&data, &[]);
+    let r = get(
+        &instance_url(&server, &j2k),
+        Some("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1"),
+    );
+    assert_eq!(r.status, 200);
+    let ours = write_temp(dir.path(), "ours.dcm", &r.parts()[0].1);
+    assert_eq!(
+        dcmdump_value(&ours, "PhotometricInterpretation"),
+        dcmdump_value(&gdcm_raw, "PhotometricInterpretation")
+    );
+    assert_eq!(
+        dcmdump_value(&ours, "PhotometricInterpretation"),
+        "YBR_FULL"
+    );
+    assert_eq!(
+        raw_pixels(&ours),
+        raw_pixels(&gdcm_raw),
+        "the YCbCr samples, as GDCM decodes them"
+    );
+}
