@@ -332,9 +332,16 @@ class Compare:
             if [bytes(w) for w in want] != got:
                 self.diff(f"frames as stored: not pydicom's {n} encapsulated frames")
         # Decoded, against pydicom's decoders, or GDCM's where pydicom has none (JPEG
-        # Lossless, 12-bit JPEG: gdcmconv --raw, read back by pydicom).
+        # Lossless, 12-bit JPEG: gdcmconv --raw, read back by pydicom). Native frames are
+        # their stored bytes (compared above): pydicom's pixel_array would sign-extend them
+        # and turn YBR_FULL into RGB, which WADO-RS does not.
         if not getattr(self, "compare_decoded", True):
             return None
+        if ts in NATIVE:
+            st, ct, body = self.c.get(f"{self.path}/frames/{frames}", "multipart/related; type=application/octet-stream")
+            if st != 200 or b"".join(parts(ct, body)) != b"".join(got) and ts != BIG_ENDIAN:
+                self.diff(f"native frames in Explicit VR LE: {st}, not the stored bytes")
+            return b"".join(parts(ct, body)) if st == 200 else None
         try:
             arr = ds.pixel_array
         except Exception as e:  # noqa: BLE001 - no decoder for this syntax here
@@ -407,17 +414,21 @@ class Compare:
 def plan(top):
     """Every file under `top`, sorted into what the test does with it: `rounds`, lists of files
     pydicom reads with a Study, Series and SOP Instance UID, no two with one SOP Instance UID
-    (each round is one store); `others`, the rest, with pydicom's reason."""
+    (each round is one store); `others`, the rest, with pydicom's reason; `invalid_uids`, the
+    files of the rounds whose UIDs pydicom finds invalid (PS3.5 §9.1)."""
     import json
     import os
-    rounds, others = [], {}
+    from pydicom.uid import UID
+    rounds, others, invalid_uids = [], {}, []
     for d, _, fs in sorted(os.walk(top)):
         for f in sorted(fs):
             p = os.path.join(d, f)
             try:
                 ds = pydicom.dcmread(p)
                 sop = str(ds.SOPInstanceUID)
-                str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+                uids = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop)
+                if not all(UID(u).is_valid for u in uids):
+                    invalid_uids.append(p)  # PS3.5 §9.1, as pydicom checks it
             except Exception as e:  # noqa: BLE001 - the reason is the point
                 others[p] = f"{type(e).__name__}: {str(e)[:120]}"
                 continue
@@ -428,7 +439,7 @@ def plan(top):
                     break
             else:
                 rounds.append(([p], {sop}))
-    print(json.dumps({"rounds": [r[0] for r in rounds], "others": others}))
+    print(json.dumps({"rounds": [r[0] for r in rounds], "others": others, "invalid_uids": invalid_uids}))
 
 
 def main():
