@@ -323,7 +323,7 @@ class Compare:
             vr = ds["PixelData"].VR
             want = swap(ds.PixelData, vr) if ts == BIG_ENDIAN else bytes(ds.PixelData)
             if ts == BIG_ENDIAN and int(ds.BitsAllocated) > 8 * SWAP.get(vr, 1):
-                self.skipped.append("decoded frames (pydicom swaps 32-bit OW by Bits Allocated, DCMTK and GDCM by the VR)")
+                self.skipped.append(f"decoded frames (Big Endian {ds.BitsAllocated}-bit pixels in {vr}: pydicom swaps by Bits Allocated, DCMTK and GDCM by the VR)")
                 self.compare_decoded = False
             if b"".join(got) != want[: len(b"".join(got))] or len(got) != n:
                 self.diff(f"frames as stored: {len(got)} frames, {len(b''.join(got))} bytes, not pydicom's pixel bytes ({len(want)})")
