@@ -13,7 +13,9 @@ use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, PutPayload};
 use std::ops::Range;
 use std::sync::Arc;
-use wado_core::store::{check_range, validate_key, validate_prefix, ObjectMeta, Store, StoreError};
+use wado_core::store::{
+    check_range, validate_key, validate_prefix, ByteStream, ObjectMeta, Store, StoreError,
+};
 
 /// An S3-compatible bucket (or a prefix of one) as a store.
 #[derive(Debug, Clone)]
@@ -156,6 +158,93 @@ impl Store for S3Store {
                 }
             },
         }
+    }
+
+    /// One ranged GET for the whole stream (one version of the object), its body cut into
+    /// pieces of at most `chunk` bytes.
+    fn stream_range(&self, key: &str, range: Range<u64>, chunk: u64) -> Option<ByteStream> {
+        let path = self.path(key).ok()?;
+        if range.start >= range.end {
+            return None; // the piecewise reads answer an empty range
+        }
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        let chunk = usize::try_from(chunk.max(1)).unwrap_or(usize::MAX);
+        let opened = async move {
+            let opts = object_store::GetOptions {
+                range: Some(object_store::GetRange::Bounded(range.clone())),
+                ..Default::default()
+            };
+            match inner.get_opts(&path, opts).await {
+                Ok(got) => {
+                    check_range(&key, &range, got.meta.size)?;
+                    Ok((key, got.into_stream(), range.end - range.start))
+                }
+                Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound(key)),
+                // Refused: the range is past the end (say so), or the backend failed.
+                Err(e) => Err(match inner.head(&path).await {
+                    Ok(m) => match check_range(&key, &range, m.size) {
+                        Err(r) => r,
+                        Ok(()) => backend(e),
+                    },
+                    Err(object_store::Error::NotFound { .. }) => StoreError::NotFound(key),
+                    Err(_) => backend(e),
+                }),
+            }
+        };
+        type Body = futures::stream::BoxStream<'static, object_store::Result<Bytes>>;
+        enum St {
+            Start(
+                std::pin::Pin<
+                    Box<
+                        dyn std::future::Future<Output = Result<(String, Body, u64), StoreError>>
+                            + Send,
+                    >,
+                >,
+            ),
+            Body(String, Body, u64, Bytes),
+            Done,
+        }
+        Some(Box::pin(futures::stream::try_unfold(
+            St::Start(Box::pin(opened)),
+            move |st| async move {
+                use futures::StreamExt;
+                let (key, mut body, mut left, mut piece) = match st {
+                    St::Done => return Ok(None),
+                    St::Body(k, b, left, piece) => (k, b, left, piece),
+                    St::Start(open) => {
+                        let (k, b, left) = open.await?;
+                        (k, b, left, Bytes::new())
+                    }
+                };
+                while piece.is_empty() {
+                    match body.next().await {
+                        Some(c) => piece = c.map_err(backend)?,
+                        None if left == 0 => return Ok(None),
+                        None => {
+                            return Err(StoreError::Backend(format!(
+                                "{key}: the GET ended {left} bytes short"
+                            )))
+                        }
+                    }
+                }
+                let take = piece
+                    .len()
+                    .min(chunk)
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                if take == 0 {
+                    return Err(StoreError::Backend(format!("{key}: more bytes than asked")));
+                }
+                let out = piece.split_to(take);
+                left -= take as u64;
+                let next = if left == 0 {
+                    St::Done
+                } else {
+                    St::Body(key, body, left, piece)
+                };
+                Ok(Some((out, next)))
+            },
+        )))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
