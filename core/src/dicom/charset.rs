@@ -247,7 +247,8 @@ mod tests {
     use super::*;
 
     /// The standard's own examples, their bytes made by Python's codecs (iso2022_jp, euc_kr,
-    /// shift_jis for the half-width katakana), their text as PS3.5 Annexes H and I print it.
+    /// shift_jis for the half-width katakana, gb2312), their text as PS3.5 Annexes H, I and K
+    /// print it.
     #[test]
     fn the_standards_examples_decode() {
         // H.3.1: `\ISO 2022 IR 87`.
@@ -263,6 +264,10 @@ mod tests {
         let i2 = b"Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf";
         let cs = Charset::new(&["", "ISO 2022 IR 149"]);
         assert_eq!(cs.decode(i2, true), "Hong^Gildong=洪^吉洞=홍^길동");
+        // K.2: `\ISO 2022 IR 58` (GB 2312 in G1).
+        let k2 = b"Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab=";
+        let cs = Charset::new(&["", "ISO 2022 IR 58"]);
+        assert_eq!(cs.decode(k2, true), "Zhang^XiaoDong=张^小东=");
     }
 
     /// What dicom-rs hands over (the bytes decoded with value 1's codec) comes back whole.
