@@ -44,15 +44,6 @@ async fn body(key: &str, o: Object) -> Result<Bytes, StoreError> {
     b.bytes().await.map(Bytes::from).map_err(backend)
 }
 
-/// Where a [`R2Store::stream_range`] stream is.
-enum Streaming {
-    /// The GET is not sent yet.
-    Start(Bucket, String, Range<u64>),
-    /// The object's body, the bytes still expected, and a chunk being cut up.
-    Body(String, worker::ByteStream, u64, Bytes),
-    Done,
-}
-
 #[async_trait::async_trait(?Send)]
 impl Store for R2Store {
     /// One ranged GET for the whole stream, so one version of the object from start to end
@@ -62,78 +53,48 @@ impl Store for R2Store {
         if validate_key(key).is_err() || range.start >= range.end {
             return None; // the piecewise reads say why, or read nothing
         }
-        let chunk = usize::try_from(chunk.max(1)).unwrap_or(usize::MAX);
-        let start = Streaming::Start(self.bucket.clone(), key.to_owned(), range);
-        Some(Box::pin(futures::stream::try_unfold(
-            start,
-            move |st| async move {
-                use futures::StreamExt;
-                let (key, mut body, mut left, mut piece) = match st {
-                    Streaming::Done => return Ok(None),
-                    Streaming::Body(k, b, left, piece) => (k, b, left, piece),
-                    Streaming::Start(bucket, key, range) => {
-                        let got = bucket
-                            .get(&key)
-                            .range(worker::Range::OffsetWithLength {
-                                offset: range.start,
-                                length: range.end - range.start,
-                            })
-                            .execute()
-                            .await;
-                        let o = match got {
-                            Ok(Some(o)) => o,
-                            Ok(None) => return Err(StoreError::NotFound(key)),
-                            // R2 answers a range past the end with an error: say which.
-                            Err(e) => {
-                                return Err(match bucket.head(&key).await.map_err(backend)? {
-                                    None => StoreError::NotFound(key),
-                                    Some(o) => match check_range(&key, &range, o.size()) {
-                                        Err(r) => r,
-                                        Ok(()) => backend(e),
-                                    },
-                                })
-                            }
-                        };
-                        check_range(&key, &range, o.size())?;
-                        let Some(b) = o.body() else {
-                            return Err(StoreError::Backend(format!(
-                                "R2 object {key} has no body"
-                            )));
-                        };
-                        let body = b.stream().map_err(backend)?;
-                        (key, body, range.end - range.start, Bytes::new())
-                    }
-                };
-                while piece.is_empty() {
-                    match body.next().await {
-                        Some(c) => piece = Bytes::from(c.map_err(backend)?),
-                        None if left == 0 => return Ok(None),
-                        None => {
-                            return Err(StoreError::Backend(format!(
-                                "R2 sent {key} {left} bytes short"
-                            )))
-                        }
-                    }
+        let (bucket, key) = (self.bucket.clone(), key.to_owned());
+        let opened = async move {
+            let len = range.end - range.start;
+            let got = bucket
+                .get(&key)
+                .range(worker::Range::OffsetWithLength {
+                    offset: range.start,
+                    length: len,
+                })
+                .execute()
+                .await;
+            let o = match got {
+                Ok(Some(o)) => o,
+                Ok(None) => return Err(StoreError::NotFound(key)),
+                // R2 answers a range past the end with an error: say which.
+                Err(e) => {
+                    return Err(match bucket.head(&key).await.map_err(backend)? {
+                        None => StoreError::NotFound(key),
+                        Some(o) => match check_range(&key, &range, o.size()) {
+                            Err(r) => r,
+                            Ok(()) => backend(e),
+                        },
+                    })
                 }
-                let take = piece
-                    .len()
-                    .min(chunk)
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
-                if take == 0 {
-                    return Err(StoreError::Backend(format!(
-                        "R2 sent more of {key} than asked"
-                    )));
+            };
+            check_range(&key, &range, o.size())?;
+            let Some(b) = o.body() else {
+                return Err(StoreError::Backend(format!("R2 object {key} has no body")));
+            };
+            Ok((key, b.stream().map_err(backend)?, len))
+        };
+        use futures::StreamExt;
+        let s = futures::stream::once(opened)
+            .map(move |opened| match opened {
+                Ok((key, body, len)) => {
+                    let body = Box::pin(body).map(|c| c.map(Bytes::from).map_err(backend));
+                    wado_core::store::rechunk(key, body, len, chunk).boxed_local()
                 }
-                let out = piece.split_to(take);
-                left -= take as u64;
-                let next = if left == 0 {
-                    Streaming::Done
-                } else {
-                    Streaming::Body(key, body, left, piece)
-                };
-                Ok(Some((out, next)))
-            },
-        )))
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed_local(),
+            })
+            .flatten();
+        Some(Box::pin(s))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {

@@ -169,7 +169,6 @@ impl Store for S3Store {
         }
         let inner = self.inner.clone();
         let key = key.to_owned();
-        let chunk = usize::try_from(chunk.max(1)).unwrap_or(usize::MAX);
         let opened = async move {
             let opts = object_store::GetOptions {
                 range: Some(object_store::GetRange::Bounded(range.clone())),
@@ -192,59 +191,16 @@ impl Store for S3Store {
                 }),
             }
         };
-        type Body = futures::stream::BoxStream<'static, object_store::Result<Bytes>>;
-        enum St {
-            Start(
-                std::pin::Pin<
-                    Box<
-                        dyn std::future::Future<Output = Result<(String, Body, u64), StoreError>>
-                            + Send,
-                    >,
-                >,
-            ),
-            Body(String, Body, u64, Bytes),
-            Done,
-        }
-        Some(Box::pin(futures::stream::try_unfold(
-            St::Start(Box::pin(opened)),
-            move |st| async move {
-                use futures::StreamExt;
-                let (key, mut body, mut left, mut piece) = match st {
-                    St::Done => return Ok(None),
-                    St::Body(k, b, left, piece) => (k, b, left, piece),
-                    St::Start(open) => {
-                        let (k, b, left) = open.await?;
-                        (k, b, left, Bytes::new())
-                    }
-                };
-                while piece.is_empty() {
-                    match body.next().await {
-                        Some(c) => piece = c.map_err(backend)?,
-                        None if left == 0 => return Ok(None),
-                        None => {
-                            return Err(StoreError::Backend(format!(
-                                "{key}: the GET ended {left} bytes short"
-                            )))
-                        }
-                    }
+        use futures::StreamExt;
+        let s = futures::stream::once(opened)
+            .map(move |opened| match opened {
+                Ok((key, body, len)) => {
+                    wado_core::store::rechunk(key, body.map_err(backend), len, chunk).boxed()
                 }
-                let take = piece
-                    .len()
-                    .min(chunk)
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
-                if take == 0 {
-                    return Err(StoreError::Backend(format!("{key}: more bytes than asked")));
-                }
-                let out = piece.split_to(take);
-                left -= take as u64;
-                let next = if left == 0 {
-                    St::Done
-                } else {
-                    St::Body(key, body, left, piece)
-                };
-                Ok(Some((out, next)))
-            },
-        )))
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten();
+        Some(Box::pin(s))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {

@@ -159,6 +159,47 @@ pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The body of one ranged read (`len` bytes of `key` expected) as a [`ByteStream`] in pieces
+/// of at most `chunk` bytes: what a backend whose GET streams its body (R2, S3) gives from
+/// [`Store::stream_range`]. A body that ends early is an error; bytes past `len` are not read.
+pub fn rechunk<S>(
+    key: String,
+    body: S,
+    len: u64,
+    chunk: u64,
+) -> impl futures::Stream<Item = Result<Bytes, StoreError>>
+where
+    S: futures::Stream<Item = Result<Bytes, StoreError>> + Unpin,
+{
+    let chunk = usize::try_from(chunk.max(1)).unwrap_or(usize::MAX);
+    futures::stream::try_unfold(
+        (key, body, len, Bytes::new()),
+        move |(key, mut body, mut left, mut piece)| async move {
+            use futures::StreamExt;
+            if left == 0 {
+                return Ok(None);
+            }
+            while piece.is_empty() {
+                match body.next().await {
+                    Some(c) => piece = c?,
+                    None => {
+                        return Err(StoreError::Backend(format!(
+                            "{key}: the read ended {left} bytes short"
+                        )))
+                    }
+                }
+            }
+            let take = piece
+                .len()
+                .min(chunk)
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let out = piece.split_to(take);
+            left -= take as u64;
+            Ok(Some((out, (key, body, left, piece))))
+        },
+    )
+}
+
 /// Checks a range against an object size.
 pub fn check_range(key: &str, range: &Range<u64>, size: u64) -> Result<(), StoreError> {
     if range.start > range.end || range.end > size {
