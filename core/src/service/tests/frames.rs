@@ -330,39 +330,11 @@ fn a_tiny_conversion_memory_serializes_conversions_but_refuses_none() {
     );
     let (st, se, sop) = uids(&f);
     let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
-    let ask = |path: &str, accept: &str| {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("test.local"));
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_str(accept).expect("accept"),
-        );
-        let req = Request {
-            method: &Method::GET,
-            path,
-            query: None,
-            authority: None,
-            headers: &h,
-            entropy: [7; 16],
-            now: 1_700_000_000,
-        };
-        block_on(async {
-            let r = svc.handle(&req).await;
-            let body = match r.body {
-                Body::Full(b) => b.to_vec(),
-                Body::Stream(s) => {
-                    let chunks: Vec<Result<Bytes>> = s.collect().await;
-                    chunks
-                        .into_iter()
-                        .flat_map(|c| c.expect("chunk").to_vec())
-                        .collect()
-                }
-                Body::Empty => Vec::new(),
-            };
-            (r.status.as_u16(), body)
-        })
+    let fetch = |path: &str, accept: &str| {
+        let got = ask(&svc, Method::GET, path, &[("accept", accept)]);
+        (got.status, got.body)
     };
-    let (status, body) = ask(
+    let (status, body) = fetch(
         &format!("{inst}/frames/1,2,3,4,5,6,7,8,9,10"),
         "multipart/related; type=\"image/jls\"",
     );
@@ -376,7 +348,7 @@ fn a_tiny_conversion_memory_serializes_conversions_but_refuses_none() {
             .all(|p| p.body.starts_with(&[0xFF, 0xD8, 0xFF, 0xF7])),
         "JPEG-LS"
     );
-    let (status, body) = ask(
+    let (status, body) = fetch(
         &inst,
         "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.5",
     );

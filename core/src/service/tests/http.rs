@@ -495,29 +495,9 @@ fn only_allowed_hosts_name_the_service_root() {
     );
     let (st, se, sop) = uids(&file);
     let path = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/metadata");
-    let ask = |host: &str| {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_str(host).expect("host"));
-        let req = Request {
-            method: &Method::GET,
-            path: &path,
-            query: None,
-            authority: None,
-            headers: &h,
-            entropy: [7; 16],
-            now: 1_700_000_000,
-        };
-        block_on(async {
-            let r = svc.handle(&req).await;
-            let body = match r.body {
-                Body::Full(b) => b.to_vec(),
-                _ => Vec::new(),
-            };
-            (
-                r.status.as_u16(),
-                String::from_utf8_lossy(&body).into_owned(),
-            )
-        })
+    let with_host = |host: &str| {
+        let got = ask(&svc, Method::GET, &path, &[("host", host)]);
+        (got.status, String::from_utf8_lossy(&got.body).into_owned())
     };
     for evil in [
         "evil.example",
@@ -525,7 +505,7 @@ fn only_allowed_hosts_name_the_service_root() {
         "127.0.0.1:9999",
         "pacs.example.org.evil",
     ] {
-        let (status, body) = ask(evil);
+        let (status, body) = with_host(evil);
         assert_eq!(status, 400, "{evil}");
         assert!(body.contains("does not answer for host"), "{evil}: {body}");
     }
@@ -537,7 +517,7 @@ fn only_allowed_hosts_name_the_service_root() {
         ),
         ("127.0.0.1:8080", "http://127.0.0.1:8080/dcm4chee-arc"),
     ] {
-        let (status, body) = ask(good);
+        let (status, body) = with_host(good);
         assert_eq!(status, 200, "{good}");
         assert!(body.contains(root), "{good}: URIs on {root}");
     }

@@ -81,9 +81,19 @@ impl Got {
     }
 }
 fn get_with(store: &Arc<MemoryStore>, method: Method, path: &str, headers: &[(&str, &str)]) -> Got {
-    let svc = Service::new(store.clone(), Config::default());
+    ask(
+        &Service::new(store.clone(), Config::default()),
+        method,
+        path,
+        headers,
+    )
+}
+/// One request to `svc`, its body collected; Host is test.local:8080 unless `headers` say.
+fn ask(svc: &Service, method: Method, path: &str, headers: &[(&str, &str)]) -> Got {
     let mut h = HeaderMap::new();
-    h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
+    }
     for (k, v) in headers {
         h.append(
             HeaderName::from_bytes(k.as_bytes()).expect("name"),
