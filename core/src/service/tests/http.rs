@@ -107,12 +107,8 @@ fn cors_preflight_and_exposed_headers() {
         }
         let req = Request {
             method: &method,
-            path: &path,
-            query: None,
-            authority: None,
-            headers: &h,
             entropy: [0; 16],
-            now: 1_700_000_000,
+            ..get_request(&path, &h)
         };
         block_on(svc.handle(&req))
     };
@@ -337,13 +333,8 @@ fn one_bearer_token_on_every_route() {
             h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).expect("v"));
         }
         let req = Request {
-            method: &Method::GET,
-            path,
-            query: None,
-            authority: None,
-            headers: &h,
             entropy: [0; 16],
-            now: 1_700_000_000,
+            ..get_request(path, &h)
         };
         block_on(svc.handle(&req))
     };

@@ -124,13 +124,8 @@ fn cached_metadata_follows_a_replaced_object() {
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let h = HeaderMap::new();
     let req = Request {
-        method: &Method::GET,
-        path: &path,
-        query: None,
-        authority: None,
-        headers: &h,
         entropy: [0; 16],
-        now: 1_700_000_000,
+        ..get_request(&path, &h)
     };
     let count = |r: Response| match r.body {
         Body::Full(b) => serde_json::from_slice::<serde_json::Value>(&b)
@@ -168,13 +163,8 @@ fn metadata_with_the_stored_root_is_sent_as_stored() {
     h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let req = Request {
-        method: &Method::GET,
-        path: &path,
-        query: None,
-        authority: None,
-        headers: &h,
         entropy: [0; 16],
-        now: 1_700_000_000,
+        ..get_request(&path, &h)
     };
     let r = block_on(svc.handle(&req));
     let Body::Full(b) = r.body else {

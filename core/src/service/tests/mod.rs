@@ -80,6 +80,18 @@ impl Got {
         crate::wire::multipart::parse(&b, &self.body).expect("multipart")
     }
 }
+/// A GET of `path` with these headers, as the handler tests send it (entropy 7s, a fixed now).
+fn get_request<'a>(path: &'a str, headers: &'a HeaderMap) -> Request<'a> {
+    Request {
+        method: &Method::GET,
+        path,
+        query: None,
+        authority: None,
+        headers,
+        entropy: [7; 16],
+        now: 1_700_000_000,
+    }
+}
 fn get_with(store: &Arc<MemoryStore>, method: Method, path: &str, headers: &[(&str, &str)]) -> Got {
     ask(
         &Service::new(store.clone(), Config::default()),
@@ -106,12 +118,8 @@ fn ask(svc: &Service, method: Method, path: &str, headers: &[(&str, &str)]) -> G
     };
     let req = Request {
         method: &method,
-        path: &p,
         query: q.as_deref(),
-        authority: None,
-        headers: &h,
-        entropy: [7; 16],
-        now: 1_700_000_000,
+        ..get_request(&p, &h)
     };
     block_on(async {
         let r = svc.handle(&req).await;

@@ -378,13 +378,8 @@ fn files_past_the_conversion_budget_are_offered_as_stored_only() {
         HeaderValue::from_static("multipart/related; type=\"application/dicom\""),
     );
     let req = Request {
-        method: &Method::GET,
-        path: &url,
-        query: None,
-        authority: None,
-        headers: &h,
         entropy: [1; 16],
-        now: 1_700_000_000,
+        ..get_request(&url, &h)
     };
     let r = block_on(svc.handle(&req));
     assert_eq!(r.status.as_u16(), 406);

@@ -35,13 +35,8 @@ impl crate::layout::upstream::Upstream for ServiceOrigin {
             HeaderValue::from_str(accept).map_err(|e| e.to_string())?,
         );
         let req = Request {
-            method: &Method::GET,
-            path,
-            query: None,
-            authority: None,
-            headers: &h,
             entropy: [3; 16],
-            now: 1_700_000_000,
+            ..get_request(path, &h)
         };
         let r = self.svc.handle(&req).await;
         let body = match r.body {
@@ -109,13 +104,9 @@ fn at_once(edge: &Service, path: &str, n: usize, now: u64) -> Vec<u16> {
     let mut h = HeaderMap::new();
     h.insert(header::HOST, HeaderValue::from_static("edge.test"));
     let req = Request {
-        method: &Method::GET,
-        path,
-        query: None,
-        authority: None,
-        headers: &h,
         entropy: [1; 16],
         now,
+        ..get_request(path, &h)
     };
     block_on(futures::future::join_all(
         (0..n).map(|_| async { edge.handle(&req).await.status.as_u16() }),
@@ -187,13 +178,8 @@ fn a_read_through_cache_fills_from_the_origin_once() {
             HeaderValue::from_str(accept).expect("accept"),
         );
         let req = Request {
-            method: &Method::GET,
-            path,
-            query: None,
-            authority: None,
-            headers: &h,
             entropy: [1; 16],
-            now: 1_700_000_000,
+            ..get_request(path, &h)
         };
         block_on(async {
             let r = edge.handle(&req).await;
@@ -333,13 +319,8 @@ fn the_cache_stores_only_what_it_asked_for_and_is_not_open_by_accident() {
     let h = HeaderMap::new();
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let req = Request {
-        method: &Method::GET,
-        path: &path,
-        query: None,
-        authority: None,
-        headers: &h,
         entropy: [1; 16],
-        now: 1_700_000_000,
+        ..get_request(&path, &h)
     };
     let r = block_on(svc.handle(&req));
     assert_eq!(r.status.as_u16(), 502);
