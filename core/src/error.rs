@@ -41,6 +41,9 @@ pub enum Error {
     /// The storage backend failed (500, logged).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The search index failed (500, logged).
+    #[error(transparent)]
+    Index(#[from] crate::search::IndexError),
     /// The upstream archive behind a read-through cache failed or answered nonsense (502).
     #[error("upstream archive: {0}")]
     Upstream(String),
@@ -75,7 +78,9 @@ impl Error {
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
-            Error::Corrupt { .. } | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Corrupt { .. } | Error::Store(_) | Error::Index(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -29,6 +29,7 @@ pub mod layout;
 mod media;
 mod negotiate;
 mod route;
+pub mod search;
 mod service;
 pub mod store;
 pub mod wire;

@@ -196,9 +196,15 @@ pub enum Resource {
     },
     /// The Pixel Data of an instance (CP 2040), the same bytes as its `7FE00010` bulk data.
     PixelData(Target),
-    /// `GET {root}/studies`: the list of studies, the QIDO-RS Search for Studies without
-    /// matching (PS3.18 §10.6), so a viewer or the demo can see what the server holds.
-    SearchStudies,
+    /// QIDO-RS Search (PS3.18 §10.6): `{root}/studies`, `{root}/series`, `{root}/instances`,
+    /// `{root}/studies/{s}/series`, `{root}/studies/{s}/instances`,
+    /// `{root}/studies/{s}/series/{se}/instances`.
+    Search {
+        /// What is returned.
+        level: crate::search::Level,
+        /// What the path restricts it to.
+        scope: crate::search::Scope,
+    },
 }
 
 impl Resource {
@@ -210,7 +216,7 @@ impl Resource {
             | Resource::PixelData(t)
             | Resource::Frames { target: t, .. }
             | Resource::BulkData { target: t, .. } => Some(t),
-            Resource::SearchStudies => None,
+            Resource::Search { .. } => None,
         }
     }
 }
@@ -281,8 +287,23 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
             truncate_for_message(&segs.join("/"))
         ))
     };
-    if segs == ["studies"] {
-        return Ok(Resource::SearchStudies);
+    use crate::search::{Level, Scope};
+    let search = |level, scope| Ok(Resource::Search { level, scope });
+    match segs {
+        ["studies"] => return search(Level::Study, Scope::All),
+        ["series"] => return search(Level::Series, Scope::All),
+        ["instances"] => return search(Level::Instance, Scope::All),
+        ["studies", s, "series"] => return search(Level::Series, Scope::Study(Uid::parse(s)?)),
+        ["studies", s, "instances"] => {
+            return search(Level::Instance, Scope::Study(Uid::parse(s)?))
+        }
+        ["studies", s, "series", se, "instances"] => {
+            return search(
+                Level::Instance,
+                Scope::Series(Uid::parse(s)?, Uid::parse(se)?),
+            )
+        }
+        _ => {}
     }
     if segs.len() < 2 || segs[0] != "studies" {
         return Err(not_found());
@@ -531,7 +552,13 @@ mod tests {
             ("", 404),
             ("/", 404),
             ("/series/1.2", 404),
-            ("/studies/1.2/series", 404),
+            ("/studies/1.2/series", 200),
+            ("/studies/1.2/instances", 200),
+            ("/series", 200),
+            ("/instances", 200),
+            ("/studies/1.2/series/3/instances", 200),
+            ("/studies/1.x/series", 400),
+            ("/studies/1.2/series/3/other", 404),
             ("/studies/1.2/frames/1", 404),
             ("/studies/1.2/series/3/frames/1", 404),
             ("/studies/1.2/series/3/instances/4/frames/0", 400),

@@ -57,6 +57,8 @@ pub struct Options {
     /// is a directory (`{data}/.wado-rebuild.lock`): two imports into one directory then take
     /// turns at the rebuild, and the later one lists everything the earlier one stored.
     pub rebuild_lock: Option<PathBuf>,
+    /// The search index to keep in step (see `Batch::with_index`).
+    pub index: Option<wado_core::search::SharedIndex>,
 }
 
 /// Lists the files under `paths` (files as given, folders walked), sorted.
@@ -114,7 +116,15 @@ pub async fn run(
         b.enable_steady_tick(Duration::from_millis(200));
         b
     });
-    let batch = Arc::new(Batch::new(layout));
+    let batch = match &opts.index {
+        Some(index) => {
+            // Studies an earlier, interrupted import left pending first.
+            wado_core::search::recover(&*store, &**index, &opts.ae_title).await?;
+            Batch::new(layout).with_index(index.clone(), &opts.ae_title)
+        }
+        None => Batch::new(layout),
+    };
+    let batch = Arc::new(batch);
     let task_store = store.clone();
     let task_batch = batch.clone();
     let tasks = files.into_iter().map(move |path| {
@@ -126,7 +136,9 @@ pub async fn run(
                 Ok(bytes) => match batch.add(&*store, bytes::Bytes::from(bytes)).await {
                     Ok(done) => Ok((done.status, done.warnings)),
                     Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
-                    Err(ImportError::Store(e)) => Err(FileResult::Failed(e.to_string())),
+                    Err(e @ (ImportError::Store(_) | ImportError::Index(_))) => {
+                        Err(FileResult::Failed(e.to_string()))
+                    }
                 },
             };
             (path, result)

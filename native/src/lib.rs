@@ -16,6 +16,7 @@ pub mod conn;
 mod demo;
 pub mod fs_store;
 pub mod import;
+pub mod index;
 pub mod metrics;
 pub mod pool;
 pub mod s3_store;

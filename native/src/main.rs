@@ -38,11 +38,33 @@ enum Command {
         /// files imported in the last seconds. For a bulk load you can re-run.
         #[arg(long)]
         no_fsync: bool,
+        /// The search index kept in step: a SQLite file, or `none` [default:
+        /// {data}/wado-index.sqlite for a directory; none for S3, whose server rebuilds its
+        /// index at start].
+        #[arg(long)]
+        index: Option<String>,
         /// Files and folders to import.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Serve the store over WADO-RS at /dcm4chee-arc/aets/{AETitle}/rs.
+    /// Rebuild the search index from the store (an existing store gets its index this way),
+    /// or write it as an SQL file to load elsewhere (the worker's D1:
+    /// `wrangler d1 execute DB --file FILE`).
+    Reindex {
+        /// The store: a directory, or s3://... as for import.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The index to rebuild [default: {data}/wado-index.sqlite].
+        #[arg(long)]
+        index: Option<String>,
+        /// Write the statements that build the index to this SQL file instead.
+        #[arg(long)]
+        sql_out: Option<PathBuf>,
+        /// AE titles whose partitions are indexed (repeat for more) [default: DCM4CHEE].
+        #[arg(long = "ae-title")]
+        ae_titles: Vec<String>,
+    },
+    /// Serve the store over DICOMweb (WADO-RS, QIDO-RS) at /dcm4chee-arc/aets/{AETitle}/rs.
     Serve {
         /// Settings file (TOML, the flags' names as keys, e.g. `max-requests = 64`); flags
         /// given here win over it.
@@ -104,8 +126,15 @@ fn main() -> ExitCode {
                 public_url,
                 ae_title,
                 no_fsync,
+                index,
                 paths,
-            } => run_import(data, public_url, ae_title, !no_fsync, paths).await,
+            } => run_import(data, public_url, ae_title, !no_fsync, index, paths).await,
+            Command::Reindex {
+                data,
+                index,
+                sql_out,
+                ae_titles,
+            } => run_reindex(data, index, sql_out, ae_titles).await,
             Command::Serve { config, args } => {
                 let file = match config.as_deref().map(ServeArgs::from_file) {
                     None => ServeArgs::default(),
@@ -136,6 +165,7 @@ fn main() -> ExitCode {
                     allowed_hosts: settings.allowed_hosts.clone(),
                     auth,
                     offload: Some(Arc::new(wado_native::pool::BlockingPool::per_core())),
+                    max_results: settings.max_results,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),
                     scheme: if settings.tls.is_some() {
@@ -156,8 +186,28 @@ async fn run_import(
     public_url: String,
     ae_title: String,
     durable: bool,
+    index: Option<String>,
     paths: Vec<PathBuf>,
 ) -> ExitCode {
+    let is_s3 = data.to_string_lossy().starts_with("s3://");
+    let index = match index.as_deref() {
+        Some("none") => None,
+        None if is_s3 => None,
+        spec => match wado_native::index::IndexSpec::resolve(spec, &data) {
+            Ok(wado_native::index::IndexSpec::Memory) => None,
+            Ok(spec) => match spec.open().await {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    eprintln!("wado import: cannot open the search index: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprintln!("wado import: --index {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let store = match wado_native::open_store(&data, durable)
         .and_then(|s| wado_core::layout::partition(&s, &ae_title).map_err(|e| e.to_string()))
     {
@@ -173,8 +223,8 @@ async fn run_import(
         ae_title,
         concurrency: cores * 4,
         progress: std::io::stderr().is_terminal(),
-        rebuild_lock: (!data.to_string_lossy().starts_with("s3://"))
-            .then(|| data.join(".wado-rebuild.lock")),
+        rebuild_lock: (!is_s3).then(|| data.join(".wado-rebuild.lock")),
+        index,
     };
     let started = std::time::Instant::now();
     let result = import::run(store, &paths, &opts, |path, r| match r {
@@ -206,17 +256,115 @@ async fn run_import(
     }
 }
 
-async fn run_serve(settings: Settings, config: Config) -> ExitCode {
+async fn run_reindex(
+    data: PathBuf,
+    index: Option<String>,
+    sql_out: Option<PathBuf>,
+    mut ae_titles: Vec<String>,
+) -> ExitCode {
+    use wado_native::index::{IndexSpec, SqlFile};
+    if ae_titles.is_empty() {
+        ae_titles.push(DEFAULT_AE_TITLE.to_owned());
+    }
+    let store = match wado_native::open_store(&data, true) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wado reindex: cannot open store {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = Arc::new(SqlFile::default());
+    let target: wado_core::search::SharedIndex = match &sql_out {
+        Some(_) => file.clone(),
+        None => match IndexSpec::resolve(index.as_deref(), &data) {
+            Ok(IndexSpec::Memory) => {
+                eprintln!("wado reindex: say --index FILE (an index in memory would be lost)");
+                return ExitCode::FAILURE;
+            }
+            Ok(spec) => match spec.open().await {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("wado reindex: cannot open the search index: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprintln!("wado reindex: --index {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if sql_out.is_some() {
+        if let Err(e) = wado_core::search::open(&*target).await {
+            eprintln!("wado reindex: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let started = std::time::Instant::now();
+    for ae in &ae_titles {
+        let part = match wado_core::layout::partition(&store, ae) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("wado reindex: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match wado_core::search::reindex(&*part, &*target, ae).await {
+            Ok((studies, instances)) => println!(
+                "{ae}: indexed {studies} studies, {instances} instances in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("wado reindex: {ae}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(path) = sql_out {
+        let lines = file.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = lines.join("\n");
+        text.push('\n');
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("wado reindex: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Opens the search index of `wado serve`; one in memory is filled from the store first.
+async fn open_serve_index(
+    settings: &Settings,
+    store: &Arc<dyn wado_core::Store>,
+) -> Result<wado_core::search::SharedIndex, String> {
+    use wado_native::index::IndexSpec;
+    let spec = IndexSpec::resolve(settings.index.as_deref(), &settings.data)?;
+    let index = spec.open().await?;
+    if spec == IndexSpec::Memory {
+        for ae in &settings.ae_titles {
+            let part = wado_core::layout::partition(store, ae).map_err(|e| e.to_string())?;
+            let (studies, instances) = wado_core::search::reindex(&*part, &*index, ae)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                "search index in memory: {studies} studies, {instances} instances of {ae} (say --index FILE to keep one)"
+            );
+        }
+    }
+    Ok(index)
+}
+
+async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
     let Settings {
-        data,
+        ref data,
         bind,
         max_requests,
         shutdown_timeout,
         header_timeout,
         write_timeout,
         h2_max_streams,
-        tls,
-        demo_dir,
+        ref tls,
+        ref demo_dir,
         ..
     } = settings;
     let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
@@ -224,13 +372,20 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
         eprintln!("wado serve: {e}");
         return ExitCode::FAILURE;
     }
-    let store = match wado_native::open_store(&data, true) {
+    let store = match wado_native::open_store(data, true) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wado serve: cannot open store {e}");
             return ExitCode::FAILURE;
         }
     };
+    match open_serve_index(&settings, &store).await {
+        Ok(index) => config.index = Some(index),
+        Err(e) => {
+            eprintln!("wado serve: search index: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let service = Arc::new(Service::new(store, config));
     let listener = match tokio::net::TcpListener::bind(bind).await {
         Ok(l) => l,
@@ -274,13 +429,21 @@ async fn run_serve(settings: Settings, config: Config) -> ExitCode {
     if let Some(d) = &demo_dir {
         tracing::info!(dir = %d.display(), "serving the demo at /demo/");
     }
-    let router = app(AppState::new(service, Some(max_requests)).with_demo(demo_dir));
+    let router = app(AppState::new(service, Some(max_requests)).with_demo(demo_dir.clone()));
     let limits = Limits {
         header_timeout: std::time::Duration::from_secs(header_timeout),
         write_timeout: std::time::Duration::from_secs(write_timeout),
         h2_max_streams,
     };
-    serve(listener, router, tls, limits, shutdown, shutdown_timeout).await
+    serve(
+        listener,
+        router,
+        tls.clone(),
+        limits,
+        shutdown,
+        shutdown_timeout,
+    )
+    .await
 }
 
 /// What one connection may cost.

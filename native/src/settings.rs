@@ -63,6 +63,14 @@ pub struct ServeArgs {
     /// HTTP/2: concurrent streams per connection [default: 64].
     #[arg(long)]
     pub h2_max_streams: Option<u32>,
+    /// The search index (QIDO-RS): a SQLite file, or `memory` (rebuilt from the store at
+    /// start) [default: {data}/wado-index.sqlite for a directory, memory for S3].
+    #[arg(long)]
+    pub index: Option<String>,
+    /// The most results one search returns; more are cut with a Warning and paged with
+    /// offset [default: 1000].
+    #[arg(long)]
+    pub max_results: Option<usize>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -118,6 +126,10 @@ pub struct Settings {
     pub write_timeout: u64,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_streams: u32,
+    /// `--index` as given.
+    pub index: Option<String>,
+    /// The most results of one search.
+    pub max_results: usize,
     /// The largest file converted whole, in MiB.
     pub max_convert_mb: u64,
     /// The memory of all conversions at once, in MiB.
@@ -213,6 +225,8 @@ impl ServeArgs {
                 .or(file.h2_max_streams)
                 .unwrap_or(64)
                 .max(1),
+            index: self.index.or(file.index),
+            max_results: self.max_results.or(file.max_results).unwrap_or(1000).max(1),
             max_convert_mb: self.max_convert_mb.or(file.max_convert_mb).unwrap_or(1024),
             conversion_memory_mb: self
                 .conversion_memory_mb

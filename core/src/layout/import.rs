@@ -14,6 +14,7 @@
 use crate::error::Error;
 use crate::layout::{self, InstanceIndex, LayoutRecord};
 use crate::route::Uid;
+use crate::search::{Index, IndexError, SharedIndex};
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -30,6 +31,10 @@ pub struct Batch {
     turns: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
     touched: Mutex<BTreeSet<(Uid, Uid)>>,
     known: Mutex<HashMap<String, Arc<InstanceIndex>>>,
+    /// The search index to keep in step, and the partition (AE title) this run writes.
+    search: Option<(SharedIndex, String)>,
+    /// Studies marked pending in the search index by this run.
+    marked: Mutex<BTreeSet<Uid>>,
 }
 
 impl Batch {
@@ -40,7 +45,37 @@ impl Batch {
             turns: Mutex::default(),
             touched: Mutex::default(),
             known: Mutex::default(),
+            search: None,
+            marked: Mutex::default(),
         }
+    }
+
+    /// Keeps a search index in step with this run (for partition `ae_title`): a study is
+    /// marked pending there before its first file is written, and its rows are replaced, and
+    /// the mark cleared, in one transaction after its metadata is rebuilt ([`Batch::rebuilds`]).
+    /// A run killed in between leaves the mark, and [`crate::search::recover`] rebuilds the
+    /// study's rows from what the store holds.
+    pub fn with_index(mut self, index: SharedIndex, ae_title: &str) -> Batch {
+        self.search = Some((index, ae_title.to_owned()));
+        self
+    }
+
+    async fn mark_pending(&self, study: &Uid) -> Result<(), ImportError> {
+        let Some((index, part)) = &self.search else {
+            return Ok(());
+        };
+        if lock(&self.marked).contains(study) {
+            return Ok(());
+        }
+        index
+            .execute(vec![crate::search::schema::mark_pending(
+                index.dialect(),
+                part,
+                study,
+            )])
+            .await?;
+        lock(&self.marked).insert(study.clone());
+        Ok(())
     }
 
     /// Imports one Part-10 file (the instance only; its series is rebuilt at the end).
@@ -67,7 +102,7 @@ impl Batch {
             Some(t) => Some(t.lock().await),
             None => None,
         };
-        let result = import_file(store, &self.layout, bytes, expected).await;
+        let result = import_file(self, store, bytes, expected).await;
         drop(guard);
         if let (Some(s), Some(t)) = (&sop, turn) {
             let mut turns = lock(&self.turns);
@@ -100,6 +135,7 @@ impl Batch {
             .map(|series| Rebuild {
                 series,
                 known: known.clone(),
+                search: self.search.clone(),
             })
             .collect()
     }
@@ -118,12 +154,14 @@ impl Batch {
 pub struct Rebuild {
     series: Vec<(Uid, Uid)>,
     known: Arc<HashMap<String, Arc<InstanceIndex>>>,
+    search: Option<(SharedIndex, String)>,
 }
 
 impl Rebuild {
     /// Runs it.
     pub async fn run(&self, store: &dyn Store) -> Result<(), Error> {
-        rebuild_metadata(store, &self.series, &self.known).await
+        let search = self.search.as_ref().map(|(i, p)| (&**i, p.as_str()));
+        rebuild_metadata(store, &self.series, &self.known, search).await
     }
 }
 
@@ -168,6 +206,9 @@ pub enum ImportError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The search index failed; nothing of this file was written.
+    #[error(transparent)]
+    Index(#[from] IndexError),
 }
 
 /// Reads the store's layout record, creating it with `public_url` and `ae_title` when the
@@ -190,11 +231,12 @@ pub async fn ensure_layout(
 /// Imports one Part-10 file (the instance only: a [`Batch`] rebuilds the series and studies
 /// touched, once, after all its files).
 async fn import_file(
+    batch: &Batch,
     store: &dyn Store,
-    layout: &LayoutRecord,
     bytes: Bytes,
     expected: Option<(&Uid, &Uid, &Uid)>,
 ) -> Result<Imported, ImportError> {
+    let layout = &batch.layout;
     let prepared = layout::prepare(&bytes, layout).map_err(ImportError::Rejected)?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
     let warnings = prepared.warnings;
@@ -224,6 +266,8 @@ async fn import_file(
             }
         }
     }
+    // Before the store changes, so an interruption from here on is found and repaired.
+    batch.mark_pending(&study).await?;
     if existing_size.is_some() {
         store.delete(&idx_key).await?;
     }
@@ -253,6 +297,7 @@ async fn rebuild_metadata(
     store: &dyn Store,
     series: &[(Uid, Uid)],
     known: &HashMap<String, Arc<InstanceIndex>>,
+    search: Option<(&dyn Index, &str)>,
 ) -> Result<(), Error> {
     let mut studies: Vec<Uid> = series.iter().map(|(s, _)| s.clone()).collect();
     studies.sort();
@@ -286,12 +331,23 @@ async fn rebuild_metadata(
                 .put(&key, Bytes::from(layout::write_metadata_gz(&all)))
                 .await?;
         }
+        // The study's search rows, from the same whole instances, once its metadata is there.
+        if let Some((index, part)) = search {
+            index
+                .execute(crate::search::schema::replace_study(
+                    index.dialect(),
+                    part,
+                    study,
+                    &all,
+                ))
+                .await?;
+        }
     }
     Ok(())
 }
 
 /// The indexes under `prefix` whose `.dcm` exists with the size the index names.
-async fn valid_indexes(
+pub(crate) async fn valid_indexes(
     store: &dyn Store,
     prefix: &str,
     known: &HashMap<String, Arc<InstanceIndex>>,

@@ -137,6 +137,12 @@ pub(crate) fn status_and_warning(headers: &mut HeaderMap, outcome: &Outcome) -> 
 }
 
 pub(crate) fn set_warning(h: &mut HeaderMap, text: &str) {
+    h.remove(header::WARNING);
+    append_warning(h, text);
+}
+
+/// Adds a `Warning: 299` header (one per note; RFC 7234 §5.5 allows several).
+pub(crate) fn append_warning(h: &mut HeaderMap, text: &str) {
     // RFC 7234 §5.5 form, as PS3.18 §8.4.2 uses it.
     let clean: String = text
         .chars()
@@ -149,11 +155,9 @@ pub(crate) fn set_warning(h: &mut HeaderMap, text: &str) {
         })
         .take(900)
         .collect();
-    set(
-        h,
-        header::WARNING,
-        &format!("299 wado \"{}\"", clean.replace('"', "'")),
-    );
+    if let Ok(v) = HeaderValue::from_str(&format!("299 wado \"{}\"", clean.replace('"', "'"))) {
+        h.append(header::WARNING, v);
+    }
 }
 
 /// An entity tag from a validator (RFC 9110 §8.8.3): a hash, weak for multipart bodies (their

@@ -47,6 +47,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// A note on what was left out (206).
     pub warning: Option<String>,
+    /// `Warning: 299` notes that leave the status as it is: search parameters ignored,
+    /// results cut at the server's maximum (PS3.18 §8.3.4).
+    pub notices: Vec<String>,
     /// What identifies the representation (stored content identity, media type, syntax,
     /// public root): the ETag is derived from it.
     pub validator: Option<String>,

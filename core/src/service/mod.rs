@@ -27,7 +27,7 @@
 
 mod body;
 mod budget;
-mod http;
+pub(crate) mod http;
 mod message;
 mod offload;
 mod plan;
@@ -85,6 +85,12 @@ pub struct Config {
     pub upstream: Option<Arc<dyn Upstream>>,
     /// Where decoding, encoding and conversions run ([`Offload`]); here when `None`.
     pub offload: Option<Arc<dyn Offload>>,
+    /// The search index QIDO-RS answers from ([`crate::search`]); without one, searches are
+    /// 404 with the reason.
+    pub index: Option<Arc<dyn crate::search::Index>>,
+    /// The most results one search returns; more are cut with `Warning: 299` (PS3.18
+    /// §8.3.4.4), and a client pages with `offset`.
+    pub max_results: usize,
     /// Serving without access control is meant: needed for a read-through cache with no
     /// tokens (see [`Config::check`]). Off by default.
     pub public: bool,
@@ -123,6 +129,8 @@ impl Default for Config {
             auth: None,
             upstream: None,
             offload: None,
+            index: None,
+            max_results: 1000,
             public: false,
         }
     }
@@ -150,6 +158,9 @@ pub(crate) struct Partition {
     pub(crate) cache: Mutex<MetaCache>,
     /// Fills from the upstream archive, one per scope, and its recent misses.
     fills: layout::upstream::Fills,
+    /// The search index's schema is there and studies an interrupted import left pending are
+    /// rebuilt (done before the first search).
+    searchable: std::sync::atomic::AtomicBool,
 }
 
 impl Partition {
@@ -159,7 +170,25 @@ impl Partition {
             layout: Mutex::new(None),
             cache: Mutex::new(MetaCache::default()),
             fills: Default::default(),
+            searchable: Default::default(),
         }
+    }
+
+    /// Makes the index ready before the partition's first search: its schema, and the studies
+    /// an interrupted import left pending ([`crate::search::recover`]).
+    pub(crate) async fn ready_to_search(
+        &self,
+        index: &dyn crate::search::Index,
+        ae_title: &str,
+    ) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.searchable.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        crate::search::open(index).await?;
+        crate::search::recover(&*self.store, index, ae_title).await?;
+        self.searchable.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// The partition's layout record (read once, then kept).
@@ -274,8 +303,13 @@ impl Service {
             self.fill_from_upstream(&ctx, &route.ae_title, &**upstream, target)
                 .await?;
         }
-        let plan = self.plan(&ctx, &route.resource, &neg).await?;
+        let plan = self
+            .plan(&ctx, &route.ae_title, &route.resource, &neg)
+            .await?;
         let mut resp = self.execute(&ctx, plan).await?;
+        for note in &resp.outcome.notices {
+            http::append_warning(&mut resp.headers, note);
+        }
         resp.outcome.resource = Some(kind(&route.resource));
         Ok(http::conditional(req.headers, ctx.last_modified(), resp))
     }
@@ -299,10 +333,18 @@ impl Service {
     }
 
     /// One planner per kind of resource.
-    async fn plan(&self, ctx: &Ctx<'_>, resource: &Resource, neg: &Negotiation) -> Result<Plan> {
+    async fn plan(
+        &self,
+        ctx: &Ctx<'_>,
+        ae_title: &str,
+        resource: &Resource,
+        neg: &Negotiation,
+    ) -> Result<Plan> {
         match resource {
             Resource::Metadata(t) => self.metadata(ctx, t, neg).await,
-            Resource::SearchStudies => self.search_studies(ctx, neg).await,
+            Resource::Search { level, scope } => {
+                self.search(ctx, ae_title, *level, scope, neg).await
+            }
             Resource::Instances(t) => self.instances(ctx, t, neg).await,
             Resource::Frames { target, frames } => self.frames(ctx, target, frames, neg).await,
             Resource::BulkData { target, path } => self.bulkdata(ctx, target, path, neg).await,
@@ -388,7 +430,7 @@ fn category(resource: &Resource) -> Category {
         Resource::Instances(t) => Category::Instances {
             instance: matches!(t, Target::Instance { .. }),
         },
-        Resource::Metadata(_) | Resource::SearchStudies => Category::Metadata,
+        Resource::Metadata(_) | Resource::Search { .. } => Category::Metadata,
         Resource::Frames { .. } => Category::Frames,
         Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
     }
@@ -399,7 +441,7 @@ fn kind(resource: &Resource) -> &'static str {
     match resource {
         Resource::Instances(_) => "instances",
         Resource::Metadata(_) => "metadata",
-        Resource::SearchStudies => "studies",
+        Resource::Search { .. } => "search",
         Resource::Frames { .. } => "frames",
         Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
     }

@@ -87,6 +87,7 @@ impl Service {
             error: None,
             validator: Some(validator),
             resource: None,
+            notices: Vec::new(),
         };
         if multipart {
             Ok(Plan::multipart(media.as_str(), parts, outcome))

@@ -198,6 +198,7 @@ impl Service {
             validator: None,
             resource: None,
             converted,
+            notices: Vec::new(),
         };
         if media == MediaType::Zip {
             // dcm4chee's extension: one ZIP of the PS3.10 files, entries {study}/{series}/{sop}.dcm.
@@ -301,6 +302,7 @@ impl Service {
                 validator: None,
                 resource: None,
                 converted,
+                notices: Vec::new(),
             };
             return Ok(Plan::multipart(media.as_str(), parts, outcome));
         }

@@ -192,4 +192,5 @@ mod frames;
 mod http;
 mod metadata;
 mod retrieve;
+mod search;
 mod upstream;

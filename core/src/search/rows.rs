@@ -1,0 +1,221 @@
+//! A study's rows in the index, derived from its stored instance indexes: one study row, one
+//! row per series, one per instance, each with its matching-key columns and the attributes
+//! of its level as DICOM JSON (what a search returns).
+
+use super::attrs::{self, Kind, Level, KEYS};
+use super::Value;
+use crate::layout::InstanceIndex;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+
+/// Column names and values of one row, in table order.
+pub type Columns = Vec<(&'static str, Value)>;
+
+/// A study's rows.
+#[derive(Debug)]
+pub struct StudyRows {
+    /// The study row.
+    pub study: Columns,
+    /// Its series.
+    pub series: Vec<Columns>,
+    /// Its instances.
+    pub instances: Vec<Columns>,
+}
+
+/// The rows of a study from its whole instances (`None` when there are none).
+pub fn study_rows(partition: &str, instances: &[&InstanceIndex]) -> Option<StudyRows> {
+    let first = instances.first()?;
+    let parsed: Vec<Map<String, Json>> = instances
+        .iter()
+        .map(|i| serde_json::from_str(i.metadata.get()).unwrap_or_default())
+        .collect();
+    let mut by_series: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (n, i) in instances.iter().enumerate() {
+        by_series.entry(i.series.as_str()).or_default().push(n);
+    }
+    let study_attrs = merged(parsed.iter(), Level::Study);
+    let mut modalities: Vec<String> = Vec::new();
+    let mut series_rows = Vec::new();
+    for (series_uid, members) in &by_series {
+        let attrs = merged(members.iter().map(|&n| &parsed[n]), Level::Series);
+        if let Some(m) = text(attrs.get("00080060")).filter(|m| !m.is_empty()) {
+            if !modalities.contains(&m) {
+                modalities.push(m);
+            }
+        }
+        let mut row: Columns = vec![
+            ("part", partition.into()),
+            ("study_uid", first.study.as_str().into()),
+            ("series_uid", (*series_uid).into()),
+        ];
+        key_columns(&mut row, &attrs, Level::Series);
+        row.push(("n_instances", (members.len() as i64).into()));
+        row.push(("attrs", Json::Object(attrs).to_string().into()));
+        series_rows.push(row);
+    }
+    modalities.sort();
+    let mut study: Columns = vec![
+        ("part", partition.into()),
+        ("study_uid", first.study.as_str().into()),
+    ];
+    key_columns(&mut study, &study_attrs, Level::Study);
+    study.push((
+        "modalities",
+        if modalities.is_empty() {
+            String::new()
+        } else {
+            format!("\\{}\\", modalities.join("\\"))
+        }
+        .into(),
+    ));
+    study.push(("n_series", (by_series.len() as i64).into()));
+    study.push(("n_instances", (instances.len() as i64).into()));
+    study.push(("attrs", Json::Object(study_attrs).to_string().into()));
+
+    let instance_rows = instances
+        .iter()
+        .zip(&parsed)
+        .map(|(i, m)| {
+            let attrs = own(m, Level::Instance);
+            let mut row: Columns = vec![
+                ("part", partition.into()),
+                ("study_uid", i.study.as_str().into()),
+                ("series_uid", i.series.as_str().into()),
+                ("sop_uid", i.sop_instance.as_str().into()),
+            ];
+            key_columns(&mut row, &attrs, Level::Instance);
+            // The index knows these even when the data set does not say them.
+            set(&mut row, "sop_class", i.sop_class.as_str().into());
+            row.push(("attrs", Json::Object(attrs).to_string().into()));
+            row
+        })
+        .collect();
+    Some(StudyRows {
+        study,
+        series: series_rows,
+        instances: instance_rows,
+    })
+}
+
+fn set(row: &mut Columns, column: &str, value: Value) {
+    if let Some(c) = row.iter_mut().find(|(c, _)| *c == column) {
+        if c.1 == Value::Null || c.1 == Value::Text(String::new()) {
+            c.1 = value;
+        }
+    }
+}
+
+/// The attributes of `level` over several instances' data sets, the first instance that has
+/// each attribute giving it.
+fn merged<'a>(
+    sets: impl Iterator<Item = &'a Map<String, Json>>,
+    level: Level,
+) -> Map<String, Json> {
+    let mut out = Map::new();
+    for set in sets {
+        for (k, v) in own(set, level) {
+            out.entry(k).or_insert(v);
+        }
+    }
+    out
+}
+
+/// The attributes of one data set that belong to `level` and are kept in the index: not bulk
+/// data, not larger than [`attrs::MAX_STORED_ATTRIBUTE`].
+fn own(set: &Map<String, Json>, level: Level) -> Map<String, Json> {
+    set.iter()
+        .filter(|(k, _)| {
+            u32::from_str_radix(k, 16)
+                .is_ok_and(|t| attrs::level_of(t) == level || attrs::at_every_level(t))
+        })
+        .filter(|(k, v)| {
+            k.as_str() != "00080061"
+                && v.get("BulkDataURI").is_none()
+                && v.get("InlineBinary").is_none()
+                && v.to_string().len() <= attrs::MAX_STORED_ATTRIBUTE
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The matching-key columns of `level` from its attributes.
+fn key_columns(row: &mut Columns, attrs: &Map<String, Json>, level: Level) {
+    for k in KEYS.iter().filter(|k| k.level == level) {
+        if matches!(k.kind, Kind::Modalities) || row.iter().any(|(c, _)| *c == k.column) {
+            continue;
+        }
+        let attr = attrs.get(&format!("{:08X}", k.tag));
+        match k.kind {
+            Kind::Int => row.push((k.column, int(attr).into())),
+            Kind::Time => row.push((
+                k.column,
+                text(attr)
+                    .and_then(|t| attrs::normalise_time(&t, false))
+                    .unwrap_or_default()
+                    .into(),
+            )),
+            Kind::PersonName => {
+                let name = person_name(attr);
+                row.push((k.column, name.as_str().into()));
+                let fold_col = match k.column {
+                    "patient_name" => ("patient_name_fold", "patient_name_words"),
+                    _ => ("referring_fold", "referring_words"),
+                };
+                row.push((fold_col.0, attrs::fold(&name).into()));
+                row.push((fold_col.1, attrs::words(&name).into()));
+            }
+            Kind::Date => row.push((
+                k.column,
+                text(attr)
+                    .map(|d| attrs::normalise_date(&d).unwrap_or(d))
+                    .unwrap_or_default()
+                    .into(),
+            )),
+            Kind::Uid | Kind::Text | Kind::Modalities => {
+                row.push((k.column, text(attr).unwrap_or_default().into()))
+            }
+        }
+    }
+}
+
+/// The values of a string attribute, `\`-separated (numbers as their text).
+pub(crate) fn text(attr: Option<&Json>) -> Option<String> {
+    let values = attr?.get("Value")?.as_array()?;
+    let parts: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            Json::String(s) => s.clone(),
+            Json::Number(n) => n.to_string(),
+            _ => String::new(),
+        })
+        .collect();
+    Some(parts.join("\\"))
+}
+
+fn int(attr: Option<&Json>) -> Option<i64> {
+    let v = attr?.get("Value")?.get(0)?;
+    match v {
+        Json::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A PN value as text: each value's groups joined by `=` (trailing empty groups dropped),
+/// values by `\`.
+fn person_name(attr: Option<&Json>) -> String {
+    let Some(values) = attr.and_then(|a| a.get("Value")).and_then(Json::as_array) else {
+        return String::new();
+    };
+    values
+        .iter()
+        .map(|v| {
+            let groups: Vec<&str> = ["Alphabetic", "Ideographic", "Phonetic"]
+                .iter()
+                .map(|g| v.get(g).and_then(Json::as_str).unwrap_or(""))
+                .collect();
+            groups.join("=").trim_end_matches('=').to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\\")
+}

@@ -1,0 +1,178 @@
+//! The index's schema and the statements that change it, in both dialects.
+//!
+//! Three tables, one per level, keyed by partition (the AE title) and UIDs; text columns hold
+//! `''` rather than NULL so that ordering and comparison mean the same in SQLite and
+//! PostgreSQL; each row keeps the attributes of its level as DICOM JSON (`attrs`). A fourth
+//! table names the studies an import is changing (see [`super::recover`]).
+
+use super::rows::{study_rows, Columns};
+use super::{Dialect, Statement, Value};
+use crate::layout::InstanceIndex;
+use crate::route::Uid;
+
+/// The schema version; a database with another is rebuilt by `wado reindex`.
+pub const VERSION: &str = "1";
+
+fn int_type(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "INTEGER",
+        Dialect::Postgres => "BIGINT",
+    }
+}
+
+/// The statements that create the schema when it is not there.
+pub fn create(d: Dialect) -> Vec<Statement> {
+    let int = int_type(d);
+    let t = "TEXT NOT NULL DEFAULT ''";
+    [
+        "CREATE TABLE IF NOT EXISTS qido_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)".to_owned(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS qido_study (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
+             study_date {t}, study_time {t}, accession {t}, modalities {t}, referring {t}, \
+             referring_fold {t}, referring_words {t}, patient_name {t}, patient_name_fold {t}, \
+             patient_name_words {t}, patient_id {t}, birth_date {t}, sex {t}, study_id {t}, \
+             description {t}, n_series {int} NOT NULL, n_instances {int} NOT NULL, \
+             attrs TEXT NOT NULL, PRIMARY KEY (part, study_uid))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS qido_series (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
+             series_uid TEXT NOT NULL, modality {t}, series_number {int}, description {t}, \
+             body_part {t}, series_date {t}, pps_date {t}, pps_time {t}, \
+             n_instances {int} NOT NULL, attrs TEXT NOT NULL, \
+             PRIMARY KEY (part, study_uid, series_uid))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS qido_instance (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
+             series_uid TEXT NOT NULL, sop_uid TEXT NOT NULL, sop_class {t}, \
+             instance_number {int}, n_rows {int}, n_columns {int}, n_frames {int}, \
+             attrs TEXT NOT NULL, PRIMARY KEY (part, study_uid, series_uid, sop_uid))"
+        ),
+        "CREATE TABLE IF NOT EXISTS qido_pending (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
+         PRIMARY KEY (part, study_uid))"
+            .to_owned(),
+        // The study list's order, and the keys a viewer searches by.
+        "CREATE INDEX IF NOT EXISTS qido_study_order ON qido_study (part, study_date DESC, study_time DESC, study_uid)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS qido_study_patient_id ON qido_study (part, patient_id)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS qido_study_accession ON qido_study (part, accession)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS qido_study_name ON qido_study (part, patient_name_fold)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS qido_series_uid ON qido_series (part, series_uid)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS qido_instance_uid ON qido_instance (part, sop_uid)".to_owned(),
+    ]
+    .into_iter()
+    .map(Statement::plain)
+    .collect()
+}
+
+/// Placeholder `n` (1-based) in the dialect.
+pub(crate) fn param(d: Dialect, n: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+/// The stored schema version.
+pub fn version_query(_d: Dialect) -> Statement {
+    Statement::plain("SELECT value FROM qido_meta WHERE name = 'schema'")
+}
+
+/// Records the schema version.
+pub fn set_version(d: Dialect) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO qido_meta (name, value) VALUES ('schema', {}) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            param(d, 1)
+        ),
+        params: vec![VERSION.into()],
+    }
+}
+
+fn by_study(d: Dialect, verb: &str, table: &str, partition: &str, study: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "{verb} {table} WHERE part = {} AND study_uid = {}",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), study.into()],
+    }
+}
+
+/// Removes a study's rows.
+pub fn delete_study(d: Dialect, partition: &str, study: &str) -> Vec<Statement> {
+    ["qido_instance", "qido_series", "qido_study"]
+        .into_iter()
+        .map(|t| by_study(d, "DELETE FROM", t, partition, study))
+        .collect()
+}
+
+fn insert(d: Dialect, table: &str, row: &Columns) -> Statement {
+    let names: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
+    let marks: Vec<String> = (1..=row.len()).map(|n| param(d, n)).collect();
+    Statement {
+        sql: format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            names.join(", "),
+            marks.join(", ")
+        ),
+        params: row.iter().map(|(_, v)| v.clone()).collect(),
+    }
+}
+
+/// Replaces a study's rows by those of `instances` (its whole stored instances; none removes
+/// the study) and clears its pending mark: to run as one transaction.
+pub fn replace_study(
+    d: Dialect,
+    partition: &str,
+    study: &Uid,
+    instances: &[&InstanceIndex],
+) -> Vec<Statement> {
+    let mut out = delete_study(d, partition, study.as_str());
+    if let Some(rows) = study_rows(partition, instances) {
+        out.push(insert(d, "qido_study", &rows.study));
+        out.extend(rows.series.iter().map(|r| insert(d, "qido_series", r)));
+        out.extend(rows.instances.iter().map(|r| insert(d, "qido_instance", r)));
+    }
+    out.push(by_study(
+        d,
+        "DELETE FROM",
+        "qido_pending",
+        partition,
+        study.as_str(),
+    ));
+    out
+}
+
+/// Marks a study as being changed by an import (before its files are written).
+pub fn mark_pending(d: Dialect, partition: &str, study: &Uid) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO qido_pending (part, study_uid) VALUES ({}, {}) ON CONFLICT DO NOTHING",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), study.as_str().into()],
+    }
+}
+
+/// The studies marked pending in a partition.
+pub fn pending(d: Dialect, partition: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT study_uid FROM qido_pending WHERE part = {}",
+            param(d, 1)
+        ),
+        params: vec![Value::from(partition)],
+    }
+}
+
+/// The studies a partition's index holds.
+pub fn studies_of_partition(d: Dialect, partition: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT study_uid FROM qido_study WHERE part = {}",
+            param(d, 1)
+        ),
+        params: vec![Value::from(partition)],
+    }
+}
