@@ -17,6 +17,7 @@
 //! The crate is empty on other targets (the workspace builds it natively too).
 #![cfg(target_arch = "wasm32")]
 
+pub mod d1;
 pub mod r2;
 
 // Links malloc & co. for openjp2 (JPEG 2000).
@@ -143,6 +144,12 @@ fn service(env: &Env, scheme: &str) -> Result<Rc<Service>, String> {
         .map_err(|e| format!("R2 binding BUCKET: {e}"))?;
     let mut cfg = config(env)?;
     cfg.scheme = scheme.to_owned();
+    if let Ok(db) = env.d1("INDEX") {
+        cfg.index = Some(Arc::new(d1::D1Index::new(db)));
+    }
+    if let Some(n) = var(env, "MAX_RESULTS").and_then(|v| v.trim().parse::<usize>().ok()) {
+        cfg.max_results = n.max(1);
+    }
     let svc = Rc::new(Service::new(Arc::new(r2::R2Store::new(bucket)), cfg));
     SERVICE.with(|s| *s.borrow_mut() = Some(svc.clone()));
     Ok(svc)

@@ -188,6 +188,45 @@ impl Server {
                 "loading local R2: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            // Its search index into the local D1, as a deployment loads it (edge/wrangler.toml).
+            let sql = state.path().join("index.sql");
+            let mut reindex = Command::new(wado_bin());
+            reindex
+                .arg("reindex")
+                .arg("--data")
+                .arg(data)
+                .arg("--sql-out")
+                .arg(&sql);
+            let aes = vars
+                .iter()
+                .find(|(k, _)| *k == "AE_TITLES")
+                .map_or("DCM4CHEE", |(_, v)| v);
+            for ae in aes.split(',') {
+                reindex.args(["--ae-title", ae.trim()]);
+            }
+            let out = reindex.output().expect("wado reindex");
+            assert!(
+                out.status.success(),
+                "wado reindex --sql-out: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = Command::new(repo.join("node_modules/.bin/wrangler"))
+                .current_dir(repo.join("edge"))
+                .args(["d1", "execute", "INDEX", "--local", "--persist-to"])
+                .arg(state.path())
+                .arg("--file")
+                .arg(&sql)
+                .env("WRANGLER_SEND_METRICS", "false")
+                .env("CI", "1")
+                .stdin(Stdio::null())
+                .output()
+                .expect("wrangler d1 execute");
+            assert!(
+                out.status.success(),
+                "loading local D1: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let port = free_port();
         let log = std::fs::File::create(state.path().join("wrangler.log")).unwrap();

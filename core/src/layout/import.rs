@@ -336,6 +336,7 @@ async fn rebuild_metadata(
             index
                 .execute(crate::search::schema::replace_study(
                     index.dialect(),
+                    index.max_params(),
                     part,
                     study,
                     &all,

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::layout::import;
 use crate::layout::{self, LayoutRecord};
 use crate::route::{Target, Uid};
+use crate::search::SharedIndex;
 use crate::store::{MaybeSendSync, Store};
 use bytes::Bytes;
 
@@ -107,6 +108,7 @@ impl Fills {
         upstream: &dyn Upstream,
         target: &Target,
         now: u64,
+        search: Option<(&SharedIndex, &str)>,
         layout: F,
     ) -> Result<()>
     where
@@ -142,7 +144,7 @@ impl Fills {
                 Err(missing())
             } else {
                 let layout = layout().await?;
-                match fill(store, upstream, &layout, target).await {
+                match fill(store, upstream, &layout, target, search).await {
                     Ok(_) => Ok(()),
                     Err(Error::NotFound(m)) => {
                         let mut misses = lock(&self.misses);
@@ -199,6 +201,7 @@ pub async fn fill(
     upstream: &dyn Upstream,
     layout: &LayoutRecord,
     target: &Target,
+    search: Option<(&SharedIndex, &str)>,
 ) -> Result<Filled> {
     let root = upstream.root().trim_end_matches('/');
     let scope = match target {
@@ -235,7 +238,13 @@ pub async fn fill(
         Uid::parse(s).map_err(|_| Error::Upstream(format!("{scope}/metadata: bad UID {s:?}")))
     };
     let mut filled = Filled::default();
-    let batch = import::Batch::new(layout.clone());
+    // What is filled is searchable when it is retrievable (the import keeps the index).
+    let batch = match search {
+        Some((index, ae_title)) => {
+            import::Batch::new(layout.clone()).with_index(index.clone(), ae_title)
+        }
+        None => import::Batch::new(layout.clone()),
+    };
     for inst in &list {
         let (st, se, sop) = (
             uid(inst, "0020000D")?,

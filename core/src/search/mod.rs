@@ -179,6 +179,11 @@ pub trait Index: MaybeSendSync + std::fmt::Debug {
     /// The dialect the statements must be written in.
     fn dialect(&self) -> Dialect;
 
+    /// The most parameters one statement may bind (SQLite: 32766; D1: 100).
+    fn max_params(&self) -> usize {
+        32766
+    }
+
     /// Runs `statements` in one transaction: all take effect or none.
     async fn execute(&self, statements: Vec<Statement>) -> std::result::Result<(), IndexError>;
 
@@ -225,6 +230,7 @@ pub async fn reindex_study(
     index
         .execute(schema::replace_study(
             index.dialect(),
+            index.max_params(),
             partition,
             study,
             &list,

@@ -106,32 +106,61 @@ pub fn delete_study(d: Dialect, partition: &str, study: &str) -> Vec<Statement> 
         .collect()
 }
 
-fn insert(d: Dialect, table: &str, row: &Columns) -> Statement {
-    let names: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
-    let marks: Vec<String> = (1..=row.len()).map(|n| param(d, n)).collect();
-    Statement {
-        sql: format!(
-            "INSERT INTO {table} ({}) VALUES ({})",
-            names.join(", "),
-            marks.join(", ")
-        ),
-        params: row.iter().map(|(_, v)| v.clone()).collect(),
+/// Multi-row INSERTs of `rows` into `table`, each with at most `max_params` parameters (D1
+/// binds at most 100 per statement, and counts statements per request).
+fn insert(d: Dialect, table: &str, rows: &[Columns], max_params: usize) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let names: Vec<&str> = rows[i].iter().map(|(c, _)| *c).collect();
+        let per_row = names.len().max(1);
+        let fit = (max_params / per_row).max(1);
+        let mut group = Vec::new();
+        while i < rows.len()
+            && group.len() < fit
+            && rows[i].iter().map(|(c, _)| *c).eq(names.iter().copied())
+        {
+            group.push(&rows[i]);
+            i += 1;
+        }
+        let mut params = Vec::with_capacity(group.len() * per_row);
+        let mut tuples = Vec::with_capacity(group.len());
+        for row in group {
+            let marks: Vec<String> = row
+                .iter()
+                .map(|(_, v)| {
+                    params.push(v.clone());
+                    param(d, params.len())
+                })
+                .collect();
+            tuples.push(format!("({})", marks.join(", ")));
+        }
+        out.push(Statement {
+            sql: format!(
+                "INSERT INTO {table} ({}) VALUES {}",
+                names.join(", "),
+                tuples.join(", ")
+            ),
+            params,
+        });
     }
+    out
 }
 
 /// Replaces a study's rows by those of `instances` (its whole stored instances; none removes
 /// the study) and clears its pending mark: to run as one transaction.
 pub fn replace_study(
     d: Dialect,
+    max_params: usize,
     partition: &str,
     study: &Uid,
     instances: &[&InstanceIndex],
 ) -> Vec<Statement> {
     let mut out = delete_study(d, partition, study.as_str());
     if let Some(rows) = study_rows(partition, instances) {
-        out.push(insert(d, "qido_study", &rows.study));
-        out.extend(rows.series.iter().map(|r| insert(d, "qido_series", r)));
-        out.extend(rows.instances.iter().map(|r| insert(d, "qido_instance", r)));
+        out.extend(insert(d, "qido_study", &[rows.study], max_params));
+        out.extend(insert(d, "qido_series", &rows.series, max_params));
+        out.extend(insert(d, "qido_instance", &rows.instances, max_params));
     }
     out.push(by_study(
         d,

@@ -365,11 +365,12 @@ impl Service {
         target: &Target,
     ) -> Result<()> {
         let store = &*ctx.part.store;
+        let search = self.config.index.as_ref().map(|i| (i, ae_title));
         let suffix = format!("{}{ae_title}/rs", route::SERVICE_PREFIX);
         let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
         ctx.part
             .fills
-            .ensure(store, upstream, target, ctx.req.now, || {
+            .ensure(store, upstream, target, ctx.req.now, search, || {
                 layout::import::ensure_layout(store, public, ae_title)
             })
             .await
