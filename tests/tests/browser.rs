@@ -134,10 +134,21 @@ fn the_demo_shows_attributes_and_draws_frames_as_dcmtk_renders_them() {
             "{name}"
         );
         assert_eq!(seen["keywords"]["00100010"], "PatientName");
-        // The study list came from the server, the log names what was negotiated.
-        let mut studies: Vec<String> = files.iter().map(|f| uids(f).0).collect();
-        studies.sort();
-        studies.dedup();
+        // The study list came from the server (newest study first, as its search orders
+        // them: Study Date and Time as dcmdump reads them), the log names what was negotiated.
+        let mut studies: Vec<(String, String, String)> = files
+            .iter()
+            .map(|f| {
+                (
+                    dcmdump_value(f, "StudyDate"),
+                    dcmdump_value(f, "StudyTime"),
+                    uids(f).0,
+                )
+            })
+            .collect();
+        studies.sort_by(|a, b| (&b.0, &b.1).cmp(&(&a.0, &a.1)).then(a.2.cmp(&b.2)));
+        studies.dedup_by(|a, b| a.2 == b.2);
+        let studies: Vec<String> = studies.into_iter().map(|s| s.2).collect();
         assert_eq!(seen["studies"], serde_json::json!(studies));
         let log = seen["log"].as_array().unwrap();
         let frame_req = log

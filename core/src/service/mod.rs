@@ -365,6 +365,10 @@ impl Service {
         target: &Target,
     ) -> Result<()> {
         let store = &*ctx.part.store;
+        // What is filled goes into the index too: it must have its schema first.
+        if let Some(index) = &self.config.index {
+            ctx.part.ready_to_search(&**index, ae_title).await?;
+        }
         let search = self.config.index.as_ref().map(|i| (i, ae_title));
         let suffix = format!("{}{ae_title}/rs", route::SERVICE_PREFIX);
         let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);

@@ -1,0 +1,166 @@
+// Drives the real OHIF viewer (npm @ohif/app, its prebuilt dist/) in headless Chromium
+// (Debian's, through playwright-core) against a DICOMweb server, with nothing in between:
+// OHIF is served here as static files (SPA fallback to index.html) with an app-config.js
+// pointing at the server, as a user deploys it. Prints JSON: per study, whether the viewport
+// drew and the pixels of its canvas; the study list's text for a patient-name filter; every
+// request OHIF made to the server, with its status.
+//   node tests/browser/ohif.mjs OHIF_DIST SERVICE_ROOT '{"studies":[...],"patientName":"doe"}'
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+
+const [dist, root, specText] = process.argv.slice(2);
+const spec = JSON.parse(specText || "{}");
+
+// The configuration a site deploying OHIF in front of wado writes (docs/OHIF.md).
+const appConfig = `window.config = {
+  routerBasename: null,
+  extensions: [],
+  modes: [],
+  customizationService: {},
+  showStudyList: true,
+  maxNumberOfWebWorkers: 2,
+  showWarningMessageForCrossOrigin: false,
+  showCPUFallbackMessage: false,
+  showLoadingIndicator: true,
+  strictZSpacingForVolumeViewport: true,
+  defaultDataSourceName: 'wado',
+  dataSources: [{
+    namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+    sourceName: 'wado',
+    configuration: {
+      friendlyName: 'wado',
+      name: 'wado',
+      wadoUriRoot: ${JSON.stringify(root)},
+      qidoRoot: ${JSON.stringify(root)},
+      wadoRoot: ${JSON.stringify(root)},
+      qidoSupportsIncludeField: true,
+      imageRendering: 'wadors',
+      thumbnailRendering: 'wadors',
+      enableStudyLazyLoad: true,
+      supportsFuzzyMatching: false,
+      supportsWildcard: true,
+      staticWado: false,
+      singlepart: 'bulkdata,video',
+      bulkDataURI: { enabled: true },
+      omitQuotationForMultipartRequest: true,
+    },
+  }],
+};`;
+
+const types = {
+  ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
+  ".wasm": "application/wasm", ".json": "application/json", ".svg": "image/svg+xml",
+  ".png": "image/png", ".ico": "image/x-icon", ".woff2": "font/woff2", ".woff": "font/woff",
+};
+const site = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  if (url.pathname === "/app-config.js") {
+    res.writeHead(200, { "content-type": "text/javascript" });
+    return res.end(appConfig);
+  }
+  let file = path.join(dist, path.normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, ""));
+  if (!file.startsWith(path.resolve(dist)) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+    file = path.join(dist, "index.html"); // the SPA's routes (/viewer, /)
+  }
+  res.writeHead(200, { "content-type": types[path.extname(file)] || "application/octet-stream" });
+  fs.createReadStream(file).pipe(res);
+});
+await new Promise((r) => site.listen(0, "127.0.0.1", r));
+const base = `http://127.0.0.1:${site.address().port}`;
+
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "wado-ohif-"));
+const ctx = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1280, height: 900 },
+  args: ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+    "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const requests = [];
+const out = { studies: {}, requests, consoleErrors: [] };
+try {
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => out.consoleErrors.push(String(e)));
+  if (process.env.OHIF_DEBUG) {
+    page.on("console", (m) => process.stderr.write(`console ${m.type()}: ${m.text().slice(0, 400)}\n`));
+    page.on("response", (r) => process.stderr.write(`${r.status()} ${r.url().slice(0, 200)}\n`));
+  }
+  page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
+  page.on("response", (r) => {
+    if (r.url().startsWith(root)) requests.push({ url: r.url(), status: r.status(), method: r.request().method() });
+  });
+  page.on("requestfailed", (r) => {
+    if (r.url().startsWith(root)) requests.push({ url: r.url(), status: 0, failure: r.failure()?.errorText || "" });
+  });
+
+  if (spec.patientName !== undefined) {
+    // The work list, filtered as a user types into it (OHIF keeps the filter in the URL).
+    await page.goto(`${base}/?patientName=${encodeURIComponent(spec.patientName)}`);
+    const rows = () => page.$$eval("table tbody tr", (trs) =>
+      trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.innerText.trim())).filter((r) => r.length > 1));
+    let last = null;
+    const started = Date.now();
+    while (Date.now() - started < 90000) {
+      await page.waitForTimeout(500);
+      const now = JSON.stringify(await rows());
+      const searched = requests.some((r) => r.url.includes("/studies?"));
+      if (searched && now === last) break;
+      last = now;
+    }
+    out.studyList = JSON.parse(last || "[]");
+  }
+
+  for (const uid of spec.studies || []) {
+    const started = Date.now();
+    await page.goto(`${base}/viewer?StudyInstanceUIDs=${uid}`);
+    let result = { drawn: false };
+    while (Date.now() - started < 90000) {
+      await page.waitForTimeout(500);
+      result = await page.evaluate(() => {
+        const notFound = document.querySelector('[data-cy="study-not-found-message"]');
+        if (notFound) return { drawn: false, notFound: true };
+        const canvases = [...document.querySelectorAll('[data-cy="viewport-pane"] canvas')]
+          .filter((c) => c.width >= 32 && c.height >= 32);
+        for (const c of canvases) {
+          let data;
+          try { data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data; } catch { continue; }
+          let nonBlack = 0, min = 255, max = 0;
+          for (let i = 0; i < data.length; i += 4) {
+            const v = Math.max(data[i], data[i + 1], data[i + 2]);
+            if (v > 0) nonBlack++;
+            if (v < min) min = v;
+            if (v > max) max = v;
+          }
+          if (nonBlack > 0 && max > min) {
+            return { drawn: true, width: c.width, height: c.height, nonBlack, min, max };
+          }
+        }
+        return { drawn: false, canvases: canvases.length };
+      });
+      if (result.drawn || result.notFound) break;
+    }
+    // Let the viewer finish what it asked for (thumbnails, the rest of the series).
+    await page.waitForTimeout(1500);
+    result.ms = Date.now() - started;
+    out.studies[uid] = result;
+  }
+  process.stdout.write(JSON.stringify(out));
+} catch (e) {
+  // What the page showed, for the failure's report.
+  const page = ctx.pages()[0];
+  if (page) {
+    const text = await page.evaluate(() => document.body.innerText).catch(() => "");
+    process.stderr.write(`page text: ${text.slice(0, 2000)}\n`);
+    if (process.env.OHIF_DEBUG) await page.screenshot({ path: process.env.OHIF_DEBUG }).catch(() => {});
+  }
+  process.stderr.write(`requests: ${JSON.stringify(requests).slice(0, 4000)}\n`);
+  throw e;
+} finally {
+  await ctx.close();
+  site.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+}
