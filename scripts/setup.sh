@@ -6,7 +6,9 @@
 #   - Debian's rustc-web, std sources and lld: the offline wasm32 route (docs/WASM.md);
 #   - wasm-bindgen-cli at the exact version of Cargo.lock's wasm-bindgen (crates.io);
 #   - the node tools of package-lock.json (wrangler, binaryen, playwright-core) from npm;
-#   - Debian's chromium, for the browser test of the demo;
+#   - Debian's chromium, for the browser tests (the demo, and OHIF);
+#   - the OHIF viewer's prebuilt dist/ (npm @ohif/app, pinned) in .tools/ohif-VERSION, for the
+#     end-to-end test of a real viewer against the native server and the worker;
 #   - a local S3-compatible server (moto, from PyPI) and CharLS's Python binding (pyjpegls) in
 #     .tools/s3venv, for the S3 store tests and the JPEG-LS and JPEG interoperability tests
 #     (CharLS through pyjpegls, libjpeg-turbo and OpenJPEG through Pillow).
@@ -29,5 +31,15 @@ if [ "$(.tools/s3venv/bin/python -c 'import importlib.metadata as m; print(m.ver
   python3 -m venv .tools/s3venv 2>/dev/null || { apt_install python3-venv; rm -rf .tools/s3venv; python3 -m venv .tools/s3venv; }
   log "pip install moto[server]==$MOTO_VERSION pyjpegls==$PYJPEGLS_VERSION (CharLS) pillow==$PILLOW_VERSION (libjpeg-turbo, OpenJPEG) pydicom==$PYDICOM_VERSION (an oracle, and its test files a corpus) pydicom-data==$PYDICOM_DATA_VERSION (more of them)"
   .tools/s3venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyjpegls==$PYJPEGLS_VERSION" "pillow==$PILLOW_VERSION" "pydicom==$PYDICOM_VERSION" "pydicom-data==$PYDICOM_DATA_VERSION" numpy
+fi
+OHIF_VERSION=3.13.2
+if [ ! -f ".tools/ohif-$OHIF_VERSION/dist/index.html" ]; then
+  log "npm pack @ohif/app@$OHIF_VERSION (the viewer's prebuilt dist/, ~50 MB)"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "@ohif/app@$OHIF_VERSION" >/dev/null && tar xzf "ohif-app-$OHIF_VERSION.tgz")
+  rm -rf ".tools/ohif-$OHIF_VERSION"
+  mkdir -p .tools
+  mv "$tmp/package" ".tools/ohif-$OHIF_VERSION"
+  rm -rf "$tmp"
 fi
 log "ok"

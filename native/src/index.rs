@@ -38,8 +38,9 @@ impl IndexSpec {
         }
     }
 
-    /// Opens it, with the core's schema (created, or checked).
-    pub async fn open(&self) -> Result<SharedIndex, String> {
+    /// Opens it, with the core's schema (created, or checked); `durable: false` never
+    /// waits for the disk.
+    pub async fn open(&self, durable: bool) -> Result<SharedIndex, String> {
         let index: SharedIndex = match self {
             IndexSpec::Memory => Arc::new(Blocking(Arc::new(
                 SqliteIndex::memory().map_err(|e| e.to_string())?,
@@ -50,10 +51,11 @@ impl IndexSpec {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 }
-                let opened = tokio::task::spawn_blocking(move || SqliteIndex::open(&path, readers))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                let opened =
+                    tokio::task::spawn_blocking(move || SqliteIndex::open(&path, readers, durable))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
                 Arc::new(Blocking(Arc::new(opened)))
             }
         };

@@ -195,7 +195,7 @@ async fn run_import(
         None if is_s3 => None,
         spec => match wado_native::index::IndexSpec::resolve(spec, &data) {
             Ok(wado_native::index::IndexSpec::Memory) => None,
-            Ok(spec) => match spec.open().await {
+            Ok(spec) => match spec.open(durable).await {
                 Ok(i) => Some(i),
                 Err(e) => {
                     eprintln!("wado import: cannot open the search index: {e}");
@@ -281,7 +281,7 @@ async fn run_reindex(
                 eprintln!("wado reindex: say --index FILE (an index in memory would be lost)");
                 return ExitCode::FAILURE;
             }
-            Ok(spec) => match spec.open().await {
+            Ok(spec) => match spec.open(true).await {
                 Ok(i) => i,
                 Err(e) => {
                     eprintln!("wado reindex: cannot open the search index: {e}");
@@ -339,7 +339,7 @@ async fn open_serve_index(
 ) -> Result<wado_core::search::SharedIndex, String> {
     use wado_native::index::IndexSpec;
     let spec = IndexSpec::resolve(settings.index.as_deref(), &settings.data)?;
-    let index = spec.open().await?;
+    let index = spec.open(true).await?;
     if spec == IndexSpec::Memory {
         for ae in &settings.ae_titles {
             let part = wado_core::layout::partition(store, ae).map_err(|e| e.to_string())?;

@@ -35,19 +35,22 @@ impl ToSql for Value {
     }
 }
 
-fn configure(c: &Connection) -> Result<(), IndexError> {
+fn configure(c: &Connection, durable: bool) -> Result<(), IndexError> {
     c.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-    c.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(err)?;
+    // WAL with NORMAL: a commit survives a crash of the process, and of the machine but for
+    // the last transactions; OFF (a bulk load that can be re-run) syncs nothing.
+    let sync = if durable { "NORMAL" } else { "OFF" };
+    c.pragma_update(None, "synchronous", sync).map_err(err)?;
     c.pragma_update(None, "foreign_keys", "OFF").map_err(err)?;
     Ok(())
 }
 
 impl SqliteIndex {
-    /// Opens (creating) the index file at `path`, with `readers` reading connections.
-    pub fn open(path: &Path, readers: usize) -> Result<SqliteIndex, IndexError> {
+    /// Opens (creating) the index file at `path`, with `readers` reading connections;
+    /// `durable: false` never waits for the disk (see `wado import --no-fsync`).
+    pub fn open(path: &Path, readers: usize, durable: bool) -> Result<SqliteIndex, IndexError> {
         let writer = Connection::open(path).map_err(err)?;
-        configure(&writer)?;
+        configure(&writer, durable)?;
         // WAL: readers see the last committed state while a writer works.
         let _: String = writer
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -59,7 +62,7 @@ impl SqliteIndex {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(err)?;
-                configure(&c)?;
+                configure(&c, durable)?;
                 Ok(Mutex::new(c))
             })
             .collect::<Result<Vec<_>, IndexError>>()?;
