@@ -196,6 +196,8 @@ pub enum Resource {
     },
     /// The Pixel Data of an instance (CP 2040), the same bytes as its `7FE00010` bulk data.
     PixelData(Target),
+    /// `.../instances/{sop}/rendered` (PS3.18 §10.4.1.1.3): a video instance as its video.
+    Rendered(Target),
     /// QIDO-RS Search (PS3.18 §10.6): `{root}/studies`, `{root}/series`, `{root}/instances`,
     /// `{root}/studies/{s}/series`, `{root}/studies/{s}/instances`,
     /// `{root}/studies/{s}/series/{se}/instances`.
@@ -214,6 +216,7 @@ impl Resource {
             Resource::Instances(t)
             | Resource::Metadata(t)
             | Resource::PixelData(t)
+            | Resource::Rendered(t)
             | Resource::Frames { target: t, .. }
             | Resource::BulkData { target: t, .. } => Some(t),
             Resource::Search { .. } => None,
@@ -338,6 +341,7 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
         ["pixeldata"] if matches!(target, Target::Instance { .. }) => {
             Ok(Resource::PixelData(target))
         }
+        ["rendered"] if matches!(target, Target::Instance { .. }) => Ok(Resource::Rendered(target)),
         ["frames", list] if matches!(target, Target::Instance { .. }) => Ok(Resource::Frames {
             target,
             frames: parse_frame_list(list)?,

@@ -11,7 +11,8 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 
-const [dist, root, specText] = process.argv.slice(2);
+const [distArg, root, specText] = process.argv.slice(2);
+const dist = path.resolve(distArg);
 const spec = JSON.parse(specText || "{}");
 
 // The configuration a site deploying OHIF in front of wado writes (docs/OHIF.md).
@@ -91,7 +92,7 @@ try {
   }
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
   page.on("response", (r) => {
-    if (r.url().startsWith(root)) requests.push({ url: r.url(), status: r.status(), method: r.request().method() });
+    if (r.url().startsWith(root)) requests.push({ url: r.url(), status: r.status(), method: r.request().method(), t: Date.now() });
   });
   page.on("requestfailed", (r) => {
     if (r.url().startsWith(root)) requests.push({ url: r.url(), status: 0, failure: r.failure()?.errorText || "" });
@@ -107,23 +108,29 @@ try {
     while (Date.now() - started < 90000) {
       await page.waitForTimeout(500);
       const now = JSON.stringify(await rows());
-      const searched = requests.some((r) => r.url.includes("/studies?"));
-      if (searched && now === last) break;
+      // The search answered a second ago and the table has not changed since.
+      const searched = requests.some((r) => r.url.includes("/studies?") && Date.now() - r.t > 1000);
+      if (searched && now === last && now !== "[]") break;
       last = now;
     }
     out.studyList = JSON.parse(last || "[]");
   }
 
-  for (const uid of spec.studies || []) {
+  // Each study: a UID (it must draw), or {uid, expect: "document"} (shown embedded, a PDF) or
+  // {uid, expect: "open"} (a kind OHIF has no viewport for: opened, its metadata read).
+  for (const entry of spec.studies || []) {
+    const uid = typeof entry === "string" ? entry : entry.uid;
+    const expect = typeof entry === "string" ? "image" : entry.expect;
     const started = Date.now();
     await page.goto(`${base}/viewer?StudyInstanceUIDs=${uid}`);
-    let result = { drawn: false };
-    while (Date.now() - started < 90000) {
-      await page.waitForTimeout(500);
+    let result = { drawn: false, shown: false };
+    while (Date.now() - started < 60000) {
+      await page.waitForTimeout(250);
       result = await page.evaluate(() => {
         const notFound = document.querySelector('[data-cy="study-not-found-message"]');
-        if (notFound) return { drawn: false, notFound: true };
-        const canvases = [...document.querySelectorAll('[data-cy="viewport-pane"] canvas')]
+        if (notFound) return { drawn: false, shown: false, notFound: true };
+        const panes = [...document.querySelectorAll('[data-cy="viewport-pane"]')];
+        const canvases = panes.flatMap((p) => [...p.querySelectorAll("canvas")])
           .filter((c) => c.width >= 32 && c.height >= 32);
         for (const c of canvases) {
           let data;
@@ -136,16 +143,22 @@ try {
             if (v > max) max = v;
           }
           if (nonBlack > 0 && max > min) {
-            return { drawn: true, width: c.width, height: c.height, nonBlack, min, max };
+            return { drawn: true, shown: true, width: c.width, height: c.height, nonBlack, min, max };
           }
         }
-        return { drawn: false, canvases: canvases.length };
+        // Documents and reports: a PDF in an embedded viewer, video, a structured report's text.
+        const embedded = panes.some((p) => p.querySelector("iframe, object, embed, video"));
+        const text = panes.map((p) => p.innerText.trim()).join(" ");
+        return { drawn: false, shown: embedded, embedded, text: text.slice(0, 200), canvases: canvases.length };
       });
-      if (result.drawn || result.notFound) break;
+      if (result.drawn || result.notFound || (result.shown && Date.now() - started > 3000)) break;
+      const metadataRead = requests.some((r) => r.url.includes(`/studies/${uid}/series/`) && r.url.endsWith("/metadata"));
+      if (expect === "open" && metadataRead && Date.now() - started > 5000) break;
     }
     // Let the viewer finish what it asked for (thumbnails, the rest of the series).
     await page.waitForTimeout(1500);
     result.ms = Date.now() - started;
+    result.expect = expect;
     out.studies[uid] = result;
   }
   process.stdout.write(JSON.stringify(out));

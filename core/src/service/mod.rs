@@ -297,7 +297,14 @@ impl Service {
                 .and_then(|q| http::query_param(q, "accept"))
                 .as_deref(),
             category(&route.resource),
-        )?;
+        );
+        // A rendered video's media type follows from the instance, whatever was accepted.
+        let neg = match (neg, &route.resource) {
+            (Err(_), Resource::Rendered(_)) => {
+                Negotiation::new(None, None, category(&route.resource))?
+            }
+            (neg, _) => neg?,
+        };
         let ctx = Ctx::new(req, part, self.service_root(req, &route.ae_title)?);
         if let (Some(upstream), Some(target)) = (&self.config.upstream, route.resource.target()) {
             self.fill_from_upstream(&ctx, &route.ae_title, &**upstream, target)
@@ -352,6 +359,7 @@ impl Service {
                 let path = AttributePath(vec![PathStep::Tag(0x7FE0_0010)]);
                 self.bulkdata(ctx, target, &path, neg).await
             }
+            Resource::Rendered(target) => self.rendered(ctx, target).await,
         }
     }
 
@@ -435,6 +443,8 @@ fn category(resource: &Resource) -> Category {
         Resource::Instances(t) => Category::Instances {
             instance: matches!(t, Target::Instance { .. }),
         },
+        // The rendered media type follows from the instance (its video); Accept is not narrowed.
+        Resource::Rendered(_) => Category::Instances { instance: true },
         Resource::Metadata(_) | Resource::Search { .. } => Category::Metadata,
         Resource::Frames { .. } => Category::Frames,
         Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
@@ -449,5 +459,6 @@ fn kind(resource: &Resource) -> &'static str {
         Resource::Search { .. } => "search",
         Resource::Frames { .. } => "frames",
         Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
+        Resource::Rendered(_) => "rendered",
     }
 }

@@ -256,6 +256,25 @@ fn documents_video_and_frames_as_instance_representations() {
         .header("content-type")
         .expect("ct")
         .starts_with("video/mp4; transfer-syntax=1.2.840.10008.1.2.4.10"));
+    // Rendered (what OHIF's video viewport asks, whatever it accepts): the same stream, alone.
+    for accept in [None, Some("*/*"), Some("video/mp4")] {
+        let got = get(
+            &store,
+            &format!("{ROOT}/studies/{st3}/series/{se3}/instances/{sop3}/rendered"),
+            accept,
+        );
+        assert_eq!(got.status, 200, "{accept:?}");
+        assert!(got.header("content-type").starts_with("video/mp4"));
+        assert_eq!(got.body, stream);
+    }
+    // Rendered images are not built: 406 with the reason, not a 404 or a wrong body.
+    let (st5, se5, sop5) = uids(&ct);
+    let got = get(
+        &store,
+        &format!("{ROOT}/studies/{st5}/series/{se5}/instances/{sop5}/rendered"),
+        None,
+    );
+    assert_eq!(got.status, 406);
     // octet-stream of a CT instance: its frame.
     let (st4, se4, sop4) = uids(&ct);
     let got = get(
