@@ -7,6 +7,7 @@
 #   - wasm-bindgen-cli at the exact version of Cargo.lock's wasm-bindgen (crates.io);
 #   - the node tools of package-lock.json (wrangler, binaryen, playwright-core) from npm;
 #   - Debian's chromium, for the browser tests (the demo, and OHIF);
+#   - Debian's postgresql, for the search index's PostgreSQL tests (each starts its own cluster);
 #   - the OHIF viewer's prebuilt dist/ (npm @ohif/app, pinned) in .tools/ohif-VERSION, for the
 #     end-to-end test of a real viewer against the native server and the worker;
 #   - a local S3-compatible server (moto, from PyPI) and CharLS's Python binding (pyjpegls) in
@@ -19,6 +20,8 @@ set -euo pipefail
 
 apt_install dcmtk libgdcm-tools libopenjp2-tools curl ca-certificates strace
 apt_install chromium
+# PostgreSQL: the shared search index (`--index postgres://...`); its tests start their own cluster.
+apt_install postgresql
 cd "$(dirname "$0")/.."
 bash scripts/setup-wasm.sh
 MOTO_VERSION=5.2.5

@@ -19,16 +19,18 @@ pub enum IndexSpec {
     /// SQLite in memory, rebuilt from the store when the server starts (an S3 store without
     /// `--index`).
     Memory,
+    /// A PostgreSQL database (`postgres://...`): the index several servers share.
+    Postgres(String),
 }
 
 impl IndexSpec {
-    /// `--index` as given (a path, `sqlite:PATH`, or `memory`), else the default for the
+    /// `--index` as given (a path, `sqlite:PATH`, `memory`, or `postgres://...`), else the default for the
     /// store: `{data}/wado-index.sqlite` for a directory, memory for S3.
     pub fn resolve(index: Option<&str>, data: &Path) -> Result<IndexSpec, String> {
         match index {
             Some("memory") | Some(":memory:") => Ok(IndexSpec::Memory),
             Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-                Err("a PostgreSQL index is not built into this wado yet: use a SQLite file".into())
+                Ok(IndexSpec::Postgres(s.to_owned()))
             }
             Some(s) => Ok(IndexSpec::Sqlite(PathBuf::from(
                 s.strip_prefix("sqlite:").unwrap_or(s),
@@ -42,6 +44,11 @@ impl IndexSpec {
     /// waits for the disk.
     pub async fn open(&self, durable: bool) -> Result<SharedIndex, String> {
         let index: SharedIndex = match self {
+            IndexSpec::Postgres(url) => Arc::new(
+                crate::postgres::PgIndex::connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
             IndexSpec::Memory => Arc::new(Blocking(Arc::new(
                 SqliteIndex::memory().map_err(|e| e.to_string())?,
             ))),

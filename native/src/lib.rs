@@ -19,6 +19,7 @@ pub mod import;
 pub mod index;
 pub mod metrics;
 pub mod pool;
+pub mod postgres;
 pub mod s3_store;
 pub mod settings;
 

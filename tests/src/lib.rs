@@ -626,3 +626,110 @@ pub fn dcmdump_value(file: &Path, tag: &str) -> String {
     let e = line[s..].find(']').unwrap() + s;
     line[s..e].to_owned()
 }
+
+/// A throwaway PostgreSQL server (Debian's `postgresql` package, installed by
+/// scripts/setup.sh): a fresh cluster in a temporary directory, on a free loopback port,
+/// stopped on drop. As root (PostgreSQL refuses to run as root) it runs as `nobody`.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_root: bool,
+    /// `postgres://wado@127.0.0.1:PORT/postgres`
+    pub url: String,
+}
+
+impl PgServer {
+    fn command(&self, tool: &str) -> Command {
+        pg_command(&self.bin, tool, self.as_root)
+    }
+
+    /// Starts a new cluster.
+    pub fn start() -> PgServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                    .filter(|p| p.join("initdb").is_file())
+                    .max()
+            })
+            .expect("PostgreSQL missing: run bash scripts/setup.sh");
+        let dir = tempfile::Builder::new()
+            .prefix("wado-pg-")
+            .tempdir()
+            .unwrap();
+        // Root owns /proc/self when the tests run as root.
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+        if as_root {
+            std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+        }
+        let port = free_port();
+        let db = dir.path().join("db");
+        let out = pg_command(&bin, "initdb", as_root)
+            .arg("-D")
+            .arg(&db)
+            .args([
+                "-U",
+                "wado",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let server = PgServer {
+            url: format!("postgres://wado@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+            as_root,
+        };
+        let opts = format!(
+            "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off",
+            server.dir.path().display()
+        );
+        let out = server
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&db)
+            .args(["-o", &opts, "-w", "-l"])
+            .arg(server.dir.path().join("pg.log"))
+            .arg("start")
+            .output()
+            .expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(server.dir.path().join("pg.log")).unwrap_or_default()
+        );
+        server
+    }
+}
+
+fn pg_command(bin: &Path, tool: &str, as_root: bool) -> Command {
+    if as_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("db"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}

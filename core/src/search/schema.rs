@@ -23,11 +23,18 @@ fn int_type(d: Dialect) -> &'static str {
 /// The statements that create the schema when it is not there.
 pub fn create(d: Dialect) -> Vec<Statement> {
     let int = int_type(d);
-    let t = "TEXT NOT NULL DEFAULT ''";
+    // Byte order for text, as SQLite compares: the same order (UIDs, names) on both engines.
+    let (t, key) = match d {
+        Dialect::Sqlite => ("TEXT NOT NULL DEFAULT ''", "TEXT NOT NULL"),
+        Dialect::Postgres => (
+            "TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
+            "TEXT COLLATE \"C\" NOT NULL",
+        ),
+    };
     [
         "CREATE TABLE IF NOT EXISTS qido_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)".to_owned(),
         format!(
-            "CREATE TABLE IF NOT EXISTS qido_study (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS qido_study (part {key}, study_uid {key}, \
              study_date {t}, study_time {t}, accession {t}, modalities {t}, referring {t}, \
              referring_fold {t}, referring_words {t}, patient_name {t}, patient_name_fold {t}, \
              patient_name_words {t}, patient_id {t}, birth_date {t}, sex {t}, study_id {t}, \
@@ -35,15 +42,15 @@ pub fn create(d: Dialect) -> Vec<Statement> {
              attrs TEXT NOT NULL, PRIMARY KEY (part, study_uid))"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS qido_series (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
-             series_uid TEXT NOT NULL, modality {t}, series_number {int}, description {t}, \
+            "CREATE TABLE IF NOT EXISTS qido_series (part {key}, study_uid {key}, \
+             series_uid {key}, modality {t}, series_number {int}, description {t}, \
              body_part {t}, series_date {t}, pps_date {t}, pps_time {t}, \
              n_instances {int} NOT NULL, attrs TEXT NOT NULL, \
              PRIMARY KEY (part, study_uid, series_uid))"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS qido_instance (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
-             series_uid TEXT NOT NULL, sop_uid TEXT NOT NULL, sop_class {t}, \
+            "CREATE TABLE IF NOT EXISTS qido_instance (part {key}, study_uid {key}, \
+             series_uid {key}, sop_uid {key}, sop_class {t}, \
              instance_number {int}, n_rows {int}, n_columns {int}, n_frames {int}, \
              attrs TEXT NOT NULL, PRIMARY KEY (part, study_uid, series_uid, sop_uid))"
         ),

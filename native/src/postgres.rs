@@ -1,0 +1,119 @@
+//! The search index in PostgreSQL (`--index postgres://...`): the shared index of several
+//! servers over one bucket. The core writes the SQL (its PostgreSQL dialect); this file only
+//! connects and runs it: one connection for changes (each a transaction), one for searches.
+
+use async_trait::async_trait;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+use wado_core::search::{Dialect, Index, IndexError, Row, Statement, Value};
+
+/// A PostgreSQL index.
+pub struct PgIndex {
+    writer: tokio::sync::Mutex<Client>,
+    reader: Client,
+}
+
+impl std::fmt::Debug for PgIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgIndex")
+    }
+}
+
+fn err(e: tokio_postgres::Error) -> IndexError {
+    IndexError(format!("PostgreSQL: {e}"))
+}
+
+async fn connect_one(url: &str) -> Result<Client, IndexError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(err)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!("PostgreSQL connection: {e}");
+        }
+    });
+    Ok(client)
+}
+
+impl PgIndex {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/db`, or `host=/run/...`).
+    pub async fn connect(url: &str) -> Result<PgIndex, IndexError> {
+        Ok(PgIndex {
+            writer: tokio::sync::Mutex::new(connect_one(url).await?),
+            reader: connect_one(url).await?,
+        })
+    }
+}
+
+/// A value as the parameter type PostgreSQL inferred for its place.
+fn param(v: &Value, ty: &Type) -> Box<dyn ToSql + Sync + Send> {
+    let int = *ty == Type::INT8 || *ty == Type::INT4 || *ty == Type::INT2;
+    match (v, int) {
+        (Value::Null, true) => Box::new(None::<i64>),
+        (Value::Null, false) => Box::new(None::<String>),
+        (Value::Int(i), true) if *ty == Type::INT4 => {
+            Box::new(i32::try_from(*i).unwrap_or(i32::MAX))
+        }
+        (Value::Int(i), true) => Box::new(*i),
+        (Value::Int(i), false) => Box::new(i.to_string()),
+        (Value::Text(s), true) => Box::new(s.trim().parse::<i64>().ok()),
+        (Value::Text(s), false) => Box::new(s.clone()),
+    }
+}
+
+async fn run(
+    client: &impl tokio_postgres::GenericClient,
+    s: &Statement,
+) -> Result<Vec<tokio_postgres::Row>, IndexError> {
+    let prepared = client.prepare(&s.sql).await.map_err(err)?;
+    let params: Vec<Box<dyn ToSql + Sync + Send>> = s
+        .params
+        .iter()
+        .zip(prepared.params())
+        .map(|(v, t)| param(v, t))
+        .collect();
+    let refs: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+    client.query(&prepared, &refs).await.map_err(err)
+}
+
+#[async_trait]
+impl Index for PgIndex {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(&self, statements: Vec<Statement>) -> Result<(), IndexError> {
+        let mut client = self.writer.lock().await;
+        let tx = client.transaction().await.map_err(err)?;
+        for s in &statements {
+            run(&tx, s).await?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
+        let rows = run(&self.reader, &statement).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let t = c.type_();
+                        if *t == Type::INT8 {
+                            r.get::<_, Option<i64>>(i).map_or(Value::Null, Value::Int)
+                        } else if *t == Type::INT4 {
+                            r.get::<_, Option<i32>>(i)
+                                .map_or(Value::Null, |v| Value::Int(v.into()))
+                        } else {
+                            r.try_get::<_, Option<String>>(i)
+                                .ok()
+                                .flatten()
+                                .map_or(Value::Null, Value::Text)
+                        }
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
