@@ -207,6 +207,12 @@ pub async fn run(
             wado_core::Error::Store(wado_core::store::StoreError::Backend(e.to_string()))
         })??;
     }
+    // The planner's statistics, once per run.
+    if let Some(index) = &opts.index {
+        index
+            .execute(wado_core::search::schema::analyze(index.dialect()))
+            .await?;
+    }
     Ok(summary)
 }
 

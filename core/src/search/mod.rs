@@ -292,6 +292,7 @@ pub async fn reindex(
     if !gone.is_empty() {
         index.execute(gone).await?;
     }
+    index.execute(schema::analyze(index.dialect())).await?;
     Ok((studies.len(), instances))
 }
 

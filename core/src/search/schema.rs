@@ -179,6 +179,19 @@ pub fn replace_study(
     out
 }
 
+/// Statistics for the planner, after a bulk change (an import run, a reindex): without them
+/// SQLite walks the order index for `PatientID=...` instead of its own index (200 ms instead of
+/// 0.2 ms at 100,000 studies).
+pub fn analyze(d: Dialect) -> Vec<Statement> {
+    match d {
+        // Plain ANALYZE (D1 refuses `PRAGMA analysis_limit`): 1.2 s at 1,000,000 instances.
+        Dialect::Sqlite => vec![Statement::plain("ANALYZE")],
+        Dialect::Postgres => vec![Statement::plain(
+            "ANALYZE qido_study, qido_series, qido_instance",
+        )],
+    }
+}
+
 /// Marks a study as being changed by an import (before its files are written).
 pub fn mark_pending(d: Dialect, partition: &str, study: &Uid) -> Statement {
     Statement {

@@ -91,8 +91,11 @@ impl SqliteIndex {
             .map_err(err)?;
         for s in statements {
             let mut st = tx.prepare_cached(&s.sql).map_err(err)?;
-            st.execute(rusqlite::params_from_iter(s.params.iter()))
+            // Stepped to the end: some statements (PRAGMAs) answer a row.
+            let mut rows = st
+                .query(rusqlite::params_from_iter(s.params.iter()))
                 .map_err(err)?;
+            while rows.next().map_err(err)?.is_some() {}
         }
         tx.commit().map_err(err)
     }
