@@ -2316,3 +2316,56 @@ fn jpeg_2000_ybr_full_decodes_with_its_colour_as_gdcm_does() {
         "the YCbCr samples, as GDCM decodes them"
     );
 }
+
+/// Cornerstone's frame request (`transfer-syntax=*` on octet-stream) for images stored
+/// uncompressed in Implicit VR LE, Explicit VR BE and Deflated: the native pixels, little
+/// endian, labelled Explicit VR LE; the oracle is DCMTK converting the file to Explicit VR LE
+/// (`dcmconv +te`) and writing its pixel data out (`dcmdump +W`).
+#[test]
+fn cornerstone_frames_of_every_uncompressed_syntax_are_the_native_pixels() {
+    let server = Server::start(imported(), &[]);
+    for name in [
+        "mr_small_implicit.dcm",
+        "mr_small_bigendian.dcm",
+        "sc_deflated.dcm",
+        "sc_rgb_2frame_bigendian.dcm",
+    ] {
+        let file = corpus().join(name);
+        let dir = tempdir();
+        let le = dir.path().join("le.dcm");
+        run(Command::new("dcmconv").arg("+te").arg(&file).arg(&le));
+        run(Command::new("dcmdump")
+            .args(["-q", "+W"])
+            .arg(dir.path())
+            .arg(&le));
+        let raw = walk(dir.path())
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".raw"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .expect("pixel data dump");
+        let pixels = std::fs::read(raw).unwrap();
+        let frames: usize = dcmdump_value(&file, "NumberOfFrames").parse().unwrap_or(1);
+        let frame = pixels.len() / frames;
+        let r = get(
+            &format!("{}/frames/{frames}", instance_url(&server, &file)),
+            Some("multipart/related; type=application/octet-stream; transfer-syntax=*"),
+        );
+        assert_eq!(r.status, 200, "{name}");
+        let parts = r.parts();
+        assert_eq!(parts.len(), 1, "{name}");
+        let ct = parts[0]
+            .0
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert!(
+            ct.contains("transfer-syntax=1.2.840.10008.1.2.1"),
+            "{name}: {ct}"
+        );
+        assert!(
+            parts[0].1 == pixels[(frames - 1) * frame..frames * frame],
+            "{name}: frame {frames} differs from DCMTK's little-endian pixels"
+        );
+    }
+}

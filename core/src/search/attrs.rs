@@ -389,13 +389,15 @@ pub fn defaults(level: Level) -> &'static [u32] {
 /// them only in the metadata (RT contour sequences run to megabytes).
 pub const MAX_STORED_ATTRIBUTE: usize = 4096;
 
-/// Folds a person name for matching: lower case, accents removed (NFD without combining marks).
+/// Folds a person name for matching: lower case, accents removed (the Combining Diacritical
+/// Marks, U+0300–U+036F, after canonical decomposition; kana voicing marks are not accents and
+/// stay), recomposed.
 pub fn fold(s: &str) -> String {
-    use unicode_normalization::char::is_combining_mark;
     use unicode_normalization::UnicodeNormalization;
     s.nfd()
-        .filter(|c| !is_combining_mark(*c))
+        .filter(|c| !('\u{300}'..='\u{36F}').contains(c))
         .flat_map(char::to_lowercase)
+        .nfc()
         .collect()
 }
 
@@ -461,4 +463,65 @@ pub fn normalise_date(d: &str) -> Option<String> {
     let month: u32 = d[4..6].parse().ok()?;
     let day: u32 = d[6..8].parse().ok()?;
     ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_padded_to_what_they_cover() {
+        // PS3.4 C.2.2.2.5: "10" is the hour from 10:00:00 to 10:59:59.999999.
+        assert_eq!(
+            normalise_time("10", false).as_deref(),
+            Some("100000.000000")
+        );
+        assert_eq!(normalise_time("10", true).as_deref(), Some("105959.999999"));
+        assert_eq!(
+            normalise_time("1030", true).as_deref(),
+            Some("103059.999999")
+        );
+        assert_eq!(
+            normalise_time("103015.5", false).as_deref(),
+            Some("103015.500000")
+        );
+        assert_eq!(
+            normalise_time("10:30:15", false).as_deref(),
+            Some("103015.000000")
+        );
+        for bad in ["", "1", "2400", "1060", "10.5", "103015.1234567", "ab"] {
+            assert_eq!(normalise_time(bad, false), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dates_are_eight_digits() {
+        assert_eq!(normalise_date("20040826").as_deref(), Some("20040826"));
+        assert_eq!(normalise_date("1994.11.05").as_deref(), Some("19941105"));
+        for bad in ["2004082", "20041301", "20040800", "2004-08-26", "x"] {
+            assert_eq!(normalise_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_fold_without_case_or_accents() {
+        assert_eq!(fold("Müller^Zoë"), "muller^zoe");
+        // Character by character (no final sigma): the query is folded the same way.
+        assert_eq!(fold("ΔΙΟΝΥΣΙΟΣ"), "διονυσιοσ");
+        assert_eq!(words("Doe^John Q.=ドウ"), " doe john q ドウ ");
+        assert_eq!(fold("Łódź Ångström"), "łodz angstrom");
+    }
+
+    #[test]
+    fn every_matching_key_is_the_standard_s_keyword_for_its_tag() {
+        use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+        use dicom_dictionary_std::StandardDataDictionary;
+        for k in KEYS {
+            let e = StandardDataDictionary
+                .by_name(k.keyword)
+                .unwrap_or_else(|| panic!("{} is not a keyword", k.keyword));
+            let t = e.tag();
+            assert_eq!((u32::from(t.group()) << 16) | u32::from(t.element()), k.tag);
+        }
+    }
 }
