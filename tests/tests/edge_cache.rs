@@ -62,3 +62,57 @@ fn the_worker_fills_its_bucket_from_the_origin_once() {
     assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
     assert!(String::from_utf8_lossy(&r.body).contains("origin"));
 }
+
+/// Searching through the cache: a search across the archive is the origin's answer (Retrieve
+/// URLs on the worker's root); a search within a study brings the study in and is answered
+/// from the worker's own index (D1), the same as the origin's.
+#[test]
+fn the_worker_forwards_archive_searches_and_answers_study_searches_itself() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let files = [
+        corpus().join("study77654033_CT2_17106.dcm"),
+        corpus().join("study77654033_CT2_17136.dcm"),
+        corpus().join("study77654033_CR1_6154.dcm"),
+        corpus().join("ct_small_ele.dcm"),
+    ];
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    assert!(import(&data, &refs).status.success());
+    let origin = Server::start_native(&data, &[]);
+    let worker = Server::start_worker(
+        None,
+        &[("ORIGIN_URL", origin.root().as_str()), ("PUBLIC", "true")],
+    );
+    let ask = |s: &Server, q: &str| {
+        let r = get(&format!("{}{q}", s.root()), None);
+        assert_eq!(r.status, 200, "{q}: {}", String::from_utf8_lossy(&r.body));
+        String::from_utf8(r.body).unwrap().replace(&s.base, "BASE")
+    };
+    // Across the archive: the empty cache answers what the origin holds.
+    for q in [
+        "/studies",
+        "/studies?PatientID=77654033",
+        "/series?Modality=CT",
+    ] {
+        assert_eq!(ask(&worker, q), ask(&origin, q), "{q}");
+    }
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&ask(&worker, "/studies?PatientName=doe*")).unwrap();
+    assert_eq!(listed.len(), 2);
+    // Within a study: fetched, then answered from the cache's index, as the origin does.
+    let (st, se, _) = uids(&files[0]);
+    for q in [
+        format!("/studies/{st}/series"),
+        format!("/studies/{st}/instances?includefield=all"),
+        format!("/studies/{st}/series/{se}/instances"),
+    ] {
+        assert_eq!(ask(&worker, &q), ask(&origin, &q), "{q}");
+    }
+    // The study is in the cache now: with the origin gone, its searches still answer.
+    let before = ask(&worker, &format!("/studies/{st}/series"));
+    drop(origin);
+    assert_eq!(ask(&worker, &format!("/studies/{st}/series")), before);
+    // Matching refused by the origin is refused here too (400, not 502).
+    let r = get(&format!("{}/studies?StudyDate=2001x", worker.root()), None);
+    assert_eq!(r.status, 400);
+}
