@@ -65,6 +65,15 @@ fn queries() -> Vec<String> {
         "/instances?SOPClassUID=1.2.840.10008.5.1.4.1.1.4".into(),
         "/instances?Rows=64&includefield=00280030".into(),
         "/instances?InstanceNumber=1&limit=10&offset=2".into(),
+        // More UIDs than D1 binds parameters in a statement.
+        format!(
+            "/studies?StudyInstanceUID={}",
+            (0..150)
+                .map(|n| format!("1.2.3.{n}"))
+                .chain([st.clone(), st2.clone()])
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         "/studies?StudyDate=2001".into(),
         "/studies?StudyInstanceUID=1..2".into(),
         "/studies?limit=x".into(),

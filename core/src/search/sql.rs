@@ -131,6 +131,22 @@ pub fn select(d: Dialect, partition: &str, q: &Query, fetch: usize) -> Statement
     for c in &q.conditions {
         let col = format!("{}.{}", alias(c.key.level), c.key.column);
         let clause = match (&c.matcher, c.key.kind) {
+            // A long UID list (OHIF opening several studies): inlined, since D1 binds at most
+            // 100 parameters a statement; UIDs are checked to be digits and dots (Uid::parse).
+            (Matcher::Any(patterns), Kind::Uid)
+                if patterns.len() > 8
+                    && patterns.iter().all(|p| {
+                        matches!(p, Pattern::Exact(u) if u.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+                    }) =>
+            {
+                let list: Vec<String> = patterns
+                    .iter()
+                    .map(|p| match p {
+                        Pattern::Exact(u) | Pattern::Wildcard(u) => format!("'{u}'"),
+                    })
+                    .collect();
+                format!("{col} IN ({})", list.join(", "))
+            }
             (Matcher::Any(patterns), kind) => {
                 let alts: Vec<String> = patterns
                     .iter()
