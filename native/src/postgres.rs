@@ -11,6 +11,8 @@ use wado_core::search::{Dialect, Index, IndexError, Row, Statement, Value};
 pub struct PgIndex {
     writer: tokio::sync::Mutex<Client>,
     reader: Client,
+    /// The reader's prepared statements, by SQL text: a search is then one round trip.
+    prepared: std::sync::Mutex<std::collections::HashMap<String, tokio_postgres::Statement>>,
 }
 
 impl std::fmt::Debug for PgIndex {
@@ -39,6 +41,7 @@ impl PgIndex {
         Ok(PgIndex {
             writer: tokio::sync::Mutex::new(connect_one(url).await?),
             reader: connect_one(url).await?,
+            prepared: Default::default(),
         })
     }
 }
@@ -59,11 +62,16 @@ fn param(v: &Value, ty: &Type) -> Box<dyn ToSql + Sync + Send> {
     }
 }
 
+/// Runs a statement (prepared now, or `cached`), returning its rows and its preparation.
 async fn run(
     client: &impl tokio_postgres::GenericClient,
     s: &Statement,
-) -> Result<Vec<tokio_postgres::Row>, IndexError> {
-    let prepared = client.prepare(&s.sql).await.map_err(err)?;
+    cached: Option<tokio_postgres::Statement>,
+) -> Result<(Vec<tokio_postgres::Row>, tokio_postgres::Statement), IndexError> {
+    let prepared = match cached {
+        Some(p) => p,
+        None => client.prepare(&s.sql).await.map_err(err)?,
+    };
     let params: Vec<Box<dyn ToSql + Sync + Send>> = s
         .params
         .iter()
@@ -72,7 +80,8 @@ async fn run(
         .collect();
     let refs: Vec<&(dyn ToSql + Sync)> =
         params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-    client.query(&prepared, &refs).await.map_err(err)
+    let rows = client.query(&prepared, &refs).await.map_err(err)?;
+    Ok((rows, prepared))
 }
 
 #[async_trait]
@@ -85,13 +94,26 @@ impl Index for PgIndex {
         let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(err)?;
         for s in &statements {
-            run(&tx, s).await?;
+            run(&tx, s, None).await?;
         }
         tx.commit().await.map_err(err)
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
-        let rows = run(&self.reader, &statement).await?;
+        let cached = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&statement.sql)
+            .cloned();
+        let (rows, prepared) = run(&self.reader, &statement, cached).await?;
+        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        // Searches differ in their SQL by the conditions they use: a bounded set, but bound it.
+        if cache.len() >= 512 {
+            cache.clear();
+        }
+        cache.insert(statement.sql, prepared);
+        drop(cache);
         Ok(rows
             .iter()
             .map(|r| {
