@@ -23,6 +23,17 @@ pub fn corpus() -> PathBuf {
     tests_dir().join("fixtures/corpus")
 }
 
+/// The DICOM files of the corpus (its top level: the malformed ones are in a folder), sorted.
+pub fn corpus_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    v.sort();
+    v
+}
+
 /// The `wado` binary: `$WADO_BIN`, else `target/<profile>/wado` next to this test binary.
 pub fn wado_bin() -> PathBuf {
     if let Ok(p) = std::env::var("WADO_BIN") {

@@ -27,13 +27,7 @@ fn imported() -> &'static Path {
 }
 
 fn valid_files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    v.sort();
-    v
+    corpus_files()
 }
 
 fn instance_url(server: &Server, file: &Path) -> String {

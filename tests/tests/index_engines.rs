@@ -10,19 +10,9 @@
 use std::path::{Path, PathBuf};
 use wado_tests::*;
 
-fn files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// The searches: every resource, every kind of matching, includefield, paging, errors.
 fn queries() -> Vec<String> {
-    let f = files();
+    let f = corpus_files();
     let (st, se, sop) = uids(&f[0]);
     let (st2, _, _) = uids(&f[f.len() / 2]);
     [
@@ -85,7 +75,7 @@ fn queries() -> Vec<String> {
 
 fn imported(dir: &Path, extra: &[&str]) -> PathBuf {
     let data = dir.join("data");
-    let paths = files();
+    let paths = corpus_files();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let out = import_args(&data, extra, &refs);
     assert!(

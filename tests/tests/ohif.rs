@@ -57,16 +57,6 @@ fn expectation(file: &Path) -> &'static str {
     "open"
 }
 
-fn files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    v.sort();
-    v
-}
-
 fn ohif_dist() -> PathBuf {
     let d = repo_dir().join(format!(".tools/ohif-{OHIF_VERSION}/dist"));
     assert!(
@@ -83,7 +73,7 @@ fn ohif_opens_every_study(server: &Server) {
     let rank = |e: &str| ["open", "document", "image"].iter().position(|x| *x == e);
     let mut studies: BTreeMap<String, &str> = BTreeMap::new();
     let mut doe = std::collections::BTreeSet::new();
-    for f in files() {
+    for f in corpus_files() {
         let (st, _, _) = uids(&f);
         let e = expectation(&f);
         let slot = studies.entry(st.clone()).or_insert(e);
@@ -170,7 +160,7 @@ fn ohif_opens_every_study(server: &Server) {
 fn imported() -> (tempfile::TempDir, PathBuf) {
     let dir = tempdir();
     let data = dir.path().join("data");
-    let paths = files();
+    let paths = corpus_files();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let out = import(&data, &refs);
     assert!(
