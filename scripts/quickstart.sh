@@ -36,6 +36,8 @@ cat <<TXT
 wado is serving $ROOT ($(( $(date +%s) - started )) s after the start of this script)
 Try, in another terminal:
   curl -s $ROOT/studies | head -c 600; echo
+  curl -s "$ROOT/studies?PatientName=*doe*&includefield=00081030" | head -c 600; echo     # QIDO-RS search
+  curl -s "$ROOT/studies/$ST/series?includefield=0008103E" | head -c 600; echo
   curl -s $ROOT/studies/$ST/metadata | head -c 600; echo
   curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download} bytes gzip\n' $ROOT/studies/$ST/series/$SE/metadata
   curl -s -H 'Accept: multipart/related; type="application/dicom"; transfer-syntax=*' -o study.multipart $ROOT/studies/$ST
