@@ -73,6 +73,23 @@ impl IndexSpec {
     }
 }
 
+/// The index a command that exits afterwards (`import`, `reindex`) writes: `--index` (or the
+/// store's default) opened, or `None` when that is an index in memory, which would be lost.
+pub async fn open_lasting(
+    index: Option<&str>,
+    data: &Path,
+    durable: bool,
+) -> Result<Option<SharedIndex>, String> {
+    match IndexSpec::resolve(index, data).map_err(|e| format!("--index {e}"))? {
+        IndexSpec::Memory => Ok(None),
+        spec => spec
+            .open(durable)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot open the search index: {e}")),
+    }
+}
+
 /// A SQLite index whose statements run on tokio's blocking threads.
 #[derive(Debug)]
 pub struct Blocking(pub Arc<SqliteIndex>);

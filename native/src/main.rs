@@ -193,17 +193,10 @@ async fn run_import(
     let index = match index.as_deref() {
         Some("none") => None,
         None if is_s3 => None,
-        spec => match wado_native::index::IndexSpec::resolve(spec, &data) {
-            Ok(wado_native::index::IndexSpec::Memory) => None,
-            Ok(spec) => match spec.open(durable).await {
-                Ok(i) => Some(i),
-                Err(e) => {
-                    eprintln!("wado import: cannot open the search index: {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
+        spec => match wado_native::index::open_lasting(spec, &data, durable).await {
+            Ok(i) => i,
             Err(e) => {
-                eprintln!("wado import: --index {e}");
+                eprintln!("wado import: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -262,7 +255,7 @@ async fn run_reindex(
     sql_out: Option<PathBuf>,
     mut ae_titles: Vec<String>,
 ) -> ExitCode {
-    use wado_native::index::{IndexSpec, SqlFile};
+    use wado_native::index::SqlFile;
     if ae_titles.is_empty() {
         ae_titles.push(DEFAULT_AE_TITLE.to_owned());
     }
@@ -276,20 +269,14 @@ async fn run_reindex(
     let file = Arc::new(SqlFile::default());
     let target: wado_core::search::SharedIndex = match &sql_out {
         Some(_) => file.clone(),
-        None => match IndexSpec::resolve(index.as_deref(), &data) {
-            Ok(IndexSpec::Memory) => {
+        None => match wado_native::index::open_lasting(index.as_deref(), &data, true).await {
+            Ok(Some(i)) => i,
+            Ok(None) => {
                 eprintln!("wado reindex: say --index FILE (an index in memory would be lost)");
                 return ExitCode::FAILURE;
             }
-            Ok(spec) => match spec.open(true).await {
-                Ok(i) => i,
-                Err(e) => {
-                    eprintln!("wado reindex: cannot open the search index: {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
             Err(e) => {
-                eprintln!("wado reindex: --index {e}");
+                eprintln!("wado reindex: {e}");
                 return ExitCode::FAILURE;
             }
         },

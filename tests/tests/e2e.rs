@@ -542,19 +542,8 @@ fn uncompressed_instances_convert_to_explicit_le_like_dcmconv() {
 #[test]
 fn frames_and_pixel_data_match_dcmtk_raw_dumps() {
     let server = Server::start(imported(), &[]);
-    let dir = tempdir();
     let file = corpus().join("emr_10frame_ele.dcm");
-    // dcmdump +W writes each binary value to a file: the independent copy of Pixel Data.
-    run(Command::new("dcmdump")
-        .args(["-q", "+W"])
-        .arg(dir.path())
-        .arg(&file));
-    let raw = walk(dir.path())
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".raw"))
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .expect("pixel data dump");
-    let pixels = std::fs::read(raw).unwrap();
+    let pixels = dcmtk_pixels(&file);
     let frame = pixels.len() / 10;
     let url = instance_url(&server, &file);
     let r = get(
@@ -2311,6 +2300,22 @@ fn jpeg_2000_ybr_full_decodes_with_its_colour_as_gdcm_does() {
     );
 }
 
+/// The Pixel Data of a native (uncompressed) file as DCMTK writes it out: `dcmdump +W` puts
+/// each binary value in a file, Pixel Data the largest; the independent copy of the pixels.
+fn dcmtk_pixels(file: &Path) -> Vec<u8> {
+    let dir = tempdir();
+    run(Command::new("dcmdump")
+        .args(["-q", "+W"])
+        .arg(dir.path())
+        .arg(file));
+    let raw = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".raw"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("pixel data dump");
+    std::fs::read(raw).unwrap()
+}
+
 /// Cornerstone's frame request (`transfer-syntax=*` on octet-stream) for images stored
 /// uncompressed in Implicit VR LE, Explicit VR BE and Deflated: the native pixels, little
 /// endian, labelled Explicit VR LE; the oracle is DCMTK converting the file to Explicit VR LE
@@ -2328,16 +2333,7 @@ fn cornerstone_frames_of_every_uncompressed_syntax_are_the_native_pixels() {
         let dir = tempdir();
         let le = dir.path().join("le.dcm");
         run(Command::new("dcmconv").arg("+te").arg(&file).arg(&le));
-        run(Command::new("dcmdump")
-            .args(["-q", "+W"])
-            .arg(dir.path())
-            .arg(&le));
-        let raw = walk(dir.path())
-            .into_iter()
-            .filter(|p| p.to_string_lossy().ends_with(".raw"))
-            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-            .expect("pixel data dump");
-        let pixels = std::fs::read(raw).unwrap();
+        let pixels = dcmtk_pixels(&le);
         let frames: usize = dcmdump_value(&file, "NumberOfFrames").parse().unwrap_or(1);
         let frame = pixels.len() / frames;
         let r = get(

@@ -5,24 +5,30 @@
 
 use wado_tests::*;
 
-#[test]
-fn the_worker_fills_its_bucket_from_the_origin_once() {
+/// `files` imported into an origin (`wado serve`), and a worker with an empty bucket in front
+/// of it. Without access control the cache must be declared public (issue 12; the rule is
+/// `Config::check` in the core, tested there): otherwise the worker refuses to start.
+fn origin_and_cache(files: &[std::path::PathBuf]) -> (tempfile::TempDir, Server, Server) {
     let dir = tempdir();
     let data = dir.path().join("data");
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    assert!(import(&data, &refs).status.success());
+    let origin = Server::start_native(&data, &[]);
+    let worker = Server::start_worker(
+        None,
+        &[("ORIGIN_URL", origin.root().as_str()), ("PUBLIC", "true")],
+    );
+    (dir, origin, worker)
+}
+
+#[test]
+fn the_worker_fills_its_bucket_from_the_origin_once() {
     let files = [
         corpus().join("emr_10frame_ele.dcm"),
         corpus().join("study77654033_CT2_17106.dcm"),
         corpus().join("study77654033_CT2_17136.dcm"),
     ];
-    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    assert!(import(&data, &refs).status.success());
-    let origin = Server::start_native(&data, &[]);
-    // Without access control the cache must be declared public (issue 12; the rule is
-    // `Config::check` in the core, tested there): otherwise the worker refuses to start it.
-    let worker = Server::start_worker(
-        None,
-        &[("ORIGIN_URL", origin.root().as_str()), ("PUBLIC", "true")],
-    );
+    let (_dir, origin, worker) = origin_and_cache(&files);
     let (st, se, sop) = uids(&files[1]);
     let series = |s: &Server| format!("{}/studies/{st}/series/{se}", s.root());
     // Series metadata: fetched, stored, answered as the origin answers (URIs aside).
@@ -68,21 +74,13 @@ fn the_worker_fills_its_bucket_from_the_origin_once() {
 /// from the worker's own index (D1), the same as the origin's.
 #[test]
 fn the_worker_forwards_archive_searches_and_answers_study_searches_itself() {
-    let dir = tempdir();
-    let data = dir.path().join("data");
     let files = [
         corpus().join("study77654033_CT2_17106.dcm"),
         corpus().join("study77654033_CT2_17136.dcm"),
         corpus().join("study77654033_CR1_6154.dcm"),
         corpus().join("ct_small_ele.dcm"),
     ];
-    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    assert!(import(&data, &refs).status.success());
-    let origin = Server::start_native(&data, &[]);
-    let worker = Server::start_worker(
-        None,
-        &[("ORIGIN_URL", origin.root().as_str()), ("PUBLIC", "true")],
-    );
+    let (_dir, origin, worker) = origin_and_cache(&files);
     let ask = |s: &Server, q: &str| {
         let r = get(&format!("{}{q}", s.root()), None);
         assert_eq!(r.status, 200, "{q}: {}", String::from_utf8_lossy(&r.body));

@@ -265,14 +265,9 @@ pub async fn reindex(
     index: &dyn Index,
     partition: &str,
 ) -> Result<(usize, usize)> {
-    let mut studies: Vec<Uid> = store
-        .list(layout::STUDIES_PREFIX)
-        .await?
+    let mut studies: Vec<Uid> = layout::listed_instances(store.list(layout::STUDIES_PREFIX).await?)
         .into_iter()
-        .filter_map(|o| {
-            let rest = o.key.strip_prefix(layout::STUDIES_PREFIX)?;
-            Uid::parse(rest.split('/').next()?).ok()
-        })
+        .map(|i| i.study)
         .collect();
     studies.sort();
     studies.dedup();
