@@ -35,13 +35,37 @@ impl ToSql for Value {
     }
 }
 
-fn configure(c: &Connection, durable: bool) -> Result<(), IndexError> {
-    c.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+/// How long a writer waits for another one (another process included).
+const BUSY: Duration = Duration::from_secs(30);
+
+/// Why opening failed: locked by another connection for now, or anything else.
+enum OpenError {
+    Busy(IndexError),
+    Other(IndexError),
+}
+use OpenError::{Busy, Other};
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> OpenError {
+        let busy = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        if busy {
+            Busy(err(e))
+        } else {
+            Other(err(e))
+        }
+    }
+}
+
+fn configure(c: &Connection, durable: bool) -> Result<(), rusqlite::Error> {
+    c.busy_timeout(BUSY)?;
     // WAL with NORMAL: a commit survives a crash of the process, and of the machine but for
     // the last transactions; OFF (a bulk load that can be re-run) syncs nothing.
     let sync = if durable { "NORMAL" } else { "OFF" };
-    c.pragma_update(None, "synchronous", sync).map_err(err)?;
-    c.pragma_update(None, "foreign_keys", "OFF").map_err(err)?;
+    c.pragma_update(None, "synchronous", sync)?;
+    c.pragma_update(None, "foreign_keys", "OFF")?;
     Ok(())
 }
 
@@ -49,23 +73,37 @@ impl SqliteIndex {
     /// Opens (creating) the index file at `path`, with `readers` reading connections;
     /// `durable: false` never waits for the disk (see `wado import --no-fsync`).
     pub fn open(path: &Path, readers: usize, durable: bool) -> Result<SqliteIndex, IndexError> {
-        let writer = Connection::open(path).map_err(err)?;
+        // Two processes creating the file at once (two `wado import` runs) can find it locked
+        // while the other switches it to WAL: SQLite answers that at once, without its busy
+        // handler, so the attempt is repeated for as long as the busy timeout would wait.
+        let mut waited = Duration::ZERO;
+        loop {
+            match SqliteIndex::open_once(path, readers, durable) {
+                Err(Busy(_)) if waited < BUSY => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    waited += Duration::from_millis(20);
+                }
+                Err(Busy(e)) | Err(Other(e)) => return Err(e),
+                Ok(index) => return Ok(index),
+            }
+        }
+    }
+
+    fn open_once(path: &Path, readers: usize, durable: bool) -> Result<SqliteIndex, OpenError> {
+        let writer = Connection::open(path)?;
         configure(&writer, durable)?;
         // WAL: readers see the last committed state while a writer works.
-        let _: String = writer
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(err)?;
+        let _: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         let readers = (0..readers.max(1))
             .map(|_| {
                 let c = Connection::open_with_flags(
                     path,
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(err)?;
+                )?;
                 configure(&c, durable)?;
                 Ok(Mutex::new(c))
             })
-            .collect::<Result<Vec<_>, IndexError>>()?;
+            .collect::<Result<Vec<_>, OpenError>>()?;
         Ok(SqliteIndex {
             writer: Mutex::new(writer),
             readers,
@@ -145,5 +183,36 @@ impl Index for SqliteIndex {
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
         self.query_now(&statement)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several openers of one new file at once (two `wado import` runs into one data
+    /// directory): each gets the index, none fails with "database is locked".
+    #[test]
+    fn openers_of_one_new_file_at_once_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("wado-sqlite-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for round in 0..30 {
+            let path = dir.join(format!("index{round}.sqlite"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteIndex::open(&path, 2, true).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                let opened = o.join().unwrap();
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
