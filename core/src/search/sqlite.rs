@@ -187,6 +187,7 @@ impl Index for SqliteIndex {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
