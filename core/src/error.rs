@@ -51,6 +51,15 @@ pub enum Error {
     /// 503 with `Retry-After`; the request may be repeated.
     #[error("busy: {0}")]
     Busy(String),
+    /// A request body of a media type the resource does not take (415).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// A request body larger than the server takes (413).
+    #[error("request too large: {0}")]
+    TooLarge(String),
+    /// A store request to a server that does not store (405).
+    #[error("not allowed here: {0}")]
+    NotWritable(String),
 }
 
 impl From<wado_codec::Error> for Error {
@@ -83,6 +92,9 @@ impl Error {
             }
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::NotWritable(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -125,6 +137,9 @@ mod tests {
             (Error::NotFound("x".into()), 404),
             (Error::NotAcceptable("x".into()), 406),
             (Error::MethodNotAllowed, 405),
+            (Error::UnsupportedMediaType("x".into()), 415),
+            (Error::TooLarge("x".into()), 413),
+            (Error::NotWritable("x".into()), 405),
             (Error::corrupt("k", "r"), 500),
             (Error::Store(StoreError::NotFound("k".into())), 404),
             (Error::Store(StoreError::Backend("disk".into())), 500),

@@ -36,7 +36,10 @@ pub mod wire;
 
 pub use error::{Error, Result};
 pub use route::Uid;
-pub use service::{Body, BodyStream, Config, Job, Offload, Outcome, Request, Response, Service};
+pub use service::{
+    Body, BodyStream, Config, Job, Offload, Outcome, Request, RequestBody, RequestStream, Response,
+    Service,
+};
 pub use store::Store;
 pub use wado_codec::{ts, PixelInfo};
 

@@ -238,6 +238,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         authority: authority.as_deref(),
         headers: &headers,
         entropy,
+        body: Default::default(),
         now: (js_sys::Date::now() / 1000.0) as u64,
     };
     let resp = svc.handle(&core_req).await;

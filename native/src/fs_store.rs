@@ -75,7 +75,12 @@ impl FsStore {
 }
 
 fn backend(e: io::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            StoreError::Full(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
 }
 
 async fn blocking<T: Send + 'static>(

@@ -135,7 +135,9 @@ pub async fn run(
                 Err(e) => Err(FileResult::Failed(format!("cannot read: {e}"))),
                 Ok(bytes) => match batch.add(&*store, bytes::Bytes::from(bytes)).await {
                     Ok(done) => Ok((done.status, done.warnings)),
-                    Err(ImportError::Rejected(reason)) => Err(FileResult::Rejected(reason)),
+                    Err(ImportError::Rejected(reason) | ImportError::Mismatch(reason)) => {
+                        Err(FileResult::Rejected(reason))
+                    }
                     Err(e @ (ImportError::Store(_) | ImportError::Index(_))) => {
                         Err(FileResult::Failed(e.to_string()))
                     }

@@ -238,7 +238,16 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             }
         },
     };
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    // Only STOW-RS reads a body; it streams in as the core asks for it.
+    let body = if parts.method == http::Method::POST {
+        wado_core::RequestBody::new(Box::pin(
+            body.into_data_stream()
+                .map(|r| r.map_err(|e| e.to_string())),
+        ))
+    } else {
+        wado_core::RequestBody::none()
+    };
     let entropy: [u8; 16] = rand::random();
     let core_req = wado_core::Request {
         method: &parts.method,
@@ -248,6 +257,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         authority: parts.uri.authority().map(|a| a.as_str()),
         headers: &parts.headers,
         entropy,
+        body,
         now: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

@@ -93,7 +93,12 @@ pub struct JwtAuth {
 pub struct Grant {
     /// The AE titles the token may read (`*` for all); empty when the claim is absent.
     pub ae_titles: Vec<String>,
+    /// The token may also store into them: its `scope` holds [`WRITE_SCOPE`].
+    pub write: bool,
 }
+
+/// The scope that lets a JWT store (STOW-RS) into the AE titles it may read.
+pub const WRITE_SCOPE: &str = "write";
 
 impl JwtAuth {
     /// A verifier over the keys in `keys_text` (PEM blocks or a JWK Set), accepting tokens
@@ -218,13 +223,26 @@ impl JwtAuth {
                 .collect(),
             _ => Vec::new(),
         };
-        Ok(Grant { ae_titles })
+        Ok(Grant {
+            ae_titles,
+            write: may_write(&claims),
+        })
     }
 
     fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a Key> + 'a {
         self.keys
             .iter()
             .filter(move |k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+    }
+}
+
+/// Whether verified claims let the token write: `scope` holds [`WRITE_SCOPE`], as a
+/// space-separated string (RFC 8693 §4.2, RFC 6749 §3.3) or, as some issuers send it, a list.
+fn may_write(claims: &Value) -> bool {
+    match claims.get("scope") {
+        Some(Value::String(s)) => s.split(' ').any(|x| x == WRITE_SCOPE),
+        Some(Value::Array(list)) => list.iter().any(|x| x.as_str() == Some(WRITE_SCOPE)),
+        _ => false,
     }
 }
 
@@ -379,6 +397,7 @@ mod tests {
     fn aes(list: &[&str]) -> Result<Grant, Rejection> {
         Ok(Grant {
             ae_titles: list.iter().map(|s| s.to_string()).collect(),
+            write: false,
         })
     }
 
@@ -511,6 +530,22 @@ mod tests {
         }
         for c in &cases {
             assert!(v.verify(c, NOW).is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn the_write_scope_is_a_word_of_scope() {
+        for (claims, want) in [
+            (r#"{"scope":"openid write"}"#, true),
+            (r#"{"scope":"write"}"#, true),
+            (r#"{"scope":["read","write"]}"#, true),
+            (r#"{"scope":"openid writer"}"#, false),
+            (r#"{"scope":"read"}"#, false),
+            (r#"{"scp":"write"}"#, false),
+            (r#"{}"#, false),
+        ] {
+            let v: Value = serde_json::from_str(claims).expect("json");
+            assert_eq!(may_write(&v), want, "{claims}");
         }
     }
 }

@@ -4,13 +4,17 @@
 //! either or both: a token with three dot-separated parts is checked as a JWT.
 //!
 //! A tokens file has one token per line, followed by the AE titles it may read (comma
-//! separated) or `*` for all; `#` starts a comment:
+//! separated) or `*` for all, and optionally `write` when it may also store (STOW-RS) into
+//! them; `#` starts a comment:
 //!
 //! ```text
-//! # token                              AE titles
+//! # token                              AE titles   access
 //! 3f1c2e0d9a7b4c6e8f0a1b2c3d4e5f60      DCM4CHEE
-//! 0b9a8c7d6e5f4a3b2c1d0e9f8a7b6c5d      *
+//! 0b9a8c7d6e5f4a3b2c1d0e9f8a7b6c5d      *           write
 //! ```
+//!
+//! A JWT may write when its `scope` claim (space-separated, as OAuth 2.0 writes it, or an
+//! array) holds `write` ([`jwt::WRITE_SCOPE`]); its audience already names this service.
 //!
 //! Tokens are kept as SHA-256 digests and compared in constant time.
 
@@ -61,6 +65,15 @@ impl Auth {
     }
 }
 
+/// What a request does with the AE title it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Retrieve and search.
+    Read,
+    /// Store (STOW-RS); a token that may write may read too.
+    Write,
+}
+
 /// The outcome of checking a request's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -73,7 +86,7 @@ pub enum Decision {
         /// Why, for the client.
         reason: &'static str,
     },
-    /// Valid credentials, but not for this AE title (403).
+    /// Valid credentials, but not for this AE title, or not to write there (403).
     Forbidden,
 }
 
@@ -87,9 +100,15 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Decides on a request for `ae_title` with this Authorization header value, at `now`
-    /// (seconds since the Unix epoch; the frontend's clock).
-    pub fn check(&self, authorization: Option<&str>, ae_title: &str, now: u64) -> Decision {
+    /// Decides on a request to `access` `ae_title` with this Authorization header value, at
+    /// `now` (seconds since the Unix epoch; the frontend's clock).
+    pub fn check(
+        &self,
+        authorization: Option<&str>,
+        ae_title: &str,
+        access: Access,
+        now: u64,
+    ) -> Decision {
         let Some(token) = authorization.and_then(bearer) else {
             return Decision::Unauthenticated {
                 invalid: false,
@@ -98,13 +117,13 @@ impl Auth {
         };
         match (&self.jwt, &self.tokens) {
             (Some(jwt), _) if jwt::looks_like_jwt(token) => match jwt.verify(token, now) {
-                Ok(grant) => grants(&grant.ae_titles, ae_title),
+                Ok(grant) => grants(&grant.ae_titles, grant.write, ae_title, access),
                 Err(r) => Decision::Unauthenticated {
                     invalid: true,
                     reason: r.describe(),
                 },
             },
-            (_, Some(tokens)) => tokens.check_token(token, ae_title),
+            (_, Some(tokens)) => tokens.check_token(token, ae_title, access),
             (_, None) => Decision::Unauthenticated {
                 invalid: true,
                 reason: "the bearer token is not valid",
@@ -117,25 +136,26 @@ impl Auth {
     /// Decides on a request for something that belongs to no AE title (the server's metrics,
     /// its index page): any valid token may.
     pub fn check_any(&self, authorization: Option<&str>, now: u64) -> Decision {
-        match self.check(authorization, "*", now) {
+        match self.check(authorization, "*", Access::Read, now) {
             Decision::Forbidden => Decision::Allowed,
             other => other,
         }
     }
 }
 
-fn grants(aes: &[String], ae_title: &str) -> Decision {
-    if aes.iter().any(|a| a == "*" || a == ae_title) {
+fn grants(aes: &[String], write: bool, ae_title: &str, access: Access) -> Decision {
+    let may = access == Access::Read || write;
+    if may && aes.iter().any(|a| a == "*" || a == ae_title) {
         Decision::Allowed
     } else {
         Decision::Forbidden
     }
 }
 
-/// Static bearer tokens and the AE titles each may read.
+/// Static bearer tokens, the AE titles each may read, and whether it may write there.
 #[derive(Debug, Clone, Default)]
 pub struct TokenAuth {
-    entries: Vec<([u8; 32], Vec<String>)>,
+    entries: Vec<([u8; 32], Vec<String>, bool)>,
 }
 
 impl TokenAuth {
@@ -148,12 +168,23 @@ impl TokenAuth {
                 continue;
             }
             let mut fields = line.split_whitespace();
-            let (Some(token), Some(aes), None) = (fields.next(), fields.next(), fields.next())
+            let (Some(token), Some(aes), access, None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
             else {
                 return Err(format!(
-                    "line {}: expected `TOKEN AE[,AE...]` or `TOKEN *`",
+                    "line {}: expected `TOKEN AE[,AE...] [write]` or `TOKEN * [write]`",
                     n + 1
                 ));
+            };
+            let write = match access {
+                None | Some("read") => false,
+                Some("write") => true,
+                Some(other) => {
+                    return Err(format!(
+                        "line {}: the access is `read` or `write`, not {other:?}",
+                        n + 1
+                    ))
+                }
             };
             if token.len() < 16 {
                 return Err(format!(
@@ -166,15 +197,15 @@ impl TokenAuth {
                 .map(str::to_owned)
                 .filter(|a| !a.is_empty())
                 .collect();
-            entries.push((digest(token), aes));
+            entries.push((digest(token), aes, write));
         }
         Ok(TokenAuth { entries })
     }
 
-    /// Decides on a request for `ae_title` with this Authorization header value.
-    pub fn check(&self, authorization: Option<&str>, ae_title: &str) -> Decision {
+    /// Decides on a request to `access` `ae_title` with this Authorization header value.
+    pub fn check(&self, authorization: Option<&str>, ae_title: &str, access: Access) -> Decision {
         match authorization.and_then(bearer) {
-            Some(token) => self.check_token(token, ae_title),
+            Some(token) => self.check_token(token, ae_title, access),
             None => Decision::Unauthenticated {
                 invalid: false,
                 reason: "a bearer token is required",
@@ -182,13 +213,13 @@ impl TokenAuth {
         }
     }
 
-    fn check_token(&self, token: &str, ae_title: &str) -> Decision {
+    fn check_token(&self, token: &str, ae_title: &str, access: Access) -> Decision {
         let d = digest(token);
         // Every entry is compared, whatever matches, so the time taken says nothing.
-        let mut found: Option<&Vec<String>> = None;
-        for (h, aes) in &self.entries {
+        let mut found: Option<(&Vec<String>, bool)> = None;
+        for (h, aes, write) in &self.entries {
             if constant_time_eq(h, &d) {
-                found = Some(aes);
+                found = Some((aes, *write));
             }
         }
         match found {
@@ -196,7 +227,7 @@ impl TokenAuth {
                 invalid: true,
                 reason: "the bearer token is not valid",
             },
-            Some(aes) => grants(aes, ae_title),
+            Some((aes, write)) => grants(aes, write, ae_title, access),
         }
     }
 }
@@ -221,7 +252,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 mod tests {
     use super::*;
 
-    const FILE: &str = "# comment\n\naaaaaaaaaaaaaaaa1 DCM4CHEE\nbbbbbbbbbbbbbbbb2 *  # all\ncccccccccccccccc3 OTHER,THIRD\n";
+    const FILE: &str = "# comment\n\naaaaaaaaaaaaaaaa1 DCM4CHEE\nbbbbbbbbbbbbbbbb2 *  # all\ncccccccccccccccc3 OTHER,THIRD write\ndddddddddddddddd4 DCM4CHEE read\n";
 
     #[test]
     fn decisions_table() {
@@ -287,8 +318,36 @@ mod tests {
             ),
         ];
         for (header, ae, want) in cases {
-            assert_eq!(auth.check(*header, ae), *want, "{header:?} {ae}");
+            assert_eq!(
+                auth.check(*header, ae, Access::Read),
+                *want,
+                "{header:?} {ae}"
+            );
         }
+    }
+
+    #[test]
+    fn writing_takes_a_write_token_for_that_ae_title() {
+        let auth = TokenAuth::parse(FILE).expect("parse");
+        let cases = [
+            ("aaaaaaaaaaaaaaaa1", "DCM4CHEE", Decision::Forbidden),
+            ("bbbbbbbbbbbbbbbb2", "DCM4CHEE", Decision::Forbidden),
+            ("cccccccccccccccc3", "THIRD", Decision::Allowed),
+            ("cccccccccccccccc3", "DCM4CHEE", Decision::Forbidden),
+            ("dddddddddddddddd4", "DCM4CHEE", Decision::Forbidden),
+        ];
+        for (token, ae, want) in cases {
+            let header = format!("Bearer {token}");
+            assert_eq!(
+                auth.check(Some(&header), ae, Access::Write),
+                want,
+                "{token} {ae}"
+            );
+        }
+        assert_eq!(
+            auth.check(Some("Bearer dddddddddddddddd4"), "DCM4CHEE", Access::Read),
+            Decision::Allowed
+        );
     }
 
     #[test]
@@ -296,6 +355,7 @@ mod tests {
         assert!(TokenAuth::parse("short DCM4CHEE").is_err());
         assert!(TokenAuth::parse("aaaaaaaaaaaaaaaa1").is_err());
         assert!(TokenAuth::parse("aaaaaaaaaaaaaaaa1 A B").is_err());
+        assert!(TokenAuth::parse("aaaaaaaaaaaaaaaa1 A write extra").is_err());
         assert!(TokenAuth::parse("")
             .expect("empty is fine")
             .entries

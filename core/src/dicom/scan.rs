@@ -44,6 +44,8 @@ pub struct Meta {
     pub transfer_syntax: String,
     /// Media Storage SOP Instance UID (0002,0003), if present.
     pub media_storage_sop_instance: Option<String>,
+    /// Media Storage SOP Class UID (0002,0002), if present.
+    pub media_storage_sop_class: Option<String>,
     /// The offset of the first data set element.
     pub dataset_offset: u64,
 }
@@ -113,6 +115,7 @@ pub fn scan_meta(b: &[u8]) -> Result<Meta, ScanError> {
     let mut pos = 132usize;
     let mut ts = None;
     let mut sop = None;
+    let mut class = None;
     let bad = |m: &str| ScanError::BadMeta(m.to_owned());
     while pos + 8 <= b.len() {
         let group = u16::from_le_bytes([b[pos], b[pos + 1]]);
@@ -142,6 +145,7 @@ pub fn scan_meta(b: &[u8]) -> Result<Meta, ScanError> {
         };
         match element {
             0x0010 => ts = Some(text()),
+            0x0002 => class = Some(text()),
             0x0003 => sop = Some(text()),
             _ => {}
         }
@@ -153,6 +157,7 @@ pub fn scan_meta(b: &[u8]) -> Result<Meta, ScanError> {
     Ok(Meta {
         transfer_syntax,
         media_storage_sop_instance: sop,
+        media_storage_sop_class: class,
         dataset_offset: pos as u64,
     })
 }

@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct Batch {
     layout: LayoutRecord,
-    /// One lock per SOP Instance UID being imported.
-    turns: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
+    /// One lock per SOP Instance UID being imported (shared with other runs into the same
+    /// store by [`Batch::with_turns`]).
+    turns: Arc<Turns>,
     touched: Mutex<BTreeSet<(Uid, Uid)>>,
     known: Mutex<HashMap<String, Arc<InstanceIndex>>>,
     /// The search index to keep in step, and the partition (AE title) this run writes.
@@ -42,7 +43,7 @@ impl Batch {
     pub fn new(layout: LayoutRecord) -> Batch {
         Batch {
             layout,
-            turns: Mutex::default(),
+            turns: Arc::default(),
             touched: Mutex::default(),
             known: Mutex::default(),
             search: None,
@@ -57,6 +58,13 @@ impl Batch {
     /// study's rows from what the store holds.
     pub fn with_index(mut self, index: SharedIndex, ae_title: &str) -> Batch {
         self.search = Some((index, ae_title.to_owned()));
+        self
+    }
+
+    /// Takes turns with other runs over `turns` (the STOW-RS requests of one partition): two
+    /// runs never write the same SOP Instance UID at once.
+    pub fn with_turns(mut self, turns: Arc<Turns>) -> Batch {
+        self.turns = turns;
         self
     }
 
@@ -80,37 +88,26 @@ impl Batch {
 
     /// Imports one Part-10 file (the instance only; its series is rebuilt at the end).
     pub async fn add(&self, store: &dyn Store, bytes: Bytes) -> Result<Imported, ImportError> {
-        self.add_expecting(store, bytes, None).await
+        self.add_expecting(store, bytes, Expected::Any).await
     }
 
-    /// [`Batch::add`], refusing (before anything is written) a file that is not the instance
-    /// `expected` names (study, series, SOP Instance UID): what another archive sends is
-    /// checked against what was asked of it.
+    /// [`Batch::add`], refusing (before anything is written) a file that is not what
+    /// `expected` names: what another archive sends is checked against what was asked of it,
+    /// what a STOW-RS request sends against the study of its URL.
     pub async fn add_expecting(
         &self,
         store: &dyn Store,
         bytes: Bytes,
-        expected: Option<(&Uid, &Uid, &Uid)>,
+        expected: Expected<'_>,
     ) -> Result<Imported, ImportError> {
         let sop = crate::dicom::scan::scan_meta(&bytes)
             .ok()
-            .and_then(|m| m.media_storage_sop_instance);
-        let turn = sop
-            .as_ref()
-            .map(|s| lock(&self.turns).entry(s.clone()).or_default().clone());
-        let guard = match &turn {
-            Some(t) => Some(t.lock().await),
-            None => None,
-        };
-        let result = import_file(self, store, bytes, expected).await;
-        drop(guard);
-        if let (Some(s), Some(t)) = (&sop, turn) {
-            let mut turns = lock(&self.turns);
-            // The map and this call hold the only references: nobody waits.
-            if Arc::strong_count(&t) == 2 {
-                turns.remove(s);
-            }
-        }
+            .and_then(|m| m.media_storage_sop_instance)
+            .unwrap_or_default();
+        let result = self
+            .turns
+            .take(&sop, import_file(self, store, bytes, expected))
+            .await;
         let done = result?;
         if let Some(idx) = &done.index {
             lock(&self.known).insert(
@@ -149,6 +146,46 @@ impl Batch {
     }
 }
 
+/// What a file must be, checked before anything of it is written.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected<'a> {
+    /// Any instance.
+    Any,
+    /// An instance of this study.
+    Study(&'a Uid),
+    /// This instance (study, series, SOP Instance UID).
+    Instance(&'a Uid, &'a Uid, &'a Uid),
+}
+
+/// Work that takes turns by key: one at a time per key, any number of keys at once (a SOP
+/// Instance UID being written, a study being rebuilt). Keys nobody holds or waits for are
+/// forgotten.
+#[derive(Debug, Default)]
+pub struct Turns {
+    held: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
+}
+
+impl Turns {
+    /// Runs `work` when no other work of `key` runs (in the order they asked); the empty key
+    /// takes no turn.
+    pub async fn take<T>(&self, key: &str, work: impl std::future::Future<Output = T>) -> T {
+        if key.is_empty() {
+            return work.await;
+        }
+        let turn = lock(&self.held).entry(key.to_owned()).or_default().clone();
+        let out = {
+            let _guard = turn.lock().await;
+            work.await
+        };
+        let mut held = lock(&self.held);
+        // The map and this call hold the only references: nobody waits.
+        if Arc::strong_count(&turn) == 2 {
+            held.remove(key);
+        }
+        out
+    }
+}
+
 /// The metadata rebuild of one study's touched series (see [`Batch::rebuilds`]).
 #[derive(Debug)]
 pub struct Rebuild {
@@ -158,6 +195,11 @@ pub struct Rebuild {
 }
 
 impl Rebuild {
+    /// The study it rebuilds.
+    pub fn study(&self) -> Option<&Uid> {
+        self.series.first().map(|(st, _)| st)
+    }
+
     /// Runs it.
     pub async fn run(&self, store: &dyn Store) -> Result<(), Error> {
         let search = self.search.as_ref().map(|(i, p)| (&**i, p.as_str()));
@@ -191,6 +233,8 @@ pub struct Imported {
     pub series: Uid,
     /// SOP Instance UID.
     pub sop: Uid,
+    /// SOP Class UID.
+    pub sop_class: String,
     /// The index written, when one was (not for unchanged files).
     pub index: Option<Arc<InstanceIndex>>,
     /// What was stored only as a best effort ([`layout::Prepared::warnings`]).
@@ -203,6 +247,10 @@ pub enum ImportError {
     /// The file is not an importable DICOM instance; nothing was written.
     #[error("{0}")]
     Rejected(String),
+    /// The file is not the instance, or not of the study, that was expected; nothing was
+    /// written.
+    #[error("{0}")]
+    Mismatch(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -234,17 +282,26 @@ async fn import_file(
     batch: &Batch,
     store: &dyn Store,
     bytes: Bytes,
-    expected: Option<(&Uid, &Uid, &Uid)>,
+    expected: Expected<'_>,
 ) -> Result<Imported, ImportError> {
     let layout = &batch.layout;
     let prepared = layout::prepare(&bytes, layout).map_err(ImportError::Rejected)?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
+    let sop_class = prepared.index.sop_class.clone();
     let warnings = prepared.warnings;
-    if let Some((st, se, i)) = expected {
-        if (st, se, i) != (&study, &series, &sop) {
-            return Err(ImportError::Rejected(format!(
+    match expected {
+        Expected::Any => {}
+        Expected::Study(st) if *st == study => {}
+        Expected::Study(st) => {
+            return Err(ImportError::Mismatch(format!(
+                "instance {sop} is of study {study}, not of study {st}"
+            )))
+        }
+        Expected::Instance(st, se, i) if (st, se, i) == (&study, &series, &sop) => {}
+        Expected::Instance(st, se, i) => {
+            return Err(ImportError::Mismatch(format!(
                 "asked for instance {i} of series {se} of study {st}, got instance {sop} of series {series} of study {study}"
-            )));
+            )))
         }
     }
     let dcm_key = layout::instance_key(&study, &series, &sop);
@@ -259,6 +316,7 @@ async fn import_file(
                         study,
                         series,
                         sop,
+                        sop_class,
                         index: None,
                         warnings,
                     });
@@ -285,6 +343,7 @@ async fn import_file(
         study,
         series,
         sop,
+        sop_class,
         index: Some(Arc::new(prepared.index)),
         warnings,
     })

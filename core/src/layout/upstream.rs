@@ -269,7 +269,7 @@ pub async fn fill(
         let file = first_part(&r).map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
         filled.bytes += file.len() as u64;
         batch
-            .add_expecting(store, file, Some((&st, &se, &sop)))
+            .add_expecting(store, file, import::Expected::Instance(&st, &se, &sop))
             .await
             .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
         filled.instances += 1;

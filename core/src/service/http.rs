@@ -37,12 +37,14 @@ pub(crate) fn preflight(origin: &str) -> Response {
     set(
         &mut headers,
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        "GET, HEAD, OPTIONS",
+        "GET, HEAD, POST, OPTIONS",
     );
+    // Content-Type: a STOW-RS request's multipart/related is not a "simple" type, so the
+    // browser asks first (Fetch standard, CORS-safelisted request headers).
     set(
         &mut headers,
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        "Accept, Authorization, Range, If-None-Match, If-Modified-Since",
+        "Accept, Authorization, Content-Type, Range, If-None-Match, If-Modified-Since",
     );
     set(&mut headers, header::ACCESS_CONTROL_MAX_AGE, "600");
     set(&mut headers, header::VARY, "Origin");
@@ -282,7 +284,7 @@ pub(crate) fn error_response(e: &Error) -> Response {
         header::CONTENT_TYPE,
         "text/plain; charset=utf-8",
     );
-    if matches!(e, Error::MethodNotAllowed) {
+    if matches!(e, Error::MethodNotAllowed | Error::NotWritable(_)) {
         set(&mut headers, header::ALLOW, "GET, HEAD");
     }
     if matches!(e, Error::Busy(_)) {

@@ -16,6 +16,42 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 #[cfg(target_arch = "wasm32")]
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>>>>;
 
+/// A request body as it arrives: chunks in order; an error (the client went away, the
+/// connection broke) ends it.
+#[cfg(not(target_arch = "wasm32"))]
+pub type RequestStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, String>> + Send>>;
+/// A request body as it arrives (not `Send` on wasm32).
+#[cfg(target_arch = "wasm32")]
+pub type RequestStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, String>>>>;
+
+/// The body of a request, taken once by the handler that reads it (STOW-RS); requests
+/// without one have [`RequestBody::none`].
+#[derive(Default)]
+pub struct RequestBody(std::sync::Mutex<Option<RequestStream>>);
+
+impl RequestBody {
+    /// No body.
+    pub fn none() -> RequestBody {
+        RequestBody::default()
+    }
+
+    /// A body read from `stream`.
+    pub fn new(stream: RequestStream) -> RequestBody {
+        RequestBody(std::sync::Mutex::new(Some(stream)))
+    }
+
+    /// The stream, the first time; `None` after, or when there is no body.
+    pub fn take(&self) -> Option<RequestStream> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestBody")
+    }
+}
+
 /// A response body.
 pub enum Body {
     /// No body.
@@ -91,4 +127,6 @@ pub struct Request<'a> {
     pub entropy: [u8; 16],
     /// The time, in seconds since the Unix epoch (the core has no clock): checks JWT expiry.
     pub now: u64,
+    /// The body (read by STOW-RS only).
+    pub body: RequestBody,
 }

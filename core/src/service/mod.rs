@@ -31,14 +31,15 @@ pub(crate) mod http;
 mod message;
 mod offload;
 mod plan;
+mod stow;
 #[cfg(test)]
 mod tests;
 
 pub use http::choose_encoding;
-pub use message::{Body, BodyStream, Outcome, Request, Response};
+pub use message::{Body, BodyStream, Outcome, Request, RequestBody, RequestStream, Response};
 pub use offload::{Job, Offload};
 
-use crate::auth::{Auth, Decision};
+use crate::auth::{Access, Auth, Decision};
 use crate::error::{Error, Result};
 use crate::layout::{self, upstream::Upstream, LayoutRecord};
 use crate::negotiate::{Category, Negotiation};
@@ -91,6 +92,11 @@ pub struct Config {
     /// The most results one search returns; more are cut with `Warning: 299` (PS3.18
     /// §8.3.4.4), and a client pages with `offset`.
     pub max_results: usize,
+    /// The largest STOW-RS request body taken (413 past it). Each instance of a request is
+    /// held in memory while it is checked and written, so this also bounds one instance.
+    pub max_store_bytes: u64,
+    /// STOW-RS is refused (405) even to tokens that may write.
+    pub read_only: bool,
     /// Serving without access control is meant: needed for a read-through cache with no
     /// tokens (see [`Config::check`]). Off by default.
     pub public: bool,
@@ -131,6 +137,8 @@ impl Default for Config {
             offload: None,
             index: None,
             max_results: 1000,
+            max_store_bytes: 4 << 30,
+            read_only: false,
             public: false,
         }
     }
@@ -161,6 +169,9 @@ pub(crate) struct Partition {
     /// The search index's schema is there and studies an interrupted import left pending are
     /// rebuilt (done before the first search).
     searchable: std::sync::atomic::AtomicBool,
+    /// STOW-RS requests take turns per SOP Instance UID written, and per study rebuilt.
+    writing: Arc<layout::import::Turns>,
+    rebuilding: layout::import::Turns,
 }
 
 impl Partition {
@@ -171,6 +182,8 @@ impl Partition {
             cache: Mutex::new(MetaCache::default()),
             fills: Default::default(),
             searchable: Default::default(),
+            writing: Default::default(),
+            rebuilding: Default::default(),
         }
     }
 
@@ -276,7 +289,7 @@ impl Service {
 
     /// Route → authorise → negotiate → plan → execute, then the conditional request.
     async fn answer(&self, req: &Request<'_>) -> Result<Response> {
-        if req.method != Method::GET && req.method != Method::HEAD {
+        if req.method != Method::GET && req.method != Method::HEAD && req.method != Method::POST {
             return Err(Error::MethodNotAllowed);
         }
         let Some(route) = route::parse_path(req.path)? else {
@@ -284,7 +297,10 @@ impl Service {
                 "not a DICOMweb path; the service root is /dcm4chee-arc/aets/{AETitle}/rs".into(),
             ));
         };
-        self.authorise(req, &route.ae_title)?;
+        if req.method == Method::POST {
+            return self.store_instances(req, &route).await;
+        }
+        self.authorise(req, &route.ae_title, Access::Read)?;
         let Some(part) = self.partitions.get(&route.ae_title) else {
             return Err(Error::NotFound(format!(
                 "unknown AE title {:?}",
@@ -322,20 +338,21 @@ impl Service {
     }
 
     /// The access rule (when configured), the same on every route.
-    fn authorise(&self, req: &Request<'_>, ae_title: &str) -> Result<()> {
+    fn authorise(&self, req: &Request<'_>, ae_title: &str, access: Access) -> Result<()> {
         let Some(auth) = &self.config.auth else {
             return Ok(());
         };
         let authorization = http::header_str(req.headers, header::AUTHORIZATION);
-        match auth.check(authorization.as_deref(), ae_title, req.now) {
+        match auth.check(authorization.as_deref(), ae_title, access, req.now) {
             Decision::Allowed => Ok(()),
             Decision::Unauthenticated { invalid, reason } => Err(Error::Unauthorized {
                 reason: reason.into(),
                 invalid,
             }),
-            Decision::Forbidden => Err(Error::Forbidden(format!(
-                "this token may not read AE title {ae_title:?}"
-            ))),
+            Decision::Forbidden => Err(Error::Forbidden(match access {
+                Access::Read => format!("this token may not read AE title {ae_title:?}"),
+                Access::Write => format!("this token may not store into AE title {ae_title:?}"),
+            })),
         }
     }
 

@@ -43,6 +43,9 @@ pub enum StoreError {
     /// The backend failed (IO error, network, permissions).
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The backend has no room (disk full, quota reached): a write failed for lack of space.
+    #[error("storage full: {0}")]
+    Full(String),
 }
 
 /// An object in a listing.

@@ -2,4 +2,5 @@
 //! [`multipart`]) and ZIP ([`zip`], dcm4chee's `application/zip`).
 
 pub mod multipart;
+pub mod parts;
 pub mod zip;

@@ -14,7 +14,9 @@ fn errors_table() {
             None,
             404,
         ),
-        (Method::POST, format!("{ROOT}/studies/{st}"), None, 405),
+        (Method::POST, format!("{ROOT}/studies/{st}/metadata"), None, 405),
+        // STOW-RS without a multipart body.
+        (Method::POST, format!("{ROOT}/studies/{st}"), None, 415),
         (Method::DELETE, format!("{ROOT}/studies/{st}"), None, 405),
         (Method::GET, format!("{ROOT}/studies/1.2.3.4.5"), None, 404),
         (
@@ -108,6 +110,7 @@ fn cors_preflight_and_exposed_headers() {
         let req = Request {
             method: &method,
             entropy: [0; 16],
+            body: Default::default(),
             ..get_request(&path, &h)
         };
         block_on(svc.handle(&req))
@@ -334,6 +337,7 @@ fn one_bearer_token_on_every_route() {
         }
         let req = Request {
             entropy: [0; 16],
+            body: Default::default(),
             ..get_request(path, &h)
         };
         block_on(svc.handle(&req))

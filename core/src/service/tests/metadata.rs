@@ -125,6 +125,7 @@ fn cached_metadata_follows_a_replaced_object() {
     let h = HeaderMap::new();
     let req = Request {
         entropy: [0; 16],
+        body: Default::default(),
         ..get_request(&path, &h)
     };
     let count = |r: Response| match r.body {
@@ -164,6 +165,7 @@ fn metadata_with_the_stored_root_is_sent_as_stored() {
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let req = Request {
         entropy: [0; 16],
+        body: Default::default(),
         ..get_request(&path, &h)
     };
     let r = block_on(svc.handle(&req));

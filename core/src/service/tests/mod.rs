@@ -89,6 +89,7 @@ fn get_request<'a>(path: &'a str, headers: &'a HeaderMap) -> Request<'a> {
         authority: None,
         headers,
         entropy: [7; 16],
+        body: Default::default(),
         now: 1_700_000_000,
     }
 }
@@ -193,4 +194,5 @@ mod http;
 mod metadata;
 mod retrieve;
 mod search;
+mod stow;
 mod upstream;

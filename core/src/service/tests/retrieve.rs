@@ -398,6 +398,7 @@ fn files_past_the_conversion_budget_are_offered_as_stored_only() {
     );
     let req = Request {
         entropy: [1; 16],
+        body: Default::default(),
         ..get_request(&url, &h)
     };
     let r = block_on(svc.handle(&req));

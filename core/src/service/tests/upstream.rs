@@ -36,6 +36,7 @@ impl crate::layout::upstream::Upstream for ServiceOrigin {
         );
         let req = Request {
             entropy: [3; 16],
+            body: Default::default(),
             ..get_request(path, &h)
         };
         let r = self.svc.handle(&req).await;
@@ -105,6 +106,7 @@ fn at_once(edge: &Service, path: &str, n: usize, now: u64) -> Vec<u16> {
     h.insert(header::HOST, HeaderValue::from_static("edge.test"));
     let req = Request {
         entropy: [1; 16],
+        body: Default::default(),
         now,
         ..get_request(path, &h)
     };
@@ -179,6 +181,7 @@ fn a_read_through_cache_fills_from_the_origin_once() {
         );
         let req = Request {
             entropy: [1; 16],
+            body: Default::default(),
             ..get_request(path, &h)
         };
         block_on(async {
@@ -320,6 +323,7 @@ fn the_cache_stores_only_what_it_asked_for_and_is_not_open_by_accident() {
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let req = Request {
         entropy: [1; 16],
+        body: Default::default(),
         ..get_request(&path, &h)
     };
     let r = block_on(svc.handle(&req));

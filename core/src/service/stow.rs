@@ -1,0 +1,500 @@
+//! STOW-RS (PS3.18 §10.5): `POST {root}/studies` and `POST {root}/studies/{study}` with a
+//! `multipart/related; type="application/dicom"` body, one Part-10 instance per part.
+//!
+//! The body is read as it arrives ([`crate::wire::parts`]): each part is kept in memory only
+//! until it is whole, then goes through the import pipeline of `wado import`
+//! ([`crate::layout::import::Batch`]: validation, the storage layout, replacement rules, the
+//! write order that makes an interruption leave each instance complete or absent), several at
+//! a time while the next ones arrive. A part cut short (the client went away) is never
+//! written. After the last part, the series and studies touched are rebuilt and the search
+//! index updated in the same step, so an instance the response names as stored is retrievable
+//! and searchable. Requests take turns per SOP Instance UID (two requests storing one instance)
+//! and per study rebuilt (so the last rebuild sees every instance stored).
+//!
+//! The response is the Store Instances Response Module (PS3.18 §10.5.3, Table 10.5.3-1): the
+//! study's Retrieve URL, a Referenced SOP Sequence item per instance stored (Warning Reason
+//! B000 when it replaced a different stored instance of the same SOP Instance UID) and a
+//! Failed SOP Sequence item per instance refused, with its Failure Reason:
+//! - `A900` the instance is not of the study in the URL (PS3.18 §10.5.3: "identifier does not
+//!   match");
+//! - `C000` the part cannot be understood (not a Part-10 file, a part of another media type,
+//!   a data set the import refuses);
+//! - `A700` out of resources (the store is full);
+//! - `0110` processing failure (the store or the index failed).
+//!
+//! Status (PS3.18 Table 10.5.3-2): 200 every instance stored, 202 some stored and some not,
+//! 409 none stored; 400 a malformed body, 415 a body that is not `application/dicom` parts,
+//! 413 a body larger than [`crate::Config::max_store_bytes`]. Each failure's reason is also
+//! in a `Warning: 299` header, since the data set has no attribute for a text.
+
+use super::http::{self, header_str};
+use super::{Partition, Request, Response, Service};
+use crate::auth::Access;
+use crate::error::{Error, Result};
+use crate::layout::import::{self, Batch, Expected, ImportError, Imported, Status};
+use crate::route::{Resource, Route, Target, Uid};
+use crate::search::{Level, Scope};
+use crate::service::message::{Body, Outcome};
+use crate::store::Store;
+use crate::wire::parts::{self, Event, PartReader};
+use ::http::{header, HeaderMap, HeaderValue, StatusCode};
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{json, Map, Value};
+
+/// Failure Reasons (PS3.18 §10.5.3, PS3.4 Annex GG).
+const OUT_OF_RESOURCES: u16 = 0xA700;
+const DOES_NOT_MATCH: u16 = 0xA900;
+const CANNOT_UNDERSTAND: u16 = 0xC000;
+const PROCESSING_FAILURE: u16 = 0x0110;
+/// Warning Reason: Coercion of Data Elements (the stored instance was replaced).
+const REPLACED: u16 = 0xB000;
+
+/// Parts checked and written at once while the next ones arrive.
+const IN_FLIGHT: usize = 16;
+/// The most bytes of whole parts waiting to be written; past it, reading waits.
+const IN_FLIGHT_BYTES: usize = 64 << 20;
+
+/// What became of one part.
+enum Outcome1 {
+    Stored(Imported),
+    Failed {
+        class: Option<String>,
+        sop: Option<String>,
+        reason: u16,
+        text: String,
+    },
+}
+
+impl Service {
+    /// `POST {root}/studies[/{study}]`.
+    pub(super) async fn store_instances(
+        &self,
+        req: &Request<'_>,
+        route: &Route,
+    ) -> Result<Response> {
+        let study = match &route.resource {
+            Resource::Search {
+                level: Level::Study,
+                scope: Scope::All,
+            } => None,
+            Resource::Instances(Target::Study { study }) => Some(study.clone()),
+            _ => return Err(Error::MethodNotAllowed),
+        };
+        self.authorise(req, &route.ae_title, Access::Write)?;
+        let Some(part) = self.partitions.get(&route.ae_title) else {
+            return Err(Error::NotFound(format!(
+                "unknown AE title {:?}",
+                route.ae_title
+            )));
+        };
+        if self.config.upstream.is_some() {
+            return Err(Error::NotWritable(
+                "this server is a read-through cache of another archive: store into that archive"
+                    .into(),
+            ));
+        }
+        if self.config.read_only {
+            return Err(Error::NotWritable("this server is read-only".into()));
+        }
+        let xml = response_is_xml(req.headers)?;
+        let boundary = request_boundary(req.headers)?;
+        let max = self.config.max_store_bytes;
+        if let Some(len) = header_str(req.headers, header::CONTENT_LENGTH) {
+            if len.trim().parse::<u64>().is_ok_and(|n| n > max) {
+                return Err(too_large(max));
+            }
+        }
+        let root = self.service_root(req, &route.ae_title)?;
+        let body = req
+            .body
+            .take()
+            .ok_or_else(|| Error::BadRequest("a STOW-RS request has a body".into()))?;
+
+        let store = &*part.store;
+        let suffix = format!("{}{}/rs", crate::route::SERVICE_PREFIX, route.ae_title);
+        let public = root.strip_suffix(&suffix).unwrap_or(&root);
+        let layout = import::ensure_layout(store, public, &route.ae_title).await?;
+        let mut batch = Batch::new(layout).with_turns(part.writing.clone());
+        if let Some(index) = &self.config.index {
+            part.ready_to_search(&**index, &route.ae_title).await?;
+            batch = batch.with_index(index.clone(), &route.ae_title);
+        }
+        let received = receive(body, &boundary, max, &batch, store, study.as_ref()).await;
+        // What was stored is made whole (metadata, index) even when the request failed after.
+        rebuild(part, batch, store).await?;
+        let outcomes = received?;
+        if outcomes.is_empty() {
+            return Err(Error::BadRequest(
+                "the request holds no instance (no part)".into(),
+            ));
+        }
+        Ok(respond(&root, study.as_ref(), &outcomes, xml))
+    }
+}
+
+/// Whether the response is XML (`application/dicom+xml`) rather than DICOM JSON; 406 when
+/// neither is acceptable.
+fn response_is_xml(headers: &HeaderMap) -> Result<bool> {
+    let Some(accept) = header_str(headers, header::ACCEPT) else {
+        return Ok(false);
+    };
+    let mut best: Option<(u16, bool)> = None;
+    for r in crate::negotiate::parse_accept(&accept) {
+        let xml = match r.essence.as_str() {
+            "application/dicom+json" | "application/json" | "*/*" | "application/*" => false,
+            "application/dicom+xml" => true,
+            "multipart/related"
+                if r.params
+                    .iter()
+                    .any(|(n, v)| n == "type" && v == "application/dicom+xml") =>
+            {
+                true
+            }
+            _ => continue,
+        };
+        if r.q > 0 && best.is_none_or(|(q, _)| r.q > q) {
+            best = Some((r.q, xml));
+        }
+    }
+    best.map(|(_, xml)| xml).ok_or_else(|| {
+        Error::NotAcceptable(
+            "a STOW-RS response is application/dicom+json or application/dicom+xml".into(),
+        )
+    })
+}
+
+/// The boundary of a `multipart/related; type="application/dicom"` body (415 for any other).
+fn request_boundary(headers: &HeaderMap) -> Result<String> {
+    let ct = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
+    let range = crate::negotiate::parse_accept(&ct).into_iter().next();
+    let Some(range) = range.filter(|r| r.essence == "multipart/related") else {
+        return Err(Error::UnsupportedMediaType(format!(
+            "a STOW-RS request is multipart/related; type=\"application/dicom\", not {:?}",
+            truncate(&ct)
+        )));
+    };
+    let param = |name: &str| {
+        range
+            .params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
+    match param("type").as_deref() {
+        None | Some("application/dicom") => {}
+        Some(t @ ("application/dicom+json" | "application/dicom+xml")) => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "metadata with bulk data parts ({t}) is not taken here: send Part-10 instances as type=\"application/dicom\""
+            )))
+        }
+        Some(t) => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "parts of type {:?}: a STOW-RS request holds application/dicom parts",
+                truncate(t)
+            )))
+        }
+    }
+    crate::wire::multipart::boundary_of(&ct).ok_or_else(|| {
+        Error::BadRequest("the multipart/related Content-Type has no boundary parameter".into())
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(100).collect()
+}
+
+fn too_large(max: u64) -> Error {
+    Error::TooLarge(format!(
+        "this server takes STOW-RS requests of at most {max} bytes: send the instances in several requests"
+    ))
+}
+
+/// Reads the parts as they arrive and stores each whole one (several at once); returns what
+/// became of each, in the order they came.
+async fn receive(
+    mut body: crate::service::message::RequestStream,
+    boundary: &str,
+    max: u64,
+    batch: &Batch,
+    store: &dyn Store,
+    study: Option<&Uid>,
+) -> Result<Vec<Outcome1>> {
+    let mut reader = PartReader::new(boundary);
+    let mut done: Vec<Option<Outcome1>> = Vec::new();
+    let mut working = FuturesUnordered::new();
+    let mut waiting_bytes = 0usize;
+    let mut total = 0u64;
+    // The part being received: its bytes, or None when it is skipped (already failed).
+    let mut current: Option<Option<BytesMut>> = None;
+    let mut ended = false;
+    loop {
+        // Room for the next parts first: finished work is collected as it ends.
+        while working.len() >= IN_FLIGHT || (waiting_bytes > IN_FLIGHT_BYTES && !working.is_empty())
+        {
+            if let Some((i, n, outcome)) = working.next().await {
+                waiting_bytes -= n;
+                done[i] = Some(outcome);
+            }
+        }
+        let event = match reader.next_event() {
+            Ok(e) => e,
+            Err(e) => {
+                drain(&mut working, &mut done).await;
+                return Err(Error::BadRequest(format!(
+                    "the multipart body is malformed: {e}{}",
+                    stored_before(&done)
+                )));
+            }
+        };
+        match event {
+            Some(Event::Head(fields)) => {
+                let media = parts::field(&fields, "content-type")
+                    .and_then(|ct| ct.split(';').next())
+                    .map(|e| e.trim().to_ascii_lowercase());
+                current = Some(match media.as_deref() {
+                    None | Some("application/dicom") => {
+                        let hint = parts::field(&fields, "content-length")
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .filter(|&n| n <= max)
+                            .unwrap_or(0);
+                        Some(BytesMut::with_capacity(hint.min(64 << 20) as usize))
+                    }
+                    Some(other) => {
+                        done.push(Some(Outcome1::Failed {
+                            class: None,
+                            sop: None,
+                            reason: CANNOT_UNDERSTAND,
+                            text: format!(
+                                "part {} is {other}, not application/dicom",
+                                done.len() + 1
+                            ),
+                        }));
+                        None
+                    }
+                });
+            }
+            Some(Event::Data(d)) => {
+                if let Some(Some(buf)) = &mut current {
+                    buf.extend_from_slice(&d);
+                }
+            }
+            Some(Event::End) => {
+                if let Some(Some(buf)) = current.take() {
+                    let bytes = buf.freeze();
+                    let i = done.len();
+                    done.push(None);
+                    waiting_bytes += bytes.len();
+                    working.push(async move {
+                        let n = bytes.len();
+                        (i, n, store_one(batch, store, bytes, study).await)
+                    });
+                }
+            }
+            None if reader.closed() || ended => break,
+            None => match body.next().await {
+                Some(Ok(chunk)) => {
+                    total += chunk.len() as u64;
+                    if total > max {
+                        drain(&mut working, &mut done).await;
+                        return Err(too_large(max));
+                    }
+                    reader.feed(&chunk);
+                }
+                Some(Err(e)) => {
+                    // The part being received is dropped: nothing of it was written.
+                    drain(&mut working, &mut done).await;
+                    return Err(Error::BadRequest(format!(
+                        "the request body broke off: {e}{}",
+                        stored_before(&done)
+                    )));
+                }
+                None => {
+                    reader.finish();
+                    ended = true;
+                }
+            },
+        }
+    }
+    drain(&mut working, &mut done).await;
+    Ok(done.into_iter().flatten().collect())
+}
+
+/// Waits for the parts being written.
+async fn drain<F>(working: &mut FuturesUnordered<F>, done: &mut [Option<Outcome1>])
+where
+    F: std::future::Future<Output = (usize, usize, Outcome1)>,
+{
+    while let Some((i, _, outcome)) = working.next().await {
+        done[i] = Some(outcome);
+    }
+}
+
+/// How many instances a failed request stored before it failed (they stay stored, whole).
+fn stored_before(done: &[Option<Outcome1>]) -> String {
+    let n = done
+        .iter()
+        .filter(|o| matches!(o, Some(Outcome1::Stored(_))))
+        .count();
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} instances before it were stored)")
+    }
+}
+
+/// Stores one whole part.
+async fn store_one(
+    batch: &Batch,
+    store: &dyn Store,
+    bytes: Bytes,
+    study: Option<&Uid>,
+) -> Outcome1 {
+    let meta = crate::dicom::scan::scan_meta(&bytes).ok();
+    let (class, sop) = match &meta {
+        Some(m) => (
+            m.media_storage_sop_class.clone(),
+            m.media_storage_sop_instance.clone(),
+        ),
+        None => (None, None),
+    };
+    let expected = match study {
+        Some(st) => Expected::Study(st),
+        None => Expected::Any,
+    };
+    match batch.add_expecting(store, bytes, expected).await {
+        Ok(done) => Outcome1::Stored(done),
+        Err(e) => {
+            let reason = match &e {
+                ImportError::Rejected(_) => CANNOT_UNDERSTAND,
+                ImportError::Mismatch(_) => DOES_NOT_MATCH,
+                ImportError::Store(crate::store::StoreError::Full(_)) => OUT_OF_RESOURCES,
+                ImportError::Store(_) | ImportError::Index(_) => PROCESSING_FAILURE,
+            };
+            Outcome1::Failed {
+                class,
+                sop,
+                reason,
+                text: e.to_string(),
+            }
+        }
+    }
+}
+
+/// Rebuilds what the batch touched, one study at a time per partition.
+async fn rebuild(part: &Partition, batch: Batch, store: &dyn Store) -> Result<()> {
+    for r in batch.rebuilds() {
+        let key = r.study().map(|s| s.to_string()).unwrap_or_default();
+        part.rebuilding.take(&key, r.run(store)).await?;
+    }
+    Ok(())
+}
+
+/// The Store Instances Response (PS3.18 Table 10.5.3-1) and its status.
+fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) -> Response {
+    let text = |s: &str| json!({"vr": "UI", "Value": [s]});
+    let ur = |s: String| json!({"vr": "UR", "Value": [s]});
+    let mut referenced = Vec::new();
+    let mut failed = Vec::new();
+    let mut notes = Vec::new();
+    let mut studies: Vec<&Uid> = Vec::new();
+    for o in outcomes {
+        match o {
+            Outcome1::Stored(i) => {
+                let mut item = Map::new();
+                item.insert("00081150".into(), text(&i.sop_class));
+                item.insert("00081155".into(), text(i.sop.as_str()));
+                item.insert(
+                    "00081190".into(),
+                    ur(format!(
+                        "{root}/studies/{}/series/{}/instances/{}",
+                        i.study, i.series, i.sop
+                    )),
+                );
+                if i.status == Status::Replaced {
+                    item.insert("00081196".into(), json!({"vr": "US", "Value": [REPLACED]}));
+                    notes.push(format!("instance {} replaced the one stored before", i.sop));
+                }
+                for w in &i.warnings {
+                    notes.push(format!("instance {}: {w}", i.sop));
+                }
+                if !studies.contains(&&i.study) {
+                    studies.push(&i.study);
+                }
+                referenced.push(Value::Object(item));
+            }
+            Outcome1::Failed {
+                class,
+                sop,
+                reason,
+                text: why,
+            } => {
+                let mut item = Map::new();
+                let uid = |v: &Option<String>| match v {
+                    Some(s) if !s.is_empty() => json!({"vr": "UI", "Value": [s]}),
+                    _ => json!({"vr": "UI"}),
+                };
+                item.insert("00081150".into(), uid(class));
+                item.insert("00081155".into(), uid(sop));
+                item.insert("00081197".into(), json!({"vr": "US", "Value": [reason]}));
+                notes.push(match sop {
+                    Some(s) => format!("instance {s} not stored: {why}"),
+                    None => format!("not stored: {why}"),
+                });
+                failed.push(Value::Object(item));
+            }
+        }
+    }
+    let mut ds = Map::new();
+    // The study's URL: the one the request named, else the one study stored (Type 2 when
+    // instances of several studies were stored, PS3.18 §10.5.3.1).
+    let study_url = study.or(if studies.len() == 1 {
+        studies.first().copied()
+    } else {
+        None
+    });
+    ds.insert(
+        "00081190".into(),
+        match study_url {
+            Some(st) => ur(format!("{root}/studies/{st}")),
+            None => json!({"vr": "UR"}),
+        },
+    );
+    if !failed.is_empty() {
+        ds.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
+    }
+    if !referenced.is_empty() {
+        ds.insert("00081199".into(), json!({"vr": "SQ", "Value": referenced}));
+    }
+    let status = match (referenced.is_empty(), failed.is_empty()) {
+        (false, true) => StatusCode::OK,
+        (false, false) => StatusCode::ACCEPTED,
+        _ => StatusCode::CONFLICT,
+    };
+    let ds = Value::Object(ds);
+    let (media, bytes) = if xml {
+        let mut doc = String::new();
+        // A data set made above: always translatable.
+        let _ = crate::dicom::xml::write_document(&ds, &mut doc);
+        ("application/dicom+xml", doc.into_bytes())
+    } else {
+        ("application/dicom+json", ds.to_string().into_bytes())
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    for n in notes.iter().take(50) {
+        http::append_warning(&mut headers, n);
+    }
+    Response {
+        status,
+        headers,
+        body: Body::Full(Bytes::from(bytes)),
+        outcome: Outcome {
+            media_type: Some(media.into()),
+            resource: Some("store"),
+            warning: (!failed.is_empty()).then(|| notes.join("; ")),
+            ..Outcome::default()
+        },
+    }
+}
