@@ -94,6 +94,18 @@ fn config(env: &Env) -> Result<Config, String> {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(32)
             .saturating_mul(1 << 20),
+        // STOW-RS: Cloudflare takes request bodies up to 100 MB (Free and Pro plans; 200 MB
+        // Business, 500 MB Enterprise); each instance is held whole in the isolate's 128 MB
+        // while it is written to R2, so one instance is bounded lower.
+        max_store_bytes: var(env, "MAX_STORE_MB")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(100)
+            .saturating_mul(1 << 20),
+        max_instance_bytes: var(env, "MAX_INSTANCE_MB")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(40)
+            .saturating_mul(1 << 20),
+        read_only: var(env, "READ_ONLY").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         ..Config::default()
     })
     .and_then(|c: Config| c.check().map(|()| c))
@@ -187,7 +199,7 @@ async fn store_selftest(env: &Env) -> worker::Result<Response> {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let url = req.url()?;
     if url.path() == "/__wado/store-conformance"
         && var(&env, "STORE_SELFTEST").as_deref() == Some("1")
@@ -231,6 +243,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let mut entropy = [0u8; 16];
     // workerd allows randomness inside a handler (not at module load).
     getrandom::getrandom(&mut entropy).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    // Only STOW-RS reads a body: the platform's stream, read as the core asks for it.
+    let body = match (method == http::Method::POST, req.stream()) {
+        (true, Ok(stream)) => wado_core::RequestBody::new(Box::pin(
+            stream.map(|chunk| chunk.map(bytes::Bytes::from).map_err(|e| e.to_string())),
+        )),
+        _ => wado_core::RequestBody::none(),
+    };
     let core_req = CoreRequest {
         method: &method,
         path: url.path(),
@@ -238,10 +257,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         authority: authority.as_deref(),
         headers: &headers,
         entropy,
-        body: Default::default(),
+        body,
         now: (js_sys::Date::now() / 1000.0) as u64,
     };
     let resp = svc.handle(&core_req).await;
+    // A body the core did not read (a STOW refused before its body) is read to its end here:
+    // a request stream dropped unread leaves workerd's isolate unusable for the next request
+    // ("Your worker restarted mid-request").
+    if let Some(mut unread) = core_req.body.take() {
+        while let Some(Ok(_)) = unread.next().await {}
+    }
     if let Some(e) = &resp.outcome.error {
         worker::console_error!("{} {} -> {}: {e}", method, url.path(), resp.status);
     }

@@ -22,6 +22,7 @@ pub mod pool;
 pub mod postgres;
 pub mod s3_store;
 pub mod settings;
+pub mod stow_client;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};

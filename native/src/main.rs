@@ -64,7 +64,30 @@ enum Command {
         #[arg(long = "ae-title")]
         ae_titles: Vec<String>,
     },
-    /// Serve the store over DICOMweb (WADO-RS, QIDO-RS) at /dcm4chee-arc/aets/{AETitle}/rs.
+    /// Send DICOM files to a STOW-RS server (another wado, the worker, any archive), with a
+    /// progress bar; exits non-zero when some were not stored.
+    Store {
+        /// The service root (e.g. http://host:8080/dcm4chee-arc/aets/DCM4CHEE/rs), or a
+        /// study URL under it (every file must then be of that study).
+        url: String,
+        /// Files and folders to send.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// A bearer token that may write (or the WADO_TOKEN environment variable).
+        #[arg(long, env = "WADO_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The most instances in one request.
+        #[arg(long, default_value_t = 100)]
+        per_request: usize,
+        /// The most MiB of files in one request (a larger file goes alone); the worker takes
+        /// requests of up to 100 MiB.
+        #[arg(long, default_value_t = 64)]
+        request_mb: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+    },
+    /// Serve the store over DICOMweb (WADO-RS, QIDO-RS, STOW-RS) at /dcm4chee-arc/aets/{AETitle}/rs.
     Serve {
         /// Settings file (TOML, the flags' names as keys, e.g. `max-requests = 64`); flags
         /// given here win over it.
@@ -135,6 +158,24 @@ fn main() -> ExitCode {
                 sql_out,
                 ae_titles,
             } => run_reindex(data, index, sql_out, ae_titles).await,
+            Command::Store {
+                url,
+                paths,
+                token,
+                per_request,
+                request_mb,
+                connections,
+            } => {
+                let opts = wado_native::stow_client::Options {
+                    url,
+                    token,
+                    per_request,
+                    request_bytes: request_mb.saturating_mul(1 << 20),
+                    connections,
+                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                };
+                run_store(paths, opts).await
+            }
             Command::Serve { config, args } => {
                 let file = match config.as_deref().map(ServeArgs::from_file) {
                     None => ServeArgs::default(),
@@ -166,6 +207,8 @@ fn main() -> ExitCode {
                     auth,
                     offload: Some(Arc::new(wado_native::pool::BlockingPool::per_core())),
                     max_results: settings.max_results,
+                    max_store_bytes: settings.max_store_mb.saturating_mul(1 << 20),
+                    read_only: settings.read_only,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),
                     scheme: if settings.tls.is_some() {
@@ -179,6 +222,41 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+async fn run_store(paths: Vec<PathBuf>, opts: wado_native::stow_client::Options) -> ExitCode {
+    use wado_native::stow_client::{run, Sent};
+    let started = std::time::Instant::now();
+    let result = run(&paths, &opts, |file, sent| match sent {
+        Sent::Stored(Some(note)) => eprintln!("{}: stored ({note})", file.display()),
+        Sent::Stored(None) => {}
+        Sent::Failed(why) => eprintln!("{}: not stored: {why}", file.display()),
+    })
+    .await;
+    match result {
+        Ok(s) => {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            println!(
+                "stored {}, failed {} ({} requests, {:.1} MB in {:.1} s, {:.0} files/s, {:.1} MB/s)",
+                s.stored,
+                s.failed,
+                s.requests,
+                s.bytes as f64 / 1e6,
+                secs,
+                (s.stored + s.failed) as f64 / secs,
+                s.bytes as f64 / 1e6 / secs
+            );
+            if s.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("wado store: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run_import(

@@ -71,6 +71,14 @@ pub struct ServeArgs {
     /// offset [default: 1000].
     #[arg(long)]
     pub max_results: Option<usize>,
+    /// The largest STOW-RS request taken, in MiB (413 past it); each instance of a request is
+    /// held in memory while it is written [default: 4096].
+    #[arg(long)]
+    pub max_store_mb: Option<u64>,
+    /// Refuse STOW-RS (405), whatever the tokens allow.
+    #[arg(long)]
+    #[serde(default)]
+    pub read_only: bool,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -130,6 +138,10 @@ pub struct Settings {
     pub index: Option<String>,
     /// The most results of one search.
     pub max_results: usize,
+    /// The largest STOW-RS request, in MiB.
+    pub max_store_mb: u64,
+    /// STOW-RS refused.
+    pub read_only: bool,
     /// The largest file converted whole, in MiB.
     pub max_convert_mb: u64,
     /// The memory of all conversions at once, in MiB.
@@ -227,6 +239,8 @@ impl ServeArgs {
                 .max(1),
             index: self.index.or(file.index),
             max_results: self.max_results.or(file.max_results).unwrap_or(1000).max(1),
+            max_store_mb: self.max_store_mb.or(file.max_store_mb).unwrap_or(4096),
+            read_only: self.read_only || file.read_only,
             max_convert_mb: self.max_convert_mb.or(file.max_convert_mb).unwrap_or(1024),
             conversion_memory_mb: self
                 .conversion_memory_mb

@@ -744,3 +744,54 @@ impl Drop for PgServer {
             .output();
     }
 }
+
+/// Every stored instance is complete: where an index exists, it parses and names its file's
+/// size and SHA-256 (checked with coreutils' sha256sum, not with wado's own hashing); a `.dcm`
+/// without an index is an instance not (yet) stored.
+pub fn check_consistent(data: &Path) -> usize {
+    let mut complete = 0;
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") || !name.ends_with(".dcm") {
+                continue;
+            }
+            let index = p.with_file_name(name.replace(".dcm", ".index.json"));
+            let Ok(idx) = std::fs::read(&index) else {
+                continue;
+            };
+            let idx: serde_json::Value = serde_json::from_slice(&idx)
+                .unwrap_or_else(|e| panic!("{}: index does not parse: {e}", index.display()));
+            let size = std::fs::metadata(&p).unwrap().len();
+            assert_eq!(
+                idx["source"]["size"].as_u64(),
+                Some(size),
+                "{}: size",
+                p.display()
+            );
+            let out = Command::new("sha256sum").arg(&p).output().unwrap();
+            let sum = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            assert_eq!(
+                idx["source"]["sha256"].as_str(),
+                Some(sum.as_str()),
+                "{}: content",
+                p.display()
+            );
+            complete += 1;
+        }
+    }
+    complete
+}

@@ -44,6 +44,12 @@ impl RequestBody {
     pub fn take(&self) -> Option<RequestStream> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+
+    /// Gives back a stream taken and read only in part, so that the frontend can finish it
+    /// (the Workers runtime wants every request body read to its end or not begun).
+    pub fn give_back(&self, stream: RequestStream) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+    }
 }
 
 impl std::fmt::Debug for RequestBody {

@@ -92,9 +92,11 @@ pub struct Config {
     /// The most results one search returns; more are cut with `Warning: 299` (PS3.18
     /// §8.3.4.4), and a client pages with `offset`.
     pub max_results: usize,
-    /// The largest STOW-RS request body taken (413 past it). Each instance of a request is
-    /// held in memory while it is checked and written, so this also bounds one instance.
+    /// The largest STOW-RS request body taken (413 past it).
     pub max_store_bytes: u64,
+    /// The largest instance of a STOW-RS request: each is held in memory while it is checked
+    /// and written, so a larger one fails (Failure Reason A700) and the others are stored.
+    pub max_instance_bytes: u64,
     /// STOW-RS is refused (405) even to tokens that may write.
     pub read_only: bool,
     /// Serving without access control is meant: needed for a read-through cache with no
@@ -138,6 +140,7 @@ impl Default for Config {
             index: None,
             max_results: 1000,
             max_store_bytes: 4 << 30,
+            max_instance_bytes: 2 << 30,
             read_only: false,
             public: false,
         }

@@ -19,7 +19,8 @@
 //!   match");
 //! - `C000` the part cannot be understood (not a Part-10 file, a part of another media type,
 //!   a data set the import refuses);
-//! - `A700` out of resources (the store is full);
+//! - `A700` out of resources (an instance larger than [`crate::Config::max_instance_bytes`],
+//!   the store full);
 //! - `0110` processing failure (the store or the index failed).
 //!
 //! Status (PS3.18 Table 10.5.3-2): 200 every instance stored, 202 some stored and some not,
@@ -106,10 +107,6 @@ impl Service {
             }
         }
         let root = self.service_root(req, &route.ae_title)?;
-        let body = req
-            .body
-            .take()
-            .ok_or_else(|| Error::BadRequest("a STOW-RS request has a body".into()))?;
 
         let store = &*part.store;
         let suffix = format!("{}{}/rs", crate::route::SERVICE_PREFIX, route.ae_title);
@@ -120,7 +117,17 @@ impl Service {
             part.ready_to_search(&**index, &route.ae_title).await?;
             batch = batch.with_index(index.clone(), &route.ae_title);
         }
-        let received = receive(body, &boundary, max, &batch, store, study.as_ref()).await;
+        let mut body = req
+            .body
+            .take()
+            .ok_or_else(|| Error::BadRequest("a STOW-RS request has a body".into()))?;
+        let limits = Limits {
+            request: max,
+            instance: self.config.max_instance_bytes,
+        };
+        let received = receive(&mut body, &boundary, limits, &batch, store, study.as_ref()).await;
+        // What is left of a body refused midway is the frontend's to finish.
+        req.body.give_back(body);
         // What was stored is made whole (metadata, index) even when the request failed after.
         rebuild(part, batch, store).await?;
         let outcomes = received?;
@@ -210,12 +217,19 @@ fn too_large(max: u64) -> Error {
     ))
 }
 
+/// The most bytes of a request, and of one instance in it.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    request: u64,
+    instance: u64,
+}
+
 /// Reads the parts as they arrive and stores each whole one (several at once); returns what
 /// became of each, in the order they came.
 async fn receive(
-    mut body: crate::service::message::RequestStream,
+    body: &mut crate::service::message::RequestStream,
     boundary: &str,
-    max: u64,
+    limits: Limits,
     batch: &Batch,
     store: &dyn Store,
     study: Option<&Uid>,
@@ -228,10 +242,11 @@ async fn receive(
     // The part being received: its bytes, or None when it is skipped (already failed).
     let mut current: Option<Option<BytesMut>> = None;
     let mut ended = false;
+    // Whole parts waiting to be written take at most this much besides the one arriving.
+    let window = (IN_FLIGHT_BYTES as u64).min(limits.instance) as usize;
     loop {
         // Room for the next parts first: finished work is collected as it ends.
-        while working.len() >= IN_FLIGHT || (waiting_bytes > IN_FLIGHT_BYTES && !working.is_empty())
-        {
+        while working.len() >= IN_FLIGHT || (waiting_bytes > window && !working.is_empty()) {
             if let Some((i, n, outcome)) = working.next().await {
                 waiting_bytes -= n;
                 done[i] = Some(outcome);
@@ -256,7 +271,7 @@ async fn receive(
                     None | Some("application/dicom") => {
                         let hint = parts::field(&fields, "content-length")
                             .and_then(|n| n.parse::<u64>().ok())
-                            .filter(|&n| n <= max)
+                            .filter(|&n| n <= limits.instance)
                             .unwrap_or(0);
                         Some(BytesMut::with_capacity(hint.min(64 << 20) as usize))
                     }
@@ -276,7 +291,24 @@ async fn receive(
             }
             Some(Event::Data(d)) => {
                 if let Some(Some(buf)) = &mut current {
-                    buf.extend_from_slice(&d);
+                    if (buf.len() + d.len()) as u64 > limits.instance {
+                        // Too large to hold: failed, and the rest of it skipped. Its UIDs
+                        // are in the meta header at its start.
+                        let meta = crate::dicom::scan::scan_meta(buf).ok();
+                        done.push(Some(Outcome1::Failed {
+                            class: meta.as_ref().and_then(|m| m.media_storage_sop_class.clone()),
+                            sop: meta.and_then(|m| m.media_storage_sop_instance),
+                            reason: OUT_OF_RESOURCES,
+                            text: format!(
+                                "part {} is larger than the {} bytes this server takes in one instance",
+                                done.len() + 1,
+                                limits.instance
+                            ),
+                        }));
+                        current = Some(None);
+                    } else {
+                        buf.extend_from_slice(&d);
+                    }
                 }
             }
             Some(Event::End) => {
@@ -295,9 +327,9 @@ async fn receive(
             None => match body.next().await {
                 Some(Ok(chunk)) => {
                     total += chunk.len() as u64;
-                    if total > max {
+                    if total > limits.request {
                         drain(&mut working, &mut done).await;
-                        return Err(too_large(max));
+                        return Err(too_large(limits.request));
                     }
                     reader.feed(&chunk);
                 }

@@ -14,7 +14,12 @@ fn errors_table() {
             None,
             404,
         ),
-        (Method::POST, format!("{ROOT}/studies/{st}/metadata"), None, 405),
+        (
+            Method::POST,
+            format!("{ROOT}/studies/{st}/metadata"),
+            None,
+            405,
+        ),
         // STOW-RS without a multipart body.
         (Method::POST, format!("{ROOT}/studies/{st}"), None, 415),
         (Method::DELETE, format!("{ROOT}/studies/{st}"), None, 405),

@@ -604,3 +604,30 @@ fn storing_takes_a_token_that_may_write_there() {
     assert_eq!(got.status, 405);
     assert!(String::from_utf8_lossy(&got.body).contains("read-only"));
 }
+
+#[test]
+fn an_instance_larger_than_the_limit_fails_and_the_others_are_stored() {
+    let small = fixture!("mr_small_implicit.dcm");
+    let large = fixture!("ct_small_ele.dcm");
+    assert!(large.len() > small.len() + 1000);
+    let store = Arc::new(MemoryStore::new());
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            max_instance_bytes: (small.len() + 100) as u64,
+            ..Config::default()
+        },
+    );
+    let body = multipart(&[("application/dicom", &large), ("application/dicom", &small)]);
+    let got = post(&svc, &format!("{ROOT}/studies"), &body);
+    assert_eq!(got.status, 202);
+    let ds = json(&got);
+    let failed = items(&ds, "00081198");
+    assert_eq!(value(failed[0], "00081197"), 0xA700);
+    assert_eq!(value(failed[0], "00081155"), uids(&large).2.as_str());
+    assert_eq!(
+        value(items(&ds, "00081199")[0], "00081155"),
+        uids(&small).2.as_str()
+    );
+    assert!(keys(&store).iter().all(|k| !k.contains(&uids(&large).2)));
+}
