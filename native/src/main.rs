@@ -208,6 +208,7 @@ fn main() -> ExitCode {
                     offload: Some(Arc::new(wado_native::pool::BlockingPool::per_core())),
                     max_results: settings.max_results,
                     max_store_bytes: settings.max_store_mb.saturating_mul(1 << 20),
+                    max_instance_bytes: settings.max_instance_mb.saturating_mul(1 << 20),
                     read_only: settings.read_only,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),

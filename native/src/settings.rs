@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// held in memory while it is written [default: 4096].
     #[arg(long)]
     pub max_store_mb: Option<u64>,
+    /// The largest instance in a STOW-RS request, in MiB: each is held in memory while it is
+    /// written; a larger one fails (A700) and the others are stored [default: 2048].
+    #[arg(long)]
+    pub max_instance_mb: Option<u64>,
     /// Refuse STOW-RS (405), whatever the tokens allow.
     #[arg(long)]
     #[serde(default)]
@@ -140,6 +144,8 @@ pub struct Settings {
     pub max_results: usize,
     /// The largest STOW-RS request, in MiB.
     pub max_store_mb: u64,
+    /// The largest instance of a STOW-RS request, in MiB.
+    pub max_instance_mb: u64,
     /// STOW-RS refused.
     pub read_only: bool,
     /// The largest file converted whole, in MiB.
@@ -240,6 +246,10 @@ impl ServeArgs {
             index: self.index.or(file.index),
             max_results: self.max_results.or(file.max_results).unwrap_or(1000).max(1),
             max_store_mb: self.max_store_mb.or(file.max_store_mb).unwrap_or(4096),
+            max_instance_mb: self
+                .max_instance_mb
+                .or(file.max_instance_mb)
+                .unwrap_or(2048),
             read_only: self.read_only || file.read_only,
             max_convert_mb: self.max_convert_mb.or(file.max_convert_mb).unwrap_or(1024),
             conversion_memory_mb: self
