@@ -7,14 +7,19 @@
 //! index) is the order a power cut can observe. The temporary file's data is synced before the
 //! rename (else a crash can leave the new name over an empty file: ext4's delayed allocation),
 //! and the directory after it (else the rename itself can be lost); a new directory is synced
-//! into its parent too. Costs measured in docs/BENCHMARKS.md; `--no-fsync` turns it off for a
-//! bulk load that can be re-run.
+//! into its parent too. Directory syncs are shared ([`DirSyncs`]): writers that renamed into
+//! one directory while another's sync of it waited or ran are covered by one sync that starts
+//! after their renames, instead of one each (a STOW-RS request or an import writes hundreds of
+//! files into one series directory at once). Costs measured in docs/BENCHMARKS.md;
+//! `--no-fsync` turns it off for a bulk load that can be re-run.
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use wado_core::store::{
     check_range, validate_key, validate_prefix, ByteStream, ObjectMeta, Store, StoreError,
 };
@@ -35,7 +40,59 @@ const TMP_PREFIX: &str = ".tmp-";
 pub struct FsStore {
     root: PathBuf,
     counter: AtomicU64,
-    durable: bool,
+    /// Directory syncs, shared; `None` when writes do not wait for the disk.
+    syncs: Option<Arc<DirSyncs>>,
+}
+
+/// Group commit of directory syncs. A change to a directory (a rename into it, a removal) takes
+/// a ticket once done; its writer then needs one sync of the directory that *began* after the
+/// change. Syncs of one directory run one at a time, each covering every ticket taken before
+/// it began: a writer that finds its ticket covered when its turn comes returns at once.
+#[derive(Debug, Default)]
+pub struct DirSyncs {
+    dirs: Mutex<HashMap<PathBuf, Arc<DirSync>>>,
+}
+
+#[derive(Debug, Default)]
+struct DirSync {
+    /// Tickets handed out (changes done).
+    changes: AtomicU64,
+    /// The highest ticket a finished sync covers; held while a sync runs.
+    synced: Mutex<u64>,
+}
+
+impl DirSyncs {
+    /// Returns once a sync of `dir` that began after this call's change is on the disk.
+    fn after_change(&self, dir: &Path) -> io::Result<()> {
+        let d = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(dir.to_path_buf())
+            .or_default()
+            .clone();
+        let ticket = d.changes.fetch_add(1, Ordering::AcqRel) + 1;
+        let result = {
+            let mut synced = d.synced.lock().unwrap_or_else(|p| p.into_inner());
+            if *synced >= ticket {
+                Ok(())
+            } else {
+                // Every change with a ticket up to here is done before this sync begins.
+                let upto = d.changes.load(Ordering::Acquire);
+                let r = sync_dir(dir);
+                if r.is_ok() {
+                    *synced = upto;
+                }
+                r
+            }
+        };
+        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        // The map and this call hold the only references: nobody else is using it.
+        if Arc::strong_count(&d) == 2 {
+            dirs.remove(dir);
+        }
+        result
+    }
 }
 
 impl FsStore {
@@ -46,13 +103,13 @@ impl FsStore {
         Ok(FsStore {
             root,
             counter: AtomicU64::new(0),
-            durable: true,
+            syncs: Some(Arc::default()),
         })
     }
 
     /// Whether writes wait for the disk (see the module doc). On by default.
     pub fn durable(mut self, durable: bool) -> FsStore {
-        self.durable = durable;
+        self.syncs = durable.then(Arc::default);
         self
     }
 
@@ -70,7 +127,7 @@ impl FsStore {
     pub fn put_blocking(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        put_file(&self.root, &path, data, n, self.durable).map_err(backend)
+        put_file(&self.root, &path, data, n, self.syncs.as_deref()).map_err(backend)
     }
 }
 
@@ -91,7 +148,14 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
 }
 
-fn put_file(root: &Path, path: &Path, data: &[u8], n: u64, durable: bool) -> io::Result<()> {
+fn put_file(
+    root: &Path,
+    path: &Path,
+    data: &[u8],
+    n: u64,
+    syncs: Option<&DirSyncs>,
+) -> io::Result<()> {
+    let durable = syncs.is_some();
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("key without a parent directory"))?;
@@ -109,10 +173,10 @@ fn put_file(root: &Path, path: &Path, data: &[u8], n: u64, durable: bool) -> io:
         }
         drop(f);
         std::fs::rename(&tmp, path)?;
-        if durable {
-            sync_dir(dir)?;
+        match syncs {
+            Some(s) => s.after_change(dir),
+            None => Ok(()),
         }
-        Ok(())
     };
     let result = write();
     if result.is_err() {
@@ -322,21 +386,21 @@ impl Store for FsStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let (root, durable) = (self.root.clone(), self.durable);
-        blocking(move || put_file(&root, &path, &data, n, durable).map_err(backend)).await
+        let (root, syncs) = (self.root.clone(), self.syncs.clone());
+        blocking(move || put_file(&root, &path, &data, n, syncs.as_deref()).map_err(backend)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let durable = self.durable;
+        let syncs = self.syncs.clone();
         blocking(move || {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(backend(e)),
             }
-            match path.parent() {
-                Some(dir) if durable => sync_dir(dir).map_err(backend),
+            match (path.parent(), syncs) {
+                (Some(dir), Some(s)) => s.after_change(dir).map_err(backend),
                 _ => Ok(()),
             }
         })

@@ -36,6 +36,9 @@ pub struct Batch {
     search: Option<(SharedIndex, String)>,
     /// Studies marked pending in the search index by this run.
     marked: Mutex<BTreeSet<Uid>>,
+    /// Where each file is parsed and indexed (CPU work): a pool of the frontend's, so that
+    /// files of one run are prepared on several cores; here when `None`.
+    offload: Option<Arc<dyn crate::Offload>>,
 }
 
 impl Batch {
@@ -48,7 +51,15 @@ impl Batch {
             known: Mutex::default(),
             search: None,
             marked: Mutex::default(),
+            offload: None,
         }
+    }
+
+    /// Prepares files (parse, index, metadata) on `offload`'s threads rather than the
+    /// caller's: a STOW-RS request's files are then prepared on every core while it reads on.
+    pub fn with_offload(mut self, offload: Option<Arc<dyn crate::Offload>>) -> Batch {
+        self.offload = offload;
+        self
     }
 
     /// Keeps a search index in step with this run (for partition `ae_title`): a study is
@@ -122,10 +133,28 @@ impl Batch {
     /// The metadata rebuilds this run needs, one per study touched (each may run on its own
     /// thread; together they rebuild every series touched and its study).
     pub fn rebuilds(self) -> Vec<Rebuild> {
-        let known = Arc::new(self.known.into_inner().unwrap_or_else(|p| p.into_inner()));
+        self.drain_rebuilds()
+    }
+
+    /// Instances added since the last rebuilds were taken (their indexes are kept in memory
+    /// until then).
+    pub fn waiting(&self) -> usize {
+        lock(&self.known).len()
+    }
+
+    /// The rebuilds of what was added so far, taken out of the run, which goes on: a long run
+    /// (a STOW-RS request of thousands of instances) rebuilds as it goes rather than keeping
+    /// every index in memory to the end. Only call it when no [`Batch::add`] is under way: a
+    /// study rebuilt here is marked pending again by its next file.
+    pub fn drain_rebuilds(&self) -> Vec<Rebuild> {
+        let known = Arc::new(std::mem::take(&mut *lock(&self.known)));
         let mut by_study: BTreeMap<Uid, Vec<(Uid, Uid)>> = BTreeMap::new();
-        for s in self.touched.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        for s in std::mem::take(&mut *lock(&self.touched)) {
             by_study.entry(s.0.clone()).or_default().push(s);
+        }
+        let mut marked = lock(&self.marked);
+        for study in by_study.keys() {
+            marked.remove(study);
         }
         by_study
             .into_values()
@@ -284,8 +313,7 @@ async fn import_file(
     bytes: Bytes,
     expected: Expected<'_>,
 ) -> Result<Imported, ImportError> {
-    let layout = &batch.layout;
-    let prepared = layout::prepare(&bytes, layout).map_err(ImportError::Rejected)?;
+    let prepared = prepare(batch, &bytes).await?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
     let sop_class = prepared.index.sop_class.clone();
     let warnings = prepared.warnings;
@@ -347,6 +375,26 @@ async fn import_file(
         index: Some(Arc::new(prepared.index)),
         warnings,
     })
+}
+
+/// [`layout::prepare`] on the batch's offload pool (when it has one and it takes the job), else
+/// here.
+async fn prepare(batch: &Batch, bytes: &Bytes) -> Result<layout::Prepared, ImportError> {
+    if let Some(offload) = &batch.offload {
+        let slot: Arc<Mutex<Option<Result<layout::Prepared, String>>>> = Arc::default();
+        let (job_slot, job_bytes, job_layout) = (slot.clone(), bytes.clone(), batch.layout.clone());
+        let job: crate::Job = Box::new(move || {
+            *lock(&job_slot) = Some(layout::prepare(&job_bytes, &job_layout));
+            Ok(Vec::new())
+        });
+        if offload.run(job).await.is_ok() {
+            if let Some(done) = lock(&slot).take() {
+                return done.map_err(ImportError::Rejected);
+            }
+        }
+        // The pool is full or failed: the work is done here instead.
+    }
+    layout::prepare(bytes, &batch.layout).map_err(ImportError::Rejected)
 }
 
 /// Rebuilds the metadata of the given series and of every study they belong to, from the

@@ -22,22 +22,40 @@ pub struct StudyRows {
     pub instances: Vec<Columns>,
 }
 
-/// The rows of a study from its whole instances (`None` when there are none).
+/// The rows of a study from its whole instances (`None` when there are none). Each instance's
+/// data set is parsed once and dropped before the next (a study of thousands of instances is
+/// never held parsed at once); the study and series attributes are those of the first
+/// instance that has each.
 pub fn study_rows(partition: &str, instances: &[&InstanceIndex]) -> Option<StudyRows> {
     let first = instances.first()?;
-    let parsed: Vec<Map<String, Json>> = instances
-        .iter()
-        .map(|i| serde_json::from_str(i.metadata.get()).unwrap_or_default())
-        .collect();
-    let mut by_series: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (n, i) in instances.iter().enumerate() {
-        by_series.entry(i.series.as_str()).or_default().push(n);
+    let mut study_attrs = Map::new();
+    // Per series, in UID order: its attributes and its number of instances.
+    let mut series: BTreeMap<&str, (Map<String, Json>, i64)> = BTreeMap::new();
+    let mut instance_rows = Vec::with_capacity(instances.len());
+    for i in instances {
+        let m: Map<String, Json> = serde_json::from_str(i.metadata.get()).unwrap_or_default();
+        merge_into(&mut study_attrs, &m, Level::Study);
+        let (series_attrs, n) = series.entry(i.series.as_str()).or_default();
+        merge_into(series_attrs, &m, Level::Series);
+        *n += 1;
+        let attrs = own(&m, Level::Instance);
+        drop(m);
+        let mut row: Columns = vec![
+            ("part", partition.into()),
+            ("study_uid", i.study.as_str().into()),
+            ("series_uid", i.series.as_str().into()),
+            ("sop_uid", i.sop_instance.as_str().into()),
+        ];
+        key_columns(&mut row, &attrs, Level::Instance);
+        // The index knows these even when the data set does not say them.
+        set(&mut row, "sop_class", i.sop_class.as_str().into());
+        row.push(("attrs", Json::Object(attrs).to_string().into()));
+        instance_rows.push(row);
     }
-    let study_attrs = merged(parsed.iter(), Level::Study);
     let mut modalities: Vec<String> = Vec::new();
     let mut series_rows = Vec::new();
-    for (series_uid, members) in &by_series {
-        let attrs = merged(members.iter().map(|&n| &parsed[n]), Level::Series);
+    let n_series = series.len();
+    for (series_uid, (attrs, n)) in series {
         if let Some(m) = text(attrs.get("00080060")).filter(|m| !m.is_empty()) {
             if !modalities.contains(&m) {
                 modalities.push(m);
@@ -46,10 +64,10 @@ pub fn study_rows(partition: &str, instances: &[&InstanceIndex]) -> Option<Study
         let mut row: Columns = vec![
             ("part", partition.into()),
             ("study_uid", first.study.as_str().into()),
-            ("series_uid", (*series_uid).into()),
+            ("series_uid", series_uid.into()),
         ];
         key_columns(&mut row, &attrs, Level::Series);
-        row.push(("n_instances", (members.len() as i64).into()));
+        row.push(("n_instances", n.into()));
         row.push(("attrs", Json::Object(attrs).to_string().into()));
         series_rows.push(row);
     }
@@ -68,28 +86,9 @@ pub fn study_rows(partition: &str, instances: &[&InstanceIndex]) -> Option<Study
         }
         .into(),
     ));
-    study.push(("n_series", (by_series.len() as i64).into()));
+    study.push(("n_series", (n_series as i64).into()));
     study.push(("n_instances", (instances.len() as i64).into()));
     study.push(("attrs", Json::Object(study_attrs).to_string().into()));
-
-    let instance_rows = instances
-        .iter()
-        .zip(&parsed)
-        .map(|(i, m)| {
-            let attrs = own(m, Level::Instance);
-            let mut row: Columns = vec![
-                ("part", partition.into()),
-                ("study_uid", i.study.as_str().into()),
-                ("series_uid", i.series.as_str().into()),
-                ("sop_uid", i.sop_instance.as_str().into()),
-            ];
-            key_columns(&mut row, &attrs, Level::Instance);
-            // The index knows these even when the data set does not say them.
-            set(&mut row, "sop_class", i.sop_class.as_str().into());
-            row.push(("attrs", Json::Object(attrs).to_string().into()));
-            row
-        })
-        .collect();
     Some(StudyRows {
         study,
         series: series_rows,
@@ -105,37 +104,54 @@ fn set(row: &mut Columns, column: &str, value: Value) {
     }
 }
 
-/// The attributes of `level` over several instances' data sets, the first instance that has
-/// each attribute giving it.
-fn merged<'a>(
-    sets: impl Iterator<Item = &'a Map<String, Json>>,
-    level: Level,
-) -> Map<String, Json> {
-    let mut out = Map::new();
-    for set in sets {
-        for (k, v) in own(set, level) {
-            out.entry(k).or_insert(v);
+/// Adds to `out` the attributes of `set` at `level` it does not have yet (the first instance
+/// that has an attribute gives it).
+fn merge_into(out: &mut Map<String, Json>, set: &Map<String, Json>, level: Level) {
+    for (k, v) in set {
+        if !out.contains_key(k) && kept(k, v, level) {
+            out.insert(k.clone(), v.clone());
         }
     }
-    out
 }
 
-/// The attributes of one data set that belong to `level` and are kept in the index: not bulk
-/// data, not larger than [`attrs::MAX_STORED_ATTRIBUTE`].
+/// The attributes of one data set that belong to `level` and are kept in the index.
 fn own(set: &Map<String, Json>, level: Level) -> Map<String, Json> {
     set.iter()
-        .filter(|(k, _)| {
-            u32::from_str_radix(k, 16)
-                .is_ok_and(|t| attrs::level_of(t) == level || attrs::at_every_level(t))
-        })
-        .filter(|(k, v)| {
-            k.as_str() != "00080061"
-                && v.get("BulkDataURI").is_none()
-                && v.get("InlineBinary").is_none()
-                && v.to_string().len() <= attrs::MAX_STORED_ATTRIBUTE
-        })
+        .filter(|(k, v)| kept(k, v, level))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Whether an attribute belongs to `level` and is kept in the index: not bulk data, not
+/// larger than [`attrs::MAX_STORED_ATTRIBUTE`] as JSON.
+fn kept(k: &str, v: &Json, level: Level) -> bool {
+    u32::from_str_radix(k, 16)
+        .is_ok_and(|t| attrs::level_of(t) == level || attrs::at_every_level(t))
+        && k != "00080061"
+        && v.get("BulkDataURI").is_none()
+        && v.get("InlineBinary").is_none()
+        && json_fits(v, attrs::MAX_STORED_ATTRIBUTE)
+}
+
+/// Whether `v` written as JSON takes at most `max` bytes (writing stops once past it).
+fn json_fits(v: &Json, max: usize) -> bool {
+    struct Counter {
+        n: usize,
+        max: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.n += b.len();
+            if self.n > self.max {
+                return Err(std::io::Error::other("too long"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { n: 0, max }, v).is_ok()
 }
 
 /// The matching-key columns of `level` from its attributes.

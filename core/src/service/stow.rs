@@ -52,13 +52,43 @@ const PROCESSING_FAILURE: u16 = 0x0110;
 const REPLACED: u16 = 0xB000;
 
 /// Parts checked and written at once while the next ones arrive.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 64;
 /// The most bytes of whole parts waiting to be written; past it, reading waits.
-const IN_FLIGHT_BYTES: usize = 64 << 20;
+const IN_FLIGHT_BYTES: usize = 16 << 20;
+
+/// `Warning` headers of one response, at most.
+const MAX_NOTES: usize = 50;
+
+/// Instances stored before their studies are rebuilt, at most, in a long request (their
+/// indexes are held until then).
+const REBUILD_EVERY: usize = 1000;
+
+/// An instance stored, as the response names it.
+struct Stored {
+    status: Status,
+    study: Uid,
+    series: Uid,
+    sop: Uid,
+    sop_class: String,
+    warnings: Vec<String>,
+}
+
+impl From<Imported> for Stored {
+    fn from(i: Imported) -> Stored {
+        Stored {
+            status: i.status,
+            study: i.study,
+            series: i.series,
+            sop: i.sop,
+            sop_class: i.sop_class,
+            warnings: i.warnings,
+        }
+    }
+}
 
 /// What became of one part.
 enum Outcome1 {
-    Stored(Imported),
+    Stored(Stored),
     Failed {
         class: Option<String>,
         sop: Option<String>,
@@ -112,7 +142,9 @@ impl Service {
         let suffix = format!("{}{}/rs", crate::route::SERVICE_PREFIX, route.ae_title);
         let public = root.strip_suffix(&suffix).unwrap_or(&root);
         let layout = import::ensure_layout(store, public, &route.ae_title).await?;
-        let mut batch = Batch::new(layout).with_turns(part.writing.clone());
+        let mut batch = Batch::new(layout)
+            .with_turns(part.writing.clone())
+            .with_offload(self.config.offload.clone());
         if let Some(index) = &self.config.index {
             part.ready_to_search(&**index, &route.ae_title).await?;
             batch = batch.with_index(index.clone(), &route.ae_title);
@@ -125,7 +157,15 @@ impl Service {
             request: max,
             instance: self.config.max_instance_bytes,
         };
-        let received = receive(&mut body, &boundary, limits, &batch, store, study.as_ref()).await;
+        let received = receive(
+            &mut body,
+            &boundary,
+            limits,
+            (&batch, part),
+            store,
+            study.as_ref(),
+        )
+        .await;
         // What is left of a body refused midway is the frontend's to finish.
         req.body.give_back(body);
         // What was stored is made whole (metadata, index) even when the request failed after.
@@ -230,7 +270,7 @@ async fn receive(
     body: &mut crate::service::message::RequestStream,
     boundary: &str,
     limits: Limits,
-    batch: &Batch,
+    (batch, part): (&Batch, &Partition),
     store: &dyn Store,
     study: Option<&Uid>,
 ) -> Result<Vec<Outcome1>> {
@@ -312,6 +352,13 @@ async fn receive(
                 }
             }
             Some(Event::End) => {
+                if batch.waiting() >= REBUILD_EVERY {
+                    // A long request: what is stored so far is rebuilt now (every part under
+                    // way finished first, so none is left out of its study's pending mark).
+                    drain(&mut working, &mut done).await;
+                    waiting_bytes = 0;
+                    rebuild_now(part, batch, store).await?;
+                }
                 if let Some(Some(buf)) = current.take() {
                     let bytes = buf.freeze();
                     let i = done.len();
@@ -395,7 +442,7 @@ async fn store_one(
         None => Expected::Any,
     };
     match batch.add_expecting(store, bytes, expected).await {
-        Ok(done) => Outcome1::Stored(done),
+        Ok(done) => Outcome1::Stored(done.into()),
         Err(e) => {
             let reason = match &e {
                 ImportError::Rejected(_) => CANNOT_UNDERSTAND,
@@ -415,27 +462,42 @@ async fn store_one(
 
 /// Rebuilds what the batch touched, one study at a time per partition.
 async fn rebuild(part: &Partition, batch: Batch, store: &dyn Store) -> Result<()> {
-    for r in batch.rebuilds() {
+    rebuild_now(part, &batch, store).await
+}
+
+/// Rebuilds what the batch touched so far (see [`Batch::drain_rebuilds`]).
+async fn rebuild_now(part: &Partition, batch: &Batch, store: &dyn Store) -> Result<()> {
+    for r in batch.drain_rebuilds() {
         let key = r.study().map(|s| s.to_string()).unwrap_or_default();
         part.rebuilding.take(&key, r.run(store)).await?;
     }
     Ok(())
 }
 
-/// The Store Instances Response (PS3.18 Table 10.5.3-1) and its status.
+/// The Store Instances Response (PS3.18 Table 10.5.3-1) and its status. Written item by item
+/// (a request may store tens of thousands of instances), as DICOM JSON, then translated to
+/// XML when asked.
 fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) -> Response {
-    let text = |s: &str| json!({"vr": "UI", "Value": [s]});
+    let ui = |s: &str| json!({"vr": "UI", "Value": [s]});
     let ur = |s: String| json!({"vr": "UR", "Value": [s]});
-    let mut referenced = Vec::new();
-    let mut failed = Vec::new();
+    let (mut referenced, mut n_referenced) = (Vec::new(), 0usize);
+    let (mut failed, mut n_failed) = (Vec::new(), 0usize);
     let mut notes = Vec::new();
     let mut studies: Vec<&Uid> = Vec::new();
+    let push = |out: &mut Vec<u8>, n: &mut usize, item: Map<String, Value>| {
+        if *n > 0 {
+            out.push(b',');
+        }
+        *n += 1;
+        // A map of strings and numbers: always writable.
+        let _ = serde_json::to_writer(&mut *out, &Value::Object(item));
+    };
     for o in outcomes {
         match o {
             Outcome1::Stored(i) => {
                 let mut item = Map::new();
-                item.insert("00081150".into(), text(&i.sop_class));
-                item.insert("00081155".into(), text(i.sop.as_str()));
+                item.insert("00081150".into(), ui(&i.sop_class));
+                item.insert("00081155".into(), ui(i.sop.as_str()));
                 item.insert(
                     "00081190".into(),
                     ur(format!(
@@ -445,15 +507,21 @@ fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) ->
                 );
                 if i.status == Status::Replaced {
                     item.insert("00081196".into(), json!({"vr": "US", "Value": [REPLACED]}));
-                    notes.push(format!("instance {} replaced the one stored before", i.sop));
+                    if notes.len() < MAX_NOTES {
+                        notes.push(format!("instance {} replaced the one stored before", i.sop));
+                    }
                 }
-                for w in &i.warnings {
+                for w in i
+                    .warnings
+                    .iter()
+                    .take(MAX_NOTES.saturating_sub(notes.len()))
+                {
                     notes.push(format!("instance {}: {w}", i.sop));
                 }
-                if !studies.contains(&&i.study) {
+                if !studies.contains(&&i.study) && studies.len() < 2 {
                     studies.push(&i.study);
                 }
-                referenced.push(Value::Object(item));
+                push(&mut referenced, &mut n_referenced, item);
             }
             Outcome1::Failed {
                 class,
@@ -469,53 +537,59 @@ fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) ->
                 item.insert("00081150".into(), uid(class));
                 item.insert("00081155".into(), uid(sop));
                 item.insert("00081197".into(), json!({"vr": "US", "Value": [reason]}));
-                notes.push(match sop {
-                    Some(s) => format!("instance {s} not stored: {why}"),
-                    None => format!("not stored: {why}"),
-                });
-                failed.push(Value::Object(item));
+                if notes.len() < MAX_NOTES {
+                    notes.push(match sop {
+                        Some(s) => format!("instance {s} not stored: {why}"),
+                        None => format!("not stored: {why}"),
+                    });
+                }
+                push(&mut failed, &mut n_failed, item);
             }
         }
     }
-    let mut ds = Map::new();
-    // The study's URL: the one the request named, else the one study stored (Type 2 when
-    // instances of several studies were stored, PS3.18 §10.5.3.1).
+    // The study's URL: the one the request named, else the one study stored (empty when
+    // instances of several studies were stored: Type 2, PS3.18 §10.5.3.1).
     let study_url = study.or(if studies.len() == 1 {
         studies.first().copied()
     } else {
         None
     });
-    ds.insert(
-        "00081190".into(),
-        match study_url {
-            Some(st) => ur(format!("{root}/studies/{st}")),
-            None => json!({"vr": "UR"}),
-        },
-    );
-    if !failed.is_empty() {
-        ds.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
+    let mut body = b"{\"00081190\":".to_vec();
+    let url = match study_url {
+        Some(st) => ur(format!("{root}/studies/{st}")),
+        None => json!({"vr": "UR"}),
+    };
+    let _ = serde_json::to_writer(&mut body, &url);
+    for (tag, items, n) in [
+        ("00081198", failed, n_failed),
+        ("00081199", referenced, n_referenced),
+    ] {
+        if n > 0 {
+            body.extend_from_slice(format!(",\"{tag}\":{{\"vr\":\"SQ\",\"Value\":[").as_bytes());
+            body.extend_from_slice(&items);
+            body.extend_from_slice(b"]}");
+        }
     }
-    if !referenced.is_empty() {
-        ds.insert("00081199".into(), json!({"vr": "SQ", "Value": referenced}));
-    }
-    let status = match (referenced.is_empty(), failed.is_empty()) {
+    body.push(b'}');
+    let status = match (n_referenced == 0, n_failed == 0) {
         (false, true) => StatusCode::OK,
         (false, false) => StatusCode::ACCEPTED,
         _ => StatusCode::CONFLICT,
     };
-    let ds = Value::Object(ds);
     let (media, bytes) = if xml {
         let mut doc = String::new();
-        // A data set made above: always translatable.
-        let _ = crate::dicom::xml::write_document(&ds, &mut doc);
+        // The JSON written above: always parses and translates.
+        if let Ok(ds) = serde_json::from_slice::<Value>(&body) {
+            let _ = crate::dicom::xml::write_document(&ds, &mut doc);
+        }
         ("application/dicom+xml", doc.into_bytes())
     } else {
-        ("application/dicom+json", ds.to_string().into_bytes())
+        ("application/dicom+json", body)
     };
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    for n in notes.iter().take(50) {
+    for n in &notes {
         http::append_warning(&mut headers, n);
     }
     Response {
@@ -525,7 +599,7 @@ fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) ->
         outcome: Outcome {
             media_type: Some(media.into()),
             resource: Some("store"),
-            warning: (!failed.is_empty()).then(|| notes.join("; ")),
+            warning: (n_failed > 0).then(|| notes.join("; ")),
             ..Outcome::default()
         },
     }

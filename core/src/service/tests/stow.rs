@@ -631,3 +631,73 @@ fn an_instance_larger_than_the_limit_fails_and_the_others_are_stored() {
     );
     assert!(keys(&store).iter().all(|k| !k.contains(&uids(&large).2)));
 }
+
+/// `file` as another instance: a new SOP Instance UID (data set and meta header).
+fn as_instance(file: &Bytes, sop: &str) -> Bytes {
+    let mut o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    o.put(dicom_core::DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        dicom_core::VR::UI,
+        dicom_core::PrimitiveValue::from(sop),
+    ));
+    o.meta_mut().media_storage_sop_instance_uid = sop.to_owned();
+    let mut out = Vec::new();
+    o.write_all(&mut out).expect("write");
+    Bytes::from(out)
+}
+
+#[test]
+fn a_long_request_is_rebuilt_as_it_goes_and_every_instance_is_found() {
+    let base = fixture!("sc_rgb_odd_3x3.dcm");
+    let (st, se, _) = uids(&base);
+    let n = 2_300; // past REBUILD_EVERY twice
+    let files: Vec<Bytes> = (0..n)
+        .map(|i| as_instance(&base, &format!("1.2.826.0.1.3680043.8.498.7.{i}")))
+        .collect();
+    let parts: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| ("application/dicom", &f[..]))
+        .collect();
+    let index: Arc<dyn crate::search::Index> = Arc::new(SqliteIndex::memory().expect("index"));
+    let svc = Service::new(
+        Arc::new(MemoryStore::new()),
+        Config {
+            index: Some(index),
+            max_results: 10_000,
+            ..Config::default()
+        },
+    );
+    let body = multipart(&parts);
+    let ct = content_type();
+    let chunks = body
+        .chunks(64 << 10)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let got = post_chunks(
+        &svc,
+        &format!("{ROOT}/studies"),
+        &[("content-type", &ct)],
+        chunks,
+    );
+    assert_eq!(got.status, 200);
+    let ds = json(&got);
+    assert_eq!(items(&ds, "00081199").len(), n);
+    let r = ask(
+        &svc,
+        Method::GET,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances?limit=5000"),
+        &[],
+    );
+    let found: Json = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(found.as_array().map(Vec::len), Some(n));
+    let r = ask(
+        &svc,
+        Method::GET,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        &[],
+    );
+    let listed: Json = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(n));
+}
