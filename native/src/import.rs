@@ -120,7 +120,9 @@ pub async fn run(
         Some(index) => {
             // Studies an earlier, interrupted import left pending first.
             wado_core::search::recover(&*store, &**index, &opts.ae_title).await?;
-            Batch::new(layout).with_index(index.clone(), &opts.ae_title)
+            Batch::new(layout)
+                .with_index(index.clone(), &opts.ae_title)
+                .writing_as(&format!("import {:016x}", rand::random::<u64>()))
         }
         None => Batch::new(layout),
     };

@@ -32,8 +32,9 @@ pub struct Batch {
     turns: Arc<Turns>,
     touched: Mutex<BTreeSet<(Uid, Uid)>>,
     known: Mutex<HashMap<String, Arc<InstanceIndex>>>,
-    /// The search index to keep in step, and the partition (AE title) this run writes.
-    search: Option<(SharedIndex, String)>,
+    /// The search index to keep in step, the partition (AE title) this run writes, and the
+    /// run's name in the index's pending marks.
+    search: Option<(SharedIndex, String, String)>,
     /// Studies marked pending in the search index by this run.
     marked: Mutex<BTreeSet<Uid>>,
     /// Where each file is parsed and indexed (CPU work): a pool of the frontend's, so that
@@ -66,9 +67,20 @@ impl Batch {
     /// marked pending there before its first file is written, and its rows are replaced, and
     /// the mark cleared, in one transaction after its metadata is rebuilt ([`Batch::rebuilds`]).
     /// A run killed in between leaves the mark, and [`crate::search::recover`] rebuilds the
-    /// study's rows from what the store holds.
+    /// study (metadata and rows) from what the store holds.
     pub fn with_index(mut self, index: SharedIndex, ae_title: &str) -> Batch {
-        self.search = Some((index, ae_title.to_owned()));
+        self.search = Some((index, ae_title.to_owned(), String::new()));
+        self
+    }
+
+    /// Names this run in the index's pending marks (with [`Batch::with_index`]): each run
+    /// marks and clears its own, so a run that finishes never clears the mark of another one
+    /// still writing the same study (two STOW-RS requests into one study; a server and a
+    /// `wado import`). Runs that may overlap must have different names.
+    pub fn writing_as(mut self, writer: &str) -> Batch {
+        if let Some((_, _, w)) = &mut self.search {
+            *w = writer.to_owned();
+        }
         self
     }
 
@@ -80,7 +92,7 @@ impl Batch {
     }
 
     async fn mark_pending(&self, study: &Uid) -> Result<(), ImportError> {
-        let Some((index, part)) = &self.search else {
+        let Some((index, part, writer)) = &self.search else {
             return Ok(());
         };
         if lock(&self.marked).contains(study) {
@@ -91,6 +103,7 @@ impl Batch {
                 index.dialect(),
                 part,
                 study,
+                writer,
             )])
             .await?;
         lock(&self.marked).insert(study.clone());
@@ -220,7 +233,7 @@ impl Turns {
 pub struct Rebuild {
     series: Vec<(Uid, Uid)>,
     known: Arc<HashMap<String, Arc<InstanceIndex>>>,
-    search: Option<(SharedIndex, String)>,
+    search: Option<(SharedIndex, String, String)>,
 }
 
 impl Rebuild {
@@ -231,7 +244,10 @@ impl Rebuild {
 
     /// Runs it.
     pub async fn run(&self, store: &dyn Store) -> Result<(), Error> {
-        let search = self.search.as_ref().map(|(i, p)| (&**i, p.as_str()));
+        let search = self
+            .search
+            .as_ref()
+            .map(|(i, p, w)| (&**i, p.as_str(), Some(w.as_str())));
         rebuild_metadata(store, &self.series, &self.known, search).await
     }
 }
@@ -404,7 +420,7 @@ async fn rebuild_metadata(
     store: &dyn Store,
     series: &[(Uid, Uid)],
     known: &HashMap<String, Arc<InstanceIndex>>,
-    search: Option<(&dyn Index, &str)>,
+    search: Option<(&dyn Index, &str, Option<&str>)>,
 ) -> Result<(), Error> {
     let mut studies: Vec<Uid> = series.iter().map(|(s, _)| s.clone()).collect();
     studies.sort();
@@ -439,7 +455,7 @@ async fn rebuild_metadata(
                 .await?;
         }
         // The study's search rows, from the same whole instances, once its metadata is there.
-        if let Some((index, part)) = search {
+        if let Some((index, part, writer)) = search {
             index
                 .execute(crate::search::schema::replace_study(
                     index.dialect(),
@@ -447,11 +463,37 @@ async fn rebuild_metadata(
                     part,
                     study,
                     &all,
+                    writer,
                 ))
                 .await?;
         }
     }
     Ok(())
+}
+
+/// Rebuilds a study from what the store holds: the metadata of each of its series, its own,
+/// and its search rows (clearing every pending mark of it), as the import's last step does.
+/// What an interrupted import or STOW-RS request left pending is repaired this way
+/// ([`crate::search::recover`]). Returns the number of series.
+pub async fn repair_study(
+    store: &dyn Store,
+    study: &Uid,
+    search: Option<(&dyn Index, &str)>,
+) -> Result<usize, Error> {
+    let search = search.map(|(i, p)| (i, p, None));
+    let listed = layout::listed_instances(store.list(&layout::study_prefix(study)).await?);
+    let mut series: Vec<(Uid, Uid)> = listed.into_iter().map(|l| (l.study, l.series)).collect();
+    series.sort();
+    series.dedup();
+    if series.is_empty() {
+        // Nothing left: the study's rows go (and its marks with them).
+        if let Some((index, part, _)) = search {
+            crate::search::reindex_study(store, index, part, study, &HashMap::new()).await?;
+        }
+        return Ok(0);
+    }
+    rebuild_metadata(store, &series, &HashMap::new(), search).await?;
+    Ok(series.len())
 }
 
 /// The indexes under `prefix` whose `.dcm` exists with the size the index names.

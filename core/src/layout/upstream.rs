@@ -240,9 +240,10 @@ pub async fn fill(
     let mut filled = Filled::default();
     // What is filled is searchable when it is retrievable (the import keeps the index).
     let batch = match search {
-        Some((index, ae_title)) => {
-            import::Batch::new(layout.clone()).with_index(index.clone(), ae_title)
-        }
+        // A fill's mark is its scope's: fills of other scopes of the study may overlap it.
+        Some((index, ae_title)) => import::Batch::new(layout.clone())
+            .with_index(index.clone(), ae_title)
+            .writing_as(&format!("fill {}", target.path())),
         None => import::Batch::new(layout.clone()),
     };
     for inst in &list {

@@ -234,12 +234,15 @@ pub async fn reindex_study(
             partition,
             study,
             &list,
+            None,
         ))
         .await?;
     Ok(list.len())
 }
 
-/// Rebuilds the studies an interrupted import left pending (see the module doc).
+/// Rebuilds the studies an interrupted import or STOW-RS request left pending (see the module
+/// doc): their series and study metadata as well as their rows, since the interruption may
+/// have come between an instance's write and its study's rebuild.
 pub async fn recover(store: &dyn Store, index: &dyn Index, partition: &str) -> Result<usize> {
     let rows = index
         .query(schema::pending(index.dialect(), partition))
@@ -252,7 +255,7 @@ pub async fn recover(store: &dyn Store, index: &dyn Index, partition: &str) -> R
         let Ok(study) = Uid::parse(uid) else {
             continue;
         };
-        reindex_study(store, index, partition, &study, &HashMap::new()).await?;
+        layout::import::repair_study(store, &study, Some((index, partition))).await?;
         n += 1;
     }
     Ok(n)

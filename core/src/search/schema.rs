@@ -54,9 +54,20 @@ pub fn create(d: Dialect) -> Vec<Statement> {
              instance_number {int}, n_rows {int}, n_columns {int}, n_frames {int}, \
              attrs TEXT NOT NULL, PRIMARY KEY (part, study_uid, series_uid, sop_uid))"
         ),
+        // Studies being changed, one mark per writer (an import run, a STOW-RS request), so
+        // one that finishes clears its own mark only.
+        "CREATE TABLE IF NOT EXISTS qido_writing (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
+         writer TEXT NOT NULL, PRIMARY KEY (part, study_uid, writer))"
+            .to_owned(),
+        // Marks of wado versions before per-writer marks, carried over (a table kept empty).
         "CREATE TABLE IF NOT EXISTS qido_pending (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
          PRIMARY KEY (part, study_uid))"
             .to_owned(),
+        // `WHERE true`: SQLite's parser wants it before ON CONFLICT after a SELECT.
+        "INSERT INTO qido_writing (part, study_uid, writer) SELECT part, study_uid, '' \
+         FROM qido_pending WHERE true ON CONFLICT DO NOTHING"
+            .to_owned(),
+        "DELETE FROM qido_pending".to_owned(),
         // The study list's order, and the keys a viewer searches by.
         "CREATE INDEX IF NOT EXISTS qido_study_order ON qido_study (part, study_date DESC, study_time DESC, study_uid)".to_owned(),
         "CREATE INDEX IF NOT EXISTS qido_study_patient_id ON qido_study (part, patient_id)".to_owned(),
@@ -155,13 +166,15 @@ fn insert(d: Dialect, table: &str, rows: &[Columns], max_params: usize) -> Vec<S
 }
 
 /// Replaces a study's rows by those of `instances` (its whole stored instances; none removes
-/// the study) and clears its pending mark: to run as one transaction.
+/// the study) and clears the pending mark of `writer` (every mark when `None`: a rebuild
+/// from the store after the writers are gone): to run as one transaction.
 pub fn replace_study(
     d: Dialect,
     max_params: usize,
     partition: &str,
     study: &Uid,
     instances: &[&InstanceIndex],
+    writer: Option<&str>,
 ) -> Vec<Statement> {
     let mut out = delete_study(d, partition, study.as_str());
     if let Some(rows) = study_rows(partition, instances) {
@@ -169,13 +182,18 @@ pub fn replace_study(
         out.extend(insert(d, "qido_series", &rows.series, max_params));
         out.extend(insert(d, "qido_instance", &rows.instances, max_params));
     }
-    out.push(by_study(
-        d,
-        "DELETE FROM",
-        "qido_pending",
-        partition,
-        study.as_str(),
-    ));
+    out.push(match writer {
+        None => by_study(d, "DELETE FROM", "qido_writing", partition, study.as_str()),
+        Some(w) => Statement {
+            sql: format!(
+                "DELETE FROM qido_writing WHERE part = {} AND study_uid = {} AND writer = {}",
+                param(d, 1),
+                param(d, 2),
+                param(d, 3)
+            ),
+            params: vec![partition.into(), study.as_str().into(), w.into()],
+        },
+    });
     out
 }
 
@@ -192,15 +210,16 @@ pub fn analyze(d: Dialect) -> Vec<Statement> {
     }
 }
 
-/// Marks a study as being changed by an import (before its files are written).
-pub fn mark_pending(d: Dialect, partition: &str, study: &Uid) -> Statement {
+/// Marks a study as being changed by `writer` (before its files are written).
+pub fn mark_pending(d: Dialect, partition: &str, study: &Uid, writer: &str) -> Statement {
     Statement {
         sql: format!(
-            "INSERT INTO qido_pending (part, study_uid) VALUES ({}, {}) ON CONFLICT DO NOTHING",
+            "INSERT INTO qido_writing (part, study_uid, writer) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING",
             param(d, 1),
-            param(d, 2)
+            param(d, 2),
+            param(d, 3)
         ),
-        params: vec![partition.into(), study.as_str().into()],
+        params: vec![partition.into(), study.as_str().into(), writer.into()],
     }
 }
 
@@ -208,7 +227,7 @@ pub fn mark_pending(d: Dialect, partition: &str, study: &Uid) -> Statement {
 pub fn pending(d: Dialect, partition: &str) -> Statement {
     Statement {
         sql: format!(
-            "SELECT study_uid FROM qido_pending WHERE part = {}",
+            "SELECT DISTINCT study_uid FROM qido_writing WHERE part = {}",
             param(d, 1)
         ),
         params: vec![Value::from(partition)],

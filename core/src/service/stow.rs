@@ -147,7 +147,11 @@ impl Service {
             .with_offload(self.config.offload.clone());
         if let Some(index) = &self.config.index {
             part.ready_to_search(&**index, &route.ae_title).await?;
-            batch = batch.with_index(index.clone(), &route.ae_title);
+            // Each request its own pending mark, named by the request's random bytes.
+            let writer: String = req.entropy.iter().map(|b| format!("{b:02x}")).collect();
+            batch = batch
+                .with_index(index.clone(), &route.ae_title)
+                .writing_as(&format!("stow {writer}"));
         }
         let mut body = req
             .body

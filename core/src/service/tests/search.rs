@@ -521,6 +521,51 @@ fn an_interrupted_import_is_recovered_and_a_replacement_shows() {
     assert_eq!(first(&found[0], "00200013"), "987");
 }
 
+/// Two runs write one study at once; the first finishes (clearing its own pending mark), the
+/// second is killed before its rebuild: its instance is still recovered by the next server.
+/// With one mark per study, the first run's rebuild cleared the second's mark too, and the
+/// instance stayed stored but never found.
+#[test]
+fn a_run_that_finishes_leaves_the_mark_of_another_run_on_the_same_study() {
+    let w = world();
+    let first = fixture!("ct_small_ele.dcm");
+    let second = in_study(&fixture!("mr_small_rle.dcm"), &rec(&first).study);
+    let r = rec(&second);
+    block_on(async {
+        let layout = import::ensure_layout(&*w.store, PUBLIC, "DCM4CHEE")
+            .await
+            .expect("layout");
+        let a = import::Batch::new(layout.clone())
+            .with_index(w.index.clone(), "DCM4CHEE")
+            .writing_as("a");
+        let b = import::Batch::new(layout)
+            .with_index(w.index.clone(), "DCM4CHEE")
+            .writing_as("b");
+        a.add(&*w.store, first.clone()).await.expect("a");
+        b.add(&*w.store, second.clone()).await.expect("b");
+        a.finish(&*w.store).await.expect("a's rebuild");
+        // b killed here: no rebuild. Its study is still pending.
+        let pending = w
+            .index
+            .query(crate::search::schema::pending(
+                w.index.dialect(),
+                "DCM4CHEE",
+            ))
+            .await
+            .expect("pending");
+        assert_eq!(pending.len(), 1, "b's mark survives a's rebuild");
+    });
+    // A new server's first search repairs the study: the instance is found, and listed in
+    // its series metadata.
+    let found = w.json(&format!("/studies/{}/instances", r.study));
+    assert!(set(&found, "00080018").contains(&r.sop));
+    let g = w.ask(&format!(
+        "/studies/{}/series/{}/metadata",
+        r.study, r.series
+    ));
+    assert!(String::from_utf8_lossy(&g.body).contains(&r.sop));
+}
+
 #[test]
 fn reindex_rebuilds_an_index_from_the_store_alone() {
     let w = world();
