@@ -496,30 +496,32 @@ pub async fn repair_study(
     Ok(series.len())
 }
 
-/// The indexes under `prefix` whose `.dcm` exists with the size the index names.
+/// The indexes under `prefix` whose `.dcm` exists with the size the index names. Those not
+/// in `known` are read from the store several at once.
 pub(crate) async fn valid_indexes(
     store: &dyn Store,
     prefix: &str,
     known: &HashMap<String, Arc<InstanceIndex>>,
 ) -> Result<Vec<Arc<InstanceIndex>>, Error> {
-    let mut out = Vec::new();
-    for listed in layout::listed_instances(store.list(prefix).await?) {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let listed = layout::listed_instances(store.list(prefix).await?);
+    let read = listed.into_iter().map(|listed| async move {
         let key = listed.index_key();
         let idx = match known.get(&key) {
             Some(k) => k.clone(),
             None => match store.get(&key).await? {
                 Some(b) => match InstanceIndex::from_json(&key, &b) {
                     Ok(i) => Arc::new(i),
-                    Err(_) => continue, // unreadable: ignored until re-imported
+                    Err(_) => return Ok(None), // unreadable: ignored until re-imported
                 },
-                None => continue,
+                None => return Ok(None),
             },
         };
-        if idx.matches_file(Some(listed.size)) {
-            out.push(idx);
-        }
-    }
-    Ok(out)
+        Ok::<_, Error>(idx.matches_file(Some(listed.size)).then_some(idx))
+    });
+    let found: Vec<Option<Arc<InstanceIndex>>> =
+        stream::iter(read).buffered(16).try_collect().await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 #[cfg(test)]

@@ -133,25 +133,78 @@ fn kept(k: &str, v: &Json, level: Level) -> bool {
         && json_fits(v, attrs::MAX_STORED_ATTRIBUTE)
 }
 
-/// Whether `v` written as JSON takes at most `max` bytes (writing stops once past it).
+/// Whether `v` written as JSON (compact, as `to_string` writes it) takes at most `max` bytes,
+/// counted by walking the value without writing it, stopping once past it.
 fn json_fits(v: &Json, max: usize) -> bool {
-    struct Counter {
-        n: usize,
-        max: usize,
-    }
-    impl std::io::Write for Counter {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.n += b.len();
-            if self.n > self.max {
-                return Err(std::io::Error::other("too long"));
+    fn size(v: &Json, budget: &mut isize) {
+        if *budget < 0 {
+            return;
+        }
+        *budget -= match v {
+            Json::Null | Json::Bool(true) => 4,
+            Json::Bool(false) => 5,
+            Json::Number(n) => {
+                use std::io::Write as _;
+                let mut buf = [0u8; 40];
+                let mut cursor = std::io::Cursor::new(&mut buf[..]);
+                match write!(cursor, "{n}") {
+                    Ok(()) => cursor.position() as isize,
+                    Err(_) => 40,
+                }
             }
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+            Json::String(s) => {
+                2 + s
+                    .bytes()
+                    .map(|b| match b {
+                        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0C => 2,
+                        0..=0x1F => 6,
+                        _ => 1,
+                    })
+                    .sum::<isize>()
+            }
+            Json::Array(a) => {
+                for x in a {
+                    size(x, budget);
+                }
+                // Brackets and commas.
+                2 + (a.len() as isize - 1).max(0)
+            }
+            Json::Object(o) => {
+                for (k, x) in o {
+                    // The key quoted, and its colon.
+                    *budget -= 3 + k.len() as isize;
+                    size(x, budget);
+                }
+                2 + (o.len() as isize - 1).max(0)
+            }
+        };
+    }
+    let mut budget = max as isize;
+    size(v, &mut budget);
+    budget >= 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The count is the length `to_string` writes (the oracle), for values of every shape.
+    #[test]
+    fn json_fits_counts_what_to_string_writes() {
+        let values = [
+            r#"{"vr":"PN","Value":[{"Alphabetic":"Doe^J\"o\\hn\n\u0001"}]}"#,
+            r#"{"vr":"DS","Value":[1.5,-2,3e-7,12345678901234567890,0.1]}"#,
+            r#"{"vr":"SQ","Value":[{"00080100":{"vr":"SH","Value":["X"]}},{}]}"#,
+            r#"{"vr":"US","Value":[]}"#,
+            r#"{"vr":"LT","Value":[null,true,"é ü"]}"#,
+        ];
+        for text in values {
+            let v: Json = serde_json::from_str(text).expect("json");
+            let n = v.to_string().len();
+            assert!(json_fits(&v, n), "{text}: fits in {n}");
+            assert!(!json_fits(&v, n - 1), "{text}: not in {}", n - 1);
         }
     }
-    serde_json::to_writer(&mut Counter { n: 0, max }, v).is_ok()
 }
 
 /// The matching-key columns of `level` from its attributes.
