@@ -184,29 +184,6 @@ fn json_fits(v: &Json, max: usize) -> bool {
     budget >= 0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The count is the length `to_string` writes (the oracle), for values of every shape.
-    #[test]
-    fn json_fits_counts_what_to_string_writes() {
-        let values = [
-            r#"{"vr":"PN","Value":[{"Alphabetic":"Doe^J\"o\\hn\n\u0001"}]}"#,
-            r#"{"vr":"DS","Value":[1.5,-2,3e-7,12345678901234567890,0.1]}"#,
-            r#"{"vr":"SQ","Value":[{"00080100":{"vr":"SH","Value":["X"]}},{}]}"#,
-            r#"{"vr":"US","Value":[]}"#,
-            r#"{"vr":"LT","Value":[null,true,"é ü"]}"#,
-        ];
-        for text in values {
-            let v: Json = serde_json::from_str(text).expect("json");
-            let n = v.to_string().len();
-            assert!(json_fits(&v, n), "{text}: fits in {n}");
-            assert!(!json_fits(&v, n - 1), "{text}: not in {}", n - 1);
-        }
-    }
-}
-
 /// The matching-key columns of `level` from its attributes.
 fn key_columns(row: &mut Columns, attrs: &Map<String, Json>, level: Level) {
     for k in KEYS.iter().filter(|k| k.level == level) {
@@ -287,4 +264,27 @@ fn person_name(attr: Option<&Json>) -> String {
         })
         .collect::<Vec<_>>()
         .join("\\")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The count is the length `to_string` writes (the oracle), for values of every shape.
+    #[test]
+    fn json_fits_counts_what_to_string_writes() {
+        let values = [
+            r#"{"vr":"PN","Value":[{"Alphabetic":"Doe^J\"o\\hn\n\u0001"}]}"#,
+            r#"{"vr":"DS","Value":[1.5,-2,3e-7,12345678901234567890,0.1]}"#,
+            r#"{"vr":"SQ","Value":[{"00080100":{"vr":"SH","Value":["X"]}},{}]}"#,
+            r#"{"vr":"US","Value":[]}"#,
+            r#"{"vr":"LT","Value":[null,true,"é ü"]}"#,
+        ];
+        for text in values {
+            let v: Json = serde_json::from_str(text).expect("json");
+            let n = v.to_string().len();
+            assert!(json_fits(&v, n), "{text}: fits in {n}");
+            assert!(!json_fits(&v, n - 1), "{text}: not in {}", n - 1);
+        }
+    }
 }
