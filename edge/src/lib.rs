@@ -173,6 +173,17 @@ fn plain(status: u16, text: &str) -> worker::Result<Response> {
         .ok(format!("{text}\n"))?)
 }
 
+/// Whether a path names a STOW-RS resource (`{root}/studies` or `{root}/studies/{uid}`); the
+/// core decides the rest.
+fn stow_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    match path.rsplit_once("/studies") {
+        Some((_, "")) => true,
+        Some((_, rest)) => rest.len() > 1 && !rest[1..].contains('/'),
+        None => false,
+    }
+}
+
 /// `request.cf.clientAcceptEncoding`, when the platform replaced the client's header.
 fn client_accept_encoding(req: &Request) -> Option<String> {
     let cf = js_sys::Reflect::get(req.inner(), &"cf".into()).ok()?;
@@ -243,9 +254,15 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let mut entropy = [0u8; 16];
     // workerd allows randomness inside a handler (not at module load).
     getrandom::getrandom(&mut entropy).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    // Only STOW-RS reads a body: the platform's stream, read as the core asks for it.
-    let body = match (method == http::Method::POST, req.stream()) {
-        (true, Ok(stream)) => wado_core::RequestBody::new(Box::pin(
+    // Only STOW-RS reads a body (a POST with one, to `.../studies[/{uid}]`): the platform's
+    // stream, read as the core asks for it. Other requests never touch theirs.
+    let stow = method == http::Method::POST
+        && !headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0")
+        && stow_path(url.path());
+    let body = match stow.then(|| req.stream()) {
+        Some(Ok(stream)) => wado_core::RequestBody::new(Box::pin(
             stream.map(|chunk| chunk.map(bytes::Bytes::from).map_err(|e| e.to_string())),
         )),
         _ => wado_core::RequestBody::none(),

@@ -144,11 +144,31 @@ fn clients_store_into_the_native_server() {
 
 #[test]
 fn clients_store_into_the_worker() {
-    let server = Server::start_worker(None, &[("CORS_ORIGINS", "*")]);
+    // A 1 MiB request limit (the platform's is 100 MB): the clients' requests fit under it.
+    let server = Server::start_worker(None, &[("CORS_ORIGINS", "*"), ("MAX_STORE_MB", "1")]);
     let [a, b, c] = corpus_thirds();
     python_client_stores(&server, &a);
     browser_client_stores(&server, &b);
     wado_store_sends(&server, &c, None);
+    // The whole corpus in one request is larger: 413, with the reason, and the worker still
+    // answers afterwards.
+    let all = corpus_files();
+    let size: u64 = all
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(size > 1 << 20);
+    let out = Command::new(wado_bin())
+        .arg("store")
+        .arg(server.root())
+        .args(&all)
+        .args(["--per-request", "1000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("413") && err.contains("at most"), "{err}");
+    assert_eq!(get(&format!("{}/studies", server.root()), None).status, 200);
 }
 
 #[test]
@@ -324,4 +344,36 @@ fn wado_store_sends_quietly(server: &Server, dir: &Path) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A STOW-RS request holds one of the `--max-requests` slots while its body arrives: with one
+/// slot, a search meanwhile is turned away (503), and answered once the STOW is done.
+#[test]
+fn a_stow_in_progress_counts_toward_the_request_limit() {
+    use std::io::Read;
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let server = Server::start_native(&data, &["--max-requests", "1"]);
+    let files: Vec<PathBuf> = corpus_files().into_iter().take(2).collect();
+    let boundary = "limit-boundary";
+    let body = multipart(&files, boundary);
+    let root = server.root();
+    let url = root.trim_start_matches("http://");
+    let (host, path) = url.split_once('/').unwrap();
+    let mut s = TcpStream::connect(host).unwrap();
+    let head = format!(
+        "POST /{path}/studies HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let half = body.len() / 2;
+    s.write_all(&body[..half]).unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&format!("{root}/studies"), None).status, 503);
+    s.write_all(&body[half..]).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(get(&format!("{root}/studies"), None).status, 200);
 }
