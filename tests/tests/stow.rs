@@ -377,3 +377,80 @@ fn a_stow_in_progress_counts_toward_the_request_limit() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(get(&format!("{root}/studies"), None).status, 200);
 }
+
+/// A JWT signed at run time (OpenSSL, `tests/oracles/mint_jwt.py`): with `write` in its
+/// `scope` it may store, without it it may only read, on both frontends.
+#[test]
+fn a_jwt_with_the_write_scope_may_store_natively_and_at_the_edge() {
+    let dir = tempdir();
+    let key = dir.path().join("key.pem");
+    let public = dir.path().join("public.pem");
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success());
+    ok(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key));
+    ok(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public));
+    let mint = |scope: &str| {
+        let claims = serde_json::json!({
+            "iss": "https://idp.test", "aud": "wado", "exp": 4_102_444_800u64,
+            "aets": ["DCM4CHEE"], "scope": scope,
+        });
+        let out = Command::new("python3")
+            .arg(repo_dir().join("tests/oracles/mint_jwt.py"))
+            .arg(&key)
+            .arg(claims.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (writer, reader) = (mint("openid write"), mint("openid read"));
+    let files: Vec<PathBuf> = corpus_files().into_iter().skip(3).take(2).collect();
+    let native = Server::start_native(
+        &dir.path().join("data"),
+        &[
+            "--jwt-keys",
+            public.to_str().unwrap(),
+            "--jwt-issuer",
+            "https://idp.test",
+            "--jwt-audience",
+            "wado",
+        ],
+    );
+    let pem = std::fs::read_to_string(&public).unwrap();
+    let edge = Server::start_worker(
+        None,
+        &[
+            ("JWT_KEYS", pem.as_str()),
+            ("JWT_ISSUER", "https://idp.test"),
+            ("JWT_AUDIENCE", "wado"),
+        ],
+    );
+    for server in [&native, &edge] {
+        let out = Command::new(wado_bin())
+            .arg("store")
+            .arg(server.root())
+            .args(&files)
+            .env("WADO_TOKEN", &reader)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+        wado_store_sends(server, &files, Some(&writer));
+    }
+}
