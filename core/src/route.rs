@@ -237,6 +237,28 @@ pub struct Route {
 /// not a viewer: the largest multi-frame objects (whole-slide tiles) have some 10^5 frames.
 pub(crate) const MAX_FRAMES_PER_REQUEST: usize = 100_000;
 
+/// The study a STOW-RS request stores into, when `resource` is one (PS3.18 §10.5:
+/// `{root}/studies` → `Some(None)`, `{root}/studies/{study}` → `Some(Some(study))`); `None`
+/// for every other resource, which takes no request body.
+pub(crate) fn store_target(resource: &Resource) -> Option<Option<Uid>> {
+    use crate::search::{Level, Scope};
+    match resource {
+        Resource::Search {
+            level: Level::Study,
+            scope: Scope::All,
+        } => Some(None),
+        Resource::Instances(Target::Study { study }) => Some(Some(study.clone())),
+        _ => None,
+    }
+}
+
+/// Whether a request with this method and path is a STOW-RS request, whose body the core
+/// reads: a frontend hands the body over for these only, and leaves every other one untouched.
+pub fn reads_body(method: &http::Method, path: &str) -> bool {
+    *method == http::Method::POST
+        && matches!(parse_path(path), Ok(Some(r)) if store_target(&r.resource).is_some())
+}
+
 /// Parses an absolute request path (without query string, still percent-encoded).
 ///
 /// Returns `Ok(None)` when the path is not under the service prefix at all (the frontend may
@@ -435,6 +457,24 @@ pub(crate) fn truncate_for_message(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stow_requests_read_their_body() {
+        let root = "/dcm4chee-arc/aets/DCM4CHEE/rs";
+        let post = http::Method::POST;
+        assert!(reads_body(&post, &format!("{root}/studies")));
+        assert!(reads_body(&post, &format!("{root}/studies/1.2.3")));
+        for path in [
+            format!("{root}/studies/1.2.3/series"),
+            format!("{root}/studies/1.2/series/1.3/instances/1.4"),
+            format!("{root}/series"),
+            format!("{root}/studies/not-a-uid"),
+            "/elsewhere".to_owned(),
+        ] {
+            assert!(!reads_body(&post, &path), "{path}");
+        }
+        assert!(!reads_body(&http::Method::GET, &format!("{root}/studies")));
+    }
 
     const ROOT: &str = "/dcm4chee-arc/aets/DCM4CHEE/rs";
 

@@ -173,17 +173,6 @@ fn plain(status: u16, text: &str) -> worker::Result<Response> {
         .ok(format!("{text}\n"))?)
 }
 
-/// Whether a path names a STOW-RS resource (`{root}/studies` or `{root}/studies/{uid}`); the
-/// core decides the rest.
-fn stow_path(path: &str) -> bool {
-    let path = path.trim_end_matches('/');
-    match path.rsplit_once("/studies") {
-        Some((_, "")) => true,
-        Some((_, rest)) => rest.len() > 1 && !rest[1..].contains('/'),
-        None => false,
-    }
-}
-
 /// `request.cf.clientAcceptEncoding`, when the platform replaced the client's header.
 fn client_accept_encoding(req: &Request) -> Option<String> {
     let cf = js_sys::Reflect::get(req.inner(), &"cf".into()).ok()?;
@@ -254,13 +243,12 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let mut entropy = [0u8; 16];
     // workerd allows randomness inside a handler (not at module load).
     getrandom::getrandom(&mut entropy).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    // Only STOW-RS reads a body (a POST with one, to `.../studies[/{uid}]`): the platform's
+    // Only STOW-RS reads a body (the core says which requests are one): the platform's
     // stream, read as the core asks for it. Other requests never touch theirs.
-    let stow = method == http::Method::POST
+    let stow = wado_core::reads_body(&method, url.path())
         && !headers
             .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0")
-        && stow_path(url.path());
+            .is_some_and(|v| v.as_bytes() == b"0");
     let body = match stow.then(|| req.stream()) {
         Some(Ok(stream)) => wado_core::RequestBody::new(Box::pin(
             stream.map(|chunk| chunk.map(bytes::Bytes::from).map_err(|e| e.to_string())),

@@ -240,8 +240,9 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         },
     };
     let (parts, body) = req.into_parts();
-    // Only STOW-RS reads a body; it streams in as the core asks for it.
-    let body = if parts.method == http::Method::POST {
+    // Only STOW-RS reads a body (the core says which requests are one); it streams in as the
+    // core asks for it.
+    let body = if wado_core::reads_body(&parts.method, parts.uri.path()) {
         wado_core::RequestBody::new(Box::pin(
             body.into_data_stream()
                 .map(|r| r.map_err(|e| e.to_string())),

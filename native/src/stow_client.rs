@@ -163,7 +163,10 @@ async fn send(
     token: Option<&str>,
     files: &[PathBuf],
 ) -> Vec<Sent> {
-    let boundary = format!("wado-store-{:032x}", rand::random::<u128>());
+    // The request is framed by the core's multipart writer, as every response is.
+    let mut writer = wado_core::wire::multipart::MultipartWriter::new(
+        wado_core::wire::multipart::boundary_from_entropy(rand::random()),
+    );
     let mut body = Vec::new();
     let mut sops: Vec<Option<String>> = Vec::new();
     let mut unread: Vec<Option<String>> = Vec::new();
@@ -176,11 +179,8 @@ async fn send(
                         .and_then(|m| m.media_storage_sop_instance),
                 );
                 unread.push(None);
-                body.extend_from_slice(
-                    format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
-                );
+                body.extend_from_slice(&writer.part_head("application/dicom", None, None));
                 body.extend_from_slice(&bytes);
-                body.extend_from_slice(b"\r\n");
             }
             Err(e) => {
                 sops.push(None);
@@ -188,13 +188,10 @@ async fn send(
             }
         }
     }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body.extend_from_slice(&writer.close());
     let mut req = client
         .post(url)
-        .header(
-            "content-type",
-            format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
-        )
+        .header("content-type", writer.content_type("application/dicom"))
         .header("accept", "application/dicom+json")
         .body(body);
     if let Some(t) = token {

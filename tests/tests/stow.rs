@@ -242,31 +242,23 @@ fn multipart(files: &[PathBuf], boundary: &str) -> Vec<u8> {
 /// What the server holds, as a client sees it: instances found by search, and in the series
 /// metadata.
 fn searchable_and_listed(server: &Server, study: &str, series: &str) -> (usize, usize) {
-    let r = get(
-        &format!("{}/studies/{study}/instances?limit=1000", server.root()),
-        None,
-    );
-    let found = match r.status {
-        200 => serde_json::from_slice::<Value>(&r.body)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        _ => 0,
+    // The length of the JSON array a GET answers (0 when it answers no 200).
+    let count = |url: String| {
+        let r = get(&url, None);
+        match r.status {
+            200 => serde_json::from_slice::<Value>(&r.body)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            _ => 0,
+        }
     };
-    let r = get(
-        &format!("{}/studies/{study}/series/{series}/metadata", server.root()),
-        None,
-    );
-    let listed = match r.status {
-        200 => serde_json::from_slice::<Value>(&r.body)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        _ => 0,
-    };
-    (found, listed)
+    let root = server.root();
+    (
+        count(format!("{root}/studies/{study}/instances?limit=1000")),
+        count(format!("{root}/studies/{study}/series/{series}/metadata")),
+    )
 }
 
 #[test]

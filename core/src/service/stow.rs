@@ -33,8 +33,7 @@ use super::{Partition, Request, Response, Service};
 use crate::auth::Access;
 use crate::error::{Error, Result};
 use crate::layout::import::{self, Batch, Expected, ImportError, Imported, Status};
-use crate::route::{Resource, Route, Target, Uid};
-use crate::search::{Level, Scope};
+use crate::route::{Route, Uid};
 use crate::service::message::{Body, Outcome};
 use crate::store::Store;
 use crate::wire::parts::{self, Event, PartReader};
@@ -104,13 +103,8 @@ impl Service {
         req: &Request<'_>,
         route: &Route,
     ) -> Result<Response> {
-        let study = match &route.resource {
-            Resource::Search {
-                level: Level::Study,
-                scope: Scope::All,
-            } => None,
-            Resource::Instances(Target::Study { study }) => Some(study.clone()),
-            _ => return Err(Error::MethodNotAllowed),
+        let Some(study) = crate::route::store_target(&route.resource) else {
+            return Err(Error::MethodNotAllowed);
         };
         self.authorise(req, &route.ae_title, Access::Write)?;
         let Some(part) = self.partitions.get(&route.ae_title) else {
