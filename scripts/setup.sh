@@ -18,7 +18,7 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib-setup.sh"
 
-apt_install dcmtk libgdcm-tools libopenjp2-tools curl ca-certificates strace
+apt_install dcmtk libgdcm-tools libopenjp2-tools openjph-tools curl ca-certificates strace
 apt_install chromium
 # PostgreSQL: the shared search index (`--index postgres://...`); its tests start their own cluster.
 apt_install postgresql

@@ -35,7 +35,7 @@ pub fn can_decode(uid: &str) -> bool {
             | ts::JPEG_LS_LOSSLESS
             | ts::JPEG_LS_NEAR_LOSSLESS
             | ts::JPEG_EXTENDED
-    ) || (cfg!(feature = "openjp2") && is_j2k(uid))
+    ) || (cfg!(feature = "openjp2") && decodes_as_j2k(uid))
 }
 
 /// The four JPEG 2000 transfer syntaxes (Part 1 and Part 2, lossless and lossy).
@@ -46,11 +46,26 @@ fn is_j2k(uid: &str) -> bool {
     )
 }
 
+/// The three HTJ2K transfer syntaxes (JPEG 2000 Part 15; PS3.5 §8.2.14).
+fn is_htj2k(uid: &str) -> bool {
+    matches!(
+        uid,
+        ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL | ts::HTJ2K
+    )
+}
+
+/// Syntaxes whose frames are JPEG 2000 codestreams, decoded by openjp2: Part 1 and 2, and
+/// HTJ2K (openjp2 carries OpenJPEG's HT block decoder; the rest of the codestream is Part 1's).
+fn decodes_as_j2k(uid: &str) -> bool {
+    is_j2k(uid) || is_htj2k(uid)
+}
+
 /// The compression method name for Lossy Image Compression Method (0028,2114), PS3.3 C.7.6.1.1.5.
 fn lossy_method(uid: &str) -> Option<&'static str> {
     match uid {
         ts::JPEG_BASELINE | ts::JPEG_EXTENDED => Some("ISO_10918_1"),
         ts::JPEG_2000 | ts::JPEG_2000_MC => Some("ISO_15444_1"),
+        ts::HTJ2K => Some("ISO_15444_15"),
         ts::JPEG_LS_NEAR_LOSSLESS => Some("ISO_14495_1"),
         _ => None,
     }
@@ -130,7 +145,7 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     let file = obj.with_exact_meta(meta);
     let decoded = file.decode_pixel_data().map_err(|e| bad(&e))?;
     let mut native = native_bytes(&decoded).map_err(|e| bad(&e))?;
-    if is_j2k(stored_ts) {
+    if decodes_as_j2k(stored_ts) {
         j2k_sign_fix(info, frame, &mut native);
     }
     Ok(native)
@@ -143,7 +158,7 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
 fn decoded_as_rgb(stored: &str, photometric: &str) -> bool {
     match stored {
         ts::JPEG_BASELINE | ts::JPEG_EXTENDED => photometric.starts_with("YBR"),
-        uid if is_j2k(uid) => matches!(photometric, "YBR_RCT" | "YBR_ICT"),
+        uid if decodes_as_j2k(uid) => matches!(photometric, "YBR_RCT" | "YBR_ICT"),
         _ => false,
     }
 }
@@ -453,7 +468,7 @@ pub fn decode_instance(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
             | ts::JPEG_EXTENDED
             | ts::JPEG_BASELINE
             | ts::RLE_LOSSLESS
-    ) || is_j2k(&stored)
+    ) || decodes_as_j2k(&stored)
     {
         // Frame by frame, through `decode_frame` (our own codecs; JPEG 2000 with the sign
         // correction).

@@ -180,7 +180,7 @@ impl Service {
         }
         if parts.is_empty() {
             return Err(Error::NotAcceptable(format!(
-                "no instance can be given in an acceptable transfer syntax (stored: {}); instances in a syntax this build cannot decode (JPEG XL, HTJ2K; JPEG 2000 where openjp2 is not built in; video is never transcoded) can be had with transfer-syntax=* or in their own syntax",
+                "no instance can be given in an acceptable transfer syntax (stored: {}); instances in a syntax this build cannot decode (JPEG XL; JPEG 2000 and HTJ2K where openjp2 is not built in; video is never transcoded) can be had with transfer-syntax=* or in their own syntax",
                 left_out.join(", ")
             )));
         }
