@@ -19,7 +19,7 @@ set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 echo "== the same end-to-end suites against the edge worker (wrangler dev, local R2)"
-WADO_TARGET=edge cargo test -p wado-tests --locked --test e2e --test auth --test jpegls --test htj2k 2>&1 | tee -a "$log"
+WADO_TARGET=edge cargo test -p wado-tests --locked --test e2e --test auth --test jpegls --test htj2k --test rendered 2>&1 | tee -a "$log"
 edge_status=${PIPESTATUS[0]}
 [ "$status" -ne 0 ] || status=$edge_status
 set -e

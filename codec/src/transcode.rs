@@ -155,7 +155,7 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
 /// Extended) decoded to RGB whatever YCbCr it held (PS3.5 §8.2.1), JPEG 2000 through its
 /// component transform (YBR_RCT, YBR_ICT: PS3.5 §8.2.4); anything else keeps its colour as
 /// stored (YBR_FULL in JPEG 2000 or RLE stays YBR_FULL, as GDCM keeps it).
-fn decoded_as_rgb(stored: &str, photometric: &str) -> bool {
+pub fn decoded_as_rgb(stored: &str, photometric: &str) -> bool {
     match stored {
         ts::JPEG_BASELINE | ts::JPEG_EXTENDED => photometric.starts_with("YBR"),
         uid if decodes_as_j2k(uid) => matches!(photometric, "YBR_RCT" | "YBR_ICT"),

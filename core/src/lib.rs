@@ -28,6 +28,7 @@ mod error;
 pub mod layout;
 mod media;
 mod negotiate;
+pub mod render;
 mod route;
 pub mod search;
 mod service;

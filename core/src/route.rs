@@ -196,8 +196,17 @@ pub enum Resource {
     },
     /// The Pixel Data of an instance (CP 2040), the same bytes as its `7FE00010` bulk data.
     PixelData(Target),
-    /// `.../instances/{sop}/rendered` (PS3.18 §10.4.1.1.3): a video instance as its video.
-    Rendered(Target),
+    /// `{study, series, instance}/rendered` and `.../frames/{list}/rendered` (PS3.18
+    /// §10.4.1.1.3), and the same with `/thumbnail` (Table 10.4.1-3; §8.3.5): images
+    /// made for a screen; a video instance rendered is its video.
+    Rendered {
+        /// The study, series or instance.
+        target: Target,
+        /// The frames, for `.../frames/{list}/rendered`.
+        frames: Option<Vec<u32>>,
+        /// `/thumbnail` rather than `/rendered`.
+        thumbnail: bool,
+    },
     /// QIDO-RS Search (PS3.18 §10.6): `{root}/studies`, `{root}/series`, `{root}/instances`,
     /// `{root}/studies/{s}/series`, `{root}/studies/{s}/instances`,
     /// `{root}/studies/{s}/series/{se}/instances`.
@@ -216,7 +225,7 @@ impl Resource {
             Resource::Instances(t)
             | Resource::Metadata(t)
             | Resource::PixelData(t)
-            | Resource::Rendered(t)
+            | Resource::Rendered { target: t, .. }
             | Resource::Frames { target: t, .. }
             | Resource::BulkData { target: t, .. } => Some(t),
             Resource::Search { .. } => None,
@@ -363,11 +372,24 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
         ["pixeldata"] if matches!(target, Target::Instance { .. }) => {
             Ok(Resource::PixelData(target))
         }
-        ["rendered"] if matches!(target, Target::Instance { .. }) => Ok(Resource::Rendered(target)),
+        [kind @ ("rendered" | "thumbnail")] => Ok(Resource::Rendered {
+            target,
+            frames: None,
+            thumbnail: *kind == "thumbnail",
+        }),
         ["frames", list] if matches!(target, Target::Instance { .. }) => Ok(Resource::Frames {
             target,
             frames: parse_frame_list(list)?,
         }),
+        ["frames", list, kind @ ("rendered" | "thumbnail")]
+            if matches!(target, Target::Instance { .. }) =>
+        {
+            Ok(Resource::Rendered {
+                target,
+                frames: Some(parse_frame_list(list)?),
+                thumbnail: *kind == "thumbnail",
+            })
+        }
         ["bulkdata", path @ ..]
             if matches!(target, Target::Instance { .. }) && !path.is_empty() =>
         {

@@ -47,6 +47,12 @@ pub(crate) enum Source {
         from: String,
         to: String,
     },
+    /// One frame (a `Bytes`, `Object`, `Fragments` or `Transcode` source giving its native
+    /// samples) rendered into an image (PS3.18 §10.4.1.1.3).
+    Render {
+        frame: Box<Source>,
+        job: Arc<crate::render::RenderJob>,
+    },
 }
 
 /// How a frame's stored bytes are read.
@@ -195,6 +201,14 @@ impl StreamState {
         }
     }
 
+    fn frames(&self) -> FrameReader {
+        FrameReader {
+            store: self.store.clone(),
+            offload: self.offload.clone(),
+            budget: self.budget.clone(),
+        }
+    }
+
     /// Fills `pending` with the next bytes; false at the end of the body.
     async fn advance(&mut self) -> Result<bool> {
         use futures::StreamExt;
@@ -291,6 +305,60 @@ impl StreamState {
                 read_fragments(&*self.store, key, fragments).await?,
                 None,
             ),
+            Source::Transcode { .. } => (
+                part.content_type.clone(),
+                self.frames().frame_bytes(&part.source).await?,
+                None,
+            ),
+            Source::Render { frame, job } => {
+                // The frame as native samples first (its own reservation, given back), then
+                // the rendering: the samples, the 8-bit image, its scaled copy and the output.
+                let native = self.frames().frame_bytes(frame).await?;
+                let pixels = u64::from(job.info.rows) * u64::from(job.info.columns);
+                let _held = self
+                    .budget
+                    .reserve((native.len() as u64).saturating_add(pixels.saturating_mul(9)))
+                    .await;
+                let job = job.clone();
+                let run: Job = Box::new(move || job.run(&native));
+                let out = offload::run(self.offload.as_deref(), run).await?;
+                (part.content_type.clone(), Bytes::from(out), None)
+            }
+        };
+        let head = self.framing.begin(&content_type, &part);
+        self.framing.data(&first);
+        self.queue(head, first);
+        match rest {
+            Some(cur) => self.current = Some(cur),
+            None => {
+                let tail = self.framing.end();
+                self.queue(Bytes::new(), tail);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What reading and converting a frame takes, cloned out of the stream's state (which is not
+/// `Sync`: it holds the stream being read).
+struct FrameReader {
+    store: Arc<dyn Store>,
+    offload: Option<Arc<dyn Offload>>,
+    budget: Arc<Budget>,
+}
+
+impl FrameReader {
+    /// A frame's bytes, in memory: as stored, or decoded/encoded (within the conversion memory,
+    /// on the offload pool).
+    async fn frame_bytes(&self, source: &Source) -> Result<Bytes> {
+        match source {
+            Source::Bytes(b) => Ok(b.clone()),
+            Source::Object {
+                key, start, end, ..
+            } => read_range(&*self.store, key, *start, *end).await,
+            Source::Fragments { key, fragments } => {
+                read_fragments(&*self.store, key, fragments).await
+            }
             Source::Transcode {
                 key,
                 fetch,
@@ -315,21 +383,14 @@ impl StreamState {
                 let (info, from, to) = (info.clone(), from.clone(), to.clone());
                 let job: Job =
                     Box::new(move || Ok(wado_codec::transcode_frame(&info, &from, &frame, &to)?));
-                let out = offload::run(self.offload.as_deref(), job).await?;
-                (part.content_type.clone(), Bytes::from(out), None)
+                Ok(Bytes::from(
+                    offload::run(self.offload.as_deref(), job).await?,
+                ))
             }
-        };
-        let head = self.framing.begin(&content_type, &part);
-        self.framing.data(&first);
-        self.queue(head, first);
-        match rest {
-            Some(cur) => self.current = Some(cur),
-            None => {
-                let tail = self.framing.end();
-                self.queue(Bytes::new(), tail);
-            }
+            // Planners never nest these (a rendered frame's source is one of the above).
+            Source::Convert { key, .. } => Err(Error::corrupt(key, "a whole file is not a frame")),
+            Source::Render { .. } => Err(Error::corrupt("render", "a rendering is not a frame")),
         }
-        Ok(true)
     }
 }
 

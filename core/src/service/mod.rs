@@ -319,7 +319,7 @@ impl Service {
         );
         // A rendered video's media type follows from the instance, whatever was accepted.
         let neg = match (neg, &route.resource) {
-            (Err(_), Resource::Rendered(_)) => {
+            (Err(_), Resource::Rendered { .. }) => {
                 Negotiation::new(None, None, category(&route.resource))?
             }
             (neg, _) => neg?,
@@ -379,7 +379,14 @@ impl Service {
                 let path = AttributePath(vec![PathStep::Tag(0x7FE0_0010)]);
                 self.bulkdata(ctx, target, &path, neg).await
             }
-            Resource::Rendered(target) => self.rendered(ctx, target).await,
+            Resource::Rendered {
+                target,
+                frames,
+                thumbnail,
+            } => {
+                self.rendered(ctx, target, frames.as_deref(), *thumbnail)
+                    .await
+            }
         }
     }
 
@@ -463,8 +470,8 @@ fn category(resource: &Resource) -> Category {
         Resource::Instances(t) => Category::Instances {
             instance: matches!(t, Target::Instance { .. }),
         },
-        // The rendered media type follows from the instance (its video); Accept is not narrowed.
-        Resource::Rendered(_) => Category::Instances { instance: true },
+        // Rendered resources negotiate their own media types (plan/rendered.rs).
+        Resource::Rendered { .. } => Category::Instances { instance: true },
         Resource::Metadata(_) | Resource::Search { .. } => Category::Metadata,
         Resource::Frames { .. } => Category::Frames,
         Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
@@ -479,6 +486,11 @@ fn kind(resource: &Resource) -> &'static str {
         Resource::Search { .. } => "search",
         Resource::Frames { .. } => "frames",
         Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
-        Resource::Rendered(_) => "rendered",
+        Resource::Rendered {
+            thumbnail: false, ..
+        } => "rendered",
+        Resource::Rendered {
+            thumbnail: true, ..
+        } => "thumbnail",
     }
 }

@@ -420,38 +420,3 @@ impl Service {
         })
     }
 }
-
-impl Service {
-    /// Retrieve Rendered of an instance (PS3.18 §10.4.1.1.3). A video instance is rendered as
-    /// its video (`video/mp4` for H.264 and HEVC, `video/mpeg` for MPEG-2), the stream as
-    /// stored: what OHIF's video viewport asks for. Rendering images (JPEG, PNG) is not built
-    /// yet: 406 says to retrieve frames.
-    pub(crate) async fn rendered(&self, ctx: &Ctx<'_>, target: &Target) -> Result<Plan> {
-        let (_, indexes) = self.present_instances(ctx, target).await?;
-        let ts = indexes
-            .first()
-            .map(|i| i.transfer_syntax.clone())
-            .unwrap_or_default();
-        let media = if crate::ts::MP4_FAMILY.contains(&ts.as_str()) {
-            MediaType::Mp4
-        } else if crate::ts::MPEG_FAMILY.contains(&ts.as_str()) {
-            MediaType::Mpeg
-        } else {
-            return Err(Error::NotAcceptable(
-                "rendered images are not available here yet; video instances are rendered as their video, images are retrieved as frames"
-                    .into(),
-            ));
-        };
-        let accept = format!("multipart/related; type=\"{}\"", media.as_str());
-        let neg = Negotiation::new(Some(&accept), None, Category::Instances { instance: true })?;
-        let mut plan = self.instances_other(ctx, target, &neg).await?;
-        // One instance, one stream: the response is the video itself, not a multipart body.
-        match plan.parts.pop() {
-            Some(part) if plan.parts.is_empty() => Ok(Plan::single(part, plan.outcome)),
-            _ => Err(Error::NotAcceptable(format!(
-                "{} has no single video stream to render",
-                target.path()
-            ))),
-        }
-    }
-}

@@ -8,6 +8,7 @@ mod bulkdata;
 mod frames;
 mod instances;
 mod metadata;
+mod rendered;
 mod search;
 
 #[cfg(test)]

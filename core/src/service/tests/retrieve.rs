@@ -267,14 +267,14 @@ fn documents_video_and_frames_as_instance_representations() {
         assert!(got.header("content-type").starts_with("video/mp4"));
         assert_eq!(got.body, stream);
     }
-    // Rendered images are not built: 406 with the reason, not a 404 or a wrong body.
+    // An image rendered: a JPEG by default; a type rendered images cannot be is 406.
     let (st5, se5, sop5) = uids(&ct);
-    let got = get(
-        &store,
-        &format!("{ROOT}/studies/{st5}/series/{se5}/instances/{sop5}/rendered"),
-        None,
-    );
-    assert_eq!(got.status, 406);
+    let url = format!("{ROOT}/studies/{st5}/series/{se5}/instances/{sop5}/rendered");
+    let got = get(&store, &url, None);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), "image/jpeg");
+    assert_eq!(&got.body[..2], &[0xFF, 0xD8]);
+    assert_eq!(get(&store, &url, Some("application/dicom")).status, 406);
     // octet-stream of a CT instance: its frame.
     let (st4, se4, sop4) = uids(&ct);
     let got = get(
