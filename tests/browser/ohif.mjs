@@ -2,9 +2,10 @@
 // (Debian's, through playwright-core) against a DICOMweb server, with nothing in between:
 // OHIF is served here as static files (SPA fallback to index.html) with an app-config.js
 // pointing at the server, as a user deploys it. Prints JSON: per study, whether the viewport
-// drew and the pixels of its canvas; the study list's text for a patient-name filter; every
-// request OHIF made to the server, with its status.
-//   node tests/browser/ohif.mjs OHIF_DIST SERVICE_ROOT '{"studies":[...],"patientName":"doe"}'
+// drew and the pixels of its canvas, and the server's thumbnail images it shows; the study
+// list's text for a patient-name filter; every request OHIF made to the server, with its status.
+//   node tests/browser/ohif.mjs OHIF_DIST SERVICE_ROOT '{"studies":[...],"patientName":"doe",
+//        "thumbnailRendering":"wadors"|"thumbnailDirect"|"rendered"}'
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import http from "node:http";
@@ -39,7 +40,7 @@ const appConfig = `window.config = {
       wadoRoot: ${JSON.stringify(root)},
       qidoSupportsIncludeField: true,
       imageRendering: 'wadors',
-      thumbnailRendering: 'wadors',
+      thumbnailRendering: ${JSON.stringify(spec.thumbnailRendering || 'wadors')},
       enableStudyLazyLoad: true,
       supportsFuzzyMatching: false,
       supportsWildcard: true,
@@ -157,6 +158,11 @@ try {
     }
     // Let the viewer finish what it asked for (thumbnails, the rest of the series).
     await page.waitForTimeout(1500);
+    // The study browser's thumbnails that are images from the server (thumbnailDirect):
+    // loaded and decoded by the browser, or broken.
+    result.thumbnails = await page.evaluate((root) => [...document.querySelectorAll("img")]
+      .filter((i) => i.src.startsWith(root))
+      .map((i) => ({ src: i.src, complete: i.complete, width: i.naturalWidth, height: i.naturalHeight })), root);
     result.ms = Date.now() - started;
     result.expect = expect;
     out.studies[uid] = result;

@@ -6,7 +6,10 @@
 //! an image study must draw (a canvas with pixels that are not all one value), a PDF must be
 //! shown embedded, the others (kinds OHIF has no viewport for) must open and have their
 //! metadata read. Every request the viewer makes must be answered 2xx/304. The work list
-//! filtered by patient name must show the studies whose Patient's Name matches.
+//! filtered by patient name must show the studies whose Patient's Name matches. Against the
+//! native server OHIF's study browser shows the server's own thumbnails
+//! (`thumbnailRendering: 'thumbnailDirect'`, `.../thumbnail?accept=image/jpeg`), which must
+//! load; against the worker it draws them from frames (`wadors`), OHIF's default.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
@@ -67,8 +70,10 @@ fn ohif_dist() -> PathBuf {
     d
 }
 
-/// Opens every study in OHIF against `server` and checks what it shows.
-fn ohif_opens_every_study(server: &Server) {
+/// Opens every study in OHIF against `server` and checks what it shows. `thumbnails` is
+/// OHIF's `thumbnailRendering`: `wadors` (thumbnails drawn by OHIF from frames) or
+/// `thumbnailDirect` (the study browser shows the server's `/thumbnail` images).
+fn ohif_opens_every_study(server: &Server, thumbnails: &str) {
     // Per study: the strongest expectation of its files (one image makes it an image study).
     let rank = |e: &str| ["open", "document", "image"].iter().position(|x| *x == e);
     let mut studies: BTreeMap<String, &str> = BTreeMap::new();
@@ -89,6 +94,7 @@ fn ohif_opens_every_study(server: &Server) {
     }
     let spec = json!({
         "patientName": "doe",
+        "thumbnailRendering": thumbnails,
         "studies": studies
             .iter()
             .map(|(uid, e)| if *e == "image" { json!(uid) } else { json!({"uid": uid, "expect": e}) })
@@ -133,6 +139,33 @@ fn ohif_opens_every_study(server: &Server) {
         assert!(asked(&format!("/studies/{uid}/series")), "{uid}: no series");
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    if thumbnails == "thumbnailDirect" {
+        // The study browser showed the server's thumbnails: each one loaded and decoded by
+        // Chromium (a broken image has no natural size), none larger than 128 pixels.
+        let shown: Vec<&Value> = studies
+            .keys()
+            .flat_map(|uid| {
+                seen["studies"][uid]["thumbnails"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+            })
+            .collect();
+        let image_studies = studies.values().filter(|e| **e == "image").count();
+        assert!(
+            shown.len() >= image_studies / 2,
+            "{} thumbnails shown for {image_studies} image studies",
+            shown.len()
+        );
+        for t in &shown {
+            let (w, h) = (t["width"].as_u64().unwrap(), t["height"].as_u64().unwrap());
+            assert!(
+                t["complete"] == true && w > 0 && h > 0 && w.max(h) <= 128,
+                "thumbnail not shown: {t}"
+            );
+            assert!(t["src"].as_str().unwrap().contains("/thumbnail"), "{t}");
+        }
+    }
     // Every request answered.
     let bad: Vec<&Value> = seen["requests"]
         .as_array()
@@ -175,12 +208,12 @@ fn imported() -> (tempfile::TempDir, PathBuf) {
 fn ohif_opens_every_study_from_the_native_server() {
     let (_dir, data) = imported();
     let server = Server::start_native(&data, &["--cors-origin", "*"]);
-    ohif_opens_every_study(&server);
+    ohif_opens_every_study(&server, "thumbnailDirect");
 }
 
 #[test]
 fn ohif_opens_every_study_from_the_worker() {
     let (_dir, data) = imported();
     let server = Server::start_worker(Some(&data), &[("CORS_ORIGINS", "*")]);
-    ohif_opens_every_study(&server);
+    ohif_opens_every_study(&server, "wadors");
 }
