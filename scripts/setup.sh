@@ -2,7 +2,9 @@
 # Installs what wado needs to build and test on a fresh Debian 12 machine, idempotently:
 # a second run installs nothing. (Serving needs none of it: scripts/quickstart.sh installs
 # only what it uses.)
-#   - DCMTK and GDCM tools: the independent oracles of the end-to-end tests;
+#   - DCMTK and GDCM tools: the independent oracles of the end-to-end tests; OpenJPH's tools and
+#     library (openjph-tools, libopenjph-dev, built into tests/oracles/ojph_codec.cpp with g++)
+#     and OpenJPEG's, for HTJ2K both ways;
 #   - Debian's rustc-web, std sources and lld: the offline wasm32 route (docs/WASM.md);
 #   - wasm-bindgen-cli at the exact version of Cargo.lock's wasm-bindgen (crates.io);
 #   - the node tools of package-lock.json (wrangler, binaryen, playwright-core) from npm;
@@ -18,7 +20,7 @@ set -euo pipefail
 
 . "$(dirname "$0")/lib-setup.sh"
 
-apt_install dcmtk libgdcm-tools libopenjp2-tools openjph-tools curl ca-certificates strace
+apt_install dcmtk libgdcm-tools libopenjp2-tools openjph-tools libopenjph-dev g++ curl ca-certificates strace
 apt_install chromium
 # PostgreSQL: the shared search index (`--index postgres://...`); its tests start their own cluster.
 apt_install postgresql

@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod dataset;
+pub mod htj2k;
 pub mod jpeg;
 pub mod jpegls;
 pub mod rle;

@@ -582,6 +582,12 @@ pub fn can_encode(uid: &str, info: &PixelInfo) -> bool {
         // Near-lossless errors on two's complement bits would wrap across zero.
         ts::JPEG_LS_NEAR_LOSSLESS => matches!(bits_allocated, 8 | 16) && !signed,
         uid if is_j2k(uid) => cfg!(feature = "openjp2") && matches!(bits_allocated, 8 | 16),
+        // Ours (pure Rust, every build): lossless HTJ2K of grey or three-sample images.
+        ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL => {
+            matches!(bits_allocated, 8 | 16)
+                && info.bits_stored <= 16
+                && matches!(info.samples_per_pixel, 1 | 3)
+        }
         _ => false,
     }
 }
@@ -634,6 +640,7 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
         ts::JPEG_LS_NEAR_LOSSLESS => encode_jls(info, &interleaved, JPEG_LS_NEAR),
         #[cfg(feature = "openjp2")]
         to if is_j2k(to) => encode_j2k(info, &interleaved, to, j2k_mct(info, to)),
+        ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL => encode_htj2k(info, &interleaved, to),
         other => Err(Error::Unsupported(format!(
             "encoding to {other} is not available"
         ))),
@@ -654,7 +661,10 @@ pub const J2K_RATIO: f32 = 10.0;
 /// Interpretation RGB true for both.
 fn j2k_mct(info: &PixelInfo, to: &str) -> bool {
     info.samples_per_pixel == 3
-        && matches!(to, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000)
+        && matches!(
+            to,
+            ts::JPEG_2000_LOSSLESS | ts::JPEG_2000 | ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL
+        )
         && matches!(
             info.photometric_interpretation.as_str(),
             "RGB" | "YBR_RCT" | "YBR_ICT"
@@ -709,6 +719,57 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
     .map_err(|e| bad(&e))?;
     if out.len() % 2 == 1 {
         out.push(0); // fragments are of even length (PS3.5 A.4); EOC stays found by decoders
+    }
+    Ok(out)
+}
+
+/// One native frame (little-endian, interleaved) as a lossless HTJ2K codestream
+/// ([`crate::htj2k`]): `.4.202` in RPCL order with a TLM marker segment and a tile-part per
+/// resolution (PS3.5 §8.2.14), `.4.201` in one tile-part. RGB goes through the reversible
+/// colour transform (the data set then says YBR_RCT).
+fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
+    let bits = u32::from(info.bits_stored.clamp(1, info.bits_allocated.clamp(1, 16)));
+    let signed = info.pixel_representation == 1;
+    let shift = 32 - bits;
+    let widen = |v: u32| -> i32 {
+        if signed {
+            ((v << shift) as i32) >> shift
+        } else {
+            ((v << shift) >> shift) as i32
+        }
+    };
+    let samples: Vec<i32> = match info.bits_allocated {
+        8 => native.iter().map(|&b| widen(u32::from(b))).collect(),
+        16 => native
+            .chunks_exact(2)
+            .map(|c| widen(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+            .collect(),
+        b => {
+            return Err(Error::Unsupported(format!(
+                "HTJ2K here takes 8 or 16 bits allocated; this image has {b}"
+            )))
+        }
+    };
+    let progression = if to == ts::HTJ2K_LOSSLESS_RPCL {
+        crate::htj2k::Progression::Rpcl
+    } else {
+        crate::htj2k::Progression::Lrcp
+    };
+    let mut out = crate::htj2k::encode(
+        &crate::htj2k::Image {
+            width: usize::from(info.columns),
+            height: usize::from(info.rows),
+            components: usize::from(info.samples_per_pixel),
+            precision: bits,
+            signed,
+            samples: &samples,
+        },
+        progression,
+        j2k_mct(info, to),
+    )
+    .map_err(|e| Error::malformed("frame", format!("cannot HTJ2K-encode: {e}")))?;
+    if out.len() % 2 == 1 {
+        out.push(0); // fragments are of even length (PS3.5 A.4)
     }
     Ok(out)
 }
@@ -821,9 +882,12 @@ pub fn encode_instance(key: &str, bytes: &[u8], stored_ts: &str, to: &str) -> Re
             PrimitiveValue::from(0u16),
         ));
     }
-    if is_j2k(to) && j2k_mct(&info, to) {
-        // The codestream carries the colour transform (PS3.5 Table 8.2.4-1).
-        let pi = if to == ts::JPEG_2000_LOSSLESS {
+    if (is_j2k(to) || is_htj2k(to)) && j2k_mct(&info, to) {
+        // The codestream carries the colour transform (PS3.5 Table 8.2.4-1, §8.2.14).
+        let pi = if matches!(
+            to,
+            ts::JPEG_2000_LOSSLESS | ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL
+        ) {
             "YBR_RCT"
         } else {
             "YBR_ICT"

@@ -2,7 +2,11 @@
 """HTJ2K DICOM files made by OpenJPH (Debian's openjph-tools: ojph_compress, ojph_expand), the
 reference implementation of JPEG 2000 Part 15, for wado's interoperability tests.
 
-    ojph_dicom.py CORPUS_DIR OUT_DIR
+    ojph_dicom.py CORPUS_DIR OUT_DIR OJPH_CODEC
+
+OJPH_CODEC is `tests/oracles/ojph_codec.cpp` built against libopenjph: signed images go through
+it (OpenJPH's library, samples as 32-bit integers), because the 0.9 command-line tools read
+signed raw files as unsigned.
 
 For each case below, the source file's pixels (read by pydicom) are compressed frame by frame
 by `ojph_compress`, and a copy of the source data set is written with the codestreams
@@ -52,8 +56,8 @@ def frames_of(ds):
     return [arr[i] for i in range(n)]
 
 
-def compress(frame, ds, opts, work):
-    """One frame through ojph_compress: PGM/PPM for 8-bit and unsigned, raw for signed."""
+def compress(frame, ds, opts, work, codec):
+    """One frame through ojph_compress (PGM/PPM: unsigned), or OpenJPH's library (signed)."""
     spp = int(ds.SamplesPerPixel)
     bits = int(ds.BitsStored)
     signed = int(ds.PixelRepresentation) == 1
@@ -73,11 +77,15 @@ def compress(frame, ds, opts, work):
             f.write(frame.astype(">u2" if maxval > 255 else np.uint8).tobytes())
         args = []
     else:
-        # Raw input: 16-bit little-endian containers, the value in the low bits.
-        src += ".raw"
-        frame.astype("<i2").tofile(src)
-        args = ["-dims", "{%d,%d}" % (cols, rows), "-num_comps", "1", "-signed", "true",
-                "-bit_depth", str(bits), "-downsamp", "{1,1}"]
+        src += ".i32"
+        frame.astype("<i4").tofile(src)
+        out = os.path.join(work, "out.j2c")
+        order = opts[opts.index("-prog_order") + 1] if "-prog_order" in opts else "LRCP"
+        qstep = [opts[opts.index("-qstep") + 1]] if "-qstep" in opts else []
+        subprocess.run([codec, "encode", src, str(cols), str(rows), "1", str(bits), "1", order,
+                        out] + qstep, check=True, stdout=subprocess.DEVNULL)
+        with open(out, "rb") as f:
+            return f.read(), out
     out = os.path.join(work, "out.j2c")
     subprocess.run(["ojph_compress", "-i", src, "-o", out] + args + opts, check=True,
                    stdout=subprocess.DEVNULL)
@@ -85,15 +93,15 @@ def compress(frame, ds, opts, work):
         return f.read(), out
 
 
-def expand(j2c, ds, work):
-    """ojph_expand's decoding of a codestream, as samples of the source's type."""
+def expand(j2c, ds, work, codec):
+    """OpenJPH's decoding of a codestream, as samples of the source's type."""
     spp = int(ds.SamplesPerPixel)
     signed = int(ds.PixelRepresentation) == 1
     rows, cols = int(ds.Rows), int(ds.Columns)
     if spp == 1 and signed:
-        out = os.path.join(work, "back.raw")
-        subprocess.run(["ojph_expand", "-i", j2c, "-o", out], check=True, stdout=subprocess.DEVNULL)
-        return np.fromfile(out, "<i2").reshape(rows, cols)
+        out = os.path.join(work, "back.i32")
+        subprocess.run([codec, "decode", j2c, out], check=True, stdout=subprocess.DEVNULL)
+        return np.fromfile(out, "<i4").reshape(rows, cols)
     out = os.path.join(work, "back.ppm" if spp == 3 else "back.pgm")
     subprocess.run(["ojph_expand", "-i", j2c, "-o", out], check=True, stdout=subprocess.DEVNULL)
     with open(out, "rb") as f:
@@ -115,7 +123,7 @@ def expand(j2c, ds, work):
 
 
 def main():
-    corpus, out_dir = sys.argv[1], sys.argv[2]
+    corpus, out_dir, codec = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(out_dir, exist_ok=True)
     made = []
     for name, source, ts, opts in CASES:
@@ -128,9 +136,10 @@ def main():
         fragments, want = [], []
         with tempfile.TemporaryDirectory() as work:
             for frame in frames_of(ds):
-                stream, path = compress(frame, ds, opts + (["-reversible", "true"] if lossless else []), work)
+                stream, path = compress(
+                    frame, ds, opts + (["-reversible", "true"] if lossless else []), work, codec)
                 fragments.append(stream)
-                expected = frame if lossless else expand(path, ds, work)
+                expected = frame if lossless else expand(path, ds, work, codec)
                 want.append(np.ascontiguousarray(expected).astype(store_dtype).tobytes())
         ds.PixelData = encapsulate(fragments)
         ds["PixelData"].is_undefined_length = True

@@ -797,3 +797,29 @@ pub fn check_consistent(data: &Path) -> usize {
     }
     complete
 }
+
+/// `tests/oracles/ojph_codec.cpp` built against OpenJPH's library (libopenjph-dev, installed by
+/// scripts/setup.sh), once per source change: OpenJPH decoding and encoding with samples as
+/// 32-bit integers.
+pub fn ojph_codec() -> PathBuf {
+    let src = tests_dir().join("oracles/ojph_codec.cpp");
+    let bin = repo_dir().join("target/oracles/ojph_codec");
+    let fresh = |b: &Path| {
+        let (Ok(b), Ok(s)) = (std::fs::metadata(b), std::fs::metadata(&src)) else {
+            return false;
+        };
+        b.modified().ok() >= s.modified().ok()
+    };
+    if !fresh(&bin) {
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        // Built beside and renamed: test binaries running at once never see half a file.
+        let tmp = bin.with_extension(format!("{}.tmp", std::process::id()));
+        run(Command::new("g++")
+            .args(["-O2", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg("-lopenjph"));
+        std::fs::rename(&tmp, &bin).unwrap();
+    }
+    bin
+}

@@ -25,7 +25,8 @@ fn openjph_files(dir: &Path) -> Vec<Case> {
     let out = run(Command::new(repo_dir().join(".tools/s3venv/bin/python"))
         .arg(tests_dir().join("oracles/ojph_dicom.py"))
         .arg(corpus())
-        .arg(dir));
+        .arg(dir)
+        .arg(ojph_codec()));
     let made: serde_json::Value = serde_json::from_slice(&out).unwrap();
     made.as_array()
         .unwrap()
@@ -168,6 +169,253 @@ fn wado_decodes_what_openjph_encodes() {
                 .windows(codestream.len())
                 .any(|w| w == codestream.as_slice()),
             "{name}: the frame is not the stored codestream"
+        );
+    }
+}
+
+/// The original samples of a file, colour by pixel, as integers (DCMTK and GDCM decode).
+fn original_samples(dir: &Path, file: &Path) -> (Vec<i32>, u16, bool) {
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    // DCMTK makes it Little Endian (Big Endian and implicit sources); what DCMTK cannot
+    // convert (RLE) GDCM decodes directly.
+    let plain = dir.join(format!("plain-{name}"));
+    let converted = Command::new("dcmconv")
+        .args(["+te", "--write-xfer-little"])
+        .arg(file)
+        .arg(&plain)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let plain = if converted { plain } else { file.to_path_buf() };
+    let raw = dir.join(format!("raw-{name}"));
+    run(Command::new("gdcmconv")
+        .args(["--raw", "--planar-configuration", "0"])
+        .arg(&plain)
+        .arg(&raw));
+    let bits: u16 = dcmdump_value(&raw, "BitsAllocated").parse().unwrap();
+    let signed = dcmdump_value(&raw, "PixelRepresentation") == "1";
+    let stored: u32 = dcmdump_value(&raw, "BitsStored").parse().unwrap();
+    let bytes = raw_pixels(&raw);
+    let widen = |v: u32| -> i32 {
+        let shift = 32 - stored;
+        if signed {
+            ((v << shift) as i32) >> shift
+        } else {
+            ((v << shift) >> shift) as i32
+        }
+    };
+    let samples = if bits == 16 {
+        bytes
+            .chunks_exact(2)
+            .map(|c| widen(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+            .collect()
+    } else {
+        bytes.iter().map(|&b| widen(u32::from(b))).collect()
+    };
+    (samples, bits, signed)
+}
+
+/// A PGX (OpenJPEG's grey output: "PG ML +|- BITS W H", big-endian samples) as integers.
+fn read_pgx(path: &Path) -> Vec<i32> {
+    let data = std::fs::read(path).unwrap();
+    let nl = data.iter().position(|&b| b == b'\n').unwrap();
+    let head = String::from_utf8_lossy(&data[..nl]).into_owned();
+    let f: Vec<&str> = head.split_whitespace().collect();
+    let signed = f.contains(&"-");
+    let bits: u32 = f[f.len() - 3].parse().unwrap();
+    let body = &data[nl + 1..];
+    if bits > 8 {
+        body.chunks_exact(2)
+            .map(|c| {
+                let v = u16::from_be_bytes([c[0], c[1]]);
+                if signed {
+                    i32::from(v as i16)
+                } else {
+                    i32::from(v)
+                }
+            })
+            .collect()
+    } else {
+        body.iter()
+            .map(|&b| {
+                if signed {
+                    i32::from(b as i8)
+                } else {
+                    i32::from(b)
+                }
+            })
+            .collect()
+    }
+}
+
+/// The markers of a codestream's main header and tile-part headers: (code, offset).
+fn tile_parts(cs: &[u8]) -> (Option<usize>, Vec<usize>) {
+    let tlm = cs.windows(2).position(|w| w == [0xFF, 0x55]);
+    let mut sots = Vec::new();
+    let mut at = cs.windows(2).position(|w| w == [0xFF, 0x90]).unwrap();
+    loop {
+        sots.push(at);
+        let psot = u32::from_be_bytes([cs[at + 6], cs[at + 7], cs[at + 8], cs[at + 9]]) as usize;
+        at += psot;
+        if cs[at..at + 2] != [0xFF, 0x90] {
+            assert_eq!(
+                &cs[at..at + 2],
+                &[0xFF, 0xD9],
+                "EOC after the last tile-part"
+            );
+            break;
+        }
+    }
+    (tlm, sots)
+}
+
+#[test]
+fn what_wado_encodes_decodes_in_openjph_and_openjpeg() {
+    let dir = tempdir();
+    let names = [
+        "ct_small_ele.dcm",
+        "mr_small_implicit.dcm",
+        "mr_small_bigendian.dcm",
+        "emr_10frame_ele.dcm",
+        "us_rgb_planar1_ele.dcm",
+        "sc_rgb_odd_3x3.dcm",
+        "study77654033_CR1_6154.dcm",
+        "mr_siemens_private_implicit.dcm",
+        "sc_rgb_rle_2frame.dcm",
+    ];
+    let files: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
+    let data = dir.path().join("data");
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    assert!(import(&data, &refs).status.success());
+    let server = Server::start(&data, &[]);
+    let codec = ojph_codec();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let (want, bits, _) = original_samples(dir.path(), file);
+        let frames: usize = dcmdump_value(file, "NumberOfFrames").parse().unwrap_or(1);
+        let spp: usize = dcmdump_value(file, "SamplesPerPixel").parse().unwrap();
+        let (w, h): (usize, usize) = (
+            dcmdump_value(file, "Columns").parse().unwrap(),
+            dcmdump_value(file, "Rows").parse().unwrap(),
+        );
+        let per_frame = w * h * spp;
+        let (st, se, sop) = uids(file);
+        let url = format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root());
+        for ts in ["1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"] {
+            let tag = format!("{name}-{ts}");
+            // The instance in HTJ2K: DCMTK reads its data set; colour says YBR_RCT.
+            let r = get(
+                &url,
+                Some(&format!("application/dicom; transfer-syntax={ts}")),
+            );
+            assert_eq!(r.status, 200, "{tag}: {}", String::from_utf8_lossy(&r.body));
+            let got = write_temp(dir.path(), &format!("inst-{tag}.dcm"), &r.body);
+            assert_eq!(dcmdump_value(&got, "TransferSyntaxUID"), ts, "{tag}");
+            if spp == 3 {
+                assert_eq!(dcmdump_value(&got, "PhotometricInterpretation"), "YBR_RCT");
+            }
+            // Every frame as image/jphc: OpenJPH's library decodes each to the original
+            // samples, exactly; OpenJPEG decodes the first.
+            let list: Vec<String> = (1..=frames).map(|n| n.to_string()).collect();
+            let r = get(
+                &format!("{url}/frames/{}", list.join(",")),
+                Some(&format!(
+                    "multipart/related; type=\"image/jphc\"; transfer-syntax={ts}"
+                )),
+            );
+            assert_eq!(r.status, 200, "{tag}: {}", String::from_utf8_lossy(&r.body));
+            let parts = r.parts();
+            assert_eq!(parts.len(), frames, "{tag}");
+            for (i, part) in parts.iter().enumerate() {
+                let ct = part
+                    .0
+                    .iter()
+                    .find(|(n, _)| n == "content-type")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("");
+                assert!(ct.contains(ts), "{tag}: {ct}");
+                let j2c = write_temp(dir.path(), &format!("f{i}-{tag}.j2c"), &part.1);
+                let out = dir.path().join(format!("f{i}-{tag}.i32"));
+                let said = run(Command::new(&codec).arg("decode").arg(&j2c).arg(&out));
+                let said = String::from_utf8_lossy(&said).into_owned();
+                assert!(
+                    said.starts_with(&format!("{w} {h} {spp} ")),
+                    "{tag}: {said}"
+                );
+                let decoded: Vec<i32> = std::fs::read(&out)
+                    .unwrap()
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                assert!(
+                    decoded == want[i * per_frame..(i + 1) * per_frame],
+                    "{tag}: frame {} differs from the original in OpenJPH",
+                    i + 1
+                );
+                if i == 0 {
+                    let ext = if spp == 3 { "ppm" } else { "pgx" };
+                    let opj = dir.path().join(format!("opj-{tag}.{ext}"));
+                    run(Command::new("opj_decompress")
+                        .arg("-i")
+                        .arg(&j2c)
+                        .arg("-o")
+                        .arg(&opj));
+                    let by_opj: Vec<i32> = if spp == 3 {
+                        let d = std::fs::read(&opj).unwrap();
+                        d[d.len() - per_frame..]
+                            .iter()
+                            .map(|&b| i32::from(b))
+                            .collect()
+                    } else {
+                        let pgx = std::fs::read_dir(dir.path())
+                            .unwrap()
+                            .map(|e| e.unwrap().path())
+                            .find(|p| {
+                                p.file_name()
+                                    .unwrap()
+                                    .to_string_lossy()
+                                    .starts_with(&format!("opj-{tag}"))
+                            })
+                            .unwrap();
+                        read_pgx(&pgx)
+                    };
+                    assert!(by_opj == want[..per_frame], "{tag}: OpenJPEG differs");
+                }
+                if ts.ends_with(".202") {
+                    // RPCL with a TLM and a tile-part per resolution: a prefix decodes.
+                    let cs = &part.1;
+                    let cod = cs.windows(2).position(|w| w == [0xFF, 0x52]).unwrap();
+                    assert_eq!(cs[cod + 5], 2, "{tag}: RPCL");
+                    let levels = usize::from(cs[cod + 9]);
+                    let (tlm, sots) = tile_parts(cs);
+                    assert!(tlm.is_some(), "{tag}: TLM");
+                    assert_eq!(sots.len(), levels + 1, "{tag}: tile-parts");
+                    if levels >= 1 && i == 0 {
+                        let out = dir.path().join(format!("low-{tag}.i32"));
+                        let said = run(Command::new(&codec)
+                            .args(["reduced"])
+                            .arg(&j2c)
+                            .arg("1")
+                            .arg(&out));
+                        let said = String::from_utf8_lossy(&said).into_owned();
+                        assert!(
+                            said.starts_with(&format!("{} {} ", w.div_ceil(2), h.div_ceil(2))),
+                            "{tag}: half resolution: {said}"
+                        );
+                    }
+                }
+            }
+            let _ = bits;
+        }
+        // image/jphc without a transfer syntax: .201, the media type's default.
+        let r = get(&format!("{url}/frames/1"), Some("image/jphc"));
+        assert_eq!(r.status, 200, "{name}");
+        assert!(
+            r.header("content-type")
+                .contains("transfer-syntax=1.2.840.10008.1.2.4.201"),
+            "{name}: {}",
+            r.header("content-type")
         );
     }
 }

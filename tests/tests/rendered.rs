@@ -111,7 +111,8 @@ fn rendered_images_equal_dcmtks() {
     let ht = run(Command::new(repo_dir().join(".tools/s3venv/bin/python"))
         .arg(tests_dir().join("oracles/ojph_dicom.py"))
         .arg(corpus())
-        .arg(&made));
+        .arg(&made)
+        .arg(ojph_codec()));
     let ht: serde_json::Value = serde_json::from_slice(&ht).unwrap();
     let ht_file = |name: &str| -> PathBuf {
         ht.as_array()

@@ -159,7 +159,8 @@ pub(crate) fn can_give_frame(
         | MediaType::Jpeg
         | MediaType::Jls
         | MediaType::Jp2
-        | MediaType::Jpx => wado_codec::can_encode(to, info) && !native_subsampled(from, info),
+        | MediaType::Jpx
+        | MediaType::Jphc => wado_codec::can_encode(to, info) && !native_subsampled(from, info),
         _ => false,
     };
     readable && writable

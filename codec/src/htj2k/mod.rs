@@ -1,0 +1,530 @@
+//! HTJ2K encoding (JPEG 2000 Part 15, ISO/IEC 15444-15; DICOM PS3.5 §8.2.14 and §10.18), lossless,
+//! pure Rust: the reversible colour transform and 5/3 wavelet of Part 1, code-blocks coded by
+//! the HT cleanup pass ([`block`]), and the Part 1 codestream and packets around them.
+//!
+//! One tile, one quality layer, one precinct per resolution (the default precinct size), 64×64
+//! code-blocks. The codestream carries the CAP marker segment Part 15 requires (Rsiz bit 14).
+//! With [`Progression::Rpcl`] it is what `.4.202` asks: RPCL order, a TLM marker segment, and
+//! one tile-part per resolution, so a prefix of the codestream decodes to a lower resolution
+//! (the progressive loading cornerstone does with byte ranges).
+//!
+//! Decoding is openjp2's (OpenJPEG's HT block decoder); interoperability with OpenJPH and
+//! OpenJPEG is tested in `tests/tests/htj2k.rs`.
+
+mod block;
+mod vlc_tables;
+
+/// Samples to encode.
+pub struct Image<'a> {
+    /// Columns.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+    /// 1 (grey) or 3 (colour).
+    pub components: usize,
+    /// Bits per sample (1 to 16).
+    pub precision: u32,
+    /// Two's complement samples.
+    pub signed: bool,
+    /// The samples, components interleaved, as values (sign-extended when signed).
+    pub samples: &'a [i32],
+}
+
+/// The order of packets and how the codestream is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progression {
+    /// LRCP, one tile-part: `.4.201`.
+    Lrcp,
+    /// RPCL, one tile-part per resolution, and a TLM marker segment: `.4.202`.
+    Rpcl,
+}
+
+/// Guard bits (Part 1 Annex E): with the nominal gains of the 5/3 subbands, two bits above the
+/// sample precision bound every coefficient (checked as each code-block is coded).
+const GUARD_BITS: u32 = 2;
+/// Code-blocks of 64×64 (xcb = ycb = 6).
+const CB_LOG: usize = 6;
+
+/// Encodes an image losslessly; `mct` applies the reversible colour transform to three
+/// components (the codestream then decodes to the original RGB; DICOM says YBR_RCT).
+pub fn encode(img: &Image<'_>, progression: Progression, mct: bool) -> Result<Vec<u8>, String> {
+    let (w, h, nc) = (img.width, img.height, img.components);
+    if w == 0 || h == 0 || w > u32::MAX as usize || h > u32::MAX as usize {
+        return Err(format!("a {w}×{h} image"));
+    }
+    if !matches!(nc, 1 | 3) {
+        return Err(format!("{nc} components (1 or 3 here)"));
+    }
+    if !(1..=16).contains(&img.precision) {
+        return Err(format!("{}-bit samples (1 to 16 here)", img.precision));
+    }
+    if img.samples.len() != w * h * nc {
+        return Err("the sample count does not match the image size".into());
+    }
+    let mct = mct && nc == 3;
+
+    // Components, DC level shifted (Annex G.1), then the RCT (Annex G.2).
+    let shift = if img.signed {
+        0
+    } else {
+        1i32 << (img.precision - 1)
+    };
+    let mut planes: Vec<Vec<i32>> = (0..nc)
+        .map(|c| {
+            img.samples
+                .iter()
+                .skip(c)
+                .step_by(nc)
+                .map(|&v| v - shift)
+                .collect()
+        })
+        .collect();
+    if let (true, [p0, p1, p2]) = (mct, &mut planes[..]) {
+        for ((r, g), b) in p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut()) {
+            let (rv, gv, bv) = (*r, *g, *b);
+            *r = (rv + 2 * gv + bv) >> 2;
+            *g = bv - gv;
+            *b = rv - gv;
+        }
+    }
+
+    // Decompositions: down to a base resolution of at most 64 pixels a side (what progressive
+    // viewers start from), at least 5 as is usual, never more than the smaller side allows.
+    let mut levels = 5u32;
+    while levels < 32 && (w.max(h) >> levels) > 64 {
+        levels += 1;
+    }
+    while levels > 0 && (w.min(h) >> levels) == 0 {
+        levels -= 1;
+    }
+
+    for plane in &mut planes {
+        forward_dwt(plane, w, h, levels);
+    }
+
+    // Bit depth of the transformed components (the RCT's chroma has one more bit), and each
+    // subband's exponent: that depth plus its nominal gain (LL 0, HL and LH 1, HH 2).
+    let depth = img.precision + u32::from(mct);
+    let kmax = |gain: u32| depth + gain + GUARD_BITS - 1;
+
+    // Packets: for each resolution, for each component (one precinct, one layer), its header
+    // and the code-blocks' segments.
+    let mut packets: Vec<Vec<u8>> = Vec::new(); // index r * nc + c
+    for r in 0..=levels {
+        for plane in &planes {
+            let bands = subbands(w, h, levels, r);
+            let mut header = BitWriter::new();
+            let mut coded: Vec<(Vec<Option<Vec<u8>>>, usize, usize, u32)> = Vec::new();
+            for band in &bands {
+                let k = kmax(band.gain);
+                let (nbx, nby) = (band.w.div_ceil(1 << CB_LOG), band.h.div_ceil(1 << CB_LOG));
+                let mut blocks = Vec::with_capacity(nbx * nby);
+                for by in 0..nby {
+                    for bx in 0..nbx {
+                        let x0 = band.x + (bx << CB_LOG);
+                        let y0 = band.y + (by << CB_LOG);
+                        let bw = (band.x + band.w).min(x0 + (1 << CB_LOG)) - x0;
+                        let bh = (band.y + band.h).min(y0 + (1 << CB_LOG)) - y0;
+                        let start = y0 * w + x0;
+                        let limit = 1u32 << k.min(31);
+                        for y in 0..bh {
+                            let row = &plane[start + y * w..start + y * w + bw];
+                            if row.iter().any(|v| v.unsigned_abs() >= limit) {
+                                return Err(format!(
+                                    "a coefficient exceeds the {k} magnitude bits of its subband"
+                                ));
+                            }
+                        }
+                        blocks.push(block::encode(&plane[start..], bw, bh, w));
+                    }
+                }
+                coded.push((blocks, nbx, nby, k));
+            }
+            let any = coded.iter().any(|(b, ..)| b.iter().any(Option::is_some));
+            let mut body = Vec::new();
+            if !any {
+                header.put(0);
+            } else {
+                header.put(1);
+                for (blocks, nbx, nby, k) in &coded {
+                    if blocks.is_empty() {
+                        continue;
+                    }
+                    let mut inclusion =
+                        TagTree::new(*nbx, *nby, |i| u32::from(blocks[i].is_none()));
+                    // HT: the cleanup pass codes whole magnitudes; K_max − 1 "missing MSBs"
+                    // put it at bit-plane 0 (as OpenJPH codes lossless blocks).
+                    let mut zero_planes = TagTree::new(*nbx, *nby, |_| k - 1);
+                    for (i, b) in blocks.iter().enumerate() {
+                        inclusion.encode(&mut header, i, 1);
+                        let Some(seg) = b else { continue };
+                        zero_planes.encode(&mut header, i, u32::MAX);
+                        // One coding pass: the codeword "0" (Table B.4).
+                        header.put(0);
+                        // Its length, in Lblock = 3 bits unless longer (B.10.7.1).
+                        let bits = 32 - (seg.len() as u32).leading_zeros();
+                        let lblock = 3u32;
+                        if bits > lblock {
+                            for _ in 0..bits - lblock {
+                                header.put(1);
+                            }
+                        }
+                        header.put(0);
+                        header.put_bits(seg.len() as u32, bits.max(lblock));
+                        body.extend_from_slice(seg);
+                    }
+                }
+            }
+            let mut p = header.finish();
+            p.extend_from_slice(&body);
+            packets.push(p);
+        }
+    }
+
+    // Tile-parts: one, or one per resolution.
+    let tile_parts: Vec<Vec<u8>> = match progression {
+        Progression::Lrcp => vec![packets.concat()],
+        Progression::Rpcl => packets.chunks(nc).map(<[Vec<u8>]>::concat).collect(),
+    };
+    let parts = tile_parts.len();
+    if parts > 255 {
+        return Err("too many tile-parts".into());
+    }
+
+    let mut out = Vec::with_capacity(tile_parts.iter().map(Vec::len).sum::<usize>() + 256);
+    marker(&mut out, 0xFF4F, &[]); // SOC
+                                   // SIZ (A.5.1): Rsiz with bit 14, the HT capabilities of a CAP marker segment.
+    let mut siz = Vec::with_capacity(38 + 3 * nc);
+    siz.extend_from_slice(&0x4000u16.to_be_bytes());
+    for v in [w as u32, h as u32, 0, 0, w as u32, h as u32, 0, 0] {
+        siz.extend_from_slice(&v.to_be_bytes());
+    }
+    siz.extend_from_slice(&(nc as u16).to_be_bytes());
+    for _ in 0..nc {
+        siz.push((img.precision as u8 - 1) | if img.signed { 0x80 } else { 0 });
+        siz.extend_from_slice(&[1, 1]);
+    }
+    marker(&mut out, 0xFF51, &siz);
+    // CAP (15444-15 A.3): Part 15 in Pcap; Ccap15: HT only, one set, reversible, and MAGB.
+    let magb = kmax(2);
+    let bp = if magb <= 8 {
+        0
+    } else if magb < 28 {
+        magb - 8
+    } else {
+        13 + (magb >> 2)
+    };
+    let mut cap = Vec::with_capacity(6);
+    cap.extend_from_slice(&0x0002_0000u32.to_be_bytes());
+    cap.extend_from_slice(&(bp as u16).to_be_bytes());
+    marker(&mut out, 0xFF50, &cap);
+    // COD (A.6.1): default precincts, the order, one layer, the MCT; 64×64 HT code-blocks,
+    // the 5/3 reversible wavelet.
+    let order = match progression {
+        Progression::Lrcp => 0u8,
+        Progression::Rpcl => 2u8,
+    };
+    marker(
+        &mut out,
+        0xFF52,
+        &[
+            0,
+            order,
+            0,
+            1,
+            u8::from(mct),
+            levels as u8,
+            (CB_LOG - 2) as u8,
+            (CB_LOG - 2) as u8,
+            0x40,
+            1,
+        ],
+    );
+    // QCD (A.6.4): no quantization; each subband's exponent.
+    let mut qcd = vec![(GUARD_BITS as u8) << 5];
+    qcd.push((depth as u8) << 3);
+    for _ in 0..levels {
+        qcd.push(((depth + 1) as u8) << 3);
+        qcd.push(((depth + 1) as u8) << 3);
+        qcd.push(((depth + 2) as u8) << 3);
+    }
+    marker(&mut out, 0xFF5C, &qcd);
+    if progression == Progression::Rpcl {
+        // TLM (A.7.1): Ztlm 0; Stlm: 8-bit tile indices, 32-bit lengths.
+        let mut tlm = vec![0u8, 0x50];
+        for tp in &tile_parts {
+            tlm.push(0);
+            tlm.extend_from_slice(&((14 + tp.len()) as u32).to_be_bytes());
+        }
+        marker(&mut out, 0xFF55, &tlm);
+    }
+    for (i, tp) in tile_parts.iter().enumerate() {
+        // SOT (A.4.2) and SOD: Psot counts from the SOT marker to the end of the tile-part.
+        let mut sot = Vec::with_capacity(8);
+        sot.extend_from_slice(&0u16.to_be_bytes());
+        sot.extend_from_slice(&((14 + tp.len()) as u32).to_be_bytes());
+        sot.push(i as u8);
+        sot.push(parts as u8);
+        marker(&mut out, 0xFF90, &sot);
+        marker(&mut out, 0xFF93, &[]);
+        out.extend_from_slice(tp);
+    }
+    marker(&mut out, 0xFFD9, &[]); // EOC
+    Ok(out)
+}
+
+/// A marker, and its segment with its length when it has one.
+fn marker(out: &mut Vec<u8>, code: u16, segment: &[u8]) {
+    out.extend_from_slice(&code.to_be_bytes());
+    let delimiting = matches!(code, 0xFF4F | 0xFF93 | 0xFFD9);
+    if !delimiting {
+        out.extend_from_slice(&((segment.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(segment);
+    }
+}
+
+/// A subband's place in the transformed plane and its nominal gain (log2).
+struct Band {
+    x: usize,
+    y: usize,
+    w: usize,
+    h: usize,
+    gain: u32,
+}
+
+/// The subbands of resolution `r` (0: the LL band; r ≥ 1: HL, LH, HH of decomposition level
+/// `levels − r + 1`), where the in-place transform left them.
+fn subbands(w: usize, h: usize, levels: u32, r: u32) -> Vec<Band> {
+    // The size of the region transformed at level d (1 = finest).
+    let size = |d: u32| {
+        let (mut cw, mut ch) = (w, h);
+        for _ in 1..d {
+            cw = cw.div_ceil(2);
+            ch = ch.div_ceil(2);
+        }
+        (cw, ch)
+    };
+    if r == 0 {
+        let (mut cw, mut ch) = (w, h);
+        for _ in 0..levels {
+            cw = cw.div_ceil(2);
+            ch = ch.div_ceil(2);
+        }
+        return vec![Band {
+            x: 0,
+            y: 0,
+            w: cw,
+            h: ch,
+            gain: 0,
+        }];
+    }
+    let d = levels - r + 1;
+    let (cw, ch) = size(d);
+    let (lw, lh) = (cw.div_ceil(2), ch.div_ceil(2));
+    vec![
+        Band {
+            x: lw,
+            y: 0,
+            w: cw - lw,
+            h: lh,
+            gain: 1,
+        },
+        Band {
+            x: 0,
+            y: lh,
+            w: lw,
+            h: ch - lh,
+            gain: 1,
+        },
+        Band {
+            x: lw,
+            y: lh,
+            w: cw - lw,
+            h: ch - lh,
+            gain: 2,
+        },
+    ]
+}
+
+/// The reversible 5/3 wavelet (Annex F.4, the lifting of F.4.8.2 with symmetric extension):
+/// each level transforms the columns then the rows of the current LL region, leaving low-pass
+/// samples first and high-pass after.
+fn forward_dwt(plane: &mut [i32], w: usize, h: usize, levels: u32) {
+    let (mut cw, mut ch) = (w, h);
+    let mut line = vec![0i32; w.max(h)];
+    let mut tmp = vec![0i32; w.max(h)];
+    for _ in 0..levels {
+        for x in 0..cw {
+            for y in 0..ch {
+                line[y] = plane[y * w + x];
+            }
+            lift_53(&mut line[..ch], &mut tmp[..ch]);
+            for y in 0..ch {
+                plane[y * w + x] = line[y];
+            }
+        }
+        for y in 0..ch {
+            let row = &mut plane[y * w..y * w + cw];
+            line[..cw].copy_from_slice(row);
+            lift_53(&mut line[..cw], &mut tmp[..cw]);
+            row.copy_from_slice(&line[..cw]);
+        }
+        cw = cw.div_ceil(2);
+        ch = ch.div_ceil(2);
+    }
+}
+
+/// One 1D forward 5/3 lifting of a signal starting at an even index, then low-pass samples
+/// (the even ones) first and high-pass after. A single sample is left as it is (F.4.8.1).
+fn lift_53(x: &mut [i32], tmp: &mut [i32]) {
+    let n = x.len();
+    if n < 2 {
+        return;
+    }
+    // Symmetric extension: x[-1] = x[1], x[n] = x[n − 2].
+    let at = |x: &[i32], i: isize| -> i32 {
+        let n = x.len() as isize;
+        let j = if i < 0 {
+            -i
+        } else if i >= n {
+            2 * (n - 1) - i
+        } else {
+            i
+        };
+        x[j as usize]
+    };
+    // Predict: odd samples become high-pass.
+    for i in (1..n).step_by(2) {
+        let p = (at(x, i as isize - 1) + at(x, i as isize + 1)) >> 1;
+        x[i] -= p;
+    }
+    // Update: even samples become low-pass.
+    for i in (0..n).step_by(2) {
+        let u = (at(x, i as isize - 1) + at(x, i as isize + 1) + 2) >> 2;
+        x[i] += u;
+    }
+    let lows = n.div_ceil(2);
+    for i in 0..n {
+        if i % 2 == 0 {
+            tmp[i / 2] = x[i];
+        } else {
+            tmp[lows + i / 2] = x[i];
+        }
+    }
+    x.copy_from_slice(&tmp[..n]);
+}
+
+/// Packet header bits (B.10.1): most significant first; after a 0xFF byte the next holds
+/// seven bits (its first bit a stuffed 0).
+struct BitWriter {
+    out: Vec<u8>,
+    buf: u32,
+    ct: u32,
+}
+
+impl BitWriter {
+    fn new() -> BitWriter {
+        BitWriter {
+            out: Vec::new(),
+            buf: 0,
+            ct: 8,
+        }
+    }
+
+    fn byte_out(&mut self) {
+        self.buf = (self.buf << 8) & 0xFFFF;
+        self.ct = if self.buf == 0xFF00 { 7 } else { 8 };
+        self.out.push((self.buf >> 8) as u8);
+    }
+
+    fn put(&mut self, bit: u32) {
+        if self.ct == 0 {
+            self.byte_out();
+        }
+        self.ct -= 1;
+        self.buf |= (bit & 1) << self.ct;
+    }
+
+    fn put_bits(&mut self, v: u32, n: u32) {
+        for i in (0..n).rev() {
+            self.put((v >> i) & 1);
+        }
+    }
+
+    /// The header's bytes; a last 0xFF is followed by a 0x00.
+    fn finish(mut self) -> Vec<u8> {
+        self.byte_out();
+        if self.ct == 7 {
+            self.byte_out();
+        }
+        self.out
+    }
+}
+
+/// A tag tree (B.10.2): leaves are code-blocks, each node the minimum of its children; a value
+/// is coded as the bits that raise each node's known lower bound from the root down.
+struct TagTree {
+    /// Nodes level by level, leaves first: (value, low, known).
+    nodes: Vec<(u32, u32, bool)>,
+    parent: Vec<Option<usize>>,
+}
+
+impl TagTree {
+    fn new(w: usize, h: usize, value: impl Fn(usize) -> u32) -> TagTree {
+        let mut nodes: Vec<(u32, u32, bool)> = (0..w * h).map(|i| (value(i), 0, false)).collect();
+        let mut parent: Vec<Option<usize>> = vec![None; w * h];
+        let (mut lw, mut lh, mut start) = (w, h, 0usize);
+        while lw * lh > 1 {
+            let (pw, ph) = (lw.div_ceil(2), lh.div_ceil(2));
+            let pstart = nodes.len();
+            nodes.extend((0..pw * ph).map(|_| (u32::MAX, 0, false)));
+            parent.extend((0..pw * ph).map(|_| None));
+            for y in 0..lh {
+                for x in 0..lw {
+                    let child = start + y * lw + x;
+                    let p = pstart + (y / 2) * pw + x / 2;
+                    parent[child] = Some(p);
+                    nodes[p].0 = nodes[p].0.min(nodes[child].0);
+                }
+            }
+            start = pstart;
+            lw = pw;
+            lh = ph;
+        }
+        TagTree { nodes, parent }
+    }
+
+    /// Codes leaf `leaf` against `threshold` (as OpenJPEG's tgt_encode).
+    fn encode(&mut self, bw: &mut BitWriter, leaf: usize, threshold: u32) {
+        let mut path = vec![leaf];
+        let mut node = leaf;
+        while let Some(p) = self.parent[node] {
+            path.push(p);
+            node = p;
+        }
+        let mut low = 0u32;
+        while let Some(n) = path.pop() {
+            let (value, nlow, known) = self.nodes[n];
+            if low > nlow {
+                self.nodes[n].1 = low;
+            } else {
+                low = nlow;
+            }
+            while low < threshold {
+                if low >= value {
+                    if !known {
+                        bw.put(1);
+                        self.nodes[n].2 = true;
+                    }
+                    break;
+                }
+                bw.put(0);
+                low += 1;
+            }
+            self.nodes[n].1 = low;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
