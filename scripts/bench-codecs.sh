@@ -50,3 +50,23 @@ for fname, a in frames.items():
         e, d = sorted(e_t)[n // 2] * 1000, sorted(d_t)[n // 2] * 1000
         print(f"C     {fname:<12} {cname:<40} encode {e:7.2f} ms ({mp / e * 1000:6.1f} MP/s)  decode {d:7.2f} ms ({mp / d * 1000:6.1f} MP/s)  {len(s)} bytes")
 PY
+# HTJ2K: OpenJPH's library in process (tests/oracles/ojph_codec.cpp, libopenjph-dev), lossless
+# RPCL, on the same frames.
+mkdir -p target/oracles
+g++ -O2 -o target/oracles/ojph_codec-bench tests/oracles/ojph_codec.cpp -lopenjph
+"$venv/bin/python" - "$work" <<'PY'
+import sys, numpy as np
+w = sys.argv[1]
+g16 = np.fromfile(f"{w}/grey16.raw", dtype="<u2")
+(g16.astype("<i4")).tofile(f"{w}/grey16.i32")
+((g16 >> 4).astype("<i4")).tofile(f"{w}/grey12.i32")
+((g16 >> 8).astype("<i4")).tofile(f"{w}/grey8.i32")
+np.fromfile(f"{w}/rgb8.raw", dtype=np.uint8).astype("<i4").tofile(f"{w}/rgb8.i32")
+PY
+for f in "16-bit grey:grey16:1:16" "12-bit grey:grey12:1:12" "8-bit grey:grey8:1:8" "8-bit RGB:rgb8:3:8"; do
+  IFS=: read -r label file comps bits <<<"$f"
+  read -r e d size < <(target/oracles/ojph_codec-bench bench "$work/$file.i32" 512 512 "$comps" "$bits" "${ITERATIONS:-20}")
+  awk -v l="$label" -v e="$e" -v d="$d" -v s="$size" 'BEGIN { mp = 512*512/1e6;
+    printf "C     %-12s %-40s encode %7.2f ms (%6.1f MP/s)  decode %7.2f ms (%6.1f MP/s)  %d bytes\n",
+      l, "HTJ2K lossless RPCL (OpenJPH 0.9)", e, mp/e*1000, d, mp/d*1000, s }'
+done
