@@ -30,6 +30,8 @@ static int decode(const char* in, const char* out, ojph::ui32 skip) {
   ojph::j2c_infile file;
   file.open(in);
   ojph::codestream cs;
+  // Reduced decoding reads prefixes of codestreams (tile-parts missing at the end).
+  if (skip) cs.enable_resilience();
   cs.read_headers(&file);
   if (skip) cs.restrict_input_resolution(skip, skip);
   ojph::param_siz siz = cs.access_siz();

@@ -419,3 +419,118 @@ fn what_wado_encodes_decodes_in_openjph_and_openjpeg() {
         );
     }
 }
+
+/// The ends of a .4.202 codestream's tile-parts, from its TLM marker segment.
+fn tile_part_ends(cs: &[u8]) -> Vec<usize> {
+    let tlm = cs.windows(2).position(|w| w == [0xFF, 0x55]).unwrap();
+    let ltlm = usize::from(u16::from_be_bytes([cs[tlm + 2], cs[tlm + 3]]));
+    let first = cs.windows(2).position(|w| w == [0xFF, 0x90]).unwrap();
+    let mut at = first;
+    (0..(ltlm - 4) / 5)
+        .map(|k| {
+            let e = tlm + 6 + k * 5 + 1;
+            at += u32::from_be_bytes([cs[e], cs[e + 1], cs[e + 2], cs[e + 3]]) as usize;
+            at
+        })
+        .collect()
+}
+
+#[test]
+fn a_202_frame_is_read_progressively_with_ranges() {
+    // What cornerstone's progressive loader does: Range requests for the first bytes of an
+    // `image/jphc` .4.202 frame, decoded at a lower resolution, then the rest. Checked on a
+    // frame wado transcodes on the fly and on one stored as .4.202 (stored fragments).
+    let dir = tempdir();
+    let src = corpus().join("mr_siemens_private_implicit.dcm");
+    let data = dir.path().join("data");
+    assert!(import(&data, &[src.as_path()]).status.success());
+    let server = Server::start(&data, &[]);
+    let (st, se, sop) = uids(&src);
+    let instance = format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root());
+    let accept = "image/jphc; transfer-syntax=1.2.840.10008.1.2.4.202";
+    // The instance as .4.202, stored in a second server: its frame is then served as stored.
+    let r = get(
+        &instance,
+        Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.4.202"),
+    );
+    assert_eq!(r.status, 200);
+    let stored = write_temp(dir.path(), "stored-202.dcm", &r.body);
+    let data2 = dir.path().join("data2");
+    assert!(import(&data2, &[stored.as_path()]).status.success());
+    let server2 = Server::start(&data2, &[]);
+    let instance2 = format!(
+        "{}/studies/{st}/series/{se}/instances/{sop}",
+        server2.root()
+    );
+    let codec = ojph_codec();
+    for (label, url) in [
+        ("transcoded", format!("{instance}/frames/1")),
+        ("stored", format!("{instance2}/frames/1")),
+    ] {
+        let full = get(&url, Some(accept));
+        assert_eq!(full.status, 200, "{label}");
+        let cs = full.body.clone();
+        let ends = tile_part_ends(&cs);
+        let levels = ends.len() - 1;
+        assert!(levels >= 5, "{label}: {levels} levels");
+        for (k, &end) in ends.iter().enumerate().take(levels) {
+            let r = request(
+                "GET",
+                &url,
+                &[
+                    ("accept", accept),
+                    ("range", &format!("bytes=0-{}", end - 1)),
+                ],
+            );
+            assert_eq!(r.status, 206, "{label} {k}");
+            assert_eq!(
+                r.header("content-range"),
+                format!("bytes 0-{}/{}", end - 1, cs.len()),
+                "{label} {k}"
+            );
+            assert_eq!(
+                r.body,
+                cs[..end],
+                "{label} {k}: the prefix of the codestream"
+            );
+            // The prefix, closed, decodes in OpenJPH to what the whole codestream gives at
+            // the same reduced resolution.
+            let mut prefix = r.body.clone();
+            prefix.extend_from_slice(&[0xFF, 0xD9]);
+            let skip = (levels - k).to_string();
+            let p = write_temp(dir.path(), &format!("{label}-p{k}.j2c"), &prefix);
+            let w = write_temp(dir.path(), &format!("{label}-w{k}.j2c"), &cs);
+            let (po, wo) = (dir.path().join("po.i32"), dir.path().join("wo.i32"));
+            let said = run(Command::new(&codec)
+                .arg("reduced")
+                .arg(&p)
+                .arg(&skip)
+                .arg(&po));
+            run(Command::new(&codec)
+                .arg("reduced")
+                .arg(&w)
+                .arg(&skip)
+                .arg(&wo));
+            let side = 256usize.div_ceil(1 << (levels - k));
+            assert!(
+                String::from_utf8_lossy(&said).starts_with(&format!("{side} {side} ")),
+                "{label} {k}: {}",
+                String::from_utf8_lossy(&said)
+            );
+            assert_eq!(
+                std::fs::read(&po).unwrap(),
+                std::fs::read(&wo).unwrap(),
+                "{label} {k}: the low resolution from the prefix"
+            );
+        }
+        // The rest, in a second request.
+        let first = ends[2];
+        let r = request(
+            "GET",
+            &url,
+            &[("accept", accept), ("range", &format!("bytes={first}-"))],
+        );
+        assert_eq!(r.status, 206, "{label}");
+        assert_eq!(r.body, cs[first..], "{label}: the rest");
+    }
+}

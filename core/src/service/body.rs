@@ -573,6 +573,22 @@ impl Service {
             set(&mut headers, header::ETAG, &entity_tag(v, false));
         }
         let mut status = status_and_warning(&mut headers, &outcome);
+        // A frame asked for in part (progressive HTJ2K: cornerstone reads a .4.202 frame's first
+        // tile-parts, its low resolutions, then the rest): its bytes are made first, stored
+        // fragments joined or the transcoding run, so that the range can be cut from them.
+        if ctx.req.headers.contains_key(header::RANGE)
+            && matches!(
+                part.source,
+                Source::Fragments { .. } | Source::Transcode { .. }
+            )
+        {
+            let reader = FrameReader {
+                store: ctx.part.store.clone(),
+                offload: self.config.offload.clone(),
+                budget: self.budget.clone(),
+            };
+            part.source = Source::Bytes(reader.frame_bytes(&part.source).await?);
+        }
         // Bodies whose bytes are known up front can be sent in part (RFC 9110 §14).
         let total = match &part.source {
             Source::Object { start, end, .. } => Some(end - start),
