@@ -151,6 +151,91 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
     Ok(native)
 }
 
+/// Decodes a JPEG 2000 or HTJ2K frame at the lowest resolution whose sides are still at least
+/// `min_side` (or the image's, when smaller): only the code-blocks of those resolution levels
+/// are decoded, which is what makes a thumbnail of a large frame cheap (a `.4.202` frame's
+/// low resolutions are also its first bytes). Returns the native samples (as
+/// [`decode_frame`] gives them) and the reduced columns and rows; `None` when the syntax is
+/// not JPEG 2000 or this build has no openjp2.
+pub fn decode_frame_reduced(
+    info: &PixelInfo,
+    stored_ts: &str,
+    frame: &[u8],
+    min_side: u32,
+) -> Option<Result<(Vec<u8>, u16, u16)>> {
+    #[cfg(feature = "openjp2")]
+    {
+        if !decodes_as_j2k(stored_ts) {
+            return None;
+        }
+        Some(decode_j2k_reduced(info, frame, min_side))
+    }
+    #[cfg(not(feature = "openjp2"))]
+    {
+        let _ = (info, stored_ts, frame, min_side);
+        None
+    }
+}
+
+#[cfg(feature = "openjp2")]
+fn decode_j2k_reduced(
+    info: &PixelInfo,
+    frame: &[u8],
+    min_side: u32,
+) -> Result<(Vec<u8>, u16, u16)> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::malformed("frame", format!("cannot decode the JPEG 2000 frame: {e}"))
+    };
+    // Decomposition levels from the COD marker segment (A.6.1), which bound the reduction.
+    let head = &frame[..frame.len().min(4096)];
+    let levels = head
+        .windows(2)
+        .position(|w| w == [0xFF, 0x52])
+        .and_then(|at| head.get(at + 9).copied())
+        .unwrap_or(0);
+    let (cols, rows) = (u32::from(info.columns), u32::from(info.rows));
+    let mut reduce = 0u32;
+    while reduce < u32::from(levels)
+        && cols.div_ceil(1 << (reduce + 1)) >= min_side.min(cols)
+        && rows.div_ceil(1 << (reduce + 1)) >= min_side.min(rows)
+    {
+        reduce += 1;
+    }
+    let params = jpeg2k::DecodeParameters::default().reduce(reduce);
+    let img = jpeg2k::Image::from_bytes_with(frame, params).map_err(|e| bad(&e))?;
+    let comps = img.components();
+    let spp = usize::from(info.samples_per_pixel);
+    if comps.len() < spp || spp == 0 {
+        return Err(bad(&format!("{} components, {spp} expected", comps.len())));
+    }
+    let (w, h) = (comps[0].width() as usize, comps[0].height() as usize);
+    if comps[..spp]
+        .iter()
+        .any(|c| c.width() as usize != w || c.height() as usize != h || c.data().len() < w * h)
+    {
+        return Err(bad(&"components of different sizes"));
+    }
+    let bytes_per = if info.bits_allocated > 8 { 2 } else { 1 };
+    let mut native = Vec::with_capacity(w * h * spp * bytes_per);
+    for i in 0..w * h {
+        for c in &comps[..spp] {
+            let v = c.data()[i];
+            if bytes_per == 2 {
+                native.extend_from_slice(&(v as u16).to_le_bytes());
+            } else {
+                native.push(v as u8);
+            }
+        }
+    }
+    let reduced = PixelInfo {
+        rows: h as u16,
+        columns: w as u16,
+        ..info.clone()
+    };
+    j2k_sign_fix(&reduced, frame, &mut native);
+    Ok((native, w as u16, h as u16))
+}
+
 /// Whether decoding `stored` turns colour stored as `photometric` into RGB: JPEG (Baseline,
 /// Extended) decoded to RGB whatever YCbCr it held (PS3.5 §8.2.1), JPEG 2000 through its
 /// component transform (YBR_RCT, YBR_ICT: PS3.5 §8.2.4); anything else keeps its colour as

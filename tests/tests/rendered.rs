@@ -408,4 +408,58 @@ fn thumbnails_viewports_and_series() {
     let r = get(&format!("{}/studies/{st}/thumbnail", server.root()), None);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), "image/jpeg");
+
+    // A 256×256 MR stored as HTJ2K (.4.202, by wado): its thumbnail decodes only the
+    // resolutions down to 128×128: what OpenJPH's library decodes at one resolution level
+    // fewer, through the window (PS3.3 C.11.2.1.2.1, computed here).
+    let mr = &files[5];
+    let r = get(
+        &instance_url(&server, mr),
+        Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.4.202"),
+    );
+    assert_eq!(r.status, 200);
+    let ht = write_temp(dir.path(), "mr-202.dcm", &r.body);
+    let data2 = dir.path().join("data2");
+    assert!(import(&data2, &[ht.as_path()]).status.success());
+    let server2 = Server::start(&data2, &[]);
+    let ht_url = instance_url(&server2, mr);
+    let frame = get(
+        &format!("{ht_url}/frames/1"),
+        Some("image/jphc; transfer-syntax=1.2.840.10008.1.2.4.202"),
+    );
+    assert_eq!(frame.status, 200);
+    let j2c = write_temp(dir.path(), "mr-202.j2c", &frame.body);
+    let low = dir.path().join("mr-low.i32");
+    let said = run(Command::new(ojph_codec())
+        .arg("reduced")
+        .arg(&j2c)
+        .arg("1")
+        .arg(&low));
+    assert!(String::from_utf8_lossy(&said).starts_with("128 128 "));
+    let (c, w) = (2048.0f64, 4096.0f64);
+    let want: Vec<u8> = std::fs::read(&low)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| {
+            let x = f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            if x <= c - 0.5 - (w - 1.0) / 2.0 {
+                0
+            } else if x > c - 0.5 + (w - 1.0) / 2.0 {
+                255
+            } else {
+                (((x - (c - 0.5)) / (w - 1.0) + 0.5) * 255.0).round() as u8
+            }
+        })
+        .collect();
+    let r = get(
+        &format!("{ht_url}/thumbnail?window=2048,4096"),
+        Some("image/png"),
+    );
+    assert_eq!(r.status, 200);
+    let (_, tw, th, _, thumb) = pillow(dir.path(), &r.body, "L", "mr-ht-thumb");
+    assert_eq!((tw, th), (128, 128));
+    assert!(
+        worst(&thumb, &want) <= 1,
+        "the thumbnail is not the low resolution OpenJPH decodes"
+    );
 }

@@ -645,14 +645,47 @@ pub(crate) struct RenderJob {
     pub(crate) params: Params,
     /// A thumbnail (scaled to [`THUMBNAIL_SIZE`] unless a viewport is named).
     pub(crate) thumbnail: bool,
+    /// The stored JPEG 2000 or HTJ2K syntax, when the frame comes as its codestream to be
+    /// decoded only down to the resolution the output needs.
+    pub(crate) reduce_from: Option<String>,
 }
 
 impl RenderJob {
-    /// The frame's native samples rendered, scaled and encoded.
-    pub(crate) fn run(&self, native: &[u8]) -> crate::error::Result<Vec<u8>> {
+    /// The smallest side the output needs, when a lower resolution can serve it: a
+    /// thumbnail's, or a viewport's without a source region.
+    pub(crate) fn needed_side(&self) -> Option<u32> {
+        match (&self.params.viewport, self.thumbnail) {
+            (Some(vp), _) if vp.region.is_none() => Some(vp.width.max(vp.height)),
+            (None, true) => Some(THUMBNAIL_SIZE as u32),
+            _ => None,
+        }
+    }
+
+    /// The frame rendered, scaled and encoded: `frame` is its native samples, or (with
+    /// `reduce_from`) its codestream, decoded here at the resolution needed.
+    pub(crate) fn run(&self, frame: &[u8]) -> crate::error::Result<Vec<u8>> {
         let failed = |e: String| crate::error::Error::NotAcceptable(format!("cannot render: {e}"));
+        let mut display = std::borrow::Cow::Borrowed(&self.display);
+        let decoded;
+        let native: &[u8] = match &self.reduce_from {
+            None => frame,
+            Some(ts) => {
+                let side = self.needed_side().unwrap_or(u32::MAX);
+                decoded = match wado_codec::decode_frame_reduced(&self.info, ts, frame, side) {
+                    Some(r) => {
+                        let (px, cols, rows) = r?;
+                        let d = display.to_mut();
+                        d.pixel.columns = cols;
+                        d.pixel.rows = rows;
+                        px
+                    }
+                    None => wado_codec::decode_frame(&self.info, ts, frame)?,
+                };
+                &decoded
+            }
+        };
         let image = render(
-            &self.display,
+            &display,
             native,
             self.decoded_rgb,
             self.params.window,

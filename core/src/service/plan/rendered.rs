@@ -195,7 +195,7 @@ impl Service {
                 None => None,
             };
             let stored = idx.transfer_syntax.as_str();
-            let job = Arc::new(RenderJob {
+            let mut job = RenderJob {
                 info: info.clone(),
                 decoded_rgb: !ts::is_native(stored)
                     && wado_codec::decoded_as_rgb(stored, &info.photometric_interpretation),
@@ -203,13 +203,37 @@ impl Service {
                 palette,
                 params: params.clone(),
                 thumbnail,
-            });
+                reduce_from: None,
+            };
+            // A JPEG 2000 or HTJ2K frame drawn smaller than it is: its codestream goes to the
+            // job, which decodes only the resolution levels the output needs.
+            let reducible = [
+                ts::JPEG_2000_LOSSLESS,
+                ts::JPEG_2000,
+                ts::HTJ2K_LOSSLESS,
+                ts::HTJ2K_LOSSLESS_RPCL,
+                ts::HTJ2K,
+            ]
+            .contains(&stored)
+                && matches!(idx.frames, Some(layout::FrameIndex::Encapsulated { .. }))
+                && job
+                    .needed_side()
+                    .is_some_and(|side| side < u32::from(info.columns.max(info.rows)));
+            if reducible && wado_codec::can_decode(stored) {
+                job.reduce_from = Some(stored.to_owned());
+            }
+            let to = if job.reduce_from.is_some() {
+                stored
+            } else {
+                ts::EXPLICIT_VR_LE
+            };
+            let job = Arc::new(job);
             let instance_uri = format!(
                 "{}/studies/{}/series/{}/instances/{}",
                 ctx.root, idx.study, idx.series, idx.sop_instance
             );
             let sources = self
-                .frame_parts(ctx, idx, &frame_list, ts::EXPLICIT_VR_LE, "", &instance_uri)
+                .frame_parts(ctx, idx, &frame_list, to, "", &instance_uri)
                 .await?;
             validator.push_str(&format!("|{}:{frame_list:?}", idx.source.sha256));
             for (f, frame) in frame_list.iter().zip(sources) {
