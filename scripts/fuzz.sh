@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the core's fuzz targets (cargo-fuzz, nightly) for SECONDS each (default 60).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls jpegdct
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls jpegdct htj2k j2k_decode
 # Seeds: the fixture DICOM files for `prepare`. Crashes land in core/fuzz/artifacts/; turn each
 # into a regression test (core/tests/fuzz_regressions.rs, or the codec module's tests with its
 # input in codec/tests/fuzz_regressions/) before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")/../core"
 secs="${1:-60}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml jpegls jpegdct)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml jpegls jpegdct htj2k j2k_decode)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
 corpus="${FUZZ_CORPUS:-/tmp/wado-fuzz}"
 mkdir -p "$corpus/prepare"

@@ -153,3 +153,47 @@ fn rpcl_codestreams_have_a_tlm_and_a_tile_part_per_resolution() {
         "EOC after the last tile-part"
     );
 }
+
+#[cfg(feature = "openjp2")]
+#[test]
+fn a_two_byte_codestream_is_an_error() {
+    // Found by the htj2k fuzz target: openjp2 frees a half-built tile after a failed decode.
+    let info = crate::PixelInfo {
+        rows: 46,
+        columns: 11,
+        samples_per_pixel: 3,
+        bits_allocated: 16,
+        bits_stored: 16,
+        pixel_representation: 1,
+        photometric_interpretation: "RGB".into(),
+        planar_configuration: 0,
+        number_of_frames: 1,
+    };
+    for ts in [crate::ts::HTJ2K_LOSSLESS, crate::ts::JPEG_2000_LOSSLESS] {
+        assert!(crate::decode_frame(&info, ts, &[0xFF, 0xFF]).is_err());
+        assert!(matches!(
+            crate::decode_frame_reduced(&info, ts, &[0xFF, 0xFF], 8),
+            Some(Err(_))
+        ));
+    }
+}
+
+#[cfg(feature = "openjp2")]
+#[test]
+fn fuzz_case_constant_minus_one_rgb() {
+    let samples = vec![-1i32; 11 * 46 * 3];
+    for progression in [Progression::Lrcp, Progression::Rpcl] {
+        let img = Image {
+            width: 11,
+            height: 46,
+            components: 3,
+            precision: 16,
+            signed: true,
+            samples: &samples,
+        };
+        let stream = encode(&img, progression, true).unwrap();
+        std::fs::write("/tmp/fz_case.j2c", &stream).unwrap();
+        let back = decoded(&stream, 11, 46, 3, 16, true);
+        assert_eq!(back, samples);
+    }
+}
