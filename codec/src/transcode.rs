@@ -668,7 +668,7 @@ pub fn can_encode(uid: &str, info: &PixelInfo) -> bool {
         ts::JPEG_LS_NEAR_LOSSLESS => matches!(bits_allocated, 8 | 16) && !signed,
         uid if is_j2k(uid) => cfg!(feature = "openjp2") && matches!(bits_allocated, 8 | 16),
         // Ours (pure Rust, every build): lossless HTJ2K of grey or three-sample images.
-        ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL => {
+        ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL | ts::HTJ2K => {
             matches!(bits_allocated, 8 | 16)
                 && info.bits_stored <= 16
                 && matches!(info.samples_per_pixel, 1 | 3)
@@ -725,7 +725,9 @@ pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> R
         ts::JPEG_LS_NEAR_LOSSLESS => encode_jls(info, &interleaved, JPEG_LS_NEAR),
         #[cfg(feature = "openjp2")]
         to if is_j2k(to) => encode_j2k(info, &interleaved, to, j2k_mct(info, to)),
-        ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL => encode_htj2k(info, &interleaved, to),
+        ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL | ts::HTJ2K => {
+            encode_htj2k(info, &interleaved, to)
+        }
         other => Err(Error::Unsupported(format!(
             "encoding to {other} is not available"
         ))),
@@ -748,7 +750,11 @@ fn j2k_mct(info: &PixelInfo, to: &str) -> bool {
     info.samples_per_pixel == 3
         && matches!(
             to,
-            ts::JPEG_2000_LOSSLESS | ts::JPEG_2000 | ts::HTJ2K_LOSSLESS | ts::HTJ2K_LOSSLESS_RPCL
+            ts::JPEG_2000_LOSSLESS
+                | ts::JPEG_2000
+                | ts::HTJ2K_LOSSLESS
+                | ts::HTJ2K_LOSSLESS_RPCL
+                | ts::HTJ2K
         )
         && matches!(
             info.photometric_interpretation.as_str(),
@@ -835,23 +841,27 @@ fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
             )))
         }
     };
-    let progression = if to == ts::HTJ2K_LOSSLESS_RPCL {
-        crate::htj2k::Progression::Rpcl
-    } else {
+    // .4.203 streams too: RPCL, a TLM and tile-parts by resolution cost nothing and let
+    // viewers load it progressively as they do .4.202.
+    let progression = if to == ts::HTJ2K_LOSSLESS {
         crate::htj2k::Progression::Lrcp
+    } else {
+        crate::htj2k::Progression::Rpcl
     };
-    let mut out = crate::htj2k::encode(
-        &crate::htj2k::Image {
-            width: usize::from(info.columns),
-            height: usize::from(info.rows),
-            components: usize::from(info.samples_per_pixel),
-            precision: bits,
-            signed,
-            samples: &samples,
-        },
-        progression,
-        j2k_mct(info, to),
-    )
+    let image = crate::htj2k::Image {
+        width: usize::from(info.columns),
+        height: usize::from(info.rows),
+        components: usize::from(info.samples_per_pixel),
+        precision: bits,
+        signed,
+        samples: &samples,
+    };
+    let mct = j2k_mct(info, to);
+    let mut out = if to == ts::HTJ2K {
+        crate::htj2k::encode_lossy(&image, progression, mct)
+    } else {
+        crate::htj2k::encode(&image, progression, mct)
+    }
     .map_err(|e| Error::malformed("frame", format!("cannot HTJ2K-encode: {e}")))?;
     if out.len() % 2 == 1 {
         out.push(0); // fragments are of even length (PS3.5 A.4)

@@ -197,3 +197,59 @@ fn fuzz_case_constant_minus_one_rgb() {
         assert_eq!(back, samples);
     }
 }
+
+/// PSNR of `b` against `a`, over the range `a` spans.
+fn psnr(a: &[i32], b: &[i32]) -> f64 {
+    let (lo, hi) = (a.iter().min().unwrap(), a.iter().max().unwrap());
+    let range = f64::from((hi - lo).max(1));
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(x - y).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (range * range / mse).log10()
+}
+
+#[cfg(feature = "openjp2")]
+#[test]
+fn lossy_streams_decode_in_openjpeg_close_to_the_original() {
+    let cases: Vec<(usize, usize, usize, u32, bool, Vec<i32>)> = vec![
+        (256, 200, 1, 12, false, ramp(256, 200, 1, 4095)),
+        (
+            128,
+            96,
+            1,
+            16,
+            true,
+            ramp(128, 96, 1, 3000).iter().map(|v| v - 1000).collect(),
+        ),
+        (97, 53, 3, 8, false, ramp(97, 53, 3, 255)),
+        (64, 64, 1, 8, false, noise(9, 64 * 64, 0, 255)),
+        (3, 3, 1, 8, false, noise(10, 9, 0, 255)),
+    ];
+    for (w, h, nc, bits, signed, samples) in cases {
+        let img = Image {
+            width: w,
+            height: h,
+            components: nc,
+            precision: bits,
+            signed,
+            samples: &samples,
+        };
+        let stream = encode_lossy(&img, Progression::Rpcl, nc == 3).unwrap();
+        let back = decoded(&stream, w, h, nc, bits, signed);
+        let p = psnr(&samples, &back);
+        assert!(p >= 40.0, "{w}×{h}×{nc} {bits}-bit: PSNR {p:.1} dB");
+        let raw_bytes = samples.len() * if bits > 8 { 2 } else { 1 };
+        // Smooth images shrink; uniform noise cannot.
+        assert!(
+            stream.len() < raw_bytes || w == 64 || w == 3,
+            "{w}×{h}×{nc}: {} bytes from {raw_bytes}",
+            stream.len()
+        );
+    }
+}

@@ -1,10 +1,11 @@
 //! Our HTJ2K encoder on arbitrary images (a header of size, depth, sign and colour, then
 //! samples): it never fails on a valid image, and openjp2 decodes its codestream to the same
-//! samples (lossless), in both progressions. (Arbitrary bytes into openjp2's decoders are the
+//! samples (lossless), in both progressions; its lossy stream decodes too, to an image of the
+//! same size. (Arbitrary bytes into openjp2's decoders are the
 //! `j2k_decode` target.)
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wado_codec::htj2k::{encode, Image, Progression};
+use wado_codec::htj2k::{encode, encode_lossy, Image, Progression};
 use wado_codec::{decode_frame, ts, PixelInfo};
 
 fuzz_target!(|data: &[u8]| {
@@ -79,4 +80,7 @@ fuzz_target!(|data: &[u8]| {
             .collect()
     };
     assert_eq!(back, samples, "{width}×{height}×{components} {bits}-bit signed={signed}");
+    let lossy = encode_lossy(&img, progression, components == 3).expect("a valid image encodes");
+    let decoded = decode_frame(&info, ts::HTJ2K, &lossy).expect("our lossy stream decodes");
+    assert_eq!(decoded.len(), native.len());
 });
