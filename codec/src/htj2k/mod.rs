@@ -321,11 +321,17 @@ fn reversible(img: &Image<'_>, mct: bool, levels: u32) -> Coded {
     }
 }
 
-/// The 9/7 lifting coefficients (Annex F.4.8.2, Table F.4) and K.
+/// The 9/7 lifting coefficients (Annex F.4.8.2, Table F.4) and K, written as the standard
+/// gives them (f32 keeps what it can).
+#[allow(clippy::excessive_precision)]
 const ALPHA: f32 = -1.586_134_342_059_924;
+#[allow(clippy::excessive_precision)]
 const BETA: f32 = -0.052_980_118_572_961;
+#[allow(clippy::excessive_precision)]
 const GAMMA: f32 = 0.882_911_075_530_934;
+#[allow(clippy::excessive_precision)]
 const DELTA: f32 = 0.443_506_852_043_971;
+#[allow(clippy::excessive_precision)]
 const K97: f32 = 1.230_174_104_914_001;
 
 /// The irreversible path: samples normalized to [−½, ½) after the DC level shift, ICT (G.3),
