@@ -81,6 +81,9 @@ fn config(env: &Env) -> Result<Config, String> {
                 authorization: var(env, "ORIGIN_AUTHORIZATION"),
             }) as Arc<dyn Upstream>
         }),
+        // A read-through cache may keep what it fills as HTJ2K .4.202 (`FILL_TRANSCODE`), so
+        // that every frame it serves streams progressively.
+        fill_transcode: var(env, "FILL_TRANSCODE").map(|v| v.trim().to_owned()),
         // Workers are reached over HTTPS, except under `wrangler dev`, where the URL says.
         scheme: "https".into(),
         public: var(env, "PUBLIC").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),

@@ -101,7 +101,9 @@ impl Fills {
     /// Makes sure the target's scope is in the store: nothing to do when it is cached; a 404
     /// when the upstream archive said it has no such scope less than [`MISS_SECONDS`] before
     /// `now`; else one fill, which concurrent callers for the same scope wait for and share.
-    /// `layout` gives the layout record of a store that has none yet.
+    /// `layout` gives the layout record of a store that has none yet; `transcode`, a transfer
+    /// syntax losslessly stored instances are kept in (see [`fill`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn ensure<F, Fut>(
         &self,
         store: &dyn Store,
@@ -109,6 +111,7 @@ impl Fills {
         target: &Target,
         now: u64,
         search: Option<(&SharedIndex, &str)>,
+        transcode: Option<&str>,
         layout: F,
     ) -> Result<()>
     where
@@ -144,7 +147,7 @@ impl Fills {
                 Err(missing())
             } else {
                 let layout = layout().await?;
-                match fill(store, upstream, &layout, target, search).await {
+                match fill(store, upstream, &layout, target, search, transcode).await {
                     Ok(_) => Ok(()),
                     Err(Error::NotFound(m)) => {
                         let mut misses = lock(&self.misses);
@@ -196,12 +199,18 @@ async fn stored_whole(store: &dyn Store, st: &Uid, se: &Uid, sop: &Uid) -> Resul
 
 /// Fetches the study (for a study target) or series of `target` from the upstream archive into the
 /// store. Nothing at the upstream archive is a 404; an unreachable or failing upstream archive is a 502.
+///
+/// With `transcode` (e.g. HTJ2K `.4.202`, so that every frame the cache serves can be read
+/// progressively), an instance the origin holds uncompressed or losslessly compressed is stored
+/// losslessly re-encoded in that syntax; lossy, video and instances that cannot be re-encoded
+/// are stored as they come (nothing is ever lost or degraded by the cache).
 pub async fn fill(
     store: &dyn Store,
     upstream: &dyn Upstream,
     layout: &LayoutRecord,
     target: &Target,
     search: Option<(&SharedIndex, &str)>,
+    transcode: Option<&str>,
 ) -> Result<Filled> {
     let root = upstream.root().trim_end_matches('/');
     let scope = match target {
@@ -269,6 +278,10 @@ pub async fn fill(
         }
         let file = first_part(&r).map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
         filled.bytes += file.len() as u64;
+        let file = match transcode {
+            Some(to) => transcoded(file, to),
+            None => file,
+        };
         batch
             .add_expecting(store, file, import::Expected::Instance(&st, &se, &sop))
             .await
@@ -290,6 +303,41 @@ pub async fn fill(
             .await?;
     }
     Ok(filled)
+}
+
+/// A file re-encoded losslessly into `to`, when it is stored uncompressed or losslessly and
+/// this build can; else the file as it is.
+fn transcoded(file: Bytes, to: &str) -> Bytes {
+    let Ok(meta) = crate::dicom::scan::scan_meta(&file) else {
+        return file;
+    };
+    let from = meta.transfer_syntax.as_str();
+    let lossless_source = crate::ts::is_native(from)
+        || [
+            crate::ts::RLE_LOSSLESS,
+            crate::ts::JPEG_LOSSLESS,
+            crate::ts::JPEG_LOSSLESS_SV1,
+            crate::ts::JPEG_LS_LOSSLESS,
+            crate::ts::JPEG_2000_LOSSLESS,
+            crate::ts::HTJ2K_LOSSLESS,
+            crate::ts::HTJ2K_LOSSLESS_RPCL,
+        ]
+        .contains(&from);
+    let lossless_target = [
+        crate::ts::HTJ2K_LOSSLESS,
+        crate::ts::HTJ2K_LOSSLESS_RPCL,
+        crate::ts::JPEG_2000_LOSSLESS,
+        crate::ts::JPEG_LS_LOSSLESS,
+        crate::ts::RLE_LOSSLESS,
+    ]
+    .contains(&to);
+    if from == to || !lossless_source || !lossless_target {
+        return file;
+    }
+    match wado_codec::encode_instance("fill", &file, from, to) {
+        Ok(out) => Bytes::from(out),
+        Err(_) => file,
+    }
 }
 
 /// The body of the first part of a multipart response (or the body of a single part).

@@ -84,6 +84,10 @@ pub struct Config {
     /// An archive to fetch missing studies and series from (a read-through cache; see
     /// [`crate::layout::upstream`]). Off by default.
     pub upstream: Option<Arc<dyn Upstream>>,
+    /// With an upstream archive: the transfer syntax to keep filled instances in, when they can
+    /// be re-encoded losslessly (HTJ2K `.4.202`: every frame served can then be read
+    /// progressively). Off by default: instances are stored as they come.
+    pub fill_transcode: Option<String>,
     /// Where decoding, encoding and conversions run ([`Offload`]); here when `None`.
     pub offload: Option<Arc<dyn Offload>>,
     /// The search index QIDO-RS answers from ([`crate::search`]); without one, searches are
@@ -136,6 +140,7 @@ impl Default for Config {
             scheme: "http".into(),
             auth: None,
             upstream: None,
+            fill_transcode: None,
             offload: None,
             index: None,
             max_results: 1000,
@@ -409,9 +414,15 @@ impl Service {
         let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
         ctx.part
             .fills
-            .ensure(store, upstream, target, ctx.req.now, search, || {
-                layout::import::ensure_layout(store, public, ae_title)
-            })
+            .ensure(
+                store,
+                upstream,
+                target,
+                ctx.req.now,
+                search,
+                self.config.fill_transcode.as_deref(),
+                || layout::import::ensure_layout(store, public, ae_title),
+            )
             .await
     }
 

@@ -340,3 +340,76 @@ fn the_cache_stores_only_what_it_asked_for_and_is_not_open_by_accident() {
     };
     assert!(closed.check().is_err());
 }
+
+#[test]
+fn a_cache_set_to_transcode_keeps_lossless_fills_as_htj2k_rpcl() {
+    // An uncompressed CT and a lossy JPEG: the first is kept as .4.202 (its frame decodes to
+    // the very samples; dicom-rs reads the stored file), the second as it came.
+    let ct = fixture!("ct_small_ele.dcm");
+    let lossy = fixture!("sc_jpeg_baseline_img2dcm.dcm");
+    let origin_store = store_with(&[ct.clone(), lossy.clone()]);
+    let origin = Arc::new(ServiceOrigin {
+        svc: Service::new(origin_store, Config::default()),
+        root: format!("http://origin.test{ROOT}"),
+        calls: Default::default(),
+    });
+    let edge_store = Arc::new(MemoryStore::new());
+    let edge = Service::new(
+        edge_store.clone(),
+        Config {
+            upstream: Some(origin),
+            fill_transcode: Some(crate::ts::HTJ2K_LOSSLESS_RPCL.into()),
+            ..Config::default()
+        },
+    );
+    for (file, kept) in [
+        (&ct, crate::ts::HTJ2K_LOSSLESS_RPCL),
+        (&lossy, "1.2.840.10008.1.2.4.50"),
+    ] {
+        let (st, se, sop) = uids(file);
+        let path = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames/1");
+        let got = ask(
+            &edge,
+            Method::GET,
+            &path,
+            &[(
+                "accept",
+                "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*",
+            )],
+        );
+        assert_eq!(got.status, 200);
+        let ct_header = got.parts()[0]
+            .header("content-type")
+            .expect("ct")
+            .to_owned();
+        assert!(ct_header.contains(kept), "{ct_header}");
+        let stored = block_on(edge_store.get(&crate::layout::instance_key(
+            &Uid::parse(&st).expect("uid"),
+            &Uid::parse(&se).expect("uid"),
+            &Uid::parse(&sop).expect("uid"),
+        )))
+        .expect("get")
+        .expect("stored");
+        let obj = dicom_object::OpenFileOptions::new()
+            .from_reader(&stored[..])
+            .expect("the stored file reads");
+        assert_eq!(obj.meta().transfer_syntax().trim_end_matches('\0'), kept);
+    }
+    // The transcoded frame decodes (openjp2, in builds that have it) to the original pixels.
+    if !wado_codec::can_decode(crate::ts::HTJ2K_LOSSLESS_RPCL) {
+        return;
+    }
+    let (st, se, sop) = uids(&ct);
+    let path = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/frames/1");
+    let got = ask(
+        &edge,
+        Method::GET,
+        &path,
+        &[(
+            "accept",
+            "multipart/related; type=\"application/octet-stream\"",
+        )],
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.parts()[0].body, &pixel_bytes(&ct)[..]);
+}
