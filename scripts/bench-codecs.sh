@@ -70,3 +70,29 @@ for f in "16-bit grey:grey16:1:16" "12-bit grey:grey12:1:12" "8-bit grey:grey8:1
     printf "C     %-12s %-40s encode %7.2f ms (%6.1f MP/s)  decode %7.2f ms (%6.1f MP/s)  %d bytes\n",
       l, "HTJ2K lossless RPCL (OpenJPH 0.9)", e, mp/e*1000, d, mp/d*1000, s }'
 done
+# HTJ2K in wasm32 (the demo's module: our encoder, openjp2's decoder), under node.
+if [ -f web-demo/dist/pkg/wado_web_demo_bg.wasm ]; then
+  node --input-type=module - "$work" "${ITERATIONS:-20}" <<'JS'
+import fs from "node:fs";
+import { initSync, encodeHtj2k, decodeHtj2k } from "./web-demo/dist/pkg/wado_web_demo.js";
+initSync({ module: fs.readFileSync("web-demo/dist/pkg/wado_web_demo_bg.wasm") });
+const [w, n] = [process.argv[2], Number(process.argv[3])];
+const grey = new Uint16Array(new Uint8Array(fs.readFileSync(`${w}/grey16.raw`)).buffer);
+const rgb = Uint16Array.from(fs.readFileSync(`${w}/rgb8.raw`));
+for (const [name, s, c, bits] of [["16-bit grey", grey, 1, 16], ["8-bit RGB", rgb, 3, 8]]) {
+  const et = [], dt = [];
+  let enc;
+  for (let i = 0; i < n; i++) {
+    let t = performance.now(); enc = encodeHtj2k(s, 512, 512, c, bits, true); et.push(performance.now() - t);
+    t = performance.now(); const back = decodeHtj2k(enc, 512, 512, c, bits); dt.push(performance.now() - t);
+    const vals = bits > 8 ? new Uint16Array(back.buffer, back.byteOffset, back.length / 2) : back;
+    if (vals.length !== s.length || vals.some((v, k) => v !== s[k])) throw new Error("wasm round trip differs");
+  }
+  const med = (a) => a.sort((x, y) => x - y)[a.length >> 1];
+  const [e, d] = [med(et), med(dt)];
+  console.log(`wasm  ${name.padEnd(12)} ${"HTJ2K RPCL lossless".padEnd(22)} encode ${e.toFixed(2).padStart(7)} ms (${(0.262144 / (e / 1000)).toFixed(1).padStart(6)} MP/s)  decode ${d.toFixed(2).padStart(7)} ms (${(0.262144 / (d / 1000)).toFixed(1).padStart(6)} MP/s)  ${enc.length} bytes`);
+}
+JS
+else
+  echo "(build the demo, bash scripts/demo-build.sh, for the wasm figures)"
+fi

@@ -208,6 +208,63 @@ pub fn encode_jls(
     .map_err(|e| JsError::new(&e.to_string()))
 }
 
+/// Lossless HTJ2K encoding (`.4.202` when `rpcl`, else `.4.201`) of samples interleaved by
+/// pixel, with the core's pure-Rust encoder: the demo's benchmark hook for wasm figures.
+#[wasm_bindgen(js_name = encodeHtj2k)]
+pub fn encode_htj2k(
+    samples: &[u16],
+    width: usize,
+    height: usize,
+    components: usize,
+    bits: u32,
+    rpcl: bool,
+) -> Result<Vec<u8>, JsError> {
+    let samples: Vec<i32> = samples.iter().map(|&v| i32::from(v)).collect();
+    let image = wado_codec::htj2k::Image {
+        width,
+        height,
+        components,
+        precision: bits,
+        signed: false,
+        samples: &samples,
+    };
+    let progression = if rpcl {
+        wado_codec::htj2k::Progression::Rpcl
+    } else {
+        wado_codec::htj2k::Progression::Lrcp
+    };
+    wado_codec::htj2k::encode(&image, progression, components == 3).map_err(|e| JsError::new(&e))
+}
+
+/// An HTJ2K frame decoded (openjp2 in wasm) to native little-endian bytes.
+#[wasm_bindgen(js_name = decodeHtj2k)]
+pub fn decode_htj2k(
+    stream: &[u8],
+    width: u16,
+    height: u16,
+    components: u16,
+    bits: u16,
+) -> Result<Vec<u8>, JsError> {
+    let info = PixelInfo {
+        rows: height,
+        columns: width,
+        samples_per_pixel: components,
+        bits_allocated: if bits > 8 { 16 } else { 8 },
+        bits_stored: bits,
+        pixel_representation: 0,
+        photometric_interpretation: if components == 3 {
+            "YBR_RCT"
+        } else {
+            "MONOCHROME2"
+        }
+        .into(),
+        planar_configuration: 0,
+        number_of_frames: 1,
+    };
+    wado_codec::decode_frame(&info, wado_core::ts::HTJ2K_LOSSLESS, stream)
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
 /// JPEG-LS decoding to samples interleaved by pixel.
 #[wasm_bindgen(js_name = decodeJls)]
 pub fn decode_jls(stream: &[u8]) -> Result<Vec<u16>, JsError> {
