@@ -489,8 +489,9 @@ pub struct Viewport {
     pub region: Option<(i64, i64, i64, i64)>,
 }
 
-/// The largest viewport side: a 16k × 16k RGB image is 768 MB, so anything beyond is a mistake.
-pub const MAX_VIEWPORT: u32 = 8192;
+/// The largest viewport side: a 4096 × 4096 RGB output is 48 MB (and its copies while it is
+/// written), bounded in every place this runs, the worker's 128 MB included.
+pub const MAX_VIEWPORT: u32 = 4096;
 
 /// Parses the rendering query parameters (`window`, `viewport`, `quality`; `annotation` and
 /// `iccprofile` are accepted and not applied). Errors are the reason for a 400.
@@ -572,55 +573,67 @@ pub fn parse_params(
     })
 }
 
-/// The region of an image a viewport shows, cut out (and flipped for negative sizes), then
-/// scaled to fit the viewport with its aspect ratio kept; without a viewport, the image.
+/// The region of an image a viewport shows (flipped for negative sizes), scaled to fit the
+/// viewport with its aspect ratio kept; without a viewport, the image.
 pub fn apply_viewport(image: Image, viewport: Option<&Viewport>, enlarge: bool) -> Image {
     let Some(vp) = viewport else {
         return image;
     };
-    let image = match vp.region {
-        Some(r) => crop(&image, r),
-        None => image,
-    };
-    scale_to_fit(&image, vp.width as usize, vp.height as usize, enlarge)
+    match vp.region {
+        Some(r) => region(&image, r, vp.width as usize, vp.height as usize),
+        None => scale_to_fit(&image, vp.width as usize, vp.height as usize, enlarge),
+    }
 }
 
-/// The region `(sx, sy, sw, sh)` of an image; a negative size takes the region to the left
-/// of (or above) `sx` (`sy`) mirrored. Pixels outside the image are black.
-fn crop(image: &Image, (sx, sy, sw, sh): (i64, i64, i64, i64)) -> Image {
-    let (w, h) = (sw.unsigned_abs() as usize, sh.unsigned_abs() as usize);
-    let (w, h) = (
-        w.min(MAX_VIEWPORT as usize * 4),
-        h.min(MAX_VIEWPORT as usize * 4),
-    );
+/// The region `(sx, sy, sw, sh)` of an image (a negative size takes the region to the left of,
+/// or above, `sx`/`sy`, mirrored), scaled to fit `max_w × max_h`: each output pixel the mean of
+/// the region's pixels it covers, those outside the image black. The work and memory are
+/// bounded by the image and the output, whatever region is asked for.
+fn region(
+    image: &Image,
+    (sx, sy, sw, sh): (i64, i64, i64, i64),
+    max_w: usize,
+    max_h: usize,
+) -> Image {
+    let (rw, rh) = (sw.unsigned_abs() as f64, sh.unsigned_abs() as f64);
+    let s = (max_w as f64 / rw).min(max_h as f64 / rh);
+    let ow = ((rw * s).round() as usize).clamp(1, max_w);
+    let oh = ((rh * s).round() as usize).clamp(1, max_h);
     let ch = image.channels;
-    let mut data = vec![0u8; w * h * ch];
-    for y in 0..h {
-        let src_y = if sh > 0 {
-            sy + y as i64
+    let mut data = vec![0u8; ow * oh * ch];
+    // The image pixels [a, b) along one axis that output cell `o` of `n` covers: region
+    // offsets [o·r/n, (o+1)·r/n), at least one pixel, mapped forwards or mirrored from the start.
+    let span = |o: usize, n: usize, r: f64, start: i64, forward: bool| -> (i64, i64, i64) {
+        let r0 = (o as f64 * r / n as f64).floor() as i64;
+        let r1 = (((o + 1) as f64 * r / n as f64).ceil() as i64).max(r0 + 1);
+        if forward {
+            (start + r0, start + r1, r1 - r0)
         } else {
-            sy - 1 - y as i64
-        };
-        if src_y < 0 || src_y >= image.height as i64 {
-            continue;
+            (start - r1, start - r0, r1 - r0)
         }
-        for x in 0..w {
-            let src_x = if sw > 0 {
-                sx + x as i64
-            } else {
-                sx - 1 - x as i64
-            };
-            if src_x < 0 || src_x >= image.width as i64 {
-                continue;
+    };
+    for oy in 0..oh {
+        let (y0, y1, ny) = span(oy, oh, rh, sy, sh > 0);
+        let (cy0, cy1) = (y0.max(0), y1.min(image.height as i64));
+        for ox in 0..ow {
+            let (x0, x1, nx) = span(ox, ow, rw, sx, sw > 0);
+            let (cx0, cx1) = (x0.max(0), x1.min(image.width as i64));
+            let count = (nx * ny).max(1) as u64;
+            for c in 0..ch {
+                let mut sum = 0u64;
+                for y in cy0..cy1 {
+                    let row = y as usize * image.width;
+                    for x in cx0..cx1 {
+                        sum += u64::from(image.data[(row + x as usize) * ch + c]);
+                    }
+                }
+                data[(oy * ow + ox) * ch + c] = ((sum + count / 2) / count) as u8;
             }
-            let s = (src_y as usize * image.width + src_x as usize) * ch;
-            let d = (y * w + x) * ch;
-            data[d..d + ch].copy_from_slice(&image.data[s..s + ch]);
         }
     }
     Image {
-        width: w,
-        height: h,
+        width: ow,
+        height: oh,
         channels: ch,
         data,
     }
@@ -658,6 +671,14 @@ impl RenderJob {
             (Some(vp), _) if vp.region.is_none() => Some(vp.width.max(vp.height)),
             (None, true) => Some(THUMBNAIL_SIZE as u32),
             _ => None,
+        }
+    }
+
+    /// Pixels of the output at most (a viewport's, else the image's), for the memory estimate.
+    pub(crate) fn output_pixels(&self) -> u64 {
+        match &self.params.viewport {
+            Some(vp) => u64::from(vp.width) * u64::from(vp.height),
+            None => u64::from(self.info.rows) * u64::from(self.info.columns),
         }
     }
 

@@ -310,3 +310,36 @@ fn jpeg_and_gif_are_well_formed() {
     assert_eq!(&gif[..6], b"GIF89a");
     assert_eq!(gif.last(), Some(&0x3B));
 }
+
+#[test]
+fn a_huge_region_costs_no_more_than_the_image_and_the_output() {
+    let img = Image {
+        width: 2,
+        height: 2,
+        channels: 1,
+        data: vec![200, 200, 200, 200],
+    };
+    // A million pixels a side, from (0, 0): the 2×2 image is a speck in its corner.
+    let out = apply_viewport(
+        img.clone(),
+        Some(&Viewport {
+            width: 64,
+            height: 64,
+            region: Some((0, 0, 1_000_000, 1_000_000)),
+        }),
+        true,
+    );
+    assert_eq!((out.width, out.height), (64, 64));
+    assert!(out.data[0] < 200 && out.data.iter().skip(1).all(|&v| v == 0));
+    // Half outside on the left: black, then the image.
+    let out = apply_viewport(
+        img,
+        Some(&Viewport {
+            width: 4,
+            height: 2,
+            region: Some((-2, 0, 4, 2)),
+        }),
+        true,
+    );
+    assert_eq!(out.data, vec![0, 0, 200, 200, 0, 0, 200, 200]);
+}

@@ -314,11 +314,12 @@ impl StreamState {
                 // The frame as native samples first (its own reservation, given back), then
                 // the rendering: the samples, the 8-bit image, its scaled copy and the output.
                 let native = self.frames().frame_bytes(frame).await?;
+                // The samples, the 8-bit image (RGB) and its scaled copy, the encoded output.
                 let pixels = u64::from(job.info.rows) * u64::from(job.info.columns);
-                let _held = self
-                    .budget
-                    .reserve((native.len() as u64).saturating_add(pixels.saturating_mul(9)))
-                    .await;
+                let held = (native.len() as u64)
+                    .saturating_add(pixels.saturating_mul(9))
+                    .saturating_add(job.output_pixels().saturating_mul(6));
+                let _held = self.budget.reserve(held).await;
                 let job = job.clone();
                 let run: Job = Box::new(move || job.run(&native));
                 let out = offload::run(self.offload.as_deref(), run).await?;
