@@ -769,28 +769,7 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
     let bad = |e: &dyn std::fmt::Display| {
         Error::malformed("frame", format!("cannot JPEG 2000-encode: {e}"))
     };
-    let bits = u32::from(info.bits_stored.clamp(1, info.bits_allocated.max(1)));
-    let signed = info.pixel_representation == 1;
-    let shift = 32 - bits;
-    let widen = |v: u32| -> i32 {
-        if signed {
-            ((v << shift) as i32) >> shift
-        } else {
-            ((v << shift) >> shift) as i32
-        }
-    };
-    let samples: Vec<i32> = match info.bits_allocated {
-        8 => native.iter().map(|&b| widen(u32::from(b))).collect(),
-        16 => native
-            .chunks_exact(2)
-            .map(|c| widen(u32::from(u16::from_le_bytes([c[0], c[1]]))))
-            .collect(),
-        b => {
-            return Err(Error::Unsupported(format!(
-                "JPEG 2000 here takes 8 or 16 bits allocated; this image has {b}"
-            )))
-        }
-    };
+    let (samples, bits, signed) = samples_at_precision(info, native, "JPEG 2000")?;
     let lossless = matches!(to, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000_MC_LOSSLESS);
     let mut out = wado_j2k::encode(
         &wado_j2k::Image {
@@ -814,11 +793,13 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
     Ok(out)
 }
 
-/// One native frame (little-endian, interleaved) as a lossless HTJ2K codestream
-/// ([`crate::htj2k`]): `.4.202` in RPCL order with a TLM marker segment and a tile-part per
-/// resolution (PS3.5 §8.2.14), `.4.201` in one tile-part. RGB goes through the reversible
-/// colour transform (the data set then says YBR_RCT).
-fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
+/// A native frame's samples (8 or 16 bits allocated) as integers at Bits Stored, sign-extended
+/// when signed: what the JPEG 2000 coders take. Returns them with the precision and sign.
+fn samples_at_precision(
+    info: &PixelInfo,
+    native: &[u8],
+    codec: &str,
+) -> Result<(Vec<i32>, u32, bool)> {
     let bits = u32::from(info.bits_stored.clamp(1, info.bits_allocated.clamp(1, 16)));
     let signed = info.pixel_representation == 1;
     let shift = 32 - bits;
@@ -829,7 +810,7 @@ fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
             ((v << shift) >> shift) as i32
         }
     };
-    let samples: Vec<i32> = match info.bits_allocated {
+    let samples = match info.bits_allocated {
         8 => native.iter().map(|&b| widen(u32::from(b))).collect(),
         16 => native
             .chunks_exact(2)
@@ -837,10 +818,19 @@ fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
             .collect(),
         b => {
             return Err(Error::Unsupported(format!(
-                "HTJ2K here takes 8 or 16 bits allocated; this image has {b}"
+                "{codec} here takes 8 or 16 bits allocated; this image has {b}"
             )))
         }
     };
+    Ok((samples, bits, signed))
+}
+
+/// One native frame (little-endian, interleaved) as a lossless HTJ2K codestream
+/// ([`crate::htj2k`]): `.4.202` in RPCL order with a TLM marker segment and a tile-part per
+/// resolution (PS3.5 §8.2.14), `.4.201` in one tile-part. RGB goes through the reversible
+/// colour transform (the data set then says YBR_RCT).
+fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
+    let (samples, bits, signed) = samples_at_precision(info, native, "HTJ2K")?;
     // .4.203 streams too: RPCL, a TLM and tile-parts by resolution cost nothing and let
     // viewers load it progressively as they do .4.202.
     let progression = if to == ts::HTJ2K_LOSSLESS {

@@ -823,3 +823,35 @@ pub fn ojph_codec() -> PathBuf {
     }
     bin
 }
+
+/// A binary PNM (P5 grey or P6 colour, maxval 255), as DCMTK's dcmj2pnm and Pillow write them:
+/// (width, height, channels, samples).
+pub fn read_pnm(path: &Path) -> (usize, usize, usize, Vec<u8>) {
+    let b = std::fs::read(path).unwrap();
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b[i] == b'#' {
+            while b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let s = i;
+        while !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&b[s..i]).into_owned());
+    }
+    let channels = match fields[0].as_str() {
+        "P5" => 1,
+        "P6" => 3,
+        m => panic!("{m}: not a binary PNM"),
+    };
+    assert_eq!(fields[3], "255", "8-bit PNM");
+    let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    (w, h, channels, b[i + 1..i + 1 + w * h * channels].to_vec())
+}

@@ -14,38 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use wado_tests::*;
 
-/// A binary PGM or PPM: (width, height, channels, samples).
-fn read_pnm(path: &Path) -> (usize, usize, usize, Vec<u8>) {
-    let data = std::fs::read(path).unwrap();
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while fields.len() < 4 {
-        while data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        if data[pos] == b'#' {
-            while data[pos] != b'\n' {
-                pos += 1;
-            }
-            continue;
-        }
-        let start = pos;
-        while !data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        fields.push(String::from_utf8_lossy(&data[start..pos]).into_owned());
-    }
-    pos += 1;
-    let channels = match fields[0].as_str() {
-        "P5" => 1,
-        "P6" => 3,
-        other => panic!("{}: {other} is not a binary PGM/PPM", path.display()),
-    };
-    assert_eq!(fields[3], "255", "8-bit samples");
-    let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
-    (w, h, channels, data[pos..pos + w * h * channels].to_vec())
-}
-
 /// What DCMTK renders of `file` with `opts` (8-bit PGM/PPM).
 fn dcmtk(dir: &Path, file: &Path, opts: &[&str], tag: &str) -> (usize, usize, usize, Vec<u8>) {
     let out = dir.join(format!("dcmtk-{tag}.pnm"));

@@ -304,7 +304,7 @@ fn reversible(img: &Image<'_>, mct: bool, levels: u32) -> Coded {
         }
     }
     for plane in &mut planes {
-        forward_dwt(plane, w, h, levels);
+        forward_dwt(plane, w, h, levels, lift_53);
     }
     // The RCT's chroma has one more bit.
     let depth = img.precision + u32::from(mct);
@@ -372,7 +372,7 @@ fn irreversible(img: &Image<'_>, mct: bool, levels: u32) -> Result<Coded, String
     let base = (range / 128.0).max(1.0) * scale;
 
     for plane in &mut planes {
-        forward_dwt_97(plane, w, h, levels);
+        forward_dwt(plane, w, h, levels, lift_97);
     }
     // Each subband's step: the base over its synthesis gain (the norm of the image one
     // coefficient makes), so each contributes the same error to the image.
@@ -446,32 +446,6 @@ fn irreversible(img: &Image<'_>, mct: bool, levels: u32) -> Result<Coded, String
             .collect(),
         qcd,
     })
-}
-
-/// The irreversible 9/7 wavelet over `levels` levels, columns then rows, in place.
-fn forward_dwt_97(plane: &mut [f32], w: usize, h: usize, levels: u32) {
-    let (mut cw, mut ch) = (w, h);
-    let mut line = vec![0f32; w.max(h)];
-    let mut tmp = vec![0f32; w.max(h)];
-    for _ in 0..levels {
-        for x in 0..cw {
-            for y in 0..ch {
-                line[y] = plane[y * w + x];
-            }
-            lift_97(&mut line[..ch], &mut tmp[..ch]);
-            for y in 0..ch {
-                plane[y * w + x] = line[y];
-            }
-        }
-        for y in 0..ch {
-            let row = &mut plane[y * w..y * w + cw];
-            line[..cw].copy_from_slice(row);
-            lift_97(&mut line[..cw], &mut tmp[..cw]);
-            row.copy_from_slice(&line[..cw]);
-        }
-        cw = cw.div_ceil(2);
-        ch = ch.div_ceil(2);
-    }
 }
 
 /// Symmetric extension of a signal (x[−1] = x[1], x[n] = x[n − 2]).
@@ -639,19 +613,25 @@ fn subbands(w: usize, h: usize, levels: u32, r: u32) -> Vec<Band> {
     ]
 }
 
-/// The reversible 5/3 wavelet (Annex F.4, the lifting of F.4.8.2 with symmetric extension):
-/// each level transforms the columns then the rows of the current LL region, leaving low-pass
-/// samples first and high-pass after.
-fn forward_dwt(plane: &mut [i32], w: usize, h: usize, levels: u32) {
+/// A wavelet over `levels` levels, in place (Annex F.4): each level transforms the columns then
+/// the rows of the current LL region with `lift` (one 1D analysis: low-pass samples first,
+/// high-pass after), the 5/3 on integers or the 9/7 on floats.
+fn forward_dwt<T: Copy + Default>(
+    plane: &mut [T],
+    w: usize,
+    h: usize,
+    levels: u32,
+    lift: fn(&mut [T], &mut [T]),
+) {
     let (mut cw, mut ch) = (w, h);
-    let mut line = vec![0i32; w.max(h)];
-    let mut tmp = vec![0i32; w.max(h)];
+    let mut line = vec![T::default(); w.max(h)];
+    let mut tmp = vec![T::default(); w.max(h)];
     for _ in 0..levels {
         for x in 0..cw {
             for y in 0..ch {
                 line[y] = plane[y * w + x];
             }
-            lift_53(&mut line[..ch], &mut tmp[..ch]);
+            lift(&mut line[..ch], &mut tmp[..ch]);
             for y in 0..ch {
                 plane[y * w + x] = line[y];
             }
@@ -659,7 +639,7 @@ fn forward_dwt(plane: &mut [i32], w: usize, h: usize, levels: u32) {
         for y in 0..ch {
             let row = &mut plane[y * w..y * w + cw];
             line[..cw].copy_from_slice(row);
-            lift_53(&mut line[..cw], &mut tmp[..cw]);
+            lift(&mut line[..cw], &mut tmp[..cw]);
             row.copy_from_slice(&line[..cw]);
         }
         cw = cw.div_ceil(2);
