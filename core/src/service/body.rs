@@ -491,6 +491,22 @@ impl Service {
                 vary,
                 body,
             } => document_response(&content_type, coding, vary, body, outcome),
+            Shape::Multipart { part_type }
+                if parts.len() == 1
+                    && ctx.req.method == Method::GET
+                    && ctx.req.headers.contains_key(header::RANGE)
+                    && outcome.validator.is_some()
+                    && matches!(
+                        parts[0].source,
+                        Source::Bytes(_)
+                            | Source::Object { .. }
+                            | Source::Fragments { .. }
+                            | Source::Transcode { .. }
+                    ) =>
+            {
+                self.ranged_multipart(ctx, &part_type, parts.remove(0), outcome)
+                    .await?
+            }
             Shape::Multipart { part_type } => {
                 let writer = MultipartWriter::new(ctx.boundary.clone());
                 let content_type = writer.content_type(&part_type);
@@ -524,6 +540,85 @@ impl Service {
                 }
                 self.single_response(ctx, part, outcome).await?
             }
+        })
+    }
+
+    /// One frame in `multipart/related`, asked for in part: how cornerstone reads an HTJ2K
+    /// frame progressively with its default Accept (`multipart/related;
+    /// type=application/octet-stream; transfer-syntax=*` and `Range: bytes=0-65535`, then the
+    /// rest). The body is made whole, with a boundary that follows from the validator rather
+    /// than from the request, so that every range request sees the same representation (RFC 9110
+    /// §14: ranges of one representation, a strong ETag); then the range is cut.
+    async fn ranged_multipart(
+        &self,
+        ctx: &Ctx<'_>,
+        part_type: &str,
+        part: Part,
+        outcome: Outcome,
+    ) -> Result<Response> {
+        use sha2::Digest as _;
+        let validator = outcome.validator.clone().unwrap_or_default();
+        let digest = sha2::Sha256::digest(validator.as_bytes());
+        let mut seed = [0u8; 16];
+        seed.copy_from_slice(&digest[..16]);
+        let mut writer = MultipartWriter::new(crate::wire::multipart::boundary_from_entropy(seed));
+        let reader = FrameReader {
+            store: ctx.part.store.clone(),
+            offload: self.config.offload.clone(),
+            budget: self.budget.clone(),
+        };
+        let data = reader.frame_bytes(&part.source).await?;
+        let mut body = BytesMut::new();
+        body.extend_from_slice(&writer.part_head(&part.content_type, Some(&part.location), None));
+        body.extend_from_slice(&data);
+        body.extend_from_slice(&writer.close());
+        let body = body.freeze();
+        let mut headers = HeaderMap::new();
+        set(
+            &mut headers,
+            header::CONTENT_TYPE,
+            &writer.content_type(part_type),
+        );
+        let mut status = status_and_warning(&mut headers, &outcome);
+        set(&mut headers, header::ETAG, &entity_tag(&validator, false));
+        set(&mut headers, header::ACCEPT_RANGES, "bytes");
+        let total = body.len() as u64;
+        let body = if status == StatusCode::OK {
+            match byte_range(header_str(ctx.req.headers, header::RANGE).as_deref(), total) {
+                Some(Ok((a, b))) => {
+                    status = StatusCode::PARTIAL_CONTENT;
+                    set(
+                        &mut headers,
+                        header::CONTENT_RANGE,
+                        &format!("bytes {a}-{}/{total}", b - 1),
+                    );
+                    body.slice(a as usize..b as usize)
+                }
+                Some(Err(())) => {
+                    let mut h = HeaderMap::new();
+                    set(&mut h, header::CONTENT_RANGE, &format!("bytes */{total}"));
+                    return Ok(Response {
+                        status: StatusCode::RANGE_NOT_SATISFIABLE,
+                        headers: h,
+                        body: Body::Empty,
+                        outcome,
+                    });
+                }
+                None => body,
+            }
+        } else {
+            body
+        };
+        set(
+            &mut headers,
+            header::CONTENT_LENGTH,
+            &body.len().to_string(),
+        );
+        Ok(Response {
+            status,
+            headers,
+            body: Body::Full(body),
+            outcome,
         })
     }
 
