@@ -253,3 +253,25 @@ fn lossy_streams_decode_in_openjpeg_close_to_the_original() {
         );
     }
 }
+
+#[cfg(feature = "openjp2")]
+#[test]
+fn fuzz_case_constant_16_bit_rgb_64() {
+    let samples = vec![12079i32; 64 * 64 * 3];
+    let img = Image {
+        width: 64,
+        height: 64,
+        components: 3,
+        precision: 16,
+        signed: true,
+        samples: &samples,
+    };
+    let stream = encode(&img, Progression::Rpcl, true).unwrap();
+    std::fs::write("/tmp/fz2.j2c", &stream).unwrap();
+    let back = decoded(&stream, 64, 64, 3, 16, true);
+    assert_eq!(back, samples);
+    let lossy = encode_lossy(&img, Progression::Rpcl, true).unwrap();
+    std::fs::write("/tmp/fz2l.j2c", &lossy).unwrap();
+    let back = decoded(&lossy, 64, 64, 3, 16, true);
+    assert!(psnr(&samples, &back) >= 40.0);
+}
