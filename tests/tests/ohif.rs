@@ -73,7 +73,7 @@ fn ohif_dist() -> PathBuf {
 /// Opens every study in OHIF against `server` and checks what it shows. `thumbnails` is
 /// OHIF's `thumbnailRendering`: `wadors` (thumbnails drawn by OHIF from frames) or
 /// `thumbnailDirect` (the study browser shows the server's `/thumbnail` images).
-fn ohif_opens_every_study(server: &Server, thumbnails: &str) {
+fn ohif_opens_every_study(server: &Server, thumbnails: &str, htj2k: &[String]) {
     // Per study: the strongest expectation of its files (one image makes it an image study).
     let rank = |e: &str| ["open", "document", "image"].iter().position(|x| *x == e);
     let mut studies: BTreeMap<String, &str> = BTreeMap::new();
@@ -139,6 +139,24 @@ fn ohif_opens_every_study(server: &Server, thumbnails: &str) {
         assert!(asked(&format!("/studies/{uid}/series")), "{uid}: no series");
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    // The HTJ2K instances' frames were fetched (as stored) and their studies drew above.
+    for sop in htj2k {
+        let frames: Vec<&Value> = seen["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["url"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("/instances/{sop}/frames/"))
+            })
+            .collect();
+        assert!(
+            !frames.is_empty() && frames.iter().all(|r| r["status"] == 200),
+            "HTJ2K instance {sop}: frames asked {frames:?}"
+        );
+    }
     if thumbnails == "thumbnailDirect" {
         // The study browser showed the server's thumbnails: each one loaded and decoded by
         // Chromium (a broken image has no natural size), none larger than 128 pixels.
@@ -190,7 +208,19 @@ fn ohif_opens_every_study(server: &Server, thumbnails: &str) {
         .all(|r| r[0].as_str().unwrap().to_lowercase().contains("doe")));
 }
 
-fn imported() -> (tempfile::TempDir, PathBuf) {
+/// Fixtures stored in HTJ2K, made by wado, in place of their originals: OHIF asks frames with
+/// `transfer-syntax=*`, so it receives them as stored and cornerstone decodes them in the
+/// browser (OpenJPH in wasm). Each is alone in its study (or with images of its own series), so
+/// the study drawing means the HTJ2K frames drew.
+const AS_HTJ2K: &[(&str, &str)] = &[
+    ("mr_siemens_private_implicit.dcm", "1.2.840.10008.1.2.4.201"),
+    ("emr_10frame_ele.dcm", "1.2.840.10008.1.2.4.202"),
+    ("ct_small_ele.dcm", "1.2.840.10008.1.2.4.203"),
+];
+
+/// The fixtures imported, those of [`AS_HTJ2K`] re-encoded by wado and imported again (each
+/// replacing its original); returns their SOP Instance UIDs too.
+fn imported() -> (tempfile::TempDir, PathBuf, Vec<String>) {
     let dir = tempdir();
     let data = dir.path().join("data");
     let paths = corpus_files();
@@ -201,19 +231,42 @@ fn imported() -> (tempfile::TempDir, PathBuf) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (dir, data)
+    let mut made = Vec::new();
+    let mut sops = Vec::new();
+    {
+        let server = Server::start_native(&data, &[]);
+        for (name, ts) in AS_HTJ2K {
+            let file = corpus().join(name);
+            let (st, se, sop) = uids(&file);
+            let r = get(
+                &format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root()),
+                Some(&format!("application/dicom; transfer-syntax={ts}")),
+            );
+            assert_eq!(r.status, 200, "{name}");
+            made.push(write_temp(dir.path(), &format!("ht-{name}"), &r.body));
+            sops.push(sop);
+        }
+    }
+    let refs: Vec<&Path> = made.iter().map(PathBuf::as_path).collect();
+    let out = import(&data, &refs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, data, sops)
 }
 
 #[test]
 fn ohif_opens_every_study_from_the_native_server() {
-    let (_dir, data) = imported();
+    let (_dir, data, htj2k) = imported();
     let server = Server::start_native(&data, &["--cors-origin", "*"]);
-    ohif_opens_every_study(&server, "thumbnailDirect");
+    ohif_opens_every_study(&server, "thumbnailDirect", &htj2k);
 }
 
 #[test]
 fn ohif_opens_every_study_from_the_worker() {
-    let (_dir, data) = imported();
+    let (_dir, data, htj2k) = imported();
     let server = Server::start_worker(Some(&data), &[("CORS_ORIGINS", "*")]);
-    ohif_opens_every_study(&server, "wadors");
+    ohif_opens_every_study(&server, "wadors", &htj2k);
 }
