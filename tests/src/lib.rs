@@ -802,26 +802,32 @@ pub fn check_consistent(data: &Path) -> usize {
 /// scripts/setup.sh), once per source change: OpenJPH decoding and encoding with samples as
 /// 32-bit integers.
 pub fn ojph_codec() -> PathBuf {
-    let src = tests_dir().join("oracles/ojph_codec.cpp");
-    let bin = repo_dir().join("target/oracles/ojph_codec");
-    let fresh = |b: &Path| {
-        let (Ok(b), Ok(s)) = (std::fs::metadata(b), std::fs::metadata(&src)) else {
-            return false;
-        };
-        b.modified().ok() >= s.modified().ok()
-    };
-    if !fresh(&bin) {
-        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-        // Built beside and renamed: test binaries running at once never see half a file.
-        let tmp = bin.with_extension(format!("{}.tmp", std::process::id()));
-        run(Command::new("g++")
-            .args(["-O2", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg("-lopenjph"));
-        std::fs::rename(&tmp, &bin).unwrap();
-    }
-    bin
+    // Once per test process (its tests run on threads at once), and renamed into place so that
+    // test processes building it at the same time never see half a file.
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let src = tests_dir().join("oracles/ojph_codec.cpp");
+            let bin = repo_dir().join("target/oracles/ojph_codec");
+            let fresh = |b: &Path| {
+                let (Ok(b), Ok(s)) = (std::fs::metadata(b), std::fs::metadata(&src)) else {
+                    return false;
+                };
+                b.modified().ok() >= s.modified().ok()
+            };
+            if !fresh(&bin) {
+                std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+                let tmp = bin.with_extension(format!("{}.tmp", std::process::id()));
+                run(Command::new("g++")
+                    .args(["-O2", "-o"])
+                    .arg(&tmp)
+                    .arg(&src)
+                    .arg("-lopenjph"));
+                std::fs::rename(&tmp, &bin).unwrap();
+            }
+            bin
+        })
+        .clone()
 }
 
 /// A binary PNM (P5 grey or P6 colour, maxval 255), as DCMTK's dcmj2pnm and Pillow write them:
