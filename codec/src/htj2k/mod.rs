@@ -99,13 +99,7 @@ fn encode_with(
         reversible(img, mct, levels)
     };
     let planes = coded.planes;
-    let kmax_of = |r: u32, i: usize| {
-        coded.kmax[if r == 0 {
-            0
-        } else {
-            1 + (r as usize - 1) * 3 + i
-        }]
-    };
+    let kmax_of = |r: u32, i: usize| coded.kmax[qcd_index(r, i)];
 
     // Packets: for each resolution, for each component (one precinct, one layer), its header
     // and the code-blocks' segments.
@@ -276,25 +270,41 @@ struct Coded {
     qcd: Vec<u8>,
 }
 
-/// The reversible path: DC level shift (Annex G.1), RCT (G.2), 5/3 wavelet; no quantization,
-/// each subband's exponent the component depth plus its nominal gain (LL 0, HL and LH 1, HH 2).
-fn reversible(img: &Image<'_>, mct: bool, levels: u32) -> Coded {
-    let (w, h, nc) = (img.width, img.height, img.components);
+/// The image's components, each its own plane, DC level shifted (Annex G.1: unsigned samples
+/// centred on zero), through `map`.
+fn components<T>(img: &Image<'_>, map: impl Fn(i32) -> T) -> Vec<Vec<T>> {
     let shift = if img.signed {
         0
     } else {
         1i32 << (img.precision - 1)
     };
-    let mut planes: Vec<Vec<i32>> = (0..nc)
+    (0..img.components)
         .map(|c| {
             img.samples
                 .iter()
                 .skip(c)
-                .step_by(nc)
-                .map(|&v| v - shift)
+                .step_by(img.components)
+                .map(|&v| map(v - shift))
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The index in QCD order (LL, then HL, LH, HH from the coarsest level) of subband `band` of
+/// resolution `r`.
+fn qcd_index(r: u32, band: usize) -> usize {
+    if r == 0 {
+        0
+    } else {
+        1 + (r as usize - 1) * 3 + band
+    }
+}
+
+/// The reversible path: DC level shift (Annex G.1), RCT (G.2), 5/3 wavelet; no quantization,
+/// each subband's exponent the component depth plus its nominal gain (LL 0, HL and LH 1, HH 2).
+fn reversible(img: &Image<'_>, mct: bool, levels: u32) -> Coded {
+    let (w, h) = (img.width, img.height);
+    let mut planes = components(img, |v| v);
     if let (true, [p0, p1, p2]) = (mct, &mut planes[..]) {
         for ((r, g), b) in p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut()) {
             let (rv, gv, bv) = (*r, *g, *b);
@@ -340,21 +350,7 @@ const K97: f32 = 1.230_174_104_914_001;
 fn irreversible(img: &Image<'_>, mct: bool, levels: u32) -> Result<Coded, String> {
     let (w, h, nc) = (img.width, img.height, img.components);
     let scale = 1.0 / (1u64 << img.precision) as f32;
-    let shift = if img.signed {
-        0
-    } else {
-        1i32 << (img.precision - 1)
-    };
-    let mut planes: Vec<Vec<f32>> = (0..nc)
-        .map(|c| {
-            img.samples
-                .iter()
-                .skip(c)
-                .step_by(nc)
-                .map(|&v| (v - shift) as f32 * scale)
-                .collect()
-        })
-        .collect();
+    let mut planes = components(img, |v| v as f32 * scale);
     if let (true, [p0, p1, p2]) = (mct, &mut planes[..]) {
         for ((r, g), b) in p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut()) {
             let (rv, gv, bv) = (*r, *g, *b);
@@ -404,11 +400,7 @@ fn irreversible(img: &Image<'_>, mct: bool, levels: u32) -> Result<Coded, String
         let mut q = vec![0i32; w * h];
         for r in 0..=levels {
             for (bi, band) in subbands(w, h, levels, r).iter().enumerate() {
-                let idx = if r == 0 {
-                    0
-                } else {
-                    1 + (r as usize - 1) * 3 + bi
-                };
+                let idx = qcd_index(r, bi);
                 let inv = 1.0 / deltas[idx];
                 for y in band.y..band.y + band.h {
                     for x in band.x..band.x + band.w {

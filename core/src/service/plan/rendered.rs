@@ -184,14 +184,14 @@ impl Service {
         let mut validator = format!("rendered|{thumbnail}|{params:?}|{}", ctx.root);
         for (idx, frame_list) in picks {
             let Some(info) = &idx.pixel else { continue };
-            let display = serde_json::from_str::<serde_json::Value>(idx.metadata.get())
-                .map_err(|e| e.to_string())
-                .and_then(|v| Display::from_json(&v))
-                .map_err(|e| {
-                    Error::NotAcceptable(format!("cannot render {}: {e}", idx.sop_instance))
-                })?;
+            let unrenderable = |e: String| {
+                Error::NotAcceptable(format!("cannot render {}: {e}", idx.sop_instance))
+            };
+            let meta = serde_json::from_str::<serde_json::Value>(idx.metadata.get())
+                .map_err(|e| unrenderable(e.to_string()))?;
+            let display = Display::from_json(&meta).map_err(unrenderable)?;
             let palette = match display.palette_descriptors {
-                Some(d) => Some(self.palette(ctx, idx, d).await?),
+                Some(d) => Some(self.palette(ctx, idx, &meta, d).await?),
                 None => None,
             };
             let stored = idx.transfer_syntax.as_str();
@@ -307,10 +307,10 @@ impl Service {
         &self,
         ctx: &Ctx<'_>,
         idx: &InstanceIndex,
+        meta: &serde_json::Value,
         descriptors: [(u32, i64, u16); 3],
     ) -> Result<Palette> {
         use base64::Engine as _;
-        let meta: serde_json::Value = serde_json::from_str(idx.metadata.get()).unwrap_or_default();
         let mut lut: [Vec<u16>; 3] = Default::default();
         for (c, tag) in ["00281201", "00281202", "00281203"].into_iter().enumerate() {
             let (entries, _, _) = descriptors[c];
