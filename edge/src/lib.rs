@@ -8,7 +8,9 @@
 //! Settings come from `wrangler.toml` variables and secrets (all optional):
 //! `AE_TITLES` (comma-separated, default `DCM4CHEE`), `PUBLIC_URL`, `ALLOWED_HOSTS`, `CORS_ORIGINS`
 //! (comma-separated), `TOKENS` (a tokens file's text), `JWT_KEYS` (PEM or JWK Set text),
-//! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`; `ORIGIN_URL` (the service root of an archive
+//! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`; `ALLOW_ANONYMOUS_WRITES` (`"true"`: anyone may
+//! store without a token; off by default, when only tokens that say `write` may);
+//! `ORIGIN_URL` (the service root of an archive
 //! to fetch missing studies and series from, [`wado_core::layout::upstream`]) and `ORIGIN_AUTHORIZATION`
 //! (the Authorization header sent to it, a secret); a read-through cache without `TOKENS` or
 //! `JWT_KEYS` also needs `PUBLIC = "true"` (or it would fetch any study of the origin for
@@ -109,6 +111,13 @@ fn config(env: &Env) -> Result<Config, String> {
             .unwrap_or(40)
             .saturating_mul(1 << 20),
         read_only: var(env, "READ_ONLY").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        // Without TOKENS or JWT_KEYS, nobody may store unless this says so on purpose.
+        allow_anonymous_writes: var(env, "ALLOW_ANONYMOUS_WRITES")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        max_store_parts: var(env, "MAX_STORE_INSTANCES")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(10_000)
+            .max(1),
         ..Config::default()
     })
     .and_then(|c: Config| c.check().map(|()| c))
@@ -165,6 +174,7 @@ fn service(env: &Env, scheme: &str) -> Result<Rc<Service>, String> {
     if let Some(n) = var(env, "MAX_RESULTS").and_then(|v| v.trim().parse::<usize>().ok()) {
         cfg.max_results = n.max(1);
     }
+    worker::console_log!("wado-edge: {}", cfg.write_policy());
     let svc = Rc::new(Service::new(Arc::new(r2::R2Store::new(bucket)), cfg));
     SERVICE.with(|s| *s.borrow_mut() = Some(svc.clone()));
     Ok(svc)

@@ -210,6 +210,8 @@ fn main() -> ExitCode {
                     max_store_bytes: settings.max_store_mb.saturating_mul(1 << 20),
                     max_instance_bytes: settings.max_instance_mb.saturating_mul(1 << 20),
                     read_only: settings.read_only,
+                    allow_anonymous_writes: settings.allow_anonymous_writes,
+                    max_store_parts: settings.max_store_instances,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),
                     scheme: if settings.tls.is_some() {
@@ -451,6 +453,12 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
             eprintln!("wado serve: search index: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    let policy = config.write_policy();
+    if config.allow_anonymous_writes && config.auth.is_none() && !config.read_only {
+        tracing::warn!("{policy}");
+    } else {
+        tracing::info!("{policy}");
     }
     let service = Arc::new(Service::new(store, config));
     let listener = match tokio::net::TcpListener::bind(bind).await {

@@ -83,6 +83,20 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(default)]
     pub read_only: bool,
+    /// Let anyone who can reach the server store (and replace) instances without a token.
+    /// Off by default: without access control, writes are refused (403) until writers are
+    /// given tokens that say `write`, or this is set on purpose.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_anonymous_writes: bool,
+    /// The most instances (parts) in one STOW-RS request; a request with more is refused
+    /// (413) past them, those before stored [default: 10000].
+    #[arg(long)]
+    pub max_store_instances: Option<usize>,
+    /// Seconds one search may run in the index before it is stopped (503 with Retry-After)
+    /// [default: 10].
+    #[arg(long)]
+    pub search_timeout: Option<u64>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -148,6 +162,12 @@ pub struct Settings {
     pub max_instance_mb: u64,
     /// STOW-RS refused.
     pub read_only: bool,
+    /// Writes without a token allowed.
+    pub allow_anonymous_writes: bool,
+    /// The most instances of one STOW-RS request.
+    pub max_store_instances: usize,
+    /// Seconds a search may run.
+    pub search_timeout: u64,
     /// The largest file converted whole, in MiB.
     pub max_convert_mb: u64,
     /// The memory of all conversions at once, in MiB.
@@ -251,6 +271,17 @@ impl ServeArgs {
                 .or(file.max_instance_mb)
                 .unwrap_or(2048),
             read_only: self.read_only || file.read_only,
+            allow_anonymous_writes: self.allow_anonymous_writes || file.allow_anonymous_writes,
+            max_store_instances: self
+                .max_store_instances
+                .or(file.max_store_instances)
+                .unwrap_or(10_000)
+                .max(1),
+            search_timeout: self
+                .search_timeout
+                .or(file.search_timeout)
+                .unwrap_or(10)
+                .max(1),
             max_convert_mb: self.max_convert_mb.or(file.max_convert_mb).unwrap_or(1024),
             conversion_memory_mb: self
                 .conversion_memory_mb

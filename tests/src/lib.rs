@@ -139,8 +139,14 @@ impl Server {
         };
         let mut it = extra.iter();
         while let Some(flag) = it.next() {
+            if *flag == "--allow-anonymous-writes" {
+                add("ALLOW_ANONYMOUS_WRITES", "true".into());
+                continue;
+            }
             let mut value = || it.next().expect("a value").to_string();
             match *flag {
+                "--allowed-host" => add("ALLOWED_HOSTS", value()),
+                "--max-store-instances" => add("MAX_STORE_INSTANCES", value()),
                 "--public-url" => add("PUBLIC_URL", value()),
                 "--ae-title" => add("AE_TITLES", value()),
                 "--cors-origin" => add("CORS_ORIGINS", value()),

@@ -147,3 +147,97 @@ fn jwts_from_a_jwks_file_and_static_tokens_side_by_side() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A server nobody gave a writer refuses every store (403, saying how to allow it) and keeps
+/// what it holds; started with `--allow-anonymous-writes` (worker: `ALLOW_ANONYMOUS_WRITES`),
+/// anyone may store.
+#[test]
+fn writing_must_be_granted() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let held = corpus().join("ct_small_ele.dcm");
+    let sent = corpus().join("mr_small_rle.dcm");
+    assert!(import(&data, &[&held]).status.success());
+    let store = |server: &Server| {
+        std::process::Command::new(wado_bin())
+            .arg("store")
+            .arg(server.root())
+            .arg(&sent)
+            .output()
+            .unwrap()
+    };
+    let studies = |server: &Server| {
+        let r = get(&format!("{}/studies", server.root()), None);
+        assert_eq!(r.status, 200);
+        serde_json::from_slice::<serde_json::Value>(&r.body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let server = Server::start(&data, &[]);
+    let out = store(&server);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("403") && err.contains("allow-anonymous-writes"),
+        "{err}"
+    );
+    assert_eq!(studies(&server), 1, "nothing stored");
+    drop(server);
+    let server = Server::start(&data, &["--allow-anonymous-writes"]);
+    let out = store(&server);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(studies(&server), 2);
+}
+
+/// The status code of a raw HTTP/1.1 GET of `path` naming `host`.
+fn status_for_host(base: &str, path: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// With a public URL, a request naming another host (a page whose name was made to resolve to
+/// this server: DNS rebinding) is refused; the public host and `--allowed-host` names pass.
+#[test]
+fn with_a_public_url_other_host_names_are_refused() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("ct_small_ele.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let server = Server::start(
+        &data,
+        &[
+            "--public-url",
+            "https://pacs.example.org",
+            "--allowed-host",
+            "127.0.0.1",
+        ],
+    );
+    let (st, _, _) = uids(&file);
+    let path = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/studies/{st}/metadata");
+    assert_eq!(status_for_host(&server.base, &path, "rebound.example:80"), 400);
+    assert_eq!(status_for_host(&server.base, &path, "localhost"), 400);
+    assert_eq!(status_for_host(&server.base, &path, "pacs.example.org"), 200);
+    assert_eq!(status_for_host(&server.base, &path, "PACS.example.org:443"), 200);
+    assert_eq!(get(&format!("{}{path}", server.base), None).status, 200);
+}

@@ -127,14 +127,14 @@ fn corpus_thirds() -> [Vec<PathBuf>; 3] {
 fn clients_store_into_the_native_server() {
     let dir = tempdir();
     let data = dir.path().join("data");
-    let server = Server::start_native(&data, &["--cors-origin", "*"]);
+    let server = Server::start_native(&data, &["--cors-origin", "*", "--allow-anonymous-writes"]);
     let [a, b, c] = corpus_thirds();
     python_client_stores(&server, &a);
     browser_client_stores(&server, &b);
     wado_store_sends(&server, &c, None);
     // One wado fills another: the second server gets everything the first holds.
     let dir2 = tempdir();
-    let second = Server::start_native(&dir2.path().join("data"), &[]);
+    let second = Server::start_native(&dir2.path().join("data"), &["--allow-anonymous-writes"]);
     let all = corpus_files();
     wado_store_sends(&second, &all, None);
     let r = get(&format!("{}/instances?limit=1000", second.root()), None);
@@ -145,7 +145,14 @@ fn clients_store_into_the_native_server() {
 #[test]
 fn clients_store_into_the_worker() {
     // A 1 MiB request limit (the platform's is 100 MB): the clients' requests fit under it.
-    let server = Server::start_worker(None, &[("CORS_ORIGINS", "*"), ("MAX_STORE_MB", "1")]);
+    let server = Server::start_worker(
+        None,
+        &[
+            ("CORS_ORIGINS", "*"),
+            ("MAX_STORE_MB", "1"),
+            ("ALLOW_ANONYMOUS_WRITES", "true"),
+        ],
+    );
     let [a, b, c] = corpus_thirds();
     python_client_stores(&server, &a);
     browser_client_stores(&server, &b);
@@ -279,7 +286,7 @@ fn a_stow_cut_off_or_a_server_killed_mid_stow_leaves_the_store_consistent() {
         seed
     };
     for round in 0..6 {
-        let server = Server::start_native(&data, &[]);
+        let server = Server::start_native(&data, &["--allow-anonymous-writes"]);
         // Clients that go away mid-body: the part being sent is never stored.
         for _ in 0..3 {
             let cut = 1 + next() as usize % (body.len() - 1);
@@ -312,7 +319,7 @@ fn a_stow_cut_off_or_a_server_killed_mid_stow_leaves_the_store_consistent() {
         check_consistent(&data);
     }
     // A fresh server agrees with the store (pending studies rebuilt before its first search).
-    let server = Server::start_native(&data, &[]);
+    let server = Server::start_native(&data, &["--allow-anonymous-writes"]);
     let complete = check_consistent(&data);
     assert_eq!(
         searchable_and_listed(&server, &st, &se),
@@ -345,7 +352,7 @@ fn a_stow_in_progress_counts_toward_the_request_limit() {
     use std::io::Read;
     let dir = tempdir();
     let data = dir.path().join("data");
-    let server = Server::start_native(&data, &["--max-requests", "1"]);
+    let server = Server::start_native(&data, &["--max-requests", "1", "--allow-anonymous-writes"]);
     let files: Vec<PathBuf> = corpus_files().into_iter().take(2).collect();
     let boundary = "limit-boundary";
     let body = multipart(&files, boundary);

@@ -101,8 +101,16 @@ pub struct Config {
     /// The largest instance of a STOW-RS request: each is held in memory while it is checked
     /// and written, so a larger one fails (Failure Reason A700) and the others are stored.
     pub max_instance_bytes: u64,
+    /// The most instances (parts) of one STOW-RS request: past them the request is refused
+    /// (413; those before are stored). Each part costs an item of the response, so a request
+    /// of many tiny parts would otherwise cost many times its size.
+    pub max_store_parts: usize,
     /// STOW-RS is refused (405) even to tokens that may write.
     pub read_only: bool,
+    /// Without access control, anyone may store (and, later, change) data: off by default, so
+    /// a server nobody configured for writing refuses every write (403) until it is given
+    /// writers (tokens or JWTs that say `write`) or this is set on purpose.
+    pub allow_anonymous_writes: bool,
     /// Serving without access control is meant: needed for a read-through cache with no
     /// tokens (see [`Config::check`]). Off by default.
     pub public: bool,
@@ -126,6 +134,23 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Who may write, in a sentence for the start-up log of either frontend.
+    pub fn write_policy(&self) -> String {
+        if self.upstream.is_some() {
+            "writes: refused (a read-through cache stores what it fetches only)".into()
+        } else if self.read_only {
+            "writes: refused (read-only)".into()
+        } else if self.auth.is_some() {
+            "writes: only with a token or JWT that says `write`".into()
+        } else if self.allow_anonymous_writes {
+            "writes: ANYONE who can reach this server may store and replace instances (anonymous writes allowed on purpose)".into()
+        } else {
+            "writes: refused (no writer is configured: give writers tokens that say `write`, or allow anonymous writes explicitly)".into()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -146,7 +171,9 @@ impl Default for Config {
             max_results: 1000,
             max_store_bytes: 4 << 30,
             max_instance_bytes: 2 << 30,
+            max_store_parts: 10_000,
             read_only: false,
+            allow_anonymous_writes: false,
             public: false,
         }
     }
@@ -300,6 +327,7 @@ impl Service {
         if req.method != Method::GET && req.method != Method::HEAD && req.method != Method::POST {
             return Err(Error::MethodNotAllowed);
         }
+        self.check_host(req)?;
         let Some(route) = route::parse_path(req.path)? else {
             return Err(Error::NotFound(
                 "not a DICOMweb path; the service root is /dcm4chee-arc/aets/{AETitle}/rs".into(),
@@ -348,6 +376,11 @@ impl Service {
     /// The access rule (when configured), the same on every route.
     fn authorise(&self, req: &Request<'_>, ae_title: &str, access: Access) -> Result<()> {
         let Some(auth) = &self.config.auth else {
+            if access == Access::Write && !self.config.allow_anonymous_writes {
+                return Err(Error::Forbidden(
+                    "this server takes no anonymous writes: it stores only for tokens that say `write` (a tokens file line `TOKEN AE write`, or a JWT with scope `write`), or when started with --allow-anonymous-writes (worker: ALLOW_ANONYMOUS_WRITES = \"true\")".into(),
+                ));
+            }
             return Ok(());
         };
         let authorization = http::header_str(req.headers, header::AUTHORIZATION);
@@ -426,6 +459,33 @@ impl Service {
             .await
     }
 
+    /// With a public URL, a request must name this server by it (or by an allowed host): a
+    /// page whose host name was made to resolve to this server (DNS rebinding) names its own
+    /// host and is refused, so a server on localhost or the LAN is not reachable that way.
+    /// Without one, [`Service::service_root`] applies the allowed hosts.
+    fn check_host(&self, req: &Request<'_>) -> Result<()> {
+        let Some(public) = &self.config.public_url else {
+            return Ok(());
+        };
+        let Some(host) = http::header_str(req.headers, header::HOST)
+            .or_else(|| req.authority.map(str::to_owned))
+        else {
+            // No name at all (HTTP/1.0): nothing a browser sends.
+            return Ok(());
+        };
+        let public_host = public_authority(public);
+        if same_host(&public_host, &host, public.starts_with("https:"))
+            || (!self.config.allowed_hosts.is_empty()
+                && host_allowed(&self.config.allowed_hosts, &host))
+        {
+            return Ok(());
+        }
+        Err(Error::BadRequest(format!(
+            "this server answers for {public_host:?}, not for host {:?} (--allowed-host names others)",
+            host.chars().take(100).collect::<String>()
+        )))
+    }
+
     /// `{public URL}/dcm4chee-arc/aets/{AE}/rs`: the configured public URL, else the request's
     /// own host (Host, or the URI's authority as HTTP/2 sends it), when it is one of the
     /// allowed hosts (if any are set).
@@ -451,6 +511,28 @@ impl Service {
         };
         Ok(layout::service_root(&base, ae))
     }
+}
+
+/// The authority (`host[:port]`) of a URL.
+fn public_authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest[..end].rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// Whether two authorities name the same host and port, a missing port being the scheme's.
+fn same_host(a: &str, b: &str, https: bool) -> bool {
+    let default = if https { "443" } else { "80" };
+    let split = |h: &str| -> (String, String) {
+        let h = h.trim().to_ascii_lowercase();
+        match h.rfind(':') {
+            Some(i) if !h[i..].contains(']') && (h.starts_with('[') || !h[..i].contains(':')) => {
+                (h[..i].to_owned(), h[i + 1..].to_owned())
+            }
+            _ => (h, default.to_owned()),
+        }
+    };
+    split(a) == split(b)
 }
 
 /// Whether `host` (`name` or `name:port`, as in Host) is one of `allowed` (each `name` or

@@ -106,13 +106,6 @@ impl Service {
         let Some(study) = crate::route::store_target(&route.resource) else {
             return Err(Error::MethodNotAllowed);
         };
-        self.authorise(req, &route.ae_title, Access::Write)?;
-        let Some(part) = self.partitions.get(&route.ae_title) else {
-            return Err(Error::NotFound(format!(
-                "unknown AE title {:?}",
-                route.ae_title
-            )));
-        };
         if self.config.upstream.is_some() {
             return Err(Error::NotWritable(
                 "this server is a read-through cache of another archive: store into that archive"
@@ -122,6 +115,13 @@ impl Service {
         if self.config.read_only {
             return Err(Error::NotWritable("this server is read-only".into()));
         }
+        self.authorise(req, &route.ae_title, Access::Write)?;
+        let Some(part) = self.partitions.get(&route.ae_title) else {
+            return Err(Error::NotFound(format!(
+                "unknown AE title {:?}",
+                route.ae_title
+            )));
+        };
         let xml = response_is_xml(req.headers)?;
         let boundary = request_boundary(req.headers)?;
         let max = self.config.max_store_bytes;
@@ -154,6 +154,7 @@ impl Service {
         let limits = Limits {
             request: max,
             instance: self.config.max_instance_bytes,
+            parts: self.config.max_store_parts.max(1),
         };
         let received = receive(
             &mut body,
@@ -255,11 +256,12 @@ fn too_large(max: u64) -> Error {
     ))
 }
 
-/// The most bytes of a request, and of one instance in it.
+/// The most bytes of a request, and of one instance in it; the most parts of a request.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     request: u64,
     instance: u64,
+    parts: usize,
 }
 
 /// Reads the parts as they arrive and stores each whole one (several at once); returns what
@@ -302,6 +304,14 @@ async fn receive(
         };
         match event {
             Some(Event::Head(fields)) => {
+                if done.len() >= limits.parts {
+                    drain(&mut working, &mut done).await;
+                    return Err(Error::TooLarge(format!(
+                        "this server takes at most {} instances in one STOW-RS request: send the others in another{}",
+                        limits.parts,
+                        stored_before(&done)
+                    )));
+                }
                 let media = parts::field(&fields, "content-type")
                     .and_then(|ct| ct.split(';').next())
                     .map(|e| e.trim().to_ascii_lowercase());

@@ -20,8 +20,8 @@ fn errors_table() {
             None,
             405,
         ),
-        // STOW-RS without a multipart body.
-        (Method::POST, format!("{ROOT}/studies/{st}"), None, 415),
+        // STOW-RS on a server nobody configured for writing: refused whatever the body.
+        (Method::POST, format!("{ROOT}/studies/{st}"), None, 403),
         (Method::DELETE, format!("{ROOT}/studies/{st}"), None, 405),
         (Method::GET, format!("{ROOT}/studies/1.2.3.4.5"), None, 404),
         (

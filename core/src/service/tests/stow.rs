@@ -32,6 +32,7 @@ fn service(store: Arc<dyn Store>) -> Service {
         store,
         Config {
             index: Some(index),
+            allow_anonymous_writes: true,
             ..Config::default()
         },
     )
@@ -413,6 +414,7 @@ fn the_size_limit_is_413_announced_or_streamed() {
         store.clone(),
         Config {
             max_store_bytes: (body.len() - 10) as u64,
+            allow_anonymous_writes: true,
             ..Config::default()
         },
     );
@@ -569,6 +571,7 @@ fn storing_takes_a_token_that_may_write_there() {
         Config {
             auth: Some(Arc::new(auth)),
             ae_titles: vec!["DCM4CHEE".into(), "OTHER".into()],
+            allow_anonymous_writes: true,
             ..Config::default()
         },
     );
@@ -597,6 +600,7 @@ fn storing_takes_a_token_that_may_write_there() {
         Arc::new(MemoryStore::new()),
         Config {
             read_only: true,
+            allow_anonymous_writes: true,
             ..Config::default()
         },
     );
@@ -615,6 +619,7 @@ fn an_instance_larger_than_the_limit_fails_and_the_others_are_stored() {
         store.clone(),
         Config {
             max_instance_bytes: (small.len() + 100) as u64,
+            allow_anonymous_writes: true,
             ..Config::default()
         },
     );
@@ -666,6 +671,7 @@ fn a_long_request_is_rebuilt_as_it_goes_and_every_instance_is_found() {
         Config {
             index: Some(index),
             max_results: 10_000,
+            allow_anonymous_writes: true,
             ..Config::default()
         },
     );
