@@ -41,9 +41,9 @@ pub enum Error {
     /// The storage backend failed (500, logged).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// The search index failed (500, logged).
+    /// The search index failed (500, logged). One at a limit becomes [`Error::Busy`].
     #[error(transparent)]
-    Index(#[from] crate::search::IndexError),
+    Index(crate::search::IndexError),
     /// The upstream archive behind a read-through cache failed or answered nonsense (502).
     #[error("upstream archive: {0}")]
     Upstream(String),
@@ -69,6 +69,16 @@ impl From<wado_codec::Error> for Error {
         match e {
             wado_codec::Error::Malformed { what, reason } => Error::Corrupt { key: what, reason },
             other => Error::NotAcceptable(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::search::IndexError> for Error {
+    fn from(e: crate::search::IndexError) -> Error {
+        if e.busy {
+            Error::Busy(e.message)
+        } else {
+            Error::Index(e)
         }
     }
 }

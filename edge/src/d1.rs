@@ -34,7 +34,7 @@ impl D1Index {
         self.0
             .prepare(s.sql.as_str())
             .bind(&params)
-            .map_err(|e| IndexError(format!("D1: {e}")))
+            .map_err(|e| IndexError::new(format!("D1: {e}")))
     }
 }
 
@@ -60,7 +60,7 @@ impl Index for D1Index {
         self.0
             .batch(prepared)
             .await
-            .map_err(|e| IndexError(format!("D1: {e}")))?;
+            .map_err(|e| IndexError::new(format!("D1: {e}")))?;
         Ok(())
     }
 
@@ -69,7 +69,7 @@ impl Index for D1Index {
             .prepare(&statement)?
             .raw()
             .await
-            .map_err(|e| IndexError(format!("D1: {e}")))?;
+            .map_err(|e| IndexError::new(format!("D1: {e}")))?;
         Ok(rows
             .into_iter()
             .map(|r| {

@@ -41,35 +41,139 @@ impl IndexSpec {
     }
 
     /// Opens it, with the core's schema (created, or checked); `durable: false` never
-    /// waits for the disk.
-    pub async fn open(&self, durable: bool) -> Result<SharedIndex, String> {
+    /// waits for the disk. Searches run at most `limits.concurrent` at once, each for at
+    /// most `limits.timeout` (then 503 with Retry-After).
+    pub async fn open_with(
+        &self,
+        durable: bool,
+        limits: QueryLimits,
+    ) -> Result<SharedIndex, String> {
+        let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let open_file = |path: PathBuf, durable: bool, keep: Option<tempfile::TempDir>| async move {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let opened =
+                tokio::task::spawn_blocking(move || SqliteIndex::open(&path, readers, durable))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?
+                    .with_timeout(limits.timeout);
+            Ok::<SharedIndex, String>(Arc::new(Blocking {
+                db: Arc::new(opened),
+                _dir: keep,
+            }))
+        };
         let index: SharedIndex = match self {
             IndexSpec::Postgres(url) => Arc::new(
-                crate::postgres::PgIndex::connect(url)
+                crate::postgres::PgIndex::connect(url, limits.timeout)
                     .await
                     .map_err(|e| e.to_string())?,
             ),
-            IndexSpec::Memory => Arc::new(Blocking(Arc::new(
-                SqliteIndex::memory().map_err(|e| e.to_string())?,
-            ))),
-            IndexSpec::Sqlite(path) => {
-                let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let path = path.clone();
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                }
-                let opened =
-                    tokio::task::spawn_blocking(move || SqliteIndex::open(&path, readers, durable))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
-                Arc::new(Blocking(Arc::new(opened)))
+            // A file nobody keeps (removed with the index): SQLite then has its readers beside
+            // its writer, which a database in memory would not.
+            IndexSpec::Memory => {
+                let dir = tempfile::Builder::new()
+                    .prefix("wado-index-")
+                    .tempdir()
+                    .map_err(|e| format!("a temporary index: {e}"))?;
+                open_file(dir.path().join(INDEX_FILE), false, Some(dir)).await?
             }
+            IndexSpec::Sqlite(path) => open_file(path.clone(), durable, None).await?,
         };
+        let index: SharedIndex = Arc::new(Bounded::new(index, limits));
         wado_core::search::open(&*index)
             .await
             .map_err(|e| e.to_string())?;
         Ok(index)
+    }
+
+    /// [`IndexSpec::open_with`] the default limits.
+    pub async fn open(&self, durable: bool) -> Result<SharedIndex, String> {
+        self.open_with(durable, QueryLimits::default()).await
+    }
+}
+
+/// What searches may cost the index.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// Searches running at once; more wait (as long as `timeout`) or, past twice as many
+    /// waiting, are turned away at once.
+    pub concurrent: usize,
+    /// How long one search may run (and wait for its turn).
+    pub timeout: std::time::Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> QueryLimits {
+        QueryLimits {
+            concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// An index whose searches take turns: at most [`QueryLimits::concurrent`] run, a bounded
+/// number wait, each for at most the timeout; past that, the search is busy (503).
+/// Statements that change the index are not limited here (one writer runs them in turn).
+#[derive(Debug)]
+pub struct Bounded {
+    inner: SharedIndex,
+    running: Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+    limits: QueryLimits,
+}
+
+impl Bounded {
+    /// `inner` with these limits.
+    pub fn new(inner: SharedIndex, limits: QueryLimits) -> Bounded {
+        Bounded {
+            inner,
+            running: Arc::new(tokio::sync::Semaphore::new(limits.concurrent.max(1))),
+            waiting: Default::default(),
+            limits,
+        }
+    }
+}
+
+#[async_trait]
+impl Index for Bounded {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+
+    fn max_params(&self) -> usize {
+        self.inner.max_params()
+    }
+
+    async fn execute(&self, statements: Vec<Statement>) -> Result<(), IndexError> {
+        self.inner.execute(statements).await
+    }
+
+    async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
+        use std::sync::atomic::Ordering;
+        let busy = || IndexError::busy("too many searches at once; retry shortly");
+        let permit = match self.running.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let queue = self.limits.concurrent.max(1) * 2;
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= queue {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(busy());
+                }
+                let waited =
+                    tokio::time::timeout(self.limits.timeout, self.running.clone().acquire_owned())
+                        .await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(busy()),
+                }
+            }
+        };
+        let rows = self.inner.query(statement).await;
+        drop(permit);
+        rows
     }
 }
 
@@ -90,9 +194,13 @@ pub async fn open_lasting(
     }
 }
 
-/// A SQLite index whose statements run on tokio's blocking threads.
+/// A SQLite index whose statements run on tokio's blocking threads (and the temporary
+/// directory of an index nobody keeps, removed with it).
 #[derive(Debug)]
-pub struct Blocking(pub Arc<SqliteIndex>);
+pub struct Blocking {
+    db: Arc<SqliteIndex>,
+    _dir: Option<tempfile::TempDir>,
+}
 
 #[async_trait]
 impl Index for Blocking {
@@ -101,17 +209,17 @@ impl Index for Blocking {
     }
 
     async fn execute(&self, statements: Vec<Statement>) -> Result<(), IndexError> {
-        let db = self.0.clone();
+        let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.execute_now(&statements))
             .await
-            .map_err(|e| IndexError(e.to_string()))?
+            .map_err(|e| IndexError::new(e.to_string()))?
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
-        let db = self.0.clone();
+        let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.query_now(&statement))
             .await
-            .map_err(|e| IndexError(e.to_string()))?
+            .map_err(|e| IndexError::new(e.to_string()))?
     }
 }
 
@@ -137,5 +245,68 @@ impl Index for SqlFile {
 
     async fn query(&self, _statement: Statement) -> Result<Vec<Row>, IndexError> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A search index whose queries take a second.
+    #[derive(Debug)]
+    struct Slow;
+
+    #[async_trait]
+    impl Index for Slow {
+        fn dialect(&self) -> Dialect {
+            Dialect::Sqlite
+        }
+        async fn execute(&self, _: Vec<Statement>) -> Result<(), IndexError> {
+            Ok(())
+        }
+        async fn query(&self, _: Statement) -> Result<Vec<Row>, IndexError> {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Vec::new())
+        }
+    }
+
+    /// One search at a time: the next waits its turn for as long as the timeout, then is busy;
+    /// past twice as many waiting, a search is busy at once.
+    #[tokio::test(start_paused = true)]
+    async fn searches_take_bounded_turns() {
+        let index = Arc::new(Bounded::new(
+            Arc::new(Slow),
+            QueryLimits {
+                concurrent: 1,
+                timeout: Duration::from_millis(1500),
+            },
+        ));
+        let q = || Statement::plain("SELECT 1");
+        let first = tokio::spawn({
+            let i = index.clone();
+            async move { i.query(Statement::plain("SELECT 1")).await }
+        });
+        tokio::task::yield_now().await;
+        // Waits 1 s for the first, then runs 1 s: done within its turn.
+        let second = tokio::spawn({
+            let i = index.clone();
+            async move { i.query(Statement::plain("SELECT 1")).await }
+        });
+        let third = tokio::spawn({
+            let i = index.clone();
+            async move { i.query(Statement::plain("SELECT 1")).await }
+        });
+        tokio::task::yield_now().await;
+        // Two wait already: the queue (2 × 1) is full.
+        let e = index.query(q()).await.unwrap_err();
+        assert!(e.busy);
+        assert!(first.await.unwrap().is_ok());
+        assert!(second.await.unwrap().is_ok());
+        // The third waited 2 s for its turn, past its 1.5 s.
+        let e = third.await.unwrap().unwrap_err();
+        assert!(e.busy, "{e}");
+        assert!(index.query(q()).await.is_ok(), "served again once idle");
     }
 }

@@ -407,7 +407,11 @@ async fn open_serve_index(
 ) -> Result<wado_core::search::SharedIndex, String> {
     use wado_native::index::IndexSpec;
     let spec = IndexSpec::resolve(settings.index.as_deref(), &settings.data)?;
-    let index = spec.open(true).await?;
+    let limits = wado_native::index::QueryLimits {
+        timeout: std::time::Duration::from_secs(settings.search_timeout),
+        ..Default::default()
+    };
+    let index = spec.open_with(true, limits).await?;
     if spec == IndexSpec::Memory {
         for ae in &settings.ae_titles {
             let part = wado_core::layout::partition(store, ae).map_err(|e| e.to_string())?;

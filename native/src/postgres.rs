@@ -22,7 +22,11 @@ impl std::fmt::Debug for PgIndex {
 }
 
 fn err(e: tokio_postgres::Error) -> IndexError {
-    IndexError(format!("PostgreSQL: {e}"))
+    // SQLSTATE 57014 (query_canceled): a search past its statement_timeout.
+    if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+        return IndexError::busy("the search ran past its time; narrow it, or retry");
+    }
+    IndexError::new(format!("PostgreSQL: {e}"))
 }
 
 async fn connect_one(url: &str) -> Result<Client, IndexError> {
@@ -36,11 +40,21 @@ async fn connect_one(url: &str) -> Result<Client, IndexError> {
 }
 
 impl PgIndex {
-    /// Connects to `url` (`postgres://user[:password]@host[:port]/db`, or `host=/run/...`).
-    pub async fn connect(url: &str) -> Result<PgIndex, IndexError> {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/db`, or `host=/run/...`);
+    /// a search runs at most `timeout` (PostgreSQL's `statement_timeout` on the searching
+    /// connection; the search is then busy, 503).
+    pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<PgIndex, IndexError> {
+        let reader = connect_one(url).await?;
+        reader
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                timeout.as_millis().max(1)
+            ))
+            .await
+            .map_err(err)?;
         Ok(PgIndex {
             writer: tokio::sync::Mutex::new(connect_one(url).await?),
-            reader: connect_one(url).await?,
+            reader,
             prepared: Default::default(),
         })
     }

@@ -235,9 +235,18 @@ fn with_a_public_url_other_host_names_are_refused() {
     );
     let (st, _, _) = uids(&file);
     let path = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/studies/{st}/metadata");
-    assert_eq!(status_for_host(&server.base, &path, "rebound.example:80"), 400);
+    assert_eq!(
+        status_for_host(&server.base, &path, "rebound.example:80"),
+        400
+    );
     assert_eq!(status_for_host(&server.base, &path, "localhost"), 400);
-    assert_eq!(status_for_host(&server.base, &path, "pacs.example.org"), 200);
-    assert_eq!(status_for_host(&server.base, &path, "PACS.example.org:443"), 200);
+    assert_eq!(
+        status_for_host(&server.base, &path, "pacs.example.org"),
+        200
+    );
+    assert_eq!(
+        status_for_host(&server.base, &path, "PACS.example.org:443"),
+        200
+    );
     assert_eq!(get(&format!("{}{path}", server.base), None).status, 200);
 }

@@ -166,10 +166,35 @@ impl Statement {
 /// A row of a query's result.
 pub type Row = Vec<Value>;
 
-/// An index failure: the database's own message.
+/// An index failure: the database's own message, and whether it was a limit the index keeps
+/// to stay responsive (a search past its deadline, too many at once): those are 503 with
+/// `Retry-After`, the others 500.
 #[derive(Debug, thiserror::Error)]
-#[error("search index: {0}")]
-pub struct IndexError(pub String);
+#[error("search index: {message}")]
+pub struct IndexError {
+    /// What the database said.
+    pub message: String,
+    /// A limit was reached; the request may be repeated later.
+    pub busy: bool,
+}
+
+impl IndexError {
+    /// A failure.
+    pub fn new(message: impl Into<String>) -> IndexError {
+        IndexError {
+            message: message.into(),
+            busy: false,
+        }
+    }
+
+    /// A limit reached (503, retry later).
+    pub fn busy(message: impl Into<String>) -> IndexError {
+        IndexError {
+            message: message.into(),
+            busy: true,
+        }
+    }
+}
 
 /// A database holding the search index: runs the core's statements, nothing else. `Send +
 /// Sync` natively, not on wasm32 (like [`Store`]).
@@ -208,7 +233,7 @@ pub async fn open(index: &dyn Index) -> Result<()> {
                 .await?;
             Ok(())
         }
-        Some(other) => Err(Error::Index(IndexError(format!(
+        Some(other) => Err(Error::Index(IndexError::new(format!(
             "the search index has schema version {other}, this wado writes {}: rebuild it with `wado reindex`",
             schema::VERSION
         )))),

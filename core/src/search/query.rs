@@ -9,6 +9,21 @@ use crate::service::http::percent_decode;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_dictionary_std::StandardDataDictionary;
 
+/// The most values one matching key may list (`\`- or comma-separated): a list of UIDs a
+/// viewer opens at once fits many times over.
+pub const MAX_VALUES: usize = 1000;
+/// The most wildcard patterns (values with `*` or `?`, and fuzzy words) of one search, all
+/// keys together: each is matched against every candidate row, so they bound its cost.
+pub const MAX_PATTERNS: usize = 32;
+/// The most bytes of one value (DICOM's matching keys hold at most 64 characters, person
+/// names three groups of 64).
+pub const MAX_VALUE_BYTES: usize = 256;
+/// The most wildcard characters (`*`, `?`) in one pattern (runs of `*` count once).
+pub const MAX_WILDCARDS: usize = 8;
+/// The deepest `offset`: the index walks every row it skips. Narrow the search (by date,
+/// say) to page further.
+pub const MAX_OFFSET: usize = 100_000;
+
 /// What the URL's path restricts a search to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -122,6 +137,11 @@ impl Query {
                     let n: usize = value.trim().parse().map_err(|_| {
                         Error::BadRequest(format!("{name}={value:?} is not a whole number"))
                     })?;
+                    if name == "offset" && n > MAX_OFFSET {
+                        return Err(Error::BadRequest(format!(
+                            "offset={n}: this server pages at most {MAX_OFFSET} results deep; narrow the search (a date range, a patient) to see further"
+                        )));
+                    }
                     if name == "limit" {
                         if n == 0 {
                             return Err(Error::BadRequest(
@@ -193,11 +213,34 @@ impl Query {
                 }
             }
         }
+        let mut patterns = 0usize;
         for (key, value) in matches {
             q.include_tag(key.tag);
+            check_value(key, &value)?;
             if let Some(matcher) = matcher(key, &value, q.fuzzy)? {
+                patterns += match &matcher {
+                    Matcher::Any(list) => {
+                        if list.len() > MAX_VALUES {
+                            return Err(Error::BadRequest(format!(
+                                "{} lists {} values; a search takes at most {MAX_VALUES} of one key",
+                                key.keyword,
+                                list.len()
+                            )));
+                        }
+                        list.iter()
+                            .filter(|p| matches!(p, Pattern::Wildcard(_)))
+                            .count()
+                    }
+                    Matcher::Words(words) => words.len(),
+                    Matcher::Range(..) | Matcher::Int(_) => 0,
+                };
                 q.conditions.push(Condition { key, matcher });
             }
+        }
+        if patterns > MAX_PATTERNS {
+            return Err(Error::BadRequest(format!(
+                "the search holds {patterns} wildcard patterns or fuzzy words; this server takes at most {MAX_PATTERNS} in one search"
+            )));
         }
         Ok(q)
     }
@@ -217,12 +260,62 @@ fn unknown(name: &str) -> Error {
     ))
 }
 
+/// What every value of a matching key must be: of a bounded length, without control
+/// characters (none of the matching keys' VRs holds one), with few wildcards per pattern.
+fn check_value(key: &Key, value: &str) -> Result<()> {
+    if value.len() > MAX_VALUES * MAX_VALUE_BYTES {
+        return Err(Error::BadRequest(format!(
+            "the value of {} is {} bytes long; too long to be a list of values",
+            key.keyword,
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::BadRequest(format!(
+            "the value of {} holds a control character, which no matching key's value has",
+            key.keyword
+        )));
+    }
+    let separators: &[char] = if key.kind == Kind::Uid {
+        &['\\', ',']
+    } else {
+        &['\\']
+    };
+    for v in value.split(separators) {
+        if v.len() > MAX_VALUE_BYTES {
+            return Err(Error::BadRequest(format!(
+                "a value of {} is {} bytes long; values are at most {MAX_VALUE_BYTES}",
+                key.keyword,
+                v.len()
+            )));
+        }
+        let mut wildcards = 0;
+        let mut last = ' ';
+        for c in v.chars() {
+            if c == '?' || (c == '*' && last != '*') {
+                wildcards += 1;
+            }
+            last = c;
+        }
+        if wildcards > MAX_WILDCARDS {
+            return Err(Error::BadRequest(format!(
+                "a value of {} holds {wildcards} wildcards; a pattern takes at most {MAX_WILDCARDS}",
+                key.keyword
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn patterns(value: &str, map: impl Fn(&str) -> String) -> Matcher {
     Matcher::Any(
         value
             .split('\\')
             .map(|v| {
-                let v = map(v);
+                let mut v = map(v);
+                while v.contains("**") {
+                    v = v.replace("**", "*");
+                }
                 if v.contains(['*', '?']) {
                     Pattern::Wildcard(v)
                 } else {

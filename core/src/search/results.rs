@@ -29,7 +29,13 @@ pub async fn search(
     let max = max.max(1);
     let wanted = q.limit.map_or(max, |l| l.min(max));
     let rows = index
-        .query(sql::select(index.dialect(), partition, q, wanted + 1))
+        .query(sql::select(
+            index.dialect(),
+            index.max_params(),
+            partition,
+            q,
+            wanted + 1,
+        ))
         .await?;
     // Cut by the server: more rows than it returns, and the client asked for more than that.
     let truncated = rows.len() > wanted && q.limit.is_none_or(|l| l > max);

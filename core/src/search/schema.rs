@@ -77,9 +77,40 @@ pub fn create(d: Dialect) -> Vec<Statement> {
         "CREATE INDEX IF NOT EXISTS qido_instance_uid ON qido_instance (part, sop_uid)".to_owned(),
     ]
     .into_iter()
+    .chain(KEY_INDEXES.iter().map(|(table, column)| {
+        format!("CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} (part, {column})")
+    }))
+    // ModalitiesInStudy is matched through the series: their modality, then their study.
+    .chain(std::iter::once(
+        "CREATE INDEX IF NOT EXISTS qido_series_modality ON qido_series (part, modality, study_uid)"
+            .to_owned(),
+    ))
     .map(Statement::plain)
     .collect()
 }
+
+/// The index of every matching key not served by another (the primary keys, the order, the
+/// indexes above): so that no matching key walks its whole level. A value with a leading
+/// wildcard (`*son`) cannot use one and reads the level (bounded by the statement deadline).
+pub const KEY_INDEXES: &[(&str, &str)] = &[
+    ("qido_study", "study_time"),
+    ("qido_study", "referring_fold"),
+    ("qido_study", "birth_date"),
+    ("qido_study", "sex"),
+    ("qido_study", "study_id"),
+    ("qido_study", "description"),
+    ("qido_series", "series_number"),
+    ("qido_series", "description"),
+    ("qido_series", "body_part"),
+    ("qido_series", "series_date"),
+    ("qido_series", "pps_date"),
+    ("qido_series", "pps_time"),
+    ("qido_instance", "sop_class"),
+    ("qido_instance", "instance_number"),
+    ("qido_instance", "n_rows"),
+    ("qido_instance", "n_columns"),
+    ("qido_instance", "n_frames"),
+];
 
 /// Placeholder `n` (1-based) in the dialect.
 pub(crate) fn param(d: Dialect, n: usize) -> String {

@@ -19,15 +19,22 @@ fn alias(level: Level) -> &'static str {
     }
 }
 
-/// Collects the parameters of a statement as it is written.
+/// Collects the parameters of a statement as it is written, at most as many as the engine
+/// binds (D1: 100); past them, values are written into the SQL text as literals (matching
+/// values hold no control character: [`super::query`] refuses them).
 struct Builder {
     dialect: Dialect,
     params: Vec<Value>,
+    max_params: usize,
 }
 
 impl Builder {
     fn bind(&mut self, v: impl Into<Value>) -> String {
-        self.params.push(v.into());
+        let v = v.into();
+        if self.params.len() >= self.max_params {
+            return literal(&v);
+        }
+        self.params.push(v);
         param(self.dialect, self.params.len())
     }
 
@@ -56,6 +63,52 @@ impl Builder {
             }
         }
     }
+
+    /// `column` equals one of `values`: `= x` for one, `IN (...)` for more (never a chain of
+    /// ORs, whose depth SQLite bounds).
+    fn any_of(&mut self, column: &str, values: &[&str]) -> String {
+        match values {
+            [one] => format!("{column} = {}", self.bind(*one)),
+            many => {
+                let marks: Vec<String> = many.iter().map(|v| self.bind(*v)).collect();
+                format!("{column} IN ({})", marks.join(", "))
+            }
+        }
+    }
+
+    /// Exact values by [`Builder::any_of`], patterns by [`Builder::wildcard`], any of them.
+    fn exact_or_patterns(&mut self, column: &str, patterns: &[Pattern]) -> String {
+        let exact: Vec<&str> = patterns
+            .iter()
+            .filter_map(|p| match p {
+                Pattern::Exact(v) => Some(v.as_str()),
+                Pattern::Wildcard(_) => None,
+            })
+            .collect();
+        let mut alts = Vec::new();
+        if !exact.is_empty() {
+            alts.push(self.any_of(column, &exact));
+        }
+        for p in patterns {
+            if let Pattern::Wildcard(w) = p {
+                alts.push(self.wildcard(column, w));
+            }
+        }
+        match alts.len() {
+            1 => alts.remove(0),
+            _ => format!("({})", alts.join(" OR ")),
+        }
+    }
+}
+
+/// A value as an SQL literal (text quoted, `'` doubled): the same in both dialects, with
+/// PostgreSQL's standard-conforming strings.
+fn literal(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Int(i) => i.to_string(),
+        Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+    }
 }
 
 /// The columns a search at each level reads, in this order (see [`super::results`]).
@@ -73,11 +126,19 @@ const FROM_INSTANCE: &str = "qido_instance i \
     JOIN qido_series se ON se.part = i.part AND se.study_uid = i.study_uid AND se.series_uid = i.series_uid \
     JOIN qido_study st ON st.part = i.part AND st.study_uid = i.study_uid";
 
-/// The SELECT answering `q` in `partition`, at most `fetch` rows after `q.offset`.
-pub fn select(d: Dialect, partition: &str, q: &Query, fetch: usize) -> Statement {
+/// The SELECT answering `q` in `partition`, at most `fetch` rows after `q.offset`, binding at
+/// most `max_params` parameters ([`super::Index::max_params`]).
+pub fn select(
+    d: Dialect,
+    max_params: usize,
+    partition: &str,
+    q: &Query,
+    fetch: usize,
+) -> Statement {
     let mut b = Builder {
         dialect: d,
         params: Vec::new(),
+        max_params,
     };
     let base = alias(q.level);
     let (from, order) = match q.level {
@@ -131,45 +192,20 @@ pub fn select(d: Dialect, partition: &str, q: &Query, fetch: usize) -> Statement
     for c in &q.conditions {
         let col = format!("{}.{}", alias(c.key.level), c.key.column);
         let clause = match (&c.matcher, c.key.kind) {
-            // A long UID list (OHIF opening several studies): inlined, since D1 binds at most
-            // 100 parameters a statement; UIDs are checked to be digits and dots (Uid::parse).
-            (Matcher::Any(patterns), Kind::Uid)
-                if patterns.len() > 8
-                    && patterns.iter().all(|p| {
-                        matches!(p, Pattern::Exact(u) if u.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
-                    }) =>
-            {
-                let list: Vec<String> = patterns
-                    .iter()
-                    .map(|p| match p {
-                        Pattern::Exact(u) | Pattern::Wildcard(u) => format!("'{u}'"),
-                    })
-                    .collect();
-                format!("{col} IN ({})", list.join(", "))
+            // Any of the study's series of these modalities (the series' own index), rather
+            // than a pattern over the study's list of modalities, which no index serves.
+            (Matcher::Any(patterns), Kind::Modalities) => {
+                let part = b.bind(partition);
+                let cond = b.exact_or_patterns("m.modality", patterns);
+                let level = alias(c.key.level);
+                format!(
+                    "{level}.study_uid IN (SELECT m.study_uid FROM qido_series m WHERE m.part = {part} AND {cond})"
+                )
             }
-            (Matcher::Any(patterns), kind) => {
-                let alts: Vec<String> = patterns
-                    .iter()
-                    .map(|p| match (p, kind) {
-                        (Pattern::Exact(m) | Pattern::Wildcard(m), Kind::Modalities) => {
-                            b.wildcard(&col, &format!("*\\{m}\\*"))
-                        }
-                        (Pattern::Exact(v), Kind::PersonName) => {
-                            format!("{col}_fold = {}", b.bind(v.as_str()))
-                        }
-                        (Pattern::Wildcard(v), Kind::PersonName) => {
-                            b.wildcard(&format!("{col}_fold"), v)
-                        }
-                        (Pattern::Exact(v), _) => format!("{col} = {}", b.bind(v.as_str())),
-                        (Pattern::Wildcard(v), _) => b.wildcard(&col, v),
-                    })
-                    .collect();
-                if alts.len() == 1 {
-                    alts.into_iter().next().unwrap_or_default()
-                } else {
-                    format!("({})", alts.join(" OR "))
-                }
+            (Matcher::Any(patterns), Kind::PersonName) => {
+                b.exact_or_patterns(&format!("{col}_fold"), patterns)
             }
+            (Matcher::Any(patterns), _) => b.exact_or_patterns(&col, patterns),
             (Matcher::Range(lo, hi), _) => {
                 let mut parts = vec![format!("{col} <> ''")];
                 if let Some(lo) = lo {
@@ -189,8 +225,8 @@ pub fn select(d: Dialect, partition: &str, q: &Query, fetch: usize) -> Statement
         };
         wheres.push(clause);
     }
-    let limit = b.bind(i64::try_from(fetch).unwrap_or(i64::MAX));
-    let offset = b.bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
+    // Numbers the server checked: in the text, so they take no parameter.
+    let (limit, offset) = (fetch, q.offset);
     Statement {
         sql: format!(
             "SELECT {} FROM {from} WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",

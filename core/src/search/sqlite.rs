@@ -19,10 +19,12 @@ pub struct SqliteIndex {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    /// How long one query may run before it is interrupted (a busy [`IndexError`]).
+    timeout: Option<Duration>,
 }
 
 fn err(e: rusqlite::Error) -> IndexError {
-    IndexError(e.to_string())
+    IndexError::new(e.to_string())
 }
 
 impl ToSql for Value {
@@ -108,7 +110,14 @@ impl SqliteIndex {
             writer: Mutex::new(writer),
             readers,
             next: AtomicUsize::new(0),
+            timeout: None,
         })
+    }
+
+    /// Interrupts every query that runs longer than `timeout` (its error is busy: 503).
+    pub fn with_timeout(mut self, timeout: Duration) -> SqliteIndex {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// An index in memory (one connection), for tests.
@@ -118,6 +127,7 @@ impl SqliteIndex {
             writer: Mutex::new(c),
             readers: Vec::new(),
             next: AtomicUsize::new(0),
+            timeout: None,
         })
     }
 
@@ -145,17 +155,37 @@ impl SqliteIndex {
         } else {
             &self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
         };
-        let c = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut st = c.prepare_cached(&s.sql).map_err(err)?;
+        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+        // The deadline: SQLite calls back every 1,000 virtual machine steps (microseconds).
+        let deadline = self.timeout.map(|t| (t, std::time::Instant::now() + t));
+        if let Some((_, at)) = deadline {
+            c.progress_handler(1000, Some(move || std::time::Instant::now() > at))
+                .map_err(err)?;
+        }
+        let rows = Self::run_query(&c, s);
+        if deadline.is_some() {
+            c.progress_handler(0, None::<fn() -> bool>).map_err(err)?;
+        }
+        rows.map_err(|e| match (e.sqlite_error_code(), deadline) {
+            (Some(rusqlite::ErrorCode::OperationInterrupted), Some((t, _))) => {
+                IndexError::busy(format!(
+                    "the search ran past its {} s; narrow it, or retry",
+                    t.as_secs_f64()
+                ))
+            }
+            _ => err(e),
+        })
+    }
+
+    fn run_query(c: &Connection, s: &Statement) -> Result<Vec<Row>, rusqlite::Error> {
+        let mut st = c.prepare_cached(&s.sql)?;
         let n = st.column_count();
-        let mut rows = st
-            .query(rusqlite::params_from_iter(s.params.iter()))
-            .map_err(err)?;
+        let mut rows = st.query(rusqlite::params_from_iter(s.params.iter()))?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(err)? {
+        while let Some(r) = rows.next()? {
             let mut row = Vec::with_capacity(n);
             for i in 0..n {
-                row.push(match r.get_ref(i).map_err(err)? {
+                row.push(match r.get_ref(i)? {
                     ValueRef::Null => Value::Null,
                     ValueRef::Integer(v) => Value::Int(v),
                     ValueRef::Real(f) => Value::Int(f as i64),
@@ -190,6 +220,24 @@ impl Index for SqliteIndex {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A search past its deadline is stopped (busy: 503 with Retry-After) in about the
+    /// deadline, and the connection answers the next one.
+    #[test]
+    fn a_query_past_its_deadline_is_interrupted() {
+        let index = SqliteIndex::memory()
+            .unwrap()
+            .with_timeout(Duration::from_millis(50));
+        let slow = Statement::plain(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) FROM c",
+        );
+        let started = std::time::Instant::now();
+        let e = index.query_now(&slow).unwrap_err();
+        assert!(e.busy, "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let one = index.query_now(&Statement::plain("SELECT 1")).unwrap();
+        assert_eq!(one, vec![vec![Value::Int(1)]]);
+    }
 
     /// Several openers of one new file at once (two `wado import` runs into one data
     /// directory): each gets the index, none fails with "database is locked".

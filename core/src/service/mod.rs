@@ -517,7 +517,11 @@ impl Service {
 fn public_authority(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    rest[..end].rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+    rest[..end]
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// Whether two authorities name the same host and port, a missing port being the scheme's.

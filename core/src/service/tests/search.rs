@@ -583,3 +583,184 @@ fn reindex_rebuilds_an_index_from_the_store_alone() {
     assert_eq!(studies, expected.len());
     assert_eq!(instances, w.recs.len());
 }
+
+/// A search costs what its caps allow, never a 500: long value lists are one `IN`, past the
+/// caps the answer is 400 with the reason (SQLite answered "Expression tree is too large"
+/// and "LIKE or GLOB pattern too complex" with 500s before).
+#[test]
+fn long_value_lists_and_patterns_are_bounded_never_a_500() {
+    let w = world();
+    let r = &w.recs[5];
+    // 999 patient IDs, the one stored last: one IN list, found.
+    let mut ids: Vec<String> = (0..998).map(|i| format!("NOBODY{i}")).collect();
+    ids.push(r.patient_id.clone());
+    let got = w.json(&format!("/studies?PatientID={}", ids.join("%5C")));
+    assert_eq!(set(&got, "0020000D"), BTreeSet::from([r.study.clone()]));
+    // As many UIDs, comma-separated, the same.
+    let mut uids: Vec<String> = (0..998).map(|i| format!("1.2.3.{i}")).collect();
+    uids.push(r.study.clone());
+    let got = w.json(&format!("/studies?StudyInstanceUID={}", uids.join(",")));
+    assert_eq!(got.len(), 1);
+    // Modalities in study through the series: CT and MR studies.
+    let got = w.json("/studies?ModalitiesInStudy=CT%5CMR");
+    let want: BTreeSet<String> = w
+        .recs
+        .iter()
+        .filter(|x| x.modality == "CT" || x.modality == "MR")
+        .map(|x| x.study.clone())
+        .collect();
+    assert_eq!(set(&got, "0020000D"), want);
+    let got = w.json("/studies?ModalitiesInStudy=C*");
+    let want: BTreeSet<String> = w
+        .recs
+        .iter()
+        .filter(|x| x.modality.starts_with('C'))
+        .map(|x| x.study.clone())
+        .collect();
+    assert_eq!(set(&got, "0020000D"), want);
+    for (query, says) in [
+        (
+            format!("PatientID={}", vec!["X"; 1001].join("%5C")),
+            "at most 1000",
+        ),
+        (
+            format!("PatientName={}", vec!["a*"; 33].join("%5C")),
+            "at most 32",
+        ),
+        (
+            format!(
+                "fuzzymatching=true&PatientName={}",
+                vec!["w"; 40].join("%20")
+            ),
+            "at most 32",
+        ),
+        (format!("PatientID={}*", "x".repeat(60_000)), "at most 256"),
+        (format!("PatientID={}", "x%5C".repeat(200_000)), "too long"),
+        (format!("PatientID={}", "x".repeat(300)), "at most 256"),
+        ("PatientID=a*b*c*d*e*f*g*h*i*".into(), "wildcards"),
+        ("PatientID=a%00b".into(), "control character"),
+        ("offset=100001".into(), "narrow the search"),
+    ] {
+        let g = w.ask(&format!("/studies?{query}"));
+        let body = String::from_utf8_lossy(&g.body);
+        assert_eq!(g.status, 400, "{}: {body}", &query[..query.len().min(80)]);
+        assert!(body.contains(says), "{body}");
+    }
+    // Runs of `*` are one wildcard: allowed, and they match as one.
+    let got = w.json("/studies?PatientName=*****doe*****");
+    assert_eq!(
+        set(&got, "0020000D"),
+        set(&w.json("/studies?PatientName=*doe*"), "0020000D")
+    );
+}
+
+/// An index binding at most 100 parameters a statement (as D1 does) still answers a search
+/// of a thousand values: the statement builder writes the rest as literals.
+#[test]
+fn a_statement_never_binds_more_than_the_engine_takes() {
+    #[derive(Debug)]
+    struct Narrow(Arc<SqliteIndex>);
+    #[async_trait::async_trait]
+    impl Index for Narrow {
+        fn dialect(&self) -> crate::search::Dialect {
+            self.0.dialect()
+        }
+        fn max_params(&self) -> usize {
+            100
+        }
+        async fn execute(
+            &self,
+            s: Vec<crate::search::Statement>,
+        ) -> std::result::Result<(), crate::search::IndexError> {
+            assert!(s.iter().all(|s| s.params.len() <= 100));
+            self.0.execute(s).await
+        }
+        async fn query(
+            &self,
+            s: crate::search::Statement,
+        ) -> std::result::Result<Vec<crate::search::Row>, crate::search::IndexError> {
+            assert!(s.params.len() <= 100, "{} parameters", s.params.len());
+            self.0.query(s).await
+        }
+    }
+    let w = world();
+    let svc = Service::new(
+        w.store.clone(),
+        Config {
+            index: Some(Arc::new(Narrow(w.index.clone()))),
+            ..Config::default()
+        },
+    );
+    let r = &w.recs[3];
+    let mut ids: Vec<String> = (0..500).map(|i| format!("O'NEIL{i}")).collect();
+    ids.push(r.patient_id.clone());
+    let mut names: Vec<String> = (0..400).map(|i| format!("NOBODY{i}")).collect();
+    names.push(r.name.to_lowercase().replace('^', "%5E"));
+    let g = ask(
+        &svc,
+        Method::GET,
+        &format!(
+            "{ROOT}/studies?PatientID={}&PatientName={}",
+            ids.join("%5C"),
+            names.join("%5C")
+        ),
+        &[],
+    );
+    assert_eq!(g.status, 200, "{}", String::from_utf8_lossy(&g.body));
+    let got: Vec<Json> = serde_json::from_slice(&g.body).expect("json");
+    let want: BTreeSet<String> = w
+        .recs
+        .iter()
+        .filter(|x| x.patient_id == r.patient_id && x.name.eq_ignore_ascii_case(&r.name))
+        .map(|x| x.study.clone())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(set(&got, "0020000D"), want);
+}
+
+/// Every matching key, searched across its whole level with one exact value, is answered
+/// through an index (SQLite's plan searches, never scans, the key's table).
+#[test]
+fn every_matching_key_is_served_by_an_index() {
+    use crate::search::{attrs, query::Query, sql, Level, Scope, Statement};
+    let index = SqliteIndex::memory().expect("sqlite");
+    block_on(crate::search::open(&index)).expect("schema");
+    for key in attrs::KEYS {
+        let value = match key.kind {
+            attrs::Kind::Uid => "1.2.3",
+            attrs::Kind::Date => "20240102",
+            attrs::Kind::Time => "101010",
+            attrs::Kind::Int => "7",
+            _ => "X",
+        };
+        let q = Query::parse(
+            key.level,
+            Scope::All,
+            Some(&format!("{}={value}", key.keyword)),
+        )
+        .expect("query");
+        let s = sql::select(crate::search::Dialect::Sqlite, 1000, "P", &q, 10);
+        let plan = index
+            .query_now(&Statement {
+                sql: format!("EXPLAIN QUERY PLAN {}", s.sql),
+                params: s.params,
+            })
+            .expect("plan");
+        let text: Vec<String> = plan
+            .iter()
+            .filter_map(|r| r.get(3).and_then(|v| v.as_str()).map(str::to_owned))
+            .collect();
+        let table = match (key.kind, key.level) {
+            (attrs::Kind::Modalities, _) => "m",
+            (_, Level::Study) => "st",
+            (_, Level::Series) => "se",
+            (_, Level::Instance) => "i",
+        };
+        assert!(
+            text.iter()
+                .any(|l| l.starts_with(&format!("SEARCH {table} "))),
+            "{}: {text:?}",
+            key.keyword
+        );
+    }
+}
