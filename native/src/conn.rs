@@ -163,6 +163,149 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedStream<S> {
     }
 }
 
+/// A response body whose sending is watched: when it waits on the client (a chunk handed to
+/// the connection and not taken) for longer than `timeout`, the connection is closed. A
+/// socket that accepts no bytes is caught by [`TimedStream`]; this catches what waits above
+/// the socket: an HTTP/2 stream whose flow-control window the client keeps at zero sends
+/// nothing, so no write ever stalls, and without this it would hold its request slot and its
+/// chunk for ever. Large chunks go out a mebibyte at a time, so that progress is seen.
+pub fn watched<S>(
+    body: S,
+    shutdown: Option<axum_server::ConnectionShutdown>,
+    timeout: Duration,
+) -> impl futures::Stream<Item = S::Item> + Send + 'static
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Unpin + 'static,
+{
+    let state = std::sync::Arc::new(Progress {
+        started: std::time::Instant::now(),
+        waiting_since: std::sync::atomic::AtomicU64::new(NOT_WAITING),
+        done: std::sync::atomic::AtomicBool::new(false),
+        wake: tokio::sync::Notify::new(),
+    });
+    if let Some(shutdown) = shutdown {
+        let state = state.clone();
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering;
+            let step = (timeout / 4).max(Duration::from_millis(50));
+            loop {
+                tokio::select! {
+                    _ = state.wake.notified() => {}
+                    _ = sleep(step) => {}
+                }
+                if state.done.load(Ordering::Acquire) {
+                    return;
+                }
+                let since = state.waiting_since.load(Ordering::Acquire);
+                if since != NOT_WAITING && state.millis().saturating_sub(since) > timeout.as_millis() as u64 {
+                    tracing::debug!("a response made no progress for {} s: connection closed", timeout.as_secs());
+                    shutdown.shutdown();
+                    return;
+                }
+            }
+        });
+    }
+    Watched {
+        inner: body,
+        pending: bytes::Bytes::new(),
+        state,
+    }
+}
+
+const NOT_WAITING: u64 = u64::MAX;
+/// The largest piece handed to the connection at once.
+const PIECE: usize = 1 << 20;
+
+struct Progress {
+    started: std::time::Instant,
+    /// Milliseconds since `started` when a piece was handed over and not yet followed by the
+    /// next poll; [`NOT_WAITING`] otherwise.
+    waiting_since: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Progress {
+    fn millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+struct Watched<S> {
+    inner: S,
+    /// The rest of a large chunk, not yet handed over.
+    pending: bytes::Bytes,
+    state: std::sync::Arc<Progress>,
+}
+
+impl<S> futures::Stream for Watched<S>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin,
+{
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        use std::sync::atomic::Ordering;
+        self.state.waiting_since.store(NOT_WAITING, Ordering::Release);
+        let next = if !self.pending.is_empty() {
+            let n = self.pending.len().min(PIECE);
+            Poll::Ready(Some(Ok(self.pending.split_to(n))))
+        } else {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(mut chunk))) if chunk.len() > PIECE => {
+                    self.pending = chunk.split_off(PIECE);
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+                other => other,
+            }
+        };
+        match &next {
+            Poll::Ready(Some(Ok(_))) => {
+                let now = self.state.millis();
+                self.state.waiting_since.store(now, Ordering::Release);
+            }
+            Poll::Ready(_) => {
+                self.state.done.store(true, Ordering::Release);
+                self.state.wake.notify_one();
+            }
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl<S> Drop for Watched<S> {
+    fn drop(&mut self) {
+        self.state
+            .done
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.state.wake.notify_one();
+    }
+}
+
+/// A request body that fails when the client sends nothing for `timeout` (a STOW-RS body
+/// that stops mid-way must not hold its connection and request slot for ever).
+pub fn body_deadline<S>(
+    body: S,
+    timeout: Duration,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, String>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, String>> + Send + Unpin + 'static,
+{
+    futures::stream::unfold(Some(body), move |body| async move {
+        use futures::StreamExt;
+        let mut body = body?;
+        match tokio::time::timeout(timeout, body.next()).await {
+            Ok(Some(item)) => Some((item, Some(body))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(format!("the client sent nothing for {} s", timeout.as_secs())),
+                None,
+            )),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

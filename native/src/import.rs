@@ -137,7 +137,12 @@ pub async fn run(
                 Err(e) => Err(FileResult::Failed(format!("cannot read: {e}"))),
                 Ok(bytes) => match batch.add(&*store, bytes::Bytes::from(bytes)).await {
                     Ok(done) => Ok((done.status, done.warnings)),
-                    Err(ImportError::Rejected(reason) | ImportError::Mismatch(reason)) => {
+                    Err(
+                        ImportError::Rejected(reason)
+                        | ImportError::Mismatch(reason)
+                        | ImportError::Duplicate(reason)
+                        | ImportError::TooLarge(reason),
+                    ) => {
                         Err(FileResult::Rejected(reason))
                     }
                     Err(e @ (ImportError::Store(_) | ImportError::Index(_))) => {

@@ -45,6 +45,27 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The built browser demo, served at `/demo/`.
     pub demo_dir: Option<std::path::PathBuf>,
+    /// How long a response may wait on a client that takes nothing (the connection is closed
+    /// then), and a request body may send nothing (the request fails then).
+    pub timeouts: Timeouts,
+}
+
+/// What a request may wait for its client.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// A response chunk the client does not take (`--write-timeout`).
+    pub write: std::time::Duration,
+    /// A request body that sends nothing (`--header-timeout`).
+    pub body: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            write: std::time::Duration::from_secs(60),
+            body: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl AppState {
@@ -59,7 +80,14 @@ impl AppState {
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             metrics: Arc::new(metrics),
             demo_dir: None,
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// With these timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> AppState {
+        self.timeouts = timeouts;
+        self
     }
 
     /// Serves the built demo in `dir` at `/demo/`.
@@ -243,10 +271,11 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     // Only STOW-RS reads a body (the core says which requests are one); it streams in as the
     // core asks for it.
     let body = if wado_core::reads_body(&parts.method, parts.uri.path()) {
-        wado_core::RequestBody::new(Box::pin(
+        wado_core::RequestBody::new(Box::pin(conn::body_deadline(
             body.into_data_stream()
                 .map(|r| r.map_err(|e| e.to_string())),
-        ))
+            state.timeouts.body,
+        )))
     } else {
         wado_core::RequestBody::none()
     };
@@ -293,14 +322,25 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
 
     let path = parts.uri.path().to_owned();
     let metrics = state.metrics.clone();
-    let body = match resp.body {
-        Body::Empty => AxumBody::empty(),
+    let shutdown = parts
+        .extensions
+        .get::<axum_server::ConnectionShutdown>()
+        .cloned();
+    let mut headers = resp.headers;
+    let stream: Option<BodyStream> = match resp.body {
+        Body::Empty => None,
         Body::Full(b) => {
             metrics.sent(b.len() as u64);
             in_flight.bytes = b.len() as u64;
-            AxumBody::from(b)
+            // Its length said, as it would be of a whole buffer; sent a piece at a time.
+            if !headers.contains_key(http::header::CONTENT_LENGTH) && !b.is_empty() {
+                headers.insert(http::header::CONTENT_LENGTH, b.len().into());
+            }
+            (!b.is_empty()).then(|| {
+                Box::pin(futures::stream::iter([Ok::<_, std::io::Error>(b)])) as BodyStream
+            })
         }
-        Body::Stream(s) => AxumBody::from_stream(s.map(move |r| {
+        Body::Stream(s) => Some(Box::pin(s.map(move |r| {
             // The permit and the in-flight guard live as long as the body is being sent (the
             // whole guard is captured, not one of its fields).
             let (_permit, guard) = (&permit, &mut in_flight);
@@ -314,10 +354,18 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
                 tracing::error!(path = %path, error = %e, "error while streaming the body");
                 std::io::Error::other(e.public_message())
             })
-        })),
+        }))),
+    };
+    let body = match stream {
+        None => AxumBody::empty(),
+        Some(s) => AxumBody::from_stream(conn::watched(s, shutdown, state.timeouts.write)),
     };
     let mut out = Response::new(body);
     *out.status_mut() = status;
-    *out.headers_mut() = resp.headers;
+    *out.headers_mut() = headers;
     out
 }
+
+/// A response body on its way out.
+type BodyStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>>;

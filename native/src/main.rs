@@ -507,7 +507,12 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
     if let Some(d) = &demo_dir {
         tracing::info!(dir = %d.display(), "serving the demo at /demo/");
     }
-    let router = app(AppState::new(service, Some(max_requests)).with_demo(demo_dir.clone()));
+    let router = app(AppState::new(service, Some(max_requests))
+        .with_demo(demo_dir.clone())
+        .with_timeouts(wado_native::Timeouts {
+            write: std::time::Duration::from_secs(write_timeout),
+            body: std::time::Duration::from_secs(header_timeout),
+        }));
     let limits = Limits {
         header_timeout: std::time::Duration::from_secs(header_timeout),
         write_timeout: std::time::Duration::from_secs(write_timeout),
@@ -583,7 +588,12 @@ async fn serve(
         first_read_timeout: limits.header_timeout,
         write_timeout: limits.write_timeout,
     };
-    let server = server.handle(handle);
+    // A connection that has not sent a whole first request in time is closed, whatever it
+    // sent: hyper's protocol detection (one byte, 23 of the 24 bytes of the HTTP/2 preface)
+    // has no timer of its own.
+    let server = server
+        .handle(handle)
+        .first_request_timeout(limits.header_timeout);
     let result = match tls {
         None => {
             server

@@ -162,6 +162,48 @@ pub fn scan_meta(b: &[u8]) -> Result<Meta, ScanError> {
     })
 }
 
+/// Why a Deflated file's size is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inflate {
+    /// It inflates past the limit.
+    #[error("the deflated data set inflates past {0} bytes, more than this server takes in one instance")]
+    TooLarge(u64),
+    /// It is not a Part-10 file, or not a deflate stream.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// The size of a Deflated file's data set once inflated (PS3.5 A.5: raw deflate after the
+/// File Meta), counted without holding it, and no further than `limit`: `Err` with the reason
+/// when it inflates past `limit` or is not a deflate stream. `Ok(None)` for other syntaxes.
+/// A few kilobytes can inflate to gigabytes, so what a Deflated file costs is its inflated
+/// size, not its stored one.
+pub fn inflated_len(b: &[u8], limit: u64) -> Result<Option<u64>, Inflate> {
+    use std::io::Read;
+    let meta = scan_meta(b).map_err(|e| Inflate::Malformed(e.to_string()))?;
+    if meta.transfer_syntax != crate::media::ts::DEFLATED_EXPLICIT_VR_LE {
+        return Ok(None);
+    }
+    let start = usize::try_from(meta.dataset_offset)
+        .unwrap_or(usize::MAX)
+        .min(b.len());
+    let mut inflater = flate2::read::DeflateDecoder::new(&b[start..]);
+    let mut scratch = vec![0u8; 64 << 10];
+    let mut total = start as u64;
+    loop {
+        let n = inflater
+            .read(&mut scratch)
+            .map_err(|e| Inflate::Malformed(format!("the deflated data set does not inflate: {e}")))?;
+        if n == 0 {
+            return Ok(Some(total));
+        }
+        total += n as u64;
+        if total > limit {
+            return Err(Inflate::TooLarge(limit));
+        }
+    }
+}
+
 /// True when a file with this transfer syntax can be scanned (its stored bytes are the
 /// little-endian bytes that bulk data responses carry).
 pub fn is_byte_addressable(transfer_syntax: &str) -> bool {

@@ -40,6 +40,9 @@ pub struct Batch {
     /// Where each file is parsed and indexed (CPU work): a pool of the frontend's, so that
     /// files of one run are prepared on several cores; here when `None`.
     offload: Option<Arc<dyn crate::Offload>>,
+    /// The most bytes one instance may take once read: a Deflated file's inflated size
+    /// counts, not its stored one.
+    max_instance: u64,
 }
 
 impl Batch {
@@ -53,7 +56,14 @@ impl Batch {
             search: None,
             marked: Mutex::default(),
             offload: None,
+            max_instance: layout::MAX_INFLATED,
         }
+    }
+
+    /// Refuses (before anything is written) an instance that inflates past `bytes`.
+    pub fn with_max_instance(mut self, bytes: u64) -> Batch {
+        self.max_instance = bytes;
+        self
     }
 
     /// Prepares files (parse, index, metadata) on `offload`'s threads rather than the
@@ -108,6 +118,47 @@ impl Batch {
             .await?;
         lock(&self.marked).insert(study.clone());
         Ok(())
+    }
+
+    /// Where an instance of SOP Instance UID `sop` is stored, when that is not series `series`
+    /// of study `study`: in what this run wrote and in the search index (which knows every
+    /// stored instance of the partition; without one, what this run wrote only).
+    async fn stored_elsewhere(
+        &self,
+        study: &Uid,
+        series: &Uid,
+        sop: &Uid,
+    ) -> Result<Option<(Uid, Uid)>, ImportError> {
+        let here = |st: &Uid, se: &Uid| st == study && se == series;
+        if let Some(i) = lock(&self.known)
+            .values()
+            .find(|i| i.sop_instance == *sop && !here(&i.study, &i.series))
+        {
+            return Ok(Some((i.study.clone(), i.series.clone())));
+        }
+        let Some((index, part, _)) = &self.search else {
+            return Ok(None);
+        };
+        let rows = index
+            .query(crate::search::schema::locate_instance(
+                index.dialect(),
+                part,
+                sop,
+            ))
+            .await?;
+        for row in rows {
+            let uid = |n: usize| {
+                row.get(n)
+                    .and_then(crate::search::Value::as_str)
+                    .and_then(|s| Uid::parse(s).ok())
+            };
+            if let (Some(st), Some(se)) = (uid(0), uid(1)) {
+                if !here(&st, &se) {
+                    return Ok(Some((st, se)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Imports one Part-10 file (the instance only; its series is rebuilt at the end).
@@ -302,6 +353,14 @@ pub enum ImportError {
     /// The search index failed; nothing of this file was written.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The instance is larger than the run takes (a Deflated one inflated); nothing was
+    /// written.
+    #[error("{0}")]
+    TooLarge(String),
+    /// An instance with this SOP Instance UID is stored in another series or study: one UID
+    /// names one instance (PS3.3 C.12.1.1.1), so this one is refused; nothing was written.
+    #[error("{0}")]
+    Duplicate(String),
 }
 
 /// Reads the store's layout record, creating it with `public_url` and `ae_title` when the
@@ -329,6 +388,11 @@ async fn import_file(
     bytes: Bytes,
     expected: Expected<'_>,
 ) -> Result<Imported, ImportError> {
+    if let Err(e @ crate::dicom::scan::Inflate::TooLarge(_)) =
+        crate::dicom::scan::inflated_len(&bytes, batch.max_instance)
+    {
+        return Err(ImportError::TooLarge(e.to_string()));
+    }
     let prepared = prepare(batch, &bytes).await?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
     let sop_class = prepared.index.sop_class.clone();
@@ -347,6 +411,11 @@ async fn import_file(
                 "asked for instance {i} of series {se} of study {st}, got instance {sop} of series {series} of study {study}"
             )))
         }
+    }
+    if let Some((st, se)) = batch.stored_elsewhere(&study, &series, &sop).await? {
+        return Err(ImportError::Duplicate(format!(
+            "instance {sop} is already stored in series {se} of study {st}; a SOP Instance UID names one instance, so this one (series {series} of study {study}) is refused"
+        )));
     }
     let dcm_key = layout::instance_key(&study, &series, &sop);
     let idx_key = layout::index_key(&study, &series, &sop);

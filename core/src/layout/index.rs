@@ -192,6 +192,9 @@ fn pixel_info(
     Ok(info)
 }
 
+/// The most bytes a Deflated file may inflate to (the import's own limit may be lower).
+pub const MAX_INFLATED: u64 = 4 << 30;
+
 /// Parses a Part-10 file and derives its index. Errors are reasons for rejecting the file.
 pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepared, String> {
     let scan = scan::scan(bytes, layout.inline_max).map_err(|e| e.to_string())?;
@@ -203,6 +206,8 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
     {
         return Err(format!("unknown transfer syntax {ts_uid}"));
     }
+    // Never inflated past what an instance may be (a few kilobytes can hold gigabytes).
+    let inflated = scan::inflated_len(bytes, MAX_INFLATED).map_err(|e| e.to_string())?;
     let mut file = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| format!("cannot parse: {e}"))?;
@@ -264,6 +269,7 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
             size: bytes.len() as u64,
             sha256: sha256_hex(bytes),
         },
+        inflated,
         pixel,
         frames,
         bulk,

@@ -31,7 +31,7 @@ pub mod upstream;
 
 pub use index::{
     build_metadata_gz, is_video, prepare, sha256_hex, sort_instances, write_metadata_gz, Prepared,
-    MAX_FRAME_BYTES,
+    MAX_FRAME_BYTES, MAX_INFLATED,
 };
 
 /// The name of the layout record object.
@@ -379,6 +379,9 @@ pub struct InstanceIndex {
     pub instance_number: Option<i64>,
     /// The stored file this index describes.
     pub source: StoredFile,
+    /// A Deflated file's size once inflated (what reading it costs), when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inflated: Option<u64>,
     /// Pixel attributes, when the instance has pixel data.
     pub pixel: Option<PixelInfo>,
     /// Frame locations, when the instance has pixel data.
@@ -421,6 +424,11 @@ impl InstanceIndex {
     /// one test of "the instance exists" (see the module doc).
     pub fn matches_file(&self, file_size: Option<u64>) -> bool {
         file_size == Some(self.source.size)
+    }
+
+    /// The bytes a whole-file read of the instance holds: its size, or inflated size.
+    pub fn parsed_size(&self) -> u64 {
+        self.inflated.unwrap_or(0).max(self.source.size)
     }
 
     /// The bulk entry for an attribute path.

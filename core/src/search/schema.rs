@@ -254,6 +254,18 @@ pub fn mark_pending(d: Dialect, partition: &str, study: &Uid, writer: &str) -> S
     }
 }
 
+/// Where instances of SOP Instance UID `sop` are in a partition: (study, series) rows.
+pub fn locate_instance(d: Dialect, partition: &str, sop: &Uid) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT study_uid, series_uid FROM qido_instance WHERE part = {} AND sop_uid = {}",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), sop.as_str().into()],
+    }
+}
+
 /// The studies marked pending in a partition.
 pub fn pending(d: Dialect, partition: &str) -> Statement {
     Statement {

@@ -21,6 +21,8 @@
 //!   a data set the import refuses);
 //! - `A700` out of resources (an instance larger than [`crate::Config::max_instance_bytes`],
 //!   the store full);
+//! - `0111` duplicate SOP instance: an instance of that SOP Instance UID is stored in another
+//!   series or study (named in the reason); one UID names one instance;
 //! - `0110` processing failure (the store or the index failed).
 //!
 //! Status (PS3.18 Table 10.5.3-2): 200 every instance stored, 202 some stored and some not,
@@ -47,6 +49,8 @@ const OUT_OF_RESOURCES: u16 = 0xA700;
 const DOES_NOT_MATCH: u16 = 0xA900;
 const CANNOT_UNDERSTAND: u16 = 0xC000;
 const PROCESSING_FAILURE: u16 = 0x0110;
+/// Duplicate SOP Instance (PS3.7 C.4): the UID names an instance stored elsewhere.
+const DUPLICATE: u16 = 0x0111;
 /// Warning Reason: Coercion of Data Elements (the stored instance was replaced).
 const REPLACED: u16 = 0xB000;
 
@@ -137,6 +141,7 @@ impl Service {
         let public = root.strip_suffix(&suffix).unwrap_or(&root);
         let layout = import::ensure_layout(store, public, &route.ae_title).await?;
         let mut batch = Batch::new(layout)
+            .with_max_instance(self.config.max_instance_bytes)
             .with_turns(part.writing.clone())
             .with_offload(self.config.offload.clone());
         if let Some(index) = &self.config.index {
@@ -455,6 +460,8 @@ async fn store_one(
             let reason = match &e {
                 ImportError::Rejected(_) => CANNOT_UNDERSTAND,
                 ImportError::Mismatch(_) => DOES_NOT_MATCH,
+                ImportError::Duplicate(_) => DUPLICATE,
+                ImportError::TooLarge(_) => OUT_OF_RESOURCES,
                 ImportError::Store(crate::store::StoreError::Full(_)) => OUT_OF_RESOURCES,
                 ImportError::Store(_) | ImportError::Index(_) => PROCESSING_FAILURE,
             };

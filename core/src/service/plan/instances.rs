@@ -37,7 +37,8 @@ fn conversion_bytes(size: u64, idx: &InstanceIndex) -> u64 {
             .div_ceil(8)
             .saturating_mul(u64::from(p.number_of_frames.max(1)))
     });
-    size.saturating_mul(2)
+    size.max(idx.parsed_size())
+        .saturating_mul(2)
         .saturating_add(pixels.saturating_mul(2))
 }
 
@@ -133,7 +134,7 @@ impl Service {
                 let stored_ts = idx.transfer_syntax.clone();
                 // A whole-file conversion holds the file and its result in memory: past the
                 // budget only the stored syntax is offered.
-                let fits = i.size <= self.config.max_convert_bytes;
+                let fits = i.size.max(idx.parsed_size()) <= self.config.max_convert_bytes;
                 match choose_ts(MediaType::Dicom, &wanted, &stored_ts, |f, t| {
                     fits && can_convert(f, t, idx.pixel.as_ref())
                 }) {

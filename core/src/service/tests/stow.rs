@@ -707,3 +707,158 @@ fn a_long_request_is_rebuilt_as_it_goes_and_every_instance_is_found() {
     let listed: Json = serde_json::from_slice(&r.body).expect("json");
     assert_eq!(listed.as_array().map(Vec::len), Some(n));
 }
+
+/// `file` with one UI attribute of its data set changed.
+fn with_uid(file: &Bytes, tag: dicom_core::Tag, uid: &str) -> Bytes {
+    let mut o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    o.put(dicom_core::DataElement::new(
+        tag,
+        dicom_core::VR::UI,
+        dicom_core::PrimitiveValue::from(uid),
+    ));
+    let mut out = Vec::new();
+    o.write_all(&mut out).expect("write");
+    Bytes::from(out)
+}
+
+/// One SOP Instance UID names one instance: the same UID under another study or series is
+/// refused (Failure Reason 0111, the stored study and series named), in another request as in
+/// the same one, and what was stored stays the only instance of that UID.
+#[test]
+fn a_sop_instance_uid_stored_elsewhere_is_refused() {
+    let ct = fixture!("ct_small_ele.dcm");
+    let (st, se, sop) = uids(&ct);
+    let other_study = with_uid(&ct, tags::STUDY_INSTANCE_UID, "1.2.826.0.1.3680043.8.498.91");
+    let other_series = with_uid(&ct, tags::SERIES_INSTANCE_UID, "1.2.826.0.1.3680043.8.498.92");
+    let store = Arc::new(MemoryStore::new());
+    let svc = service(store.clone());
+    let got = post(&svc, &format!("{ROOT}/studies"), &multipart(&[("application/dicom", &ct)]));
+    assert_eq!(got.status, 200);
+    // Another request, another study: 409, the reason naming where it is.
+    let got = post(
+        &svc,
+        &format!("{ROOT}/studies"),
+        &multipart(&[("application/dicom", &other_study)]),
+    );
+    assert_eq!(got.status, 409);
+    let ds = json(&got);
+    let failed = items(&ds, "00081198");
+    assert_eq!(value(failed[0], "00081197"), 0x0111);
+    assert_eq!(value(failed[0], "00081155"), sop.as_str());
+    let warning = got.header("warning");
+    assert!(warning.contains(&st) && warning.contains(&se), "{warning}");
+    // In one request: the other series refused, the same file again unchanged.
+    let got = post(
+        &svc,
+        &format!("{ROOT}/studies"),
+        &multipart(&[("application/dicom", &other_series), ("application/dicom", &ct)]),
+    );
+    assert_eq!(got.status, 202);
+    let ds = json(&got);
+    assert_eq!(value(items(&ds, "00081198")[0], "00081197"), 0x0111);
+    assert_eq!(items(&ds, "00081199").len(), 1);
+    // One instance of the UID, where it was first stored, found once.
+    let files: Vec<String> = keys(&store)
+        .into_iter()
+        .filter(|k| k.ends_with(&format!("{sop}.dcm")))
+        .collect();
+    assert_eq!(files, vec![format!("studies/{st}/series/{se}/instances/{sop}.dcm")]);
+    let r = ask(&svc, Method::GET, &format!("{ROOT}/instances?SOPInstanceUID={sop}"), &[]);
+    let found: Json = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(found.as_array().map(Vec::len), Some(1));
+}
+
+/// `sc_deflated.dcm` with `extra` more bytes of zeros in a private OB element: a few more
+/// kilobytes stored, `extra` more once inflated.
+fn deflated_with_zeros(extra: u32) -> Bytes {
+    use std::io::{Read, Write};
+    let file = fixture!("sc_deflated.dcm");
+    let start = usize::try_from(
+        crate::dicom::scan::scan_meta(&file)
+            .expect("meta")
+            .dataset_offset,
+    )
+    .expect("offset");
+    let mut ds = Vec::new();
+    flate2::read::DeflateDecoder::new(&file[start..])
+        .read_to_end(&mut ds)
+        .expect("inflate");
+    // (7FE1,0010) LO private creator, (7FE1,1010) OB of zeros: after the pixel data.
+    ds.extend_from_slice(&[0xE1, 0x7F, 0x10, 0x00, b'L', b'O', 10, 0]);
+    ds.extend_from_slice(b"WADO TEST ");
+    ds.extend_from_slice(&[0xE1, 0x7F, 0x10, 0x10, b'O', b'B', 0, 0]);
+    ds.extend_from_slice(&extra.to_le_bytes());
+    ds.resize(ds.len() + extra as usize, 0);
+    let mut out = file[..start].to_vec();
+    let mut enc = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::best());
+    enc.write_all(&ds).expect("deflate");
+    enc.finish().expect("deflate");
+    Bytes::from(out)
+}
+
+/// A Deflated instance counts at its inflated size: one that inflates past the instance limit
+/// fails (A700) although it is small as sent; one within it is stored, and converting it on
+/// retrieval is budgeted at its inflated size.
+#[test]
+fn a_deflated_instance_counts_at_its_inflated_size() {
+    let bomb = deflated_with_zeros(64 << 20);
+    assert!(bomb.len() < 1 << 20, "{} bytes sent", bomb.len());
+    let store = Arc::new(MemoryStore::new());
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            max_instance_bytes: 16 << 20,
+            allow_anonymous_writes: true,
+            ..Config::default()
+        },
+    );
+    let got = post(&svc, &format!("{ROOT}/studies"), &multipart(&[("application/dicom", &bomb)]));
+    assert_eq!(got.status, 409);
+    let ds = json(&got);
+    assert_eq!(value(items(&ds, "00081198")[0], "00081197"), 0xA700);
+    assert!(got.header("warning").contains("inflates past"), "{}", got.header("warning"));
+    assert!(keys(&store).is_empty());
+    // Within the limit: stored, and the index knows what reading it costs.
+    let small = deflated_with_zeros(4 << 20);
+    let got = post(&svc, &format!("{ROOT}/studies"), &multipart(&[("application/dicom", &small)]));
+    assert_eq!(got.status, 200);
+    let idx_key = keys(&store)
+        .into_iter()
+        .find(|k| k.ends_with(".index.json"))
+        .expect("index");
+    let idx = crate::layout::InstanceIndex::from_json(
+        &idx_key,
+        &block_on(store.get(&idx_key)).expect("get").expect("index"),
+    )
+    .expect("parse");
+    assert!(idx.inflated.expect("inflated") > 4 << 20);
+    assert_eq!(idx.source.size, small.len() as u64);
+}
+
+/// A request of more parts than the server takes is refused past them (413, saying how
+/// many), those before stored whole and listed.
+#[test]
+fn a_request_of_too_many_parts_is_refused_past_them() {
+    let base = fixture!("sc_rgb_odd_3x3.dcm");
+    let files: Vec<Bytes> = (0..5)
+        .map(|i| as_instance(&base, &format!("1.2.826.0.1.3680043.8.498.8.{i}")))
+        .collect();
+    let parts: Vec<(&str, &[u8])> = files.iter().map(|f| ("application/dicom", &f[..])).collect();
+    let store = Arc::new(MemoryStore::new());
+    let svc = Service::new(
+        store.clone(),
+        Config {
+            max_store_parts: 3,
+            allow_anonymous_writes: true,
+            ..Config::default()
+        },
+    );
+    let got = post(&svc, &format!("{ROOT}/studies"), &multipart(&parts));
+    assert_eq!(got.status, 413);
+    let text = String::from_utf8_lossy(&got.body);
+    assert!(text.contains("at most 3 instances"), "{text}");
+    let stored = keys(&store).iter().filter(|k| k.ends_with(".dcm")).count();
+    assert_eq!(stored, 3);
+}
