@@ -677,12 +677,18 @@ pub fn can_encode(uid: &str, info: &PixelInfo) -> bool {
     }
 }
 
+/// Whether a frame of an image stored in `from` comes colour by plane: only when it is read
+/// as stored (a native syntax) and its Planar Configuration is 1; a decoder always gives
+/// samples interleaved. The one rule of conversions and rendering.
+pub fn native_planar(from: &str, info: &PixelInfo) -> bool {
+    ts::is_native(from) && info.planar_configuration == 1 && info.samples_per_pixel > 1
+}
+
 /// One frame from `from` to `to`: the native little-endian bytes of a frame stored in `from`
 /// (or its concatenated fragments), decoded if compressed and encoded if `to` is.
 pub fn transcode_frame(info: &PixelInfo, from: &str, data: &[u8], to: &str) -> Result<Vec<u8>> {
     use std::borrow::Cow;
-    let native_planar =
-        ts::is_native(from) && info.planar_configuration == 1 && info.samples_per_pixel > 1;
+    let native_planar = native_planar(from, info);
     let native: Cow<'_, [u8]> = if ts::is_native(from) {
         Cow::Borrowed(data)
     } else {

@@ -197,8 +197,13 @@ where
                     return;
                 }
                 let since = state.waiting_since.load(Ordering::Acquire);
-                if since != NOT_WAITING && state.millis().saturating_sub(since) > timeout.as_millis() as u64 {
-                    tracing::debug!("a response made no progress for {} s: connection closed", timeout.as_secs());
+                if since != NOT_WAITING
+                    && state.millis().saturating_sub(since) > timeout.as_millis() as u64
+                {
+                    tracing::debug!(
+                        "a response made no progress for {} s: connection closed",
+                        timeout.as_secs()
+                    );
                     shutdown.shutdown();
                     return;
                 }
@@ -246,7 +251,9 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         use std::sync::atomic::Ordering;
-        self.state.waiting_since.store(NOT_WAITING, Ordering::Release);
+        self.state
+            .waiting_since
+            .store(NOT_WAITING, Ordering::Release);
         let next = if !self.pending.is_empty() {
             let n = self.pending.len().min(PIECE);
             Poll::Ready(Some(Ok(self.pending.split_to(n))))
@@ -299,7 +306,10 @@ where
             Ok(Some(item)) => Some((item, Some(body))),
             Ok(None) => None,
             Err(_) => Some((
-                Err(format!("the client sent nothing for {} s", timeout.as_secs())),
+                Err(format!(
+                    "the client sent nothing for {} s",
+                    timeout.as_secs()
+                )),
                 None,
             )),
         }

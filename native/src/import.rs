@@ -142,9 +142,7 @@ pub async fn run(
                         | ImportError::Mismatch(reason)
                         | ImportError::Duplicate(reason)
                         | ImportError::TooLarge(reason),
-                    ) => {
-                        Err(FileResult::Rejected(reason))
-                    }
+                    ) => Err(FileResult::Rejected(reason)),
                     Err(e @ (ImportError::Store(_) | ImportError::Index(_))) => {
                         Err(FileResult::Failed(e.to_string()))
                     }

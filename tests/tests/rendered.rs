@@ -92,6 +92,16 @@ fn rendered_images_equal_dcmtks() {
     };
     let palette = tests_dir().join("fixtures/render/us_palette.dcm");
     let c = |n: &str| corpus().join(n);
+    // The planar RGB ultrasound as DCMTK's RLE encoder writes it (Planar Configuration 1,
+    // colour in planes: the decoder interleaves them), as another instance.
+    let rle_planar = dir.path().join("us_rgb_rle_planar1.dcm");
+    run(Command::new("dcmcrle")
+        .arg(c("us_rgb_planar1_ele.dcm"))
+        .arg(&rle_planar));
+    run(Command::new("dcmodify")
+        .args(["-nb", "-gin"])
+        .arg(&rle_planar));
+    assert_eq!(dcmdump_value(&rle_planar, "0028,0006"), "1");
     // (file, query, dcmj2pnm options, the file DCMTK renders, grey, tolerance)
     let cases: Vec<(PathBuf, &str, Vec<&str>, PathBuf, bool, u8)> = vec![
         (
@@ -167,6 +177,14 @@ fn rendered_images_equal_dcmtks() {
             0,
         ),
         (palette.clone(), "", vec![], palette.clone(), false, 0),
+        (
+            rle_planar.clone(),
+            "",
+            vec![],
+            c("us_rgb_planar1_ele.dcm"),
+            false,
+            0,
+        ),
         (
             c("sc_jpeg_baseline_img2dcm.dcm"),
             "",
@@ -271,6 +289,17 @@ fn rendered_images_equal_dcmtks() {
     assert_eq!(parts.len(), 10);
     let (_, _, _, _, fourth) = pillow(dir.path(), &parts[3].1, "L", "emr-part-4");
     assert_eq!(fourth, got);
+    // Asked as one image (what an <img> asks): the first frame, the type asked, never a
+    // multipart body the client did not accept.
+    let r = get(
+        &format!("{}/rendered", instance_url(&server, &emr)),
+        Some("image/png"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "image/png");
+    let (_, _, _, _, single) = pillow(dir.path(), &r.body, "L", "emr-single");
+    let (_, _, _, _, first) = pillow(dir.path(), &parts[0].1, "L", "emr-part-1");
+    assert_eq!(single, first);
     // Frames beyond the instance: 404; a bad window or viewport: 400; a non-image type: 406.
     let base = instance_url(&server, &emr);
     assert_eq!(get(&format!("{base}/frames/11/rendered"), None).status, 404);
@@ -369,6 +398,12 @@ fn thumbnails_viewports_and_series() {
         "the series thumbnail is the middle slice"
     );
     let r = get(&format!("{series}/rendered"), Some("image/png"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "image/png", "one image, as asked");
+    let r = get(
+        &format!("{series}/rendered"),
+        Some("multipart/related; type=\"image/png\""),
+    );
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").starts_with("multipart/related"));
     assert_eq!(r.parts().len(), 4);

@@ -162,7 +162,9 @@ fn a_stow_body_that_stops_frees_its_slot() {
     let b = "stall-boundary";
     let mut body = format!("--{b}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
     body.extend_from_slice(&file);
-    body.extend_from_slice(format!("\r\n--{b}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes());
+    body.extend_from_slice(
+        format!("\r\n--{b}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
+    );
     body.extend_from_slice(&file[..1000]);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -177,7 +179,10 @@ fn a_stow_body_that_stops_frees_its_slot() {
     assert_eq!(get(&format!("{}/studies", server.root()), None).status, 503);
     let start = Instant::now();
     while get(&format!("{}/studies", server.root()), None).status != 200 {
-        assert!(start.elapsed() < Duration::from_secs(10), "the stalled STOW kept its slot");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the stalled STOW kept its slot"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // Its answer says why, and the whole instance before the break is stored.
@@ -210,7 +215,9 @@ fn an_http2_client_with_a_shut_window_loses_its_connection_and_slot() {
         .build()
         .unwrap();
     let closed = rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         let (client, connection) = h2::client::Builder::new()
             .initial_window_size(0)
             .initial_connection_window_size(65_535)
@@ -220,7 +227,10 @@ fn an_http2_client_with_a_shut_window_loses_its_connection_and_slot() {
         let conn = tokio::spawn(connection);
         let mut client = client.ready().await.unwrap();
         let req = http::Request::get(format!("http://127.0.0.1:{port}{path}"))
-            .header("accept", "multipart/related; type=\"application/dicom\"; transfer-syntax=*")
+            .header(
+                "accept",
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+            )
             .body(())
             .unwrap();
         let (resp, _) = client.send_request(req, true).unwrap();
@@ -233,5 +243,8 @@ fn an_http2_client_with_a_shut_window_loses_its_connection_and_slot() {
     });
     assert!(closed.0, "the connection stayed open");
     assert!(closed.1 < Duration::from_secs(10), "{:?}", closed.1);
-    assert_eq!(get(&format!("{}/studies/{st}/metadata", server.root()), None).status, 200);
+    assert_eq!(
+        get(&format!("{}/studies/{st}/metadata", server.root()), None).status,
+        200
+    );
 }

@@ -108,17 +108,13 @@ pub fn render(
     window: Option<(f64, f64)>,
 ) -> Result<Vec<u8>, String> {
     let native = native_frame(d, transfer_syntax, data)?;
-    let compressed = !(wado_core::ts::is_native(transfer_syntax)
-        || transfer_syntax.is_empty()
-        || transfer_syntax == wado_core::ts::DEFLATED_EXPLICIT_VR_LE);
-    let decoded_rgb = compressed
-        && wado_codec::decoded_as_rgb(transfer_syntax, &d.pixel.photometric_interpretation);
+    let samples = wado_core::render::Samples::of(transfer_syntax, &d.pixel);
     let window = window.map(|(center, width)| Window {
         center,
         width,
         function: d.window.map_or(VoiFunction::Linear, |w| w.function),
     });
-    let image = wado_core::render::render(d, &native, decoded_rgb, window, None)?;
+    let image = wado_core::render::render(d, &native, samples, window, None)?;
     Ok(image.to_rgba())
 }
 

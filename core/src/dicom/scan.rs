@@ -191,9 +191,9 @@ pub fn inflated_len(b: &[u8], limit: u64) -> Result<Option<u64>, Inflate> {
     let mut scratch = vec![0u8; 64 << 10];
     let mut total = start as u64;
     loop {
-        let n = inflater
-            .read(&mut scratch)
-            .map_err(|e| Inflate::Malformed(format!("the deflated data set does not inflate: {e}")))?;
+        let n = inflater.read(&mut scratch).map_err(|e| {
+            Inflate::Malformed(format!("the deflated data set does not inflate: {e}"))
+        })?;
         if n == 0 {
             return Ok(Some(total));
         }

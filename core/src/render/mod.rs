@@ -284,15 +284,50 @@ fn stored_values(p: &PixelInfo, native: &[u8], count: usize) -> Result<Vec<i64>,
     Ok(raw.into_iter().map(extend).collect())
 }
 
+/// How a frame's samples lie once read or decoded: the one rule the conversions follow too
+/// (`wado_codec::transcode_frame`). A frame read as stored keeps the layout its attributes
+/// say (Planar Configuration, YBR_FULL_422's pairs); a decoded frame is always interleaved
+/// (RLE's colour planes included), and RGB when its decoder converted the colour (JPEG's
+/// YCbCr, JPEG 2000's component transforms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Samples {
+    /// A decoder made the colour RGB, whatever the Photometric Interpretation says.
+    pub rgb: bool,
+    /// Colour by plane (all reds, then greens, then blues).
+    pub planar: bool,
+    /// As stored natively (not decoded).
+    pub native: bool,
+}
+
+impl Samples {
+    /// The layout of a frame of an image stored in `stored` (a transfer syntax UID; empty is
+    /// native) with `pixel`'s attributes, read or decoded to native samples.
+    pub fn of(stored: &str, pixel: &PixelInfo) -> Samples {
+        let native = stored.is_empty() || wado_codec::ts::is_native(stored);
+        Samples {
+            rgb: !native && wado_codec::decoded_as_rgb(stored, &pixel.photometric_interpretation),
+            planar: native
+                && wado_codec::native_planar(
+                    if stored.is_empty() {
+                        wado_codec::ts::EXPLICIT_VR_LE
+                    } else {
+                        stored
+                    },
+                    pixel,
+                ),
+            native,
+        }
+    }
+}
+
 /// Renders one frame. `native` is the frame as native little-endian samples (what
-/// `wado_codec::transcode_frame` gives for Explicit VR Little Endian); `decoded_rgb` says a
-/// decoder made its colour RGB (then interleaved) whatever the Photometric Interpretation
+/// `wado_codec::transcode_frame` gives for Explicit VR Little Endian), laid out as `samples`
 /// says; `window` is the request's, which wins over the instance's; `palette` the palette
 /// colour tables when the image has them.
 pub fn render(
     d: &Display,
     native: &[u8],
-    decoded_rgb: bool,
+    samples: Samples,
     window: Option<Window>,
     palette: Option<&Palette>,
 ) -> Result<Image, String> {
@@ -303,8 +338,8 @@ pub fn render(
         return Err("an image without pixels".into());
     }
     let photometric = p.photometric_interpretation.as_str();
-    if p.samples_per_pixel == 3 || (photometric == "YBR_FULL_422" && !decoded_rgb) {
-        return render_colour(d, native, decoded_rgb).map(|data| Image {
+    if p.samples_per_pixel == 3 || (photometric == "YBR_FULL_422" && samples.native) {
+        return render_colour(d, native, samples).map(|data| Image {
             width,
             height,
             channels: 3,
@@ -320,6 +355,9 @@ pub fn render(
     let stored = stored_values(p, native, n)?;
     if photometric == "PALETTE COLOR" {
         let pal = palette.ok_or("a palette colour image without its lookup tables")?;
+        if pal.lut.iter().any(Vec::is_empty) {
+            return Err("a palette colour lookup table without entries".into());
+        }
         let mut data = Vec::with_capacity(n * 3);
         for v in stored {
             for lut in &pal.lut {
@@ -378,12 +416,12 @@ pub fn render(
 }
 
 /// Colour samples to 8-bit RGB, interleaved.
-fn render_colour(d: &Display, native: &[u8], decoded_rgb: bool) -> Result<Vec<u8>, String> {
+fn render_colour(d: &Display, native: &[u8], samples: Samples) -> Result<Vec<u8>, String> {
     let p = &d.pixel;
     let n = usize::from(p.columns) * usize::from(p.rows);
     let photometric = p.photometric_interpretation.as_str();
     // YBR_FULL_422 stored natively: Y Y Cb Cr for each pair of pixels (C.7.6.3.1.2).
-    if photometric == "YBR_FULL_422" && !decoded_rgb {
+    if photometric == "YBR_FULL_422" && samples.native {
         if p.bits_allocated != 8 {
             return Err("YBR_FULL_422 of more than 8 bits cannot be rendered".into());
         }
@@ -417,8 +455,8 @@ fn render_colour(d: &Display, native: &[u8], decoded_rgb: bool) -> Result<Vec<u8
     if sample.len() < n * 3 {
         return Err("the frame is short".into());
     }
-    let planar = p.planar_configuration == 1 && !decoded_rgb;
-    let ybr = !decoded_rgb && photometric.starts_with("YBR_FULL");
+    let planar = samples.planar;
+    let ybr = !samples.rgb && photometric.starts_with("YBR_FULL");
     let mut out = Vec::with_capacity(n * 3);
     for i in 0..n {
         let s = |c: usize| {
@@ -652,8 +690,8 @@ pub(crate) struct RenderJob {
     pub(crate) display: Display,
     /// Its palette, for PALETTE COLOR.
     pub(crate) palette: Option<Palette>,
-    /// The samples come from a decoder that made them RGB.
-    pub(crate) decoded_rgb: bool,
+    /// How the frame's samples lie.
+    pub(crate) samples: Samples,
     /// What the request asked.
     pub(crate) params: Params,
     /// A thumbnail (scaled to [`THUMBNAIL_SIZE`] unless a viewport is named).
@@ -708,7 +746,7 @@ impl RenderJob {
         let image = render(
             &display,
             native,
-            self.decoded_rgb,
+            self.samples,
             self.params.window,
             self.palette.as_ref(),
         )

@@ -11,6 +11,16 @@ fn window(center: f64, width: f64, function: VoiFunction) -> Window {
     }
 }
 
+const EXPLICIT: &str = "1.2.840.10008.1.2.1";
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const RLE: &str = "1.2.840.10008.1.2.5";
+/// Samples as stored, interleaved, not decoded.
+const NATIVE: Samples = Samples {
+    rgb: false,
+    planar: false,
+    native: true,
+};
+
 #[test]
 fn linear_window_follows_ps3_3_c_11_2_1_2_1() {
     // c = 2048, w = 4096: the bounds are c - 0.5 ∓ (w - 1)/2 = 0 and 4095.
@@ -70,7 +80,7 @@ fn grey_pipeline_sign_extends_rescales_windows_and_inverts() {
     // 0x0FFF is -1 → -1025 HU; 1224 → 200 HU; 1064 → 40 HU.
     let stored: [u16; 4] = [0xF000 | 0x400, 0x0FFF, 1224, 1064];
     let native: Vec<u8> = stored.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let img = render(&d, &native, false, None, None).unwrap();
+    let img = render(&d, &native, Samples::of(EXPLICIT, &d.pixel), None, None).unwrap();
     assert_eq!((img.width, img.height, img.channels), (2, 2, 1));
     let w = window(40.0, 400.0, VoiFunction::Linear);
     assert_eq!(
@@ -84,7 +94,14 @@ fn grey_pipeline_sign_extends_rescales_windows_and_inverts() {
     );
     // The request's window wins; MONOCHROME1 inverts.
     let bone = window(500.0, 2000.0, VoiFunction::Linear);
-    let img = render(&ct_display("MONOCHROME1"), &native, false, Some(bone), None).unwrap();
+    let img = render(
+        &ct_display("MONOCHROME1"),
+        &native,
+        NATIVE,
+        Some(bone),
+        None,
+    )
+    .unwrap();
     assert_eq!(img.data[2], 255 - bone.apply(200.0));
 }
 
@@ -96,7 +113,7 @@ fn without_a_window_the_frames_range_is_used() {
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    let img = render(&d, &native, false, None, None).unwrap();
+    let img = render(&d, &native, Samples::of(EXPLICIT, &d.pixel), None, None).unwrap();
     assert_eq!(img.data[0], 0);
     assert_eq!(img.data[3], 255);
 }
@@ -112,17 +129,23 @@ fn colour_ybr_and_planar_become_rgb() {
         "00280004": {"vr": "CS", "Value": ["RGB"]}
     }))
     .unwrap();
-    // Planar: R R G G B B.
-    let img = render(&d, &[10, 20, 30, 40, 50, 60], false, None, None).unwrap();
+    // Planar as stored natively: R R G G B B.
+    let native = Samples::of(EXPLICIT, &d.pixel);
+    let img = render(&d, &[10, 20, 30, 40, 50, 60], native, None, None).unwrap();
     assert_eq!(img.data, vec![10, 30, 50, 20, 40, 60]);
-    // A decoder's output is interleaved whatever the data set says.
-    let img = render(&d, &[10, 20, 30, 40, 50, 60], true, None, None).unwrap();
-    assert_eq!(img.data, vec![10, 20, 30, 40, 50, 60]);
+    // A decoder's output is interleaved whatever the data set says: JPEG's (made RGB) and
+    // RLE's (colour planes, kept as stored colour) alike.
+    for stored in [JPEG_BASELINE, RLE] {
+        let samples = Samples::of(stored, &d.pixel);
+        assert!(!samples.planar, "{stored}");
+        let img = render(&d, &[10, 20, 30, 40, 50, 60], samples, None, None).unwrap();
+        assert_eq!(img.data, vec![10, 20, 30, 40, 50, 60], "{stored}");
+    }
     // YBR_FULL grey (Cb = Cr = 128) is grey.
     let mut y = d.clone();
     y.pixel.photometric_interpretation = "YBR_FULL".into();
     y.pixel.planar_configuration = 0;
-    let img = render(&y, &[77, 128, 128, 200, 128, 128], false, None, None).unwrap();
+    let img = render(&y, &[77, 128, 128, 200, 128, 128], NATIVE, None, None).unwrap();
     assert_eq!(img.data, vec![77, 77, 77, 200, 200, 200]);
 }
 
@@ -146,8 +169,23 @@ fn palette_colour_maps_through_its_tables() {
         bits: 16,
         lut: [ramp.clone(), inverse, vec![0x8000; 256]],
     };
-    let img = render(&d, &[0, 255], false, None, Some(&p)).unwrap();
+    let img = render(&d, &[0, 255], NATIVE, None, Some(&p)).unwrap();
     assert_eq!(img.data, vec![0, 255, 128, 255, 0, 128]);
+    // One entry maps every value; an empty table is an error, never a panic.
+    let one = Palette {
+        first: 0,
+        bits: 16,
+        lut: [vec![0xFF00], vec![0x8000], vec![0]],
+    };
+    let img = render(&d, &[0, 255], NATIVE, None, Some(&one)).unwrap();
+    assert_eq!(img.data, vec![255, 128, 0, 255, 128, 0]);
+    let empty = Palette {
+        first: 0,
+        bits: 16,
+        lut: [vec![], vec![1], vec![1]],
+    };
+    assert!(render(&d, &[0, 255], NATIVE, None, Some(&empty)).is_err());
+    assert!(palette_entries(&[], 1).is_empty());
     let bytes: Vec<u8> = ramp.iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(palette_entries(&bytes, 256), ramp);
 }

@@ -4,8 +4,8 @@
 //!
 //! - `.../frames/{list}/rendered`: those frames; `.../instances/{i}/rendered`: every frame of
 //!   the instance; series and study: every frame of every image instance, in Instance Number
-//!   order. One image is the whole body, several are `multipart/related` (or one image when
-//!   the client asked for multipart).
+//!   order. Asked as `image/jpeg` (png, gif): the first of them, the one image an `<img>`
+//!   shows; asked as `multipart/related; type=image/...`: every one, a part each.
 //! - `/thumbnail` at any level: one image, at most [`crate::render::THUMBNAIL_SIZE`] pixels a
 //!   side unless a viewport is named: the first frame listed or the first frame of the
 //!   instance; for a series or study, the middle image instance (in Instance Number order)
@@ -197,8 +197,7 @@ impl Service {
             let stored = idx.transfer_syntax.as_str();
             let mut job = RenderJob {
                 info: info.clone(),
-                decoded_rgb: !ts::is_native(stored)
-                    && wado_codec::decoded_as_rgb(stored, &info.photometric_interpretation),
+                samples: render::Samples::of(stored, info),
                 display,
                 palette,
                 params: params.clone(),
@@ -261,10 +260,20 @@ impl Service {
             resource: None,
             notices: Vec::new(),
         };
-        if parts.len() == 1 && !multipart {
-            Ok(Plan::single(parts.remove(0), outcome))
-        } else {
+        if multipart {
             Ok(Plan::multipart(format.media_type(), parts, outcome))
+        } else {
+            // One image was asked for (image/png, image/jpeg: what an <img> asks): the first
+            // frame, in the type accepted, as Orthanc answers; all of them take multipart.
+            let mut outcome = outcome;
+            if parts.len() > 1 {
+                outcome.notices.push(format!(
+                    "the first of {} frames rendered; ask multipart/related; type=\"{}\" for each",
+                    parts.len(),
+                    format.media_type()
+                ));
+            }
+            Ok(Plan::single(parts.remove(0), outcome))
         }
     }
 

@@ -730,11 +730,23 @@ fn with_uid(file: &Bytes, tag: dicom_core::Tag, uid: &str) -> Bytes {
 fn a_sop_instance_uid_stored_elsewhere_is_refused() {
     let ct = fixture!("ct_small_ele.dcm");
     let (st, se, sop) = uids(&ct);
-    let other_study = with_uid(&ct, tags::STUDY_INSTANCE_UID, "1.2.826.0.1.3680043.8.498.91");
-    let other_series = with_uid(&ct, tags::SERIES_INSTANCE_UID, "1.2.826.0.1.3680043.8.498.92");
+    let other_study = with_uid(
+        &ct,
+        tags::STUDY_INSTANCE_UID,
+        "1.2.826.0.1.3680043.8.498.91",
+    );
+    let other_series = with_uid(
+        &ct,
+        tags::SERIES_INSTANCE_UID,
+        "1.2.826.0.1.3680043.8.498.92",
+    );
     let store = Arc::new(MemoryStore::new());
     let svc = service(store.clone());
-    let got = post(&svc, &format!("{ROOT}/studies"), &multipart(&[("application/dicom", &ct)]));
+    let got = post(
+        &svc,
+        &format!("{ROOT}/studies"),
+        &multipart(&[("application/dicom", &ct)]),
+    );
     assert_eq!(got.status, 200);
     // Another request, another study: 409, the reason naming where it is.
     let got = post(
@@ -753,7 +765,10 @@ fn a_sop_instance_uid_stored_elsewhere_is_refused() {
     let got = post(
         &svc,
         &format!("{ROOT}/studies"),
-        &multipart(&[("application/dicom", &other_series), ("application/dicom", &ct)]),
+        &multipart(&[
+            ("application/dicom", &other_series),
+            ("application/dicom", &ct),
+        ]),
     );
     assert_eq!(got.status, 202);
     let ds = json(&got);
@@ -764,8 +779,16 @@ fn a_sop_instance_uid_stored_elsewhere_is_refused() {
         .into_iter()
         .filter(|k| k.ends_with(&format!("{sop}.dcm")))
         .collect();
-    assert_eq!(files, vec![format!("studies/{st}/series/{se}/instances/{sop}.dcm")]);
-    let r = ask(&svc, Method::GET, &format!("{ROOT}/instances?SOPInstanceUID={sop}"), &[]);
+    assert_eq!(
+        files,
+        vec![format!("studies/{st}/series/{se}/instances/{sop}.dcm")]
+    );
+    let r = ask(
+        &svc,
+        Method::GET,
+        &format!("{ROOT}/instances?SOPInstanceUID={sop}"),
+        &[],
+    );
     let found: Json = serde_json::from_slice(&r.body).expect("json");
     assert_eq!(found.as_array().map(Vec::len), Some(1));
 }
@@ -814,15 +837,27 @@ fn a_deflated_instance_counts_at_its_inflated_size() {
             ..Config::default()
         },
     );
-    let got = post(&svc, &format!("{ROOT}/studies"), &multipart(&[("application/dicom", &bomb)]));
+    let got = post(
+        &svc,
+        &format!("{ROOT}/studies"),
+        &multipart(&[("application/dicom", &bomb)]),
+    );
     assert_eq!(got.status, 409);
     let ds = json(&got);
     assert_eq!(value(items(&ds, "00081198")[0], "00081197"), 0xA700);
-    assert!(got.header("warning").contains("inflates past"), "{}", got.header("warning"));
+    assert!(
+        got.header("warning").contains("inflates past"),
+        "{}",
+        got.header("warning")
+    );
     assert!(keys(&store).is_empty());
     // Within the limit: stored, and the index knows what reading it costs.
     let small = deflated_with_zeros(4 << 20);
-    let got = post(&svc, &format!("{ROOT}/studies"), &multipart(&[("application/dicom", &small)]));
+    let got = post(
+        &svc,
+        &format!("{ROOT}/studies"),
+        &multipart(&[("application/dicom", &small)]),
+    );
     assert_eq!(got.status, 200);
     let idx_key = keys(&store)
         .into_iter()
@@ -845,7 +880,10 @@ fn a_request_of_too_many_parts_is_refused_past_them() {
     let files: Vec<Bytes> = (0..5)
         .map(|i| as_instance(&base, &format!("1.2.826.0.1.3680043.8.498.8.{i}")))
         .collect();
-    let parts: Vec<(&str, &[u8])> = files.iter().map(|f| ("application/dicom", &f[..])).collect();
+    let parts: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| ("application/dicom", &f[..]))
+        .collect();
     let store = Arc::new(MemoryStore::new());
     let svc = Service::new(
         store.clone(),
