@@ -69,6 +69,7 @@ fn config(env: &Env) -> Result<Config, String> {
         jwt_issuer: var(env, "JWT_ISSUER").unwrap_or_default(),
         jwt_audience: var(env, "JWT_AUDIENCE").unwrap_or_default(),
         jwt_ae_claim: var(env, "JWT_AE_CLAIM").unwrap_or_default(),
+        jwt_max_lifetime: var(env, "JWT_MAX_LIFETIME").and_then(|v| v.trim().parse().ok()),
     })?
     .map(Arc::new);
     Ok(Config {

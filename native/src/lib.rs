@@ -191,7 +191,10 @@ struct InFlight {
     started: Instant,
     converted: bool,
     method: http::Method,
+    /// The path, at most [`LOGGED_PATH`] bytes of it.
     path: String,
+    /// The client's address (`-` when unknown).
+    client: String,
     status: u16,
     media_type: String,
     transfer_syntax: String,
@@ -206,6 +209,7 @@ impl Drop for InFlight {
             self.metrics.transcode(elapsed.as_micros() as u64);
         }
         tracing::info!(
+            client = %self.client,
             method = %self.method,
             path = %self.path,
             status = self.status,
@@ -216,6 +220,22 @@ impl Drop for InFlight {
             "request"
         );
     }
+}
+
+/// The most bytes of a path a log line holds: a 64 KiB path is logged by its start and its
+/// length.
+const LOGGED_PATH: usize = 256;
+
+/// A path as logged: cut at [`LOGGED_PATH`] bytes (on a character boundary), its length said.
+fn logged_path(path: &str) -> String {
+    if path.len() <= LOGGED_PATH {
+        return path.to_owned();
+    }
+    let mut end = LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &path[..end], path.len())
 }
 
 /// Liveness and readiness: 200 when the store answers, 503 otherwise.
@@ -254,7 +274,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             Err(_) => {
                 state.metrics.rejected();
                 // Debug, not warn: under overload a line per rejection would flood the log.
-                tracing::debug!(method = %req.method(), path = %req.uri().path(), status = 503, "request limit reached");
+                tracing::debug!(method = %req.method(), path = %logged_path(req.uri().path()), status = 503, "request limit reached");
                 return (
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     [
@@ -305,7 +325,11 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         started,
         converted: outcome.converted,
         method: parts.method.clone(),
-        path: parts.uri.path().to_owned(),
+        path: logged_path(parts.uri.path()),
+        client: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "-".to_owned(), |c| c.0.to_string()),
         status: status.as_u16(),
         media_type: outcome.media_type.clone().unwrap_or_else(|| "-".into()),
         transfer_syntax: outcome.transfer_syntaxes.join(","),
@@ -313,14 +337,14 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     };
     if let Some(err) = &outcome.error {
         if status.is_server_error() {
-            tracing::error!(method = %parts.method, path = %parts.uri.path(), status = status.as_u16(), error = %err, "request failed");
+            tracing::error!(method = %parts.method, path = %logged_path(parts.uri.path()), status = status.as_u16(), error = %err, "request failed");
         }
     }
     if let Some(w) = &outcome.warning {
-        tracing::warn!(path = %parts.uri.path(), warning = %w, "partial content");
+        tracing::warn!(path = %logged_path(parts.uri.path()), warning = %w, "partial content");
     }
 
-    let path = parts.uri.path().to_owned();
+    let path = logged_path(parts.uri.path());
     let metrics = state.metrics.clone();
     let shutdown = parts
         .extensions
@@ -369,3 +393,20 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
 /// A response body on its way out.
 type BodyStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 64 KiB path is logged by its first 256 bytes (never split inside a character) and
+    /// its length.
+    #[test]
+    fn long_paths_are_logged_cut() {
+        assert_eq!(logged_path("/health"), "/health");
+        let long = format!("/{}", "é".repeat(32 * 1024));
+        let logged = logged_path(&long);
+        assert!(logged.len() < LOGGED_PATH + 32, "{}", logged.len());
+        assert!(logged.ends_with(&format!("…({} bytes)", long.len())));
+        assert!(long.starts_with(logged.split('…').next().unwrap_or("")));
+    }
+}

@@ -112,6 +112,7 @@ fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, Strin
             .map(|p| read("--tokens-file", p))
             .transpose()?,
         jwt_ae_claim: settings.jwt_ae_claim.clone(),
+        jwt_max_lifetime: settings.jwt_max_lifetime,
         ..Default::default()
     };
     if let Some((keys, issuer, audience)) = &settings.jwt {
@@ -598,7 +599,7 @@ async fn serve(
         None => {
             server
                 .acceptor(acceptor)
-                .serve(router.into_make_service())
+                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
         }
         Some((cert, key)) => {
@@ -615,7 +616,7 @@ async fn serve(
             };
             server
                 .acceptor(RustlsAcceptor::new(config).acceptor(acceptor))
-                .serve(router.into_make_service())
+                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
         }
     };

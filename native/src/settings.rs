@@ -121,6 +121,10 @@ pub struct ServeArgs {
     /// comma-separated string; `*` for all) [default: aets].
     #[arg(long)]
     pub jwt_ae_claim: Option<String>,
+    /// The longest a JWT may live, in seconds (exp − iat, and exp − now): longer-lived tokens
+    /// are refused; 0 for no maximum [default: 86400].
+    #[arg(long)]
+    pub jwt_max_lifetime: Option<u64>,
     /// The built browser demo (scripts/demo-build.sh), served at /demo/ [default:
     /// web-demo/dist when it exists].
     #[arg(long)]
@@ -180,6 +184,8 @@ pub struct Settings {
     pub jwt: Option<(PathBuf, String, String)>,
     /// The claim naming AE titles.
     pub jwt_ae_claim: String,
+    /// The longest a JWT may live (`None`: the default; 0: any).
+    pub jwt_max_lifetime: Option<u64>,
     /// The built demo.
     pub demo_dir: Option<PathBuf>,
 }
@@ -294,6 +300,7 @@ impl ServeArgs {
                 .jwt_ae_claim
                 .or(file.jwt_ae_claim)
                 .unwrap_or_else(|| "aets".into()),
+            jwt_max_lifetime: self.jwt_max_lifetime.or(file.jwt_max_lifetime),
             demo_dir: self.demo_dir.or(file.demo_dir).or_else(|| {
                 let d = PathBuf::from("web-demo/dist");
                 d.join("index.html").is_file().then_some(d)

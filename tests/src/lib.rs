@@ -154,6 +154,7 @@ impl Server {
                 "--jwt-keys" => add("JWT_KEYS", std::fs::read_to_string(value()).unwrap()),
                 "--jwt-issuer" => add("JWT_ISSUER", value()),
                 "--jwt-audience" => add("JWT_AUDIENCE", value()),
+                "--jwt-max-lifetime" => add("JWT_MAX_LIFETIME", value()),
                 other => panic!("{other}: no worker equivalent; this test is native-only"),
             }
         }

@@ -90,6 +90,9 @@ fn jwts_from_a_jwks_file_and_static_tokens_side_by_side() {
             "https://idp.example.org/realms/pacs",
             "--jwt-audience",
             "wado",
+            // The fixtures live for decades (they are files, checked against today's clock).
+            "--jwt-max-lifetime",
+            "0",
         ],
     );
     let (st, se, sop) = uids(&file);

@@ -401,8 +401,13 @@ fn a_jwt_with_the_write_scope_may_store_natively_and_at_the_edge() {
         .arg("-out")
         .arg(&public));
     let mint = |scope: &str| {
+        // An hour's token, as an identity provider issues them (a day at most is taken).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let claims = serde_json::json!({
-            "iss": "https://idp.test", "aud": "wado", "exp": 4_102_444_800u64,
+            "iss": "https://idp.test", "aud": "wado", "iat": now, "exp": now + 3600,
             "aets": ["DCM4CHEE"], "scope": scope,
         });
         let out = Command::new("python3")

@@ -40,6 +40,9 @@ pub enum Rejection {
     Issuer,
     /// `aud` does not contain the configured audience.
     Audience,
+    /// The token lives longer than the configured maximum (`exp` too far from now or from
+    /// `iat`): a stolen long-lived token would stay good for that long.
+    Lifetime,
 }
 
 impl Rejection {
@@ -53,6 +56,9 @@ impl Rejection {
             Rejection::NotYetValid => "the token is not valid yet (nbf)",
             Rejection::Issuer => "the token's issuer is not accepted",
             Rejection::Audience => "the token is not meant for this audience",
+            Rejection::Lifetime => {
+                "the token lives longer than this server accepts (exp too far from iat or now)"
+            }
         }
     }
 }
@@ -66,6 +72,9 @@ enum KeyMaterial {
 #[derive(Clone)]
 struct Key {
     kid: Option<String>,
+    /// The JWK's `alg`, when it names one: tokens of another algorithm are not verified
+    /// with this key (RFC 7517 §4.4).
+    alg: Option<String>,
     material: KeyMaterial,
 }
 
@@ -86,7 +95,12 @@ pub struct JwtAuth {
     issuer: String,
     audience: String,
     ae_claim: String,
+    /// The longest a token may live, in seconds (`exp` − `iat`, and `exp` − now).
+    max_lifetime: Option<u64>,
 }
+
+/// The longest a token may live by default: a day.
+pub const DEFAULT_MAX_LIFETIME: u64 = 24 * 3600;
 
 /// The verified claims that matter for access.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +139,14 @@ impl JwtAuth {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ae_claim: ae_claim.to_owned(),
+            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
         })
+    }
+
+    /// Refuses tokens that live longer than `seconds` (`None`: any lifetime).
+    pub fn with_max_lifetime(mut self, seconds: Option<u64>) -> JwtAuth {
+        self.max_lifetime = seconds;
+        self
     }
 
     /// How many keys were loaded.
@@ -162,7 +183,7 @@ impl JwtAuth {
             Some("RS256") => {
                 let sig = rsa::pkcs1v15::Signature::try_from(signature.as_slice())
                     .map_err(|_| Rejection::Signature)?;
-                self.candidates(kid).any(|k| match &k.material {
+                self.candidates(kid, "RS256").any(|k| match &k.material {
                     KeyMaterial::Rsa(vk) => vk.verify(signed, &sig).is_ok(),
                     KeyMaterial::P256(_) => false,
                 })
@@ -174,7 +195,7 @@ impl JwtAuth {
                 }
                 let sig = p256::ecdsa::Signature::from_slice(&signature)
                     .map_err(|_| Rejection::Signature)?;
-                self.candidates(kid).any(|k| match &k.material {
+                self.candidates(kid, "ES256").any(|k| match &k.material {
                     KeyMaterial::P256(vk) => vk.verify(signed, &sig).is_ok(),
                     KeyMaterial::Rsa(_) => false,
                 })
@@ -197,6 +218,13 @@ impl JwtAuth {
         if let Some(nbf) = time("nbf") {
             if (now.saturating_add(LEEWAY) as f64) < nbf {
                 return Err(Rejection::NotYetValid);
+            }
+        }
+        if let (Some(max), Some(exp)) = (self.max_lifetime, time("exp")) {
+            let max = (max + LEEWAY) as f64;
+            let from_iat = time("iat").is_some_and(|iat| exp - iat > max);
+            if exp - now as f64 > max || from_iat {
+                return Err(Rejection::Lifetime);
             }
         }
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
@@ -229,10 +257,15 @@ impl JwtAuth {
         })
     }
 
-    fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a Key> + 'a {
-        self.keys
-            .iter()
-            .filter(move |k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+    fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: &'a str,
+    ) -> impl Iterator<Item = &'a Key> + 'a {
+        self.keys.iter().filter(move |k| {
+            (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+                && k.alg.as_deref().is_none_or(|a| a == alg)
+        })
     }
 }
 
@@ -305,6 +338,7 @@ fn parse_pem(text: &str) -> Result<Vec<Key>, String> {
         };
         keys.push(Key {
             kid: None,
+            alg: None,
             material,
         });
         rest = &block[end + end_marker.len()..];
@@ -339,6 +373,7 @@ fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
             return Err("JWK Set holds a private key; give public keys only".into());
         }
         let kid = k.get("kid").and_then(Value::as_str).map(str::to_owned);
+        let alg = k.get("alg").and_then(Value::as_str).map(str::to_owned);
         let material = match (
             k.get("kty").and_then(Value::as_str),
             k.get("crv").and_then(Value::as_str),
@@ -366,7 +401,7 @@ fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
             // Other key types (symmetric, other curves) are not for us; skip them.
             _ => continue,
         };
-        keys.push(Key { kid, material });
+        keys.push(Key { kid, alg, material });
     }
     Ok(keys)
 }
@@ -423,7 +458,9 @@ mod tests {
             ("none", Err(Rejection::Algorithm)),
         ];
         for keys in [KEYS_PEM, JWKS] {
-            let v = JwtAuth::new(keys, ISS, "wado", "aets").expect("keys");
+            let v = JwtAuth::new(keys, ISS, "wado", "aets")
+                .expect("keys")
+                .with_max_lifetime(None);
             assert_eq!(v.key_count(), 2);
             for (name, want) in cases {
                 assert_eq!(v.verify(token(name), NOW), *want, "{name}");
@@ -433,14 +470,18 @@ mod tests {
 
     #[test]
     fn pkcs1_rsa_key_verifies_but_not_ec_tokens() {
-        let v = JwtAuth::new(RSA_PKCS1, ISS, "wado", "aets").expect("pkcs1");
+        let v = JwtAuth::new(RSA_PKCS1, ISS, "wado", "aets")
+            .expect("pkcs1")
+            .with_max_lifetime(None);
         assert_eq!(v.verify(token("rs256_ok"), NOW), aes(&["DCM4CHEE"]));
         assert_eq!(v.verify(token("es256_ok"), NOW), Err(Rejection::Signature));
     }
 
     #[test]
     fn time_edges_use_the_leeway() {
-        let v = JwtAuth::new(JWKS, ISS, "wado", "aets").expect("keys");
+        let v = JwtAuth::new(JWKS, ISS, "wado", "aets")
+            .expect("keys")
+            .with_max_lifetime(None);
         let exp = 1_600_000_000;
         let t = token("rs256_expired");
         assert!(v.verify(t, exp + LEEWAY - 1).is_ok(), "within the leeway");
@@ -454,10 +495,14 @@ mod tests {
 
     #[test]
     fn audience_and_issuer_are_configuration() {
-        let v = JwtAuth::new(JWKS, ISS, "other", "aets").expect("keys");
+        let v = JwtAuth::new(JWKS, ISS, "other", "aets")
+            .expect("keys")
+            .with_max_lifetime(None);
         assert!(v.verify(token("es256_ok"), NOW).is_ok(), "aud array");
         assert_eq!(v.verify(token("rs256_ok"), NOW), Err(Rejection::Audience));
-        let v = JwtAuth::new(JWKS, "https://evil.example", "wado", "aets").expect("keys");
+        let v = JwtAuth::new(JWKS, "https://evil.example", "wado", "aets")
+            .expect("keys")
+            .with_max_lifetime(None);
         assert!(v.verify(token("rs256_wrong_iss"), NOW).is_ok());
         assert_eq!(v.verify(token("rs256_ok"), NOW), Err(Rejection::Issuer));
     }
@@ -466,7 +511,9 @@ mod tests {
     fn kid_selects_the_key() {
         // The RSA key under another kid: a token naming rsa1 finds no key.
         let renamed = JWKS.replace("\"rsa1\"", "\"rotated\"");
-        let v = JwtAuth::new(&renamed, ISS, "wado", "aets").expect("keys");
+        let v = JwtAuth::new(&renamed, ISS, "wado", "aets")
+            .expect("keys")
+            .with_max_lifetime(None);
         assert_eq!(v.verify(token("rs256_ok"), NOW), Err(Rejection::Signature));
         assert!(v.verify(token("rs256_no_kid"), NOW).is_ok());
     }
@@ -507,7 +554,9 @@ mod tests {
 
     #[test]
     fn garbage_tokens_are_malformed_never_a_panic() {
-        let v = JwtAuth::new(JWKS, ISS, "wado", "aets").expect("keys");
+        let v = JwtAuth::new(JWKS, ISS, "wado", "aets")
+            .expect("keys")
+            .with_max_lifetime(None);
         let ok = token("rs256_ok");
         let mut cases: Vec<String> = [
             "",
@@ -547,5 +596,38 @@ mod tests {
             let v: Value = serde_json::from_str(claims).expect("json");
             assert_eq!(may_write(&v), want, "{claims}");
         }
+    }
+
+    /// A token that lives longer than the maximum is refused, whatever its signature; the
+    /// same token passes when no maximum is set.
+    #[test]
+    fn a_token_living_too_long_is_refused() {
+        let v = JwtAuth::new(JWKS, ISS, "wado", "aets").expect("keys");
+        // iat 1,700,000,000, exp 4,102,444,800: decades, far past the default day.
+        assert_eq!(v.verify(token("rs256_ok"), NOW), Err(Rejection::Lifetime));
+        let v = v.with_max_lifetime(Some(3_000_000_000));
+        assert!(v.verify(token("rs256_ok"), NOW).is_ok());
+        // Measured from now as well as from iat.
+        let v = v.with_max_lifetime(Some(2_450_000_000));
+        assert!(v.verify(token("rs256_ok"), NOW).is_ok());
+        assert_eq!(
+            v.verify(token("rs256_ok"), 1_000_000_000),
+            Err(Rejection::Lifetime)
+        );
+    }
+
+    /// A JWK that names another algorithm does not verify RS256 or ES256 tokens.
+    #[test]
+    fn a_jwk_verifies_tokens_of_its_own_alg_only() {
+        let ps = JWKS.replace("\"RS256\"", "\"PS256\"");
+        assert_ne!(ps, JWKS);
+        let v = JwtAuth::new(&ps, ISS, "wado", "aets")
+            .expect("keys")
+            .with_max_lifetime(None);
+        assert_eq!(v.verify(token("rs256_ok"), NOW), Err(Rejection::Signature));
+        assert!(
+            v.verify(token("es256_ok"), NOW).is_ok(),
+            "the EC key names none"
+        );
     }
 }

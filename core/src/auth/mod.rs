@@ -37,6 +37,9 @@ pub struct AuthSettings {
     pub jwt_audience: String,
     /// The claim that lists the AE titles a JWT may read (`aets` when empty).
     pub jwt_ae_claim: String,
+    /// The longest a JWT may live, in seconds: `None` is [`jwt::DEFAULT_MAX_LIFETIME`], 0 is
+    /// no maximum.
+    pub jwt_max_lifetime: Option<u64>,
 }
 
 impl Auth {
@@ -54,9 +57,15 @@ impl Auth {
                 } else {
                     &s.jwt_ae_claim
                 };
+                let max = match s.jwt_max_lifetime {
+                    None => Some(jwt::DEFAULT_MAX_LIFETIME),
+                    Some(0) => None,
+                    Some(n) => Some(n),
+                };
                 Some(
                     jwt::JwtAuth::new(keys, &s.jwt_issuer, &s.jwt_audience, claim)
-                        .map_err(|e| format!("{name}: {e}"))?,
+                        .map_err(|e| format!("{name}: {e}"))?
+                        .with_max_lifetime(max),
                 )
             }
             None => None,

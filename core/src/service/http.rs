@@ -266,7 +266,12 @@ pub(crate) fn byte_range(
         let end = if b.is_empty() {
             total
         } else {
-            b.parse::<u64>().ok()?.saturating_add(1).min(total)
+            let last = b.parse::<u64>().ok()?;
+            if last < start {
+                // Invalid, not unsatisfiable (RFC 9110 §14.1.1): the header is ignored.
+                return None;
+            }
+            last.saturating_add(1).min(total)
         };
         if start >= total || start >= end {
             return Some(Err(()));
