@@ -29,8 +29,9 @@ pub mod transcode;
 pub mod ts;
 
 pub use transcode::{
-    can_decode, can_encode, decode_frame, decode_frame_reduced, decode_instance, decoded_as_rgb,
-    encode_instance, native_planar, transcode_frame, J2K_RATIO, JPEG_LS_NEAR, JPEG_QUALITY,
+    can_decode, can_encode, conversion_work_bytes, decode_frame, decode_frame_reduced,
+    decode_instance, decoded_as_rgb, encode_instance, native_planar, transcode_frame, J2K_RATIO,
+    JPEG_LS_NEAR, JPEG_QUALITY,
 };
 
 /// Why pixel data could not be decoded or encoded.

@@ -677,6 +677,39 @@ pub fn can_encode(uid: &str, info: &PixelInfo) -> bool {
     }
 }
 
+/// The memory one frame's conversion from `from` to `to` allocates besides its input and
+/// its native output, in bytes: what each coder holds per sample while it works (measured by
+/// `codec/tests/decode_memory.rs` against every coder's peak). The DCT codec keeps an `f32`
+/// plane per component (padded to whole blocks) and 16-bit samples; openjp2 a 32-bit sample
+/// per component and its code-blocks; the HTJ2K encoder 32-bit samples and its wavelet
+/// bands; JPEG-LS and lossless JPEG a few lines and 16 or 32-bit samples; RLE its segments.
+/// A budget estimate must not be exceeded: a crafted frame of a few hundred bytes may
+/// declare a gigasample image, and the caller refuses what the budget cannot hold.
+pub fn conversion_work_bytes(info: &PixelInfo, from: &str, to: &str) -> u64 {
+    let spp = u64::from(info.samples_per_pixel.max(1));
+    let samples = u64::from(info.rows) * u64::from(info.columns) * spp;
+    // Rows and columns padded to whole 16-pixel MCUs (4:2:0 at most).
+    let padded =
+        u64::from(info.rows).div_ceil(16) * 16 * u64::from(info.columns).div_ceil(16) * 16 * spp;
+    // Bytes per sample, decoding and encoding: the peaks measured at 1024² (grey 16-bit,
+    // RGB 8-bit), rounded up.
+    let per = |uid: &str, decoding: bool| -> u64 {
+        let (decode, encode) = match uid {
+            ts::JPEG_BASELINE | ts::JPEG_EXTENDED => return padded * 6,
+            ts::JPEG_LOSSLESS | ts::JPEG_LOSSLESS_SV1 => (10, 6),
+            ts::JPEG_LS_LOSSLESS | ts::JPEG_LS_NEAR_LOSSLESS => (4, 8),
+            ts::RLE_LOSSLESS => (2, 2),
+            uid if decodes_as_j2k(uid) => (12, 14),
+            _ => (0, 0),
+        };
+        samples * if decoding { decode } else { encode }
+    };
+    if from == to {
+        return 0;
+    }
+    per(from, true).saturating_add(per(to, false))
+}
+
 /// Whether a frame of an image stored in `from` comes colour by plane: only when it is read
 /// as stored (a native syntax) and its Planar Configuration is 1; a decoder always gives
 /// samples interleaved. The one rule of conversions and rendering.

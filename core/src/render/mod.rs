@@ -720,6 +720,22 @@ impl RenderJob {
         }
     }
 
+    /// What running the job holds besides its input of `input` bytes: the samples (decoded
+    /// here when `reduce_from`, with the decoder's work), the 8-bit image (RGB) and its
+    /// scaled copy, the encoded output.
+    pub(crate) fn holds(&self, input: u64) -> u64 {
+        let pixels = u64::from(self.info.rows) * u64::from(self.info.columns);
+        let decoding = self.reduce_from.as_deref().map_or(0, |ts| {
+            self.info.stored_frame_bits().div_ceil(8).saturating_add(
+                wado_codec::conversion_work_bytes(&self.info, ts, wado_codec::ts::EXPLICIT_VR_LE),
+            )
+        });
+        input
+            .saturating_add(decoding)
+            .saturating_add(pixels.saturating_mul(9))
+            .saturating_add(self.output_pixels().saturating_mul(6))
+    }
+
     /// The frame rendered, scaled and encoded: `frame` is its native samples, or (with
     /// `reduce_from`) its codestream, decoded here at the resolution needed.
     pub(crate) fn run(&self, frame: &[u8]) -> crate::error::Result<Vec<u8>> {

@@ -29,7 +29,7 @@ pub mod sql;
 pub mod sqlite;
 
 pub use query::{Level, Query, Scope};
-pub use results::{search, Found};
+pub use results::{search, search_rows, Found, Rows};
 
 use crate::error::{Error, Result};
 use crate::layout::{self, InstanceIndex};

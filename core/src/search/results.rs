@@ -26,6 +26,25 @@ pub async fn search(
     root: &str,
     max: usize,
 ) -> Result<Found> {
+    let rows = search_rows(index, partition, q, max).await?;
+    rows.into_results(q, root)
+}
+
+/// A search's rows, as the index answered them (see [`Rows::into_results`]).
+#[derive(Debug)]
+pub struct Rows {
+    rows: Vec<Row>,
+    wanted: usize,
+    truncated: bool,
+}
+
+/// The rows of a search: at most `q.limit`, and never more than `max`.
+pub async fn search_rows(
+    index: &dyn Index,
+    partition: &str,
+    q: &Query,
+    max: usize,
+) -> Result<Rows> {
     let max = max.max(1);
     let wanted = q.limit.map_or(max, |l| l.min(max));
     let rows = index
@@ -39,12 +58,32 @@ pub async fn search(
         .await?;
     // Cut by the server: more rows than it returns, and the client asked for more than that.
     let truncated = rows.len() > wanted && q.limit.is_none_or(|l| l > max);
-    let results = rows
-        .iter()
-        .take(wanted)
-        .map(|r| result(q, r, root))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Found { results, truncated })
+    Ok(Rows {
+        rows,
+        wanted,
+        truncated,
+    })
+}
+
+impl Rows {
+    /// More results exist than the server returns (say so with `Warning: 299`).
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The rows as DICOM JSON results (CPU work: every row's attributes are parsed).
+    pub fn into_results(self, q: &Query, root: &str) -> Result<Found> {
+        let results = self
+            .rows
+            .iter()
+            .take(self.wanted)
+            .map(|r| result(q, r, root))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Found {
+            results,
+            truncated: self.truncated,
+        })
+    }
 }
 
 fn text(row: &Row, n: usize) -> Result<&str> {

@@ -61,6 +61,9 @@ pub(crate) enum Fetch {
     Range(u64, u64),
     /// Fragments of encapsulated pixel data.
     Fragments(Vec<[u64; 2]>),
+    /// Bits `start..start + len` of native pixel data already read whole (a file that is
+    /// not byte-addressable, or bit-packed frames): cut out on the pool.
+    Bits { all: Bytes, start: u64, len: u64 },
 }
 
 /// One part of a response: its headers and where its bytes come from.
@@ -314,11 +317,7 @@ impl StreamState {
                 // The frame as native samples first (its own reservation, given back), then
                 // the rendering: the samples, the 8-bit image, its scaled copy and the output.
                 let native = self.frames().frame_bytes(frame).await?;
-                // The samples, the 8-bit image (RGB) and its scaled copy, the encoded output.
-                let pixels = u64::from(job.info.rows) * u64::from(job.info.columns);
-                let held = (native.len() as u64)
-                    .saturating_add(pixels.saturating_mul(9))
-                    .saturating_add(job.output_pixels().saturating_mul(6));
+                let held = job.holds(native.len() as u64);
                 let _held = self.budget.reserve(held).await;
                 let job = job.clone();
                 let run: Job = Box::new(move || job.run(&native));
@@ -367,23 +366,36 @@ impl FrameReader {
                 from,
                 to,
             } => {
-                // The stored frame, the decoded one and the encoded one, at most.
+                // The stored frame, the decoded one and the encoded one, at most, and what the
+                // coders allocate while they work (`wado_codec::conversion_work_bytes`).
                 let stored = match fetch {
                     Fetch::Range(start, end) => end.saturating_sub(*start),
                     Fetch::Fragments(f) => f.iter().map(|[_, len]| *len).sum(),
+                    Fetch::Bits { len, .. } => len.div_ceil(8),
                 };
                 let decoded = info.stored_frame_bits().div_ceil(8);
+                let work = wado_codec::conversion_work_bytes(info, from, to).max(decoded);
                 let _held = self
                     .budget
-                    .reserve(stored.saturating_add(decoded.saturating_mul(2)))
+                    .reserve(stored.saturating_add(decoded).saturating_add(work))
                     .await;
-                let frame = match fetch {
-                    Fetch::Range(start, end) => read_range(&*self.store, key, *start, *end).await?,
-                    Fetch::Fragments(f) => read_fragments(&*self.store, key, f).await?,
+                let (frame, bits) = match fetch {
+                    Fetch::Range(start, end) => {
+                        (read_range(&*self.store, key, *start, *end).await?, None)
+                    }
+                    Fetch::Fragments(f) => (read_fragments(&*self.store, key, f).await?, None),
+                    Fetch::Bits { all, start, len } => (all.clone(), Some((*start, *len))),
                 };
                 let (info, from, to) = (info.clone(), from.clone(), to.clone());
-                let job: Job =
-                    Box::new(move || Ok(wado_codec::transcode_frame(&info, &from, &frame, &to)?));
+                let job: Job = Box::new(move || {
+                    let frame = match bits {
+                        Some((start, len)) => {
+                            crate::dicom::convert::extract_bits(&frame, start, len)
+                        }
+                        None => frame,
+                    };
+                    Ok(wado_codec::transcode_frame(&info, &from, &frame, &to)?)
+                });
                 Ok(Bytes::from(
                     offload::run(self.offload.as_deref(), job).await?,
                 ))

@@ -25,3 +25,27 @@ pub(crate) async fn run(offload: Option<&dyn Offload>, job: Job) -> Result<Vec<u
         None => job(),
     }
 }
+
+/// Runs `f` through `offload` (or here when there is none) and gives back what it made: CPU
+/// work that is not bytes (a parsed search result, a rebased metadata document).
+pub(crate) async fn compute<T: Send + 'static>(
+    offload: Option<&dyn Offload>,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    use std::sync::{Arc, Mutex};
+    let slot: Arc<Mutex<Option<Result<T>>>> = Arc::default();
+    let filled = slot.clone();
+    let job: Job = Box::new(move || {
+        let made = f();
+        *filled.lock().unwrap_or_else(|p| p.into_inner()) = Some(made);
+        Ok(Vec::new())
+    });
+    run(offload, job).await?;
+    let made = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    made.unwrap_or_else(|| {
+        Err(crate::error::Error::corrupt(
+            "offload",
+            "the job ended without its result",
+        ))
+    })
+}

@@ -180,7 +180,11 @@ impl Service {
                 "the request holds no instance (no part)".into(),
             ));
         }
-        Ok(respond(&root, study.as_ref(), &outcomes, xml))
+        // The response data set (an item per instance, XML when asked) made on the pool.
+        super::offload::compute(self.config.offload.as_deref(), move || {
+            Ok(respond(&root, study.as_ref(), &outcomes, xml))
+        })
+        .await
     }
 }
 

@@ -1,7 +1,6 @@
 //! Frames (PS3.18 §10.4.1.1.4): one ranged read per frame, only that frame decoded or encoded.
 
-use super::{can_give_frame, frame_count, list, Ctx, Plan};
-use crate::dicom::convert::extract_bits;
+use super::{can_give_frame, frame_count, frame_fits, list, Ctx, Plan};
 use crate::error::{Error, Result};
 use crate::layout::{self, InstanceIndex};
 use crate::media::ts;
@@ -50,8 +49,9 @@ impl Service {
                 continue;
             }
             let wanted = neg.wanted(media, multipart);
+            let max = self.config.conversion_memory;
             let chosen = choose_ts(media, &wanted, stored, |from, to| {
-                can_give_frame(media, info, from, to)
+                can_give_frame(media, info, from, to) && frame_fits(max, info, from, to)
             });
             if let Some(c) = chosen {
                 pick = Some((media, multipart, c));
@@ -60,8 +60,13 @@ impl Service {
         }
         let Some((media, multipart, chosen)) = pick else {
             return Err(Error::NotAcceptable(format!(
-                "frames of this instance (stored as {stored}) are available as application/octet-stream{} and, with transfer-syntax=*, as stored; transcoding is not implemented yet",
-                if ts::is_native(stored) { "" } else { " with transfer-syntax=*" }
+                "frames of this instance (stored as {stored}) are available as application/octet-stream{} and, with transfer-syntax=*, as stored{}",
+                if ts::is_native(stored) { "" } else { " with transfer-syntax=*" },
+                if frame_fits(self.config.conversion_memory, info, stored, ts::EXPLICIT_VR_LE) {
+                    ""
+                } else {
+                    " only: decoding one of its frames needs more than this server's conversion memory"
+                }
             )));
         };
         let instance_uri = format!("{}/{}", ctx.root, target.path());
@@ -135,20 +140,18 @@ impl Service {
                             "encapsulated frames could not be located at import",
                         ));
                     }
-                    _ => {
-                        let native = extract_bits(
-                            all,
-                            k * info.stored_frame_bits(),
-                            info.stored_frame_bits(),
-                        );
-                        if to == ts::EXPLICIT_VR_LE {
-                            Source::Bytes(native)
-                        } else {
-                            let out =
-                                wado_codec::transcode_frame(info, ts::EXPLICIT_VR_LE, &native, to)?;
-                            Source::Bytes(Bytes::from(out))
-                        }
-                    }
+                    // Cut out (and converted) on the pool, within the conversion memory.
+                    _ => Source::Transcode {
+                        key: idx.file_key(),
+                        fetch: Fetch::Bits {
+                            all: all.clone(),
+                            start: k * info.stored_frame_bits(),
+                            len: info.stored_frame_bits(),
+                        },
+                        info: info.clone(),
+                        from: ts::EXPLICIT_VR_LE.to_owned(),
+                        to: to.to_owned(),
+                    },
                 },
                 (layout::FrameIndex::Native { offset, length }, None) => {
                     let fb = info.stored_frame_bits() / 8;
@@ -208,26 +211,45 @@ impl Service {
     }
 
     /// The whole native pixel data of a file that is not byte-addressable (or bit-packed),
-    /// as little-endian bytes.
+    /// as little-endian bytes: parsed on the offload pool, within the conversion memory (the
+    /// file, inflated when Deflated, and its pixel data).
     pub(crate) async fn pixel_bytes_whole(
         &self,
         ctx: &Ctx<'_>,
         idx: &InstanceIndex,
     ) -> Result<Bytes> {
         let key = idx.file_key();
+        let pixels = idx.pixel.as_ref().map_or(0, |p| {
+            p.stored_frame_bits()
+                .div_ceil(8)
+                .saturating_mul(u64::from(p.number_of_frames.max(1)))
+        });
+        let _held = self
+            .budget
+            .reserve(
+                idx.parsed_size()
+                    .saturating_mul(2)
+                    .saturating_add(pixels.saturating_mul(2)),
+            )
+            .await;
         let bytes = ctx
             .part
             .store
             .get(&key)
             .await?
             .ok_or_else(|| Error::NotFound(key.clone()))?;
-        let obj = dicom_object::OpenFileOptions::new()
-            .from_reader(&bytes[..])
-            .map_err(|e| Error::corrupt(&key, e))?;
-        let e = obj
-            .get(dicom_dictionary_std::tags::PIXEL_DATA)
-            .ok_or_else(|| Error::corrupt(&key, "no pixel data"))?;
-        let v = e.to_bytes().map_err(|e| Error::corrupt(&key, e))?;
-        Ok(Bytes::copy_from_slice(&v))
+        let job: crate::Job = Box::new(move || {
+            let obj = dicom_object::OpenFileOptions::new()
+                .from_reader(&bytes[..])
+                .map_err(|e| Error::corrupt(&key, e))?;
+            let e = obj
+                .get(dicom_dictionary_std::tags::PIXEL_DATA)
+                .ok_or_else(|| Error::corrupt(&key, "no pixel data"))?;
+            let v = e.to_bytes().map_err(|e| Error::corrupt(&key, e))?;
+            Ok(v.into_owned())
+        });
+        Ok(Bytes::from(
+            crate::service::offload::run(self.config.offload.as_deref(), job).await?,
+        ))
     }
 }

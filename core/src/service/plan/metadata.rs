@@ -138,34 +138,40 @@ impl Service {
     pub(crate) async fn metadata_xml(&self, ctx: &Ctx<'_>, target: &Target) -> Result<Plan> {
         let layout = ctx.part.layout().await?;
         let (json, _) = self.metadata_body(ctx, target, &layout, "identity").await?;
-        let list: Vec<serde_json::Value> =
-            serde_json::from_slice(&json).map_err(|e| Error::corrupt(target.path(), e))?;
-        let uid = |v: &serde_json::Value, tag: &str| {
-            v.get(tag)
-                .and_then(|a| a.get("Value"))
-                .and_then(|a| a.get(0))
-                .and_then(|a| a.as_str())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let mut parts = Vec::with_capacity(list.len());
-        for inst in &list {
-            let mut doc = String::with_capacity(16 * 1024);
-            crate::dicom::xml::write_document(inst, &mut doc)
-                .map_err(|e| Error::corrupt(target.path(), e))?;
-            parts.push(Part {
-                content_type: "application/dicom+xml".into(),
-                location: format!(
-                    "{}/studies/{}/series/{}/instances/{}/metadata",
-                    ctx.root,
-                    uid(inst, "0020000D"),
-                    uid(inst, "0020000E"),
-                    uid(inst, "00080018")
-                ),
-                entry: String::new(),
-                source: Source::Bytes(Bytes::from(doc)),
-            });
-        }
+        // Parsed and written as XML on the pool.
+        let (path, root) = (target.path(), ctx.root.clone());
+        let parts = crate::service::offload::compute(self.config.offload.as_deref(), move || {
+            let list: Vec<serde_json::Value> =
+                serde_json::from_slice(&json).map_err(|e| Error::corrupt(&path, e))?;
+            let uid = |v: &serde_json::Value, tag: &str| {
+                v.get(tag)
+                    .and_then(|a| a.get("Value"))
+                    .and_then(|a| a.get(0))
+                    .and_then(|a| a.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let mut parts = Vec::with_capacity(list.len());
+            for inst in &list {
+                let mut doc = String::with_capacity(16 * 1024);
+                crate::dicom::xml::write_document(inst, &mut doc)
+                    .map_err(|e| Error::corrupt(&path, e))?;
+                parts.push(Part {
+                    content_type: "application/dicom+xml".into(),
+                    location: format!(
+                        "{}/studies/{}/series/{}/instances/{}/metadata",
+                        root,
+                        uid(inst, "0020000D"),
+                        uid(inst, "0020000E"),
+                        uid(inst, "00080018")
+                    ),
+                    entry: String::new(),
+                    source: Source::Bytes(Bytes::from(doc)),
+                });
+            }
+            Ok(parts)
+        })
+        .await?;
         let outcome = Outcome {
             media_type: Some("application/dicom+xml".into()),
             ..Outcome::default()
@@ -259,19 +265,24 @@ impl Service {
             return Ok((b, id));
         }
         let gz = ctx.part.store.get(key).await?.ok_or_else(missing)?;
-        let mut json = Vec::with_capacity(gz.len() * 16);
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut json)
-            .map_err(|e| Error::corrupt(key, e))?;
-        let rebased = stored_root != root;
-        if rebased {
-            json = rebase_json(&json, stored_root, root);
-        }
-        let out = match coding {
-            "gzip" => gzip_fast(&json),
-            "deflate" => Bytes::from(zlib(&json)),
-            _ => Bytes::from(json),
-        };
+        // Inflated, rebased and coded again on the pool (megabytes for a large study).
+        let (job_key, stored_root, job_root) =
+            (key.to_owned(), stored_root.to_owned(), root.to_owned());
+        let out = crate::service::offload::compute(self.config.offload.as_deref(), move || {
+            let mut json = Vec::with_capacity(gz.len() * 16);
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_end(&mut json)
+                .map_err(|e| Error::corrupt(&job_key, e))?;
+            if stored_root != job_root {
+                json = rebase_json(&json, &stored_root, &job_root);
+            }
+            Ok(match coding {
+                "gzip" => gzip_fast(&json),
+                "deflate" => Bytes::from(zlib(&json)),
+                _ => Bytes::from(json),
+            })
+        })
+        .await?;
         ctx.part
             .cache
             .lock()

@@ -166,6 +166,22 @@ pub(crate) fn can_give_frame(
     readable && writable
 }
 
+/// Whether converting one frame from `from` to `to` can ever fit a conversion memory of `max`
+/// bytes (0: no limit): the decoded frame twice (decoded, encoded) and what the coders hold
+/// while they work. A frame that cannot is offered as stored only, as a whole file past
+/// `max_convert_bytes` is: a crafted header declaring a gigasample image is refused before
+/// anything is allocated for it.
+pub(crate) fn frame_fits(max: u64, info: &crate::PixelInfo, from: &str, to: &str) -> bool {
+    if max == 0 || from == to || (ts::is_native(from) && to == ts::EXPLICIT_VR_LE) {
+        return true;
+    }
+    let decoded = info.stored_frame_bits().div_ceil(8);
+    decoded
+        .saturating_mul(2)
+        .saturating_add(wado_codec::conversion_work_bytes(info, from, to))
+        <= max
+}
+
 /// The frames an instance's stored pixel data really holds: Number of Frames, but never more
 /// than the frame index locates (an index written before import checked this, or a crafted
 /// file, must not make a request allocate for frames that are not there).

@@ -226,6 +226,21 @@ impl Service {
             } else {
                 ts::EXPLICIT_VR_LE
             };
+            // What rendering one frame holds, the decoding before it included: past the whole
+            // conversion memory it never runs (a crafted header can declare any size).
+            let decoding = if job.reduce_from.is_some() || ts::is_native(stored) {
+                0
+            } else {
+                wado_codec::conversion_work_bytes(info, stored, ts::EXPLICIT_VR_LE)
+            };
+            let frame = info.stored_frame_bits().div_ceil(8);
+            let max = self.config.conversion_memory;
+            if max > 0 && job.holds(frame).saturating_add(decoding) > max {
+                return Err(unrenderable(format!(
+                    "a {}×{} frame needs more memory to render than this server's conversion memory ({max} bytes)",
+                    info.columns, info.rows
+                )));
+            }
             let job = Arc::new(job);
             let instance_uri = format!(
                 "{}/studies/{}/series/{}/instances/{}",

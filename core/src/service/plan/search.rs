@@ -74,20 +74,18 @@ impl Service {
             ));
         };
         ctx.part.ready_to_search(&**index, ae_title).await?;
-        let found = search::search(
-            &**index,
-            ae_title,
-            &query,
-            &ctx.root,
-            self.config.max_results,
-        )
-        .await?;
+        let rows = search::search_rows(&**index, ae_title, &query, self.config.max_results).await?;
         let mut notices = query.warnings.clone();
-        if found.truncated {
+        if rows.truncated() {
             // PS3.18 §8.3.4.4's wording.
             notices.push("The number of results exceeded the maximum supported by the server. Additional results can be requested.".into());
         }
-        render(media, found, notices)
+        // Every row's attributes parsed, and the body written, on the pool.
+        let root = ctx.root.clone();
+        crate::service::offload::compute(self.config.offload.as_deref(), move || {
+            render(media, rows.into_results(&query, &root)?, notices)
+        })
+        .await
     }
 
     /// Asks the upstream archive (a read-through cache's origin) the same search, and gives

@@ -315,46 +315,73 @@ fn native_ybr_full_422_is_never_planned_into_an_encoder() {
     assert_eq!(got.parts()[0].body, &pixel_bytes(&f)[..]);
 }
 
-/// With a conversion memory far below what one conversion holds, conversions still happen, one
-/// at a time: frames of a multi-frame image transcoded in one response, and a whole file.
+/// With a conversion memory that holds one frame's conversion, the frames of a multi-frame
+/// image are converted one at a time in one response; with less than one frame needs, frame
+/// conversions are refused up front (406, as stored only) rather than run past the memory. A
+/// whole file (bounded by `max_convert_bytes`) still converts, alone.
 #[test]
-fn a_tiny_conversion_memory_serializes_conversions_but_refuses_none() {
+fn a_small_conversion_memory_serializes_frame_conversions_and_refuses_what_cannot_fit() {
     let f = fixture!("emr_10frame_ele.dcm");
     let store = store_with(std::slice::from_ref(&f));
-    let svc = Service::new(
-        store,
-        Config {
-            conversion_memory: 1,
-            ..Config::default()
-        },
-    );
     let (st, se, sop) = uids(&f);
     let inst = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
-    let fetch = |path: &str, accept: &str| {
-        let got = ask(&svc, Method::GET, path, &[("accept", accept)]);
-        (got.status, got.body)
+    let jls = "multipart/related; type=\"image/jls\"";
+    let frames = format!("{inst}/frames/1,2,3,4,5,6,7,8,9,10");
+    let info = {
+        let o = dicom_object::OpenFileOptions::new()
+            .from_reader(&f[..])
+            .expect("parse");
+        let us = |t| o.element(t).expect("attr").to_int::<u16>().expect("us");
+        crate::PixelInfo {
+            rows: us(tags::ROWS),
+            columns: us(tags::COLUMNS),
+            samples_per_pixel: 1,
+            bits_allocated: us(tags::BITS_ALLOCATED),
+            bits_stored: us(tags::BITS_STORED),
+            pixel_representation: us(tags::PIXEL_REPRESENTATION),
+            photometric_interpretation: "MONOCHROME2".into(),
+            planar_configuration: 0,
+            number_of_frames: 10,
+        }
     };
-    let (status, body) = fetch(
-        &format!("{inst}/frames/1,2,3,4,5,6,7,8,9,10"),
-        "multipart/related; type=\"image/jls\"",
-    );
-    assert_eq!(status, 200);
-    let parts =
-        crate::wire::multipart::parse(&boundary_from_entropy([7; 16]), &body).expect("parts");
-    assert_eq!(parts.len(), 10);
-    assert!(
-        parts
-            .iter()
-            .all(|p| p.body.starts_with(&[0xFF, 0xD8, 0xFF, 0xF7])),
-        "JPEG-LS"
-    );
-    let (status, body) = fetch(
-        &inst,
-        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.5",
-    );
-    assert_eq!(status, 200);
-    assert!(!body.is_empty());
+    let one_frame = info.stored_frame_bits().div_ceil(8) * 2
+        + wado_codec::conversion_work_bytes(&info, crate::ts::EXPLICIT_VR_LE, JLS_LOSSLESS);
+    for (memory, want) in [(one_frame + 1024, 200), (one_frame / 2, 406)] {
+        let svc = Service::new(
+            store.clone(),
+            Config {
+                conversion_memory: memory,
+                ..Config::default()
+            },
+        );
+        let got = ask(&svc, Method::GET, &frames, &[("accept", jls)]);
+        assert_eq!(got.status, want, "{memory} bytes");
+        if want == 200 {
+            let parts = crate::wire::multipart::parse(&boundary_from_entropy([7; 16]), &got.body)
+                .expect("parts");
+            assert_eq!(parts.len(), 10);
+            assert!(
+                parts
+                    .iter()
+                    .all(|p| p.body.starts_with(&[0xFF, 0xD8, 0xFF, 0xF7])),
+                "JPEG-LS"
+            );
+        }
+        let got = ask(
+            &svc,
+            Method::GET,
+            &inst,
+            &[(
+                "accept",
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.5",
+            )],
+        );
+        assert_eq!(got.status, 200);
+        assert!(!got.body.is_empty());
+    }
 }
+
+const JLS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
 
 /// A stored frame that does not decode answers 500 with the reason logged, not a 200 whose body
 /// stops after its headers: the first part is made before the response is (what the wider
@@ -398,4 +425,73 @@ fn a_first_frame_that_does_not_decode_is_an_error_status() {
         let got = get(&store, &path, Some(accept));
         assert_eq!(got.status, 500, "{path} [{accept}]");
     }
+}
+
+/// `sc_mono_jpeg_baseline_dcmcjpeg.dcm` declaring `side`×`side` (Rows, Columns and its JPEG
+/// frame header alike): a few kilobytes that would decode into gigabytes.
+fn jpeg_declaring(side: u16) -> Bytes {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    let file = fixture!("sc_mono_jpeg_baseline_dcmcjpeg.dcm");
+    let mut o = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[..])
+        .expect("parse");
+    let mut frame = match o.element(tags::PIXEL_DATA).expect("pixels").value() {
+        Value::PixelSequence(seq) => seq.fragments()[0].clone(),
+        _ => panic!("encapsulated"),
+    };
+    // SOF0: FF C0, length, precision, height, width.
+    let sof = frame
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("SOF0");
+    frame[sof + 5..sof + 7].copy_from_slice(&side.to_be_bytes());
+    frame[sof + 7..sof + 9].copy_from_slice(&side.to_be_bytes());
+    for tag in [tags::ROWS, tags::COLUMNS] {
+        o.put(dicom_core::DataElement::new(
+            tag,
+            dicom_core::VR::US,
+            dicom_core::PrimitiveValue::from(side),
+        ));
+    }
+    o.put(dicom_core::DataElement::new(
+        tags::PIXEL_DATA,
+        dicom_core::VR::OB,
+        Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![frame])),
+    ));
+    let mut out = Vec::new();
+    o.write_all(&mut out).expect("write");
+    Bytes::from(out)
+}
+
+/// A consistent JPEG frame declaring 30000×30000 decodes into gigabytes (`f32` planes): with
+/// a conversion memory of 1 GiB it is offered as stored only (406 for decoded samples, with
+/// the reason; the stored codestream still 200) and not rendered, before anything is
+/// allocated for it.
+#[test]
+fn a_frame_too_large_to_decode_in_the_conversion_memory_is_refused_up_front() {
+    let file = jpeg_declaring(30000);
+    assert!(file.len() < 64 << 10);
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, se, sop) = uids(&file);
+    let base = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
+    let got = get(
+        &store,
+        &format!("{base}/frames/1"),
+        Some("application/octet-stream"),
+    );
+    assert_eq!(got.status, 406);
+    assert!(
+        String::from_utf8_lossy(&got.body).contains("conversion memory"),
+        "{}",
+        String::from_utf8_lossy(&got.body)
+    );
+    let got = get(
+        &store,
+        &format!("{base}/frames/1"),
+        Some("image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50"),
+    );
+    assert_eq!(got.status, 200, "as stored");
+    let got = get(&store, &format!("{base}/rendered"), None);
+    assert_eq!(got.status, 406);
+    assert!(String::from_utf8_lossy(&got.body).contains("conversion memory"));
 }
