@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the core's fuzz targets (cargo-fuzz, nightly) for SECONDS each (default 60).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls jpegdct htj2k j2k_decode
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: prepare accept route multipart xml jpegls jpegdct htj2k j2k_decode qido_query stow_parts
 # Seeds: the fixture DICOM files for `prepare`. Crashes land in core/fuzz/artifacts/; turn each
 # into a regression test (core/tests/fuzz_regressions.rs, or the codec module's tests with its
 # input in codec/tests/fuzz_regressions/) before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")/../core"
 secs="${1:-60}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml jpegls jpegdct htj2k j2k_decode)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(prepare accept route multipart xml jpegls jpegdct htj2k j2k_decode qido_query stow_parts)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
 corpus="${FUZZ_CORPUS:-/tmp/wado-fuzz}"
 mkdir -p "$corpus/prepare"
@@ -34,6 +34,18 @@ PY
 # JPEG-LS: CharLS-made, every interleave mode. JPEG DCT: baseline and 12-bit extended.
 seeds "$corpus/jpegls" ffd8fff7 ../tests/fixtures/corpus/*jpegls*.dcm ../tests/fixtures/jpegls/*.dcm
 seeds "$corpus/jpegdct" ffd8ff ../tests/fixtures/corpus/*jpeg_baseline*.dcm ../tests/fixtures/corpus/*jpeg_extended*.dcm
+# QIDO-RS: the searches the engines' comparison asks (tests/tests/index_engines.rs), each after
+# a level byte; STOW-RS: a body of two fixture instances (boundary length, chunk size, boundary).
+mkdir -p "$corpus/qido_query" "$corpus/stow_parts"
+python3 - "$corpus" ../tests/tests/index_engines.rs ../tests/fixtures/corpus/ct_small_ele.dcm ../tests/fixtures/corpus/sc_rgb_odd_3x3.dcm <<'PY'
+import os, re, sys
+out, src, a, b = sys.argv[1:5]
+for i, q in enumerate(re.findall(r'"/(?:studies|series|instances)\?([^"]+)"', open(src).read())):
+    open(os.path.join(out, "qido_query", f"seed{i}"), "wb").write(bytes([i % 9]) + q.encode())
+body = b"".join(b"--wado\r\nContent-Type: application/dicom\r\n\r\n" + open(f, "rb").read() + b"\r\n" for f in (a, b)) + b"--wado--\r\n"
+for step in (0, 7, 255):
+    open(os.path.join(out, "stow_parts", f"seed{step}"), "wb").write(bytes([3, step]) + b"wado" + body)
+PY
 for t in "${targets[@]}"; do
   mkdir -p "$corpus/$t"
   echo "== $t ($secs s)"
