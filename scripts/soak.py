@@ -5,8 +5,11 @@
 
 The mix (each worker thread picks at random, keep-alive connections): study and series
 metadata, raw frames, frames transcoded to JPEG 2000 / JPEG-LS / JPEG, whole instances and
-studies (multipart and zip), the study list, and the requests a client gets wrong (bad UIDs,
-unknown studies, frame 0, an Accept nothing satisfies); beside them, slow clients: some dribble
+studies (multipart and zip), the study list, searches (wildcard and fuzzy names, modalities
+through the series, a study's instances, a 999-value list, one past the caps: 400), STOW-RS of
+a new study (with --stow FILE: the file with its UIDs renumbered; the server must allow the
+write), and the requests a client gets wrong (bad UIDs, unknown studies, frame 0, an Accept
+nothing satisfies); beside them, slow clients: some dribble
 their headers, some request a study and stop reading. Statuses are counted per kind; any 5xx
 is a failure (none is provoked), and so is RSS growth past --max-growth-mb: the median of the
 last quarter of the run over the median of the second (after warm-up). Peaks are printed but
@@ -50,6 +53,19 @@ def requests_for(insts):
         st, se, sop, frames, ts = random.choice(insts)
         inst = f"{ROOT}/studies/{st}/series/{se}/instances/{sop}"
         r = random.random()
+        if r < 0.10:
+            q = random.choice([
+                ("search-name", "studies?PatientName=*a*&limit=50", {200}),
+                ("search-modality", "studies?ModalitiesInStudy=CT%5CMR&limit=50", {200}),
+                ("search-series", "series?Modality=MR&limit=100", {200}),
+                ("search-fuzzy", "studies?PatientName=do&fuzzymatching=true", {200}),
+                ("search-instances", f"studies/{st}/instances", {200}),
+                ("search-long-list", "studies?PatientID=" + "%5C".join(f"P{i}" for i in range(999)), {200}),
+                ("search-over-cap", "studies?PatientName=" + "%5C".join(["*a*"] * 33), {400}),
+            ])
+            return (q[0], f"{ROOT}/{q[1]}", "application/dicom+json", q[2])
+        if r < 0.13 and STOW:
+            return ("stow", None, "application/dicom+json", {200})
         if r < 0.15:
             return ("metadata", f"{ROOT}/studies/{st}/metadata", "application/dicom+json", {200})
         if r < 0.25:
@@ -82,6 +98,24 @@ def requests_for(insts):
     return pick
 
 
+STOW = None  # (template bytes, a counter) when --stow is given
+STOW_LOCK = threading.Lock()
+
+
+def stow_body():
+    """The template with a new study, series and instance: its UIDs' 14-digit component
+    renumbered in place (same length), in a multipart/related body."""
+    global STOW
+    template, n = STOW
+    with STOW_LOCK:
+        STOW = (template, n + 1)
+    stamp = b".20040119072730."
+    new = b".20040%09d." % (n % 10**9)
+    b = b"wado-soak"
+    return (b"--" + b + b"\r\nContent-Type: application/dicom\r\n\r\n" + template.replace(stamp, new)
+            + b"\r\n--" + b + b"--\r\n", f'multipart/related; type="application/dicom"; boundary={b.decode()}')
+
+
 def worker(host, port, pick, stop, counts, failures, lock):
     conn = None
     while not stop.is_set():
@@ -92,7 +126,11 @@ def worker(host, port, pick, stop, counts, failures, lock):
             headers = {"Accept": accept}
             if kind == "metadata-gzip":
                 headers["Accept-Encoding"] = "gzip"
-            conn.request("GET", path, headers=headers)
+            if kind == "stow":
+                body, headers["Content-Type"] = stow_body()
+                conn.request("POST", f"{ROOT}/studies", body=body, headers=headers)
+            else:
+                conn.request("GET", path, headers=headers)
             r = conn.getresponse()
             r.read()
             status = r.status
@@ -144,7 +182,13 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--max-growth-mb", type=float, default=64)
     ap.add_argument("--rss-csv", help="write (seconds, RSS KiB) samples here")
+    ap.add_argument("--stow", help="a DICOM file whose UIDs hold .20040119072730. (ct_small_ele.dcm): STOW-RS new studies made of it")
     a = ap.parse_args()
+    global STOW
+    if a.stow:
+        template = open(a.stow, "rb").read()
+        assert b".20040119072730." in template, "--stow: a file with the stamp to renumber"
+        STOW = (template, 1)
     u = urllib.parse.urlparse(a.base)
     insts = instances(a.data)
     assert insts, "no instances in --data"

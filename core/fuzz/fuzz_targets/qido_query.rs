@@ -23,18 +23,16 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    let level = match selector % 3 {
-        0 => Level::Study,
-        1 => Level::Series,
-        _ => Level::Instance,
-    };
-    let scope = match (selector / 3) % 3 {
-        0 => Scope::All,
-        1 => Scope::Study(wado_core::Uid::parse("1.2.3").expect("uid")),
-        _ => Scope::Series(
-            wado_core::Uid::parse("1.2.3").expect("uid"),
-            wado_core::Uid::parse("1.2.3.4").expect("uid"),
-        ),
+    // The level and scope pairs the router gives: studies across the archive; series across
+    // it or in a study; instances across it, in a study or in a series.
+    let uid = |u: &str| wado_core::Uid::parse(u).expect("uid");
+    let (level, scope) = match selector % 6 {
+        0 => (Level::Study, Scope::All),
+        1 => (Level::Series, Scope::All),
+        2 => (Level::Series, Scope::Study(uid("1.2.3"))),
+        3 => (Level::Instance, Scope::All),
+        4 => (Level::Instance, Scope::Study(uid("1.2.3"))),
+        _ => (Level::Instance, Scope::Series(uid("1.2.3"), uid("1.2.3.4"))),
     };
     let text = String::from_utf8_lossy(rest);
     let Ok(query) = Query::parse(level, scope, Some(&text)) else {
