@@ -40,10 +40,10 @@ pub enum Error {
     },
     /// The storage backend failed (500, logged).
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     /// The search index failed (500, logged). One at a limit becomes [`Error::Busy`].
     #[error(transparent)]
-    Index(crate::search::IndexError),
+    Index(IndexError),
     /// The upstream archive behind a read-through cache failed or answered nonsense (502).
     #[error("upstream archive: {0}")]
     Upstream(String),
@@ -73,12 +73,72 @@ impl From<wado_codec::Error> for Error {
     }
 }
 
-impl From<crate::search::IndexError> for Error {
-    fn from(e: crate::search::IndexError) -> Error {
+impl From<IndexError> for Error {
+    fn from(e: IndexError) -> Error {
         if e.busy {
             Error::Busy(e.message)
         } else {
             Error::Index(e)
+        }
+    }
+}
+
+/// Errors that mean the same on every backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object not found: {0}")]
+    NotFound(String),
+    /// The key is not a valid storage key.
+    #[error("invalid storage key: {0:?}")]
+    InvalidKey(String),
+    /// A byte range past the end of the object.
+    #[error("range {start}..{end} outside object {key} of {size} bytes")]
+    Range {
+        /// The key.
+        key: String,
+        /// Requested start.
+        start: u64,
+        /// Requested end (exclusive).
+        end: u64,
+        /// The object's size.
+        size: u64,
+    },
+    /// The backend failed (IO error, network, permissions).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// The backend has no room (disk full, quota reached): a write failed for lack of space.
+    #[error("storage full: {0}")]
+    Full(String),
+}
+
+/// An index failure: the database's own message, and whether it was a limit the index keeps
+/// to stay responsive (a search past its deadline, too many at once): those are 503 with
+/// `Retry-After`, the others 500.
+#[derive(Debug, thiserror::Error)]
+#[error("search index: {message}")]
+pub struct IndexError {
+    /// What the database said.
+    pub message: String,
+    /// A limit was reached; the request may be repeated later.
+    pub busy: bool,
+}
+
+impl IndexError {
+    /// A failure.
+    pub fn new(message: impl Into<String>) -> IndexError {
+        IndexError {
+            message: message.into(),
+            busy: false,
+        }
+    }
+
+    /// A limit reached (503, retry later).
+    pub fn busy(message: impl Into<String>) -> IndexError {
+        IndexError {
+            message: message.into(),
+            busy: true,
         }
     }
 }
@@ -96,7 +156,7 @@ impl Error {
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Error::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Error::Corrupt { .. } | Error::Store(_) | Error::Index(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -138,7 +198,6 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
 
     #[test]
     fn status_table() {

@@ -5,63 +5,62 @@
 //! characters of digits and dots), so nothing that reaches storage is ever an arbitrary string:
 //! a path that is not a resource is a 400 or a 404, never a file-system path.
 
+use crate::dicom::uid::parse_positive;
+pub(crate) use crate::dicom::uid::truncate_for_message;
+pub use crate::dicom::uid::Uid;
+pub(crate) use crate::dicom::uid::{AttributePath, PathStep};
 use crate::error::{Error, Result};
-use std::fmt;
+
+/// A level of the DICOM information model a search (QIDO-RS) returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Studies (Patient and Study attributes).
+    Study,
+    /// Series.
+    Series,
+    /// Instances.
+    Instance,
+}
+
+/// What a search URL's path restricts it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `{root}/studies`, `{root}/series`, `{root}/instances`.
+    All,
+    /// `{root}/studies/{study}/series`, `{root}/studies/{study}/instances`.
+    Study(Uid),
+    /// `{root}/studies/{study}/series/{series}/instances`.
+    Series(Uid, Uid),
+}
+
+/// A percent-decoded query parameter name or value (`+` is a space); `None` when not UTF-8
+/// or a `%` escape is malformed.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
 
 /// The fixed prefix of the service root; the AE title follows it.
 pub(crate) const SERVICE_PREFIX: &str = "/dcm4chee-arc/aets/";
-
-/// A validated DICOM UID: 1 to 64 characters, digits and dots only (PS3.5 §9.1).
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct Uid(String);
-
-impl TryFrom<String> for Uid {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Uid> {
-        Uid::parse(&s)
-    }
-}
-
-impl From<Uid> for String {
-    fn from(u: Uid) -> String {
-        u.0
-    }
-}
-
-impl Uid {
-    /// Validates `s` as a UID.
-    ///
-    /// Components must be non-empty (so `..` or `1..2` never name a path). PS3.5 §9.1 also
-    /// forbids leading zeros in a component; real archives hold such UIDs, so that rule is not
-    /// enforced.
-    pub fn parse(s: &str) -> Result<Uid> {
-        if s.is_empty()
-            || s.len() > 64
-            || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            || s.split('.').any(str::is_empty)
-        {
-            return Err(Error::BadRequest(format!(
-                "invalid UID {:?}: a UID is 1 to 64 characters of digits and dots",
-                truncate_for_message(s)
-            )));
-        }
-        Ok(Uid(s.to_owned()))
-    }
-
-    /// The UID as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Uid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Which level of the information model a resource addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -115,64 +114,6 @@ impl Target {
     }
 }
 
-/// A path to one attribute inside a data set: top-level tags and (1-based) item numbers of
-/// sequences on the way, e.g. `00540016/1/00181072`... for nested bulk data.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AttributePath(pub Vec<PathStep>);
-
-/// One step of an [`AttributePath`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PathStep {
-    /// An attribute, by tag (group << 16 | element).
-    Tag(u32),
-    /// An item of the sequence before it, 1-based.
-    Item(u32),
-}
-
-impl AttributePath {
-    /// Parses `GGGGEEEE[/item/GGGGEEEE]...` (item numbers 1-based).
-    pub fn parse(segments: &[&str]) -> Result<AttributePath> {
-        let bad = || {
-            Error::BadRequest(format!(
-                "invalid bulk data path {:?}: expected GGGGEEEE[/item/GGGGEEEE...]",
-                truncate_for_message(&segments.join("/"))
-            ))
-        };
-        if segments.is_empty() || segments.len() % 2 == 0 || segments.len() > 63 {
-            return Err(bad());
-        }
-        let mut steps = Vec::with_capacity(segments.len());
-        for (i, seg) in segments.iter().enumerate() {
-            if i % 2 == 0 {
-                if seg.len() != 8 || !seg.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(bad());
-                }
-                let tag = u32::from_str_radix(seg, 16).map_err(|_| bad())?;
-                steps.push(PathStep::Tag(tag));
-            } else {
-                let n: u32 = parse_positive(seg).ok_or_else(bad)?;
-                steps.push(PathStep::Item(n));
-            }
-        }
-        Ok(AttributePath(steps))
-    }
-}
-
-impl fmt::Display for AttributePath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, step) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("/")?;
-            }
-            match step {
-                PathStep::Tag(t) => write!(f, "{t:08X}")?,
-                PathStep::Item(n) => write!(f, "{n}")?,
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A WADO-RS resource (PS3.18 Table 10.4.1-1 and -2, plus CP 2040's `pixeldata`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resource {
@@ -212,9 +153,9 @@ pub enum Resource {
     /// `{root}/studies/{s}/series/{se}/instances`.
     Search {
         /// What is returned.
-        level: crate::search::Level,
+        level: Level,
         /// What the path restricts it to.
-        scope: crate::search::Scope,
+        scope: Scope,
     },
 }
 
@@ -250,7 +191,6 @@ pub(crate) const MAX_FRAMES_PER_REQUEST: usize = 100_000;
 /// `{root}/studies` → `Some(None)`, `{root}/studies/{study}` → `Some(Some(study))`); `None`
 /// for every other resource, which takes no request body.
 pub(crate) fn store_target(resource: &Resource) -> Option<Option<Uid>> {
-    use crate::search::{Level, Scope};
     match resource {
         Resource::Search {
             level: Level::Study,
@@ -321,7 +261,6 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
             truncate_for_message(&segs.join("/"))
         ))
     };
-    use crate::search::{Level, Scope};
     let search = |level, scope| Ok(Resource::Search { level, scope });
     match segs {
         ["studies"] => return search(Level::Study, Scope::All),
@@ -431,17 +370,6 @@ pub fn parse_frame_list(list: &str) -> Result<Vec<u32>> {
     Ok(frames)
 }
 
-/// A positive decimal integer that fits in u32 (no sign, no leading `+`).
-fn parse_positive(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match s.parse::<u32>() {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(n),
-    }
-}
-
 fn decode_commas(s: &str) -> Result<String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -460,20 +388,6 @@ fn decode_commas(s: &str) -> Result<String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// Cuts user input to a sane length for error messages.
-pub(crate) fn truncate_for_message(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.len() <= MAX {
-        s.to_owned()
-    } else {
-        let mut end = MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_AE_CLAIM`; `ALLOW_ANONYMOUS_WRITES` (`"true"`: anyone may
 //! store without a token; off by default, when only tokens that say `write` may);
 //! `ORIGIN_URL` (the service root of an archive
-//! to fetch missing studies and series from, [`wado_core::layout::upstream`]) and `ORIGIN_AUTHORIZATION`
+//! to fetch missing studies and series from, [`wado_core::ingest::upstream`]) and `ORIGIN_AUTHORIZATION`
 //! (the Authorization header sent to it, a secret); a read-through cache without `TOKENS` or
 //! `JWT_KEYS` also needs `PUBLIC = "true"` (or it would fetch any study of the origin for
 //! anyone). The bucket binding is `BUCKET`.
@@ -29,7 +29,7 @@ use futures::StreamExt;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use wado_core::layout::upstream::{Upstream, UpstreamResponse};
+use wado_core::ingest::upstream::{Upstream, UpstreamResponse};
 use wado_core::{Body, Config, Request as CoreRequest, Service};
 use worker::{event, Context, EncodeBody, Env, Headers, Request, Response, ResponseBuilder};
 

@@ -1,12 +1,12 @@
 //! `wado import`: walk files and folders and feed every file to one import
-//! [`Batch`](wado_core::layout::import::Batch) of the core, on every core (the batch takes
+//! [`Batch`](wado_core::ingest::Batch) of the core, on every core (the batch takes
 //! care of files sharing a SOP Instance UID), then run its metadata rebuilds in parallel.
 
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wado_core::layout::import::{self as core_import, Batch, ImportError, Status};
+use wado_core::ingest::{self as core_import, Batch, ImportError, Status};
 use wado_core::store::Store;
 
 /// What happened to one input file.
@@ -119,7 +119,7 @@ pub async fn run(
     let batch = match &opts.index {
         Some(index) => {
             // Studies an earlier, interrupted import left pending first.
-            wado_core::search::recover(&*store, &**index, &opts.ae_title).await?;
+            wado_core::ingest::recover(&*store, &**index, &opts.ae_title).await?;
             Batch::new(layout)
                 .with_index(index.clone(), &opts.ae_title)
                 .writing_as(&format!("import {:016x}", rand::random::<u64>()))

@@ -309,7 +309,7 @@ async fn run_import(
             for w in warnings {
                 eprintln!("warning {}: {w}", path.display());
             }
-            if *status == wado_core::layout::import::Status::Replaced {
+            if *status == wado_core::ingest::Status::Replaced {
                 eprintln!("replaced the stored instance with {}", path.display())
             }
         }
@@ -378,7 +378,7 @@ async fn run_reindex(
                 return ExitCode::FAILURE;
             }
         };
-        match wado_core::search::reindex(&*part, &*target, ae).await {
+        match wado_core::ingest::reindex(&*part, &*target, ae).await {
             Ok((studies, instances)) => println!(
                 "{ae}: indexed {studies} studies, {instances} instances in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -416,7 +416,7 @@ async fn open_serve_index(
     if spec == IndexSpec::Memory {
         for ae in &settings.ae_titles {
             let part = wado_core::layout::partition(store, ae).map_err(|e| e.to_string())?;
-            let (studies, instances) = wado_core::search::reindex(&*part, &*index, ae)
+            let (studies, instances) = wado_core::ingest::reindex(&*part, &*index, ae)
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(

@@ -8,7 +8,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use tower::ServiceExt;
-use wado_core::layout::import;
+use wado_core::ingest as import;
 use wado_core::store::MemoryStore;
 use wado_core::{Config, Service};
 use wado_native::{app, AppState};

@@ -16,7 +16,7 @@
 //!   `InlineBinary` (base64).
 
 use super::charset::Charset;
-use crate::route::{AttributePath, PathStep};
+use crate::dicom::uid::{AttributePath, PathStep};
 use base64::Engine as _;
 use dicom_core::header::{HasLength, Header};
 use dicom_core::value::{PrimitiveValue, Value};

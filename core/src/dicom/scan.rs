@@ -11,7 +11,7 @@
 //! Every read is bounds-checked; malformed input is an error, never a panic.
 
 use super::json::{is_binary_vr, is_pixel_data_tag};
-use crate::route::PathStep;
+use crate::dicom::uid::PathStep;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;

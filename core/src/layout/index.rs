@@ -8,8 +8,8 @@ use super::{
 };
 use crate::dicom::json::{self};
 use crate::dicom::scan::{self, PixelLocation};
+use crate::dicom::uid::{AttributePath, Uid};
 use crate::media::ts;
-use crate::route::{AttributePath, Uid};
 use dicom_core::value::Value;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;

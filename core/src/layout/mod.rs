@@ -20,14 +20,12 @@
 //! describe (see [`import`]).
 
 use crate::dicom::json::{JsonOptions, NumberStyle};
+use crate::dicom::uid::{AttributePath, Uid};
 use crate::error::{Error, Result};
-use crate::route::{AttributePath, Uid};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub mod import;
 mod index;
-pub mod upstream;
 
 pub use index::{
     build_metadata_gz, is_video, prepare, sha256_hex, sort_instances, write_metadata_gz, Prepared,

@@ -345,7 +345,9 @@ impl Negotiation {
             let ts = match ts_param.as_deref().map(str::trim) {
                 None | Some("") => TsWanted::Default,
                 Some("*") => TsWanted::Any,
-                Some(uid) if crate::route::Uid::parse(uid).is_ok() => TsWanted::Uid(uid.to_owned()),
+                Some(uid) if crate::dicom::uid::Uid::parse(uid).is_ok() => {
+                    TsWanted::Uid(uid.to_owned())
+                }
                 Some(_) => continue, // an invalid parameter: ignore the range
             };
             for media in expand(&essence, category) {

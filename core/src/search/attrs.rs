@@ -2,16 +2,7 @@
 //! which column), and which each level returns by default (PS3.18 Tables 10.6.1-5 and
 //! 10.6.3-3/-4/-5).
 
-/// A level of the DICOM information model a search returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Studies (Patient and Study attributes).
-    Study,
-    /// Series.
-    Series,
-    /// Instances.
-    Instance,
-}
+pub use crate::route::Level;
 
 /// How a matching key's values are stored and matched (PS3.4 C.2.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

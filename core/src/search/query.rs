@@ -1,11 +1,11 @@
 //! A QIDO-RS query string parsed and checked (PS3.18 §8.3.4, matching as PS3.4 C.2.2.2):
 //! engine-independent, so every index answers the same question.
 
-pub use super::attrs::Level;
 use super::attrs::{self, Key, Kind};
+use crate::dicom::uid::Uid;
 use crate::error::{Error, Result};
-use crate::route::Uid;
-use crate::service::http::percent_decode;
+use crate::route::percent_decode;
+pub use crate::route::{Level, Scope};
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_dictionary_std::StandardDataDictionary;
 
@@ -23,17 +23,6 @@ pub const MAX_WILDCARDS: usize = 8;
 /// The deepest `offset`: the index walks every row it skips. Narrow the search (by date,
 /// say) to page further.
 pub const MAX_OFFSET: usize = 100_000;
-
-/// What the URL's path restricts a search to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// `{root}/studies`, `{root}/series`, `{root}/instances`.
-    All,
-    /// `{root}/studies/{study}/series`, `{root}/studies/{study}/instances`.
-    Study(Uid),
-    /// `{root}/studies/{study}/series/{series}/instances`.
-    Series(Uid, Uid),
-}
 
 /// One alternative of a value to match.
 #[derive(Debug, Clone, PartialEq, Eq)]

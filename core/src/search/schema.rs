@@ -7,8 +7,8 @@
 
 use super::rows::{study_rows, Columns};
 use super::{Dialect, Statement, Value};
+use crate::dicom::uid::Uid;
 use crate::layout::InstanceIndex;
-use crate::route::Uid;
 
 /// The schema version; a database with another is rebuilt by `wado reindex`.
 pub const VERSION: &str = "1";

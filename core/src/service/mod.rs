@@ -41,7 +41,8 @@ pub use offload::{Job, Offload};
 
 use crate::auth::{Access, Auth, Decision};
 use crate::error::{Error, Result};
-use crate::layout::{self, upstream::Upstream, LayoutRecord};
+use crate::ingest::upstream::Upstream;
+use crate::layout::{self, LayoutRecord};
 use crate::negotiate::{Category, Negotiation};
 use crate::route::{self, AttributePath, PathStep, Resource, Target};
 use crate::store::Store;
@@ -82,7 +83,7 @@ pub struct Config {
     /// Bearer tokens required on every route, when set (off by default).
     pub auth: Option<Arc<Auth>>,
     /// An archive to fetch missing studies and series from (a read-through cache; see
-    /// [`crate::layout::upstream`]). Off by default.
+    /// [`crate::ingest::upstream`]). Off by default.
     pub upstream: Option<Arc<dyn Upstream>>,
     /// With an upstream archive: the transfer syntax to keep filled instances in, when they can
     /// be re-encoded losslessly (HTJ2K `.4.202`: every frame served can then be read
@@ -200,13 +201,13 @@ pub(crate) struct Partition {
     /// Rebased metadata, by key within the partition.
     pub(crate) cache: Mutex<MetaCache>,
     /// Fills from the upstream archive, one per scope, and its recent misses.
-    fills: layout::upstream::Fills,
+    fills: crate::ingest::upstream::Fills,
     /// The search index's schema is there and studies an interrupted import left pending are
     /// rebuilt (done before the first search).
     searchable: std::sync::atomic::AtomicBool,
     /// STOW-RS requests take turns per SOP Instance UID written, and per study rebuilt.
-    writing: Arc<layout::import::Turns>,
-    rebuilding: layout::import::Turns,
+    writing: Arc<crate::ingest::Turns>,
+    rebuilding: crate::ingest::Turns,
 }
 
 impl Partition {
@@ -223,7 +224,7 @@ impl Partition {
     }
 
     /// Makes the index ready before the partition's first search: its schema, and the studies
-    /// an interrupted import left pending ([`crate::search::recover`]).
+    /// an interrupted import left pending ([`crate::ingest::recover`]).
     pub(crate) async fn ready_to_search(
         &self,
         index: &dyn crate::search::Index,
@@ -234,7 +235,7 @@ impl Partition {
             return Ok(());
         }
         crate::search::open(index).await?;
-        crate::search::recover(&*self.store, index, ae_title).await?;
+        crate::ingest::recover(&*self.store, index, ae_title).await?;
         self.searchable.store(true, Ordering::Release);
         Ok(())
     }
@@ -454,7 +455,7 @@ impl Service {
                 ctx.req.now,
                 search,
                 self.config.fill_transcode.as_deref(),
-                || layout::import::ensure_layout(store, public, ae_title),
+                || crate::ingest::ensure_layout(store, public, ae_title),
             )
             .await
     }

@@ -3,7 +3,7 @@
 //!
 //! The body is read as it arrives ([`crate::wire::parts`]): each part is kept in memory only
 //! until it is whole, then goes through the import pipeline of `wado import`
-//! ([`crate::layout::import::Batch`]: validation, the storage layout, replacement rules, the
+//! ([`crate::ingest::Batch`]: validation, the storage layout, replacement rules, the
 //! write order that makes an interruption leave each instance complete or absent), several at
 //! a time while the next ones arrive. A part cut short (the client went away) is never
 //! written. After the last part, the series and studies touched are rebuilt and the search
@@ -34,7 +34,7 @@ use super::http::{self, header_str};
 use super::{Partition, Request, Response, Service};
 use crate::auth::Access;
 use crate::error::{Error, Result};
-use crate::layout::import::{self, Batch, Expected, ImportError, Imported, Status};
+use crate::ingest::{Batch, Expected, ImportError, Imported, Status};
 use crate::route::{Route, Uid};
 use crate::service::message::{Body, Outcome};
 use crate::store::Store;
@@ -139,7 +139,7 @@ impl Service {
         let store = &*part.store;
         let suffix = format!("{}{}/rs", crate::route::SERVICE_PREFIX, route.ae_title);
         let public = root.strip_suffix(&suffix).unwrap_or(&root);
-        let layout = import::ensure_layout(store, public, &route.ae_title).await?;
+        let layout = crate::ingest::ensure_layout(store, public, &route.ae_title).await?;
         let mut batch = Batch::new(layout)
             .with_max_instance(self.config.max_instance_bytes)
             .with_turns(part.writing.clone())

@@ -1,7 +1,7 @@
 //! Storage: one small async trait, implemented by every backend (memory here, the local file
 //! system in `wado-native`, R2 in `wado-edge`), and one conformance suite they all run.
 //!
-//! Keys are `/`-separated relative paths built by [`crate::layout`] from validated UIDs.
+//! Keys are `/`-separated relative paths built by the layout module from validated UIDs.
 //! Sizes and offsets are `u64` (wasm32 is a 32-bit target). Futures are `Send` natively and
 //! not on wasm32, where a Worker's JS objects are `!Send` and one event loop polls everything:
 //! the trait uses `async_trait` natively and `async_trait(?Send)` on wasm32 (the choice
@@ -18,35 +18,7 @@ pub mod prefixed;
 pub use memory::MemoryStore;
 pub use prefixed::Prefixed;
 
-/// Errors that mean the same on every backend.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The object does not exist.
-    #[error("object not found: {0}")]
-    NotFound(String),
-    /// The key is not a valid storage key.
-    #[error("invalid storage key: {0:?}")]
-    InvalidKey(String),
-    /// A byte range past the end of the object.
-    #[error("range {start}..{end} outside object {key} of {size} bytes")]
-    Range {
-        /// The key.
-        key: String,
-        /// Requested start.
-        start: u64,
-        /// Requested end (exclusive).
-        end: u64,
-        /// The object's size.
-        size: u64,
-    },
-    /// The backend failed (IO error, network, permissions).
-    #[error("storage backend error: {0}")]
-    Backend(String),
-    /// The backend has no room (disk full, quota reached): a write failed for lack of space.
-    #[error("storage full: {0}")]
-    Full(String),
-}
+pub use crate::error::StoreError;
 
 /// An object in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! A store seen through a key prefix: what an AE title's partition is (see
-//! [`crate::layout::partition_prefix`]). Every key is the prefix plus the key asked for, and
+//! `layout::partition_prefix`). Every key is the prefix plus the key asked for, and
 //! listings give keys without the prefix, so the layout code reads and writes a partition as
 //! if it were the whole store, and cannot name a key outside it (the prefix is prepended after
 //! the key is validated, and a valid key has no `..`).

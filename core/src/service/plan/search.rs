@@ -5,7 +5,7 @@
 
 use super::{Ctx, Plan};
 use crate::error::{Error, Result};
-use crate::layout::upstream::Upstream;
+use crate::ingest::upstream::Upstream;
 use crate::media::MediaType;
 use crate::negotiate::{Category, Negotiation};
 use crate::route::Target;

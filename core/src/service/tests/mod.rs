@@ -3,8 +3,8 @@
 //! the end-to-end tests in `tests/` add DCMTK as the oracle.
 
 use super::*;
-use crate::layout::import;
-use crate::route::Uid;
+use crate::dicom::uid::Uid;
+use crate::ingest as import;
 use crate::service::http::query_param;
 use crate::service::plan::rebase_json;
 use crate::store::MemoryStore;

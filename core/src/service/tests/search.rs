@@ -572,7 +572,7 @@ fn reindex_rebuilds_an_index_from_the_store_alone() {
     let fresh = SqliteIndex::memory().expect("sqlite");
     let (studies, instances) = block_on(async {
         crate::search::open(&fresh).await.expect("schema");
-        crate::search::reindex(&*w.store, &fresh, "DCM4CHEE")
+        crate::ingest::reindex(&*w.store, &fresh, "DCM4CHEE")
             .await
             .expect("reindex")
     });

@@ -12,7 +12,7 @@ struct ServiceOrigin {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl crate::layout::upstream::Upstream for ServiceOrigin {
+impl crate::ingest::upstream::Upstream for ServiceOrigin {
     fn root(&self) -> &str {
         &self.root
     }
@@ -21,7 +21,7 @@ impl crate::layout::upstream::Upstream for ServiceOrigin {
         &self,
         url: &str,
         accept: &str,
-    ) -> std::result::Result<crate::layout::upstream::UpstreamResponse, String> {
+    ) -> std::result::Result<crate::ingest::upstream::UpstreamResponse, String> {
         self.calls.lock().expect("lock").push(url.to_owned());
         // A network round trip: other requests run meanwhile.
         YieldOnce(false).await;
@@ -52,7 +52,7 @@ impl crate::layout::upstream::Upstream for ServiceOrigin {
                 Bytes::from(all)
             }
         };
-        Ok(crate::layout::upstream::UpstreamResponse {
+        Ok(crate::ingest::upstream::UpstreamResponse {
             status: r.status.as_u16(),
             content_type: r
                 .headers
@@ -145,10 +145,10 @@ fn a_scope_missing_upstream_is_asked_for_once_in_a_while() {
     let t0 = 1_700_000_000;
     assert_eq!(at_once(&edge, &path, 8, t0), vec![404; 8]);
     assert_eq!(calls(), 1, "eight requests at once, one question");
-    let within = t0 + crate::layout::upstream::MISS_SECONDS - 1;
+    let within = t0 + crate::ingest::upstream::MISS_SECONDS - 1;
     assert_eq!(at_once(&edge, &path, 1, within), vec![404]);
     assert_eq!(calls(), 1, "the miss is remembered");
-    let after = t0 + crate::layout::upstream::MISS_SECONDS;
+    let after = t0 + crate::ingest::upstream::MISS_SECONDS;
     assert_eq!(at_once(&edge, &path, 1, after), vec![404]);
     assert_eq!(calls(), 2, "and asked again once it expires");
 }
@@ -273,7 +273,7 @@ struct LyingOrigin {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl crate::layout::upstream::Upstream for LyingOrigin {
+impl crate::ingest::upstream::Upstream for LyingOrigin {
     fn root(&self) -> &str {
         self.inner.root()
     }
@@ -282,9 +282,9 @@ impl crate::layout::upstream::Upstream for LyingOrigin {
         &self,
         url: &str,
         accept: &str,
-    ) -> std::result::Result<crate::layout::upstream::UpstreamResponse, String> {
+    ) -> std::result::Result<crate::ingest::upstream::UpstreamResponse, String> {
         if url.contains("/instances/") {
-            return Ok(crate::layout::upstream::UpstreamResponse {
+            return Ok(crate::ingest::upstream::UpstreamResponse {
                 status: 200,
                 content_type: "application/dicom".into(),
                 body: self.file.clone(),

@@ -1,4 +1,4 @@
-//! The one import pipeline: writing instances into a store in the layout of [`crate::layout`],
+//! The one ingest door: writing instances into a store in the layout of [`crate::layout`],
 //! and rebuilding the derived series and study metadata. Runtime-neutral: `wado import` drives
 //! a [`Batch`] over files (natively, concurrently), the read-through cache
 //! ([`super::upstream`]) over what the upstream archive sends, and the tests over fixtures.
@@ -13,10 +13,15 @@
 
 use crate::error::Error;
 use crate::layout::{self, InstanceIndex, LayoutRecord};
-use crate::route::Uid;
+
+mod index;
+pub mod upstream;
+
+use crate::dicom::uid::Uid;
 use crate::search::{Index, IndexError, SharedIndex};
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
+pub use index::{recover, reindex, reindex_study};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -76,7 +81,7 @@ impl Batch {
     /// Keeps a search index in step with this run (for partition `ae_title`): a study is
     /// marked pending there before its first file is written, and its rows are replaced, and
     /// the mark cleared, in one transaction after its metadata is rebuilt ([`Batch::rebuilds`]).
-    /// A run killed in between leaves the mark, and [`crate::search::recover`] rebuilds the
+    /// A run killed in between leaves the mark, and [`crate::ingest::recover`] rebuilds the
     /// study (metadata and rows) from what the store holds.
     pub fn with_index(mut self, index: SharedIndex, ae_title: &str) -> Batch {
         self.search = Some((index, ae_title.to_owned(), String::new()));
@@ -543,7 +548,7 @@ async fn rebuild_metadata(
 /// Rebuilds a study from what the store holds: the metadata of each of its series, its own,
 /// and its search rows (clearing every pending mark of it), as the import's last step does.
 /// What an interrupted import or STOW-RS request left pending is repaired this way
-/// ([`crate::search::recover`]). Returns the number of series.
+/// ([`crate::ingest::recover`]). Returns the number of series.
 pub async fn repair_study(
     store: &dyn Store,
     study: &Uid,
@@ -557,7 +562,7 @@ pub async fn repair_study(
     if series.is_empty() {
         // Nothing left: the study's rows go (and its marks with them).
         if let Some((index, part, _)) = search {
-            crate::search::reindex_study(store, index, part, study, &HashMap::new()).await?;
+            reindex_study(store, index, part, study, &HashMap::new()).await?;
         }
         return Ok(0);
     }

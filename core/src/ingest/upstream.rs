@@ -20,7 +20,7 @@
 //! stored whole and skips them).
 
 use crate::error::{Error, Result};
-use crate::layout::import;
+use crate::ingest as import;
 use crate::layout::{self, LayoutRecord};
 use crate::route::{Target, Uid};
 use crate::search::SharedIndex;
