@@ -113,9 +113,10 @@ impl Default for QueryLimits {
     }
 }
 
-/// An index whose searches take turns: at most [`QueryLimits::concurrent`] run, a bounded
-/// number wait, each for at most the timeout; past that, the search is busy (503).
-/// Statements that change the index are not limited here (one writer runs them in turn).
+/// An index whose searches (QIDO-RS) take turns: at most [`QueryLimits::concurrent`] run, a
+/// bounded number wait, each for at most the timeout; past that, the search is busy (503).
+/// The index's own lookups (a writer's, a retrieval's) and the statements that change the
+/// index are not limited here.
 #[derive(Debug)]
 pub struct Bounded {
     inner: SharedIndex,
@@ -151,6 +152,10 @@ impl Index for Bounded {
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
+        self.inner.query(statement).await
+    }
+
+    async fn search(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
         use std::sync::atomic::Ordering;
         let busy = || IndexError::busy("too many searches at once; retry shortly");
         let permit = match self.running.clone().try_acquire_owned() {
@@ -171,7 +176,7 @@ impl Index for Bounded {
                 }
             }
         };
-        let rows = self.inner.query(statement).await;
+        let rows = self.inner.search(statement).await;
         drop(permit);
         rows
     }
@@ -286,27 +291,37 @@ mod tests {
         let q = || Statement::plain("SELECT 1");
         let first = tokio::spawn({
             let i = index.clone();
-            async move { i.query(Statement::plain("SELECT 1")).await }
+            async move { i.search(Statement::plain("SELECT 1")).await }
         });
         tokio::task::yield_now().await;
         // Waits 1 s for the first, then runs 1 s: done within its turn.
         let second = tokio::spawn({
             let i = index.clone();
-            async move { i.query(Statement::plain("SELECT 1")).await }
+            async move { i.search(Statement::plain("SELECT 1")).await }
         });
         let third = tokio::spawn({
             let i = index.clone();
-            async move { i.query(Statement::plain("SELECT 1")).await }
+            async move { i.search(Statement::plain("SELECT 1")).await }
         });
         tokio::task::yield_now().await;
         // Two wait already: the queue (2 × 1) is full.
-        let e = index.query(q()).await.unwrap_err();
+        let e = index.search(q()).await.unwrap_err();
         assert!(e.busy);
         assert!(first.await.unwrap().is_ok());
         assert!(second.await.unwrap().is_ok());
         // The third waited 2 s for its turn, past its 1.5 s.
         let e = third.await.unwrap().unwrap_err();
         assert!(e.busy, "{e}");
-        assert!(index.query(q()).await.is_ok(), "served again once idle");
+        assert!(index.search(q()).await.is_ok(), "served again once idle");
+        // The index's own lookups are never turned away.
+        let lookups: Vec<_> = (0..8)
+            .map(|_| {
+                let i = index.clone();
+                tokio::spawn(async move { i.query(Statement::plain("SELECT 1")).await })
+            })
+            .collect();
+        for l in lookups {
+            assert!(l.await.unwrap().is_ok());
+        }
     }
 }

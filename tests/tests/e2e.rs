@@ -680,6 +680,8 @@ fn ae_titles_are_partitions() {
         &[
             "--public-url",
             "https://pacs.example.org/base",
+            "--allowed-host",
+            "127.0.0.1",
             "--ae-title",
             "DCM4CHEE",
             "--ae-title",

@@ -183,6 +183,13 @@ pub trait Index: MaybeSendSync + std::fmt::Debug {
 
     /// Runs one query and returns its rows, each value as [`Value`] in select order.
     async fn query(&self, statement: Statement) -> std::result::Result<Vec<Row>, IndexError>;
+
+    /// Runs one client's search (QIDO-RS): like [`Index::query`], but a frontend may bound
+    /// how many run at once and answer busy past that (the index's own lookups, which
+    /// writers and retrievals make, are never turned away).
+    async fn search(&self, statement: Statement) -> std::result::Result<Vec<Row>, IndexError> {
+        self.query(statement).await
+    }
 }
 
 /// Creates the schema when the database has none, and checks the version of one it has.

@@ -48,7 +48,7 @@ pub async fn search_rows(
     let max = max.max(1);
     let wanted = q.limit.map_or(max, |l| l.min(max));
     let rows = index
-        .query(sql::select(
+        .search(sql::select(
             index.dialect(),
             index.max_params(),
             partition,

@@ -181,10 +181,16 @@ impl Service {
             ));
         }
         // The response data set (an item per instance, XML when asked) made on the pool.
-        super::offload::compute(self.config.offload.as_deref(), move || {
+        let made = super::offload::compute(self.config.offload.as_deref(), move || {
             Ok(respond(&root, study.as_ref(), &outcomes, xml))
         })
-        .await
+        .await?;
+        Ok(Response {
+            status: made.status,
+            headers: made.headers,
+            body: Body::Full(made.body),
+            outcome: made.outcome,
+        })
     }
 }
 
@@ -496,7 +502,16 @@ async fn rebuild_now(part: &Partition, batch: &Batch, store: &dyn Store) -> Resu
 /// The Store Instances Response (PS3.18 Table 10.5.3-1) and its status. Written item by item
 /// (a request may store tens of thousands of instances), as DICOM JSON, then translated to
 /// XML when asked.
-fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) -> Response {
+/// A response made on the pool (a [`Response`] may hold a stream, which is not `Send` in the
+/// worker).
+struct Made {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    outcome: Outcome,
+}
+
+fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) -> Made {
     let ui = |s: &str| json!({"vr": "UI", "Value": [s]});
     let ur = |s: String| json!({"vr": "UR", "Value": [s]});
     let (mut referenced, mut n_referenced) = (Vec::new(), 0usize);
@@ -611,10 +626,10 @@ fn respond(root: &str, study: Option<&Uid>, outcomes: &[Outcome1], xml: bool) ->
     for n in &notes {
         http::append_warning(&mut headers, n);
     }
-    Response {
+    Made {
         status,
         headers,
-        body: Body::Full(Bytes::from(bytes)),
+        body: Bytes::from(bytes),
         outcome: Outcome {
             media_type: Some(media.into()),
             resource: Some("store"),
