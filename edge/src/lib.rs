@@ -121,7 +121,6 @@ fn config(env: &Env) -> Result<Config, String> {
             .max(1),
         ..Config::default()
     })
-    .and_then(|c: Config| c.check().map(|()| c))
 }
 
 /// The upstream archive (`ORIGIN_URL`), reached with the Workers `fetch`.
@@ -169,12 +168,15 @@ fn service(env: &Env, scheme: &str) -> Result<Rc<Service>, String> {
         .map_err(|e| format!("R2 binding BUCKET: {e}"))?;
     let mut cfg = config(env)?;
     cfg.scheme = scheme.to_owned();
-    if let Ok(db) = env.d1("INDEX") {
-        cfg.index = Some(Arc::new(d1::D1Index::new(db)));
-    }
+    // The catalog: which instances exist (required: the bucket alone does not say).
+    let db = env
+        .d1("INDEX")
+        .map_err(|e| format!("D1 binding INDEX (the catalog): {e}"))?;
+    cfg.index = Some(Arc::new(d1::D1Index::new(db)));
     if let Some(n) = var(env, "MAX_RESULTS").and_then(|v| v.trim().parse::<usize>().ok()) {
         cfg.max_results = n.max(1);
     }
+    cfg.check()?;
     worker::console_log!("wado-edge: {}", cfg.write_policy());
     let svc = Rc::new(Service::new(Arc::new(r2::R2Store::new(bucket)), cfg));
     SERVICE.with(|s| *s.borrow_mut() = Some(svc.clone()));
@@ -212,6 +214,21 @@ async fn store_selftest(env: &Env) -> worker::Result<Response> {
     plain(200, "ok: every conformance check passed")
 }
 
+/// The catalog conformance suite run against this worker's D1 database, at
+/// `/__wado/index-conformance`, only when the variable `INDEX_SELFTEST` is `1` (the tests set
+/// it under `wrangler dev`; it writes partitions named `D1...` into the database). Two
+/// handles on the one binding write at once.
+async fn index_selftest(env: &Env) -> worker::Result<Response> {
+    std::panic::set_hook(Box::new(|info| {
+        worker::console_error!("index conformance: {info}");
+    }));
+    let a = d1::D1Index::new(env.d1("INDEX")?);
+    let b = d1::D1Index::new(env.d1("INDEX")?);
+    let all: [&dyn wado_core::search::Index; 2] = [&a, &b];
+    wado_core::search::conformance::run_all(&a, &all, "D1").await;
+    plain(200, "ok: every catalog conformance check passed")
+}
+
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let url = req.url()?;
@@ -219,6 +236,11 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         && var(&env, "STORE_SELFTEST").as_deref() == Some("1")
     {
         return store_selftest(&env).await;
+    }
+    if url.path() == "/__wado/index-conformance"
+        && var(&env, "INDEX_SELFTEST").as_deref() == Some("1")
+    {
+        return index_selftest(&env).await;
     }
     let scheme = url.scheme().to_owned();
     let svc = match service(&env, &scheme) {

@@ -1,6 +1,7 @@
 //! `wado import`: walk files and folders and feed every file to one import
-//! [`Batch`](wado_core::ingest::Batch) of the core, on every core (the batch takes
-//! care of files sharing a SOP Instance UID), then run its metadata rebuilds in parallel.
+//! [`Batch`](wado_core::ingest::Batch) of the core, the ingest door every writer takes, on
+//! every core (the batch takes care of files sharing a SOP Instance UID; the catalog, of
+//! other writers).
 
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
@@ -53,11 +54,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
-    /// A file to hold an exclusive lock on while series metadata is rebuilt, when the store
-    /// is a directory (`{data}/.wado-rebuild.lock`): two imports into one directory then take
-    /// turns at the rebuild, and the later one lists everything the earlier one stored.
-    pub rebuild_lock: Option<PathBuf>,
-    /// The search index to keep in step (see `Batch::with_index`).
+    /// The catalog (search index) each instance is committed to (see `Batch::with_index`);
+    /// without one, objects are written and `wado reindex` builds the catalog.
     pub index: Option<wado_core::search::SharedIndex>,
 }
 
@@ -98,7 +96,21 @@ pub async fn run(
     opts: &Options,
     mut report: impl FnMut(&Path, &FileResult),
 ) -> Result<Summary, wado_core::Error> {
-    let layout = core_import::ensure_layout(&*store, &opts.public_url, &opts.ae_title).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(index) = &opts.index {
+        // Versions retired long enough ago, by this or another writer, go first.
+        wado_core::ingest::sweep(&*store, &**index, &opts.ae_title, now, 100_000).await?;
+    }
+    let catalog = opts.index.as_ref().map(|i| {
+        (
+            &**i as &dyn wado_core::search::Index,
+            opts.ae_title.as_str(),
+        )
+    });
+    let layout =
+        core_import::ensure_layout(&*store, catalog, &opts.public_url, &opts.ae_title).await?;
     let (files, walk_errors) = collect_files(paths);
     let mut summary = Summary::default();
     for (p, e) in &walk_errors {
@@ -116,15 +128,10 @@ pub async fn run(
         b.enable_steady_tick(Duration::from_millis(200));
         b
     });
+    let batch = Batch::new(layout, now, rand::random());
     let batch = match &opts.index {
-        Some(index) => {
-            // Studies an earlier, interrupted import left pending first.
-            wado_core::ingest::recover(&*store, &**index, &opts.ae_title).await?;
-            Batch::new(layout)
-                .with_index(index.clone(), &opts.ae_title)
-                .writing_as(&format!("import {:016x}", rand::random::<u64>()))
-        }
-        None => Batch::new(layout),
+        Some(index) => batch.with_index(index.clone(), &opts.ae_title, None),
+        None => batch,
     };
     let batch = Arc::new(batch);
     let task_store = store.clone();
@@ -191,29 +198,7 @@ pub async fn run(
             "an import task outlived the run".into(),
         ))
     })?;
-    // Concurrent imports into one directory: each rebuild lists the store after taking the
-    // lock, so the last one sees every instance any of them stored (without it, an earlier
-    // listing written last made instances vanish from series metadata).
-    let _lock = match &opts.rebuild_lock {
-        Some(path) => Some(lock_exclusive(path.clone()).await.map_err(|e| {
-            wado_core::Error::Store(wado_core::store::StoreError::Backend(format!(
-                "{}: {e}",
-                path.display()
-            )))
-        })?),
-        None => None,
-    };
-    // Studies rebuilt in parallel, four at a time.
-    let jobs = batch.rebuilds().into_iter().map(|job| {
-        let store = store.clone();
-        tokio::spawn(async move { job.run(&*store).await })
-    });
-    let mut rebuilds = futures::stream::iter(jobs).buffer_unordered(4);
-    while let Some(r) = rebuilds.next().await {
-        r.map_err(|e| {
-            wado_core::Error::Store(wado_core::store::StoreError::Backend(e.to_string()))
-        })??;
-    }
+    batch.finish(&*store).await?;
     // The planner's statistics, once per run.
     if let Some(index) = &opts.index {
         index
@@ -221,22 +206,6 @@ pub async fn run(
             .await?;
     }
     Ok(summary)
-}
-
-/// Opens `path` and takes an exclusive lock on it (waiting for other holders), off the async
-/// threads; the lock goes with the returned file.
-async fn lock_exclusive(path: PathBuf) -> std::io::Result<std::fs::File> {
-    tokio::task::spawn_blocking(move || {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        f.lock()?;
-        Ok(f)
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 /// Prints the one-line summary.

@@ -48,6 +48,16 @@ impl IndexSpec {
         durable: bool,
         limits: QueryLimits,
     ) -> Result<SharedIndex, String> {
+        let index = self.connect(durable, limits).await?;
+        wado_core::search::open(&*index)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(index)
+    }
+
+    /// Connects to it without touching its schema (`wado reindex` replaces one of another
+    /// version).
+    pub async fn connect(&self, durable: bool, limits: QueryLimits) -> Result<SharedIndex, String> {
         let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let open_file = |path: PathBuf, durable: bool, keep: Option<tempfile::TempDir>| async move {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -81,11 +91,7 @@ impl IndexSpec {
             }
             IndexSpec::Sqlite(path) => open_file(path.clone(), durable, None).await?,
         };
-        let index: SharedIndex = Arc::new(Bounded::new(index, limits));
-        wado_core::search::open(&*index)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(index)
+        Ok(Arc::new(Bounded::new(index, limits)))
     }
 
     /// [`IndexSpec::open_with`] the default limits.
@@ -115,7 +121,7 @@ impl Default for QueryLimits {
 
 /// An index whose searches (QIDO-RS) take turns: at most [`QueryLimits::concurrent`] run, a
 /// bounded number wait, each for at most the timeout; past that, the search is busy (503).
-/// The index's own lookups (a writer's, a retrieval's) and the statements that change the
+/// The catalog's own lookups (a writer's, a retrieval's) and the statements that change the
 /// index are not limited here.
 #[derive(Debug)]
 pub struct Bounded {
@@ -193,6 +199,21 @@ pub async fn open_lasting(
         IndexSpec::Memory => Ok(None),
         spec => spec
             .open(durable)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot open the search index: {e}")),
+    }
+}
+
+/// [`open_lasting`] without the schema check (`wado reindex` makes the schema).
+pub async fn connect_lasting(
+    index: Option<&str>,
+    data: &Path,
+) -> Result<Option<SharedIndex>, String> {
+    match IndexSpec::resolve(index, data).map_err(|e| format!("--index {e}"))? {
+        IndexSpec::Memory => Ok(None),
+        spec => spec
+            .connect(true, QueryLimits::default())
             .await
             .map(Some)
             .map_err(|e| format!("cannot open the search index: {e}")),
@@ -313,7 +334,7 @@ mod tests {
         let e = third.await.unwrap().unwrap_err();
         assert!(e.busy, "{e}");
         assert!(index.search(q()).await.is_ok(), "served again once idle");
-        // The index's own lookups are never turned away.
+        // The catalog's own lookups are never turned away.
         let lookups: Vec<_> = (0..8)
             .map(|_| {
                 let i = index.clone();

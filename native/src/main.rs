@@ -298,7 +298,6 @@ async fn run_import(
         ae_title,
         concurrency: cores * 4,
         progress: std::io::stderr().is_terminal(),
-        rebuild_lock: (!is_s3).then(|| data.join(".wado-rebuild.lock")),
         index,
     };
     let started = std::time::Instant::now();
@@ -351,7 +350,7 @@ async fn run_reindex(
     let file = Arc::new(SqlFile::default());
     let target: wado_core::search::SharedIndex = match &sql_out {
         Some(_) => file.clone(),
-        None => match wado_native::index::open_lasting(index.as_deref(), &data, true).await {
+        None => match wado_native::index::connect_lasting(index.as_deref(), &data).await {
             Ok(Some(i)) => i,
             Ok(None) => {
                 eprintln!("wado reindex: say --index FILE (an index in memory would be lost)");
@@ -363,11 +362,19 @@ async fn run_reindex(
             }
         },
     };
-    if sql_out.is_some() {
-        if let Err(e) = wado_core::search::open(&*target).await {
-            eprintln!("wado reindex: {e}");
-            return ExitCode::FAILURE;
-        }
+    // The schema: in the file, to create it where it is loaded; else an index of another
+    // version is dropped and made anew.
+    let opened = if sql_out.is_some() {
+        target
+            .execute(wado_core::search::schema::create(target.dialect()))
+            .await
+            .map_err(wado_core::Error::from)
+    } else {
+        wado_core::search::open_rebuilt(&*target).await
+    };
+    if let Err(e) = opened {
+        eprintln!("wado reindex: {e}");
+        return ExitCode::FAILURE;
     }
     let started = std::time::Instant::now();
     for ae in &ae_titles {
@@ -441,10 +448,6 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
         ..
     } = settings;
     let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
-    if let Err(e) = config.check() {
-        eprintln!("wado serve: {e}");
-        return ExitCode::FAILURE;
-    }
     let store = match wado_native::open_store(data, true) {
         Ok(s) => s,
         Err(e) => {
@@ -458,6 +461,10 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
             eprintln!("wado serve: search index: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    if let Err(e) = config.check() {
+        eprintln!("wado serve: {e}");
+        return ExitCode::FAILURE;
     }
     let policy = config.write_policy();
     if config.allow_anonymous_writes && config.auth.is_none() && !config.read_only {

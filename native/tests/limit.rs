@@ -17,17 +17,30 @@ const FILE: &[u8] = include_bytes!("../../tests/fixtures/corpus/ct_small_ele.dcm
 
 async fn service() -> (Arc<Service>, String) {
     let store = Arc::new(MemoryStore::new());
-    let layout = import::ensure_layout(&*store, "http://x", "DCM4CHEE")
+    let index: wado_core::search::SharedIndex = wado_native::index::IndexSpec::Memory
+        .open(false)
         .await
         .unwrap();
-    let batch = import::Batch::new(layout);
+    let layout =
+        import::ensure_layout(&*store, Some((&*index, "DCM4CHEE")), "http://x", "DCM4CHEE")
+            .await
+            .unwrap();
+    let batch = import::Batch::new(layout, 1_700_000_000, [1; 16]).with_index(
+        index.clone(),
+        "DCM4CHEE",
+        None,
+    );
     let r = batch
         .add(&*store, bytes::Bytes::from_static(FILE))
         .await
         .unwrap();
     batch.finish(&*store).await.unwrap();
     let url = format!("/dcm4chee-arc/aets/DCM4CHEE/rs/studies/{}", r.study);
-    (Arc::new(Service::new(store, Config::default())), url)
+    let config = Config {
+        index: Some(index),
+        ..Config::default()
+    };
+    (Arc::new(Service::new(store, config)), url)
 }
 
 fn get(url: &str) -> Request<Body> {

@@ -754,11 +754,52 @@ impl Drop for PgServer {
     }
 }
 
-/// Every stored instance is complete: where an index exists, it parses and names its file's
-/// size and SHA-256 (checked with coreutils' sha256sum, not with wado's own hashing); a `.dcm`
-/// without an index is an instance not (yet) stored.
+/// Every stored generation of an instance is complete: where an index exists, it parses and
+/// names its file's size and SHA-256 (checked with coreutils' sha256sum, not with wado's own
+/// hashing); a `.dcm` without an index is a write that never finished. Returns how many
+/// complete generations there are (see [`complete_instances`] for instances).
 pub fn check_consistent(data: &Path) -> usize {
-    let mut complete = 0;
+    complete_generations(data).len()
+}
+
+/// The file and index of the instance `sop` in a directory store: its newest generation (the
+/// one a later write made; a store written once has one).
+pub fn stored_paths(data: &Path, st: &str, se: &str, sop: &str) -> (PathBuf, PathBuf) {
+    let dir = data.join(format!("studies/{st}/series/{se}/instances"));
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.ends_with(".dcm")
+                && (name == format!("{sop}.dcm") || name.starts_with(&format!("{sop}-")))
+        })
+        .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+        .collect();
+    found.sort();
+    let dcm = found
+        .pop()
+        .unwrap_or_else(|| panic!("no file of {sop} in {}", dir.display()))
+        .1;
+    let index = PathBuf::from(dcm.to_string_lossy().replace(".dcm", ".index.json"));
+    (dcm, index)
+}
+
+/// The SOP Instance UIDs with at least one complete generation in a directory store: what a
+/// catalog rebuilt from the store (`wado reindex`) would list.
+pub fn complete_instances(data: &Path) -> std::collections::BTreeSet<String> {
+    complete_generations(data)
+        .into_iter()
+        .map(|name| {
+            let stem = name.trim_end_matches(".dcm");
+            stem.split_once('-').map_or(stem, |(sop, _)| sop).to_owned()
+        })
+        .collect()
+}
+
+/// The file names of the complete generations (checked as [`check_consistent`] says).
+fn complete_generations(data: &Path) -> Vec<String> {
+    let mut complete = Vec::new();
     let mut stack = vec![data.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
@@ -799,7 +840,7 @@ pub fn check_consistent(data: &Path) -> usize {
                 "{}: content",
                 p.display()
             );
-            complete += 1;
+            complete.push(name);
         }
     }
     complete

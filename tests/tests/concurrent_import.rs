@@ -1,10 +1,9 @@
 //! Two `wado import` runs into one data directory at once (issue 12): every instance of both
-//! ends up in the series metadata (their rebuilds take turns behind a lock file, and each lists
-//! the store after taking it). Without the lock an earlier listing written last dropped the
-//! other run's instances.
+//! ends up in the series metadata and the counts, each committed to the catalog when it is
+//! stored (before, each run rebuilt the metadata from its own listing at its end, and an
+//! earlier listing written last dropped the other run's instances).
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
 use std::process::Command;
 use wado_tests::*;
 
@@ -37,17 +36,25 @@ fn two_imports_at_once_keep_every_instance_in_the_series_metadata() {
         let (mut one, mut two) = (start(&a), start(&b));
         assert!(one.wait().unwrap().success());
         assert!(two.wait().unwrap().success());
-        let gz =
-            std::fs::read(data.join(format!("studies/{st}/series/{se}/metadata.json.gz"))).unwrap();
-        let mut json = String::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_string(&mut json)
-            .unwrap();
-        let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let server = Server::start_native(&data, &[]);
+        let r = get(
+            &format!("{}/studies/{st}/series/{se}/metadata", server.root()),
+            None,
+        );
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(
             list.len(),
             400,
             "round {round}: every instance in the series metadata"
+        );
+        let r = get(
+            &format!("{}/studies?StudyInstanceUID={st}", server.root()),
+            None,
+        );
+        let found: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            found[0]["00201208"]["Value"][0], 400,
+            "round {round}: the count"
         );
     }
 }

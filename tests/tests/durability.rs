@@ -1,13 +1,14 @@
 //! Durability of a directory store, read from the kernel's side: `wado import` run under
 //! `strace` (the oracle: the system calls as they happened), one file. What a power cut can
 //! observe is what reached the disk, in the order it did; docs/STORAGE-LAYOUT.md's rule ("an
-//! instance exists when its `.dcm` exists and its index names that file") only survives one if
+//! instance exists when the catalog's row names a generation whose objects the store holds")
+//! only survives one if
 //!
-//! - each temporary file's data is synced before it is renamed over its key (else the name can
+//! - each temporary file's data is synced before it is renamed to its key (else the name can
 //!   survive over an empty file),
-//! - the directory is synced after the `.dcm`'s rename and before the index's (else the index
-//!   can survive without its file), and after the index's (else the import said "stored" too
-//!   early);
+//! - the directory is synced after both renames and before the catalog's commit (else the row
+//!   can survive without its objects),
+//! - the commit is synced (SQLite's log) before the import says "stored";
 //!
 //! and `--no-fsync` (a bulk load one can re-run) makes none of these calls.
 #![allow(clippy::unwrap_used)]
@@ -66,7 +67,7 @@ fn traced_import(extra: &[&str]) -> (Vec<(String, String)>, String) {
 }
 
 #[test]
-fn import_syncs_each_file_before_its_rename_and_the_directory_between_dcm_and_index() {
+fn import_syncs_its_objects_before_the_commit_and_the_commit_before_it_ends() {
     let (calls, sop) = traced_import(&[]);
     let at = |what: &str, pred: &dyn Fn(&str) -> bool| {
         calls
@@ -74,39 +75,41 @@ fn import_syncs_each_file_before_its_rename_and_the_directory_between_dcm_and_in
             .position(|(n, p)| n == what && pred(p))
             .unwrap_or_else(|| panic!("no {what} matching; calls: {calls:#?}"))
     };
-    let dcm = format!("/{sop}.dcm");
-    let index = format!("/{sop}.index.json");
-    let dcm_renamed = at("rename", &|p| p.ends_with(&dcm));
-    let index_renamed = at("rename", &|p| p.ends_with(&index));
-    let dcm_synced = at("fdatasync", &|p| p.contains(&format!("/.tmp-{sop}.dcm-")));
-    let index_synced = at("fdatasync", &|p| {
-        p.contains(&format!("/.tmp-{sop}.index.json-"))
-    });
+    let object = |suffix: &'static str| {
+        let sop = sop.clone();
+        move |p: &str| {
+            p.contains(&format!("/{sop}-")) && p.ends_with(suffix) && !p.contains("/.tmp-")
+        }
+    };
+    let temp = |suffix: &'static str| {
+        let sop = sop.clone();
+        move |p: &str| p.contains(&format!("/.tmp-{sop}-")) && p.contains(suffix)
+    };
+    let dcm_renamed = at("rename", &object(".dcm"));
+    let index_renamed = at("rename", &object(".index.json"));
+    let dcm_synced = at("fdatasync", &temp(".dcm"));
+    let index_synced = at("fdatasync", &temp(".index.json"));
     assert!(
         dcm_synced < dcm_renamed,
         "the .dcm's data is on disk before its name"
     );
-    assert!(
-        dcm_renamed < index_renamed,
-        "the .dcm first, the index last"
-    );
-    assert!(index_synced < index_renamed);
-    let dir_syncs: Vec<usize> = calls
+    assert!(index_synced < index_renamed, "and the index's");
+    let renamed = dcm_renamed.max(index_renamed);
+    let dir_synced = calls
         .iter()
         .enumerate()
-        .filter(|(_, (n, p))| n == "fsync" && p.ends_with("/instances"))
-        .map(|(i, _)| i)
-        .collect();
-    assert!(
-        dir_syncs
-            .iter()
-            .any(|&i| dcm_renamed < i && i < index_renamed),
-        "the directory is synced between the .dcm's rename and the index's: {calls:#?}"
-    );
-    assert!(
-        dir_syncs.iter().any(|&i| i > index_renamed),
-        "and after the index's"
-    );
+        .position(|(i, (n, p))| i > renamed && n == "fsync" && p.ends_with("/instances"))
+        .unwrap_or_else(|| panic!("the directory synced after both names: {calls:#?}"));
+    let committed = calls
+        .iter()
+        .enumerate()
+        .position(|(i, (n, p))| {
+            i > dir_synced
+                && (n == "fsync" || n == "fdatasync")
+                && p.ends_with("wado-index.sqlite-wal")
+        })
+        .unwrap_or_else(|| panic!("the catalog's commit synced after the objects: {calls:#?}"));
+    assert!(committed > dir_synced);
 }
 
 #[test]
@@ -114,6 +117,6 @@ fn no_fsync_makes_no_sync_calls() {
     let (calls, sop) = traced_import(&["--no-fsync"]);
     assert!(calls
         .iter()
-        .any(|(n, p)| n == "rename" && p.ends_with(&format!("/{sop}.dcm"))));
+        .any(|(n, p)| n == "rename" && p.contains(&format!("/{sop}-")) && p.ends_with(".dcm")));
     assert!(calls.iter().all(|(n, _)| n == "rename"), "{calls:#?}");
 }

@@ -145,3 +145,54 @@ fn a_reindex_into_postgresql_gives_the_import_s_index() {
         assert_eq!(&answer(&after, q), w, "{q}");
     }
 }
+
+/// The catalog conformance suite (`wado_core::search::conformance`) on a real PostgreSQL with
+/// three connections writing at once (as three replicas would), and on SQLite files opened by
+/// three handles off the async threads.
+#[test]
+fn postgresql_and_sqlite_pass_the_catalog_conformance_suite() {
+    use wado_core::search::{conformance, Index};
+    let pg = PgServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            handles.push(
+                wado_native::postgres::PgIndex::connect(
+                    &pg.url,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let all: Vec<&dyn Index> = handles.iter().map(|h| h as &dyn Index).collect();
+        conformance::run_all(all[0], &all, "PG").await;
+    });
+    let dir = tempdir();
+    let spec = wado_native::index::IndexSpec::Sqlite(dir.path().join("index.sqlite"));
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            handles.push(
+                spec.connect(true, wado_native::index::QueryLimits::default())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let all: Vec<&dyn Index> = handles.iter().map(|h| &**h).collect();
+        conformance::run_all(all[0], &all, "SQ").await;
+    });
+}
+
+/// The same suite on D1, in the worker under `wrangler dev` (`/__wado/index-conformance`).
+#[test]
+fn d1_passes_the_catalog_conformance_suite() {
+    let worker = Server::start_worker(None, &[("INDEX_SELFTEST", "1")]);
+    let r = get(&format!("{}/__wado/index-conformance", worker.base), None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}

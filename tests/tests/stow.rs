@@ -292,18 +292,18 @@ fn a_stow_cut_off_or_a_server_killed_mid_stow_leaves_the_store_consistent() {
             let cut = 1 + next() as usize % (body.len() - 1);
             stow_cut_off(&server.root(), &body, boundary, cut);
         }
-        // The server finishes what it received whole (in its own time): then what is
-        // searchable and listed is what is stored whole.
+        // What the server took whole is stored (each instance at its commit): searched and
+        // listed alike, and never more than the store holds whole.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let complete = check_consistent(&data);
             let seen = searchable_and_listed(&server, &st, &se);
-            if seen == (complete, complete) {
+            let whole = complete_instances(&data).len();
+            if seen.0 == seen.1 && seen.0 <= whole {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "round {round}: searchable and listed {seen:?}, stored whole {complete}"
+                "round {round}: searchable and listed {seen:?}, stored whole {whole}"
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -318,16 +318,16 @@ fn a_stow_cut_off_or_a_server_killed_mid_stow_leaves_the_store_consistent() {
         sender.join().unwrap();
         check_consistent(&data);
     }
-    // A fresh server agrees with the store (pending studies rebuilt before its first search).
+    // A fresh server agrees with itself; objects of writes killed before their commit are
+    // there but nothing names them.
     let server = Server::start_native(&data, &["--allow-anonymous-writes"]);
-    let complete = check_consistent(&data);
-    assert_eq!(
-        searchable_and_listed(&server, &st, &se),
-        (complete, complete)
-    );
+    check_consistent(&data);
+    let (searched, listed) = searchable_and_listed(&server, &st, &se);
+    assert_eq!(searched, listed);
+    assert!(searched <= complete_instances(&data).len());
     // Sending everything again completes the store.
     wado_store_sends_quietly(&server, &src);
-    assert_eq!(check_consistent(&data), 200);
+    assert_eq!(complete_instances(&data).len(), 200);
     assert_eq!(searchable_and_listed(&server, &st, &se), (200, 200));
 }
 

@@ -1,89 +1,139 @@
-//! The search index kept in step with the store by the writers: a study's rows rebuilt from
-//! what the store holds, the studies an interrupted writer left pending repaired, a whole
-//! partition re-indexed (`wado reindex`).
+//! The catalog rebuilt from the store (`wado reindex`, an index held in memory at start), and
+//! the store cleaned of versions the catalog retired.
 
+use super::Committer;
 use crate::dicom::uid::Uid;
-use crate::error::Result;
-use crate::layout::{self, InstanceIndex};
-use crate::search::{schema, Index, Statement, Value};
+use crate::error::{Error, Result};
+use crate::layout::{self, InstanceIndex, LayoutRecord, ListedInstance};
+use crate::search::{rows, schema, Index, Value};
 use crate::store::Store;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Rebuilds one study's rows from the store (its whole instances), and clears its pending
-/// mark, in one transaction. A study with no instance left loses its rows.
-pub async fn reindex_study(
+/// How long a retired version's objects stay after it was replaced, in seconds: a reader that
+/// found the old version just before (a study streaming for minutes) still reads it whole.
+pub const RETIRED_GRACE: u64 = 600;
+
+/// Deletes the objects of versions retired before `now - RETIRED_GRACE`, at most `limit` of
+/// them, and forgets them; returns how many.
+pub async fn sweep(
     store: &dyn Store,
     index: &dyn Index,
     partition: &str,
-    study: &Uid,
-    known: &HashMap<String, Arc<InstanceIndex>>,
+    now: u64,
+    limit: usize,
 ) -> Result<usize> {
-    let instances = super::valid_indexes(store, &layout::study_prefix(study), known).await?;
-    let list: Vec<&InstanceIndex> = instances.iter().map(|i| &**i).collect();
-    index
-        .execute(schema::replace_study(
-            index.dialect(),
-            index.max_params(),
+    let d = index.dialect();
+    let due = index
+        .query(schema::retired_due(
+            d,
             partition,
-            study,
-            &list,
-            None,
+            now.saturating_sub(RETIRED_GRACE),
+            limit,
         ))
         .await?;
-    Ok(list.len())
-}
-
-/// Rebuilds the studies an interrupted import or STOW-RS request left pending (see the module
-/// doc): their series and study metadata as well as their rows, since the interruption may
-/// have come between an instance's write and its study's rebuild.
-pub async fn recover(store: &dyn Store, index: &dyn Index, partition: &str) -> Result<usize> {
-    let rows = index
-        .query(schema::pending(index.dialect(), partition))
-        .await?;
     let mut n = 0;
-    for row in rows {
-        let Some(uid) = row.first().and_then(Value::as_str) else {
+    for row in due {
+        let uid = |i: usize| {
+            row.get(i)
+                .and_then(Value::as_str)
+                .and_then(|s| Uid::parse(s).ok())
+        };
+        let (Some(study), Some(series), Some(sop)) = (uid(0), uid(1), uid(2)) else {
             continue;
         };
-        let Ok(study) = Uid::parse(uid) else {
-            continue;
-        };
-        super::repair_study(store, &study, Some((index, partition))).await?;
+        let gen = row.get(3).and_then(Value::as_str).unwrap_or("").to_owned();
+        store
+            .delete(&layout::index_key(&study, &series, &sop, &gen))
+            .await?;
+        store
+            .delete(&layout::instance_key(&study, &series, &sop, &gen))
+            .await?;
+        index
+            .execute(vec![schema::forget_retired(d, partition, &sop, &gen)])
+            .await?;
         n += 1;
     }
     Ok(n)
 }
 
-/// Rebuilds a partition's whole index from the store: every stored study, then the rows of
-/// studies the store no longer holds are dropped. Returns (studies, instances).
+/// Rebuilds a partition's catalog from the store: of each SOP Instance UID the latest version
+/// stored whole (an index object naming its file's size; `stored_at`, then the generation,
+/// decide), committed in the order they were stored, so that merged series and study
+/// attributes are what the writes left; studies the store no longer holds are dropped; the
+/// store's layout record becomes the catalog's. Returns (studies, instances).
 pub async fn reindex(
     store: &dyn Store,
     index: &dyn Index,
     partition: &str,
 ) -> Result<(usize, usize)> {
-    let mut studies: Vec<Uid> = layout::listed_instances(store.list(layout::STUDIES_PREFIX).await?)
-        .into_iter()
-        .map(|i| i.study)
-        .collect();
-    studies.sort();
-    studies.dedup();
-    let mut instances = 0;
-    for study in &studies {
-        instances += reindex_study(store, index, partition, study, &HashMap::new()).await?;
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    if let Some(b) = store.get(layout::LAYOUT_KEY).await? {
+        let rec = LayoutRecord::from_json(&b)?;
+        let text = String::from_utf8_lossy(&rec.to_json()).into_owned();
+        index
+            .execute(vec![schema::layout_put(index.dialect(), partition, &text)])
+            .await?;
     }
+    let listed = layout::listed_instances(store.list(layout::STUDIES_PREFIX).await?);
+    let read = listed.into_iter().map(|l: ListedInstance| async move {
+        let key = l.index_key();
+        let Some(b) = store.get(&key).await? else {
+            return Ok::<_, Error>(None);
+        };
+        Ok(InstanceIndex::from_json(&key, &b)
+            .ok()
+            .filter(|i| i.matches_file(Some(l.size)) && i.gen == l.gen))
+    });
+    let found: Vec<Option<InstanceIndex>> = stream::iter(read).buffered(16).try_collect().await?;
+    // The latest version of each SOP Instance UID.
+    let mut latest: BTreeMap<Uid, InstanceIndex> = BTreeMap::new();
+    for i in found.into_iter().flatten() {
+        let newer = latest
+            .get(&i.sop_instance)
+            .is_none_or(|o| (i.stored_at, &i.gen) > (o.stored_at, &o.gen));
+        if newer {
+            latest.insert(i.sop_instance.clone(), i);
+        }
+    }
+    let mut by_study: BTreeMap<Uid, Vec<InstanceIndex>> = BTreeMap::new();
+    for (_, i) in latest {
+        by_study.entry(i.study.clone()).or_default().push(i);
+    }
+    let d = index.dialect();
+    let committer = Arc::new(Committer::default());
+    let mut instances = 0;
+    for (study, mut list) in std::mem::take(&mut by_study) {
+        // A study rebuilt whole: what was there goes first.
+        index
+            .execute(schema::delete_study(d, partition, study.as_str()))
+            .await?;
+        list.sort_by(|a, b| (a.stored_at, &a.sop_instance).cmp(&(b.stored_at, &b.sop_instance)));
+        for i in &list {
+            let rows = rows::instance_rows(partition, i);
+            committer
+                .commit(
+                    index,
+                    schema::commit_instance(d, partition, &rows, i.stored_at),
+                )
+                .await?;
+        }
+        instances += list.len();
+        by_study.insert(study, Vec::new());
+    }
+    let studies: Vec<&Uid> = by_study.keys().collect();
     let indexed = index
-        .query(schema::studies_of_partition(index.dialect(), partition))
+        .query(schema::studies_of_partition(d, partition))
         .await?;
-    let gone: Vec<Statement> = indexed
+    let gone: Vec<crate::search::Statement> = indexed
         .iter()
         .filter_map(|r| r.first().and_then(Value::as_str))
         .filter(|uid| studies.binary_search_by(|s| s.as_str().cmp(uid)).is_err())
-        .flat_map(|uid| schema::delete_study(index.dialect(), partition, uid))
+        .flat_map(|uid| schema::delete_study(d, partition, uid))
         .collect();
     if !gone.is_empty() {
         index.execute(gone).await?;
     }
-    index.execute(schema::analyze(index.dialect())).await?;
+    index.execute(schema::analyze(d)).await?;
     Ok((studies.len(), instances))
 }

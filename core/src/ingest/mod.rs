@@ -1,68 +1,106 @@
-//! The one ingest door: writing instances into a store in the layout of [`crate::layout`],
-//! and rebuilding the derived series and study metadata. Runtime-neutral: `wado import` drives
-//! a [`Batch`] over files (natively, concurrently), the read-through cache
-//! ([`super::upstream`]) over what the upstream archive sends, and the tests over fixtures.
+//! The one ingest door: every writer (`wado import`, STOW-RS, the read-through cache's fills)
+//! stores instances through a [`Batch`], and nothing else writes instances.
 //!
-//! Crash safety comes from the write order, each write an atomic replace: when an instance is
-//! replaced, its old index goes first (the instance is absent for a moment); then the `.dcm`;
-//! the index last. So no reader ever pairs an index with a file it does not describe, even one
-//! of the same size (a corrected name of the same length), and an import killed at any instant
-//! leaves each instance complete or absent (a `.dcm` without its index is not listed, and is
-//! overwritten by the next import). Metadata objects are rebuilt from the indexes whose `.dcm`
-//! matches them, after the instances are written, so the next import (or rebuild) repairs them.
+//! One instance is stored in three steps, each safe to interrupt:
+//!
+//! 1. its objects are written under a name of their own, a new generation (`gen`) per write:
+//!    `{sop}-{gen}.dcm`, the file as received, and `{sop}-{gen}.index.json`, what was derived
+//!    from it (frames, bulk data, metadata). Nothing is ever overwritten, so no reader can pair
+//!    an index with a file it does not describe, in any backend;
+//! 2. one transaction of the catalog (the search index: SQLite, PostgreSQL, D1) makes that
+//!    generation the current version of its SOP Instance UID, updating its series and study
+//!    rows by a constant amount of work ([`crate::search::schema::commit_instance`]): this is
+//!    the moment the instance exists, for every reader of every process, replica or isolate;
+//! 3. the generation it replaced is retired, and its objects deleted once no reader may still
+//!    be streaming them ([`sweep`]).
+//!
+//! An interruption before 2 leaves unreferenced objects (deleted by `wado reindex --prune`,
+//! never read); after 2 the instance is stored. Concurrent commits of one partition from one
+//! process share a transaction ([`Committer`]): a durable commit waits for the disk once for
+//! all of them. Series and study metadata are not written here at all: they are assembled on
+//! read from the catalog, keyed by the series' or study's version.
 
+use crate::dicom::uid::Uid;
 use crate::error::Error;
 use crate::layout::{self, InstanceIndex, LayoutRecord};
+use crate::search::{schema, Index, IndexError, SharedIndex, Statement, Value};
+use crate::store::{Store, StoreError};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+mod commit;
 mod index;
 pub mod upstream;
 
-use crate::dicom::uid::Uid;
-use crate::search::{Index, IndexError, SharedIndex};
-use crate::store::{Store, StoreError};
-use bytes::Bytes;
-pub use index::{recover, reindex, reindex_study};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+pub use commit::Committer;
+pub use index::{reindex, sweep, RETIRED_GRACE};
 
-/// One import run. Files are added one by one, concurrently if the caller wishes (files with
-/// the same SOP Instance UID take turns, so one's index never pairs with another's file); the
-/// series they touch are rebuilt once at the end ([`Batch::rebuilds`]), from the indexes the
-/// run wrote (kept in memory) and those already stored.
+/// One run of writes (a `wado import`, a STOW-RS request, a fill). Files are added one by one,
+/// concurrently if the caller wishes; files with the same SOP Instance UID take turns within a
+/// process, and the catalog decides between processes.
 #[derive(Debug)]
 pub struct Batch {
     layout: LayoutRecord,
-    /// One lock per SOP Instance UID being imported (shared with other runs into the same
-    /// store by [`Batch::with_turns`]).
+    /// One lock per SOP Instance UID being written (shared with other runs by
+    /// [`Batch::with_turns`]).
     turns: Arc<Turns>,
-    touched: Mutex<BTreeSet<(Uid, Uid)>>,
-    known: Mutex<HashMap<String, Arc<InstanceIndex>>>,
-    /// The search index to keep in step, the partition (AE title) this run writes, and the
-    /// run's name in the index's pending marks.
-    search: Option<(SharedIndex, String, String)>,
-    /// Studies marked pending in the search index by this run.
-    marked: Mutex<BTreeSet<Uid>>,
-    /// Where each file is parsed and indexed (CPU work): a pool of the frontend's, so that
-    /// files of one run are prepared on several cores; here when `None`.
+    /// The catalog, the partition (AE title) this run writes, and the commits it shares.
+    catalog: Option<(SharedIndex, String, Arc<Committer>)>,
+    /// Where each file is parsed and indexed (CPU work): a pool of the frontend's; here when
+    /// `None`.
     offload: Option<Arc<dyn crate::Offload>>,
-    /// The most bytes one instance may take once read: a Deflated file's inflated size
-    /// counts, not its stored one.
+    /// The most bytes one instance may take once read (a Deflated one inflated).
     max_instance: u64,
+    /// When the run writes (seconds since the Unix epoch: the frontend's clock).
+    now: u64,
+    /// The run's random bytes and a counter: every write's generation is new.
+    entropy: [u8; 16],
+    counter: AtomicU64,
 }
 
 impl Batch {
-    /// A run into a store whose layout record is `layout` (see [`ensure_layout`]).
-    pub fn new(layout: LayoutRecord) -> Batch {
+    /// A run into a store whose layout record is `layout` (see [`ensure_layout`]), at `now`,
+    /// with 16 random bytes of the frontend's (`entropy`) to name its writes.
+    pub fn new(layout: LayoutRecord, now: u64, entropy: [u8; 16]) -> Batch {
         Batch {
             layout,
             turns: Arc::default(),
-            touched: Mutex::default(),
-            known: Mutex::default(),
-            search: None,
-            marked: Mutex::default(),
+            catalog: None,
             offload: None,
             max_instance: layout::MAX_INFLATED,
+            now,
+            entropy,
+            counter: AtomicU64::new(0),
         }
+    }
+
+    /// Prepares files (parse, index, metadata) on `offload`'s threads rather than the caller's.
+    pub fn with_offload(mut self, offload: Option<Arc<dyn crate::Offload>>) -> Batch {
+        self.offload = offload;
+        self
+    }
+
+    /// Commits each instance to the catalog `index` (for partition `ae_title`): without one,
+    /// objects are written and the catalog is built later (`wado reindex`). Commits of runs
+    /// that share `committer` share transactions.
+    pub fn with_index(
+        mut self,
+        index: SharedIndex,
+        ae_title: &str,
+        committer: Option<Arc<Committer>>,
+    ) -> Batch {
+        let committer = committer.unwrap_or_default();
+        self.catalog = Some((index, ae_title.to_owned(), committer));
+        self
+    }
+
+    /// Takes turns with other runs over `turns` (the STOW-RS requests of one partition).
+    pub fn with_turns(mut self, turns: Arc<Turns>) -> Batch {
+        self.turns = turns;
+        self
     }
 
     /// Refuses (before anything is written) an instance that inflates past `bytes`.
@@ -71,102 +109,7 @@ impl Batch {
         self
     }
 
-    /// Prepares files (parse, index, metadata) on `offload`'s threads rather than the
-    /// caller's: a STOW-RS request's files are then prepared on every core while it reads on.
-    pub fn with_offload(mut self, offload: Option<Arc<dyn crate::Offload>>) -> Batch {
-        self.offload = offload;
-        self
-    }
-
-    /// Keeps a search index in step with this run (for partition `ae_title`): a study is
-    /// marked pending there before its first file is written, and its rows are replaced, and
-    /// the mark cleared, in one transaction after its metadata is rebuilt ([`Batch::rebuilds`]).
-    /// A run killed in between leaves the mark, and [`crate::ingest::recover`] rebuilds the
-    /// study (metadata and rows) from what the store holds.
-    pub fn with_index(mut self, index: SharedIndex, ae_title: &str) -> Batch {
-        self.search = Some((index, ae_title.to_owned(), String::new()));
-        self
-    }
-
-    /// Names this run in the index's pending marks (with [`Batch::with_index`]): each run
-    /// marks and clears its own, so a run that finishes never clears the mark of another one
-    /// still writing the same study (two STOW-RS requests into one study; a server and a
-    /// `wado import`). Runs that may overlap must have different names.
-    pub fn writing_as(mut self, writer: &str) -> Batch {
-        if let Some((_, _, w)) = &mut self.search {
-            *w = writer.to_owned();
-        }
-        self
-    }
-
-    /// Takes turns with other runs over `turns` (the STOW-RS requests of one partition): two
-    /// runs never write the same SOP Instance UID at once.
-    pub fn with_turns(mut self, turns: Arc<Turns>) -> Batch {
-        self.turns = turns;
-        self
-    }
-
-    async fn mark_pending(&self, study: &Uid) -> Result<(), ImportError> {
-        let Some((index, part, writer)) = &self.search else {
-            return Ok(());
-        };
-        if lock(&self.marked).contains(study) {
-            return Ok(());
-        }
-        index
-            .execute(vec![crate::search::schema::mark_pending(
-                index.dialect(),
-                part,
-                study,
-                writer,
-            )])
-            .await?;
-        lock(&self.marked).insert(study.clone());
-        Ok(())
-    }
-
-    /// Where an instance of SOP Instance UID `sop` is stored, when that is not series `series`
-    /// of study `study`: in what this run wrote and in the search index (which knows every
-    /// stored instance of the partition; without one, what this run wrote only).
-    async fn stored_elsewhere(
-        &self,
-        study: &Uid,
-        series: &Uid,
-        sop: &Uid,
-    ) -> Result<Option<(Uid, Uid)>, ImportError> {
-        let here = |st: &Uid, se: &Uid| st == study && se == series;
-        if let Some(i) = lock(&self.known)
-            .values()
-            .find(|i| i.sop_instance == *sop && !here(&i.study, &i.series))
-        {
-            return Ok(Some((i.study.clone(), i.series.clone())));
-        }
-        let Some((index, part, _)) = &self.search else {
-            return Ok(None);
-        };
-        let rows = index
-            .query(crate::search::schema::locate_instance(
-                index.dialect(),
-                part,
-                sop,
-            ))
-            .await?;
-        for row in rows {
-            let uid = |n: usize| {
-                row.get(n)
-                    .and_then(crate::search::Value::as_str)
-                    .and_then(|s| Uid::parse(s).ok())
-            };
-            if let (Some(st), Some(se)) = (uid(0), uid(1)) {
-                if !here(&st, &se) {
-                    return Ok(Some((st, se)));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// Imports one Part-10 file (the instance only; its series is rebuilt at the end).
+    /// Imports one Part-10 file.
     pub async fn add(&self, store: &dyn Store, bytes: Bytes) -> Result<Imported, ImportError> {
         self.add_expecting(store, bytes, Expected::Any).await
     }
@@ -184,63 +127,30 @@ impl Batch {
             .ok()
             .and_then(|m| m.media_storage_sop_instance)
             .unwrap_or_default();
-        let result = self
-            .turns
+        self.turns
             .take(&sop, import_file(self, store, bytes, expected))
-            .await;
-        let done = result?;
-        if let Some(idx) = &done.index {
-            lock(&self.known).insert(
-                layout::index_key(&done.study, &done.series, &done.sop),
-                idx.clone(),
-            );
-        }
-        lock(&self.touched).insert((done.study.clone(), done.series.clone()));
-        Ok(done)
+            .await
     }
 
-    /// The metadata rebuilds this run needs, one per study touched (each may run on its own
-    /// thread; together they rebuild every series touched and its study).
-    pub fn rebuilds(self) -> Vec<Rebuild> {
-        self.drain_rebuilds()
-    }
-
-    /// Instances added since the last rebuilds were taken (their indexes are kept in memory
-    /// until then).
-    pub fn waiting(&self) -> usize {
-        lock(&self.known).len()
-    }
-
-    /// The rebuilds of what was added so far, taken out of the run, which goes on: a long run
-    /// (a STOW-RS request of thousands of instances) rebuilds as it goes rather than keeping
-    /// every index in memory to the end. Only call it when no [`Batch::add`] is under way: a
-    /// study rebuilt here is marked pending again by its next file.
-    pub fn drain_rebuilds(&self) -> Vec<Rebuild> {
-        let known = Arc::new(std::mem::take(&mut *lock(&self.known)));
-        let mut by_study: BTreeMap<Uid, Vec<(Uid, Uid)>> = BTreeMap::new();
-        for s in std::mem::take(&mut *lock(&self.touched)) {
-            by_study.entry(s.0.clone()).or_default().push(s);
-        }
-        let mut marked = lock(&self.marked);
-        for study in by_study.keys() {
-            marked.remove(study);
-        }
-        by_study
-            .into_values()
-            .map(|series| Rebuild {
-                series,
-                known: known.clone(),
-                search: self.search.clone(),
-            })
-            .collect()
-    }
-
-    /// Rebuilds the metadata of every series touched, one study after the other.
+    /// Ends the run: the versions it (and others) retired long enough ago are deleted from
+    /// the store ([`sweep`], a bounded amount of them).
     pub async fn finish(self, store: &dyn Store) -> Result<(), Error> {
-        for r in self.rebuilds() {
-            r.run(store).await?;
+        if let Some((index, part, _)) = &self.catalog {
+            sweep(store, &**index, part, self.now, 1000).await?;
         }
         Ok(())
+    }
+
+    /// A new generation for a file of SHA-256 `sha256`: 16 hex digits, unique to this write.
+    fn generation(&self, sop: &Uid, sha256: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut h = Sha256::new();
+        h.update(self.entropy);
+        h.update(n.to_le_bytes());
+        h.update(self.now.to_le_bytes());
+        h.update(sop.as_str().as_bytes());
+        h.update(sha256.as_bytes());
+        hex::encode(&h.finalize()[..8])
     }
 }
 
@@ -255,9 +165,8 @@ pub enum Expected<'a> {
     Instance(&'a Uid, &'a Uid, &'a Uid),
 }
 
-/// Work that takes turns by key: one at a time per key, any number of keys at once (a SOP
-/// Instance UID being written, a study being rebuilt). Keys nobody holds or waits for are
-/// forgotten.
+/// Work that takes turns by key: one at a time per key, any number of keys at once. Keys
+/// nobody holds or waits for are forgotten.
 #[derive(Debug, Default)]
 pub struct Turns {
     held: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
@@ -281,30 +190,6 @@ impl Turns {
             held.remove(key);
         }
         out
-    }
-}
-
-/// The metadata rebuild of one study's touched series (see [`Batch::rebuilds`]).
-#[derive(Debug)]
-pub struct Rebuild {
-    series: Vec<(Uid, Uid)>,
-    known: Arc<HashMap<String, Arc<InstanceIndex>>>,
-    search: Option<(SharedIndex, String, String)>,
-}
-
-impl Rebuild {
-    /// The study it rebuilds.
-    pub fn study(&self) -> Option<&Uid> {
-        self.series.first().map(|(st, _)| st)
-    }
-
-    /// Runs it.
-    pub async fn run(&self, store: &dyn Store) -> Result<(), Error> {
-        let search = self
-            .search
-            .as_ref()
-            .map(|(i, p, w)| (&**i, p.as_str(), Some(w.as_str())));
-        rebuild_metadata(store, &self.series, &self.known, search).await
     }
 }
 
@@ -336,8 +221,6 @@ pub struct Imported {
     pub sop: Uid,
     /// SOP Class UID.
     pub sop_class: String,
-    /// The index written, when one was (not for unchanged files).
-    pub index: Option<Arc<InstanceIndex>>,
     /// What was stored only as a best effort ([`layout::Prepared::warnings`]).
     pub warnings: Vec<String>,
 }
@@ -355,7 +238,7 @@ pub enum ImportError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The search index failed; nothing of this file was written.
+    /// The catalog failed; the instance is not stored.
     #[error(transparent)]
     Index(#[from] IndexError),
     /// The instance is larger than the run takes (a Deflated one inflated); nothing was
@@ -368,25 +251,97 @@ pub enum ImportError {
     Duplicate(String),
 }
 
-/// Reads the store's layout record, creating it with `public_url` and `ae_title` when the
-/// store is new.
+/// The partition's layout record: the catalog's when it has one (the first writer of any
+/// process records it, every other reads it, so replicas agree), else the store's; a new
+/// store gets one made of `public_url` and `ae_title`, kept in the store too.
 pub async fn ensure_layout(
     store: &dyn Store,
+    catalog: Option<(&dyn Index, &str)>,
     public_url: &str,
     ae_title: &str,
 ) -> Result<LayoutRecord, Error> {
-    if let Some(b) = store.get(layout::LAYOUT_KEY).await? {
-        return LayoutRecord::from_json(&b);
+    let stored = match store.get(layout::LAYOUT_KEY).await? {
+        Some(b) => Some(LayoutRecord::from_json(&b)?),
+        None => None,
+    };
+    let rec = match catalog {
+        Some((index, part)) => {
+            let proposed = stored
+                .clone()
+                .unwrap_or_else(|| LayoutRecord::new(public_url, ae_title));
+            let text = String::from_utf8_lossy(&proposed.to_json()).into_owned();
+            index
+                .execute(vec![schema::layout_put(index.dialect(), part, &text)])
+                .await?;
+            let rows = index
+                .query(schema::layout_get(index.dialect(), part))
+                .await?;
+            let agreed = rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::corrupt(layout::LAYOUT_KEY, "the catalog lost it"))?;
+            LayoutRecord::from_json(agreed.as_bytes())?
+        }
+        None => stored
+            .clone()
+            .unwrap_or_else(|| LayoutRecord::new(public_url, ae_title)),
+    };
+    if stored.is_none() {
+        store
+            .put(layout::LAYOUT_KEY, Bytes::from(rec.to_json()))
+            .await?;
     }
-    let rec = LayoutRecord::new(public_url, ae_title);
-    store
-        .put(layout::LAYOUT_KEY, Bytes::from(rec.to_json()))
-        .await?;
     Ok(rec)
 }
 
-/// Imports one Part-10 file (the instance only: a [`Batch`] rebuilds the series and studies
-/// touched, once, after all its files).
+/// Where the instance of `sop` is now: (study, series, gen, sha256).
+async fn locate(
+    index: &dyn Index,
+    part: &str,
+    sop: &Uid,
+) -> Result<Option<(Uid, Uid, String, String)>, IndexError> {
+    let rows = index
+        .query(schema::locate_instance(index.dialect(), part, sop))
+        .await?;
+    Ok(rows.first().and_then(|r| {
+        let text = |n: usize| r.get(n).and_then(Value::as_str).unwrap_or("").to_owned();
+        Some((
+            Uid::parse(&text(0)).ok()?,
+            Uid::parse(&text(1)).ok()?,
+            text(2),
+            text(3),
+        ))
+    }))
+}
+
+/// Without a catalog: the generations of `sop` the store holds, read from their index objects
+/// (gen, sha256, stored_at).
+async fn stored_versions(
+    store: &dyn Store,
+    study: &Uid,
+    series: &Uid,
+    sop: &Uid,
+) -> Result<Vec<(String, String, u64)>, Error> {
+    let listing = store.list(&layout::series_prefix(study, series)).await?;
+    let mut out = Vec::new();
+    for l in layout::listed_instances(listing)
+        .into_iter()
+        .filter(|l| &l.sop == sop)
+    {
+        let key = l.index_key();
+        if let Some(b) = store.get(&key).await? {
+            if let Ok(idx) = InstanceIndex::from_json(&key, &b) {
+                if idx.matches_file(Some(l.size)) {
+                    out.push((l.gen.clone(), idx.source.sha256.clone(), idx.stored_at));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Imports one Part-10 file (see the module doc for the steps).
 async fn import_file(
     batch: &Batch,
     store: &dyn Store,
@@ -400,8 +355,15 @@ async fn import_file(
     }
     let prepared = prepare(batch, &bytes).await?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
-    let sop_class = prepared.index.sop_class.clone();
-    let warnings = prepared.warnings;
+    let mut index = prepared.index;
+    let done = |status| Imported {
+        status,
+        study: study.clone(),
+        series: series.clone(),
+        sop: sop.clone(),
+        sop_class: index.sop_class.clone(),
+        warnings: prepared.warnings.clone(),
+    };
     match expected {
         Expected::Any => {}
         Expected::Study(st) if *st == study => {}
@@ -417,54 +379,85 @@ async fn import_file(
             )))
         }
     }
-    if let Some((st, se)) = batch.stored_elsewhere(&study, &series, &sop).await? {
-        return Err(ImportError::Duplicate(format!(
+    let duplicate = |st: &Uid, se: &Uid| {
+        ImportError::Duplicate(format!(
             "instance {sop} is already stored in series {se} of study {st}; a SOP Instance UID names one instance, so this one (series {series} of study {study}) is refused"
-        )));
-    }
-    let dcm_key = layout::instance_key(&study, &series, &sop);
-    let idx_key = layout::index_key(&study, &series, &sop);
-    let existing_size = store.size(&dcm_key).await?;
-    if existing_size == Some(bytes.len() as u64) {
-        if let Some(old) = store.get(&idx_key).await? {
-            if let Ok(old) = InstanceIndex::from_json(&idx_key, &old) {
-                if old.source == prepared.index.source {
-                    return Ok(Imported {
-                        status: Status::Unchanged,
-                        study,
-                        series,
-                        sop,
-                        sop_class,
-                        index: None,
-                        warnings,
-                    });
-                }
+        ))
+    };
+    // What is current, to report (and to skip the same file stored again).
+    let sha = index.source.sha256.clone();
+    let replaces = match &batch.catalog {
+        Some((catalog, part, _)) => match locate(&**catalog, part, &sop).await? {
+            Some((st, se, ..)) if (&st, &se) != (&study, &series) => {
+                return Err(duplicate(&st, &se))
             }
+            Some((_, _, _, current)) if current == sha => return Ok(done(Status::Unchanged)),
+            found => found.is_some(),
+        },
+        None => {
+            let versions = stored_versions(store, &study, &series, &sop)
+                .await
+                .map_err(|e| match e {
+                    Error::Store(e) => ImportError::Store(e),
+                    other => ImportError::Store(StoreError::Backend(other.to_string())),
+                })?;
+            let latest = versions.iter().max_by_key(|(g, _, at)| (*at, g.clone()));
+            if latest.is_some_and(|(_, s, _)| *s == sha) {
+                return Ok(done(Status::Unchanged));
+            }
+            !versions.is_empty()
+        }
+    };
+    // 1. The objects, under a name no other write uses.
+    index.gen = batch.generation(&sop, &sha);
+    index.stored_at = batch.now;
+    let (dcm_key, idx_key) = (index.file_key(), index.key());
+    store.put(&dcm_key, bytes).await?;
+    store.put(&idx_key, Bytes::from(index.to_json())).await?;
+    // 2. The catalog makes it current.
+    let Some((catalog, part, committer)) = &batch.catalog else {
+        return Ok(done(if replaces {
+            Status::Replaced
+        } else {
+            Status::Imported
+        }));
+    };
+    let rows = crate::search::rows::instance_rows(part, &index);
+    let statements = schema::commit_instance(catalog.dialect(), part, &rows, batch.now);
+    let committed = committer.commit(&**catalog, statements).await;
+    // Read back: which version is current, and where.
+    let now = match locate(&**catalog, part, &sop).await {
+        Ok(found) => found,
+        Err(e) => {
+            forget(store, &dcm_key, &idx_key).await;
+            return Err(committed.err().unwrap_or(e).into());
+        }
+    };
+    match now {
+        Some((st, se, ..)) if (&st, &se) != (&study, &series) => {
+            forget(store, &dcm_key, &idx_key).await;
+            Err(duplicate(&st, &se))
+        }
+        // Ours, or a later write's that replaced it (which retired ours).
+        Some(_) if committed.is_ok() => Ok(done(if replaces {
+            Status::Replaced
+        } else {
+            Status::Imported
+        })),
+        _ => {
+            forget(store, &dcm_key, &idx_key).await;
+            Err(committed
+                .err()
+                .unwrap_or_else(|| IndexError::new("the commit left no row"))
+                .into())
         }
     }
-    // Before the store changes, so an interruption from here on is found and repaired.
-    batch.mark_pending(&study).await?;
-    if existing_size.is_some() {
-        store.delete(&idx_key).await?;
-    }
-    store.put(&dcm_key, bytes).await?;
-    store
-        .put(&idx_key, Bytes::from(prepared.index.to_json()))
-        .await?;
-    let status = if existing_size.is_some() {
-        Status::Replaced
-    } else {
-        Status::Imported
-    };
-    Ok(Imported {
-        status,
-        study,
-        series,
-        sop,
-        sop_class,
-        index: Some(Arc::new(prepared.index)),
-        warnings,
-    })
+}
+
+/// Deletes the objects of a write that never became current (nothing references them).
+async fn forget(store: &dyn Store, dcm: &str, index: &str) {
+    let _ = store.delete(index).await;
+    let _ = store.delete(dcm).await;
 }
 
 /// [`layout::prepare`] on the batch's offload pool (when it has one and it takes the job), else
@@ -487,228 +480,5 @@ async fn prepare(batch: &Batch, bytes: &Bytes) -> Result<layout::Prepared, Impor
     layout::prepare(bytes, &batch.layout).map_err(ImportError::Rejected)
 }
 
-/// Rebuilds the metadata of the given series and of every study they belong to, from the
-/// indexes in the store. `known` may hold indexes already in memory (by index key), to save
-/// reading them back.
-async fn rebuild_metadata(
-    store: &dyn Store,
-    series: &[(Uid, Uid)],
-    known: &HashMap<String, Arc<InstanceIndex>>,
-    search: Option<(&dyn Index, &str, Option<&str>)>,
-) -> Result<(), Error> {
-    let mut studies: Vec<Uid> = series.iter().map(|(s, _)| s.clone()).collect();
-    studies.sort();
-    studies.dedup();
-    for study in &studies {
-        let indexes = valid_indexes(store, &layout::study_prefix(study), known).await?;
-        let mut by_series: HashMap<&str, Vec<&InstanceIndex>> = HashMap::new();
-        for idx in indexes.iter().map(|i| &**i) {
-            by_series.entry(idx.series.as_str()).or_default().push(idx);
-        }
-        for (st, se) in series.iter().filter(|(s, _)| s == study) {
-            let key = layout::series_metadata_key(st, se);
-            match by_series.get_mut(se.as_str()) {
-                Some(list) => {
-                    store
-                        .put(&key, Bytes::from(layout::build_metadata_gz(list)))
-                        .await?
-                }
-                None => store.delete(&key).await?,
-            }
-        }
-        let key = layout::study_metadata_key(study);
-        let mut all: Vec<&InstanceIndex> = indexes.iter().map(|i| &**i).collect();
-        if all.is_empty() {
-            store.delete(&key).await?;
-        } else {
-            // Study metadata: series in UID order, instances in order within each series.
-            layout::sort_instances(&mut all);
-            all.sort_by(|a, b| a.series.cmp(&b.series));
-            store
-                .put(&key, Bytes::from(layout::write_metadata_gz(&all)))
-                .await?;
-        }
-        // The study's search rows, from the same whole instances, once its metadata is there.
-        if let Some((index, part, writer)) = search {
-            index
-                .execute(crate::search::schema::replace_study(
-                    index.dialect(),
-                    index.max_params(),
-                    part,
-                    study,
-                    &all,
-                    writer,
-                ))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Rebuilds a study from what the store holds: the metadata of each of its series, its own,
-/// and its search rows (clearing every pending mark of it), as the import's last step does.
-/// What an interrupted import or STOW-RS request left pending is repaired this way
-/// ([`crate::ingest::recover`]). Returns the number of series.
-pub async fn repair_study(
-    store: &dyn Store,
-    study: &Uid,
-    search: Option<(&dyn Index, &str)>,
-) -> Result<usize, Error> {
-    let search = search.map(|(i, p)| (i, p, None));
-    let listed = layout::listed_instances(store.list(&layout::study_prefix(study)).await?);
-    let mut series: Vec<(Uid, Uid)> = listed.into_iter().map(|l| (l.study, l.series)).collect();
-    series.sort();
-    series.dedup();
-    if series.is_empty() {
-        // Nothing left: the study's rows go (and its marks with them).
-        if let Some((index, part, _)) = search {
-            reindex_study(store, index, part, study, &HashMap::new()).await?;
-        }
-        return Ok(0);
-    }
-    rebuild_metadata(store, &series, &HashMap::new(), search).await?;
-    Ok(series.len())
-}
-
-/// The indexes under `prefix` whose `.dcm` exists with the size the index names. Those not
-/// in `known` are read from the store several at once.
-pub(crate) async fn valid_indexes(
-    store: &dyn Store,
-    prefix: &str,
-    known: &HashMap<String, Arc<InstanceIndex>>,
-) -> Result<Vec<Arc<InstanceIndex>>, Error> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    let listed = layout::listed_instances(store.list(prefix).await?);
-    let read = listed.into_iter().map(|listed| async move {
-        let key = listed.index_key();
-        let idx = match known.get(&key) {
-            Some(k) => k.clone(),
-            None => match store.get(&key).await? {
-                Some(b) => match InstanceIndex::from_json(&key, &b) {
-                    Ok(i) => Arc::new(i),
-                    Err(_) => return Ok(None), // unreadable: ignored until re-imported
-                },
-                None => return Ok(None),
-            },
-        };
-        Ok::<_, Error>(idx.matches_file(Some(listed.size)).then_some(idx))
-    });
-    let found: Vec<Option<Arc<InstanceIndex>>> =
-        stream::iter(read).buffered(16).try_collect().await?;
-    Ok(found.into_iter().flatten().collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::layout::{ListedInstance, StoredFile};
-    use crate::store::{MemoryStore, ObjectMeta};
-    use futures::executor::block_on;
-    use std::ops::Range;
-
-    /// A store that, after every write, looks at the instance as a reader would (its index,
-    /// then its file) and records what it saw: the pair is either absent (no index, or an index
-    /// naming another size) or the index describes exactly that file (its SHA-256).
-    #[derive(Debug, Default)]
-    struct Observed {
-        inner: MemoryStore,
-        torn: Mutex<Vec<String>>,
-        writes: Mutex<usize>,
-    }
-
-    impl Observed {
-        async fn look(&self) {
-            *lock(&self.writes) += 1;
-            let listing = self.inner.list("studies/").await.unwrap_or_default();
-            for ListedInstance {
-                study, series, sop, ..
-            } in layout::listed_instances(listing)
-            {
-                let Ok(Some(idx)) = self
-                    .inner
-                    .get(&layout::index_key(&study, &series, &sop))
-                    .await
-                else {
-                    continue;
-                };
-                let Ok(idx) = InstanceIndex::from_json("index", &idx) else {
-                    continue;
-                };
-                let Ok(Some(file)) = self.inner.get(&idx.file_key()).await else {
-                    continue;
-                };
-                let seen = StoredFile {
-                    size: file.len() as u64,
-                    sha256: layout::sha256_hex(&file),
-                };
-                if idx.matches_file(Some(seen.size)) && seen != idx.source {
-                    self.torn
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(sop.to_string());
-                }
-            }
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl Store for Observed {
-        async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-            self.inner.get(key).await
-        }
-        async fn get_range(
-            &self,
-            key: &str,
-            range: Range<u64>,
-        ) -> Result<Option<Bytes>, StoreError> {
-            self.inner.get_range(key, range).await
-        }
-        async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
-            self.inner.head(key).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-            self.inner.list(prefix).await
-        }
-        async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-            self.inner.put(key, data).await?;
-            self.look().await;
-            Ok(())
-        }
-        async fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.delete(key).await?;
-            self.look().await;
-            Ok(())
-        }
-    }
-
-    /// A replacement of the same size (here one pixel changed) is never visible as the new
-    /// index over the old file, or the old index over the new file, at any step of the import.
-    #[test]
-    fn a_same_size_replacement_never_pairs_an_index_with_another_file() {
-        let old = Bytes::from_static(include_bytes!(
-            "../../../tests/fixtures/corpus/ct_small_ele.dcm"
-        ));
-        let mut new = old.to_vec();
-        let last = new.len() - 1;
-        new[last] ^= 0x01;
-        let new = Bytes::from(new);
-        let store = Observed::default();
-        block_on(async {
-            let layout = ensure_layout(&store, "http://x", "DCM4CHEE")
-                .await
-                .expect("layout");
-            for (bytes, want) in [
-                (&old, Status::Imported),
-                (&new, Status::Replaced),
-                (&old, Status::Replaced),
-            ] {
-                let batch = Batch::new(layout.clone());
-                let got = batch.add(&store, bytes.clone()).await.expect("import");
-                assert_eq!(got.status, want);
-                batch.finish(&store).await.expect("rebuild");
-            }
-        });
-        assert!(*lock(&store.writes) >= 6, "the store saw every write");
-        assert_eq!(*lock(&store.torn), Vec::<String>::new());
-    }
-}
+/// The statements of one write, as a [`Committer`] takes them.
+pub(crate) type Statements = Vec<Statement>;

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::ingest as import;
 use crate::layout::{self, LayoutRecord};
 use crate::route::{Target, Uid};
-use crate::search::SharedIndex;
+use crate::search::{schema, SharedIndex};
 use crate::store::{MaybeSendSync, Store};
 use bytes::Bytes;
 
@@ -57,15 +57,35 @@ fn study_marker(study: &Uid) -> String {
     layout::upstream_study_marker_key(study)
 }
 
-/// Whether the store already holds the target's whole study (study level) or series.
-pub async fn is_cached(store: &dyn Store, target: &Target) -> Result<bool> {
-    let key = match target {
-        Target::Study { study } => study_marker(study),
+/// The catalog a fill commits to: the index, the partition's AE title, its shared commits.
+#[derive(Debug, Clone, Copy)]
+pub struct Catalog<'a> {
+    /// The index.
+    pub index: &'a SharedIndex,
+    /// The partition (AE title).
+    pub ae_title: &'a str,
+    /// Commits shared with the partition's other writers.
+    pub committer: &'a std::sync::Arc<import::Committer>,
+}
+
+/// Whether the store already holds the target's whole study (study level, its marker) or
+/// series (the catalog has it).
+pub async fn is_cached(store: &dyn Store, catalog: Catalog<'_>, target: &Target) -> Result<bool> {
+    match target {
+        Target::Study { study } => Ok(store.size(&study_marker(study)).await?.is_some()),
         Target::Series { study, series } | Target::Instance { study, series, .. } => {
-            layout::series_metadata_key(study, series)
+            let index = &**catalog.index;
+            let rows = index
+                .query(schema::version_of(
+                    index.dialect(),
+                    catalog.ae_title,
+                    study,
+                    Some(series),
+                ))
+                .await?;
+            Ok(!rows.is_empty())
         }
-    };
-    Ok(store.size(&key).await?.is_some())
+    }
 }
 
 /// How long the upstream archive's "no such study or series" is believed, in seconds.
@@ -109,8 +129,8 @@ impl Fills {
         store: &dyn Store,
         upstream: &dyn Upstream,
         target: &Target,
-        now: u64,
-        search: Option<(&SharedIndex, &str)>,
+        (now, entropy): (u64, [u8; 16]),
+        catalog: Catalog<'_>,
         transcode: Option<&str>,
         layout: F,
     ) -> Result<()>
@@ -118,7 +138,7 @@ impl Fills {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<LayoutRecord>>,
     {
-        if is_cached(store, target).await? {
+        if is_cached(store, catalog, target).await? {
             return Ok(());
         }
         let scope = scope(target);
@@ -138,7 +158,7 @@ impl Fills {
         let result = {
             let _held = turn.lock().await;
             // Whoever held the turn before may have filled it, or found it missing.
-            if is_cached(store, target).await? {
+            if is_cached(store, catalog, target).await? {
                 Ok(())
             } else if lock(&self.misses)
                 .get(&scope)
@@ -147,7 +167,12 @@ impl Fills {
                 Err(missing())
             } else {
                 let layout = layout().await?;
-                match fill(store, upstream, &layout, target, search, transcode).await {
+                let batch = import::Batch::new(layout, now, entropy).with_index(
+                    catalog.index.clone(),
+                    catalog.ae_title,
+                    Some(catalog.committer.clone()),
+                );
+                match fill(store, upstream, batch, target, catalog, transcode).await {
                     Ok(_) => Ok(()),
                     Err(Error::NotFound(m)) => {
                         let mut misses = lock(&self.misses);
@@ -184,17 +209,19 @@ pub struct Filled {
     pub cached: usize,
 }
 
-/// Whether the instance is already stored whole: its index, and its file at the size the
-/// index records (the import's write order makes that the test, see STORAGE-LAYOUT.md).
-async fn stored_whole(store: &dyn Store, st: &Uid, se: &Uid, sop: &Uid) -> Result<bool> {
-    let key = layout::index_key(st, se, sop);
-    let Some(idx) = store.get(&key).await? else {
-        return Ok(false);
-    };
-    let Ok(index) = layout::InstanceIndex::from_json(&key, &idx) else {
-        return Ok(false);
-    };
-    Ok(index.matches_file(store.size(&layout::instance_key(st, se, sop)).await?))
+/// Whether the catalog already holds the instance (a fill of another scope brought it).
+async fn stored_whole(catalog: Catalog<'_>, st: &Uid, se: &Uid, sop: &Uid) -> Result<bool> {
+    let index = &**catalog.index;
+    let rows = index
+        .query(schema::list_instances(
+            index.dialect(),
+            catalog.ae_title,
+            st,
+            Some(se),
+            Some(sop),
+        ))
+        .await?;
+    Ok(!rows.is_empty())
 }
 
 /// Fetches the study (for a study target) or series of `target` from the upstream archive into the
@@ -207,9 +234,9 @@ async fn stored_whole(store: &dyn Store, st: &Uid, se: &Uid, sop: &Uid) -> Resul
 pub async fn fill(
     store: &dyn Store,
     upstream: &dyn Upstream,
-    layout: &LayoutRecord,
+    batch: import::Batch,
     target: &Target,
-    search: Option<(&SharedIndex, &str)>,
+    catalog: Catalog<'_>,
     transcode: Option<&str>,
 ) -> Result<Filled> {
     let root = upstream.root().trim_end_matches('/');
@@ -247,21 +274,13 @@ pub async fn fill(
         Uid::parse(s).map_err(|_| Error::Upstream(format!("{scope}/metadata: bad UID {s:?}")))
     };
     let mut filled = Filled::default();
-    // What is filled is searchable when it is retrievable (the import keeps the index).
-    let batch = match search {
-        // A fill's mark is its scope's: fills of other scopes of the study may overlap it.
-        Some((index, ae_title)) => import::Batch::new(layout.clone())
-            .with_index(index.clone(), ae_title)
-            .writing_as(&format!("fill {}", target.path())),
-        None => import::Batch::new(layout.clone()),
-    };
     for inst in &list {
         let (st, se, sop) = (
             uid(inst, "0020000D")?,
             uid(inst, "0020000E")?,
             uid(inst, "00080018")?,
         );
-        if stored_whole(store, &st, &se, &sop).await? {
+        if stored_whole(catalog, &st, &se, &sop).await? {
             filled.cached += 1;
             continue;
         }
@@ -294,7 +313,6 @@ pub async fn fill(
             target.path()
         )));
     }
-    // Series filled earlier had their metadata (and their study's) rebuilt then.
     batch.finish(store).await?;
     if let Target::Study { study } = target {
         let note = serde_json::json!({ "origin": root, "instances": filled.instances });

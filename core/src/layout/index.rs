@@ -269,6 +269,9 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
             size: bytes.len() as u64,
             sha256: sha256_hex(bytes),
         },
+        // Named by the writer (`crate::ingest`).
+        gen: String::new(),
+        stored_at: 0,
         inflated,
         pixel,
         frames,

@@ -1,23 +1,21 @@
 //! The storage layout: one contract for every backend (docs/STORAGE-LAYOUT.md is its prose).
 //!
 //! ```text
-//! wado-layout.json                                             the store's layout record
-//! studies/{study}/metadata.json.gz                             study metadata (gzip DICOM JSON array)
-//! studies/{study}/series/{series}/metadata.json.gz             series metadata (gzip DICOM JSON array)
-//! studies/{study}/series/{series}/instances/{sop}.dcm          the Part-10 file exactly as received
-//! studies/{study}/series/{series}/instances/{sop}.index.json   its index: frames, bulk data, metadata
-//! aets/{AE}/...                                                the same again for AE title {AE}
+//! wado-layout.json                                                  the store's layout record
+//! studies/{study}/series/{series}/instances/{sop}-{gen}.dcm         the Part-10 file exactly as received
+//! studies/{study}/series/{series}/instances/{sop}-{gen}.index.json  its index: frames, bulk data, metadata
+//! aets/{AE}/...                                                     the same again for AE title {AE}
 //! ```
 //!
 //! Each AE title is a partition of its own ([`partition_prefix`]): the default AE title
 //! (`DCM4CHEE`) at the root, every other one under `aets/{AE}/`. The service reads a partition
 //! through [`crate::store::Prefixed`], so no request to one AE title can name a key of another.
 //!
-//! An instance exists when its `.dcm` exists **and** its index names that file's size: import
-//! writes the `.dcm` first and the index last (each by atomic replace; a replacement deletes the
-//! old index before writing the new file), so an import killed at any point leaves every
-//! instance either complete or absent, and no index is ever paired with a file it does not
-//! describe (see [`import`]).
+//! Every write of an instance has its own generation `gen` (16 hex digits), so objects are
+//! never overwritten: which generation of a SOP Instance UID exists is the catalog's to say
+//! (the search index, see [`crate::ingest`]); the store holds each generation's two objects,
+//! immutable, until the catalog retires it. Stores written before generations hold
+//! `{sop}.dcm` and `{sop}.index.json`: the generation `""`.
 
 use crate::dicom::json::{JsonOptions, NumberStyle};
 use crate::dicom::uid::{AttributePath, Uid};
@@ -163,9 +161,6 @@ pub fn service_root(public_url: &str, ae_title: &str) -> String {
 
 /// The prefix of every study's keys.
 pub const STUDIES_PREFIX: &str = "studies/";
-/// The name of a study's or series' metadata object.
-const METADATA_NAME: &str = "metadata.json.gz";
-
 /// Key prefix of a study.
 pub fn study_prefix(study: &Uid) -> String {
     format!("studies/{study}/")
@@ -174,32 +169,35 @@ pub fn study_prefix(study: &Uid) -> String {
 pub fn series_prefix(study: &Uid, series: &Uid) -> String {
     format!("studies/{study}/series/{series}/")
 }
-/// Key of an instance's Part-10 file.
-pub fn instance_key(study: &Uid, series: &Uid, sop: &Uid) -> String {
-    format!("studies/{study}/series/{series}/instances/{sop}{DCM_SUFFIX}")
+/// The name of generation `gen` of instance `sop` (the bare SOP Instance UID for `""`).
+fn versioned(sop: &Uid, gen: &str) -> String {
+    if gen.is_empty() {
+        sop.to_string()
+    } else {
+        format!("{sop}-{gen}")
+    }
 }
-/// Key of an instance's index.
-pub fn index_key(study: &Uid, series: &Uid, sop: &Uid) -> String {
-    format!("studies/{study}/series/{series}/instances/{sop}{INDEX_SUFFIX}")
+/// Key of generation `gen` of an instance's Part-10 file.
+pub fn instance_key(study: &Uid, series: &Uid, sop: &Uid, gen: &str) -> String {
+    format!(
+        "studies/{study}/series/{series}/instances/{}{DCM_SUFFIX}",
+        versioned(sop, gen)
+    )
 }
-/// Key of a series' metadata.
-pub fn series_metadata_key(study: &Uid, series: &Uid) -> String {
-    format!("studies/{study}/series/{series}/{METADATA_NAME}")
+/// Key of generation `gen` of an instance's index.
+pub fn index_key(study: &Uid, series: &Uid, sop: &Uid, gen: &str) -> String {
+    format!(
+        "studies/{study}/series/{series}/instances/{}{INDEX_SUFFIX}",
+        versioned(sop, gen)
+    )
 }
-/// Key of a study's metadata.
-pub fn study_metadata_key(study: &Uid) -> String {
-    format!("studies/{study}/{METADATA_NAME}")
+/// Whether `gen` can be a generation: empty (written before generations) or 1 to 32 hex
+/// digits.
+pub fn is_generation(gen: &str) -> bool {
+    gen.len() <= 32 && gen.bytes().all(|b| b.is_ascii_hexdigit())
 }
-/// The study whose metadata object `key` is, if it is one (for listing the studies).
-pub fn study_of_metadata_key(key: &str) -> Option<Uid> {
-    let uid = key
-        .strip_prefix(STUDIES_PREFIX)?
-        .strip_suffix(METADATA_NAME)?
-        .strip_suffix('/')?;
-    Uid::parse(uid).ok()
-}
-/// Key of the marker the read-through cache ([`upstream`]) writes when it has filled a study
-/// whole from the upstream archive.
+/// Key of the marker the read-through cache ([`crate::ingest::upstream`]) writes when it has
+/// filled a study whole from the upstream archive.
 pub fn upstream_study_marker_key(study: &Uid) -> String {
     format!("studies/{study}/origin-complete.json")
 }
@@ -207,7 +205,7 @@ pub fn upstream_study_marker_key(study: &Uid) -> String {
 /// What a key in a listing is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyKind {
-    /// An instance file.
+    /// A generation of an instance file.
     Instance {
         /// Study Instance UID.
         study: Uid,
@@ -215,8 +213,10 @@ pub enum KeyKind {
         series: Uid,
         /// SOP Instance UID.
         sop: Uid,
+        /// Its generation.
+        gen: String,
     },
-    /// An instance index.
+    /// A generation of an instance index.
     Index {
         /// Study Instance UID.
         study: Uid,
@@ -224,8 +224,10 @@ pub enum KeyKind {
         series: Uid,
         /// SOP Instance UID.
         sop: Uid,
+        /// Its generation.
+        gen: String,
     },
-    /// Anything else (metadata, temporary files).
+    /// Anything else (metadata objects of older layouts, markers, temporary files).
     Other,
 }
 
@@ -240,19 +242,36 @@ pub fn classify_key(key: &str) -> KeyKind {
         } else {
             return KeyKind::Other;
         };
+        // A SOP Instance UID has no `-`: what follows one is the generation.
+        let (name, gen) = name.split_once('-').unwrap_or((name, ""));
+        if !is_generation(gen) {
+            return KeyKind::Other;
+        }
         if let (Ok(study), Ok(series), Ok(sop)) = (Uid::parse(st), Uid::parse(se), Uid::parse(name))
         {
+            let gen = gen.to_owned();
             return if index {
-                KeyKind::Index { study, series, sop }
+                KeyKind::Index {
+                    study,
+                    series,
+                    sop,
+                    gen,
+                }
             } else {
-                KeyKind::Instance { study, series, sop }
+                KeyKind::Instance {
+                    study,
+                    series,
+                    sop,
+                    gen,
+                }
             };
         }
     }
     KeyKind::Other
 }
 
-/// An instance in a listing: its Part-10 file, whose index is listed beside it.
+/// A generation of an instance in a listing: its Part-10 file, whose index is listed beside
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedInstance {
     /// Study Instance UID.
@@ -261,42 +280,56 @@ pub struct ListedInstance {
     pub series: Uid,
     /// SOP Instance UID.
     pub sop: Uid,
+    /// Its generation.
+    pub gen: String,
     /// The key of its Part-10 file.
     pub key: String,
     /// The file's size.
     pub size: u64,
-    /// The file's modification time, when the store knows it.
+    /// The file's modification time (or when it was stored), when known.
     pub modified: Option<u64>,
 }
 
 impl ListedInstance {
     /// The key of its index.
     pub fn index_key(&self) -> String {
-        index_key(&self.study, &self.series, &self.sop)
+        index_key(&self.study, &self.series, &self.sop, &self.gen)
     }
 }
 
-/// The instances of a listing (of a study or series prefix): the files whose index is listed
-/// too, series by series in UID order, each series in listing order. Whether a file is whole
-/// ([`InstanceIndex::matches_file`]) takes its index: the readers that read it check it.
+/// The instance generations of a listing (of a study or series prefix): the files whose index
+/// of the same generation is listed too, series by series in UID order, each series in
+/// listing order. Whether a file is whole ([`InstanceIndex::matches_file`]) takes its index:
+/// the readers that read it check it.
 pub fn listed_instances(listing: Vec<crate::store::ObjectMeta>) -> Vec<ListedInstance> {
     let mut files: std::collections::BTreeMap<(Uid, Uid), Vec<ListedInstance>> = Default::default();
     let mut indexed = std::collections::HashSet::new();
     for o in listing {
         match classify_key(&o.key) {
-            KeyKind::Instance { study, series, sop } => files
+            KeyKind::Instance {
+                study,
+                series,
+                sop,
+                gen,
+            } => files
                 .entry((study.clone(), series.clone()))
                 .or_default()
                 .push(ListedInstance {
                     study,
                     series,
                     sop,
+                    gen,
                     key: o.key,
                     size: o.size,
                     modified: o.modified,
                 }),
-            KeyKind::Index { study, series, sop } => {
-                indexed.insert((study, series, sop));
+            KeyKind::Index {
+                study,
+                series,
+                sop,
+                gen,
+            } => {
+                indexed.insert((study, series, sop, gen));
             }
             KeyKind::Other => {}
         }
@@ -304,7 +337,14 @@ pub fn listed_instances(listing: Vec<crate::store::ObjectMeta>) -> Vec<ListedIns
     files
         .into_values()
         .flatten()
-        .filter(|i| indexed.contains(&(i.study.clone(), i.series.clone(), i.sop.clone())))
+        .filter(|i| {
+            indexed.contains(&(
+                i.study.clone(),
+                i.series.clone(),
+                i.sop.clone(),
+                i.gen.clone(),
+            ))
+        })
         .collect()
 }
 
@@ -377,6 +417,13 @@ pub struct InstanceIndex {
     pub instance_number: Option<i64>,
     /// The stored file this index describes.
     pub source: StoredFile,
+    /// The generation of this write: its objects' names, and the catalog's version of the
+    /// instance (empty in stores written before generations).
+    #[serde(default)]
+    pub gen: String,
+    /// When it was stored (seconds since the Unix epoch; 0 when not known).
+    #[serde(default)]
+    pub stored_at: u64,
     /// A Deflated file's size once inflated (what reading it costs), when it is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inflated: Option<u64>,
@@ -414,7 +461,12 @@ impl InstanceIndex {
 
     /// The key of the Part-10 file this index describes.
     pub fn file_key(&self) -> String {
-        instance_key(&self.study, &self.series, &self.sop_instance)
+        instance_key(&self.study, &self.series, &self.sop_instance, &self.gen)
+    }
+
+    /// The key of this index.
+    pub fn key(&self) -> String {
+        index_key(&self.study, &self.series, &self.sop_instance, &self.gen)
     }
 
     /// Whether the stored file of this index is there whole: the store holds it at the size
@@ -448,42 +500,48 @@ mod tests {
             Uid::parse("5.6").expect("u"),
         );
         assert_eq!(
-            instance_key(&s, &se, &i),
+            instance_key(&s, &se, &i, "00ff"),
+            "studies/1.2/series/3.4/instances/5.6-00ff.dcm"
+        );
+        assert_eq!(
+            index_key(&s, &se, &i, "00ff"),
+            "studies/1.2/series/3.4/instances/5.6-00ff.index.json"
+        );
+        // Written before generations.
+        assert_eq!(
+            instance_key(&s, &se, &i, ""),
             "studies/1.2/series/3.4/instances/5.6.dcm"
         );
+        for (gen, key) in [
+            ("00ff", "studies/1.2/series/3.4/instances/5.6-00ff.dcm"),
+            ("", "studies/1.2/series/3.4/instances/5.6.dcm"),
+        ] {
+            assert_eq!(
+                classify_key(key),
+                KeyKind::Instance {
+                    study: s.clone(),
+                    series: se.clone(),
+                    sop: i.clone(),
+                    gen: gen.into()
+                }
+            );
+        }
         assert_eq!(
-            index_key(&s, &se, &i),
-            "studies/1.2/series/3.4/instances/5.6.index.json"
-        );
-        assert_eq!(
-            series_metadata_key(&s, &se),
-            "studies/1.2/series/3.4/metadata.json.gz"
-        );
-        assert_eq!(study_metadata_key(&s), "studies/1.2/metadata.json.gz");
-        assert_eq!(
-            classify_key("studies/1.2/series/3.4/instances/5.6.dcm"),
-            KeyKind::Instance {
-                study: s.clone(),
-                series: se.clone(),
-                sop: i.clone()
-            }
-        );
-        assert_eq!(
-            classify_key("studies/1.2/series/3.4/instances/5.6.index.json"),
+            classify_key("studies/1.2/series/3.4/instances/5.6-abc.index.json"),
             KeyKind::Index {
                 study: s,
                 series: se,
-                sop: i
+                sop: i,
+                gen: "abc".into()
             }
         );
-        assert_eq!(
-            classify_key("studies/1.2/series/3.4/instances/.tmp-x.dcm"),
-            KeyKind::Other
-        );
-        assert_eq!(
-            classify_key("studies/1.2/series/3.4/metadata.json.gz"),
-            KeyKind::Other
-        );
+        for other in [
+            "studies/1.2/series/3.4/instances/.tmp-x.dcm",
+            "studies/1.2/series/3.4/instances/5.6-xyz.dcm",
+            "studies/1.2/series/3.4/metadata.json.gz",
+        ] {
+            assert_eq!(classify_key(other), KeyKind::Other, "{other}");
+        }
     }
 
     #[test]

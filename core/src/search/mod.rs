@@ -13,13 +13,15 @@
 //! — run statements in one transaction, run a query — and nothing else: rusqlite natively
 //! ([`sqlite`], feature `sqlite`), tokio-postgres in `wado-native`, D1 in `wado-edge`.
 //!
-//! The index is derived from the store: a study's rows are rebuilt from its stored instance
-//! indexes whenever the study changes ([`schema::replace_study`], run by the import's metadata
-//! rebuild after the instances are stored), so a search never names an instance that is not
-//! stored whole. A study whose import was interrupted is left marked pending and rebuilt by
-//! [`recover`]; `wado reindex` rebuilds everything ([`reindex_study`]).
+//! The index is also the catalog of what is stored (`crate::ingest`): an instance exists when
+//! its row names the generation whose objects the store holds, written by one transaction per
+//! instance ([`schema::commit_instance`]) after the objects, so a search never names an
+//! instance that is not stored whole and every reader sees one version. `wado reindex`
+//! rebuilds it from the store (`crate::ingest::reindex`).
 
 pub mod attrs;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod query;
 mod results;
 pub mod rows;
@@ -185,35 +187,61 @@ pub trait Index: MaybeSendSync + std::fmt::Debug {
     async fn query(&self, statement: Statement) -> std::result::Result<Vec<Row>, IndexError>;
 
     /// Runs one client's search (QIDO-RS): like [`Index::query`], but a frontend may bound
-    /// how many run at once and answer busy past that (the index's own lookups, which
+    /// how many run at once and answer busy past that (the catalog's own lookups, which
     /// writers and retrievals make, are never turned away).
     async fn search(&self, statement: Statement) -> std::result::Result<Vec<Row>, IndexError> {
         self.query(statement).await
     }
 }
 
-/// Creates the schema when the database has none, and checks the version of one it has.
-pub async fn open(index: &dyn Index) -> Result<()> {
-    index.execute(schema::create(index.dialect())).await?;
-    let rows = index.query(schema::version_query(index.dialect())).await?;
-    let found = rows
+/// The schema version the database records, `None` when it has no schema yet.
+async fn stored_version(index: &dyn Index) -> Result<Option<String>> {
+    // Before the schema exists the table is not there: no version.
+    let Ok(rows) = index.query(schema::version_query(index.dialect())).await else {
+        return Ok(None);
+    };
+    Ok(rows
         .first()
         .and_then(|r| r.first())
         .and_then(Value::as_str)
-        .map(str::to_owned);
-    match found.as_deref() {
-        Some(v) if v == schema::VERSION => Ok(()),
-        None => {
-            index
-                .execute(vec![schema::set_version(index.dialect())])
-                .await?;
-            Ok(())
-        }
-        Some(other) => Err(Error::Index(IndexError::new(format!(
+        .map(str::to_owned))
+}
+
+/// Creates the schema when the database has none (several processes at once take turns), and
+/// checks the version of one it has: an index of another version is refused, to be rebuilt by
+/// `wado reindex` ([`open_rebuilt`]).
+pub async fn open(index: &dyn Index) -> Result<()> {
+    let refused = |other: &str| {
+        Error::Index(IndexError::new(format!(
             "the search index has schema version {other}, this wado writes {}: rebuild it with `wado reindex`",
             schema::VERSION
-        )))),
+        )))
+    };
+    if let Some(v) = stored_version(index)
+        .await?
+        .filter(|v| v != schema::VERSION)
+    {
+        return Err(refused(&v));
     }
+    index.execute(schema::create(index.dialect())).await?;
+    match stored_version(index).await? {
+        Some(v) if v == schema::VERSION => Ok(()),
+        Some(v) => Err(refused(&v)),
+        None => Err(Error::Index(IndexError::new(
+            "the search index recorded no schema version",
+        ))),
+    }
+}
+
+/// [`open`], first dropping an index of another schema version (`wado reindex` rebuilds it).
+pub async fn open_rebuilt(index: &dyn Index) -> Result<()> {
+    if stored_version(index)
+        .await?
+        .is_some_and(|v| v != schema::VERSION)
+    {
+        index.execute(schema::drop_all(index.dialect())).await?;
+    }
+    open(index).await
 }
 
 /// A shared handle to an index.

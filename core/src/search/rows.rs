@@ -1,115 +1,110 @@
-//! A study's rows in the index, derived from its stored instance indexes: one study row, one
-//! row per series, one per instance, each with its matching-key columns and the attributes
-//! of its level as DICOM JSON (what a search returns).
+//! The rows one stored instance contributes to the index: its own, and what it says of its
+//! series and study, each with its matching-key columns and the attributes of its level as
+//! DICOM JSON (what a search returns).
 
 use super::attrs::{self, Kind, Level, KEYS};
 use super::Value;
+use crate::dicom::uid::Uid;
 use crate::layout::InstanceIndex;
 use serde_json::{Map, Value as Json};
-use std::collections::BTreeMap;
 
 /// Column names and values of one row, in table order.
 pub type Columns = Vec<(&'static str, Value)>;
 
-/// A study's rows.
-#[derive(Debug)]
-pub struct StudyRows {
-    /// The study row.
+/// The most bytes of an instance's metadata the index keeps in its row (`meta`), so that a
+/// series' or study's metadata is one query; larger ones (enhanced multi-frame functional
+/// groups) are read from the instance's index object. D1 takes values of up to 2 MB and
+/// statements of up to 100 KB (a `wado reindex --sql-out` line holds the value).
+pub const MAX_META_IN_ROW: usize = 64 * 1024;
+
+/// The rows one stored instance contributes: its own, and what it says of its series and
+/// study (merged with what is stored by [`super::schema::commit_instance`]).
+#[derive(Debug, Clone)]
+pub struct InstanceRows {
+    /// Study Instance UID.
+    pub study_uid: Uid,
+    /// Series Instance UID.
+    pub series_uid: Uid,
+    /// SOP Instance UID.
+    pub sop_uid: Uid,
+    /// The stored version (generation) the row names.
+    pub gen: String,
+    /// The study row's key columns and attributes.
     pub study: Columns,
-    /// Its series.
-    pub series: Vec<Columns>,
-    /// Its instances.
-    pub instances: Vec<Columns>,
+    /// The series row's key columns and attributes.
+    pub series: Columns,
+    /// The instance row.
+    pub instance: Columns,
 }
 
-/// The rows of a study from its whole instances (`None` when there are none). Each instance's
-/// data set is parsed once and dropped before the next (a study of thousands of instances is
-/// never held parsed at once); the study and series attributes are those of the first
-/// instance that has each.
-pub fn study_rows(partition: &str, instances: &[&InstanceIndex]) -> Option<StudyRows> {
-    let first = instances.first()?;
-    let mut study_attrs = Map::new();
-    // Per series, in UID order: its attributes and its number of instances.
-    let mut series: BTreeMap<&str, (Map<String, Json>, i64)> = BTreeMap::new();
-    let mut instance_rows = Vec::with_capacity(instances.len());
-    for i in instances {
-        let m: Map<String, Json> = serde_json::from_str(i.metadata.get()).unwrap_or_default();
-        merge_into(&mut study_attrs, &m, Level::Study);
-        let (series_attrs, n) = series.entry(i.series.as_str()).or_default();
-        merge_into(series_attrs, &m, Level::Series);
-        *n += 1;
-        let attrs = own(&m, Level::Instance);
-        drop(m);
-        let mut row: Columns = vec![
-            ("part", partition.into()),
-            ("study_uid", i.study.as_str().into()),
-            ("series_uid", i.series.as_str().into()),
-            ("sop_uid", i.sop_instance.as_str().into()),
-        ];
-        key_columns(&mut row, &attrs, Level::Instance);
-        // The index knows these even when the data set does not say them.
-        set(&mut row, "sop_class", i.sop_class.as_str().into());
-        row.push(("attrs", Json::Object(attrs).to_string().into()));
-        instance_rows.push(row);
-    }
-    let mut modalities: Vec<String> = Vec::new();
-    let mut series_rows = Vec::new();
-    let n_series = series.len();
-    for (series_uid, (attrs, n)) in series {
-        if let Some(m) = text(attrs.get("00080060")).filter(|m| !m.is_empty()) {
-            if !modalities.contains(&m) {
-                modalities.push(m);
-            }
-        }
-        let mut row: Columns = vec![
-            ("part", partition.into()),
-            ("study_uid", first.study.as_str().into()),
-            ("series_uid", series_uid.into()),
-        ];
-        key_columns(&mut row, &attrs, Level::Series);
-        row.push(("n_instances", n.into()));
-        row.push(("attrs", Json::Object(attrs).to_string().into()));
-        series_rows.push(row);
-    }
-    modalities.sort();
+/// The rows of one stored instance in `partition`.
+pub fn instance_rows(partition: &str, i: &InstanceIndex) -> InstanceRows {
+    let m: Map<String, Json> = serde_json::from_str(i.metadata.get()).unwrap_or_default();
     let mut study: Columns = vec![
         ("part", partition.into()),
-        ("study_uid", first.study.as_str().into()),
+        ("study_uid", i.study.as_str().into()),
     ];
-    key_columns(&mut study, &study_attrs, Level::Study);
+    key_columns(&mut study, &own(&m, Level::Study), Level::Study);
     study.push((
-        "modalities",
-        if modalities.is_empty() {
-            String::new()
-        } else {
-            format!("\\{}\\", modalities.join("\\"))
-        }
-        .into(),
+        "attrs",
+        Json::Object(own(&m, Level::Study)).to_string().into(),
     ));
-    study.push(("n_series", (n_series as i64).into()));
-    study.push(("n_instances", (instances.len() as i64).into()));
-    study.push(("attrs", Json::Object(study_attrs).to_string().into()));
-    Some(StudyRows {
+    let series_attrs = own(&m, Level::Series);
+    let mut series: Columns = vec![
+        ("part", partition.into()),
+        ("study_uid", i.study.as_str().into()),
+        ("series_uid", i.series.as_str().into()),
+    ];
+    key_columns(&mut series, &series_attrs, Level::Series);
+    series.push(("attrs", Json::Object(series_attrs).to_string().into()));
+    let attrs = own(&m, Level::Instance);
+    let mut instance: Columns = vec![
+        ("part", partition.into()),
+        ("study_uid", i.study.as_str().into()),
+        ("series_uid", i.series.as_str().into()),
+        ("sop_uid", i.sop_instance.as_str().into()),
+    ];
+    key_columns(&mut instance, &attrs, Level::Instance);
+    // The index knows these even when the data set does not say them.
+    set(&mut instance, "sop_class", i.sop_class.as_str().into());
+    instance.push(("attrs", Json::Object(attrs).to_string().into()));
+    let meta = i.metadata.get();
+    instance.extend([
+        ("gen", Value::from(i.gen.as_str())),
+        (
+            "size",
+            Value::Int(i64::try_from(i.source.size).unwrap_or(i64::MAX)),
+        ),
+        ("sha256", Value::from(i.source.sha256.as_str())),
+        ("ts", Value::from(i.transfer_syntax.as_str())),
+        (
+            "stored_at",
+            Value::Int(i64::try_from(i.stored_at).unwrap_or(i64::MAX)),
+        ),
+        (
+            "meta",
+            if meta.len() <= MAX_META_IN_ROW {
+                Value::from(meta)
+            } else {
+                Value::Null
+            },
+        ),
+    ]);
+    InstanceRows {
+        study_uid: i.study.clone(),
+        series_uid: i.series.clone(),
+        sop_uid: i.sop_instance.clone(),
+        gen: i.gen.clone(),
         study,
-        series: series_rows,
-        instances: instance_rows,
-    })
+        series,
+        instance,
+    }
 }
 
 fn set(row: &mut Columns, column: &str, value: Value) {
     if let Some(c) = row.iter_mut().find(|(c, _)| *c == column) {
         if c.1 == Value::Null || c.1 == Value::Text(String::new()) {
             c.1 = value;
-        }
-    }
-}
-
-/// Adds to `out` the attributes of `set` at `level` it does not have yet (the first instance
-/// that has an attribute gives it).
-fn merge_into(out: &mut Map<String, Json>, set: &Map<String, Json>, level: Level) {
-    for (k, v) in set {
-        if !out.contains_key(k) && kept(k, v, level) {
-            out.insert(k.clone(), v.clone());
         }
     }
 }

@@ -1,17 +1,28 @@
-//! The index's schema and the statements that change it, in both dialects.
+//! The catalog's schema and every statement that reads or changes it, in both dialects.
 //!
-//! Three tables, one per level, keyed by partition (the AE title) and UIDs; text columns hold
-//! `''` rather than NULL so that ordering and comparison mean the same in SQLite and
-//! PostgreSQL; each row keeps the attributes of its level as DICOM JSON (`attrs`). A fourth
-//! table names the studies an import is changing (see [`super::recover`]).
+//! The index is the one truth of what exists (docs/STORAGE-LAYOUT.md): a row of
+//! `qido_instance` names the stored version (`gen`) of an instance, whose objects in the store
+//! (`{sop}-{gen}.dcm`, `{sop}-{gen}.index.json`) are written before the row and never
+//! overwritten. Three tables, one per level, keyed by partition (the AE title) and UIDs; text
+//! columns hold `''` rather than NULL so that ordering and comparison mean the same in SQLite
+//! and PostgreSQL; each row keeps the attributes of its level as DICOM JSON (`attrs`), the
+//! instance its whole metadata (`meta`, when small). Series and study rows carry what a write
+//! changes at once (counts, Modalities in Study, a `version` naming the last write) so that
+//! storing one instance reads and writes a constant number of rows, whatever the study holds.
+//! `qido_retired` names superseded versions whose objects are to be deleted, `qido_layout` each
+//! partition's layout record, `qido_meta` the schema version.
+//!
+//! Writers of one instance run [`commit_instance`]: one transaction (SQLite's writer lock,
+//! D1's batch, PostgreSQL with advisory locks on the study and the SOP Instance UID), every
+//! statement conditioned on the state it finds, so concurrent writers in any number of
+//! processes, replicas or isolates leave the counts exact and one version current.
 
-use super::rows::{study_rows, Columns};
+use super::rows::{Columns, InstanceRows};
 use super::{Dialect, Statement, Value};
 use crate::dicom::uid::Uid;
-use crate::layout::InstanceIndex;
 
 /// The schema version; a database with another is rebuilt by `wado reindex`.
-pub const VERSION: &str = "1";
+pub const VERSION: &str = "2";
 
 fn int_type(d: Dialect) -> &'static str {
     match d {
@@ -20,73 +31,21 @@ fn int_type(d: Dialect) -> &'static str {
     }
 }
 
-/// The statements that create the schema when it is not there.
-pub fn create(d: Dialect) -> Vec<Statement> {
-    let int = int_type(d);
-    // Byte order for text, as SQLite compares: the same order (UIDs, names) on both engines.
-    let (t, key) = match d {
-        Dialect::Sqlite => ("TEXT NOT NULL DEFAULT ''", "TEXT NOT NULL"),
-        Dialect::Postgres => (
-            "TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
-            "TEXT COLLATE \"C\" NOT NULL",
-        ),
-    };
-    [
-        "CREATE TABLE IF NOT EXISTS qido_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)".to_owned(),
-        format!(
-            "CREATE TABLE IF NOT EXISTS qido_study (part {key}, study_uid {key}, \
-             study_date {t}, study_time {t}, accession {t}, modalities {t}, referring {t}, \
-             referring_fold {t}, referring_words {t}, patient_name {t}, patient_name_fold {t}, \
-             patient_name_words {t}, patient_id {t}, birth_date {t}, sex {t}, study_id {t}, \
-             description {t}, n_series {int} NOT NULL, n_instances {int} NOT NULL, \
-             attrs TEXT NOT NULL, PRIMARY KEY (part, study_uid))"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS qido_series (part {key}, study_uid {key}, \
-             series_uid {key}, modality {t}, series_number {int}, description {t}, \
-             body_part {t}, series_date {t}, pps_date {t}, pps_time {t}, \
-             n_instances {int} NOT NULL, attrs TEXT NOT NULL, \
-             PRIMARY KEY (part, study_uid, series_uid))"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS qido_instance (part {key}, study_uid {key}, \
-             series_uid {key}, sop_uid {key}, sop_class {t}, \
-             instance_number {int}, n_rows {int}, n_columns {int}, n_frames {int}, \
-             attrs TEXT NOT NULL, PRIMARY KEY (part, study_uid, series_uid, sop_uid))"
-        ),
-        // Studies being changed, one mark per writer (an import run, a STOW-RS request), so
-        // one that finishes clears its own mark only.
-        "CREATE TABLE IF NOT EXISTS qido_writing (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
-         writer TEXT NOT NULL, PRIMARY KEY (part, study_uid, writer))"
-            .to_owned(),
-        // Marks of wado versions before per-writer marks, carried over (a table kept empty).
-        "CREATE TABLE IF NOT EXISTS qido_pending (part TEXT NOT NULL, study_uid TEXT NOT NULL, \
-         PRIMARY KEY (part, study_uid))"
-            .to_owned(),
-        // `WHERE true`: SQLite's parser wants it before ON CONFLICT after a SELECT.
-        "INSERT INTO qido_writing (part, study_uid, writer) SELECT part, study_uid, '' \
-         FROM qido_pending WHERE true ON CONFLICT DO NOTHING"
-            .to_owned(),
-        "DELETE FROM qido_pending".to_owned(),
-        // The study list's order, and the keys a viewer searches by.
-        "CREATE INDEX IF NOT EXISTS qido_study_order ON qido_study (part, study_date DESC, study_time DESC, study_uid)".to_owned(),
-        "CREATE INDEX IF NOT EXISTS qido_study_patient_id ON qido_study (part, patient_id)".to_owned(),
-        "CREATE INDEX IF NOT EXISTS qido_study_accession ON qido_study (part, accession)".to_owned(),
-        "CREATE INDEX IF NOT EXISTS qido_study_name ON qido_study (part, patient_name_fold)".to_owned(),
-        "CREATE INDEX IF NOT EXISTS qido_series_uid ON qido_series (part, series_uid)".to_owned(),
-        "CREATE INDEX IF NOT EXISTS qido_instance_uid ON qido_instance (part, sop_uid)".to_owned(),
-    ]
-    .into_iter()
-    .chain(KEY_INDEXES.iter().map(|(table, column)| {
-        format!("CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} (part, {column})")
-    }))
-    // ModalitiesInStudy is matched through the series: their modality, then their study.
-    .chain(std::iter::once(
-        "CREATE INDEX IF NOT EXISTS qido_series_modality ON qido_series (part, modality, study_uid)"
-            .to_owned(),
-    ))
-    .map(Statement::plain)
-    .collect()
+/// Placeholder `n` (1-based) in the dialect.
+pub(crate) fn param(d: Dialect, n: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+/// An advisory lock held to the end of the transaction (PostgreSQL only; SQLite and D1 have
+/// one writer at a time anyway), on `key` (hashed).
+fn pg_lock(d: Dialect, key: String) -> Option<Statement> {
+    (d == Dialect::Postgres).then(|| Statement {
+        sql: "SELECT pg_advisory_xact_lock(hashtext($1))".into(),
+        params: vec![key.into()],
+    })
 }
 
 /// The index of every matching key not served by another (the primary keys, the order, the
@@ -112,12 +71,83 @@ pub const KEY_INDEXES: &[(&str, &str)] = &[
     ("qido_instance", "n_frames"),
 ];
 
-/// Placeholder `n` (1-based) in the dialect.
-pub(crate) fn param(d: Dialect, n: usize) -> String {
-    match d {
-        Dialect::Sqlite => format!("?{n}"),
-        Dialect::Postgres => format!("${n}"),
-    }
+/// The statements that create the schema when it is not there, in one transaction: several
+/// processes starting at once on one database take turns (PostgreSQL: an advisory lock;
+/// SQLite and D1: their writer lock), and the first records the version.
+pub fn create(d: Dialect) -> Vec<Statement> {
+    let int = int_type(d);
+    // Byte order for text, as SQLite compares: the same order (UIDs, names) on both engines.
+    let (t, key) = match d {
+        Dialect::Sqlite => ("TEXT NOT NULL DEFAULT ''", "TEXT NOT NULL"),
+        Dialect::Postgres => (
+            "TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
+            "TEXT COLLATE \"C\" NOT NULL",
+        ),
+    };
+    let mut out: Vec<Statement> = pg_lock(d, "wado schema".into()).into_iter().collect();
+    out.extend(
+        [
+            "CREATE TABLE IF NOT EXISTS qido_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                .to_owned(),
+            format!(
+                "CREATE TABLE IF NOT EXISTS qido_study (part {key}, study_uid {key}, \
+                 study_date {t}, study_time {t}, accession {t}, modalities {t}, referring {t}, \
+                 referring_fold {t}, referring_words {t}, patient_name {t}, patient_name_fold {t}, \
+                 patient_name_words {t}, patient_id {t}, birth_date {t}, sex {t}, study_id {t}, \
+                 description {t}, n_series {int} NOT NULL, n_instances {int} NOT NULL, \
+                 attrs TEXT NOT NULL, version {t}, modified {int} NOT NULL DEFAULT 0, \
+                 PRIMARY KEY (part, study_uid))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS qido_series (part {key}, study_uid {key}, \
+                 series_uid {key}, modality {t}, series_number {int}, description {t}, \
+                 body_part {t}, series_date {t}, pps_date {t}, pps_time {t}, \
+                 n_instances {int} NOT NULL, attrs TEXT NOT NULL, version {t}, \
+                 modified {int} NOT NULL DEFAULT 0, PRIMARY KEY (part, study_uid, series_uid))"
+            ),
+            // One SOP Instance UID names one instance in a partition: the primary key.
+            format!(
+                "CREATE TABLE IF NOT EXISTS qido_instance (part {key}, study_uid {key}, \
+                 series_uid {key}, sop_uid {key}, sop_class {t}, \
+                 instance_number {int}, n_rows {int}, n_columns {int}, n_frames {int}, \
+                 attrs TEXT NOT NULL, gen {t}, size {int} NOT NULL, sha256 {t}, ts {t}, \
+                 stored_at {int} NOT NULL, meta TEXT, PRIMARY KEY (part, sop_uid))"
+            ),
+            // Superseded versions, until their objects are deleted.
+            format!(
+                "CREATE TABLE IF NOT EXISTS qido_retired (part {key}, study_uid {key}, \
+                 series_uid {key}, sop_uid {key}, gen {key}, retired_at {int} NOT NULL, \
+                 PRIMARY KEY (part, sop_uid, gen))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS qido_layout (part {key} PRIMARY KEY, record TEXT NOT NULL)"
+            ),
+            // The study list's order, and the keys a viewer searches by.
+            "CREATE INDEX IF NOT EXISTS qido_study_order ON qido_study (part, study_date DESC, study_time DESC, study_uid)".to_owned(),
+            "CREATE INDEX IF NOT EXISTS qido_study_patient_id ON qido_study (part, patient_id)".to_owned(),
+            "CREATE INDEX IF NOT EXISTS qido_study_accession ON qido_study (part, accession)".to_owned(),
+            "CREATE INDEX IF NOT EXISTS qido_study_name ON qido_study (part, patient_name_fold)".to_owned(),
+            "CREATE INDEX IF NOT EXISTS qido_series_uid ON qido_series (part, series_uid)".to_owned(),
+            // A study's or series' instances, in order.
+            "CREATE INDEX IF NOT EXISTS qido_instance_scope ON qido_instance (part, study_uid, series_uid, sop_uid)".to_owned(),
+            // ModalitiesInStudy is matched through the series: their modality, then their study.
+            "CREATE INDEX IF NOT EXISTS qido_series_modality ON qido_series (part, modality, study_uid)".to_owned(),
+            "CREATE INDEX IF NOT EXISTS qido_retired_due ON qido_retired (part, retired_at)".to_owned(),
+        ]
+        .into_iter()
+        .chain(KEY_INDEXES.iter().map(|(table, column)| {
+            format!("CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} (part, {column})")
+        }))
+        .map(Statement::plain),
+    );
+    out.push(Statement {
+        sql: format!(
+            "INSERT INTO qido_meta (name, value) VALUES ('schema', {}) ON CONFLICT (name) DO NOTHING",
+            param(d, 1)
+        ),
+        params: vec![VERSION.into()],
+    });
+    out
 }
 
 /// The stored schema version.
@@ -125,14 +155,404 @@ pub fn version_query(_d: Dialect) -> Statement {
     Statement::plain("SELECT value FROM qido_meta WHERE name = 'schema'")
 }
 
-/// Records the schema version.
-pub fn set_version(d: Dialect) -> Statement {
+/// Every table of every schema version this code knows, dropped (`wado reindex` rebuilding an
+/// index of another version).
+pub fn drop_all(d: Dialect) -> Vec<Statement> {
+    let mut out: Vec<Statement> = pg_lock(d, "wado schema".into()).into_iter().collect();
+    out.extend(
+        [
+            "qido_instance",
+            "qido_series",
+            "qido_study",
+            "qido_retired",
+            "qido_layout",
+            "qido_writing",
+            "qido_pending",
+            "qido_meta",
+        ]
+        .into_iter()
+        .map(|t| Statement::plain(format!("DROP TABLE IF EXISTS {t}"))),
+    );
+    out
+}
+
+/// Builds statements with numbered parameters.
+struct Params {
+    d: Dialect,
+    values: Vec<Value>,
+}
+
+impl Params {
+    fn new(d: Dialect) -> Params {
+        Params {
+            d,
+            values: Vec::new(),
+        }
+    }
+
+    fn bind(&mut self, v: impl Into<Value>) -> String {
+        self.values.push(v.into());
+        param(self.d, self.values.len())
+    }
+
+    fn statement(&mut self, sql: String) -> Statement {
+        Statement {
+            sql,
+            params: std::mem::take(&mut self.values),
+        }
+    }
+}
+
+/// The columns of a row that a later write of the same study or series leaves as they are
+/// when it has no value for them (its attributes merge over the stored ones).
+fn merged_column(d: Dialect, table: &str, column: &str, value: &Value) -> String {
+    match value {
+        Value::Int(_) | Value::Null => {
+            format!("{column} = COALESCE(excluded.{column}, {table}.{column})")
+        }
+        Value::Text(_) => match d {
+            Dialect::Sqlite | Dialect::Postgres => {
+                format!("{column} = COALESCE(NULLIF(excluded.{column}, ''), {table}.{column})")
+            }
+        },
+    }
+}
+
+/// The stored attributes of `table` with `excluded`'s over them (RFC 7396 merge: the later
+/// write's values win, attributes it lacks are kept).
+fn merged_attrs(d: Dialect, table: &str) -> String {
+    match d {
+        Dialect::Sqlite => format!("attrs = json_patch({table}.attrs, excluded.attrs)"),
+        Dialect::Postgres => {
+            format!("attrs = ({table}.attrs::jsonb || excluded.attrs::jsonb)::text")
+        }
+    }
+}
+
+/// The Modalities in Study column from the study's series: `\CT\MR\`, sorted, or `''`.
+fn modalities_of(d: Dialect, p: &mut Params, part: &str, study: &str) -> String {
+    let (part, study) = (p.bind(part), p.bind(study));
+    let distinct = format!(
+        "SELECT DISTINCT modality AS m FROM qido_series WHERE part = {part} AND study_uid = {study} AND modality <> ''"
+    );
+    match d {
+        Dialect::Sqlite => format!(
+            "COALESCE((SELECT '\\' || group_concat(m, '\\') || '\\' FROM ({distinct} ORDER BY m)), '')"
+        ),
+        Dialect::Postgres => format!(
+            "COALESCE((SELECT '\\' || string_agg(m, '\\' ORDER BY m) || '\\' FROM ({distinct}) AS ms), '')"
+        ),
+    }
+}
+
+/// An upsert of one row: `INSERT ... SELECT ... WHERE {guard} ON CONFLICT ({conflict}) DO
+/// UPDATE SET {update}`.
+fn upsert(
+    p: &mut Params,
+    table: &str,
+    row: &Columns,
+    guard: &str,
+    conflict: &str,
+    update: &str,
+) -> Statement {
+    let names: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
+    let marks: Vec<String> = row.iter().map(|(_, v)| p.bind(v.clone())).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) SELECT {} WHERE {guard} ON CONFLICT ({conflict}) DO UPDATE SET {update}",
+        names.join(", "),
+        marks.join(", ")
+    );
+    p.statement(sql)
+}
+
+/// The transaction that makes `rows` (one instance, stored as version `rows.gen`) the current
+/// version of its SOP Instance UID in `partition`, at `now` (seconds):
+///
+/// 1. PostgreSQL: advisory locks on the study and on the SOP Instance UID (writers of either
+///    take turns; SQLite's and D1's writers always do);
+/// 2. the study and series rows inserted, or their key columns and attributes merged with
+///    this instance's; counts raised when the SOP Instance UID is new, Modalities in Study and
+///    the number of series recounted from the study's series rows (a few), `version` set to
+///    this write's generation;
+/// 3. the version it replaces, if any, named in `qido_retired`;
+/// 4. the instance row inserted or replaced.
+///
+/// Every statement holds only when no instance of that SOP Instance UID is stored in another
+/// series or study: then nothing changes (and the writer, reading the row back, reports the
+/// duplicate). The primary key `(part, sop_uid)` makes that hold whatever else happens.
+pub fn commit_instance(
+    d: Dialect,
+    partition: &str,
+    rows: &InstanceRows,
+    now: u64,
+) -> Vec<Statement> {
+    let (study, series, sop, gen) = (
+        rows.study_uid.as_str(),
+        rows.series_uid.as_str(),
+        rows.sop_uid.as_str(),
+        rows.gen.as_str(),
+    );
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    out.extend(pg_lock(d, format!("{partition}/{study}")));
+    out.extend(pg_lock(d, format!("{partition}#{sop}")));
+    let mut p = Params::new(d);
+    // Each statement binds its own parameters: the guard is written anew every time.
+    let guard = |p: &mut Params| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM qido_instance x WHERE x.part = {} AND x.sop_uid = {} AND (x.study_uid <> {} OR x.series_uid <> {}))",
+            p.bind(partition),
+            p.bind(sop),
+            p.bind(study),
+            p.bind(series)
+        )
+    };
+    let is_new = |p: &mut Params| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM qido_instance x WHERE x.part = {} AND x.sop_uid = {})",
+            p.bind(partition),
+            p.bind(sop)
+        )
+    };
+    // 2. The study row, then the series row.
+    let mut study_row = rows.study.clone();
+    study_row.extend([
+        ("modalities", Value::from("")),
+        ("n_series", Value::Int(0)),
+        ("n_instances", Value::Int(0)),
+        ("version", Value::from(gen)),
+        ("modified", Value::Int(now)),
+    ]);
+    let update = merged_update(d, "qido_study", &rows.study);
+    let g = guard(&mut p);
+    out.push(upsert(
+        &mut p,
+        "qido_study",
+        &study_row,
+        &g,
+        "part, study_uid",
+        &update,
+    ));
+    let mut series_row = rows.series.clone();
+    series_row.extend([
+        ("n_instances", Value::Int(0)),
+        ("version", Value::from(gen)),
+        ("modified", Value::Int(now)),
+    ]);
+    let update = merged_update(d, "qido_series", &rows.series);
+    let g = guard(&mut p);
+    out.push(upsert(
+        &mut p,
+        "qido_series",
+        &series_row,
+        &g,
+        "part, study_uid, series_uid",
+        &update,
+    ));
+    // The counts, before the instance row is there: raised when the instance is new.
+    let new = is_new(&mut p);
+    let (v, m) = (p.bind(gen), p.bind(now));
+    let (pa, st, se) = (p.bind(partition), p.bind(study), p.bind(series));
+    let g = guard(&mut p);
+    let sql = format!(
+        "UPDATE qido_series SET n_instances = n_instances + (CASE WHEN {new} THEN 1 ELSE 0 END), \
+         version = {v}, modified = CASE WHEN modified > {m} THEN modified ELSE {m} END \
+         WHERE part = {pa} AND study_uid = {st} AND series_uid = {se} AND {g}"
+    );
+    out.push(p.statement(sql));
+    let new = is_new(&mut p);
+    let (v, m) = (p.bind(gen), p.bind(now));
+    let n_series = {
+        let (pa, st) = (p.bind(partition), p.bind(study));
+        format!("(SELECT count(*) FROM qido_series s WHERE s.part = {pa} AND s.study_uid = {st})")
+    };
+    let modalities = modalities_of(d, &mut p, partition, study);
+    let (pa, st) = (p.bind(partition), p.bind(study));
+    let g = guard(&mut p);
+    let sql = format!(
+        "UPDATE qido_study SET n_instances = n_instances + (CASE WHEN {new} THEN 1 ELSE 0 END), \
+         n_series = {n_series}, modalities = {modalities}, version = {v}, \
+         modified = CASE WHEN modified > {m} THEN modified ELSE {m} END \
+         WHERE part = {pa} AND study_uid = {st} AND {g}"
+    );
+    out.push(p.statement(sql));
+    // 3. The version replaced, if another is current.
+    let (n, pa, so, st, se, gv) = (
+        p.bind(now),
+        p.bind(partition),
+        p.bind(sop),
+        p.bind(study),
+        p.bind(series),
+        p.bind(gen),
+    );
+    let sql = format!(
+        "INSERT INTO qido_retired (part, study_uid, series_uid, sop_uid, gen, retired_at) \
+         SELECT part, study_uid, series_uid, sop_uid, gen, {n} FROM qido_instance \
+         WHERE part = {pa} AND sop_uid = {so} AND study_uid = {st} AND series_uid = {se} AND gen <> {gv} \
+         ON CONFLICT DO NOTHING"
+    );
+    out.push(p.statement(sql));
+    // 4. The instance row.
+    let update: Vec<String> = rows
+        .instance
+        .iter()
+        .filter(|(c, _)| !matches!(*c, "part" | "sop_uid"))
+        .map(|(c, _)| format!("{c} = excluded.{c}"))
+        .collect();
+    let g = guard(&mut p);
+    out.push(upsert(
+        &mut p,
+        "qido_instance",
+        &rows.instance,
+        &g,
+        "part, sop_uid",
+        &update.join(", "),
+    ));
+    out
+}
+
+/// `SET` of a study or series upsert: key columns merged (a value the write lacks keeps the
+/// stored one), attributes merged, the rest (counts, version) left to the count update.
+fn merged_update(d: Dialect, table: &str, row: &Columns) -> String {
+    let mut sets: Vec<String> = row
+        .iter()
+        .filter(|(c, _)| !matches!(*c, "part" | "study_uid" | "series_uid" | "attrs"))
+        .map(|(c, v)| merged_column(d, table, c, v))
+        .collect();
+    sets.push(merged_attrs(d, table));
+    sets.join(", ")
+}
+
+/// Where the instance of SOP Instance UID `sop` is in a partition: a row of (study, series,
+/// gen, sha256), or none.
+pub fn locate_instance(d: Dialect, partition: &str, sop: &Uid) -> Statement {
     Statement {
         sql: format!(
-            "INSERT INTO qido_meta (name, value) VALUES ('schema', {}) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            "SELECT study_uid, series_uid, gen, sha256 FROM qido_instance WHERE part = {} AND sop_uid = {}",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), sop.as_str().into()],
+    }
+}
+
+/// The stored instances of a study, a series or one instance, as retrieval lists them (series
+/// by UID, instances by UID within them): (study, series, sop, gen, size, stored_at).
+pub fn list_instances(
+    d: Dialect,
+    partition: &str,
+    study: &Uid,
+    series: Option<&Uid>,
+    sop: Option<&Uid>,
+) -> Statement {
+    let mut p = Params::new(d);
+    let mut sql = format!(
+        "SELECT study_uid, series_uid, sop_uid, gen, size, stored_at FROM qido_instance WHERE part = {} AND study_uid = {}",
+        p.bind(partition),
+        p.bind(study.as_str())
+    );
+    if let Some(se) = series {
+        sql.push_str(&format!(" AND series_uid = {}", p.bind(se.as_str())));
+    }
+    if let Some(i) = sop {
+        sql.push_str(&format!(" AND sop_uid = {}", p.bind(i.as_str())));
+    }
+    sql.push_str(" ORDER BY series_uid, sop_uid");
+    p.statement(sql)
+}
+
+/// The metadata of a series' or a study's instances, in one snapshot with the version it
+/// belongs to: (version, modified, n_instances) of the series or study, then for each
+/// instance (series, sop, gen, instance number, meta, size). Series in UID order, instances by
+/// Instance Number then UID within them.
+pub fn metadata_rows(d: Dialect, partition: &str, study: &Uid, series: Option<&Uid>) -> Statement {
+    let mut p = Params::new(d);
+    let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+    let sql = match series {
+        Some(se) => {
+            let se = p.bind(se.as_str());
+            format!(
+                "SELECT o.version, o.modified, o.n_instances, i.series_uid, i.sop_uid, i.gen, i.instance_number, i.meta, i.size \
+                 FROM qido_series o JOIN qido_instance i ON i.part = o.part AND i.study_uid = o.study_uid AND i.series_uid = o.series_uid \
+                 WHERE o.part = {pa} AND o.study_uid = {st} AND o.series_uid = {se} \
+                 ORDER BY i.series_uid, COALESCE(i.instance_number, 2147483647), i.sop_uid"
+            )
+        }
+        None => format!(
+            "SELECT o.version, o.modified, o.n_instances, i.series_uid, i.sop_uid, i.gen, i.instance_number, i.meta, i.size \
+             FROM qido_study o JOIN qido_instance i ON i.part = o.part AND i.study_uid = o.study_uid \
+             WHERE o.part = {pa} AND o.study_uid = {st} \
+             ORDER BY i.series_uid, COALESCE(i.instance_number, 2147483647), i.sop_uid"
+        ),
+    };
+    p.statement(sql)
+}
+
+/// The version of a series or study: (version, modified, n_instances), or no row.
+pub fn version_of(d: Dialect, partition: &str, study: &Uid, series: Option<&Uid>) -> Statement {
+    let mut p = Params::new(d);
+    let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+    let sql = match series {
+        Some(se) => format!(
+            "SELECT version, modified, n_instances FROM qido_series WHERE part = {pa} AND study_uid = {st} AND series_uid = {}",
+            p.bind(se.as_str())
+        ),
+        None => format!(
+            "SELECT version, modified, n_instances FROM qido_study WHERE part = {pa} AND study_uid = {st}"
+        ),
+    };
+    p.statement(sql)
+}
+
+/// Superseded versions retired before `before` (seconds), at most `limit`: (study, series,
+/// sop, gen).
+pub fn retired_due(d: Dialect, partition: &str, before: u64, limit: usize) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT study_uid, series_uid, sop_uid, gen FROM qido_retired WHERE part = {} AND retired_at < {} ORDER BY retired_at LIMIT {limit}",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![
+            partition.into(),
+            Value::Int(i64::try_from(before).unwrap_or(i64::MAX)),
+        ],
+    }
+}
+
+/// Forgets a retired version (its objects are deleted).
+pub fn forget_retired(d: Dialect, partition: &str, sop: &Uid, gen: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "DELETE FROM qido_retired WHERE part = {} AND sop_uid = {} AND gen = {}",
+            param(d, 1),
+            param(d, 2),
+            param(d, 3)
+        ),
+        params: vec![partition.into(), sop.as_str().into(), gen.into()],
+    }
+}
+
+/// Records a partition's layout record when it has none (the first writer's wins).
+pub fn layout_put(d: Dialect, partition: &str, record: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO qido_layout (part, record) VALUES ({}, {}) ON CONFLICT (part) DO NOTHING",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), record.into()],
+    }
+}
+
+/// A partition's layout record.
+pub fn layout_get(d: Dialect, partition: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT record FROM qido_layout WHERE part = {}",
             param(d, 1)
         ),
-        params: vec![VERSION.into()],
+        params: vec![partition.into()],
     }
 }
 
@@ -155,79 +575,6 @@ pub fn delete_study(d: Dialect, partition: &str, study: &str) -> Vec<Statement> 
         .collect()
 }
 
-/// Multi-row INSERTs of `rows` into `table`, each with at most `max_params` parameters (D1
-/// binds at most 100 per statement, and counts statements per request).
-fn insert(d: Dialect, table: &str, rows: &[Columns], max_params: usize) -> Vec<Statement> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < rows.len() {
-        let names: Vec<&str> = rows[i].iter().map(|(c, _)| *c).collect();
-        let per_row = names.len().max(1);
-        let fit = (max_params / per_row).max(1);
-        let mut group = Vec::new();
-        while i < rows.len()
-            && group.len() < fit
-            && rows[i].iter().map(|(c, _)| *c).eq(names.iter().copied())
-        {
-            group.push(&rows[i]);
-            i += 1;
-        }
-        let mut params = Vec::with_capacity(group.len() * per_row);
-        let mut tuples = Vec::with_capacity(group.len());
-        for row in group {
-            let marks: Vec<String> = row
-                .iter()
-                .map(|(_, v)| {
-                    params.push(v.clone());
-                    param(d, params.len())
-                })
-                .collect();
-            tuples.push(format!("({})", marks.join(", ")));
-        }
-        out.push(Statement {
-            sql: format!(
-                "INSERT INTO {table} ({}) VALUES {}",
-                names.join(", "),
-                tuples.join(", ")
-            ),
-            params,
-        });
-    }
-    out
-}
-
-/// Replaces a study's rows by those of `instances` (its whole stored instances; none removes
-/// the study) and clears the pending mark of `writer` (every mark when `None`: a rebuild
-/// from the store after the writers are gone): to run as one transaction.
-pub fn replace_study(
-    d: Dialect,
-    max_params: usize,
-    partition: &str,
-    study: &Uid,
-    instances: &[&InstanceIndex],
-    writer: Option<&str>,
-) -> Vec<Statement> {
-    let mut out = delete_study(d, partition, study.as_str());
-    if let Some(rows) = study_rows(partition, instances) {
-        out.extend(insert(d, "qido_study", &[rows.study], max_params));
-        out.extend(insert(d, "qido_series", &rows.series, max_params));
-        out.extend(insert(d, "qido_instance", &rows.instances, max_params));
-    }
-    out.push(match writer {
-        None => by_study(d, "DELETE FROM", "qido_writing", partition, study.as_str()),
-        Some(w) => Statement {
-            sql: format!(
-                "DELETE FROM qido_writing WHERE part = {} AND study_uid = {} AND writer = {}",
-                param(d, 1),
-                param(d, 2),
-                param(d, 3)
-            ),
-            params: vec![partition.into(), study.as_str().into(), w.into()],
-        },
-    });
-    out
-}
-
 /// Statistics for the planner, after a bulk change (an import run, a reindex): without them
 /// SQLite walks the order index for `PatientID=...` instead of its own index (200 ms instead of
 /// 0.2 ms at 100,000 studies).
@@ -238,42 +585,6 @@ pub fn analyze(d: Dialect) -> Vec<Statement> {
         Dialect::Postgres => vec![Statement::plain(
             "ANALYZE qido_study, qido_series, qido_instance",
         )],
-    }
-}
-
-/// Marks a study as being changed by `writer` (before its files are written).
-pub fn mark_pending(d: Dialect, partition: &str, study: &Uid, writer: &str) -> Statement {
-    Statement {
-        sql: format!(
-            "INSERT INTO qido_writing (part, study_uid, writer) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING",
-            param(d, 1),
-            param(d, 2),
-            param(d, 3)
-        ),
-        params: vec![partition.into(), study.as_str().into(), writer.into()],
-    }
-}
-
-/// Where instances of SOP Instance UID `sop` are in a partition: (study, series) rows.
-pub fn locate_instance(d: Dialect, partition: &str, sop: &Uid) -> Statement {
-    Statement {
-        sql: format!(
-            "SELECT study_uid, series_uid FROM qido_instance WHERE part = {} AND sop_uid = {}",
-            param(d, 1),
-            param(d, 2)
-        ),
-        params: vec![partition.into(), sop.as_str().into()],
-    }
-}
-
-/// The studies marked pending in a partition.
-pub fn pending(d: Dialect, partition: &str) -> Statement {
-    Statement {
-        sql: format!(
-            "SELECT DISTINCT study_uid FROM qido_writing WHERE part = {}",
-            param(d, 1)
-        ),
-        params: vec![Value::from(partition)],
     }
 }
 

@@ -125,6 +125,11 @@ impl Config {
         for ae in &self.ae_titles {
             layout::partition_prefix(ae).map_err(|e| e.to_string())?;
         }
+        if self.index.is_none() {
+            return Err(
+                "a catalog is required: the search index says which instances exist (SQLite, PostgreSQL, D1)".into(),
+            );
+        }
         if self.upstream.is_some() && self.auth.is_none() && !self.public {
             return Err(
                 "an upstream archive without access control here would serve any of its studies to anyone: set tokens or JWT keys, or say public = true to mean it"
@@ -197,51 +202,54 @@ pub struct Service {
 pub(crate) struct Partition {
     /// The store as this AE title sees it.
     pub(crate) store: Arc<dyn Store>,
+    /// Its AE title: its name in the catalog.
+    pub(crate) ae_title: String,
     layout: Mutex<Option<LayoutRecord>>,
-    /// Rebased metadata, by key within the partition.
+    /// Series and study metadata made from the catalog, by version.
     pub(crate) cache: Mutex<MetaCache>,
+    /// Instance indexes read from the store, by generation (immutable).
+    pub(crate) records: Mutex<plan::RecordCache>,
     /// Fills from the upstream archive, one per scope, and its recent misses.
     fills: crate::ingest::upstream::Fills,
-    /// The search index's schema is there and studies an interrupted import left pending are
-    /// rebuilt (done before the first search).
-    searchable: std::sync::atomic::AtomicBool,
-    /// STOW-RS requests take turns per SOP Instance UID written, and per study rebuilt.
-    writing: Arc<crate::ingest::Turns>,
-    rebuilding: crate::ingest::Turns,
+    /// The catalog's schema is there, checked once (and retired versions swept then).
+    ready: std::sync::atomic::AtomicBool,
+    /// Writers take turns per SOP Instance UID within this process.
+    pub(crate) writing: Arc<crate::ingest::Turns>,
+    /// Writers' commits share transactions.
+    pub(crate) committer: Arc<crate::ingest::Committer>,
 }
 
 impl Partition {
-    fn new(store: Arc<dyn Store>) -> Partition {
+    fn new(store: Arc<dyn Store>, ae_title: &str) -> Partition {
         Partition {
             store,
+            ae_title: ae_title.to_owned(),
             layout: Mutex::new(None),
             cache: Mutex::new(MetaCache::default()),
+            records: Mutex::new(plan::RecordCache::default()),
             fills: Default::default(),
-            searchable: Default::default(),
+            ready: Default::default(),
             writing: Default::default(),
-            rebuilding: Default::default(),
+            committer: Default::default(),
         }
     }
 
-    /// Makes the index ready before the partition's first search: its schema, and the studies
-    /// an interrupted import left pending ([`crate::ingest::recover`]).
-    pub(crate) async fn ready_to_search(
-        &self,
-        index: &dyn crate::search::Index,
-        ae_title: &str,
-    ) -> Result<()> {
+    /// Makes the catalog ready before the partition's first use: its schema (created, or
+    /// checked), and the versions retired long enough ago deleted from the store.
+    pub(crate) async fn ready(&self, index: &dyn crate::search::Index, now: u64) -> Result<()> {
         use std::sync::atomic::Ordering;
-        if self.searchable.load(Ordering::Acquire) {
+        if self.ready.load(Ordering::Acquire) {
             return Ok(());
         }
         crate::search::open(index).await?;
-        crate::ingest::recover(&*self.store, index, ae_title).await?;
-        self.searchable.store(true, Ordering::Release);
+        crate::ingest::sweep(&*self.store, index, &self.ae_title, now, 10_000).await?;
+        self.ready.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// The partition's layout record (read once, then kept).
-    pub(crate) async fn layout(&self) -> Result<LayoutRecord> {
+    /// The partition's layout record, as the catalog keeps it (read once, then kept); a
+    /// partition nothing was written to yet has the default one.
+    pub(crate) async fn layout(&self, index: &dyn crate::search::Index) -> Result<LayoutRecord> {
         if let Some(l) = self
             .layout
             .lock()
@@ -250,15 +258,23 @@ impl Partition {
         {
             return Ok(l);
         }
-        let rec = match self.store.get(layout::LAYOUT_KEY).await? {
-            Some(b) => LayoutRecord::from_json(&b)?,
-            None => {
-                return Ok(LayoutRecord::new(
-                    layout::DEFAULT_PUBLIC_URL,
-                    layout::DEFAULT_AE_TITLE,
-                ))
-            }
+        let rows = index
+            .query(crate::search::schema::layout_get(
+                index.dialect(),
+                &self.ae_title,
+            ))
+            .await?;
+        let Some(text) = rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(crate::search::Value::as_str)
+        else {
+            return Ok(LayoutRecord::new(
+                layout::DEFAULT_PUBLIC_URL,
+                layout::DEFAULT_AE_TITLE,
+            ));
         };
+        let rec = LayoutRecord::from_json(text.as_bytes())?;
         *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
         Ok(rec)
     }
@@ -275,7 +291,7 @@ impl Service {
             .filter_map(|ae| {
                 Some((
                     ae.clone(),
-                    Partition::new(layout::partition(&store, ae).ok()?),
+                    Partition::new(layout::partition(&store, ae).ok()?, ae),
                 ))
             })
             .collect();
@@ -358,10 +374,16 @@ impl Service {
             }
             (neg, _) => neg?,
         };
-        let ctx = Ctx::new(req, part, self.service_root(req, &route.ae_title)?);
+        let index = self.catalog()?;
+        part.ready(&**index, req.now).await?;
+        let ctx = Ctx::new(
+            req,
+            part,
+            self.service_root(req, &route.ae_title)?,
+            index.clone(),
+        );
         if let (Some(upstream), Some(target)) = (&self.config.upstream, route.resource.target()) {
-            self.fill_from_upstream(&ctx, &route.ae_title, &**upstream, target)
-                .await?;
+            self.fill_from_upstream(&ctx, &**upstream, target).await?;
         }
         let plan = self
             .plan(&ctx, &route.ae_title, &route.resource, &neg)
@@ -434,30 +456,46 @@ impl Service {
     async fn fill_from_upstream(
         &self,
         ctx: &Ctx<'_>,
-        ae_title: &str,
         upstream: &dyn Upstream,
         target: &Target,
     ) -> Result<()> {
         let store = &*ctx.part.store;
-        // What is filled goes into the index too: it must have its schema first.
-        if let Some(index) = &self.config.index {
-            ctx.part.ready_to_search(&**index, ae_title).await?;
-        }
-        let search = self.config.index.as_ref().map(|i| (i, ae_title));
+        let ae_title = ctx.part.ae_title.as_str();
         let suffix = format!("{}{ae_title}/rs", route::SERVICE_PREFIX);
         let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
+        let catalog = crate::ingest::upstream::Catalog {
+            index: &ctx.index,
+            ae_title,
+            committer: &ctx.part.committer,
+        };
         ctx.part
             .fills
             .ensure(
                 store,
                 upstream,
                 target,
-                ctx.req.now,
-                search,
+                (ctx.req.now, ctx.req.entropy),
+                catalog,
                 self.config.fill_transcode.as_deref(),
-                || crate::ingest::ensure_layout(store, public, ae_title),
+                || {
+                    crate::ingest::ensure_layout(
+                        store,
+                        Some((&*ctx.index, ae_title)),
+                        public,
+                        ae_title,
+                    )
+                },
             )
             .await
+    }
+
+    /// The catalog (the search index): what exists, for every request.
+    pub(crate) fn catalog(&self) -> Result<&Arc<dyn crate::search::Index>> {
+        self.config.index.as_ref().ok_or_else(|| {
+            Error::Index(crate::search::IndexError::new(
+                "this server has no catalog (search index) configured",
+            ))
+        })
     }
 
     /// With a public URL, a request must name this server by it (or by an allowed host): a

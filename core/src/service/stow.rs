@@ -2,14 +2,11 @@
 //! `multipart/related; type="application/dicom"` body, one Part-10 instance per part.
 //!
 //! The body is read as it arrives ([`crate::wire::parts`]): each part is kept in memory only
-//! until it is whole, then goes through the import pipeline of `wado import`
-//! ([`crate::ingest::Batch`]: validation, the storage layout, replacement rules, the
-//! write order that makes an interruption leave each instance complete or absent), several at
-//! a time while the next ones arrive. A part cut short (the client went away) is never
-//! written. After the last part, the series and studies touched are rebuilt and the search
-//! index updated in the same step, so an instance the response names as stored is retrievable
-//! and searchable. Requests take turns per SOP Instance UID (two requests storing one instance)
-//! and per study rebuilt (so the last rebuild sees every instance stored).
+//! until it is whole, then goes through the one ingest door of `wado import`
+//! ([`crate::ingest::Batch`]: validation, versioned objects, one catalog transaction per
+//! instance, shared with concurrent writers), several at a time while the next ones arrive. A
+//! part cut short (the client went away) is never written. An instance the response names as
+//! stored was committed before it: retrievable and searchable, from any replica.
 //!
 //! The response is the Store Instances Response Module (PS3.18 §10.5.3, Table 10.5.3-1): the
 //! study's Retrieve URL, a Referenced SOP Sequence item per instance stored (Warning Reason
@@ -31,7 +28,7 @@
 //! in a `Warning: 299` header, since the data set has no attribute for a text.
 
 use super::http::{self, header_str};
-use super::{Partition, Request, Response, Service};
+use super::{Request, Response, Service};
 use crate::auth::Access;
 use crate::error::{Error, Result};
 use crate::ingest::{Batch, Expected, ImportError, Imported, Status};
@@ -61,10 +58,6 @@ const IN_FLIGHT_BYTES: usize = 16 << 20;
 
 /// `Warning` headers of one response, at most.
 const MAX_NOTES: usize = 50;
-
-/// Instances stored before their studies are rebuilt, at most, in a long request (their
-/// indexes are held until then).
-const REBUILD_EVERY: usize = 1000;
 
 /// An instance stored, as the response names it.
 struct Stored {
@@ -139,19 +132,20 @@ impl Service {
         let store = &*part.store;
         let suffix = format!("{}{}/rs", crate::route::SERVICE_PREFIX, route.ae_title);
         let public = root.strip_suffix(&suffix).unwrap_or(&root);
-        let layout = crate::ingest::ensure_layout(store, public, &route.ae_title).await?;
-        let mut batch = Batch::new(layout)
+        let index = self.catalog()?.clone();
+        part.ready(&*index, req.now).await?;
+        let layout = crate::ingest::ensure_layout(
+            store,
+            Some((&*index, &route.ae_title)),
+            public,
+            &route.ae_title,
+        )
+        .await?;
+        let batch = Batch::new(layout, req.now, req.entropy)
             .with_max_instance(self.config.max_instance_bytes)
             .with_turns(part.writing.clone())
-            .with_offload(self.config.offload.clone());
-        if let Some(index) = &self.config.index {
-            part.ready_to_search(&**index, &route.ae_title).await?;
-            // Each request its own pending mark, named by the request's random bytes.
-            let writer: String = req.entropy.iter().map(|b| format!("{b:02x}")).collect();
-            batch = batch
-                .with_index(index.clone(), &route.ae_title)
-                .writing_as(&format!("stow {writer}"));
-        }
+            .with_offload(self.config.offload.clone())
+            .with_index(index, &route.ae_title, Some(part.committer.clone()));
         let mut body = req
             .body
             .take()
@@ -161,19 +155,12 @@ impl Service {
             instance: self.config.max_instance_bytes,
             parts: self.config.max_store_parts.max(1),
         };
-        let received = receive(
-            &mut body,
-            &boundary,
-            limits,
-            (&batch, part),
-            store,
-            study.as_ref(),
-        )
-        .await;
+        let received = receive(&mut body, &boundary, limits, &batch, store, study.as_ref()).await;
         // What is left of a body refused midway is the frontend's to finish.
         req.body.give_back(body);
-        // What was stored is made whole (metadata, index) even when the request failed after.
-        rebuild(part, batch, store).await?;
+        // Every instance named stored was committed when it was stored; what is left is to
+        // delete versions retired long enough ago.
+        batch.finish(store).await?;
         let outcomes = received?;
         if outcomes.is_empty() {
             return Err(Error::BadRequest(
@@ -285,7 +272,7 @@ async fn receive(
     body: &mut crate::service::message::RequestStream,
     boundary: &str,
     limits: Limits,
-    (batch, part): (&Batch, &Partition),
+    batch: &Batch,
     store: &dyn Store,
     study: Option<&Uid>,
 ) -> Result<Vec<Outcome1>> {
@@ -375,13 +362,6 @@ async fn receive(
                 }
             }
             Some(Event::End) => {
-                if batch.waiting() >= REBUILD_EVERY {
-                    // A long request: what is stored so far is rebuilt now (every part under
-                    // way finished first, so none is left out of its study's pending mark).
-                    drain(&mut working, &mut done).await;
-                    waiting_bytes = 0;
-                    rebuild_now(part, batch, store).await?;
-                }
                 if let Some(Some(buf)) = current.take() {
                     let bytes = buf.freeze();
                     let i = done.len();
@@ -485,23 +465,6 @@ async fn store_one(
     }
 }
 
-/// Rebuilds what the batch touched, one study at a time per partition.
-async fn rebuild(part: &Partition, batch: Batch, store: &dyn Store) -> Result<()> {
-    rebuild_now(part, &batch, store).await
-}
-
-/// Rebuilds what the batch touched so far (see [`Batch::drain_rebuilds`]).
-async fn rebuild_now(part: &Partition, batch: &Batch, store: &dyn Store) -> Result<()> {
-    for r in batch.drain_rebuilds() {
-        let key = r.study().map(|s| s.to_string()).unwrap_or_default();
-        part.rebuilding.take(&key, r.run(store)).await?;
-    }
-    Ok(())
-}
-
-/// The Store Instances Response (PS3.18 Table 10.5.3-1) and its status. Written item by item
-/// (a request may store tens of thousands of instances), as DICOM JSON, then translated to
-/// XML when asked.
 /// A response made on the pool (a [`Response`] may hold a stream, which is not `Send` in the
 /// worker).
 struct Made {

@@ -3,8 +3,8 @@
 //! another media type (frames, documents, video).
 
 use super::{
-    can_convert, can_give_frame, frame_count, left_out_warning, push_distinct, Ctx, Plan,
-    StoredInstance,
+    can_convert, can_give_frame, frame_count, left_out_warning, load_record, push_distinct, Ctx,
+    Plan, StoredInstance,
 };
 use crate::error::{Error, Result};
 use crate::layout::{self, InstanceIndex};
@@ -14,19 +14,8 @@ use crate::route::{AttributePath, PathStep, Target};
 use crate::service::body::{Part, Source};
 use crate::service::message::Outcome;
 use crate::service::Service;
-use crate::store::Store;
 use futures::stream::{self, StreamExt};
 use std::sync::Arc;
-
-/// Reads and checks the index of a listed instance.
-pub(crate) async fn load_index(store: Arc<dyn Store>, i: StoredInstance) -> Result<InstanceIndex> {
-    let key = layout::index_key(&i.study, &i.series, &i.sop);
-    let bytes = store
-        .get(&key)
-        .await?
-        .ok_or_else(|| Error::NotFound(key.clone()))?;
-    InstanceIndex::from_json(&key, &bytes)
-}
 
 /// What converting a stored file holds in memory at most, estimated: the file and its parsed
 /// form, and its pixels decoded twice (the decoded frames, then the output written from them).
@@ -227,26 +216,18 @@ impl Service {
         &self,
         ctx: &Ctx<'_>,
         target: &Target,
-    ) -> Result<(Vec<StoredInstance>, Vec<InstanceIndex>)> {
+    ) -> Result<(Vec<StoredInstance>, Vec<Arc<InstanceIndex>>)> {
         let list = self.list_instances(ctx, target).await?;
-        let loads: Vec<_> = list
+        let loads = list
             .iter()
-            .map(|i| load_index(ctx.part.store.clone(), i.clone()))
-            .collect();
-        let indexes: Vec<InstanceIndex> = stream::iter(loads)
+            .cloned()
+            .map(|i| async move { load_record(ctx, &i).await });
+        let indexes: Vec<Arc<InstanceIndex>> = stream::iter(loads)
             .buffered(16)
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<Result<_>>()?;
-        let (list, indexes): (Vec<_>, Vec<_>) = list
-            .into_iter()
-            .zip(indexes)
-            .filter(|(i, idx)| idx.matches_file(Some(i.size)))
-            .unzip();
-        if list.is_empty() {
-            return Err(Error::NotFound(format!("no {}", target.path())));
-        }
         Ok((list, indexes))
     }
 

@@ -1,8 +1,9 @@
-//! Study, series and instance metadata (PS3.18 §10.4.1.1.2): DICOM JSON from the stored gzip
-//! objects, in the wanted content coding, BulkDataURIs on the request's root; XML (PS3.19)
-//! translated from it.
+//! Study, series and instance metadata (PS3.18 §10.4.1.1.2): DICOM JSON assembled from the
+//! instances' metadata the catalog holds (kept by version), in the wanted content coding,
+//! BulkDataURIs on the request's root; XML (PS3.19) translated from it.
 
 use super::{Ctx, Plan};
+use crate::dicom::uid::Uid;
 use crate::error::{Error, Result};
 use crate::layout::{self, LayoutRecord};
 use crate::media::MediaType;
@@ -15,14 +16,15 @@ use crate::service::Service;
 use bytes::Bytes;
 use http::header;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 
-/// What a cached metadata body was made from, and for whom.
+/// What a cached metadata body was made from, and for whom: a study's or series' metadata at
+/// one version (the generation of its last write, and its number of instances), on one
+/// service root, in one content coding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     key: String,
-    size: u64,
-    trailer: Vec<u8>,
+    version: String,
     root: String,
     coding: &'static str,
 }
@@ -109,7 +111,7 @@ impl Service {
         if media == MediaType::DicomXml {
             return self.metadata_xml(ctx, target).await;
         }
-        let layout = ctx.part.layout().await?;
+        let layout = ctx.part.layout(&*ctx.index).await?;
         let coding =
             choose_encoding(header_str(ctx.req.headers, header::ACCEPT_ENCODING).as_deref());
         let (body, identity) = self.metadata_body(ctx, target, &layout, coding).await?;
@@ -136,7 +138,7 @@ impl Service {
     /// document per instance (PS3.18 Table 10.4.4-1, PS3.19 Annex A), translated from the
     /// stored JSON.
     pub(crate) async fn metadata_xml(&self, ctx: &Ctx<'_>, target: &Target) -> Result<Plan> {
-        let layout = ctx.part.layout().await?;
+        let layout = ctx.part.layout(&*ctx.index).await?;
         let (json, _) = self.metadata_body(ctx, target, &layout, "identity").await?;
         // Parsed and written as XML on the pool.
         let (path, root) = (target.path(), ctx.root.clone());
@@ -180,7 +182,7 @@ impl Service {
     }
 
     /// The metadata of a target as a DICOM JSON array in `coding`, BulkDataURIs on the
-    /// request's root, with the stored content identity it was made from.
+    /// request's root, with the identity of the version it was made from.
     pub(crate) async fn metadata_body(
         &self,
         ctx: &Ctx<'_>,
@@ -188,9 +190,9 @@ impl Service {
         layout: &LayoutRecord,
         coding: &'static str,
     ) -> Result<(Bytes, String)> {
-        let key = match target {
-            Target::Study { study } => layout::study_metadata_key(study),
-            Target::Series { study, series } => layout::series_metadata_key(study, series),
+        let (study, series) = match target {
+            Target::Study { study } => (study, None),
+            Target::Series { study, series } => (study, Some(series)),
             Target::Instance { .. } => {
                 let idx = self.instance_index(ctx, target).await?;
                 let mut json = format!("[{}]", idx.metadata.get()).into_bytes();
@@ -205,76 +207,101 @@ impl Service {
                 return Ok((body, idx.source.sha256.clone()));
             }
         };
-        self.stored_metadata(ctx, &key, &layout.service_root, coding)
+        self.assembled_metadata(ctx, study, series, &layout.service_root, coding)
             .await
     }
 
-    /// Study or series metadata in the wanted content coding, BulkDataURIs on `root`.
-    ///
-    /// With the stored root and gzip this is one read of the stored object. Anything else
-    /// (identity or deflate, another root) is computed once and cached, keyed by the object's
-    /// size and gzip trailer (CRC-32 and length, RFC 1952 §2.3.1): one 8-byte read tells whether
-    /// the cached bytes still match the stored object.
-    pub(crate) async fn stored_metadata(
+    /// Study or series metadata: the instances' metadata the catalog holds, in one array
+    /// (series by UID, instances by Instance Number), BulkDataURIs on the request's root, in
+    /// the wanted content coding. Nothing is written when an instance is stored: the body is
+    /// made on the first read of each version (one query), then kept, keyed by the version
+    /// (the generation of the last write, and the number of instances), which one cheap
+    /// query checks on every read.
+    pub(crate) async fn assembled_metadata(
         &self,
         ctx: &Ctx<'_>,
-        key: &str,
+        study: &Uid,
+        series: Option<&Uid>,
         stored_root: &str,
         coding: &'static str,
     ) -> Result<(Bytes, String)> {
-        let root = ctx.root.as_str();
+        use crate::search::{schema, Value};
+        let (d, part) = (ctx.index.dialect(), ctx.part.ae_title.as_str());
         let missing = || Error::NotFound("no such study or series".into());
-        if stored_root == root && coding == "gzip" {
-            // One read: the stored object is the answer.
-            let (b, meta) = ctx.part.store.get_object(key).await?.ok_or_else(missing)?;
-            ctx.saw(meta.modified);
-            let id = format!(
-                "{}-{}",
-                b.len(),
-                hex::encode(&b[b.len().saturating_sub(8)..])
-            );
-            return Ok((b, id));
-        }
-        let head = ctx.part.store.head(key).await?.ok_or_else(missing)?;
-        ctx.saw(head.modified);
-        let size = head.size;
-        if size < 18 {
-            return Err(Error::corrupt(key, "not a gzip object"));
-        }
-        let trailer = ctx
-            .part
-            .store
-            .get_range(key, size - 8..size)
-            .await?
-            .ok_or_else(missing)?;
-        let id = format!("{size}-{}", hex::encode(&trailer));
-        let ck = CacheKey {
-            key: key.to_owned(),
-            size,
-            trailer: trailer.to_vec(),
-            root: root.to_owned(),
+        let text = |r: &crate::search::Row, n: usize| {
+            r.get(n).and_then(Value::as_str).unwrap_or("").to_owned()
+        };
+        let int = |r: &crate::search::Row, n: usize| r.get(n).and_then(Value::as_int).unwrap_or(0);
+        let version = |r: &crate::search::Row| format!("{}-{}", text(r, 0), int(r, 2));
+        let key = match series {
+            Some(se) => format!("{study}/{se}"),
+            None => study.to_string(),
+        };
+        let rows = ctx
+            .index
+            .query(schema::version_of(d, part, study, series))
+            .await?;
+        let head = rows.first().ok_or_else(missing)?;
+        ctx.saw(u64::try_from(int(head, 1)).ok().filter(|&m| m > 0));
+        let mut ck = CacheKey {
+            key,
+            version: version(head),
+            root: ctx.root.clone(),
             coding,
         };
-        if let Some(b) = ctx
+        let cached = ctx
             .part
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&ck)
-        {
-            return Ok((b, id));
+            .get(&ck);
+        if let Some(b) = cached {
+            return Ok((b, ck.version));
         }
-        let gz = ctx.part.store.get(key).await?.ok_or_else(missing)?;
-        // Inflated, rebased and coded again on the pool (megabytes for a large study).
-        let (job_key, stored_root, job_root) =
-            (key.to_owned(), stored_root.to_owned(), root.to_owned());
+        // The version and its instances in one snapshot.
+        let rows = ctx
+            .index
+            .query(schema::metadata_rows(d, part, study, series))
+            .await?;
+        let first = rows.first().ok_or_else(missing)?;
+        ck.version = version(first);
+        let mut pieces: Vec<String> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            match r.get(7).and_then(Value::as_str) {
+                Some(meta) => pieces.push(meta.to_owned()),
+                // Too large for the row: from the instance's index object.
+                None => {
+                    let se = Uid::parse(&text(r, 3)).map_err(|_| missing())?;
+                    let sop = Uid::parse(&text(r, 4)).map_err(|_| missing())?;
+                    let gen = text(r, 5);
+                    let listed = super::StoredInstance {
+                        key: layout::instance_key(study, &se, &sop, &gen),
+                        study: study.clone(),
+                        series: se,
+                        sop,
+                        gen,
+                        size: u64::try_from(int(r, 8)).unwrap_or(0),
+                        modified: None,
+                    };
+                    let idx = super::load_record(ctx, &listed).await?;
+                    pieces.push(idx.metadata.get().to_owned());
+                }
+            }
+        }
+        // Joined, rebased and coded on the pool (megabytes for a large study).
+        let (stored_root, root) = (stored_root.to_owned(), ctx.root.clone());
         let out = crate::service::offload::compute(self.config.offload.as_deref(), move || {
-            let mut json = Vec::with_capacity(gz.len() * 16);
-            flate2::read::GzDecoder::new(&gz[..])
-                .read_to_end(&mut json)
-                .map_err(|e| Error::corrupt(&job_key, e))?;
-            if stored_root != job_root {
-                json = rebase_json(&json, &stored_root, &job_root);
+            let mut json = Vec::with_capacity(pieces.iter().map(String::len).sum::<usize>() + 2);
+            json.push(b'[');
+            for (i, p) in pieces.iter().enumerate() {
+                if i > 0 {
+                    json.push(b',');
+                }
+                json.extend_from_slice(p.as_bytes());
+            }
+            json.push(b']');
+            if stored_root != root {
+                json = rebase_json(&json, &stored_root, &root);
             }
             Ok(match coding {
                 "gzip" => gzip_fast(&json),
@@ -283,6 +310,7 @@ impl Service {
             })
         })
         .await?;
+        let id = ck.version.clone();
         ctx.part
             .cache
             .lock()

@@ -18,14 +18,15 @@ pub(crate) use metadata::MetaCache;
 use super::body::Part;
 use super::message::{Outcome, Request};
 use super::{Partition, Service};
+use crate::dicom::uid::Uid;
 use crate::error::{Error, Result};
 use crate::layout::{self, InstanceIndex};
 use crate::media::{ts, MediaType};
 use crate::route::Target;
-use crate::store::ObjectMeta;
 use crate::wire::multipart::boundary_from_entropy;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a planner decided: how the response is framed, its parts in order, and what to log
 /// (the outcome's `warning` makes it a 206, its `validator` gives the ETag).
@@ -224,6 +225,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) root: String,
     /// The multipart boundary.
     pub(crate) boundary: String,
+    /// The catalog: which instances exist, and in which generation.
+    pub(crate) index: Arc<dyn crate::search::Index>,
     /// The latest modification time (Unix seconds) of the stored objects the response is made
     /// from, 0 when unknown: gives `Last-Modified`.
     modified: AtomicU64,
@@ -231,11 +234,17 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// The context of `req`, URIs on `root`.
-    pub(crate) fn new(req: &'a Request<'a>, part: &'a Partition, root: String) -> Ctx<'a> {
+    pub(crate) fn new(
+        req: &'a Request<'a>,
+        part: &'a Partition,
+        root: String,
+        index: Arc<dyn crate::search::Index>,
+    ) -> Ctx<'a> {
         Ctx {
             req,
             part,
             root,
+            index,
             boundary: boundary_from_entropy(req.entropy),
             modified: AtomicU64::new(0),
         }
@@ -254,7 +263,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// A listed instance: its file is stored, and so is its index.
+/// An instance the catalog lists: its current generation's file and index.
 pub(crate) type StoredInstance = layout::ListedInstance;
 
 pub(crate) fn push_distinct(v: &mut Vec<String>, s: String) {
@@ -271,94 +280,155 @@ pub(crate) fn list(frames: &[u32]) -> String {
     s.join(",")
 }
 
+/// Instance indexes read from the store, by key (a generation's index never changes): a
+/// frame request then reads the catalog and its frame only. Bounded by the JSON's size.
+#[derive(Debug, Default)]
+pub(crate) struct RecordCache {
+    entries: std::collections::HashMap<String, Arc<InstanceIndex>>,
+    order: std::collections::VecDeque<(String, usize)>,
+    bytes: usize,
+}
+
+impl RecordCache {
+    /// The most bytes (of index JSON) kept.
+    const MAX_BYTES: usize = 32 << 20;
+
+    fn get(&self, key: &str) -> Option<Arc<InstanceIndex>> {
+        self.entries.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: String, idx: Arc<InstanceIndex>, size: usize) {
+        if size > Self::MAX_BYTES / 4 || self.entries.contains_key(&key) {
+            return;
+        }
+        while self.bytes + size > Self::MAX_BYTES {
+            let Some((old, n)) = self.order.pop_front() else {
+                break;
+            };
+            self.entries.remove(&old);
+            self.bytes -= n;
+        }
+        self.entries.insert(key.clone(), idx);
+        self.order.push_back((key, size));
+        self.bytes += size;
+    }
+}
+
 impl Service {
-    /// The instance's index, checked against its stored file (which must exist and match).
+    /// The instance's index: the generation the catalog names, read from the store (or the
+    /// cache of records, which never change).
     pub(crate) async fn instance_index(
         &self,
         ctx: &Ctx<'_>,
         target: &Target,
-    ) -> Result<InstanceIndex> {
-        let Target::Instance {
-            study,
-            series,
-            instance,
-        } = target
-        else {
-            return Err(Error::NotFound("not an instance".into()));
-        };
-        let key = layout::index_key(study, series, instance);
-        let bytes = ctx.part.store.get(&key).await?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "no instance {instance} in series {series} of study {study}"
-            ))
-        })?;
-        let idx = InstanceIndex::from_json(&key, &bytes)?;
-        let head = ctx
-            .part
-            .store
-            .head(&layout::instance_key(study, series, instance))
-            .await?;
-        ctx.saw(head.as_ref().and_then(|h| h.modified));
-        if !idx.matches_file(head.map(|h| h.size)) {
-            // An import was interrupted between writing the index and the file.
-            return Err(Error::NotFound(format!(
-                "no instance {instance} in series {series} of study {study}"
-            )));
-        }
-        Ok(idx)
+    ) -> Result<Arc<InstanceIndex>> {
+        let listed = self.list_instances(ctx, target).await?;
+        let first = listed
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("no {}", target.path())))?;
+        load_record(ctx, &first).await
     }
 
-    /// The stored instances of a target: (study, series, sop, dcm key, size), sorted.
+    /// The stored instances of a target, as the catalog lists them: series by UID, instances
+    /// by UID within them.
     pub(crate) async fn list_instances(
         &self,
         ctx: &Ctx<'_>,
         target: &Target,
     ) -> Result<Vec<StoredInstance>> {
-        let prefix = match target {
-            Target::Study { study } => layout::study_prefix(study),
-            Target::Series { study, series } => layout::series_prefix(study, series),
+        let (study, series, sop) = match target {
+            Target::Study { study } => (study, None, None),
+            Target::Series { study, series } => (study, Some(series), None),
             Target::Instance {
                 study,
                 series,
                 instance,
-            } => {
-                let key = layout::instance_key(study, series, instance);
-                let Some(ObjectMeta { size, modified, .. }) = ctx.part.store.head(&key).await?
-                else {
-                    return Err(Error::NotFound(format!(
-                        "no instance {instance} in series {series} of study {study}"
-                    )));
-                };
-                if ctx
-                    .part
-                    .store
-                    .size(&layout::index_key(study, series, instance))
-                    .await?
-                    .is_none()
-                {
-                    return Err(Error::NotFound(format!("no instance {instance}")));
-                }
-                ctx.saw(modified);
-                return Ok(vec![StoredInstance {
-                    study: study.clone(),
-                    series: series.clone(),
-                    sop: instance.clone(),
-                    key,
-                    size,
-                    modified,
-                }]);
-            }
+            } => (study, Some(series), Some(instance)),
         };
-        let out = layout::listed_instances(ctx.part.store.list(&prefix).await?);
-        for i in &out {
-            ctx.saw(i.modified);
+        let rows = ctx
+            .index
+            .query(crate::search::schema::list_instances(
+                ctx.index.dialect(),
+                &ctx.part.ae_title,
+                study,
+                series,
+                sop,
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let text = |n: usize| r.get(n).and_then(crate::search::Value::as_str);
+            let int = |n: usize| r.get(n).and_then(crate::search::Value::as_int);
+            let (Some(st), Some(se), Some(i)) = (
+                text(0).and_then(|u| Uid::parse(u).ok()),
+                text(1).and_then(|u| Uid::parse(u).ok()),
+                text(2).and_then(|u| Uid::parse(u).ok()),
+            ) else {
+                continue;
+            };
+            let gen = text(3).unwrap_or("").to_owned();
+            let modified = int(5)
+                .and_then(|m| u64::try_from(m).ok())
+                .filter(|&m| m > 0);
+            ctx.saw(modified);
+            out.push(StoredInstance {
+                key: layout::instance_key(&st, &se, &i, &gen),
+                study: st,
+                series: se,
+                sop: i,
+                gen,
+                size: int(4).and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                modified,
+            });
         }
         if out.is_empty() {
             return Err(Error::NotFound(match target {
                 Target::Study { study } => format!("no study {study}"),
-                _ => format!("no series {}", target.path()),
+                Target::Series { .. } => format!("no series {}", target.path()),
+                Target::Instance {
+                    study,
+                    series,
+                    instance,
+                } => format!("no instance {instance} in series {series} of study {study}"),
             }));
         }
         Ok(out)
     }
+}
+
+/// A listed instance's index (cached by key: a generation's index never changes), checked
+/// against the catalog's size of its file.
+pub(crate) async fn load_record(ctx: &Ctx<'_>, i: &StoredInstance) -> Result<Arc<InstanceIndex>> {
+    let key = i.index_key();
+    let cached = ctx
+        .part
+        .records
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key);
+    let idx = match cached {
+        Some(idx) => idx,
+        None => {
+            let bytes = ctx.part.store.get(&key).await?.ok_or_else(|| {
+                // The catalog names it: the store lost it, or a version retired under a
+                // reader (after the grace period).
+                Error::corrupt(&key, "the catalog names an index the store does not hold")
+            })?;
+            let idx = Arc::new(InstanceIndex::from_json(&key, &bytes)?);
+            ctx.part
+                .records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), idx.clone(), bytes.len());
+            idx
+        }
+    };
+    if !idx.matches_file(Some(i.size)) || idx.gen != i.gen {
+        return Err(Error::corrupt(
+            &key,
+            "the index does not describe the file the catalog names",
+        ));
+    }
+    Ok(idx)
 }

@@ -110,6 +110,7 @@ impl Service {
         // The image instances, in Instance Number order (then SOP Instance UID).
         let mut images: Vec<&InstanceIndex> = indexes
             .iter()
+            .map(|i| &**i)
             .filter(|i| i.pixel.is_some() && i.frames.is_some())
             .filter(|i| !layout::is_video(&i.transfer_syntax))
             .collect();
@@ -299,7 +300,7 @@ impl Service {
         &self,
         ctx: &Ctx<'_>,
         target: &Target,
-        indexes: &[InstanceIndex],
+        indexes: &[Arc<InstanceIndex>],
     ) -> Result<Option<Plan>> {
         let ts = indexes
             .first()

@@ -49,7 +49,7 @@ impl Service {
                 let t = Target::Study {
                     study: study.clone(),
                 };
-                self.fill_from_upstream(ctx, ae_title, &**up, &t).await?;
+                self.fill_from_upstream(ctx, &**up, &t).await?;
                 None
             }
             (Some(up), Scope::Series(study, series)) => {
@@ -57,7 +57,7 @@ impl Service {
                     study: study.clone(),
                     series: series.clone(),
                 };
-                self.fill_from_upstream(ctx, ae_title, &**up, &t).await?;
+                self.fill_from_upstream(ctx, &**up, &t).await?;
                 None
             }
         };
@@ -73,7 +73,6 @@ impl Service {
                 "this server keeps no search index; QIDO-RS is not available here".into(),
             ));
         };
-        ctx.part.ready_to_search(&**index, ae_title).await?;
         let rows = search::search_rows(&**index, ae_title, &query, self.config.max_results).await?;
         let mut notices = query.warnings.clone();
         if rows.truncated() {

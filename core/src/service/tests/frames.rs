@@ -194,12 +194,7 @@ fn a_stored_index_claiming_4294967295_frames_plans_only_the_frames_there() {
     let f = fixture!("mr_small_jpegls_lossless.dcm");
     let store = store_with(std::slice::from_ref(&f));
     let (st, se, sop) = uids(&f);
-    let (ust, use_, usop) = (
-        Uid::parse(&st).expect("uid"),
-        Uid::parse(&se).expect("uid"),
-        Uid::parse(&sop).expect("uid"),
-    );
-    let key = layout::index_key(&ust, &use_, &usop);
+    let (_, key) = current_keys(&*catalog_of(&store), &st, &se, &sop);
     let stored = block_on(store.get(&key)).expect("get").expect("index");
     let mut idx: serde_json::Value = serde_json::from_slice(&stored).expect("json");
     idx["pixel"]["number_of_frames"] = u32::MAX.into();
@@ -347,7 +342,7 @@ fn a_small_conversion_memory_serializes_frame_conversions_and_refuses_what_canno
     let one_frame = info.stored_frame_bits().div_ceil(8) * 2
         + wado_codec::conversion_work_bytes(&info, crate::ts::EXPLICIT_VR_LE, JLS_LOSSLESS);
     for (memory, want) in [(one_frame + 1024, 200), (one_frame / 2, 406)] {
-        let svc = Service::new(
+        let svc = test_service(
             store.clone(),
             Config {
                 conversion_memory: memory,
@@ -391,11 +386,7 @@ fn a_first_frame_that_does_not_decode_is_an_error_status() {
     let f = fixture!("mr_small_jpegls_lossless.dcm");
     let store = store_with(std::slice::from_ref(&f));
     let (st, se, sop) = uids(&f);
-    let key = layout::instance_key(
-        &Uid::parse(&st).expect("uid"),
-        &Uid::parse(&se).expect("uid"),
-        &Uid::parse(&sop).expect("uid"),
-    );
+    let (key, _) = current_keys(&*catalog_of(&store), &st, &se, &sop);
     // Garble the JPEG-LS scan header (SOS) inside the stored file, keeping its size.
     let mut bytes = block_on(store.get(&key))
         .expect("get")

@@ -95,7 +95,7 @@ fn cors_preflight_and_exposed_headers() {
     let file = fixture!("ct_small_ele.dcm");
     let store = store_with(std::slice::from_ref(&file));
     let (st, _, _) = uids(&file);
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             cors_origins: vec!["https://viewer.example".into()],
@@ -326,7 +326,7 @@ fn one_bearer_token_on_every_route() {
         "viewer-token-0123456789 DCM4CHEE\nother-ae-token-0123456 OTHER\n",
     )
     .expect("tokens");
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             auth: Some(Arc::new(crate::auth::Auth {
@@ -429,7 +429,7 @@ fn last_modified_and_if_modified_since() {
     }
     // A second instance arrives later: the study and series move on, the first instance not.
     now.store(1_700_000_100, Ordering::Relaxed);
-    import_into(store.clone(), std::slice::from_ref(&b));
+    import_at(store.clone(), std::slice::from_ref(&b), 1_700_000_100);
     for (r, want) in [
         (&resources[0], T1),
         (&resources[1], T1),
@@ -488,7 +488,7 @@ fn head_is_get_without_the_body_and_without_the_conversion() {
 fn only_allowed_hosts_name_the_service_root() {
     let file = fixture!("ct_small_ele.dcm");
     let store = store_with(std::slice::from_ref(&file));
-    let svc = Service::new(
+    let svc = test_service(
         store,
         Config {
             allowed_hosts: vec!["PACS.example.org".into(), "127.0.0.1:8080".into()],

@@ -120,7 +120,7 @@ fn cached_metadata_follows_a_replaced_object() {
     let b = fixture!("study77654033_CT2_17136.dcm");
     let store = store_with(std::slice::from_ref(&a));
     let (st, se, _) = uids(&a);
-    let svc = Service::new(store.clone(), Config::default());
+    let svc = test_service(store.clone(), Config::default());
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let h = HeaderMap::new();
     let req = Request {
@@ -142,37 +142,42 @@ fn cached_metadata_follows_a_replaced_object() {
     assert_eq!(count(block_on(svc.handle(&req))), 2);
 }
 
+/// Series metadata is the array of its instances' metadata (each as dicom-rs reads the file's
+/// UIDs), gzip when accepted; its ETag holds while the series does not change, and changes
+/// when an instance is added.
 #[test]
-fn metadata_with_the_stored_root_is_sent_as_stored() {
-    let file = fixture!("ct_small_ele.dcm");
-    let store = store_with(std::slice::from_ref(&file));
-    let (st, se, _) = uids(&file);
-    let stored = block_on(store.get(&layout::series_metadata_key(
-        &Uid::parse(&st).expect("u"),
-        &Uid::parse(&se).expect("u"),
-    )))
-    .expect("get")
-    .expect("exists");
-    let svc = Service::new(
-        store.clone(),
-        Config {
-            public_url: Some(PUBLIC.into()),
-            ..Config::default()
-        },
-    );
-    let mut h = HeaderMap::new();
-    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+fn series_metadata_is_its_instances_kept_by_version() {
+    let a = fixture!("study77654033_CT2_17106.dcm");
+    let b = fixture!("study77654033_CT2_17136.dcm");
+    let store = store_with(std::slice::from_ref(&a));
+    let (st, se, sop_a) = uids(&a);
+    let svc = test_service(store.clone(), Config::default());
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
-    let req = Request {
-        entropy: [0; 16],
-        body: Default::default(),
-        ..get_request(&path, &h)
+    let fetch = || {
+        let g = ask(&svc, Method::GET, &path, &[("accept-encoding", "gzip")]);
+        assert_eq!(g.status, 200);
+        assert_eq!(g.header("content-encoding"), "gzip");
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(&g.body[..])
+            .read_to_end(&mut json)
+            .expect("gzip");
+        let list: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        let sops: Vec<String> = list
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| m["00080018"]["Value"][0].as_str().expect("sop").to_owned())
+            .collect();
+        (sops, g.header("etag"))
     };
-    let r = block_on(svc.handle(&req));
-    let Body::Full(b) = r.body else {
-        panic!("full body")
-    };
-    assert_eq!(b, stored, "stored gzip object sent as is");
+    let (sops, etag) = fetch();
+    assert_eq!(sops, vec![sop_a.clone()]);
+    assert_eq!(fetch().1, etag, "unchanged, the same validator");
+    import_into(store.clone(), std::slice::from_ref(&b));
+    let (sops, etag2) = fetch();
+    assert_eq!(sops.len(), 2);
+    assert!(sops.contains(&sop_a) && sops.contains(&uids(&b).2));
+    assert_ne!(etag2, etag);
 }
 
 #[test]

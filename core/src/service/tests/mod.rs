@@ -46,19 +46,89 @@ fn uids(b: &[u8]) -> (String, String, String) {
         s(tags::SOP_INSTANCE_UID),
     )
 }
+/// The time the tests' writes say they happen, and their random bytes.
+const NOW: u64 = 1_700_000_000;
+
+/// The catalog of a memory store (one per store, made on first use): the tests' stores are
+/// searched and listed through it, as a server's are.
+fn catalog_of(store: &Arc<MemoryStore>) -> Arc<crate::search::sqlite::SqliteIndex> {
+    type Catalogs = Vec<(
+        std::sync::Weak<MemoryStore>,
+        Arc<crate::search::sqlite::SqliteIndex>,
+    )>;
+    static CATALOGS: std::sync::Mutex<Catalogs> = std::sync::Mutex::new(Vec::new());
+    let mut all = CATALOGS.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|(w, _)| w.strong_count() > 0);
+    if let Some((_, c)) = all
+        .iter()
+        .find(|(w, _)| w.upgrade().is_some_and(|s| Arc::ptr_eq(&s, store)))
+    {
+        return c.clone();
+    }
+    let c = Arc::new(crate::search::sqlite::SqliteIndex::memory().expect("sqlite"));
+    block_on(crate::search::open(&*c)).expect("schema");
+    all.push((Arc::downgrade(store), c.clone()));
+    c
+}
+/// A service over a test store, with its catalog unless `config` names one.
+fn test_service(store: Arc<MemoryStore>, mut config: Config) -> Service {
+    if config.index.is_none() {
+        config.index = Some(catalog_of(&store));
+    }
+    Service::new(store, config)
+}
+/// The keys of the current generation of an instance (its file, its index), as `index`
+/// names it.
+fn current_keys(
+    index: &dyn crate::search::Index,
+    st: &str,
+    se: &str,
+    sop: &str,
+) -> (String, String) {
+    let (st, se, sop) = (
+        Uid::parse(st).expect("uid"),
+        Uid::parse(se).expect("uid"),
+        Uid::parse(sop).expect("uid"),
+    );
+    let rows = block_on(index.query(crate::search::schema::list_instances(
+        index.dialect(),
+        "DCM4CHEE",
+        &st,
+        Some(&se),
+        Some(&sop),
+    )))
+    .expect("query");
+    let gen = rows
+        .first()
+        .and_then(|r| r.get(3))
+        .and_then(crate::search::Value::as_str)
+        .expect("the catalog holds it")
+        .to_owned();
+    (
+        layout::instance_key(&st, &se, &sop, &gen),
+        layout::index_key(&st, &se, &sop, &gen),
+    )
+}
 fn store_with(files: &[Bytes]) -> Arc<MemoryStore> {
     import_into(Arc::new(MemoryStore::new()), files)
 }
 fn import_into(store: Arc<MemoryStore>, files: &[Bytes]) -> Arc<MemoryStore> {
+    import_at(store, files, NOW)
+}
+/// [`import_into`] at `now` (seconds): when the catalog says the instances were stored.
+fn import_at(store: Arc<MemoryStore>, files: &[Bytes], now: u64) -> Arc<MemoryStore> {
+    let catalog = catalog_of(&store);
     block_on(async {
-        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let batch = import::Batch::new(layout);
+        let layout =
+            import::ensure_layout(&*store, Some((&*catalog, "DCM4CHEE")), PUBLIC, "DCM4CHEE")
+                .await
+                .expect("layout");
+        let batch =
+            import::Batch::new(layout, now, [9; 16]).with_index(catalog.clone(), "DCM4CHEE", None);
         for f in files {
             batch.add(&*store, f.clone()).await.expect("import");
         }
-        batch.finish(&*store).await.expect("rebuild");
+        batch.finish(&*store).await.expect("finish");
         store
     })
 }
@@ -95,7 +165,7 @@ fn get_request<'a>(path: &'a str, headers: &'a HeaderMap) -> Request<'a> {
 }
 fn get_with(store: &Arc<MemoryStore>, method: Method, path: &str, headers: &[(&str, &str)]) -> Got {
     ask(
-        &Service::new(store.clone(), Config::default()),
+        &test_service(store.clone(), Config::default()),
         method,
         path,
         headers,

@@ -384,7 +384,7 @@ fn files_past_the_conversion_budget_are_offered_as_stored_only() {
     let store = store_with(std::slice::from_ref(&file));
     let (st, se, sop) = uids(&file);
     let url = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}");
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             max_convert_bytes: 1000,

@@ -72,14 +72,16 @@ fn world() -> World {
     let store = Arc::new(MemoryStore::new());
     block_on(async {
         crate::search::open(&*index).await.expect("schema");
-        let layout = import::ensure_layout(&*store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let batch = import::Batch::new(layout).with_index(index.clone(), "DCM4CHEE");
+        let layout =
+            import::ensure_layout(&*store, Some((&*index, "DCM4CHEE")), PUBLIC, "DCM4CHEE")
+                .await
+                .expect("layout");
+        let batch =
+            import::Batch::new(layout, NOW, [3; 16]).with_index(index.clone(), "DCM4CHEE", None);
         for f in &files {
             batch.add(&*store, f.clone()).await.expect("import");
         }
-        batch.finish(&*store).await.expect("rebuild");
+        batch.finish(&*store).await.expect("finish");
     });
     World {
         store,
@@ -90,7 +92,7 @@ fn world() -> World {
 
 impl World {
     fn service(&self, max: usize) -> Service {
-        Service::new(
+        test_service(
             self.store.clone(),
             Config {
                 index: Some(self.index.clone()),
@@ -464,37 +466,34 @@ fn search_results_as_xml() {
     assert!(xml.contains("77654033"));
 }
 
+/// An instance is searchable, counted and listed as soon as it is stored (its commit is the
+/// moment it exists; nothing waits for the end of the run), and a replacement (same SOP
+/// Instance UID, another Instance Number) shows in the next search with the counts unchanged.
 #[test]
-fn an_interrupted_import_is_recovered_and_a_replacement_shows() {
+fn a_stored_instance_is_searchable_at_once_and_a_replacement_shows() {
     let w = world();
-    // Files stored without the index hearing of it (an import killed before its rebuild
-    // ran leaves its studies marked pending).
     let extra = fixture!("mr_small_rle.dcm");
     let r = rec(&extra);
-    block_on(async {
-        let layout = import::ensure_layout(&*w.store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let batch = import::Batch::new(layout).with_index(w.index.clone(), "DCM4CHEE");
-        batch.add(&*w.store, extra.clone()).await.expect("import");
-        // Killed here: no rebuild.
-        let pending = w
-            .index
-            .query(crate::search::schema::pending(
-                w.index.dialect(),
-                "DCM4CHEE",
-            ))
-            .await
-            .expect("pending");
-        assert_eq!(pending.len(), 1);
-    });
-    // The first search of a new server rebuilds the pending study from the store.
+    let batch = |w: &World| {
+        let layout = block_on(import::ensure_layout(
+            &*w.store,
+            Some((&*w.index, "DCM4CHEE")),
+            PUBLIC,
+            "DCM4CHEE",
+        ))
+        .expect("layout");
+        import::Batch::new(layout, NOW + 5, [4; 16]).with_index(w.index.clone(), "DCM4CHEE", None)
+    };
+    let b = batch(&w);
+    block_on(b.add(&*w.store, extra.clone())).expect("import");
+    // The run has not finished: the instance is there.
     let found = w.json(&format!(
         "/studies/{}/series/{}/instances",
         r.study, r.series
     ));
     assert!(set(&found, "00080018").contains(&r.sop));
-    // A replacement (same SOP Instance UID, another instance number) shows in the next search.
+    let study = w.json(&format!("/studies?StudyInstanceUID={}", r.study));
+    let count = first(&study[0], "00201208");
     let mut o = dicom_object::OpenFileOptions::new()
         .from_reader(&extra[..])
         .expect("parse");
@@ -505,65 +504,53 @@ fn an_interrupted_import_is_recovered_and_a_replacement_shows() {
     ));
     let mut out = Vec::new();
     o.write_all(&mut out).expect("write");
-    block_on(async {
-        let layout = import::ensure_layout(&*w.store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let batch = import::Batch::new(layout).with_index(w.index.clone(), "DCM4CHEE");
-        batch
-            .add(&*w.store, Bytes::from(out))
-            .await
-            .expect("import");
-        batch.finish(&*w.store).await.expect("rebuild");
-    });
+    let b = batch(&w);
+    let done = block_on(b.add(&*w.store, Bytes::from(out))).expect("import");
+    assert_eq!(done.status, import::Status::Replaced);
     let found = w.json("/instances?InstanceNumber=987");
     assert_eq!(set(&found, "00080018"), BTreeSet::from([r.sop.clone()]));
     assert_eq!(first(&found[0], "00200013"), "987");
-}
-
-/// Two runs write one study at once; the first finishes (clearing its own pending mark), the
-/// second is killed before its rebuild: its instance is still recovered by the next server.
-/// With one mark per study, the first run's rebuild cleared the second's mark too, and the
-/// instance stayed stored but never found.
-#[test]
-fn a_run_that_finishes_leaves_the_mark_of_another_run_on_the_same_study() {
-    let w = world();
-    let first = fixture!("ct_small_ele.dcm");
-    let second = in_study(&fixture!("mr_small_rle.dcm"), &rec(&first).study);
-    let r = rec(&second);
-    block_on(async {
-        let layout = import::ensure_layout(&*w.store, PUBLIC, "DCM4CHEE")
-            .await
-            .expect("layout");
-        let a = import::Batch::new(layout.clone())
-            .with_index(w.index.clone(), "DCM4CHEE")
-            .writing_as("a");
-        let b = import::Batch::new(layout)
-            .with_index(w.index.clone(), "DCM4CHEE")
-            .writing_as("b");
-        a.add(&*w.store, first.clone()).await.expect("a");
-        b.add(&*w.store, second.clone()).await.expect("b");
-        a.finish(&*w.store).await.expect("a's rebuild");
-        // b killed here: no rebuild. Its study is still pending.
-        let pending = w
-            .index
-            .query(crate::search::schema::pending(
-                w.index.dialect(),
-                "DCM4CHEE",
-            ))
-            .await
-            .expect("pending");
-        assert_eq!(pending.len(), 1, "b's mark survives a's rebuild");
-    });
-    // A new server's first search repairs the study: the instance is found, and listed in
-    // its series metadata.
-    let found = w.json(&format!("/studies/{}/instances", r.study));
-    assert!(set(&found, "00080018").contains(&r.sop));
+    let study = w.json(&format!("/studies?StudyInstanceUID={}", r.study));
+    assert_eq!(
+        first(&study[0], "00201208"),
+        count,
+        "a replacement adds no instance"
+    );
+    // The metadata of its series says the new number.
     let g = w.ask(&format!(
         "/studies/{}/series/{}/metadata",
         r.study, r.series
     ));
-    assert!(String::from_utf8_lossy(&g.body).contains(&r.sop));
+    assert!(String::from_utf8_lossy(&g.body).contains("987"));
+}
+
+/// A write interrupted between its objects and its commit leaves objects nobody lists: not
+/// searched, not retrieved, not in metadata.
+#[test]
+fn objects_written_without_their_commit_are_not_there() {
+    let w = world();
+    let extra = fixture!("mr_small_rle.dcm");
+    let r = rec(&extra);
+    let layout = crate::layout::LayoutRecord::new(PUBLIC, "DCM4CHEE");
+    let mut p = crate::layout::prepare(&extra, &layout).expect("prepare");
+    p.index.gen = "0123456789abcdef".into();
+    block_on(async {
+        w.store
+            .put(&p.index.file_key(), extra.clone())
+            .await
+            .expect("put");
+        w.store
+            .put(&p.index.key(), Bytes::from(p.index.to_json()))
+            .await
+            .expect("put");
+    });
+    let g = w.ask(&format!("/studies/{}/instances", r.study));
+    assert!(g.status == 404 || !String::from_utf8_lossy(&g.body).contains(&r.sop));
+    let g = w.ask(&format!(
+        "/studies/{}/series/{}/instances/{}/metadata",
+        r.study, r.series, r.sop
+    ));
+    assert_eq!(g.status, 404);
 }
 
 #[test]
@@ -684,7 +671,7 @@ fn a_statement_never_binds_more_than_the_engine_takes() {
         }
     }
     let w = world();
-    let svc = Service::new(
+    let svc = test_service(
         w.store.clone(),
         Config {
             index: Some(Arc::new(Narrow(w.index.clone()))),

@@ -26,12 +26,10 @@ fn content_type() -> String {
     format!("multipart/related; type=\"application/dicom\"; boundary={B}")
 }
 
-fn service(store: Arc<dyn Store>) -> Service {
-    let index: Arc<dyn crate::search::Index> = Arc::new(SqliteIndex::memory().expect("index"));
-    Service::new(
+fn service(store: Arc<MemoryStore>) -> Service {
+    test_service(
         store,
         Config {
-            index: Some(index),
             allow_anonymous_writes: true,
             ..Config::default()
         },
@@ -286,7 +284,15 @@ impl Store for Full {
 #[test]
 fn a_full_store_is_out_of_resources() {
     let ct = fixture!("ct_small_ele.dcm");
-    let svc = service(Arc::new(Full::default()));
+    let index: Arc<dyn crate::search::Index> = Arc::new(SqliteIndex::memory().expect("index"));
+    let svc = Service::new(
+        Arc::new(Full::default()),
+        Config {
+            index: Some(index),
+            allow_anonymous_writes: true,
+            ..Config::default()
+        },
+    );
     let got = post(
         &svc,
         &format!("{ROOT}/studies"),
@@ -410,7 +416,7 @@ fn the_size_limit_is_413_announced_or_streamed() {
     let ct = fixture!("ct_small_ele.dcm");
     let body = multipart(&[("application/dicom", &ct), ("application/dicom", &ct)]);
     let store = Arc::new(MemoryStore::new());
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             max_store_bytes: (body.len() - 10) as u64,
@@ -540,13 +546,13 @@ fn concurrent_requests_storing_one_instance_take_turns() {
         assert_eq!(statuses, [200, 200, 200, 200]);
         // Whichever came last, the index describes the file stored.
         let (st, se, sop) = uids(&a);
-        let idx = block_on(store.get(&layout::index_key(
-            &Uid::parse(&st).expect("uid"),
-            &Uid::parse(&se).expect("uid"),
-            &Uid::parse(&sop).expect("uid"),
-        )))
-        .expect("get")
-        .expect("index");
+        let (_, key) = current_keys(
+            &**svc.config().index.as_ref().expect("catalog"),
+            &st,
+            &se,
+            &sop,
+        );
+        let idx = block_on(store.get(&key)).expect("get").expect("index");
         let idx = layout::InstanceIndex::from_json("idx", &idx).expect("index");
         let file = block_on(store.get(&idx.file_key()))
             .expect("get")
@@ -566,7 +572,7 @@ fn storing_takes_a_token_that_may_write_there() {
         jwt: None,
     };
     let store = Arc::new(MemoryStore::new());
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             auth: Some(Arc::new(auth)),
@@ -596,7 +602,7 @@ fn storing_takes_a_token_that_may_write_there() {
     assert!(keys(&store).is_empty(), "refused requests store nothing");
     assert_eq!(send(Some("writewritewrite2")), 200);
     // A read-only server refuses every store, and says so.
-    let ro = Service::new(
+    let ro = test_service(
         Arc::new(MemoryStore::new()),
         Config {
             read_only: true,
@@ -615,7 +621,7 @@ fn an_instance_larger_than_the_limit_fails_and_the_others_are_stored() {
     let large = fixture!("ct_small_ele.dcm");
     assert!(large.len() > small.len() + 1000);
     let store = Arc::new(MemoryStore::new());
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             max_instance_bytes: (small.len() + 100) as u64,
@@ -666,7 +672,7 @@ fn a_long_request_is_rebuilt_as_it_goes_and_every_instance_is_found() {
         .map(|f| ("application/dicom", &f[..]))
         .collect();
     let index: Arc<dyn crate::search::Index> = Arc::new(SqliteIndex::memory().expect("index"));
-    let svc = Service::new(
+    let svc = test_service(
         Arc::new(MemoryStore::new()),
         Config {
             index: Some(index),
@@ -777,12 +783,10 @@ fn a_sop_instance_uid_stored_elsewhere_is_refused() {
     // One instance of the UID, where it was first stored, found once.
     let files: Vec<String> = keys(&store)
         .into_iter()
-        .filter(|k| k.ends_with(&format!("{sop}.dcm")))
+        .filter(|k| k.contains(&format!("/{sop}-")) && k.ends_with(".dcm"))
         .collect();
-    assert_eq!(
-        files,
-        vec![format!("studies/{st}/series/{se}/instances/{sop}.dcm")]
-    );
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with(&format!("studies/{st}/series/{se}/instances/{sop}-")));
     let r = ask(
         &svc,
         Method::GET,
@@ -829,7 +833,7 @@ fn a_deflated_instance_counts_at_its_inflated_size() {
     let bomb = deflated_with_zeros(64 << 20);
     assert!(bomb.len() < 1 << 20, "{} bytes sent", bomb.len());
     let store = Arc::new(MemoryStore::new());
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             max_instance_bytes: 16 << 20,
@@ -885,7 +889,7 @@ fn a_request_of_too_many_parts_is_refused_past_them() {
         .map(|f| ("application/dicom", &f[..]))
         .collect();
     let store = Arc::new(MemoryStore::new());
-    let svc = Service::new(
+    let svc = test_service(
         store.clone(),
         Config {
             max_store_parts: 3,

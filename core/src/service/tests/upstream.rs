@@ -86,11 +86,11 @@ impl std::future::Future for YieldOnce {
 /// An edge service over an empty store in front of an origin holding `files`.
 fn edge_before(files: &[Bytes]) -> (Service, Arc<ServiceOrigin>) {
     let origin = Arc::new(ServiceOrigin {
-        svc: Service::new(store_with(files), Config::default()),
+        svc: test_service(store_with(files), Config::default()),
         root: format!("http://origin.test{ROOT}"),
         calls: Default::default(),
     });
-    let edge = Service::new(
+    let edge = test_service(
         Arc::new(MemoryStore::new()),
         Config {
             upstream: Some(origin.clone()),
@@ -160,12 +160,12 @@ fn a_read_through_cache_fills_from_the_origin_once() {
     let c = fixture!("study77654033_CR1_6154.dcm");
     let origin_store = store_with(&[a.clone(), b.clone(), c.clone()]);
     let origin = Arc::new(ServiceOrigin {
-        svc: Service::new(origin_store.clone(), Config::default()),
+        svc: test_service(origin_store.clone(), Config::default()),
         root: format!("http://origin.test{ROOT}"),
         calls: Default::default(),
     });
     let edge_store = Arc::new(MemoryStore::new());
-    let edge = Service::new(
+    let edge = test_service(
         edge_store.clone(),
         Config {
             upstream: Some(origin.clone()),
@@ -219,13 +219,10 @@ fn a_read_through_cache_fills_from_the_origin_once() {
     // The files are stored byte for byte, and the series metadata is the origin's.
     for f in [&a, &b] {
         let (st, se, sop) = uids(f);
-        let stored = block_on(edge_store.get(&crate::layout::instance_key(
-            &Uid::parse(&st).expect("uid"),
-            &Uid::parse(&se).expect("uid"),
-            &Uid::parse(&sop).expect("uid"),
-        )))
-        .expect("get")
-        .expect("stored");
+        let (key, _) = current_keys(&*catalog_of(&edge_store), &st, &se, &sop);
+        let stored = block_on(edge_store.get(&key))
+            .expect("get")
+            .expect("stored");
         assert_eq!(stored, *f);
     }
     let meta = format!("{ROOT}/studies/{st}/series/{se}/metadata");
@@ -304,7 +301,7 @@ fn the_cache_stores_only_what_it_asked_for_and_is_not_open_by_accident() {
     let origin_store = store_with(std::slice::from_ref(&a));
     let origin = std::sync::Arc::new(LyingOrigin {
         inner: ServiceOrigin {
-            svc: Service::new(origin_store, Config::default()),
+            svc: test_service(origin_store, Config::default()),
             root: format!("http://origin.test{ROOT}"),
             calls: Default::default(),
         },
@@ -314,10 +311,11 @@ fn the_cache_stores_only_what_it_asked_for_and_is_not_open_by_accident() {
     let config = Config {
         upstream: Some(origin.clone()),
         public: true,
+        index: Some(catalog_of(&cache_store)),
         ..Config::default()
     };
     assert!(config.check().is_ok());
-    let svc = Service::new(cache_store.clone(), config);
+    let svc = test_service(cache_store.clone(), config);
     let (st, se, _) = uids(&a);
     let h = HeaderMap::new();
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
@@ -349,12 +347,12 @@ fn a_cache_set_to_transcode_keeps_lossless_fills_as_htj2k_rpcl() {
     let lossy = fixture!("sc_jpeg_baseline_img2dcm.dcm");
     let origin_store = store_with(&[ct.clone(), lossy.clone()]);
     let origin = Arc::new(ServiceOrigin {
-        svc: Service::new(origin_store, Config::default()),
+        svc: test_service(origin_store, Config::default()),
         root: format!("http://origin.test{ROOT}"),
         calls: Default::default(),
     });
     let edge_store = Arc::new(MemoryStore::new());
-    let edge = Service::new(
+    let edge = test_service(
         edge_store.clone(),
         Config {
             upstream: Some(origin),
@@ -383,13 +381,10 @@ fn a_cache_set_to_transcode_keeps_lossless_fills_as_htj2k_rpcl() {
             .expect("ct")
             .to_owned();
         assert!(ct_header.contains(kept), "{ct_header}");
-        let stored = block_on(edge_store.get(&crate::layout::instance_key(
-            &Uid::parse(&st).expect("uid"),
-            &Uid::parse(&se).expect("uid"),
-            &Uid::parse(&sop).expect("uid"),
-        )))
-        .expect("get")
-        .expect("stored");
+        let (key, _) = current_keys(&*catalog_of(&edge_store), &st, &se, &sop);
+        let stored = block_on(edge_store.get(&key))
+            .expect("get")
+            .expect("stored");
         let obj = dicom_object::OpenFileOptions::new()
             .from_reader(&stored[..])
             .expect("the stored file reads");

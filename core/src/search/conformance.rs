@@ -1,0 +1,337 @@
+//! The catalog conformance suite: every engine (SQLite, PostgreSQL, D1) runs these against its
+//! database, with several handles on it where it has them (connections, processes), so that
+//! the rules a writer relies on (`crate::ingest`) hold on each: the schema made once by many
+//! at once, one transaction per instance leaving counts exact and one version current, one
+//! SOP Instance UID naming one instance, the first layout record winning, a study's metadata
+//! read in one snapshot. Each run writes its own partition (`run`), so a database may be
+//! used again. Not API-stable; for tests only. Panics with a message naming the check.
+
+use super::rows::instance_rows;
+use super::{schema, Index, Row, Value};
+use crate::dicom::uid::Uid;
+use crate::layout::{InstanceIndex, StoredFile, INDEX_FORMAT, LAYOUT_VERSION};
+
+/// Runs every check against `index`, and the concurrent ones across `all` (handles on the same
+/// database, `index` among them), in partition `run` (a name of letters and digits).
+pub async fn run_all(index: &dyn Index, all: &[&dyn Index], run: &str) {
+    schema_opens_once_for_many(all).await;
+    counts_follow_each_instance(index, &format!("{run}A")).await;
+    a_replacement_retires_the_version_it_replaces(index, &format!("{run}B")).await;
+    one_sop_instance_uid_names_one_instance(index, &format!("{run}C")).await;
+    the_first_layout_record_wins(all, &format!("{run}D")).await;
+    concurrent_writers_leave_exact_counts(all, &format!("{run}E")).await;
+}
+
+fn uid(s: &str) -> Uid {
+    Uid::parse(s).expect("uid")
+}
+
+/// An instance's index as the import makes it, with the attributes that reach the rows.
+pub fn instance(study: &str, series: &str, sop: &str, modality: &str, gen: &str) -> InstanceIndex {
+    let meta = serde_json::json!({
+        "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
+        "00080018": {"vr": "UI", "Value": [sop]},
+        "00080020": {"vr": "DA", "Value": ["20240102"]},
+        "00080060": {"vr": "CS", "Value": [modality]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]},
+        "00100020": {"vr": "LO", "Value": ["P1"]},
+        "0020000D": {"vr": "UI", "Value": [study]},
+        "0020000E": {"vr": "UI", "Value": [series]},
+        "00200013": {"vr": "IS", "Value": [1]},
+        "00204000": {"vr": "LT", "Value": [gen]},
+    });
+    InstanceIndex {
+        format: INDEX_FORMAT.into(),
+        version: LAYOUT_VERSION,
+        study: uid(study),
+        series: uid(series),
+        sop_instance: uid(sop),
+        sop_class: "1.2.840.10008.5.1.4.1.1.2".into(),
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+        instance_number: Some(1),
+        source: StoredFile {
+            size: 1000 + gen.len() as u64,
+            sha256: format!("{gen:0>64}"),
+        },
+        gen: gen.into(),
+        stored_at: 1_700_000_000,
+        inflated: None,
+        pixel: None,
+        frames: None,
+        bulk: Vec::new(),
+        metadata: serde_json::value::RawValue::from_string(meta.to_string()).expect("json"),
+    }
+}
+
+/// Commits one instance in its own transaction.
+pub async fn commit(index: &dyn Index, part: &str, i: &InstanceIndex) {
+    let rows = instance_rows(part, i);
+    index
+        .execute(schema::commit_instance(
+            index.dialect(),
+            part,
+            &rows,
+            i.stored_at,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("commit of {} ({}): {e}", i.sop_instance, i.gen));
+}
+
+async fn rows(index: &dyn Index, s: super::Statement) -> Vec<Row> {
+    index.query(s).await.expect("query")
+}
+
+fn int(r: &Row, n: usize) -> i64 {
+    r.get(n).and_then(Value::as_int).unwrap_or(-1)
+}
+
+fn text(r: &Row, n: usize) -> String {
+    r.get(n).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// (n_series, n_instances, modalities) of a study.
+async fn study_counts(index: &dyn Index, part: &str, study: &str) -> Option<(i64, i64, String)> {
+    let d = index.dialect();
+    let r = rows(
+        index,
+        super::Statement {
+            sql: format!(
+                "SELECT n_series, n_instances, modalities FROM qido_study WHERE part = {} AND study_uid = {}",
+                schema::param(d, 1),
+                schema::param(d, 2)
+            ),
+            params: vec![part.into(), study.into()],
+        },
+    )
+    .await;
+    r.first().map(|r| (int(r, 0), int(r, 1), text(r, 2)))
+}
+
+/// Every handle opens the schema at once: all succeed, and it is there once.
+pub async fn schema_opens_once_for_many(all: &[&dyn Index]) {
+    let opened = futures::future::join_all(all.iter().map(|i| super::open(*i))).await;
+    for r in opened {
+        r.expect("schema opened by every handle at once");
+    }
+    super::open(all[0]).await.expect("and again");
+}
+
+/// Each instance moves its study's and series' counts by one, Modalities in Study follows
+/// its series, the version names the last write, and the instances are listed in order.
+pub async fn counts_follow_each_instance(index: &dyn Index, part: &str) {
+    let d = index.dialect();
+    commit(
+        index,
+        part,
+        &instance("1.1", "1.1.1", "1.1.1.1", "MR", "a1"),
+    )
+    .await;
+    commit(
+        index,
+        part,
+        &instance("1.1", "1.1.1", "1.1.1.2", "MR", "a2"),
+    )
+    .await;
+    commit(
+        index,
+        part,
+        &instance("1.1", "1.1.2", "1.1.2.1", "CT", "a3"),
+    )
+    .await;
+    assert_eq!(
+        study_counts(index, part, "1.1").await,
+        Some((2, 3, "\\CT\\MR\\".into())),
+        "study counts"
+    );
+    let v = rows(
+        index,
+        schema::version_of(d, part, &uid("1.1"), Some(&uid("1.1.1"))),
+    )
+    .await;
+    assert_eq!(
+        text(&v[0], 0),
+        "a2",
+        "the series' version is its last write"
+    );
+    assert_eq!(int(&v[0], 2), 2, "the series holds two");
+    let listed = rows(
+        index,
+        schema::list_instances(d, part, &uid("1.1"), None, None),
+    )
+    .await;
+    let sops: Vec<String> = listed.iter().map(|r| text(r, 2)).collect();
+    assert_eq!(
+        sops,
+        ["1.1.1.1", "1.1.1.2", "1.1.2.1"],
+        "series by UID, then instances"
+    );
+    let meta = rows(index, schema::metadata_rows(d, part, &uid("1.1"), None)).await;
+    assert_eq!(meta.len(), 3);
+    assert!(
+        meta.iter().all(|r| text(r, 0) == "a3"),
+        "one snapshot, one version"
+    );
+    assert!(
+        text(&meta[0], 7).contains("1.1.1.1"),
+        "the metadata is the instance's"
+    );
+}
+
+/// A new version of an instance leaves the counts, names the old one retired, and becomes what
+/// is listed; a retired version forgotten is gone.
+pub async fn a_replacement_retires_the_version_it_replaces(index: &dyn Index, part: &str) {
+    let d = index.dialect();
+    commit(
+        index,
+        part,
+        &instance("2.1", "2.1.1", "2.1.1.1", "US", "b1"),
+    )
+    .await;
+    commit(
+        index,
+        part,
+        &instance("2.1", "2.1.1", "2.1.1.1", "US", "b2"),
+    )
+    .await;
+    assert_eq!(
+        study_counts(index, part, "2.1").await,
+        Some((1, 1, "\\US\\".into()))
+    );
+    let listed = rows(
+        index,
+        schema::list_instances(d, part, &uid("2.1"), Some(&uid("2.1.1")), None),
+    )
+    .await;
+    assert_eq!(text(&listed[0], 3), "b2");
+    let due = rows(index, schema::retired_due(d, part, u64::MAX / 4, 10)).await;
+    assert_eq!(due.len(), 1);
+    assert_eq!(text(&due[0], 3), "b1");
+    // The same version committed again retires nothing.
+    commit(
+        index,
+        part,
+        &instance("2.1", "2.1.1", "2.1.1.1", "US", "b2"),
+    )
+    .await;
+    assert_eq!(
+        rows(index, schema::retired_due(d, part, u64::MAX / 4, 10))
+            .await
+            .len(),
+        1
+    );
+    index
+        .execute(vec![schema::forget_retired(d, part, &uid("2.1.1.1"), "b1")])
+        .await
+        .expect("forget");
+    assert!(rows(index, schema::retired_due(d, part, u64::MAX / 4, 10))
+        .await
+        .is_empty());
+}
+
+/// An instance of a SOP Instance UID stored in one study, committed in another series or
+/// study, changes nothing: no rows for it, the first left as it was.
+pub async fn one_sop_instance_uid_names_one_instance(index: &dyn Index, part: &str) {
+    let d = index.dialect();
+    commit(index, part, &instance("3.1", "3.1.1", "3.9", "CR", "c1")).await;
+    // Elsewhere: the statements' guards leave everything as it was (or the key refuses).
+    let rows_b = instance_rows(part, &instance("3.2", "3.2.1", "3.9", "CR", "c2"));
+    let _ = index
+        .execute(schema::commit_instance(d, part, &rows_b, 1_700_000_001))
+        .await;
+    assert_eq!(
+        study_counts(index, part, "3.2").await,
+        None,
+        "no study made"
+    );
+    let located = rows(index, schema::locate_instance(d, part, &uid("3.9"))).await;
+    assert_eq!(located.len(), 1);
+    assert_eq!(
+        (text(&located[0], 0), text(&located[0], 2)),
+        ("3.1".into(), "c1".into())
+    );
+    let rows_c = instance_rows(part, &instance("3.1", "3.1.2", "3.9", "CR", "c3"));
+    let _ = index
+        .execute(schema::commit_instance(d, part, &rows_c, 1_700_000_002))
+        .await;
+    assert_eq!(
+        study_counts(index, part, "3.1").await,
+        Some((1, 1, "\\CR\\".into())),
+        "no series made in the study either"
+    );
+}
+
+/// Handles propose different layout records at once: one wins, and every handle reads it.
+pub async fn the_first_layout_record_wins(all: &[&dyn Index], part: &str) {
+    let proposals = all.iter().enumerate().map(|(n, i)| async move {
+        i.execute(vec![schema::layout_put(
+            i.dialect(),
+            part,
+            &format!("record {n}"),
+        )])
+        .await
+        .expect("layout put");
+    });
+    futures::future::join_all(proposals).await;
+    let mut seen = Vec::new();
+    for i in all {
+        let r = rows(*i, schema::layout_get(i.dialect(), part)).await;
+        seen.push(text(&r[0], 0));
+    }
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+}
+
+/// Writers on every handle at once: 24 instances into one study (three series), and one
+/// instance written twice at once in two versions. The counts are exact, one version of the
+/// contested instance is current and the other retired.
+pub async fn concurrent_writers_leave_exact_counts(all: &[&dyn Index], part: &str) {
+    let d = all[0].dialect();
+    let writes = (0..24).map(|k| {
+        let index = all[k % all.len()];
+        async move {
+            let i = instance(
+                "5.1",
+                &format!("5.1.{}", k % 3),
+                &format!("5.1.{}.{k}", k % 3),
+                ["CT", "MR", "SR"][k % 3],
+                &format!("e{k}"),
+            );
+            commit(index, part, &i).await;
+        }
+    });
+    let contested = (0..2).map(|k| {
+        let index = all[k % all.len()];
+        async move {
+            commit(
+                index,
+                part,
+                &instance("5.1", "5.1.0", "5.1.99", "CT", &format!("x{k}")),
+            )
+            .await;
+        }
+    });
+    futures::future::join(
+        futures::future::join_all(writes),
+        futures::future::join_all(contested),
+    )
+    .await;
+    assert_eq!(
+        study_counts(all[0], part, "5.1").await,
+        Some((3, 25, "\\CT\\MR\\SR\\".into()))
+    );
+    for (se, n) in [("5.1.0", 9), ("5.1.1", 8), ("5.1.2", 8)] {
+        let v = rows(
+            all[0],
+            schema::version_of(d, part, &uid("5.1"), Some(&uid(se))),
+        )
+        .await;
+        assert_eq!(int(&v[0], 2), n, "series {se}");
+    }
+    let located = rows(all[0], schema::locate_instance(d, part, &uid("5.1.99"))).await;
+    let current = text(&located[0], 2);
+    let due = rows(all[0], schema::retired_due(d, part, u64::MAX / 4, 100)).await;
+    let retired: Vec<String> = due.iter().map(|r| text(r, 3)).collect();
+    assert!(
+        (current == "x0" && retired == ["x1"]) || (current == "x1" && retired == ["x0"]),
+        "current {current}, retired {retired:?}"
+    );
+}

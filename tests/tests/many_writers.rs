@@ -1,0 +1,393 @@
+//! One archive, many writers (issue 23): replicas of `wado serve` over one store and one
+//! catalog, and the worker's concurrent requests, writing at once. After every scenario, and
+//! again after a restart, every server must tell the same story of every instance: the bytes
+//! it retrieves (read by dicom-rs, never by wado), its instance metadata, the series' and the
+//! study's metadata and its search row name the same version (an ImageComments value each
+//! write carries), the counts are exact, and no request for a stored instance failed.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use wado_tests::*;
+
+const STUDY: &str = "1.2.826.0.1.3680043.8.498.23";
+
+/// A CT instance of `STUDY`, series `series`, SOP Instance UID `sop`, whose ImageComments
+/// say `version`; `pad` more bytes make versions of one instance differ in size.
+fn instance(dir: &Path, series: u32, sop: &str, version: &str, pad: usize) -> PathBuf {
+    use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+    let mut o = dicom_object::OpenFileOptions::new()
+        .open_file(corpus().join("ct_small_ele.dcm"))
+        .unwrap();
+    let se = format!("{STUDY}.{series}");
+    for (tag, v) in [
+        (Tag(0x0020, 0x000D), STUDY),
+        (Tag(0x0020, 0x000E), se.as_str()),
+        (Tag(0x0008, 0x0018), sop),
+    ] {
+        o.put(DataElement::new(tag, VR::UI, PrimitiveValue::from(v)));
+    }
+    o.put(DataElement::new(
+        Tag(0x0020, 0x4000),
+        VR::LT,
+        PrimitiveValue::from(format!("{version}{}", " ".repeat(pad))),
+    ));
+    o.meta_mut().media_storage_sop_instance_uid = sop.to_owned();
+    o.meta_mut().update_information_group_length();
+    let path = dir.join(format!("{sop}-{version}.dcm"));
+    o.write_to_file(&path).unwrap();
+    path
+}
+
+/// STOW-RS of one file; the status.
+fn stow(root: &str, file: &Path) -> u16 {
+    let b = "many-writers";
+    let mut body = format!("--{b}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
+    body.extend_from_slice(&std::fs::read(file).unwrap());
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let req = http::Request::post(format!("{root}/studies"))
+        .header(
+            "content-type",
+            format!("multipart/related; type=\"application/dicom\"; boundary={b}"),
+        )
+        .header("accept", "application/dicom+json")
+        .body(body)
+        .unwrap();
+    match agent.run(req) {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// The ImageComments of a DICOM JSON object.
+fn comment(v: &serde_json::Value) -> String {
+    v["00204000"]["Value"][0]
+        .as_str()
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// What one server says of `STUDY`: per SOP Instance UID, the version named by its file,
+/// instance metadata, series metadata, study metadata and search row, and the counts.
+fn story(root: &str) -> (BTreeMap<String, String>, usize) {
+    let json = |url: &str| -> serde_json::Value {
+        let r = get(url, Some("application/dicom+json"));
+        assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let found = json(&format!(
+        "{root}/studies/{STUDY}/instances?includefield=00204000&limit=1000"
+    ));
+    let mut out = BTreeMap::new();
+    let study_meta = json(&format!("{root}/studies/{STUDY}/metadata"));
+    let by_sop = |list: &serde_json::Value| -> BTreeMap<String, String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["00080018"]["Value"][0].as_str().unwrap().to_owned(),
+                    comment(m),
+                )
+            })
+            .collect()
+    };
+    let in_study = by_sop(&study_meta);
+    let mut series_seen: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for row in found.as_array().unwrap() {
+        let sop = row["00080018"]["Value"][0].as_str().unwrap().to_owned();
+        let series = row["0020000E"]["Value"][0].as_str().unwrap().to_owned();
+        let in_series = series_seen.entry(series.clone()).or_insert_with(|| {
+            by_sop(&json(&format!(
+                "{root}/studies/{STUDY}/series/{series}/metadata"
+            )))
+        });
+        let url = format!("{root}/studies/{STUDY}/series/{series}/instances/{sop}");
+        let r = request(
+            "GET",
+            &url,
+            &[(
+                "accept",
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+            )],
+        );
+        assert_eq!(r.status, 200, "{url}");
+        let parts = r.parts();
+        let file = dicom_object::OpenFileOptions::new()
+            .from_reader(&parts[0].1[..])
+            .unwrap();
+        let in_file = file
+            .element(dicom_core::Tag(0x0020, 0x4000))
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim()
+            .to_owned();
+        let in_instance = comment(&json(&format!("{url}/metadata"))[0]);
+        let says = [
+            ("search row", comment(row)),
+            ("instance metadata", in_instance),
+            (
+                "series metadata",
+                in_series.get(&sop).cloned().unwrap_or_default(),
+            ),
+            (
+                "study metadata",
+                in_study.get(&sop).cloned().unwrap_or_default(),
+            ),
+        ];
+        for (what, v) in &says {
+            assert_eq!(
+                *v, in_file,
+                "{root}: {sop}: the file says {in_file}, its {what} {v}"
+            );
+        }
+        out.insert(sop, in_file);
+    }
+    assert_eq!(
+        in_study.len(),
+        out.len(),
+        "{root}: study metadata lists every instance once"
+    );
+    let listed: usize = series_seen.values().map(BTreeMap::len).sum();
+    assert_eq!(listed, out.len(), "{root}: series metadata likewise");
+    let study = json(&format!("{root}/studies?StudyInstanceUID={STUDY}"));
+    let n = study[0]["00201208"]["Value"][0].as_u64().unwrap() as usize;
+    assert_eq!(n, out.len(), "{root}: the study's count");
+    (out, n)
+}
+
+/// Every server tells the same story.
+fn agree(roots: &[String]) -> BTreeMap<String, String> {
+    let first = story(&roots[0]).0;
+    for r in &roots[1..] {
+        assert_eq!(story(r).0, first, "{r} and {} disagree", roots[0]);
+    }
+    first
+}
+
+/// The scenarios, against servers `start(i)` (i = 0, 1) that share a store and a catalog;
+/// `import` runs `wado import` into them.
+fn scenarios(
+    start: &dyn Fn(usize) -> Server,
+    import: &(dyn Fn(&[PathBuf]) -> std::process::Output + Sync),
+) {
+    let dir = tempdir();
+    let mut servers = vec![start(0), start(1)];
+    let roots: Vec<String> = servers.iter().map(Server::root).collect();
+    // 1. Eight clients, one instance per request, alternating between the servers; each
+    //    instance is seen by the other server as soon as its response says it is stored.
+    let files: Vec<PathBuf> = (0..64)
+        .map(|k| {
+            instance(
+                dir.path(),
+                k % 4,
+                &format!("{STUDY}.{}.{k}", k % 4),
+                "one",
+                0,
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for c in 0..8 {
+            let (files, roots) = (&files, &roots);
+            s.spawn(move || {
+                for (k, f) in files.iter().enumerate().filter(|(k, _)| k % 8 == c) {
+                    let (to, other) = (&roots[k % 2], &roots[(k + 1) % 2]);
+                    assert_eq!(stow(to, f), 200, "{}", f.display());
+                    let sop = format!("{STUDY}.{}.{k}", k % 4);
+                    let url = format!(
+                        "{other}/studies/{STUDY}/series/{STUDY}.{}/instances/{sop}/metadata",
+                        k % 4
+                    );
+                    assert_eq!(get(&url, None).status, 200, "{url}: the other replica");
+                }
+            });
+        }
+    });
+    assert_eq!(agree(&roots).len(), 64);
+    // 2. One SOP Instance UID through both servers at once, in versions that differ in size
+    //    and in an attribute: one of them, whole, everywhere.
+    let contested: Vec<(PathBuf, PathBuf)> = (0..16)
+        .map(|k| {
+            let sop = format!("{STUDY}.9.{k}");
+            (
+                instance(dir.path(), 9, &sop, "left", 0),
+                instance(dir.path(), 9, &sop, "right", 1000),
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (a, b) in &contested {
+            let roots = &roots;
+            s.spawn(move || assert_eq!(stow(&roots[0], a), 200));
+            s.spawn(move || assert_eq!(stow(&roots[1], b), 200));
+        }
+    });
+    let seen = agree(&roots);
+    assert_eq!(seen.len(), 64 + 16);
+    for k in 0..16 {
+        let v = &seen[&format!("{STUDY}.9.{k}")];
+        assert!(v == "left" || v == "right", "{v}");
+    }
+    // 3. `wado import` and STOW-RS into one study at once.
+    let imported: Vec<PathBuf> = (0..24)
+        .map(|k| instance(dir.path(), 5, &format!("{STUDY}.5.{k}"), "import", 0))
+        .collect();
+    let stowed: Vec<PathBuf> = (0..24)
+        .map(|k| instance(dir.path(), 6, &format!("{STUDY}.6.{k}"), "stow", 0))
+        .collect();
+    std::thread::scope(|s| {
+        let importing = s.spawn(|| import(&imported));
+        for (k, f) in stowed.iter().enumerate() {
+            assert_eq!(stow(&roots[k % 2], f), 200);
+        }
+        let out = importing.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(agree(&roots).len(), 64 + 16 + 48);
+    // 4. A server killed in the middle of a STOW of many instances: what it stored whole is
+    //    there, everywhere; nothing half.
+    let many: Vec<PathBuf> = (0..60)
+        .map(|k| instance(dir.path(), 7, &format!("{STUDY}.7.{k}"), "killed", 0))
+        .collect();
+    let root0 = roots[0].clone();
+    let sender = std::thread::spawn(move || {
+        let out = Command::new(wado_bin())
+            .arg("store")
+            .arg(&root0)
+            .args(&many)
+            .args(["--per-request", "60"])
+            .output()
+            .unwrap();
+        out.status.success()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    drop(servers.remove(0));
+    let _ = sender.join();
+    let after = story(&roots[1]).0;
+    let killed = after
+        .keys()
+        .filter(|k| k.starts_with(&format!("{STUDY}.7.")))
+        .count();
+    eprintln!("{killed} of 60 stored before the kill");
+    // 5. Both restarted: the same story, and storing the rest completes it.
+    drop(servers);
+    let servers = [start(0), start(1)];
+    let roots: Vec<String> = servers.iter().map(Server::root).collect();
+    assert_eq!(agree(&roots), after);
+    let rest: Vec<PathBuf> = (0..60)
+        .map(|k| instance(dir.path(), 7, &format!("{STUDY}.7.{k}"), "killed", 0))
+        .collect();
+    for (k, f) in rest.iter().enumerate() {
+        assert_eq!(stow(&roots[k % 2], f), 200);
+    }
+    assert_eq!(agree(&roots).len(), 64 + 16 + 48 + 60);
+}
+
+/// Two `wado serve` over one S3-compatible bucket and one PostgreSQL.
+#[test]
+fn two_servers_over_one_bucket_and_one_postgresql() {
+    let pg = PgServer::start();
+    let s3 = S3Server::start("pacs");
+    for (k, v) in S3_ENV {
+        std::env::set_var(k, v);
+    }
+    let url = s3.url("pacs", "archive");
+    let start = |_: usize| {
+        Server::start_native(
+            Path::new(&url),
+            &["--index", &pg.url, "--allow-anonymous-writes"],
+        )
+    };
+    let import = |files: &[PathBuf]| {
+        Command::new(wado_bin())
+            .args(["import", "--data", &url, "--index", &pg.url])
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    scenarios(&start, &import);
+}
+
+/// Two `wado serve` over one directory and its SQLite catalog.
+#[test]
+fn two_servers_over_one_directory_and_sqlite() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let start = |_: usize| Server::start_native(&data, &["--allow-anonymous-writes"]);
+    let import = |files: &[PathBuf]| {
+        Command::new(wado_bin())
+            .arg("import")
+            .arg("--data")
+            .arg(&data)
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    scenarios(&start, &import);
+    // What the store holds is what the catalog says: one generation of each instance whole
+    // (superseded ones kept until their grace period ends), no object without its pair.
+    let complete = check_consistent(&data);
+    assert!(complete >= 64 + 16 + 48 + 60, "{complete}");
+}
+
+/// The worker under `wrangler dev` (R2 and D1), requests at once: eight clients, and one
+/// SOP Instance UID in two versions at once.
+#[test]
+fn the_worker_with_concurrent_requests() {
+    let worker = Server::start_worker(None, &[("ALLOW_ANONYMOUS_WRITES", "true")]);
+    let root = worker.root();
+    let dir = tempdir();
+    let files: Vec<PathBuf> = (0..24)
+        .map(|k| {
+            instance(
+                dir.path(),
+                k % 3,
+                &format!("{STUDY}.{}.{k}", k % 3),
+                "one",
+                0,
+            )
+        })
+        .collect();
+    let contested: Vec<(PathBuf, PathBuf)> = (0..6)
+        .map(|k| {
+            let sop = format!("{STUDY}.9.{k}");
+            (
+                instance(dir.path(), 9, &sop, "left", 0),
+                instance(dir.path(), 9, &sop, "right", 1000),
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for c in 0..8 {
+            let (files, root) = (&files, &root);
+            s.spawn(move || {
+                for f in files.iter().skip(c).step_by(8) {
+                    assert_eq!(stow(root, f), 200, "{}", f.display());
+                }
+            });
+        }
+        for (a, b) in &contested {
+            let root = &root;
+            s.spawn(move || assert_eq!(stow(root, a), 200));
+            s.spawn(move || assert_eq!(stow(root, b), 200));
+        }
+    });
+    let seen = agree(std::slice::from_ref(&root));
+    assert_eq!(seen.len(), 24 + 6);
+    let sops: BTreeSet<&String> = seen.keys().collect();
+    assert_eq!(sops.len(), 30);
+}
