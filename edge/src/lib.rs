@@ -112,6 +112,8 @@ fn config(env: &Env) -> Result<Config, String> {
             .unwrap_or(40)
             .saturating_mul(1 << 20),
         read_only: var(env, "READ_ONLY").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        // workerd cancels a request that waits on another request's work.
+        requests_share_work: false,
         // Without TOKENS or JWT_KEYS, nobody may store unless this says so on purpose.
         allow_anonymous_writes: var(env, "ALLOW_ANONYMOUS_WRITES")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),

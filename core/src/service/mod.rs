@@ -108,6 +108,12 @@ pub struct Config {
     pub max_store_parts: usize,
     /// STOW-RS is refused (405) even to tokens that may write.
     pub read_only: bool,
+    /// Requests may wait on one another: writers of one partition share catalog transactions
+    /// and take turns per SOP Instance UID across requests. Off in a Cloudflare Worker, whose
+    /// runtime cancels a request that waits on work another request drives ("the Worker's code
+    /// had hung"): there each request commits its own (the catalog still decides between
+    /// them). On by default.
+    pub requests_share_work: bool,
     /// Without access control, anyone may store (and, later, change) data: off by default, so
     /// a server nobody configured for writing refuses every write (403) until it is given
     /// writers (tokens or JWTs that say `write`) or this is set on purpose.
@@ -179,6 +185,7 @@ impl Default for Config {
             max_instance_bytes: 2 << 30,
             max_store_parts: 10_000,
             read_only: false,
+            requests_share_work: true,
             allow_anonymous_writes: false,
             public: false,
         }
@@ -463,10 +470,15 @@ impl Service {
         let ae_title = ctx.part.ae_title.as_str();
         let suffix = format!("{}{ae_title}/rs", route::SERVICE_PREFIX);
         let public = ctx.root.strip_suffix(&suffix).unwrap_or(&ctx.root);
+        let own = std::sync::Arc::default();
         let catalog = crate::ingest::upstream::Catalog {
             index: &ctx.index,
             ae_title,
-            committer: &ctx.part.committer,
+            committer: if self.config.requests_share_work {
+                &ctx.part.committer
+            } else {
+                &own
+            },
         };
         ctx.part
             .fills

@@ -141,11 +141,16 @@ impl Service {
             &route.ae_title,
         )
         .await?;
+        let (turns, committer) = if self.config.requests_share_work {
+            (part.writing.clone(), part.committer.clone())
+        } else {
+            Default::default()
+        };
         let batch = Batch::new(layout, req.now, req.entropy)
             .with_max_instance(self.config.max_instance_bytes)
-            .with_turns(part.writing.clone())
+            .with_turns(turns)
             .with_offload(self.config.offload.clone())
-            .with_index(index, &route.ae_title, Some(part.committer.clone()));
+            .with_index(index, &route.ae_title, Some(committer));
         let mut body = req
             .body
             .take()
