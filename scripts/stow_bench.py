@@ -5,7 +5,8 @@ Sends the .dcm files under PATHS as STOW-RS requests of --per-request instances 
 --connections keep-alive connections (bodies built before the clock starts), and prints one
 JSON line: instances/s, MB/s, statuses, and the server's peak RSS (VmHWM of --pid) after.
 
-    stow_bench.py --url ROOT/studies [--per-request 100] [--connections 1] [--pid PID] PATHS...
+    stow_bench.py --url ROOT/studies [--per-request 100] [--connections 1] [--pid PID]
+                  [--skip N] [--limit N] PATHS...
     stow_bench.py --sink PATHS...     # the loopback limit: the same bodies to a server that
                                       # only reads them (one connection)
 """
@@ -103,11 +104,16 @@ def main():
     ap.add_argument("--connections", type=int, default=1)
     ap.add_argument("--pid", type=int)
     ap.add_argument("--label", default="")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first SKIP files (sorted)")
+    ap.add_argument("--limit", type=int, help="send at most LIMIT files")
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args()
     url = sink_server() if a.sink else a.url
     u = urllib.parse.urlsplit(url)
-    work = bodies(files(a.paths), a.per_request)
+    chosen = files(a.paths)[a.skip:]
+    if a.limit is not None:
+        chosen = chosen[:a.limit]
+    work = bodies(chosen, a.per_request)
     total_bytes = sum(len(b) for _, b in work)
     total = sum(n for n, _ in work)
     lock = threading.Lock()

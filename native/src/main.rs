@@ -419,7 +419,7 @@ async fn open_serve_index(
         timeout: std::time::Duration::from_secs(settings.search_timeout),
         ..Default::default()
     };
-    let index = spec.open_with(true, limits).await?;
+    let index = spec.open_with(settings.durable, limits).await?;
     if spec == IndexSpec::Memory {
         for ae in &settings.ae_titles {
             let part = wado_core::layout::partition(store, ae).map_err(|e| e.to_string())?;
@@ -448,7 +448,7 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
         ..
     } = settings;
     let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
-    let store = match wado_native::open_store(data, true) {
+    let store = match wado_native::open_store(data, settings.durable) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wado serve: cannot open store {e}");
@@ -471,6 +471,9 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
         tracing::warn!("{policy}");
     } else {
         tracing::info!("{policy}");
+    }
+    if !settings.durable {
+        tracing::warn!("--no-fsync: writes do not wait for the disk; a power loss may lose what was acknowledged");
     }
     let service = Arc::new(Service::new(store, config));
     let listener = match tokio::net::TcpListener::bind(bind).await {

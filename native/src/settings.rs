@@ -89,6 +89,13 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(default)]
     pub allow_anonymous_writes: bool,
+    /// Do not wait for the disk: a stored instance may be lost (or its study's index left
+    /// behind its files, until `wado reindex`) if the machine loses power. For a bulk load that
+    /// can be re-run, or a benchmark beside servers that do not sync either. Directories and
+    /// SQLite only.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_fsync: bool,
     /// The most instances (parts) in one STOW-RS request; a request with more is refused
     /// (413) past them, those before stored [default: 10000].
     #[arg(long)]
@@ -168,6 +175,8 @@ pub struct Settings {
     pub read_only: bool,
     /// Writes without a token allowed.
     pub allow_anonymous_writes: bool,
+    /// Writes wait for the disk (not `--no-fsync`).
+    pub durable: bool,
     /// The most instances of one STOW-RS request.
     pub max_store_instances: usize,
     /// Seconds a search may run.
@@ -278,6 +287,7 @@ impl ServeArgs {
                 .unwrap_or(2048),
             read_only: self.read_only || file.read_only,
             allow_anonymous_writes: self.allow_anonymous_writes || file.allow_anonymous_writes,
+            durable: !(self.no_fsync || file.no_fsync),
             max_store_instances: self
                 .max_store_instances
                 .or(file.max_store_instances)
