@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--template", default="tests/fixtures/corpus/ct_small_ele.dcm")
     ap.add_argument("--label", default="")
+    ap.add_argument("--shift", type=int, default=2, choices=range(1, 10),
+                    help="a digit in the new SOP Instance UIDs: runs with others store other instances")
     a = ap.parse_args()
     template = open(a.template, "rb").read()
     assert SOP in template, "the template is ct_small_ele.dcm"
@@ -34,7 +36,7 @@ def main():
     times = []
     statuses = {}
     for n in range(a.n):
-        sop = SOP.replace(b".20040119072730.", b".2%013d." % n)
+        sop = SOP.replace(b".20040119072730.", b".%d%013d." % (a.shift, n))
         body = (b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n"
                 + template.replace(SOP, sop) + b"\r\n--" + boundary + b"--\r\n")
         t = time.perf_counter()

@@ -161,6 +161,14 @@ impl Index for Bounded {
         self.inner.query(statement).await
     }
 
+    async fn execute_then_read(
+        &self,
+        statements: Vec<Statement>,
+        reads: Vec<Statement>,
+    ) -> Result<Vec<Vec<Row>>, IndexError> {
+        self.inner.execute_then_read(statements, reads).await
+    }
+
     async fn search(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
         use std::sync::atomic::Ordering;
         let busy = || IndexError::busy("too many searches at once; retry shortly");
@@ -244,6 +252,17 @@ impl Index for Blocking {
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.query_now(&statement))
+            .await
+            .map_err(|e| IndexError::new(e.to_string()))?
+    }
+
+    async fn execute_then_read(
+        &self,
+        statements: Vec<Statement>,
+        reads: Vec<Statement>,
+    ) -> Result<Vec<Vec<Row>>, IndexError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.execute_then_read_now(&statements, &reads))
             .await
             .map_err(|e| IndexError::new(e.to_string()))?
     }

@@ -105,12 +105,27 @@ impl Index for PgIndex {
     }
 
     async fn execute(&self, statements: Vec<Statement>) -> Result<(), IndexError> {
+        self.execute_then_read(statements, Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    async fn execute_then_read(
+        &self,
+        statements: Vec<Statement>,
+        reads: Vec<Statement>,
+    ) -> Result<Vec<Vec<Row>>, IndexError> {
         let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(err)?;
         for s in &statements {
             run(&tx, s, None).await?;
         }
-        tx.commit().await.map_err(err)
+        let mut out = Vec::with_capacity(reads.len());
+        for r in &reads {
+            out.push(values(&run(&tx, r, None).await?.0));
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(out)
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
@@ -128,28 +143,32 @@ impl Index for PgIndex {
         }
         cache.insert(statement.sql, prepared);
         drop(cache);
-        Ok(rows
-            .iter()
-            .map(|r| {
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let t = c.type_();
-                        if *t == Type::INT8 {
-                            r.get::<_, Option<i64>>(i).map_or(Value::Null, Value::Int)
-                        } else if *t == Type::INT4 {
-                            r.get::<_, Option<i32>>(i)
-                                .map_or(Value::Null, |v| Value::Int(v.into()))
-                        } else {
-                            r.try_get::<_, Option<String>>(i)
-                                .ok()
-                                .flatten()
-                                .map_or(Value::Null, Value::Text)
-                        }
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(values(&rows))
     }
+}
+
+/// Rows as the core's values, in select order.
+fn values(rows: &[tokio_postgres::Row]) -> Vec<Row> {
+    rows.iter()
+        .map(|r| {
+            r.columns()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let t = c.type_();
+                    if *t == Type::INT8 {
+                        r.get::<_, Option<i64>>(i).map_or(Value::Null, Value::Int)
+                    } else if *t == Type::INT4 {
+                        r.get::<_, Option<i32>>(i)
+                            .map_or(Value::Null, |v| Value::Int(v.into()))
+                    } else {
+                        r.try_get::<_, Option<String>>(i)
+                            .ok()
+                            .flatten()
+                            .map_or(Value::Null, Value::Text)
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }

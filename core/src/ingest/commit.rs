@@ -10,12 +10,12 @@
 //! (its request dropped) hands the queue back: the writers it had not committed commit alone.
 
 use super::Statements;
-use crate::search::{Dialect, Index, IndexError, Statement};
+use crate::search::{Dialect, Index, IndexError, Row, Statement};
 use futures::channel::oneshot;
 use std::sync::Mutex;
 
 /// The most writes of one transaction.
-const MAX_GROUP: usize = 64;
+pub(crate) const MAX_GROUP: usize = 64;
 
 /// A partition's shared commits (see the module doc).
 #[derive(Debug, Default)]
@@ -32,7 +32,9 @@ struct State {
 #[derive(Debug)]
 struct Waiting {
     statements: Statements,
-    done: oneshot::Sender<Result<(), IndexError>>,
+    /// What the writer reads back once its statements ran.
+    read: Statement,
+    done: oneshot::Sender<Result<Vec<Row>, IndexError>>,
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -52,17 +54,20 @@ impl Drop for Leading<'_> {
 }
 
 impl Committer {
-    /// Runs `statements` in a transaction of `index`, possibly with other writers'.
+    /// Runs `statements` in a transaction of `index`, possibly with other writers', then the
+    /// query `read` ([`Index::execute_then_read`]); returns its rows.
     pub async fn commit(
         &self,
         index: &dyn Index,
         statements: Statements,
-    ) -> Result<(), IndexError> {
+        read: Statement,
+    ) -> Result<Vec<Row>, IndexError> {
         let (done, result) = oneshot::channel();
         let lead = {
             let mut st = lock(&self.state);
             st.queue.push(Waiting {
                 statements: statements.clone(),
+                read: read.clone(),
                 done,
             });
             !std::mem::replace(&mut st.leading, true)
@@ -86,9 +91,19 @@ impl Committer {
         match result.await {
             Ok(r) => r,
             // The leader went away before committing it: alone, then.
-            Err(oneshot::Canceled) => index.execute(statements).await,
+            Err(oneshot::Canceled) => alone(index, statements, read).await,
         }
     }
+}
+
+/// One write in its own transaction, and its read.
+async fn alone(
+    index: &dyn Index,
+    statements: Statements,
+    read: Statement,
+) -> Result<Vec<Row>, IndexError> {
+    let mut rows = index.execute_then_read(statements, vec![read]).await?;
+    Ok(rows.pop().unwrap_or_default())
 }
 
 /// One transaction for the group; on failure, one each.
@@ -96,20 +111,21 @@ async fn run_group(index: &dyn Index, group: Vec<Waiting>) {
     if group.len() == 1 {
         let mut group = group;
         let w = group.remove(0);
-        let r = index.execute(w.statements).await;
+        let r = alone(index, w.statements, w.read).await;
         let _ = w.done.send(r);
         return;
     }
     let all = combined(index.dialect(), group.iter().map(|w| &w.statements));
-    match index.execute(all).await {
-        Ok(()) => {
-            for w in group {
-                let _ = w.done.send(Ok(()));
+    let reads = group.iter().map(|w| w.read.clone()).collect();
+    match index.execute_then_read(all, reads).await {
+        Ok(rows) if rows.len() == group.len() => {
+            for (w, r) in group.into_iter().zip(rows) {
+                let _ = w.done.send(Ok(r));
             }
         }
-        Err(_) => {
+        _ => {
             for w in group {
-                let r = index.execute(w.statements).await;
+                let r = alone(index, w.statements, w.read).await;
                 let _ = w.done.send(r);
             }
         }
@@ -118,7 +134,7 @@ async fn run_group(index: &dyn Index, group: Vec<Waiting>) {
 
 /// The statements of several writes as one transaction: PostgreSQL's advisory locks first,
 /// each once, in one order (so that two replicas' groups never wait on each other in a cycle).
-fn combined<'a>(d: Dialect, writes: impl Iterator<Item = &'a Statements>) -> Statements {
+pub(crate) fn combined<'a>(d: Dialect, writes: impl Iterator<Item = &'a Statements>) -> Statements {
     let is_lock = |s: &Statement| s.sql.starts_with("SELECT pg_advisory_xact_lock");
     let mut locks: Vec<Statement> = Vec::new();
     let mut rest = Vec::new();
@@ -192,6 +208,10 @@ mod tests {
                             sql: "INSERT INTO t (k) VALUES (?1)".into(),
                             params: vec![Value::Int(key)],
                         }],
+                        Statement {
+                            sql: "SELECT count(*) FROM t WHERE k = ?1".into(),
+                            params: vec![Value::Int(key)],
+                        },
                     ))
                 })
             })
@@ -201,6 +221,10 @@ mod tests {
             .map(|t| t.join().expect("thread"))
             .collect();
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+        // Each writer that succeeded read its own row back.
+        for r in results.iter().flatten() {
+            assert_eq!(r, &vec![vec![Value::Int(1)]]);
+        }
         let rows = index
             .0
             .query_now(&Statement::plain("SELECT count(*) FROM t"))

@@ -1,14 +1,12 @@
 //! The catalog rebuilt from the store (`wado reindex`, an index held in memory at start), and
 //! the store cleaned of versions the catalog retired.
 
-use super::Committer;
 use crate::dicom::uid::Uid;
 use crate::error::{Error, Result};
 use crate::layout::{self, InstanceIndex, LayoutRecord, ListedInstance};
 use crate::search::{rows, schema, Index, Value};
 use crate::store::Store;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// How long a retired version's objects stay after it was replaced, in seconds: a reader that
 /// found the old version just before (a study streaming for minutes) still reads it whole.
@@ -101,7 +99,6 @@ pub async fn reindex(
         by_study.entry(i.study.clone()).or_default().push(i);
     }
     let d = index.dialect();
-    let committer = Arc::new(Committer::default());
     let mut instances = 0;
     for (study, mut list) in std::mem::take(&mut by_study) {
         // A study rebuilt whole: what was there goes first.
@@ -109,13 +106,17 @@ pub async fn reindex(
             .execute(schema::delete_study(d, partition, study.as_str()))
             .await?;
         list.sort_by(|a, b| (a.stored_at, &a.sop_instance).cmp(&(b.stored_at, &b.sop_instance)));
-        for i in &list {
-            let rows = rows::instance_rows(partition, i);
-            committer
-                .commit(
-                    index,
-                    schema::commit_instance(d, partition, &rows, i.stored_at),
-                )
+        // In the order they were stored, a transaction per group.
+        for group in list.chunks(super::commit::MAX_GROUP) {
+            let writes: Vec<super::Statements> = group
+                .iter()
+                .map(|i| {
+                    let rows = rows::instance_rows(partition, i);
+                    schema::commit_instance(d, partition, &rows, i.stored_at)
+                })
+                .collect();
+            index
+                .execute(super::commit::combined(d, writes.iter()))
                 .await?;
         }
         instances += list.len();

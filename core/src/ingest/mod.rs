@@ -23,6 +23,7 @@
 use crate::dicom::uid::Uid;
 use crate::error::Error;
 use crate::layout::{self, InstanceIndex, LayoutRecord};
+use crate::search::rows::InstanceRows;
 use crate::search::{schema, Index, IndexError, SharedIndex, Statement, Value};
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
@@ -141,12 +142,31 @@ impl Batch {
         Ok(())
     }
 
-    /// A new generation for a file of SHA-256 `sha256`: 16 hex digits, unique to this write.
+    /// What names the next write's version ([`Version::generation`]).
+    fn version(&self) -> Version {
+        Version {
+            entropy: self.entropy,
+            n: self.counter.fetch_add(1, Ordering::Relaxed),
+            now: self.now,
+        }
+    }
+}
+
+/// What names one write's version: the run's random bytes, the write's number in the run, and
+/// the run's time.
+#[derive(Debug, Clone, Copy)]
+struct Version {
+    entropy: [u8; 16],
+    n: u64,
+    now: u64,
+}
+
+impl Version {
+    /// The generation of a file of SHA-256 `sha256`: 16 hex digits, unique to this write.
     fn generation(&self, sop: &Uid, sha256: &str) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut h = Sha256::new();
         h.update(self.entropy);
-        h.update(n.to_le_bytes());
+        h.update(self.n.to_le_bytes());
         h.update(self.now.to_le_bytes());
         h.update(sop.as_str().as_bytes());
         h.update(sha256.as_bytes());
@@ -304,7 +324,12 @@ async fn locate(
     let rows = index
         .query(schema::locate_instance(index.dialect(), part, sop))
         .await?;
-    Ok(rows.first().and_then(|r| {
+    Ok(located(&rows))
+}
+
+/// The answer of [`schema::locate_instance`]: (study, series, gen, sha256).
+fn located(rows: &[crate::search::Row]) -> Option<(Uid, Uid, String, String)> {
+    rows.first().and_then(|r| {
         let text = |n: usize| r.get(n).and_then(Value::as_str).unwrap_or("").to_owned();
         Some((
             Uid::parse(&text(0)).ok()?,
@@ -312,7 +337,7 @@ async fn locate(
             text(2),
             text(3),
         ))
-    }))
+    })
 }
 
 /// Without a catalog: the generations of `sop` the store holds, read from their index objects
@@ -353,9 +378,13 @@ async fn import_file(
     {
         return Err(ImportError::TooLarge(e.to_string()));
     }
-    let prepared = prepare(batch, &bytes).await?;
+    let Ready {
+        prepared,
+        index_json,
+        rows,
+    } = prepare(batch, &bytes).await?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
-    let mut index = prepared.index;
+    let index = prepared.index;
     let done = |status| Imported {
         status,
         study: study.clone(),
@@ -408,12 +437,17 @@ async fn import_file(
             !versions.is_empty()
         }
     };
-    // 1. The objects, under a name no other write uses.
-    index.gen = batch.generation(&sop, &sha);
-    index.stored_at = batch.now;
+    // 1. The objects, under a name no other write uses, both at once.
     let (dcm_key, idx_key) = (index.file_key(), index.key());
-    store.put(&dcm_key, bytes).await?;
-    store.put(&idx_key, Bytes::from(index.to_json())).await?;
+    if let Err(e) = futures::future::try_join(
+        store.put_new(&dcm_key, bytes),
+        store.put_new(&idx_key, index_json),
+    )
+    .await
+    {
+        forget(store, &dcm_key, &idx_key).await;
+        return Err(e.into());
+    }
     // 2. The catalog makes it current.
     let Some((catalog, part, committer)) = &batch.catalog else {
         return Ok(done(if replaces {
@@ -422,15 +456,15 @@ async fn import_file(
             Status::Imported
         }));
     };
-    let rows = crate::search::rows::instance_rows(part, &index);
+    let rows = rows.unwrap_or_else(|| crate::search::rows::instance_rows(part, &index));
     let statements = schema::commit_instance(catalog.dialect(), part, &rows, batch.now);
-    let committed = committer.commit(&**catalog, statements).await;
-    // Read back: which version is current, and where.
-    let now = match locate(&**catalog, part, &sop).await {
-        Ok(found) => found,
+    // Committed, and read back: which version is current, and where.
+    let read = schema::locate_instance(catalog.dialect(), part, &sop);
+    let now = match committer.commit(&**catalog, statements, read).await {
+        Ok(rows) => located(&rows),
         Err(e) => {
             forget(store, &dcm_key, &idx_key).await;
-            return Err(committed.err().unwrap_or(e).into());
+            return Err(e.into());
         }
     };
     match now {
@@ -439,17 +473,14 @@ async fn import_file(
             Err(duplicate(&st, &se))
         }
         // Ours, or a later write's that replaced it (which retired ours).
-        Some(_) if committed.is_ok() => Ok(done(if replaces {
+        Some(_) => Ok(done(if replaces {
             Status::Replaced
         } else {
             Status::Imported
         })),
-        _ => {
+        None => {
             forget(store, &dcm_key, &idx_key).await;
-            Err(committed
-                .err()
-                .unwrap_or_else(|| IndexError::new("the commit left no row"))
-                .into())
+            Err(IndexError::new("the commit left no row").into())
         }
     }
 }
@@ -460,14 +491,54 @@ async fn forget(store: &dyn Store, dcm: &str, index: &str) {
     let _ = store.delete(dcm).await;
 }
 
-/// [`layout::prepare`] on the batch's offload pool (when it has one and it takes the job), else
-/// here.
-async fn prepare(batch: &Batch, bytes: &Bytes) -> Result<layout::Prepared, ImportError> {
+/// A file ready to be written: parsed and indexed, its version named, its index object and
+/// its catalog rows made.
+struct Ready {
+    prepared: layout::Prepared,
+    index_json: Bytes,
+    rows: Option<InstanceRows>,
+}
+
+impl Ready {
+    fn make(
+        bytes: &[u8],
+        layout: &LayoutRecord,
+        version: Version,
+        partition: Option<&str>,
+    ) -> Result<Ready, String> {
+        let mut prepared = layout::prepare(bytes, layout)?;
+        prepared.index.gen = version.generation(&prepared.sop, &prepared.index.source.sha256);
+        prepared.index.stored_at = version.now;
+        let index_json = Bytes::from(prepared.index.to_json());
+        let rows = partition.map(|p| crate::search::rows::instance_rows(p, &prepared.index));
+        Ok(Ready {
+            prepared,
+            index_json,
+            rows,
+        })
+    }
+}
+
+/// [`Ready::make`] (the CPU work of a write: parse, index, metadata, rows) on the batch's
+/// offload pool when it has one and it takes the job, else here.
+async fn prepare(batch: &Batch, bytes: &Bytes) -> Result<Ready, ImportError> {
+    let version = batch.version();
+    let partition = batch.catalog.as_ref().map(|(_, p, _)| p.clone());
     if let Some(offload) = &batch.offload {
-        let slot: Arc<Mutex<Option<Result<layout::Prepared, String>>>> = Arc::default();
-        let (job_slot, job_bytes, job_layout) = (slot.clone(), bytes.clone(), batch.layout.clone());
+        let slot: Arc<Mutex<Option<Result<Ready, String>>>> = Arc::default();
+        let (job_slot, job_bytes, job_layout, job_part) = (
+            slot.clone(),
+            bytes.clone(),
+            batch.layout.clone(),
+            partition.clone(),
+        );
         let job: crate::Job = Box::new(move || {
-            *lock(&job_slot) = Some(layout::prepare(&job_bytes, &job_layout));
+            *lock(&job_slot) = Some(Ready::make(
+                &job_bytes,
+                &job_layout,
+                version,
+                job_part.as_deref(),
+            ));
             Ok(Vec::new())
         });
         if offload.run(job).await.is_ok() {
@@ -477,7 +548,7 @@ async fn prepare(batch: &Batch, bytes: &Bytes) -> Result<layout::Prepared, Impor
         }
         // The pool is full or failed: the work is done here instead.
     }
-    layout::prepare(bytes, &batch.layout).map_err(ImportError::Rejected)
+    Ready::make(bytes, &batch.layout, version, partition.as_deref()).map_err(ImportError::Rejected)
 }
 
 /// The statements of one write, as a [`Committer`] takes them.

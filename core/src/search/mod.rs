@@ -186,6 +186,24 @@ pub trait Index: MaybeSendSync + std::fmt::Debug {
     /// Runs one query and returns its rows, each value as [`Value`] in select order.
     async fn query(&self, statement: Statement) -> std::result::Result<Vec<Row>, IndexError>;
 
+    /// Runs `statements` in one transaction, then the queries `reads`, and returns their rows:
+    /// what a writer reads back of its own write. An engine that can runs the reads in the
+    /// transaction, after the statements (one round trip, one hop to a blocking thread); by
+    /// default they run after it commits. Either way a read sees the write, and perhaps later
+    /// ones.
+    async fn execute_then_read(
+        &self,
+        statements: Vec<Statement>,
+        reads: Vec<Statement>,
+    ) -> std::result::Result<Vec<Vec<Row>>, IndexError> {
+        self.execute(statements).await?;
+        let mut out = Vec::with_capacity(reads.len());
+        for r in reads {
+            out.push(self.query(r).await?);
+        }
+        Ok(out)
+    }
+
     /// Runs one client's search (QIDO-RS): like [`Index::query`], but a frontend may bound
     /// how many run at once and answer busy past that (the catalog's own lookups, which
     /// writers and retrievals make, are never turned away).

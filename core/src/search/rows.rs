@@ -6,7 +6,9 @@ use super::attrs::{self, Kind, Level, KEYS};
 use super::Value;
 use crate::dicom::uid::Uid;
 use crate::layout::InstanceIndex;
-use serde_json::{Map, Value as Json};
+use serde_json::value::RawValue;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
 
 /// Column names and values of one row, in table order.
 pub type Columns = Vec<(&'static str, Value)>;
@@ -37,38 +39,51 @@ pub struct InstanceRows {
     pub instance: Columns,
 }
 
-/// The rows of one stored instance in `partition`.
+/// The rows of one stored instance in `partition`. The instance's metadata is read in place
+/// (each attribute's JSON text borrowed, not parsed into values): only the matching keys are
+/// parsed, and each level's attributes are written back as the text they were.
 pub fn instance_rows(partition: &str, i: &InstanceIndex) -> InstanceRows {
-    let m: Map<String, Json> = serde_json::from_str(i.metadata.get()).unwrap_or_default();
+    let meta = i.metadata.get();
+    let m: BTreeMap<&str, &RawValue> = serde_json::from_str(meta).unwrap_or_default();
+    // Each level's own attributes, in tag order.
+    let mut levels: [Vec<(&str, &RawValue)>; 3] = Default::default();
+    for (k, v) in &m {
+        let Some(tag) = tag_of(k) else { continue };
+        if *k == "00080061" || !kept(v) {
+            continue;
+        }
+        if attrs::at_every_level(tag) {
+            for l in &mut levels {
+                l.push((k, v));
+            }
+        } else {
+            levels[slot(attrs::level_of(tag))].push((k, v));
+        }
+    }
+    let [study_attrs, series_attrs, instance_attrs] = &levels;
     let mut study: Columns = vec![
         ("part", partition.into()),
         ("study_uid", i.study.as_str().into()),
     ];
-    key_columns(&mut study, &own(&m, Level::Study), Level::Study);
-    study.push((
-        "attrs",
-        Json::Object(own(&m, Level::Study)).to_string().into(),
-    ));
-    let series_attrs = own(&m, Level::Series);
+    key_columns(&mut study, study_attrs, Level::Study);
+    study.push(("attrs", object(study_attrs).into()));
     let mut series: Columns = vec![
         ("part", partition.into()),
         ("study_uid", i.study.as_str().into()),
         ("series_uid", i.series.as_str().into()),
     ];
-    key_columns(&mut series, &series_attrs, Level::Series);
-    series.push(("attrs", Json::Object(series_attrs).to_string().into()));
-    let attrs = own(&m, Level::Instance);
+    key_columns(&mut series, series_attrs, Level::Series);
+    series.push(("attrs", object(series_attrs).into()));
     let mut instance: Columns = vec![
         ("part", partition.into()),
         ("study_uid", i.study.as_str().into()),
         ("series_uid", i.series.as_str().into()),
         ("sop_uid", i.sop_instance.as_str().into()),
     ];
-    key_columns(&mut instance, &attrs, Level::Instance);
+    key_columns(&mut instance, instance_attrs, Level::Instance);
     // The index knows these even when the data set does not say them.
     set(&mut instance, "sop_class", i.sop_class.as_str().into());
-    instance.push(("attrs", Json::Object(attrs).to_string().into()));
-    let meta = i.metadata.get();
+    instance.push(("attrs", object(instance_attrs).into()));
     instance.extend([
         ("gen", Value::from(i.gen.as_str())),
         (
@@ -101,6 +116,21 @@ pub fn instance_rows(partition: &str, i: &InstanceIndex) -> InstanceRows {
     }
 }
 
+/// The tag a DICOM JSON key names (8 hexadecimal digits).
+fn tag_of(k: &str) -> Option<u32> {
+    (k.len() == 8)
+        .then(|| u32::from_str_radix(k, 16).ok())
+        .flatten()
+}
+
+fn slot(level: Level) -> usize {
+    match level {
+        Level::Study => 0,
+        Level::Series => 1,
+        Level::Instance => 2,
+    }
+}
+
 fn set(row: &mut Columns, column: &str, value: Value) {
     if let Some(c) = row.iter_mut().find(|(c, _)| *c == column) {
         if c.1 == Value::Null || c.1 == Value::Text(String::new()) {
@@ -109,83 +139,60 @@ fn set(row: &mut Columns, column: &str, value: Value) {
     }
 }
 
-/// The attributes of one data set that belong to `level` and are kept in the index.
-fn own(set: &Map<String, Json>, level: Level) -> Map<String, Json> {
-    set.iter()
-        .filter(|(k, v)| kept(k, v, level))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
-/// Whether an attribute belongs to `level` and is kept in the index: not bulk data, not
-/// larger than [`attrs::MAX_STORED_ATTRIBUTE`] as JSON.
-fn kept(k: &str, v: &Json, level: Level) -> bool {
-    u32::from_str_radix(k, 16)
-        .is_ok_and(|t| attrs::level_of(t) == level || attrs::at_every_level(t))
-        && k != "00080061"
-        && v.get("BulkDataURI").is_none()
-        && v.get("InlineBinary").is_none()
-        && json_fits(v, attrs::MAX_STORED_ATTRIBUTE)
-}
-
-/// Whether `v` written as JSON (compact, as `to_string` writes it) takes at most `max` bytes,
-/// counted by walking the value without writing it, stopping once past it.
-fn json_fits(v: &Json, max: usize) -> bool {
-    fn size(v: &Json, budget: &mut isize) {
-        if *budget < 0 {
-            return;
-        }
-        *budget -= match v {
-            Json::Null | Json::Bool(true) => 4,
-            Json::Bool(false) => 5,
-            Json::Number(n) => {
-                use std::io::Write as _;
-                let mut buf = [0u8; 40];
-                let mut cursor = std::io::Cursor::new(&mut buf[..]);
-                match write!(cursor, "{n}") {
-                    Ok(()) => cursor.position() as isize,
-                    Err(_) => 40,
-                }
-            }
-            Json::String(s) => {
-                2 + s
-                    .bytes()
-                    .map(|b| match b {
-                        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0C => 2,
-                        0..=0x1F => 6,
-                        _ => 1,
-                    })
-                    .sum::<isize>()
-            }
-            Json::Array(a) => {
-                for x in a {
-                    size(x, budget);
-                }
-                // Brackets and commas.
-                2 + (a.len() as isize - 1).max(0)
-            }
-            Json::Object(o) => {
-                for (k, x) in o {
-                    // The key quoted, and its colon.
-                    *budget -= 3 + k.len() as isize;
-                    size(x, budget);
-                }
-                2 + (o.len() as isize - 1).max(0)
-            }
-        };
+/// Whether an attribute is kept in the index: not bulk data (a BulkDataURI or InlineBinary
+/// of its own), not larger than [`attrs::MAX_STORED_ATTRIBUTE`] as JSON.
+fn kept(v: &RawValue) -> bool {
+    let text = v.get();
+    if text.len() > attrs::MAX_STORED_ATTRIBUTE {
+        return false;
     }
-    let mut budget = max as isize;
-    size(v, &mut budget);
-    budget >= 0
+    // Most attributes name neither: only those that might are read.
+    if !text.contains("\"BulkDataURI\"") && !text.contains("\"InlineBinary\"") {
+        return true;
+    }
+    #[derive(serde::Deserialize)]
+    struct Bulk {
+        #[serde(rename = "BulkDataURI")]
+        uri: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "InlineBinary")]
+        inline: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Bulk>(text).is_ok_and(|b| b.uri.is_none() && b.inline.is_none())
+}
+
+/// A JSON object of attributes, their text as it was.
+fn object(attrs: &[(&str, &RawValue)]) -> String {
+    let len = attrs
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum::<usize>();
+    let mut out = String::with_capacity(2 + len);
+    out.push('{');
+    for (n, (k, v)) in attrs.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(k);
+        out.push_str("\":");
+        out.push_str(v.get());
+    }
+    out.push('}');
+    out
 }
 
 /// The matching-key columns of `level` from its attributes.
-fn key_columns(row: &mut Columns, attrs: &Map<String, Json>, level: Level) {
+fn key_columns(row: &mut Columns, attrs: &[(&str, &RawValue)], level: Level) {
     for k in KEYS.iter().filter(|k| k.level == level) {
         if matches!(k.kind, Kind::Modalities) || row.iter().any(|(c, _)| *c == k.column) {
             continue;
         }
-        let attr = attrs.get(&format!("{:08X}", k.tag));
+        let key = format!("{:08X}", k.tag);
+        let parsed: Option<Json> = attrs
+            .binary_search_by(|(t, _)| (*t).cmp(key.as_str()))
+            .ok()
+            .and_then(|n| serde_json::from_str(attrs[n].1.get()).ok());
+        let attr = parsed.as_ref();
         match k.kind {
             Kind::Int => row.push((k.column, int(attr).into())),
             Kind::Time => row.push((
@@ -265,21 +272,68 @@ fn person_name(attr: Option<&Json>) -> String {
 mod tests {
     use super::*;
 
-    /// The count is the length `to_string` writes (the oracle), for values of every shape.
-    #[test]
-    fn json_fits_counts_what_to_string_writes() {
-        let values = [
-            r#"{"vr":"PN","Value":[{"Alphabetic":"Doe^J\"o\\hn\n\u0001"}]}"#,
-            r#"{"vr":"DS","Value":[1.5,-2,3e-7,12345678901234567890,0.1]}"#,
-            r#"{"vr":"SQ","Value":[{"00080100":{"vr":"SH","Value":["X"]}},{}]}"#,
-            r#"{"vr":"US","Value":[]}"#,
-            r#"{"vr":"LT","Value":[null,true,"é ü"]}"#,
-        ];
-        for text in values {
-            let v: Json = serde_json::from_str(text).expect("json");
-            let n = v.to_string().len();
-            assert!(json_fits(&v, n), "{text}: fits in {n}");
-            assert!(!json_fits(&v, n - 1), "{text}: not in {}", n - 1);
+    fn column<'a>(row: &'a Columns, name: &str) -> &'a Value {
+        &row.iter().find(|(c, _)| *c == name).expect(name).1
+    }
+
+    fn attrs_of(row: &Columns) -> serde_json::Map<String, Json> {
+        match column(row, "attrs") {
+            Value::Text(t) => serde_json::from_str(t).expect("attrs are JSON"),
+            other => panic!("attrs {other:?}"),
         }
+    }
+
+    /// Each level's attributes are those of the data set that belong to it (PS3.18's levels as
+    /// `attrs::level_of` says), every-level ones at each; bulk data of its own and values past
+    /// the size cap left out, a sequence holding bulk data inside kept: compared with the same
+    /// rule applied to parsed values.
+    #[test]
+    fn each_level_keeps_its_own_attributes_as_they_were() {
+        let mut i = crate::search::conformance::instance("1.2", "1.2.3", "1.2.3.4", "MR", "g1");
+        let mut meta: serde_json::Map<String, Json> =
+            serde_json::from_str(i.metadata.get()).expect("meta");
+        let extra = serde_json::json!({
+            "00080005": {"vr": "CS", "Value": ["ISO_IR 192"]},
+            "00081030": {"vr": "LO", "Value": ["Brain \"MRI\" é"]},
+            "0008103E": {"vr": "LO", "Value": ["T1"]},
+            "00081140": {"vr": "SQ", "Value": [{"00091010": {"vr": "OB", "BulkDataURI": "http://x/b"}}]},
+            "00180050": {"vr": "DS", "Value": [1.25]},
+            "00204000": {"vr": "LT", "Value": ["x".repeat(attrs::MAX_STORED_ATTRIBUTE)]},
+            "00280010": {"vr": "US", "Value": [256]},
+            "00091002": {"vr": "OB", "InlineBinary": "AAAA"},
+            "7FE00010": {"vr": "OW", "BulkDataURI": "http://x/p"},
+            "00080061": {"vr": "CS", "Value": ["MR"]},
+        });
+        meta.extend(extra.as_object().expect("object").clone());
+        i.metadata = RawValue::from_string(Json::Object(meta.clone()).to_string()).expect("raw");
+        let rows = instance_rows("P", &i);
+        for (row, level) in [
+            (&rows.study, Level::Study),
+            (&rows.series, Level::Series),
+            (&rows.instance, Level::Instance),
+        ] {
+            let expected: serde_json::Map<String, Json> = meta
+                .iter()
+                .filter(|(k, v)| {
+                    let t = u32::from_str_radix(k, 16).expect("tag");
+                    (attrs::level_of(t) == level || attrs::at_every_level(t))
+                        && *k != "00080061"
+                        && v.get("BulkDataURI").is_none()
+                        && v.get("InlineBinary").is_none()
+                        && v.to_string().len() <= attrs::MAX_STORED_ATTRIBUTE
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(attrs_of(row), expected, "{level:?}");
+        }
+        assert!(attrs_of(&rows.instance).contains_key("00081140"));
+        assert!(!attrs_of(&rows.instance).contains_key("00204000"));
+        assert_eq!(
+            column(&rows.study, "patient_name"),
+            &Value::from("Doe^Jane")
+        );
+        assert_eq!(column(&rows.study, "study_date"), &Value::from("20240102"));
+        assert_eq!(column(&rows.series, "modality"), &Value::from("MR"));
+        assert_eq!(column(&rows.instance, "gen"), &Value::from("g1"));
     }
 }

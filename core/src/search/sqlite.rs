@@ -135,6 +135,16 @@ impl SqliteIndex {
 
     /// Runs statements in one transaction, on this thread.
     pub fn execute_now(&self, statements: &[Statement]) -> Result<(), IndexError> {
+        self.execute_then_read_now(statements, &[]).map(|_| ())
+    }
+
+    /// Runs `statements` in one transaction and then, in it, the queries `reads`; returns
+    /// their rows once the transaction committed ([`Index::execute_then_read`]), on this thread.
+    pub fn execute_then_read_now(
+        &self,
+        statements: &[Statement],
+        reads: &[Statement],
+    ) -> Result<Vec<Vec<Row>>, IndexError> {
         let mut c = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = c
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -147,7 +157,13 @@ impl SqliteIndex {
                 .map_err(err)?;
             while rows.next().map_err(err)?.is_some() {}
         }
-        tx.commit().map_err(err)
+        let read = reads
+            .iter()
+            .map(|r| Self::run_query(&tx, r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(read)
     }
 
     /// Runs a query, on this thread.
@@ -215,6 +231,14 @@ impl Index for SqliteIndex {
 
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, IndexError> {
         self.query_now(&statement)
+    }
+
+    async fn execute_then_read(
+        &self,
+        statements: Vec<Statement>,
+        reads: Vec<Statement>,
+    ) -> Result<Vec<Vec<Row>>, IndexError> {
+        self.execute_then_read_now(&statements, &reads)
     }
 }
 

@@ -192,6 +192,9 @@ impl Default for Config {
     }
 }
 
+/// How often (seconds) writes of a partition sweep retired versions from the store.
+pub(crate) const SWEEP_INTERVAL: u64 = 60;
+
 /// The DICOMweb service over one store.
 #[derive(Debug)]
 pub struct Service {
@@ -220,6 +223,8 @@ pub(crate) struct Partition {
     fills: crate::ingest::upstream::Fills,
     /// The catalog's schema is there, checked once (and retired versions swept then).
     ready: std::sync::atomic::AtomicBool,
+    /// When a write last swept retired versions (seconds; 0: never).
+    swept_at: std::sync::atomic::AtomicU64,
     /// Writers take turns per SOP Instance UID within this process.
     pub(crate) writing: Arc<crate::ingest::Turns>,
     /// Writers' commits share transactions.
@@ -236,6 +241,7 @@ impl Partition {
             records: Mutex::new(plan::RecordCache::default()),
             fills: Default::default(),
             ready: Default::default(),
+            swept_at: Default::default(),
             writing: Default::default(),
             committer: Default::default(),
         }
@@ -251,6 +257,54 @@ impl Partition {
         crate::search::open(index).await?;
         crate::ingest::sweep(&*self.store, index, &self.ae_title, now, 10_000).await?;
         self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The layout record a write uses: agreed in the catalog by the partition's first writer
+    /// of any process ([`crate::ingest::ensure_layout`]), then kept (it never changes).
+    pub(crate) async fn writing_layout(
+        &self,
+        index: &dyn crate::search::Index,
+        public_url: &str,
+    ) -> Result<LayoutRecord> {
+        if let Some(l) = self
+            .layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(l);
+        }
+        let rec = crate::ingest::ensure_layout(
+            &*self.store,
+            Some((index, &self.ae_title)),
+            public_url,
+            &self.ae_title,
+        )
+        .await?;
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
+        Ok(rec)
+    }
+
+    /// After a write: the versions retired long enough ago deleted from the store
+    /// ([`crate::ingest::sweep`]), at most once a [`SWEEP_INTERVAL`] per process (a query and
+    /// a few deletions, not a cost of every instance).
+    pub(crate) async fn sweep_now_and_then(
+        &self,
+        index: &dyn crate::search::Index,
+        now: u64,
+    ) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let last = self.swept_at.load(Ordering::Acquire);
+        if now < last.saturating_add(SWEEP_INTERVAL)
+            || self
+                .swept_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(());
+        }
+        crate::ingest::sweep(&*self.store, index, &self.ae_title, now, 1000).await?;
         Ok(())
     }
 

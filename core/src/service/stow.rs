@@ -134,13 +134,7 @@ impl Service {
         let public = root.strip_suffix(&suffix).unwrap_or(&root);
         let index = self.catalog()?.clone();
         part.ready(&*index, req.now).await?;
-        let layout = crate::ingest::ensure_layout(
-            store,
-            Some((&*index, &route.ae_title)),
-            public,
-            &route.ae_title,
-        )
-        .await?;
+        let layout = part.writing_layout(&*index, public).await?;
         let (turns, committer) = if self.config.requests_share_work {
             (part.writing.clone(), part.committer.clone())
         } else {
@@ -150,7 +144,7 @@ impl Service {
             .with_max_instance(self.config.max_instance_bytes)
             .with_turns(turns)
             .with_offload(self.config.offload.clone())
-            .with_index(index, &route.ae_title, Some(committer));
+            .with_index(index.clone(), &route.ae_title, Some(committer));
         let mut body = req
             .body
             .take()
@@ -161,22 +155,28 @@ impl Service {
             parts: self.config.max_store_parts.max(1),
         };
         let received = receive(&mut body, &boundary, limits, &batch, store, study.as_ref()).await;
+        drop(batch);
         // What is left of a body refused midway is the frontend's to finish.
         req.body.give_back(body);
         // Every instance named stored was committed when it was stored; what is left is to
-        // delete versions retired long enough ago.
-        batch.finish(store).await?;
+        // delete versions retired long enough ago, now and then.
+        part.sweep_now_and_then(&*index, req.now).await?;
         let outcomes = received?;
         if outcomes.is_empty() {
             return Err(Error::BadRequest(
                 "the request holds no instance (no part)".into(),
             ));
         }
-        // The response data set (an item per instance, XML when asked) made on the pool.
-        let made = super::offload::compute(self.config.offload.as_deref(), move || {
-            Ok(respond(&root, study.as_ref(), &outcomes, xml))
-        })
-        .await?;
+        // The response data set (an item per instance, XML when asked): here for a few
+        // instances (less work than the hop), on the pool for more.
+        let made = if outcomes.len() <= INLINE_RESPONSE {
+            respond(&root, study.as_ref(), &outcomes, xml)
+        } else {
+            super::offload::compute(self.config.offload.as_deref(), move || {
+                Ok(respond(&root, study.as_ref(), &outcomes, xml))
+            })
+            .await?
+        };
         Ok(Response {
             status: made.status,
             headers: made.headers,
@@ -185,6 +185,9 @@ impl Service {
         })
     }
 }
+
+/// The most instances whose STOW-RS response is made on the request's own task.
+const INLINE_RESPONSE: usize = 8;
 
 /// Whether the response is XML (`application/dicom+xml`) rather than DICOM JSON; 406 when
 /// neither is acceptable.

@@ -16,6 +16,32 @@ pub async fn run_all(store: &dyn Store) {
     large_object_roundtrip(store).await;
     modified_is_reported(store).await;
     streamed_ranges_are_exact(store).await;
+    put_new_writes_a_new_object(store).await;
+}
+
+/// [`Store::put_new`] writes an object as `put` does (read, listed, its size, deleted).
+pub async fn put_new_writes_a_new_object(store: &dyn Store) {
+    let data = Bytes::from((0..70_000u32).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+    store
+        .put_new("t/new/a-0001.bin", data.clone())
+        .await
+        .expect("put_new");
+    assert_eq!(
+        store.get("t/new/a-0001.bin").await.expect("get"),
+        Some(data.clone()),
+        "put_new then get"
+    );
+    let listed = store.list("t/new/").await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|m| (m.key.as_str(), m.size))
+            .collect::<Vec<_>>(),
+        vec![("t/new/a-0001.bin", data.len() as u64)],
+        "put_new listed"
+    );
+    store.delete("t/new/a-0001.bin").await.expect("delete");
+    assert_eq!(store.get("t/new/a-0001.bin").await.expect("get"), None);
 }
 
 /// A backend that streams ranges ([`Store::stream_range`]) gives exactly the range's bytes, in

@@ -101,6 +101,15 @@ pub trait Store: std::fmt::Debug + MaybeSendSync {
     /// new object, never a part of one.
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
 
+    /// Writes an object under a key no other write uses and nothing reads until the writer
+    /// names it elsewhere (an instance's version, named by the catalog once written). A backend
+    /// may leave out what makes [`Store::put`] atomic for readers (a file system's temporary
+    /// file and rename); a write that fails or is cut off may leave part of the object under
+    /// the key, which nothing names. By default, [`Store::put`].
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.put(key, data).await
+    }
+
     /// Deletes the object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }

@@ -93,6 +93,10 @@ impl Store for Prefixed {
         self.inner.put(&self.key(key)?, data).await
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.inner.put_new(&self.key(key)?, data).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(&self.key(key)?).await
     }

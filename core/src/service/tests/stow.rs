@@ -904,3 +904,104 @@ fn a_request_of_too_many_parts_is_refused_past_them() {
     let stored = keys(&store).iter().filter(|k| k.ends_with(".dcm")).count();
     assert_eq!(stored, 3);
 }
+
+/// A POST of `body` at `now` (seconds).
+fn post_at(svc: &Service, path: &str, body: &[u8], now: u64) -> Got {
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type()).expect("value"),
+    );
+    let req = Request {
+        method: &Method::POST,
+        body: RequestBody::new(Box::pin(futures::stream::iter([Ok::<_, String>(
+            Bytes::copy_from_slice(body),
+        )]))),
+        now,
+        ..get_request(path, &h)
+    };
+    block_on(async {
+        let r = svc.handle(&req).await;
+        Got {
+            status: r.status.as_u16(),
+            headers: r.headers,
+            body: match r.body {
+                Body::Full(b) => b.to_vec(),
+                _ => Vec::new(),
+            },
+        }
+    })
+}
+
+/// A replaced version stays while a reader may still be reading it (the grace period), and a
+/// later write deletes it once that has passed; the current version stays.
+#[test]
+fn replaced_versions_are_deleted_once_their_grace_has_passed() {
+    let ct = fixture!("ct_small_ele.dcm");
+    let mut changed = ct.to_vec();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    let store = Arc::new(MemoryStore::new());
+    let svc = service(store.clone());
+    let path = format!("{ROOT}/studies");
+    let t0 = 1_700_000_000;
+    assert_eq!(
+        post_at(&svc, &path, &multipart(&[("application/dicom", &ct)]), t0).status,
+        200
+    );
+    let first = keys(&store);
+    assert_eq!(first.len(), 2, "{first:?}");
+    let got = post_at(
+        &svc,
+        &path,
+        &multipart(&[("application/dicom", &changed)]),
+        t0 + 1,
+    );
+    assert_eq!(got.status, 200);
+    let both = keys(&store);
+    assert_eq!(
+        both.len(),
+        4,
+        "both versions while the first may be read: {both:?}"
+    );
+    // Another instance, a minute later: the first version is still in its grace period.
+    let other = as_instance(&ct, "1.2.826.0.1.3680043.2.1125.77");
+    let t1 = t0 + crate::service::SWEEP_INTERVAL + 1;
+    assert_eq!(
+        post_at(
+            &svc,
+            &path,
+            &multipart(&[("application/dicom", &other)]),
+            t1
+        )
+        .status,
+        200
+    );
+    assert!(first.iter().all(|k| keys(&store).contains(k)));
+    // Once its grace has passed, the next write deletes it.
+    let another = as_instance(&ct, "1.2.826.0.1.3680043.2.1125.78");
+    let t2 = t1 + crate::ingest::RETIRED_GRACE + crate::service::SWEEP_INTERVAL;
+    assert_eq!(
+        post_at(
+            &svc,
+            &path,
+            &multipart(&[("application/dicom", &another)]),
+            t2
+        )
+        .status,
+        200
+    );
+    let now = keys(&store);
+    assert!(first.iter().all(|k| !now.contains(k)), "{now:?}");
+    assert_eq!(now.len(), 6, "{now:?}");
+    // What is served is the replacement.
+    let (st, se, sop) = uids(&ct);
+    let r = ask(
+        &svc,
+        Method::GET,
+        &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+        &[],
+    );
+    assert!(r.parts()[0].body == &changed[..], "the new bytes");
+}
