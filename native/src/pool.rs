@@ -26,10 +26,17 @@ pub struct BlockingPool {
     /// Jobs queued or running.
     jobs: Arc<AtomicUsize>,
     max_jobs: usize,
+    /// Writers' jobs queued or running, at most [`WRITE_JOBS_PER_THREAD`] per thread: the
+    /// rest of the queue stays for reads.
+    writes: tokio::sync::Semaphore,
 }
 
 /// Jobs queued or running per thread, at most (about a second of J2K frame decodes).
 pub const JOBS_PER_THREAD: usize = 16;
+
+/// Writers' jobs (instances being prepared for storing) queued or running per thread, at most;
+/// more wait for room. Enough to keep every thread busy while a writer's other steps wait.
+pub const WRITE_JOBS_PER_THREAD: usize = 4;
 
 impl BlockingPool {
     /// `threads` threads (at least one), at most `max_jobs` jobs queued or running.
@@ -59,6 +66,9 @@ impl BlockingPool {
             queue: tx,
             jobs,
             max_jobs: max_jobs.max(1),
+            writes: tokio::sync::Semaphore::new(
+                (threads.max(1) * WRITE_JOBS_PER_THREAD).min(max_jobs.max(1)),
+            ),
         }
     }
 
@@ -91,6 +101,15 @@ impl Offload for BlockingPool {
             Err(_) => Err(failed("the conversion pool is gone")),
         }
     }
+
+    async fn run_write(&self, job: Job) -> Result<Vec<u8>, Error> {
+        let Ok(_turn) = self.writes.acquire().await else {
+            return Err(Error::Store(StoreError::Backend(
+                "the conversion pool is gone".into(),
+            )));
+        };
+        self.run(job).await
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +130,48 @@ mod tests {
         assert!(e.is_server_error());
         // The pool still works.
         assert!(pool.run(Box::new(|| Ok(Vec::new()))).await.is_ok());
+    }
+
+    /// Writers beyond their share wait (not refused), and leave the rest of the queue to
+    /// reads: a read meanwhile is taken.
+    #[tokio::test]
+    async fn writers_wait_for_their_share_and_reads_keep_the_rest() {
+        let pool = Arc::new(BlockingPool::new(1, 16));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Arc::new(Mutex::new(wait));
+        let writers: Vec<_> = (0..WRITE_JOBS_PER_THREAD + 2)
+            .map(|k| {
+                let (pool, wait) = (pool.clone(), wait.clone());
+                tokio::spawn(async move {
+                    pool.run_write(Box::new(move || {
+                        let _ = wait.lock().map(|w| w.recv());
+                        Ok(vec![k as u8])
+                    }))
+                    .await
+                })
+            })
+            .collect();
+        while pool.jobs.load(Ordering::Acquire) < WRITE_JOBS_PER_THREAD {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.jobs.load(Ordering::Acquire), WRITE_JOBS_PER_THREAD);
+        let read = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(Box::new(|| Ok(vec![99]))).await }
+        });
+        while pool.jobs.load(Ordering::Acquire) < WRITE_JOBS_PER_THREAD + 1 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..WRITE_JOBS_PER_THREAD + 2 {
+            release.send(()).expect("release");
+        }
+        assert_eq!(read.await.expect("task").expect("read taken"), vec![99]);
+        for (k, w) in writers.into_iter().enumerate() {
+            assert_eq!(w.await.expect("task").expect("written"), vec![k as u8]);
+        }
     }
 
     #[tokio::test]

@@ -4,10 +4,10 @@
 //! instance exists when the catalog's row names a generation whose objects the store holds")
 //! only survives one if
 //!
-//! - each temporary file's data is synced before it is renamed to its key (else the name can
-//!   survive over an empty file),
-//! - the directory is synced after both renames and before the catalog's commit (else the row
-//!   can survive without its objects),
+//! - each of an instance's objects (a new key, written in place: nothing reads it before the
+//!   catalog names it) has its data synced,
+//! - the directory is synced after both and before the catalog's commit (else the row can
+//!   survive without its objects, or its objects without their names),
 //! - the commit is synced (SQLite's log) before the import says "stored";
 //!
 //! and `--no-fsync` (a bulk load one can re-run) makes none of these calls.
@@ -16,8 +16,9 @@
 use std::process::Command;
 use wado_tests::*;
 
-/// (syscall, path) of the fdatasync/fsync/rename calls in an `strace -f -y` log: the path of
-/// the descriptor for the syncs, the new name for a rename.
+/// (syscall, path) of the fdatasync/fsync/rename calls and of the files created (`openat` with
+/// `O_CREAT`, named `create`) in an `strace -f -y` log: the path of the descriptor for the
+/// syncs, the new name for a rename, the path opened for a creation.
 fn calls(trace: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for line in trace.lines() {
@@ -33,9 +34,11 @@ fn calls(trace: &str) -> Vec<(String, String)> {
                 .and_then(|(_, p)| p.split_once('>'))
                 .map(|(p, _)| p),
             "rename" => args.split(", ").nth(1).and_then(|p| p.split('"').nth(1)),
+            "openat" if args.contains("O_CREAT") => args.split('"').nth(1),
             _ => None,
         };
         if let Some(p) = path {
+            let name = if name == "openat" { "create" } else { name };
             out.push((name.to_owned(), p.to_owned()));
         }
     }
@@ -48,7 +51,13 @@ fn traced_import(extra: &[&str]) -> (Vec<(String, String)>, String) {
     let file = corpus().join("ct_small_ele.dcm");
     let trace = dir.path().join("trace");
     let out = Command::new("strace")
-        .args(["-f", "-y", "-e", "trace=fdatasync,fsync,rename", "-o"])
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=fdatasync,fsync,rename,openat",
+            "-o",
+        ])
         .arg(&trace)
         .arg(wado_bin())
         .args(["import", "--data"])
@@ -81,25 +90,27 @@ fn import_syncs_its_objects_before_the_commit_and_the_commit_before_it_ends() {
             p.contains(&format!("/{sop}-")) && p.ends_with(suffix) && !p.contains("/.tmp-")
         }
     };
-    let temp = |suffix: &'static str| {
-        let sop = sop.clone();
-        move |p: &str| p.contains(&format!("/.tmp-{sop}-")) && p.contains(suffix)
-    };
-    let dcm_renamed = at("rename", &object(".dcm"));
-    let index_renamed = at("rename", &object(".index.json"));
-    let dcm_synced = at("fdatasync", &temp(".dcm"));
-    let index_synced = at("fdatasync", &temp(".index.json"));
+    let dcm_created = at("create", &object(".dcm"));
+    let index_created = at("create", &object(".index.json"));
+    let dcm_synced = at("fdatasync", &object(".dcm"));
+    let index_synced = at("fdatasync", &object(".index.json"));
     assert!(
-        dcm_synced < dcm_renamed,
-        "the .dcm's data is on disk before its name"
+        dcm_created < dcm_synced,
+        "the .dcm's data synced once written"
     );
-    assert!(index_synced < index_renamed, "and the index's");
-    let renamed = dcm_renamed.max(index_renamed);
+    assert!(index_created < index_synced, "and the index's");
+    assert!(
+        !calls
+            .iter()
+            .any(|(n, p)| n == "rename" && p.contains(&format!("/{sop}-"))),
+        "an instance's objects are written in place: {calls:#?}"
+    );
+    let synced = dcm_synced.max(index_synced);
     let dir_synced = calls
         .iter()
         .enumerate()
-        .position(|(i, (n, p))| i > renamed && n == "fsync" && p.ends_with("/instances"))
-        .unwrap_or_else(|| panic!("the directory synced after both names: {calls:#?}"));
+        .position(|(i, (n, p))| i > synced && n == "fsync" && p.ends_with("/instances"))
+        .unwrap_or_else(|| panic!("the directory synced after both objects: {calls:#?}"));
     let committed = calls
         .iter()
         .enumerate()
@@ -117,6 +128,9 @@ fn no_fsync_makes_no_sync_calls() {
     let (calls, sop) = traced_import(&["--no-fsync"]);
     assert!(calls
         .iter()
-        .any(|(n, p)| n == "rename" && p.contains(&format!("/{sop}-")) && p.ends_with(".dcm")));
-    assert!(calls.iter().all(|(n, _)| n == "rename"), "{calls:#?}");
+        .any(|(n, p)| n == "create" && p.contains(&format!("/{sop}-")) && p.ends_with(".dcm")));
+    assert!(
+        calls.iter().all(|(n, _)| n == "rename" || n == "create"),
+        "{calls:#?}"
+    );
 }

@@ -520,7 +520,8 @@ impl Ready {
 }
 
 /// [`Ready::make`] (the CPU work of a write: parse, index, metadata, rows) on the batch's
-/// offload pool when it has one and it takes the job, else here.
+/// offload pool when it has one ([`crate::Offload::run_write`]: writers wait for their share
+/// of it), else here.
 async fn prepare(batch: &Batch, bytes: &Bytes) -> Result<Ready, ImportError> {
     let version = batch.version();
     let partition = batch.catalog.as_ref().map(|(_, p, _)| p.clone());
@@ -541,7 +542,7 @@ async fn prepare(batch: &Batch, bytes: &Bytes) -> Result<Ready, ImportError> {
             ));
             Ok(Vec::new())
         });
-        if offload.run(job).await.is_ok() {
+        if offload.run_write(job).await.is_ok() {
             if let Some(done) = lock(&slot).take() {
                 return done.map_err(ImportError::Rejected);
             }

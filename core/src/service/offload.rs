@@ -16,6 +16,13 @@ pub type Job = Box<dyn FnOnce() -> Result<Vec<u8>> + Send>;
 pub trait Offload: std::fmt::Debug + MaybeSendSync {
     /// Runs `job` and returns what it returned.
     async fn run(&self, job: Job) -> Result<Vec<u8>>;
+
+    /// Runs a writer's job (an instance prepared for storing): it waits for room rather than
+    /// being turned away, and writers together take only a share of the pool, so that reads
+    /// are not refused while a large STOW-RS request is stored. By default, [`Offload::run`].
+    async fn run_write(&self, job: Job) -> Result<Vec<u8>> {
+        self.run(job).await
+    }
 }
 
 /// Runs `job` through `offload`, or here when there is none.
