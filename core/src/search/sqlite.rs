@@ -61,6 +61,9 @@ impl From<rusqlite::Error> for OpenError {
     }
 }
 
+/// How much of the file a reading connection maps (address space, not memory).
+const READER_MMAP: i64 = 1 << 30;
+
 fn configure(c: &Connection, durable: bool) -> Result<(), rusqlite::Error> {
     c.busy_timeout(BUSY)?;
     // The catalog is the truth of what exists: a commit the server answered for must survive
@@ -105,6 +108,9 @@ impl SqliteIndex {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 configure(&c, durable)?;
+                // Readers map the file: a page is read in place, not copied out of the
+                // kernel's cache first (the large rows, instances' metadata, span pages).
+                c.pragma_update(None, "mmap_size", READER_MMAP)?;
                 Ok(Mutex::new(c))
             })
             .collect::<Result<Vec<_>, OpenError>>()?;
@@ -208,7 +214,11 @@ impl SqliteIndex {
                     ValueRef::Integer(v) => Value::Int(v),
                     ValueRef::Real(f) => Value::Int(f as i64),
                     ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        Value::Text(String::from_utf8_lossy(t).into_owned())
+                        // The catalog holds UTF-8 (checked fast; lossy only if not).
+                        Value::Text(match std::str::from_utf8(t) {
+                            Ok(s) => s.to_owned(),
+                            Err(_) => String::from_utf8_lossy(t).into_owned(),
+                        })
                     }
                 });
             }

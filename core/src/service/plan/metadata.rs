@@ -20,24 +20,56 @@ use std::io::Write;
 
 /// What a cached metadata body was made from, and for whom: a study's or series' metadata at
 /// one version (the generation of its last write, and its number of instances), on one
-/// service root, in one content coding.
+/// service root. Bodies are kept gzip-coded (a tenth of the size, and what viewers ask for):
+/// served as kept, or decoded for a client that does not accept gzip.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     key: String,
     version: String,
     root: String,
-    coding: &'static str,
 }
 
-/// A byte-bounded cache of metadata bodies, evicting the oldest first.
+/// Metadata bodies kept by version: gzip-coded (what viewers ask for, a tenth of the size: a
+/// quarter of the budget holds a large archive's series), and the decoded body of those last
+/// asked for without gzip (the rest of the budget), each evicting its oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct MetaCache {
+    gzip: Bounded,
+    plain: Bounded,
+}
+
+impl MetaCache {
+    fn get(&self, k: &CacheKey, coding: &str) -> Option<Bytes> {
+        match coding {
+            "gzip" => self.gzip.get(k),
+            "identity" => self.plain.get(k),
+            _ => None,
+        }
+    }
+
+    /// The gzip-coded body kept for `k`, to decode.
+    fn get_gzip(&self, k: &CacheKey) -> Option<Bytes> {
+        self.gzip.get(k)
+    }
+
+    fn insert(&mut self, k: CacheKey, coding: &str, v: Bytes, budget: usize) {
+        match coding {
+            "gzip" => self.gzip.insert(k, v, budget / 4),
+            "identity" => self.plain.insert(k, v, budget - budget / 4),
+            _ => {}
+        }
+    }
+}
+
+/// A byte-bounded map, evicting the oldest first.
+#[derive(Debug, Default)]
+struct Bounded {
     entries: HashMap<CacheKey, Bytes>,
     order: std::collections::VecDeque<CacheKey>,
     bytes: usize,
 }
 
-impl MetaCache {
+impl Bounded {
     fn get(&self, k: &CacheKey) -> Option<Bytes> {
         self.entries.get(k).cloned()
     }
@@ -80,6 +112,24 @@ pub(crate) fn gzip_fast(data: &[u8]) -> Bytes {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let _ = e.write_all(data);
     Bytes::from(e.finish().unwrap_or_default())
+}
+
+/// `data` (gzip, made here) decoded; `None` if it is not what `gzip_fast` made.
+fn gunzip(data: &[u8], size_hint: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(size_hint);
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// The size a gzip member declares for its content (ISIZE, modulo 2^32).
+fn gzip_isize(data: &[u8]) -> usize {
+    match data.len().checked_sub(4).map(|n| &data[n..]) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => 0,
+    }
 }
 
 pub(crate) fn zlib(data: &[u8]) -> Vec<u8> {
@@ -247,30 +297,47 @@ impl Service {
             key,
             version: version(head),
             root: ctx.root.clone(),
-            coding,
         };
-        let cached = ctx
-            .part
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&ck);
+        let (cached, gz) = {
+            let cache = ctx.part.cache.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&ck, coding) {
+                Some(b) => (Some(b), None),
+                None => (None, cache.get_gzip(&ck)),
+            }
+        };
         if let Some(b) = cached {
             return Ok((b, ck.version));
         }
+        if let Some(gz) = gz {
+            // Decoded (and re-coded) on the pool: megabytes for a large study.
+            let path = ck.key.clone();
+            let body =
+                crate::service::offload::compute(self.config.offload.as_deref(), move || {
+                    let json = gunzip(&gz, gzip_isize(&gz)).ok_or_else(|| {
+                        Error::corrupt(&path, "a kept metadata body does not decode")
+                    })?;
+                    Ok(match coding {
+                        "deflate" => Bytes::from(zlib(&json)),
+                        _ => Bytes::from(json),
+                    })
+                })
+                .await?;
+            self.keep(ctx, ck.clone(), coding, body.clone());
+            return Ok((body, ck.version));
+        }
         // The version and its instances in one snapshot.
-        let rows = ctx
+        let mut rows = ctx
             .index
             .query(schema::metadata_rows(d, part, study, series))
             .await?;
         let first = rows.first().ok_or_else(missing)?;
         ck.version = version(first);
         let mut pieces: Vec<String> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            match r.get(7).and_then(Value::as_str) {
-                Some(meta) => pieces.push(meta.to_owned()),
+        for r in &mut rows {
+            match r.get_mut(7) {
+                Some(Value::Text(meta)) => pieces.push(std::mem::take(meta)),
                 // Too large for the row: from the instance's index object.
-                None => {
+                _ => {
                     let se = Uid::parse(&text(r, 3)).map_err(|_| missing())?;
                     let sop = Uid::parse(&text(r, 4)).map_err(|_| missing())?;
                     let gen = text(r, 5);
@@ -290,32 +357,41 @@ impl Service {
         }
         // Joined, rebased and coded on the pool (megabytes for a large study).
         let (stored_root, root) = (stored_root.to_owned(), ctx.root.clone());
-        let out = crate::service::offload::compute(self.config.offload.as_deref(), move || {
-            let mut json = Vec::with_capacity(pieces.iter().map(String::len).sum::<usize>() + 2);
-            json.push(b'[');
-            for (i, p) in pieces.iter().enumerate() {
-                if i > 0 {
-                    json.push(b',');
+        let (out, kept) =
+            crate::service::offload::compute(self.config.offload.as_deref(), move || {
+                let mut json =
+                    Vec::with_capacity(pieces.iter().map(String::len).sum::<usize>() + 2);
+                json.push(b'[');
+                for (i, p) in pieces.iter().enumerate() {
+                    if i > 0 {
+                        json.push(b',');
+                    }
+                    json.extend_from_slice(p.as_bytes());
                 }
-                json.extend_from_slice(p.as_bytes());
-            }
-            json.push(b']');
-            if stored_root != root {
-                json = rebase_json(&json, &stored_root, &root);
-            }
-            Ok(match coding {
-                "gzip" => gzip_fast(&json),
-                "deflate" => Bytes::from(zlib(&json)),
-                _ => Bytes::from(json),
+                json.push(b']');
+                drop(pieces);
+                if stored_root != root {
+                    json = rebase_json(&json, &stored_root, &root);
+                }
+                let gz = gzip_fast(&json);
+                Ok(match coding {
+                    "gzip" => (gz.clone(), gz),
+                    "deflate" => (Bytes::from(zlib(&json)), gz),
+                    _ => (Bytes::from(json), gz),
+                })
             })
-        })
-        .await?;
+            .await?;
         let id = ck.version.clone();
+        self.keep(ctx, ck.clone(), "gzip", kept);
+        self.keep(ctx, ck, coding, out.clone());
+        Ok((out, id))
+    }
+
+    fn keep(&self, ctx: &Ctx<'_>, k: CacheKey, coding: &str, body: Bytes) {
         ctx.part
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(ck, out.clone(), self.config.metadata_cache_bytes);
-        Ok((out, id))
+            .insert(k, coding, body, self.config.metadata_cache_bytes);
     }
 }

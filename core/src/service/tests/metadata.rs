@@ -189,3 +189,67 @@ fn rebase_touches_bulk_data_uris_only() {
         r#"{"00100010":{"vr":"PN","Value":[{"Alphabetic":"http://a/x/"}]},"7FE00010":{"vr":"OW","BulkDataURI":"https://b/studies/1"}}"#
     );
 }
+
+/// The cache keeps the gzip-coded body and the plain body last asked for, each within its
+/// share of the budget: whichever is kept, made afresh or decoded from the other, every coding
+/// answers the same document (compared with a fresh service's, the cache off).
+#[test]
+fn every_coding_answers_the_same_document_kept_or_not() {
+    let files = [
+        fixture!("study77654033_CT2_17106.dcm"),
+        fixture!("study77654033_CT2_17136.dcm"),
+        fixture!("study77654033_CT2_17166.dcm"),
+    ];
+    let store = store_with(&files);
+    let (st, se, _) = uids(&files[0]);
+    let decode = |g: &Got| -> serde_json::Value {
+        assert_eq!(g.status, 200);
+        let mut out = Vec::new();
+        match g.header("content-encoding").as_str() {
+            "gzip" => {
+                flate2::read::GzDecoder::new(&g.body[..])
+                    .read_to_end(&mut out)
+                    .expect("gunzip");
+            }
+            "deflate" => {
+                flate2::read::ZlibDecoder::new(&g.body[..])
+                    .read_to_end(&mut out)
+                    .expect("inflate");
+            }
+            "" => out = g.body.clone(),
+            other => panic!("coding {other}"),
+        }
+        serde_json::from_slice(&out).expect("json")
+    };
+    let paths = [
+        format!("{ROOT}/studies/{st}/metadata"),
+        format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+    ];
+    let uncached = test_service(
+        store.clone(),
+        Config {
+            metadata_cache_bytes: 0,
+            ..Config::default()
+        },
+    );
+    // A budget that keeps a gzip body (a quarter) but never a plain one of this study.
+    let plain_len = ask(&uncached, Method::GET, &paths[0], &[]).body.len();
+    let tight = test_service(
+        store.clone(),
+        Config {
+            metadata_cache_bytes: plain_len,
+            ..Config::default()
+        },
+    );
+    let roomy = test_service(store.clone(), Config::default());
+    for path in &paths {
+        let want = decode(&ask(&uncached, Method::GET, path, &[]));
+        assert!(want.as_array().is_some_and(|a| !a.is_empty()));
+        for svc in [&tight, &roomy] {
+            for coding in ["gzip", "identity", "deflate", "identity", "gzip", "deflate"] {
+                let g = ask(svc, Method::GET, path, &[("accept-encoding", coding)]);
+                assert_eq!(decode(&g), want, "{path} as {coding}");
+            }
+        }
+    }
+}
