@@ -61,9 +61,6 @@ impl From<rusqlite::Error> for OpenError {
     }
 }
 
-/// How much of the file a reading connection maps (address space, not memory).
-const READER_MMAP: i64 = 1 << 30;
-
 fn configure(c: &Connection, durable: bool) -> Result<(), rusqlite::Error> {
     c.busy_timeout(BUSY)?;
     // The catalog is the truth of what exists: a commit the server answered for must survive
@@ -108,9 +105,6 @@ impl SqliteIndex {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 configure(&c, durable)?;
-                // Readers map the file: a page is read in place, not copied out of the
-                // kernel's cache first (the large rows, instances' metadata, span pages).
-                c.pragma_update(None, "mmap_size", READER_MMAP)?;
                 Ok(Mutex::new(c))
             })
             .collect::<Result<Vec<_>, OpenError>>()?;
