@@ -103,9 +103,12 @@ impl IndexSpec {
 /// What searches may cost the index.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
-    /// Searches running at once; more wait (as long as `timeout`) or, past twice as many
-    /// waiting, are turned away at once.
+    /// Searches running at once; more wait their turn (as long as `timeout`).
     pub concurrent: usize,
+    /// Searches waiting at once; past them, a search is turned away at once (503). Waiting
+    /// costs a future, not a thread: many cheap searches (a viewer opening studies, a
+    /// proxy's pooled connections) queue for a moment rather than fail.
+    pub waiting: usize,
     /// How long one search may run (and wait for its turn).
     pub timeout: std::time::Duration,
 }
@@ -114,6 +117,7 @@ impl Default for QueryLimits {
     fn default() -> QueryLimits {
         QueryLimits {
             concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+            waiting: 256,
             timeout: std::time::Duration::from_secs(10),
         }
     }
@@ -175,8 +179,7 @@ impl Index for Bounded {
         let permit = match self.running.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                let queue = self.limits.concurrent.max(1) * 2;
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= queue {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.waiting {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
                     return Err(busy());
                 }
@@ -318,13 +321,14 @@ mod tests {
     }
 
     /// One search at a time: the next waits its turn for as long as the timeout, then is busy;
-    /// past twice as many waiting, a search is busy at once.
+    /// past the waiting ones allowed, a search is busy at once.
     #[tokio::test(start_paused = true)]
     async fn searches_take_bounded_turns() {
         let index = Arc::new(Bounded::new(
             Arc::new(Slow),
             QueryLimits {
                 concurrent: 1,
+                waiting: 2,
                 timeout: Duration::from_millis(1500),
             },
         ));
@@ -344,7 +348,7 @@ mod tests {
             async move { i.search(Statement::plain("SELECT 1")).await }
         });
         tokio::task::yield_now().await;
-        // Two wait already: the queue (2 × 1) is full.
+        // Two wait already: the queue is full.
         let e = index.search(q()).await.unwrap_err();
         assert!(e.busy);
         assert!(first.await.unwrap().is_ok());
