@@ -1,7 +1,7 @@
 //! Crash safety: `wado import` killed with SIGKILL at random moments leaves every generation
 //! of an instance complete (its `.dcm` matches the size and SHA-256 its index names) or never
-//! named by the catalog; a re-import then completes, and a freshly started server serves
-//! everything.
+//! named by the catalog (then possibly cut short: objects are written in place, and named only
+//! once whole); a re-import then completes, and a freshly started server serves everything.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::Value;
