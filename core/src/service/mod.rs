@@ -260,6 +260,14 @@ impl Partition {
         Ok(())
     }
 
+    /// The layout record once read or agreed (it never changes).
+    fn kept_layout(&self) -> Option<LayoutRecord> {
+        self.layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The layout record a write uses: agreed in the catalog by the partition's first writer
     /// of any process ([`crate::ingest::ensure_layout`]), then kept (it never changes).
     pub(crate) async fn writing_layout(
@@ -267,12 +275,7 @@ impl Partition {
         index: &dyn crate::search::Index,
         public_url: &str,
     ) -> Result<LayoutRecord> {
-        if let Some(l) = self
-            .layout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(l) = self.kept_layout() {
             return Ok(l);
         }
         let rec = crate::ingest::ensure_layout(
@@ -311,12 +314,7 @@ impl Partition {
     /// The partition's layout record, as the catalog keeps it (read once, then kept); a
     /// partition nothing was written to yet has the default one.
     pub(crate) async fn layout(&self, index: &dyn crate::search::Index) -> Result<LayoutRecord> {
-        if let Some(l) = self
-            .layout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(l) = self.kept_layout() {
             return Ok(l);
         }
         let rows = index

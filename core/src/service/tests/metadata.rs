@@ -12,18 +12,7 @@ fn metadata_levels_encodings_and_rebased_uris() {
     ];
     let store = store_with(&files);
     let (st, se, sop) = uids(&files[1]);
-    let parse = |g: &Got| -> serde_json::Value {
-        let body = if g.header("content-encoding") == "gzip" {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&g.body[..])
-                .read_to_end(&mut out)
-                .expect("gunzip");
-            out
-        } else {
-            g.body.clone()
-        };
-        serde_json::from_slice(&body).expect("json")
-    };
+    let parse = decoded;
     let study = get(&store, &format!("{ROOT}/studies/{st}/metadata"), None);
     assert_eq!(study.status, 200);
     assert_eq!(study.header("content-type"), "application/dicom+json");
@@ -190,6 +179,27 @@ fn rebase_touches_bulk_data_uris_only() {
     );
 }
 
+/// A metadata response's JSON, decoded from its content coding.
+fn decoded(g: &Got) -> serde_json::Value {
+    assert_eq!(g.status, 200);
+    let mut out = Vec::new();
+    match g.header("content-encoding").as_str() {
+        "gzip" => {
+            flate2::read::GzDecoder::new(&g.body[..])
+                .read_to_end(&mut out)
+                .expect("gunzip");
+        }
+        "deflate" => {
+            flate2::read::ZlibDecoder::new(&g.body[..])
+                .read_to_end(&mut out)
+                .expect("inflate");
+        }
+        "" => out = g.body.clone(),
+        other => panic!("coding {other}"),
+    }
+    serde_json::from_slice(&out).expect("json")
+}
+
 /// The cache keeps the gzip-coded body and the plain body last asked for, each within its
 /// share of the budget: whichever is kept, made afresh or decoded from the other, every coding
 /// answers the same document (compared with a fresh service's, the cache off).
@@ -202,25 +212,7 @@ fn every_coding_answers_the_same_document_kept_or_not() {
     ];
     let store = store_with(&files);
     let (st, se, _) = uids(&files[0]);
-    let decode = |g: &Got| -> serde_json::Value {
-        assert_eq!(g.status, 200);
-        let mut out = Vec::new();
-        match g.header("content-encoding").as_str() {
-            "gzip" => {
-                flate2::read::GzDecoder::new(&g.body[..])
-                    .read_to_end(&mut out)
-                    .expect("gunzip");
-            }
-            "deflate" => {
-                flate2::read::ZlibDecoder::new(&g.body[..])
-                    .read_to_end(&mut out)
-                    .expect("inflate");
-            }
-            "" => out = g.body.clone(),
-            other => panic!("coding {other}"),
-        }
-        serde_json::from_slice(&out).expect("json")
-    };
+    let decode = decoded;
     let paths = [
         format!("{ROOT}/studies/{st}/metadata"),
         format!("{ROOT}/studies/{st}/series/{se}/metadata"),

@@ -305,10 +305,7 @@ fn a_full_store_is_out_of_resources() {
 
 #[test]
 fn a_replacement_is_stored_with_a_warning_reason() {
-    let ct = fixture!("ct_small_ele.dcm");
-    let mut changed = ct.to_vec();
-    let last = changed.len() - 1;
-    changed[last] ^= 1;
+    let (ct, changed) = ct_and_another_version();
     let store = Arc::new(MemoryStore::new());
     let svc = service(store.clone());
     let path = format!("{ROOT}/studies");
@@ -938,10 +935,7 @@ fn post_at(svc: &Service, path: &str, body: &[u8], now: u64) -> Got {
 /// later write deletes it once that has passed; the current version stays.
 #[test]
 fn replaced_versions_are_deleted_once_their_grace_has_passed() {
-    let ct = fixture!("ct_small_ele.dcm");
-    let mut changed = ct.to_vec();
-    let last = changed.len() - 1;
-    changed[last] ^= 1;
+    let (ct, changed) = ct_and_another_version();
     let store = Arc::new(MemoryStore::new());
     let svc = service(store.clone());
     let path = format!("{ROOT}/studies");
@@ -1004,4 +998,13 @@ fn replaced_versions_are_deleted_once_their_grace_has_passed() {
         &[],
     );
     assert!(r.parts()[0].body == &changed[..], "the new bytes");
+}
+
+/// A small CT and another version of it (its last byte changed: same UIDs, same size).
+fn ct_and_another_version() -> (Bytes, Vec<u8>) {
+    let ct = fixture!("ct_small_ele.dcm");
+    let mut changed = ct.to_vec();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    (ct, changed)
 }
