@@ -37,7 +37,7 @@ pub mod store;
 pub mod wire;
 
 pub use error::{Error, Result};
-pub use route::{reads_body, Uid};
+pub use route::{reads_body, Target, Uid};
 pub use service::{
     Body, BodyStream, Config, Job, Offload, Outcome, Request, RequestBody, RequestStream, Response,
     Service,

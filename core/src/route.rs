@@ -157,6 +157,12 @@ pub enum Resource {
         /// What the path restricts it to.
         scope: Scope,
     },
+    /// The change feed (docs/LIFECYCLE.md): `{root}/changefeed` (its rows after a sequence
+    /// number) and `{root}/changefeed/latest` (its last row).
+    ChangeFeed {
+        /// `/latest`.
+        latest: bool,
+    },
 }
 
 impl Resource {
@@ -169,7 +175,7 @@ impl Resource {
             | Resource::Rendered { target: t, .. }
             | Resource::Frames { target: t, .. }
             | Resource::BulkData { target: t, .. } => Some(t),
-            Resource::Search { .. } => None,
+            Resource::Search { .. } | Resource::ChangeFeed { .. } => None,
         }
     }
 }
@@ -266,6 +272,8 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
         ["studies"] => return search(Level::Study, Scope::All),
         ["series"] => return search(Level::Series, Scope::All),
         ["instances"] => return search(Level::Instance, Scope::All),
+        ["changefeed"] => return Ok(Resource::ChangeFeed { latest: false }),
+        ["changefeed", "latest"] => return Ok(Resource::ChangeFeed { latest: true }),
         ["studies", s, "series"] => return search(Level::Series, Scope::Study(Uid::parse(s)?)),
         ["studies", s, "instances"] => {
             return search(Level::Instance, Scope::Study(Uid::parse(s)?))

@@ -101,7 +101,15 @@ pub async fn run(
         .map_or(0, |d| d.as_secs());
     if let Some(index) = &opts.index {
         // Versions retired long enough ago, by this or another writer, go first.
-        wado_core::ingest::sweep(&*store, &**index, &opts.ae_title, now, 100_000).await?;
+        wado_core::ingest::sweep(
+            &*store,
+            &**index,
+            &opts.ae_title,
+            now,
+            wado_core::ingest::RETIRED_GRACE,
+            100_000,
+        )
+        .await?;
     }
     let catalog = opts.index.as_ref().map(|i| {
         (

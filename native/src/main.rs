@@ -64,6 +64,43 @@ enum Command {
         #[arg(long = "ae-title")]
         ae_titles: Vec<String>,
     },
+    /// Delete a study, a series or an instance: at once gone from retrieval, metadata and
+    /// search (a running server's too: they share the index), and a `delete` entry in the
+    /// change feed per instance; the objects follow after the grace period (`wado serve
+    /// --keep-removed`), or with `wado purge`.
+    Delete {
+        /// The store: a directory, or s3://... as for import.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The search index [default: {data}/wado-index.sqlite].
+        #[arg(long)]
+        index: Option<String>,
+        /// The AE title whose partition holds it.
+        #[arg(long, default_value = DEFAULT_AE_TITLE)]
+        ae_title: String,
+        /// Study Instance UID.
+        study: String,
+        /// Series Instance UID (the whole study without one).
+        series: Option<String>,
+        /// SOP Instance UID (the whole series without one).
+        instance: Option<String>,
+    },
+    /// Delete from the store the objects of deleted and replaced instances now, rather than
+    /// after the grace period (a reader streaming them at this moment may be cut short).
+    Purge {
+        /// The store: a directory, or s3://... as for import.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The search index [default: {data}/wado-index.sqlite].
+        #[arg(long)]
+        index: Option<String>,
+        /// AE titles whose partitions are purged (repeat for more) [default: DCM4CHEE].
+        #[arg(long = "ae-title")]
+        ae_titles: Vec<String>,
+        /// Only what was removed at least this many seconds ago.
+        #[arg(long, default_value_t = 0)]
+        older_than: u64,
+    },
     /// Send DICOM files to a STOW-RS server (another wado, the worker, any archive), with a
     /// progress bar; exits non-zero when some were not stored.
     Store {
@@ -159,6 +196,20 @@ fn main() -> ExitCode {
                 sql_out,
                 ae_titles,
             } => run_reindex(data, index, sql_out, ae_titles).await,
+            Command::Delete {
+                data,
+                index,
+                ae_title,
+                study,
+                series,
+                instance,
+            } => run_delete(data, index, ae_title, study, series, instance).await,
+            Command::Purge {
+                data,
+                index,
+                ae_titles,
+                older_than,
+            } => run_purge(data, index, ae_titles, older_than).await,
             Command::Store {
                 url,
                 paths,
@@ -215,6 +266,7 @@ fn main() -> ExitCode {
                     max_store_parts: settings.max_store_instances,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),
+                    keep_removed: settings.keep_removed,
                     scheme: if settings.tls.is_some() {
                         "https".into()
                     } else {
@@ -328,6 +380,135 @@ async fn run_import(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The store and the lasting index of a command that changes them (`delete`, `purge`).
+async fn open_archive(
+    command: &str,
+    data: &std::path::Path,
+    index: Option<&str>,
+) -> Result<(Arc<dyn wado_core::Store>, wado_core::search::SharedIndex), String> {
+    let store = wado_native::open_store(data, true)
+        .map_err(|e| format!("wado {command}: cannot open store {e}"))?;
+    let index = match wado_native::index::open_lasting(index, data, true).await {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            return Err(format!(
+            "wado {command}: say --index (the archive's index: a SQLite file or a PostgreSQL URL)"
+        ))
+        }
+        Err(e) => return Err(format!("wado {command}: {e}")),
+    };
+    Ok((store, index))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn run_delete(
+    data: PathBuf,
+    index: Option<String>,
+    ae_title: String,
+    study: String,
+    series: Option<String>,
+    instance: Option<String>,
+) -> ExitCode {
+    use wado_core::{Target, Uid};
+    let parsed = (|| -> Result<Target, wado_core::Error> {
+        let study = Uid::parse(&study)?;
+        Ok(match (series, instance) {
+            (None, _) => Target::Study { study },
+            (Some(se), None) => Target::Series {
+                study,
+                series: Uid::parse(&se)?,
+            },
+            (Some(se), Some(i)) => Target::Instance {
+                study,
+                series: Uid::parse(&se)?,
+                instance: Uid::parse(&i)?,
+            },
+        })
+    })();
+    let target = match parsed {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("wado delete: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (_store, index) = match open_archive("delete", &data, index.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    match wado_core::ingest::delete(&*index, &ae_title, &target, now_secs(), rand::random()).await {
+        Ok(d) if d.instances == 0 => {
+            eprintln!("wado delete: nothing stored at {}", target.path());
+            ExitCode::FAILURE
+        }
+        Ok(d) => {
+            println!(
+                "deleted {} instance(s) of {} in {:.3} s (objects purged after the grace period, or by `wado purge`)",
+                d.instances,
+                target.path(),
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wado delete: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_purge(
+    data: PathBuf,
+    index: Option<String>,
+    mut ae_titles: Vec<String>,
+    older_than: u64,
+) -> ExitCode {
+    if ae_titles.is_empty() {
+        ae_titles.push(DEFAULT_AE_TITLE.to_owned());
+    }
+    let (store, index) = match open_archive("purge", &data, index.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for ae in &ae_titles {
+        let part = match wado_core::layout::partition(&store, ae) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("wado purge: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Up to the end: a batch at a time.
+        let mut total = 0;
+        loop {
+            match wado_core::ingest::sweep(&*part, &*index, ae, now_secs(), older_than, 10_000)
+                .await
+            {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => {
+                    eprintln!("wado purge: {ae}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        println!("{ae}: purged the objects of {total} removed version(s)");
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run_reindex(

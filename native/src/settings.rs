@@ -104,6 +104,11 @@ pub struct ServeArgs {
     /// [default: 10].
     #[arg(long)]
     pub search_timeout: Option<u64>,
+    /// Seconds the objects of deleted and replaced instances stay in the store before they
+    /// are swept away (a reader that found them just before reads them whole; `wado purge`
+    /// removes them sooner) [default: 600].
+    #[arg(long)]
+    pub keep_removed: Option<u64>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -181,6 +186,8 @@ pub struct Settings {
     pub max_store_instances: usize,
     /// Seconds a search may run.
     pub search_timeout: u64,
+    /// Seconds removed objects stay.
+    pub keep_removed: u64,
     /// The largest file converted whole, in MiB.
     pub max_convert_mb: u64,
     /// The memory of all conversions at once, in MiB.
@@ -298,6 +305,10 @@ impl ServeArgs {
                 .or(file.search_timeout)
                 .unwrap_or(10)
                 .max(1),
+            keep_removed: self
+                .keep_removed
+                .or(file.keep_removed)
+                .unwrap_or(wado_core::ingest::RETIRED_GRACE),
             max_convert_mb: self.max_convert_mb.or(file.max_convert_mb).unwrap_or(1024),
             conversion_memory_mb: self
                 .conversion_memory_mb

@@ -8,17 +8,19 @@ use crate::search::{rows, schema, Index, Value};
 use crate::store::Store;
 use std::collections::BTreeMap;
 
-/// How long a retired version's objects stay after it was replaced, in seconds: a reader that
-/// found the old version just before (a study streaming for minutes) still reads it whole.
+/// How long a retired version's objects stay after it was replaced or deleted, in seconds, by
+/// default: a reader that found the old version just before (a study streaming for minutes)
+/// still reads it whole.
 pub const RETIRED_GRACE: u64 = 600;
 
-/// Deletes the objects of versions retired before `now - RETIRED_GRACE`, at most `limit` of
-/// them, and forgets them; returns how many.
+/// Deletes the objects of versions retired (replaced or deleted) before `now - grace`, at most
+/// `limit` of them, and forgets them; returns how many.
 pub async fn sweep(
     store: &dyn Store,
     index: &dyn Index,
     partition: &str,
     now: u64,
+    grace: u64,
     limit: usize,
 ) -> Result<usize> {
     let d = index.dialect();
@@ -26,7 +28,7 @@ pub async fn sweep(
         .query(schema::retired_due(
             d,
             partition,
-            now.saturating_sub(RETIRED_GRACE),
+            now.saturating_sub(grace),
             limit,
         ))
         .await?;

@@ -33,10 +33,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 mod commit;
+mod delete;
 mod index;
 pub mod upstream;
 
 pub use commit::Committer;
+pub use delete::{delete, Deleted};
 pub use index::{reindex, sweep, RETIRED_GRACE};
 
 /// One run of writes (a `wado import`, a STOW-RS request, a fill). Files are added one by one,
@@ -137,7 +139,7 @@ impl Batch {
     /// the store ([`sweep`], a bounded amount of them).
     pub async fn finish(self, store: &dyn Store) -> Result<(), Error> {
         if let Some((index, part, _)) = &self.catalog {
-            sweep(store, &**index, part, self.now, 1000).await?;
+            sweep(store, &**index, part, self.now, RETIRED_GRACE, 1000).await?;
         }
         Ok(())
     }

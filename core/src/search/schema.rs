@@ -122,6 +122,13 @@ pub fn create(d: Dialect) -> Vec<Statement> {
             format!(
                 "CREATE TABLE IF NOT EXISTS qido_layout (part {key} PRIMARY KEY, record TEXT NOT NULL)"
             ),
+            // The change feed: one row per change of an instance, numbered 1, 2, 3... per
+            // partition in the order the changes were committed ([`change_row`]).
+            format!(
+                "CREATE TABLE IF NOT EXISTS qido_change (part {key}, seq {int} NOT NULL, \
+                 action {key}, study_uid {key}, series_uid {t}, sop_uid {t}, gen {t}, \
+                 at {int} NOT NULL, PRIMARY KEY (part, seq))"
+            ),
             // The study list's order, and the keys a viewer searches by.
             "CREATE INDEX IF NOT EXISTS qido_study_order ON qido_study (part, study_date DESC, study_time DESC, study_uid)".to_owned(),
             "CREATE INDEX IF NOT EXISTS qido_study_patient_id ON qido_study (part, patient_id)".to_owned(),
@@ -166,6 +173,7 @@ pub fn drop_all(d: Dialect) -> Vec<Statement> {
             "qido_study",
             "qido_retired",
             "qido_layout",
+            "qido_change",
             "qido_writing",
             "qido_pending",
             "qido_meta",
@@ -392,6 +400,23 @@ pub fn commit_instance(
          ON CONFLICT DO NOTHING"
     );
     out.push(p.statement(sql));
+    // The change, numbered after the partition's last (PostgreSQL: under the feed's lock).
+    out.extend(pg_lock(d, change_lock(partition)));
+    let (pa, so) = (p.bind(partition), p.bind(sop));
+    let action = format!(
+        "CASE WHEN EXISTS (SELECT 1 FROM qido_instance x WHERE x.part = {pa} AND x.sop_uid = {so}) \
+         THEN '{}' ELSE '{}' END",
+        Change::Replace.as_str(),
+        Change::Create.as_str()
+    );
+    let (st, se, gv, n) = (p.bind(study), p.bind(series), p.bind(gen), p.bind(now));
+    let g = guard(&mut p);
+    let sql = format!(
+        "INSERT INTO qido_change (part, seq, action, study_uid, series_uid, sop_uid, gen, at) \
+         SELECT {pa}, {next}, {action}, {st}, {se}, {so}, {gv}, {n} WHERE {g}",
+        next = next_seq(d, &pa)
+    );
+    out.push(p.statement(sql));
     // 4. The instance row.
     let update: Vec<String> = rows
         .instance
@@ -409,6 +434,41 @@ pub fn commit_instance(
         &update.join(", "),
     ));
     out
+}
+
+/// What a row of the change feed says happened to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Stored, new.
+    Create,
+    /// Stored over another version of the same SOP Instance UID.
+    Replace,
+    /// Deleted.
+    Delete,
+}
+
+impl Change {
+    /// Its name in the catalog and in the feed's JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Create => "create",
+            Change::Replace => "replace",
+            Change::Delete => "delete",
+        }
+    }
+}
+
+/// The key of the advisory lock a PostgreSQL transaction holds from its first change-feed row
+/// to its commit: the feed's rows are numbered one transaction at a time, so a number is never
+/// taken twice and a reader never sees a number before a smaller one (no gaps, no reordering).
+/// SQLite and D1 have one writer at a time anyway.
+fn change_lock(partition: &str) -> String {
+    format!("{partition} changes")
+}
+
+/// The next sequence number of the partition's change feed (`part` is its bound marker).
+fn next_seq(_d: Dialect, part: &str) -> String {
+    format!("COALESCE((SELECT max(c.seq) FROM qido_change c WHERE c.part = {part}), 0) + 1")
 }
 
 /// `SET` of a study or series upsert: key columns merged (a value the write lacks keeps the
@@ -573,6 +633,160 @@ pub fn delete_study(d: Dialect, partition: &str, study: &str) -> Vec<Statement> 
         .into_iter()
         .map(|t| by_study(d, "DELETE FROM", t, partition, study))
         .collect()
+}
+
+/// The instances of a study, a series or one instance: the condition on `qido_instance`
+/// (aliased `alias`, or none), its values bound in `p`.
+fn scope_of(
+    p: &mut Params,
+    alias: &str,
+    partition: &str,
+    study: &Uid,
+    series: Option<&Uid>,
+    sop: Option<&Uid>,
+) -> String {
+    let a = if alias.is_empty() {
+        String::new()
+    } else {
+        format!("{alias}.")
+    };
+    let mut sql = format!(
+        "{a}part = {} AND {a}study_uid = {}",
+        p.bind(partition),
+        p.bind(study.as_str())
+    );
+    if let Some(se) = series {
+        sql.push_str(&format!(" AND {a}series_uid = {}", p.bind(se.as_str())));
+    }
+    if let Some(i) = sop {
+        sql.push_str(&format!(" AND {a}sop_uid = {}", p.bind(i.as_str())));
+    }
+    sql
+}
+
+/// How many instances a study, a series or one instance has: one row, one count.
+pub fn count_instances(
+    d: Dialect,
+    partition: &str,
+    study: &Uid,
+    series: Option<&Uid>,
+    sop: Option<&Uid>,
+) -> Statement {
+    let mut p = Params::new(d);
+    let scope = scope_of(&mut p, "", partition, study, series, sop);
+    p.statement(format!("SELECT count(*) FROM qido_instance WHERE {scope}"))
+}
+
+/// The transaction that deletes a study, a series or one instance of `partition` at `now`
+/// (seconds), `version` naming the change (the study's and series' new version, so that
+/// metadata assembled before it is never served after it):
+///
+/// 1. PostgreSQL: the study's lock (writers of the study take turns with it) and the feed's;
+/// 2. a `delete` row of the change feed per instance, in UID order;
+/// 3. each instance's version retired (its objects deleted by [`retired_due`]'s sweep once
+///    no reader may still stream them), its row deleted;
+/// 4. the series and study rows recounted from what is left (Modalities in Study, the
+///    number of series and instances), and deleted when nothing is left.
+pub fn delete_instances(
+    d: Dialect,
+    partition: &str,
+    study: &Uid,
+    series: Option<&Uid>,
+    sop: Option<&Uid>,
+    now: u64,
+    version: &str,
+) -> Vec<Statement> {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    out.extend(pg_lock(d, format!("{partition}/{study}")));
+    out.extend(pg_lock(d, change_lock(partition)));
+    let mut p = Params::new(d);
+    // 2. The feed, numbered on from its last row.
+    let pa = p.bind(partition);
+    let base = next_seq(d, &pa);
+    let n = p.bind(now);
+    let scope = scope_of(&mut p, "i", partition, study, series, sop);
+    out.push(p.statement(format!(
+        "INSERT INTO qido_change (part, seq, action, study_uid, series_uid, sop_uid, gen, at) \
+         SELECT i.part, {base} - 1 + ROW_NUMBER() OVER (ORDER BY i.series_uid, i.sop_uid), '{}', \
+         i.study_uid, i.series_uid, i.sop_uid, i.gen, {n} FROM qido_instance i WHERE {scope}",
+        Change::Delete.as_str()
+    )));
+    // 3. Retired, then gone.
+    let n = p.bind(now);
+    let scope = scope_of(&mut p, "", partition, study, series, sop);
+    out.push(p.statement(format!(
+        "INSERT INTO qido_retired (part, study_uid, series_uid, sop_uid, gen, retired_at) \
+         SELECT part, study_uid, series_uid, sop_uid, gen, {n} FROM qido_instance WHERE {scope} \
+         ON CONFLICT DO NOTHING"
+    )));
+    let scope = scope_of(&mut p, "", partition, study, series, sop);
+    out.push(p.statement(format!("DELETE FROM qido_instance WHERE {scope}")));
+    // 4. The series (all of the study's when a study is deleted), then the study.
+    let (v, m) = (p.bind(version), p.bind(now));
+    let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+    let only = series
+        .map(|se| format!(" AND series_uid = {}", p.bind(se.as_str())))
+        .unwrap_or_default();
+    out.push(p.statement(format!(
+        "UPDATE qido_series SET n_instances = (SELECT count(*) FROM qido_instance x \
+         WHERE x.part = qido_series.part AND x.study_uid = qido_series.study_uid \
+         AND x.series_uid = qido_series.series_uid), version = {v}, \
+         modified = CASE WHEN modified > {m} THEN modified ELSE {m} END \
+         WHERE part = {pa} AND study_uid = {st}{only}"
+    )));
+    let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+    out.push(p.statement(format!(
+        "DELETE FROM qido_series WHERE part = {pa} AND study_uid = {st} AND n_instances = 0"
+    )));
+    let (v, m) = (p.bind(version), p.bind(now));
+    let n_instances = {
+        let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+        format!("(SELECT count(*) FROM qido_instance x WHERE x.part = {pa} AND x.study_uid = {st})")
+    };
+    let n_series = {
+        let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+        format!("(SELECT count(*) FROM qido_series s WHERE s.part = {pa} AND s.study_uid = {st})")
+    };
+    let modalities = modalities_of(d, &mut p, partition, study.as_str());
+    let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+    out.push(p.statement(format!(
+        "UPDATE qido_study SET n_instances = {n_instances}, n_series = {n_series}, \
+         modalities = {modalities}, version = {v}, \
+         modified = CASE WHEN modified > {m} THEN modified ELSE {m} END \
+         WHERE part = {pa} AND study_uid = {st}"
+    )));
+    let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+    out.push(p.statement(format!(
+        "DELETE FROM qido_study WHERE part = {pa} AND study_uid = {st} AND n_instances = 0"
+    )));
+    out
+}
+
+/// The change feed of a partition after sequence number `after`, at most `limit` rows, in
+/// order: (seq, action, study, series, sop, at).
+pub fn changes_after(d: Dialect, partition: &str, after: i64, limit: usize) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT seq, action, study_uid, series_uid, sop_uid, at FROM qido_change \
+             WHERE part = {} AND seq > {} ORDER BY seq LIMIT {limit}",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), Value::Int(after)],
+    }
+}
+
+/// The last row of a partition's change feed, as [`changes_after`] gives rows.
+pub fn latest_change(d: Dialect, partition: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT seq, action, study_uid, series_uid, sop_uid, at FROM qido_change \
+             WHERE part = {} ORDER BY seq DESC LIMIT 1",
+            param(d, 1)
+        ),
+        params: vec![partition.into()],
+    }
 }
 
 /// Statistics for the planner, after a bulk change (an import run, a reindex): without them

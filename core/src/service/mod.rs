@@ -28,6 +28,7 @@
 mod body;
 mod budget;
 pub(crate) mod http;
+mod lifecycle;
 mod message;
 mod offload;
 mod plan;
@@ -121,6 +122,10 @@ pub struct Config {
     /// Serving without access control is meant: needed for a read-through cache with no
     /// tokens (see [`Config::check`]). Off by default.
     pub public: bool,
+    /// How long (seconds) the objects of replaced and deleted instances stay in the store
+    /// before writes sweep them away (`wado purge` sooner): a reader that found them just
+    /// before still reads them whole. [`crate::ingest::RETIRED_GRACE`] by default.
+    pub keep_removed: u64,
 }
 
 impl Config {
@@ -188,6 +193,7 @@ impl Default for Config {
             requests_share_work: true,
             allow_anonymous_writes: false,
             public: false,
+            keep_removed: crate::ingest::RETIRED_GRACE,
         }
     }
 }
@@ -229,11 +235,14 @@ pub(crate) struct Partition {
     pub(crate) writing: Arc<crate::ingest::Turns>,
     /// Writers' commits share transactions.
     pub(crate) committer: Arc<crate::ingest::Committer>,
+    /// How long objects of replaced and deleted versions stay ([`Config::keep_removed`]).
+    grace: u64,
 }
 
 impl Partition {
-    fn new(store: Arc<dyn Store>, ae_title: &str) -> Partition {
+    fn new(store: Arc<dyn Store>, ae_title: &str, grace: u64) -> Partition {
         Partition {
+            grace,
             store,
             ae_title: ae_title.to_owned(),
             layout: Mutex::new(None),
@@ -255,7 +264,7 @@ impl Partition {
             return Ok(());
         }
         crate::search::open(index).await?;
-        crate::ingest::sweep(&*self.store, index, &self.ae_title, now, 10_000).await?;
+        crate::ingest::sweep(&*self.store, index, &self.ae_title, now, self.grace, 10_000).await?;
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -307,7 +316,7 @@ impl Partition {
         {
             return Ok(());
         }
-        crate::ingest::sweep(&*self.store, index, &self.ae_title, now, 1000).await?;
+        crate::ingest::sweep(&*self.store, index, &self.ae_title, now, self.grace, 1000).await?;
         Ok(())
     }
 
@@ -350,7 +359,7 @@ impl Service {
             .filter_map(|ae| {
                 Some((
                     ae.clone(),
-                    Partition::new(layout::partition(&store, ae).ok()?, ae),
+                    Partition::new(layout::partition(&store, ae).ok()?, ae, config.keep_removed),
                 ))
             })
             .collect();
@@ -400,7 +409,7 @@ impl Service {
 
     /// Route → authorise → negotiate → plan → execute, then the conditional request.
     async fn answer(&self, req: &Request<'_>) -> Result<Response> {
-        if req.method != Method::GET && req.method != Method::HEAD && req.method != Method::POST {
+        if ![Method::GET, Method::HEAD, Method::POST, Method::DELETE].contains(req.method) {
             return Err(Error::MethodNotAllowed);
         }
         self.check_host(req)?;
@@ -412,13 +421,14 @@ impl Service {
         if req.method == Method::POST {
             return self.store_instances(req, &route).await;
         }
+        if req.method == Method::DELETE {
+            return self.delete_resource(req, &route).await;
+        }
         self.authorise(req, &route.ae_title, Access::Read)?;
-        let Some(part) = self.partitions.get(&route.ae_title) else {
-            return Err(Error::NotFound(format!(
-                "unknown AE title {:?}",
-                route.ae_title
-            )));
-        };
+        let part = self.partition(&route.ae_title)?;
+        if let Resource::ChangeFeed { latest } = route.resource {
+            return self.change_feed(req, part, latest).await;
+        }
         let neg = Negotiation::new(
             http::header_str(req.headers, header::ACCEPT).as_deref(),
             req.query
@@ -507,6 +517,9 @@ impl Service {
                 self.rendered(ctx, target, frames.as_deref(), *thumbnail)
                     .await
             }
+            Resource::ChangeFeed { .. } => Err(Error::NotFound(
+                "the change feed is not a planned resource".into(),
+            )),
         }
     }
 
@@ -672,7 +685,9 @@ fn category(resource: &Resource) -> Category {
         },
         // Rendered resources negotiate their own media types (plan/rendered.rs).
         Resource::Rendered { .. } => Category::Instances { instance: true },
-        Resource::Metadata(_) | Resource::Search { .. } => Category::Metadata,
+        Resource::Metadata(_) | Resource::Search { .. } | Resource::ChangeFeed { .. } => {
+            Category::Metadata
+        }
         Resource::Frames { .. } => Category::Frames,
         Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
     }
@@ -684,6 +699,7 @@ fn kind(resource: &Resource) -> &'static str {
         Resource::Instances(_) => "instances",
         Resource::Metadata(_) => "metadata",
         Resource::Search { .. } => "search",
+        Resource::ChangeFeed { .. } => "changefeed",
         Resource::Frames { .. } => "frames",
         Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
         Resource::Rendered {

@@ -22,7 +22,15 @@ fn errors_table() {
         ),
         // STOW-RS on a server nobody configured for writing: refused whatever the body.
         (Method::POST, format!("{ROOT}/studies/{st}"), None, 403),
-        (Method::DELETE, format!("{ROOT}/studies/{st}"), None, 405),
+        // DELETE likewise: deleting takes the permission to write.
+        (Method::DELETE, format!("{ROOT}/studies/{st}"), None, 403),
+        // Only studies, series and instances are deleted, never a representation.
+        (
+            Method::DELETE,
+            format!("{ROOT}/studies/{st}/metadata"),
+            None,
+            405,
+        ),
         (Method::GET, format!("{ROOT}/studies/1.2.3.4.5"), None, 404),
         (
             Method::GET,

@@ -261,6 +261,7 @@ fn as_jpeg_xl(file: &Bytes) -> Bytes {
 // After `fixture!`, which they use.
 mod frames;
 mod http;
+mod lifecycle;
 mod metadata;
 mod retrieve;
 mod search;

@@ -11,7 +11,7 @@ use std::ops::Range;
 const B: &str = "stow-test-boundary";
 
 /// A multipart/related body written here (not by the server's writer).
-fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
+pub(super) fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (ct, body) in parts {
         out.extend_from_slice(format!("--{B}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
@@ -110,7 +110,7 @@ fn sop_class(b: &[u8]) -> String {
 }
 
 /// The stored keys under `studies/`.
-fn keys(store: &MemoryStore) -> Vec<String> {
+pub(super) fn keys(store: &MemoryStore) -> Vec<String> {
     let mut k: Vec<String> = block_on(store.list("studies/"))
         .expect("list")
         .into_iter()
@@ -641,7 +641,7 @@ fn an_instance_larger_than_the_limit_fails_and_the_others_are_stored() {
 }
 
 /// `file` as another instance: a new SOP Instance UID (data set and meta header).
-fn as_instance(file: &Bytes, sop: &str) -> Bytes {
+pub(super) fn as_instance(file: &Bytes, sop: &str) -> Bytes {
     let mut o = dicom_object::OpenFileOptions::new()
         .from_reader(&file[..])
         .expect("parse");
@@ -712,7 +712,7 @@ fn a_long_request_is_rebuilt_as_it_goes_and_every_instance_is_found() {
 }
 
 /// `file` with one UI attribute of its data set changed.
-fn with_uid(file: &Bytes, tag: dicom_core::Tag, uid: &str) -> Bytes {
+pub(super) fn with_uid(file: &Bytes, tag: dicom_core::Tag, uid: &str) -> Bytes {
     let mut o = dicom_object::OpenFileOptions::new()
         .from_reader(&file[..])
         .expect("parse");
@@ -903,7 +903,7 @@ fn a_request_of_too_many_parts_is_refused_past_them() {
 }
 
 /// A POST of `body` at `now` (seconds).
-fn post_at(svc: &Service, path: &str, body: &[u8], now: u64) -> Got {
+pub(super) fn post_at(svc: &Service, path: &str, body: &[u8], now: u64) -> Got {
     let mut h = HeaderMap::new();
     h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
     h.insert(

@@ -1,0 +1,178 @@
+//! The archive's lifecycle over DICOMweb: `DELETE` of a study, a series or an instance, and
+//! the change feed that tells caches and applications what changed (docs/LIFECYCLE.md).
+//!
+//! - `DELETE {root}/studies/{s}[/series/{se}[/instances/{i}]]`: a write (the same permission
+//!   as STOW-RS); 204 when deleted, 404 when there was nothing to delete. When the response is
+//!   sent the instances are gone from retrieval, metadata and search on every replica
+//!   ([`crate::ingest::delete`]); their objects follow after the grace period.
+//! - `GET {root}/changefeed?after=SEQ&limit=N`: the partition's changes after sequence number
+//!   SEQ (0: from the start), at most N (100 by default, 1,000 at most), in order, as a JSON
+//!   array; `GET {root}/changefeed/latest`: the last change (`{"Sequence": 0}` when none).
+
+use super::http::{self, query_param};
+use super::{Partition, Request, Response, Service};
+use crate::auth::Access;
+use crate::error::{Error, Result};
+use crate::route::{Resource, Route};
+use crate::search::{schema, Row, Value};
+use crate::service::message::{Body, Outcome};
+use ::http::{header, HeaderMap, HeaderValue, StatusCode};
+use bytes::Bytes;
+
+/// Rows of one change-feed page by default, and at most.
+const FEED_PAGE: usize = 100;
+const FEED_MAX: usize = 1000;
+
+impl Service {
+    /// `DELETE {root}/studies/{s}[/series/{se}[/instances/{i}]]`.
+    pub(super) async fn delete_resource(
+        &self,
+        req: &Request<'_>,
+        route: &Route,
+    ) -> Result<Response> {
+        let Resource::Instances(target) = &route.resource else {
+            return Err(Error::MethodNotAllowed);
+        };
+        if self.config.upstream.is_some() {
+            return Err(Error::NotWritable(
+                "this server is a read-through cache of another archive: delete in that archive"
+                    .into(),
+            ));
+        }
+        if self.config.read_only {
+            return Err(Error::NotWritable("this server is read-only".into()));
+        }
+        self.authorise(req, &route.ae_title, Access::Write)?;
+        let part = self.partition(&route.ae_title)?;
+        let index = self.catalog()?.clone();
+        part.ready(&*index, req.now).await?;
+        let deleted =
+            crate::ingest::delete(&*index, &part.ae_title, target, req.now, req.entropy).await?;
+        if deleted.instances == 0 {
+            return Err(Error::NotFound(format!(
+                "nothing stored at {}",
+                target.path()
+            )));
+        }
+        part.sweep_now_and_then(&*index, req.now).await?;
+        let mut headers = HeaderMap::new();
+        http::set_warning(
+            &mut headers,
+            &format!("deleted {} instance(s)", deleted.instances),
+        );
+        Ok(Response {
+            status: StatusCode::NO_CONTENT,
+            headers,
+            body: Body::Empty,
+            outcome: Outcome {
+                resource: Some("delete"),
+                ..Outcome::default()
+            },
+        })
+    }
+
+    /// `GET {root}/changefeed[/latest]`.
+    pub(super) async fn change_feed(
+        &self,
+        req: &Request<'_>,
+        part: &Partition,
+        latest: bool,
+    ) -> Result<Response> {
+        let index = self.catalog()?.clone();
+        part.ready(&*index, req.now).await?;
+        let d = index.dialect();
+        let body = if latest {
+            let rows = index
+                .query(schema::latest_change(d, &part.ae_title))
+                .await?;
+            match rows.first() {
+                Some(r) => change_json(&part.ae_title, r),
+                None => serde_json::json!({ "Sequence": 0 }),
+            }
+        } else {
+            let q = req.query.unwrap_or("");
+            let after = match query_param(q, "after") {
+                None => 0,
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "after={:?}: a sequence number (0 or more) is expected",
+                            crate::route::truncate_for_message(&v)
+                        ))
+                    })?,
+            };
+            let limit = match query_param(q, "limit") {
+                None => FEED_PAGE,
+                Some(v) => v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=FEED_MAX).contains(n))
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "limit={:?}: 1 to {FEED_MAX} changes a page",
+                            crate::route::truncate_for_message(&v)
+                        ))
+                    })?,
+            };
+            let rows = index
+                .query(schema::changes_after(d, &part.ae_title, after, limit))
+                .await?;
+            serde_json::Value::Array(
+                rows.iter()
+                    .map(|r| change_json(&part.ae_title, r))
+                    .collect(),
+            )
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        // A feed is read again and again: never from a cache.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(Response {
+            status: StatusCode::OK,
+            headers,
+            body: Body::Full(Bytes::from(body.to_string())),
+            outcome: Outcome {
+                media_type: Some("application/json".into()),
+                resource: Some("changefeed"),
+                ..Outcome::default()
+            },
+        })
+    }
+
+    /// The partition of an AE title served (404 for any other).
+    pub(super) fn partition(&self, ae_title: &str) -> Result<&Partition> {
+        self.partitions
+            .get(ae_title)
+            .ok_or_else(|| Error::NotFound(format!("unknown AE title {ae_title:?}")))
+    }
+}
+
+/// One row of [`schema::changes_after`] as the feed's JSON (Azure's field names).
+fn change_json(partition: &str, r: &Row) -> serde_json::Value {
+    let text = |i: usize| r.get(i).and_then(Value::as_str).unwrap_or("");
+    let int = |i: usize| r.get(i).and_then(Value::as_int).unwrap_or(0);
+    let mut o = serde_json::Map::new();
+    o.insert("Sequence".into(), int(0).into());
+    o.insert("Action".into(), text(1).into());
+    o.insert("Partition".into(), partition.into());
+    o.insert("StudyInstanceUID".into(), text(2).into());
+    if !text(3).is_empty() {
+        o.insert("SeriesInstanceUID".into(), text(3).into());
+    }
+    if !text(4).is_empty() {
+        o.insert("SOPInstanceUID".into(), text(4).into());
+    }
+    o.insert(
+        "Timestamp".into(),
+        http::rfc3339(u64::try_from(int(5)).unwrap_or(0)).into(),
+    );
+    serde_json::Value::Object(o)
+}
