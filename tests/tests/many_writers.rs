@@ -295,6 +295,116 @@ fn scenarios(
         assert_eq!(stow(&roots[k % 2], f), 200);
     }
     assert_eq!(agree(&roots).len(), 64 + 16 + 48 + 60);
+    // 6. Eight writers over both servers at once (issue 24): four store a new series one
+    //    instance per request; one deletes series 9 whole, one deletes half of series 5 one
+    //    instance at a time, and two read the study's metadata throughout (always whole: 200).
+    let fresh: Vec<PathBuf> = (0..32)
+        .map(|k| instance(dir.path(), 8, &format!("{STUDY}.8.{k}"), "fresh", 0))
+        .collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (roots, done) = (&roots, &done);
+                s.spawn(move || {
+                    let mut reads = 0;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let url = format!("{}/studies/{STUDY}/metadata", roots[r]);
+                        assert_eq!(get(&url, None).status, 200, "{url}");
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..4)
+            .map(|c| {
+                let (fresh, roots) = (&fresh, &roots);
+                s.spawn(move || {
+                    for (k, f) in fresh.iter().enumerate().filter(|(k, _)| k % 4 == c) {
+                        assert_eq!(stow(&roots[k % 2], f), 200, "{}", f.display());
+                    }
+                })
+            })
+            .collect();
+        let whole = s.spawn(|| {
+            let url = format!("{}/studies/{STUDY}/series/{STUDY}.9", roots[0]);
+            assert_eq!(request("DELETE", &url, &[]).status, 204, "{url}");
+        });
+        let each = s.spawn(|| {
+            for k in (0..24).step_by(2) {
+                let url = format!(
+                    "{}/studies/{STUDY}/series/{STUDY}.5/instances/{STUDY}.5.{k}",
+                    roots[k / 2 % 2]
+                );
+                assert_eq!(request("DELETE", &url, &[]).status, 204, "{url}");
+            }
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        whole.join().unwrap();
+        each.join().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            eprintln!("{} metadata reads during the deletes", r.join().unwrap());
+        }
+    });
+    let seen = agree(&roots);
+    assert_eq!(seen.len(), 64 + 16 + 48 + 60 + 32 - 16 - 12);
+    for root in &roots {
+        for gone in [
+            format!("{root}/studies/{STUDY}/series/{STUDY}.9/instances/{STUDY}.9.3/metadata"),
+            format!("{root}/studies/{STUDY}/series/{STUDY}.9/metadata"),
+            format!("{root}/studies/{STUDY}/series/{STUDY}.5/instances/{STUDY}.5.4"),
+        ] {
+            assert_eq!(get(&gone, None).status, 404, "{gone}");
+        }
+    }
+    the_feed_tells_the_same_story(&roots, &seen);
+}
+
+/// Every server reads the same change feed: numbered from 1 without a gap or a repeat; each
+/// instance created first, never created twice without a delete between; and the instances its
+/// last rows leave present are exactly those the servers show (`seen`).
+fn the_feed_tells_the_same_story(roots: &[String], seen: &BTreeMap<String, String>) {
+    let read = |root: &str| -> Vec<serde_json::Value> {
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        loop {
+            let after = rows.last().map_or(0, |r| r["Sequence"].as_u64().unwrap());
+            let url = format!("{root}/changefeed?after={after}&limit=100");
+            let r = get(&url, None);
+            assert_eq!(r.status, 200, "{url}");
+            let page: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+            if page.is_empty() {
+                return rows;
+            }
+            rows.extend(page);
+        }
+    };
+    let rows = read(&roots[0]);
+    for r in &roots[1..] {
+        assert_eq!(read(r), rows, "{r} and {} read different feeds", roots[0]);
+    }
+    let seqs: Vec<u64> = rows
+        .iter()
+        .map(|r| r["Sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=rows.len() as u64).collect::<Vec<_>>());
+    let mut present = BTreeSet::new();
+    for r in &rows {
+        let sop = r["SOPInstanceUID"].as_str().unwrap().to_owned();
+        match r["Action"].as_str().unwrap() {
+            "create" => assert!(present.insert(sop.clone()), "{sop} created twice: {r}"),
+            "replace" => assert!(present.contains(&sop), "{sop} replaced before created: {r}"),
+            "delete" => assert!(present.remove(&sop), "{sop} deleted when absent: {r}"),
+            other => panic!("action {other}"),
+        }
+    }
+    assert_eq!(present, seen.keys().cloned().collect::<BTreeSet<_>>());
+    let latest = get(&format!("{}/changefeed/latest", roots[0]), None);
+    let latest: serde_json::Value = serde_json::from_slice(&latest.body).unwrap();
+    assert_eq!(latest["Sequence"].as_u64(), Some(rows.len() as u64));
 }
 
 /// Two `wado serve` over one S3-compatible bucket and one PostgreSQL.
@@ -390,4 +500,30 @@ fn the_worker_with_concurrent_requests() {
     assert_eq!(seen.len(), 24 + 6);
     let sops: BTreeSet<&String> = seen.keys().collect();
     assert_eq!(sops.len(), 30);
+    // Deletes beside stores: series 9 whole and every third instance of series 0, while
+    // eight more instances are stored one per request.
+    let more: Vec<PathBuf> = (0..8)
+        .map(|k| instance(dir.path(), 4, &format!("{STUDY}.4.{k}"), "more", 0))
+        .collect();
+    std::thread::scope(|s| {
+        for f in &more {
+            let root = &root;
+            s.spawn(move || assert_eq!(stow(root, f), 200, "{}", f.display()));
+        }
+        let root = &root;
+        s.spawn(move || {
+            let url = format!("{root}/studies/{STUDY}/series/{STUDY}.9");
+            assert_eq!(request("DELETE", &url, &[]).status, 204, "{url}");
+        });
+        for k in (0..24).step_by(3) {
+            s.spawn(move || {
+                let url =
+                    format!("{root}/studies/{STUDY}/series/{STUDY}.0/instances/{STUDY}.0.{k}");
+                assert_eq!(request("DELETE", &url, &[]).status, 204, "{url}");
+            });
+        }
+    });
+    let seen = agree(std::slice::from_ref(&root));
+    assert_eq!(seen.len(), 24 + 6 + 8 - 6 - 8);
+    the_feed_tells_the_same_story(std::slice::from_ref(&root), &seen);
 }

@@ -20,6 +20,8 @@ pub async fn run_all(index: &dyn Index, all: &[&dyn Index], run: &str) {
     one_sop_instance_uid_names_one_instance(index, &format!("{run}C")).await;
     the_first_layout_record_wins(all, &format!("{run}D")).await;
     concurrent_writers_leave_exact_counts(all, &format!("{run}E")).await;
+    deletes_recount_and_leave_nothing_behind(index, &format!("{run}F")).await;
+    the_change_feed_has_no_gaps_under_concurrent_writers(all, &format!("{run}G")).await;
 }
 
 fn uid(s: &str) -> Uid {
@@ -105,6 +107,41 @@ async fn study_counts(index: &dyn Index, part: &str, study: &str) -> Option<(i64
     )
     .await;
     r.first().map(|r| (int(r, 0), int(r, 1), text(r, 2)))
+}
+
+/// Deletes `study` (and `series`, `sop` when given) in one transaction.
+pub async fn delete(
+    index: &dyn Index,
+    part: &str,
+    study: &str,
+    series: Option<&str>,
+    sop: Option<&str>,
+) {
+    let (series, sop) = (series.map(uid), sop.map(uid));
+    index
+        .execute(schema::delete_instances(
+            index.dialect(),
+            part,
+            &uid(study),
+            series.as_ref(),
+            sop.as_ref(),
+            1_700_000_100,
+            "deleted",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("delete of {study} {series:?} {sop:?}: {e}"));
+}
+
+/// The change feed from its start: (seq, action, sop).
+async fn feed(index: &dyn Index, part: &str) -> Vec<(i64, String, String)> {
+    rows(
+        index,
+        schema::changes_after(index.dialect(), part, 0, 10_000),
+    )
+    .await
+    .iter()
+    .map(|r| (int(r, 0), text(r, 1), text(r, 4)))
+    .collect()
 }
 
 /// Every handle opens the schema at once: all succeed, and it is there once.
@@ -334,4 +371,198 @@ pub async fn concurrent_writers_leave_exact_counts(all: &[&dyn Index], part: &st
         (current == "x0" && retired == ["x1"]) || (current == "x1" && retired == ["x0"]),
         "current {current}, retired {retired:?}"
     );
+}
+
+/// An instance, a series, then a study deleted: each time the study's and series' counts and
+/// Modalities in Study follow what is left, an emptied series or study is gone, every deleted
+/// version is retired (for the sweep to delete its objects), another study is untouched, and
+/// the feed says each deletion once, in order after the creations.
+pub async fn deletes_recount_and_leave_nothing_behind(index: &dyn Index, part: &str) {
+    let d = index.dialect();
+    for (k, m) in ["CT", "MR", "SR"].iter().enumerate() {
+        for j in 0..2 {
+            let sop = format!("6.1.{k}.{j}");
+            commit(
+                index,
+                part,
+                &instance("6.1", &format!("6.1.{k}"), &sop, m, &format!("g{k}{j}")),
+            )
+            .await;
+        }
+    }
+    commit(index, part, &instance("6.2", "6.2.0", "6.2.0.0", "CT", "h")).await;
+    assert_eq!(
+        study_counts(index, part, "6.1").await,
+        Some((3, 6, "\\CT\\MR\\SR\\".into()))
+    );
+
+    delete(index, part, "6.1", Some("6.1.0"), Some("6.1.0.1")).await;
+    assert_eq!(
+        study_counts(index, part, "6.1").await,
+        Some((3, 5, "\\CT\\MR\\SR\\".into())),
+        "after one CT instance"
+    );
+    let v = rows(
+        index,
+        schema::version_of(d, part, &uid("6.1"), Some(&uid("6.1.0"))),
+    )
+    .await;
+    assert_eq!(int(&v[0], 2), 1, "the CT series has one instance left");
+    assert!(
+        rows(index, schema::locate_instance(d, part, &uid("6.1.0.1")))
+            .await
+            .is_empty()
+    );
+
+    delete(index, part, "6.1", Some("6.1.1"), None).await;
+    assert_eq!(
+        study_counts(index, part, "6.1").await,
+        Some((2, 3, "\\CT\\SR\\".into())),
+        "after the MR series"
+    );
+    assert!(
+        rows(
+            index,
+            schema::version_of(d, part, &uid("6.1"), Some(&uid("6.1.1")))
+        )
+        .await
+        .is_empty(),
+        "the emptied series is gone"
+    );
+
+    delete(index, part, "6.1", None, None).await;
+    assert_eq!(
+        study_counts(index, part, "6.1").await,
+        None,
+        "the study is gone"
+    );
+    for sop in ["6.1.0.0", "6.1.1.0", "6.1.2.1"] {
+        assert!(
+            rows(index, schema::locate_instance(d, part, &uid(sop)))
+                .await
+                .is_empty(),
+            "{sop}"
+        );
+    }
+    assert_eq!(
+        study_counts(index, part, "6.2").await,
+        Some((1, 1, "\\CT\\".into()))
+    );
+    let due = rows(index, schema::retired_due(d, part, u64::MAX / 4, 100)).await;
+    let mut retired: Vec<String> = due.iter().map(|r| text(r, 3)).collect();
+    retired.sort();
+    assert_eq!(retired, ["g00", "g01", "g10", "g11", "g20", "g21"]);
+
+    let f = feed(index, part).await;
+    let seqs: Vec<i64> = f.iter().map(|c| c.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=13).collect::<Vec<_>>(),
+        "numbered from 1 without gaps"
+    );
+    let deleted: Vec<(&str, &str)> = f[7..]
+        .iter()
+        .map(|c| (c.1.as_str(), c.2.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("delete", "6.1.0.1"),
+            ("delete", "6.1.1.0"),
+            ("delete", "6.1.1.1"),
+            ("delete", "6.1.0.0"),
+            ("delete", "6.1.2.0"),
+            ("delete", "6.1.2.1"),
+        ]
+    );
+    assert!(f[..7].iter().all(|c| c.1 == "create"), "{f:?}");
+}
+
+/// Writers on every handle at once store 24 new instances, replace two and delete four of
+/// eight stored before: the feed has one row per change, numbered 1..=38 without a gap or a
+/// repeat, and each instance's rows are in the order its changes happened.
+pub async fn the_change_feed_has_no_gaps_under_concurrent_writers(all: &[&dyn Index], part: &str) {
+    for k in 0..8 {
+        commit(
+            all[0],
+            part,
+            &instance("7.1", "7.1.0", &format!("7.1.0.{k}"), "CT", "a"),
+        )
+        .await;
+    }
+    let creates = (0..24).map(|k| {
+        let index = all[k % all.len()];
+        async move {
+            let sop = format!("7.{}.1.{k}", 2 + k % 3);
+            let study = format!("7.{}", 2 + k % 3);
+            commit(
+                index,
+                part,
+                &instance(&study, &format!("{study}.1"), &sop, "MR", "b"),
+            )
+            .await;
+        }
+    });
+    let replaces = (0..2).map(|k| {
+        let index = all[(k + 1) % all.len()];
+        async move {
+            commit(
+                index,
+                part,
+                &instance("7.1", "7.1.0", &format!("7.1.0.{k}"), "CT", "c"),
+            )
+            .await;
+        }
+    });
+    let deletes = (4..8).map(|k| {
+        let index = all[k % all.len()];
+        async move {
+            delete(
+                index,
+                part,
+                "7.1",
+                Some("7.1.0"),
+                Some(&format!("7.1.0.{k}")),
+            )
+            .await;
+        }
+    });
+    futures::future::join3(
+        futures::future::join_all(creates),
+        futures::future::join_all(replaces),
+        futures::future::join_all(deletes),
+    )
+    .await;
+    let f = feed(all[0], part).await;
+    let seqs: Vec<i64> = f.iter().map(|c| c.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=38).collect::<Vec<_>>(),
+        "no gap, no repeat: {f:?}"
+    );
+    let of = |sop: &str| -> Vec<&str> {
+        f.iter()
+            .filter(|c| c.2 == sop)
+            .map(|c| c.1.as_str())
+            .collect()
+    };
+    for k in 0..8 {
+        let want: &[&str] = match k {
+            0 | 1 => &["create", "replace"],
+            4..=7 => &["create", "delete"],
+            _ => &["create"],
+        };
+        assert_eq!(of(&format!("7.1.0.{k}")), want, "7.1.0.{k}");
+    }
+    for k in 0..24 {
+        assert_eq!(
+            of(&format!("7.{}.1.{k}", 2 + k % 3)),
+            ["create"],
+            "new instance {k}"
+        );
+    }
+    // Every handle reads the same feed.
+    for h in all {
+        assert_eq!(feed(*h, part).await, f);
+    }
 }

@@ -403,9 +403,12 @@ pub fn commit_instance(
     // The change, numbered after the partition's last (PostgreSQL: under the feed's lock).
     out.extend(pg_lock(d, change_lock(partition)));
     let (pa, so) = (p.bind(partition), p.bind(sop));
+    // In parentheses, as the other CASEs here: `wrangler d1 execute --file` (loading
+    // `wado reindex --sql-out`) splits statements at `;` and reads a CASE preceded by a space
+    // as a compound statement closed only by an `END` followed by a space or `;`.
     let action = format!(
-        "CASE WHEN EXISTS (SELECT 1 FROM qido_instance x WHERE x.part = {pa} AND x.sop_uid = {so}) \
-         THEN '{}' ELSE '{}' END",
+        "(CASE WHEN EXISTS (SELECT 1 FROM qido_instance x WHERE x.part = {pa} AND x.sop_uid = {so}) \
+         THEN '{}' ELSE '{}' END)",
         Change::Replace.as_str(),
         Change::Create.as_str()
     );

@@ -1,0 +1,356 @@
+//! An archive's lifecycle (issue 24): deleting studies, series and instances, as users do it.
+//! Python's dicomweb-client (unmodified) stores the corpus one instance per request, deletes an
+//! instance, a series and a study, and after each checks search, metadata, retrieval and the
+//! change feed against pydicom reading the files (`tests/oracles/dicomweb_client_lifecycle.py`),
+//! natively (again after a restart, and the store after `wado purge`) and at the edge. Then a
+//! delete racing stores and reads of its own study, and `wado delete` on the command line.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use wado_tests::*;
+
+const WRITER: &str = "writerwriterwriter2";
+const TOKENS: &str = "readerreaderreader1 *\nwriterwriterwriter2 DCM4CHEE write\n";
+
+/// Runs the dicomweb-client script in `mode` against `server`.
+fn client(server: &Server, mode: &str, state: Option<&Path>) {
+    let python = repo_dir().join(".tools/s3venv/bin/python");
+    assert!(python.is_file(), "run bash scripts/setup.sh");
+    let mut cmd = Command::new(python);
+    cmd.arg(repo_dir().join("tests/oracles/dicomweb_client_lifecycle.py"))
+        .arg(server.root())
+        .arg(corpus())
+        .arg(WRITER)
+        .arg(mode);
+    if let Some(s) = state {
+        cmd.arg(s);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "dicomweb-client {mode}: the server differs from the files:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The SOP Instance UIDs with an object (of any generation) in a directory store.
+fn objects_in(data: &Path) -> BTreeSet<String> {
+    walk(&data.join("studies"))
+        .iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?;
+            let stem = name.strip_suffix(".dcm")?;
+            Some(stem.split_once('-').map_or(stem, |(sop, _)| sop).to_owned())
+        })
+        .collect()
+}
+
+fn deleted_in(state: &Path) -> BTreeSet<String> {
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    s["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn dicomweb_client_deletes_natively_and_the_store_follows() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let tokens = write_temp(dir.path(), "tokens", TOKENS.as_bytes());
+    let state = dir.path().join("state.json");
+    let serve = || Server::start_native(&data, &["--tokens-file", tokens.to_str().unwrap()]);
+    let server = serve();
+    client(&server, "store", None);
+    client(&server, "delete", Some(&state));
+    drop(server);
+    // Restarted: the same answers.
+    client(&serve(), "check", Some(&state));
+    // The deleted instances' objects stay for the grace period (a reader that found them just
+    // before reads them whole); `wado purge` deletes them now, and nothing else.
+    let deleted = deleted_in(&state);
+    let before = objects_in(&data);
+    assert!(deleted.is_subset(&before), "kept for the grace period");
+    let out = Command::new(wado_bin())
+        .args(["purge", "--older-than", "0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wado purge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = objects_in(&data);
+    assert!(
+        after.is_disjoint(&deleted),
+        "purged: {:?}",
+        after.intersection(&deleted).collect::<Vec<_>>()
+    );
+    assert_eq!(after, &before - &deleted, "everything else is kept");
+    assert_eq!(
+        check_consistent(&data),
+        after.len(),
+        "one whole generation each"
+    );
+    client(&serve(), "check", Some(&state));
+}
+
+#[test]
+fn dicomweb_client_deletes_at_the_edge() {
+    let dir = tempdir();
+    let state = dir.path().join("state.json");
+    let worker = Server::start_worker(None, &[("TOKENS", TOKENS)]);
+    client(&worker, "store", None);
+    client(&worker, "delete", Some(&state));
+    client(&worker, "check", Some(&state));
+}
+
+/// A copy of `ct_small_ele.dcm` in study `study`, series `series`, SOP Instance UID `sop`.
+fn ct(dir: &Path, study: &str, series: &str, sop: &str) -> PathBuf {
+    use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+    let mut o = dicom_object::OpenFileOptions::new()
+        .open_file(corpus().join("ct_small_ele.dcm"))
+        .unwrap();
+    for (tag, v) in [
+        (Tag(0x0020, 0x000D), study),
+        (Tag(0x0020, 0x000E), series),
+        (Tag(0x0008, 0x0018), sop),
+    ] {
+        o.put(DataElement::new(tag, VR::UI, PrimitiveValue::from(v)));
+    }
+    o.meta_mut().media_storage_sop_instance_uid = sop.to_owned();
+    o.meta_mut().update_information_group_length();
+    let path = dir.join(format!("{sop}.dcm"));
+    o.write_to_file(&path).unwrap();
+    path
+}
+
+fn stow(root: &str, file: &Path) -> u16 {
+    let out = Command::new(wado_bin())
+        .arg("store")
+        .arg(root)
+        .arg(file)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        200
+    } else {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        0
+    }
+}
+
+/// A study deleted while clients store more instances into it and read it: every answer is
+/// whole or a clean 404 (never a 5xx, never a cut-short body), and afterwards search, study
+/// metadata and retrieval agree with each other and with the change feed's last word on each
+/// instance; stored again, the study is whole.
+#[test]
+fn a_delete_racing_stores_and_reads_of_its_study_ends_clean() {
+    const STUDY: &str = "1.2.826.0.1.3680043.8.498.24";
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let server = Server::start_native(&data, &["--allow-anonymous-writes"]);
+    let root = server.root();
+    let first: Vec<PathBuf> = (0..40)
+        .map(|k| {
+            ct(
+                dir.path(),
+                STUDY,
+                &format!("{STUDY}.1"),
+                &format!("{STUDY}.1.{k}"),
+            )
+        })
+        .collect();
+    let out = Command::new(wado_bin())
+        .arg("store")
+        .arg(&root)
+        .args(&first)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let racing: Vec<PathBuf> = (0..16)
+        .map(|k| {
+            ct(
+                dir.path(),
+                STUDY,
+                &format!("{STUDY}.2"),
+                &format!("{STUDY}.2.{k}"),
+            )
+        })
+        .collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..3)
+            .map(|r| {
+                let (root, done) = (&root, &done);
+                s.spawn(move || {
+                    let mut seen = 0;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let (url, accept) = match r {
+                            0 => (format!("{root}/studies/{STUDY}/metadata"), None),
+                            1 => (format!("{root}/studies?StudyInstanceUID={STUDY}"), None),
+                            _ => (
+                                format!("{root}/studies/{STUDY}/series/{STUDY}.1/instances/{STUDY}.1.7"),
+                                Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+                            ),
+                        };
+                        let got = get(&url, accept);
+                        assert!(
+                            [200, 204, 404].contains(&got.status),
+                            "{url}: {} {}",
+                            got.status,
+                            String::from_utf8_lossy(&got.body)
+                        );
+                        if got.status == 200 && r == 0 {
+                            let v: serde_json::Value = serde_json::from_slice(&got.body)
+                                .unwrap_or_else(|e| panic!("{url}: whole JSON: {e}"));
+                            assert!(v.as_array().is_some_and(|a| !a.is_empty()));
+                        }
+                        if got.status == 200 && r == 2 {
+                            let parts = got.parts();
+                            dicom_object::OpenFileOptions::new()
+                                .from_reader(&parts[0].1[..])
+                                .unwrap_or_else(|e| panic!("{url}: a whole instance: {e}"));
+                        }
+                        seen += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let storing = s.spawn(|| {
+            for f in &racing {
+                assert_eq!(stow(&root, f), 200, "{}", f.display());
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let url = format!("{root}/studies/{STUDY}");
+        let deleted = request("DELETE", &url, &[]);
+        assert_eq!(deleted.status, 204, "{url}");
+        storing.join().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
+    });
+    // What is left: the instances whose last word in the feed is not a delete; search, the
+    // study's metadata and retrieval say the same.
+    let feed = get(&format!("{root}/changefeed?after=0&limit=1000"), None);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&feed.body).unwrap();
+    let mut present = BTreeSet::new();
+    for r in &rows {
+        let sop = r["SOPInstanceUID"].as_str().unwrap().to_owned();
+        if r["Action"] == "delete" {
+            assert!(present.remove(&sop), "{sop} deleted when absent");
+        } else {
+            present.insert(sop);
+        }
+    }
+    let deletes = rows.iter().filter(|r| r["Action"] == "delete").count();
+    assert!(
+        deletes >= 40,
+        "the 40 stored first were deleted ({deletes} deletes)"
+    );
+    eprintln!("{} of 16 racing stores survive the delete", present.len());
+    let found = get(
+        &format!("{root}/studies/{STUDY}/instances?limit=1000"),
+        None,
+    );
+    let listed: BTreeSet<String> = if found.status == 204 || found.body.is_empty() {
+        BTreeSet::new()
+    } else {
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&found.body).unwrap();
+        v.iter()
+            .map(|r| r["00080018"]["Value"][0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(listed, present, "search and the feed");
+    let meta = get(&format!("{root}/studies/{STUDY}/metadata"), None);
+    if present.is_empty() {
+        assert_eq!(meta.status, 404);
+    } else {
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&meta.body).unwrap();
+        let in_meta: BTreeSet<String> = v
+            .iter()
+            .map(|r| r["00080018"]["Value"][0].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(in_meta, present, "metadata and the feed");
+    }
+    for sop in &present {
+        let url = format!("{root}/studies/{STUDY}/series/{STUDY}.2/instances/{sop}/metadata");
+        assert_eq!(get(&url, None).status, 200, "{url}");
+    }
+    // Stored again, whole.
+    for f in first.iter().chain(&racing) {
+        assert_eq!(stow(&root, f), 200);
+    }
+    let found = get(&format!("{root}/studies?StudyInstanceUID={STUDY}"), None);
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&found.body).unwrap();
+    assert_eq!(v[0]["00201208"]["Value"][0].as_u64(), Some(56));
+}
+
+/// `wado delete` on the command line, the server stopped: the instance, then the series, are
+/// gone for the server that starts next, and the feed says so.
+#[test]
+fn wado_delete_on_the_command_line() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("ct_small_ele.dcm");
+    let other = corpus().join("mr_small_ele.dcm");
+    let out = import(&data, &[&file, &other]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (st, se, sop) = uids(&file);
+    let delete = |args: &[&str]| {
+        Command::new(wado_bin())
+            .arg("delete")
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = delete(&[&st, &se, &sop]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing there: a clear error, not a success.
+    let again = delete(&[&st, &se, &sop]);
+    assert!(!again.status.success());
+    assert!(!again.stderr.is_empty());
+    let bad = delete(&["not-a-uid"]);
+    assert!(!bad.status.success());
+    let server = Server::start_native(&data, &[]);
+    let root = server.root();
+    let url = format!("{root}/studies/{st}/series/{se}/instances/{sop}/metadata");
+    assert_eq!(get(&url, None).status, 404, "{url}");
+    assert_eq!(
+        get(&format!("{root}/studies/{st}/metadata"), None).status,
+        404
+    );
+    let (mst, _, _) = uids(&other);
+    assert_eq!(
+        get(&format!("{root}/studies/{mst}/metadata"), None).status,
+        200
+    );
+    let feed = get(&format!("{root}/changefeed/latest"), None);
+    let latest: serde_json::Value = serde_json::from_slice(&feed.body).unwrap();
+    assert_eq!(latest["Action"], "delete");
+    assert_eq!(latest["SOPInstanceUID"], sop.as_str());
+    assert_eq!(latest["Sequence"], 3);
+}
