@@ -100,6 +100,10 @@ enum Command {
         /// Only what was removed at least this many seconds ago.
         #[arg(long, default_value_t = 0)]
         older_than: u64,
+        /// Rejected instances too (rejection notes, IOCM): their objects are deleted and they
+        /// can no longer be brought back by deleting the note.
+        #[arg(long)]
+        rejected: bool,
     },
     /// Send DICOM files to a STOW-RS server (another wado, the worker, any archive), with a
     /// progress bar; exits non-zero when some were not stored.
@@ -209,7 +213,8 @@ fn main() -> ExitCode {
                 index,
                 ae_titles,
                 older_than,
-            } => run_purge(data, index, ae_titles, older_than).await,
+                rejected,
+            } => run_purge(data, index, ae_titles, older_than, rejected).await,
             Command::Store {
                 url,
                 paths,
@@ -439,15 +444,31 @@ async fn run_delete(
             return ExitCode::FAILURE;
         }
     };
-    let (_store, index) = match open_archive("delete", &data, index.as_deref()).await {
+    let (store, index) = match open_archive("delete", &data, index.as_deref()).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let part = match wado_core::layout::partition(&store, &ae_title) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wado delete: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let started = std::time::Instant::now();
-    match wado_core::ingest::delete(&*index, &ae_title, &target, now_secs(), rand::random()).await {
+    match wado_core::ingest::delete(
+        &*part,
+        &*index,
+        &ae_title,
+        &target,
+        now_secs(),
+        rand::random(),
+    )
+    .await
+    {
         Ok(d) if d.instances == 0 => {
             eprintln!("wado delete: nothing stored at {}", target.path());
             ExitCode::FAILURE
@@ -459,6 +480,12 @@ async fn run_delete(
                 target.path(),
                 started.elapsed().as_secs_f64()
             );
+            if d.restored > 0 {
+                println!(
+                    "brought back {} instance(s) the deleted rejection note(s) had rejected",
+                    d.restored
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -473,6 +500,7 @@ async fn run_purge(
     index: Option<String>,
     mut ae_titles: Vec<String>,
     older_than: u64,
+    rejected: bool,
 ) -> ExitCode {
     if ae_titles.is_empty() {
         ae_titles.push(DEFAULT_AE_TITLE.to_owned());
@@ -492,6 +520,17 @@ async fn run_purge(
                 return ExitCode::FAILURE;
             }
         };
+        if rejected {
+            let statements = wado_core::search::schema::retire_rejected(
+                index.dialect(),
+                ae,
+                now_secs().saturating_sub(older_than),
+            );
+            if let Err(e) = index.execute(statements).await {
+                eprintln!("wado purge: {ae}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         // Up to the end: a batch at a time.
         let mut total = 0;
         loop {

@@ -189,6 +189,7 @@ fn a_delete_racing_stores_and_reads_of_its_study_ends_clean() {
         })
         .collect();
     let done = std::sync::atomic::AtomicBool::new(false);
+    let stored = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         let readers: Vec<_> = (0..3)
             .map(|r| {
@@ -231,9 +232,13 @@ fn a_delete_racing_stores_and_reads_of_its_study_ends_clean() {
         let storing = s.spawn(|| {
             for f in &racing {
                 assert_eq!(stow(&root, f), 200, "{}", f.display());
+                stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Mid-way through the racing stores.
+        while stored.load(std::sync::atomic::Ordering::Relaxed) < 6 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let url = format!("{root}/studies/{STUDY}");
         let deleted = request("DELETE", &url, &[]);
         assert_eq!(deleted.status, 204, "{url}");
@@ -306,7 +311,7 @@ fn wado_delete_on_the_command_line() {
     let dir = tempdir();
     let data = dir.path().join("data");
     let file = corpus().join("ct_small_ele.dcm");
-    let other = corpus().join("mr_small_ele.dcm");
+    let other = corpus().join("mr_small_implicit.dcm");
     let out = import(&data, &[&file, &other]);
     assert!(
         out.status.success(),

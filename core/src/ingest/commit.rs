@@ -102,6 +102,8 @@ async fn alone(
     statements: Statements,
     read: Statement,
 ) -> Result<Vec<Row>, IndexError> {
+    // Its locks in the one order every transaction takes them, as in a group.
+    let statements = combined(index.dialect(), std::iter::once(&statements));
     let mut rows = index.execute_then_read(statements, vec![read]).await?;
     Ok(rows.pop().unwrap_or_default())
 }

@@ -102,6 +102,7 @@ pub async fn reindex(
     }
     let d = index.dialect();
     let mut instances = 0;
+    let mut notes = Vec::new();
     for (study, mut list) in std::mem::take(&mut by_study) {
         // A study rebuilt whole: what was there goes first.
         index
@@ -122,7 +123,25 @@ pub async fn reindex(
                 .await?;
         }
         instances += list.len();
+        notes.extend(list.iter().filter_map(|i| {
+            Some((
+                i.stored_at,
+                i.sop_instance.clone(),
+                i.gen.clone(),
+                super::reject::of_instance(i)?,
+            ))
+        }));
         by_study.insert(study, Vec::new());
+    }
+    // Rejection notes reject again what they referenced, in the order they were stored.
+    notes.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    for (at, note, gen, r) in notes {
+        let statements = super::reject::statements(d, partition, &r, &note, at, &gen);
+        if !statements.is_empty() {
+            index
+                .execute(super::commit::combined(d, std::iter::once(&statements)))
+                .await?;
+        }
     }
     let studies: Vec<&Uid> = by_study.keys().collect();
     let indexed = index

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 mod commit;
 mod delete;
 mod index;
+pub mod reject;
 pub mod upstream;
 
 pub use commit::Committer;
@@ -459,7 +460,18 @@ async fn import_file(
         }));
     };
     let rows = rows.unwrap_or_else(|| crate::search::rows::instance_rows(part, &index));
-    let statements = schema::commit_instance(catalog.dialect(), part, &rows, batch.now);
+    let mut statements = schema::commit_instance(catalog.dialect(), part, &rows, batch.now);
+    // A rejection note rejects what it references in the same transaction.
+    if let Some(r) = reject::of_instance(&index) {
+        statements.extend(reject::statements(
+            catalog.dialect(),
+            part,
+            &r,
+            &sop,
+            batch.now,
+            &index.gen,
+        ));
+    }
     // Committed, and read back: which version is current, and where.
     let read = schema::locate_instance(catalog.dialect(), part, &sop);
     let now = match committer.commit(&**catalog, statements, read).await {

@@ -129,6 +129,13 @@ pub fn create(d: Dialect) -> Vec<Statement> {
                  action {key}, study_uid {key}, series_uid {t}, sop_uid {t}, gen {t}, \
                  at {int} NOT NULL, PRIMARY KEY (part, seq))"
             ),
+            // Instances a rejection note (IOCM) took out of view: their objects are kept until
+            // the note is deleted (they come back) or `wado purge --rejected` deletes them.
+            format!(
+                "CREATE TABLE IF NOT EXISTS qido_rejected (part {key}, study_uid {key}, \
+                 series_uid {key}, sop_uid {key}, gen {key}, code {t}, note_uid {key}, \
+                 at {int} NOT NULL, PRIMARY KEY (part, sop_uid))"
+            ),
             // The study list's order, and the keys a viewer searches by.
             "CREATE INDEX IF NOT EXISTS qido_study_order ON qido_study (part, study_date DESC, study_time DESC, study_uid)".to_owned(),
             "CREATE INDEX IF NOT EXISTS qido_study_patient_id ON qido_study (part, patient_id)".to_owned(),
@@ -174,6 +181,7 @@ pub fn drop_all(d: Dialect) -> Vec<Statement> {
             "qido_retired",
             "qido_layout",
             "qido_change",
+            "qido_rejected",
             "qido_writing",
             "qido_pending",
             "qido_meta",
@@ -400,6 +408,18 @@ pub fn commit_instance(
          ON CONFLICT DO NOTHING"
     );
     out.push(p.statement(sql));
+    // Stored again after a rejection: no longer rejected (the rejected version is retired,
+    // unless it is this very one).
+    let (n, pa, so, gv) = (p.bind(now), p.bind(partition), p.bind(sop), p.bind(gen));
+    out.push(p.statement(format!(
+        "INSERT INTO qido_retired (part, study_uid, series_uid, sop_uid, gen, retired_at) \
+         SELECT part, study_uid, series_uid, sop_uid, gen, {n} FROM qido_rejected \
+         WHERE part = {pa} AND sop_uid = {so} AND gen <> {gv} ON CONFLICT DO NOTHING"
+    )));
+    let (pa, so) = (p.bind(partition), p.bind(sop));
+    out.push(p.statement(format!(
+        "DELETE FROM qido_rejected WHERE part = {pa} AND sop_uid = {so}"
+    )));
     // The change, numbered after the partition's last (PostgreSQL: under the feed's lock).
     out.extend(pg_lock(d, change_lock(partition)));
     let (pa, so) = (p.bind(partition), p.bind(sop));
@@ -448,6 +468,8 @@ pub enum Change {
     Replace,
     /// Deleted.
     Delete,
+    /// Taken out of view by a rejection note (IOCM).
+    Reject,
 }
 
 impl Change {
@@ -457,6 +479,7 @@ impl Change {
             Change::Create => "create",
             Change::Replace => "replace",
             Change::Delete => "delete",
+            Change::Reject => "reject",
         }
     }
 }
@@ -646,7 +669,7 @@ fn scope_of(
     partition: &str,
     study: &Uid,
     series: Option<&Uid>,
-    sop: Option<&Uid>,
+    sops: &[Uid],
 ) -> String {
     let a = if alias.is_empty() {
         String::new()
@@ -661,8 +684,13 @@ fn scope_of(
     if let Some(se) = series {
         sql.push_str(&format!(" AND {a}series_uid = {}", p.bind(se.as_str())));
     }
-    if let Some(i) = sop {
-        sql.push_str(&format!(" AND {a}sop_uid = {}", p.bind(i.as_str())));
+    match sops {
+        [] => {}
+        [one] => sql.push_str(&format!(" AND {a}sop_uid = {}", p.bind(one.as_str()))),
+        many => {
+            let list: Vec<String> = many.iter().map(|u| p.bind(u.as_str())).collect();
+            sql.push_str(&format!(" AND {a}sop_uid IN ({})", list.join(", ")));
+        }
     }
     sql
 }
@@ -676,8 +704,18 @@ pub fn count_instances(
     sop: Option<&Uid>,
 ) -> Statement {
     let mut p = Params::new(d);
-    let scope = scope_of(&mut p, "", partition, study, series, sop);
+    let sops: Vec<Uid> = sop.into_iter().cloned().collect();
+    let scope = scope_of(&mut p, "", partition, study, series, &sops);
     p.statement(format!("SELECT count(*) FROM qido_instance WHERE {scope}"))
+}
+
+/// How instances leave view.
+#[derive(Debug, Clone, Copy)]
+enum Removal<'a> {
+    /// Deleted: their versions retired (objects deleted after the grace period).
+    Delete,
+    /// Rejected by the note `note` with the code `code`: kept aside, restorable.
+    Reject { code: &'a str, note: &'a str },
 }
 
 /// The transaction that deletes a study, a series or one instance of `partition` at `now`
@@ -699,6 +737,60 @@ pub fn delete_instances(
     now: u64,
     version: &str,
 ) -> Vec<Statement> {
+    let sops: Vec<Uid> = sop.into_iter().cloned().collect();
+    remove_instances(
+        d,
+        partition,
+        study,
+        series,
+        &sops,
+        now,
+        version,
+        Removal::Delete,
+    )
+}
+
+/// The transaction that rejects instances `sops` of `study` (those stored; others are left
+/// alone) by the rejection note `note` (its SOP Instance UID) with the code `code` (CID 7011):
+/// as [`delete_instances`], but each instance's version is kept aside in `qido_rejected`
+/// (its objects stay) and the feed says `reject`.
+#[allow(clippy::too_many_arguments)]
+pub fn reject_instances(
+    d: Dialect,
+    partition: &str,
+    study: &Uid,
+    sops: &[Uid],
+    code: &str,
+    note: &str,
+    now: u64,
+    version: &str,
+) -> Vec<Statement> {
+    if sops.is_empty() {
+        return Vec::new();
+    }
+    remove_instances(
+        d,
+        partition,
+        study,
+        None,
+        sops,
+        now,
+        version,
+        Removal::Reject { code, note },
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn remove_instances(
+    d: Dialect,
+    partition: &str,
+    study: &Uid,
+    series: Option<&Uid>,
+    sops: &[Uid],
+    now: u64,
+    version: &str,
+    how: Removal<'_>,
+) -> Vec<Statement> {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     let mut out = Vec::new();
     out.extend(pg_lock(d, format!("{partition}/{study}")));
@@ -708,22 +800,37 @@ pub fn delete_instances(
     let pa = p.bind(partition);
     let base = next_seq(d, &pa);
     let n = p.bind(now);
-    let scope = scope_of(&mut p, "i", partition, study, series, sop);
+    let scope = scope_of(&mut p, "i", partition, study, series, sops);
+    let action = match how {
+        Removal::Delete => Change::Delete,
+        Removal::Reject { .. } => Change::Reject,
+    };
     out.push(p.statement(format!(
         "INSERT INTO qido_change (part, seq, action, study_uid, series_uid, sop_uid, gen, at) \
          SELECT i.part, {base} - 1 + ROW_NUMBER() OVER (ORDER BY i.series_uid, i.sop_uid), '{}', \
          i.study_uid, i.series_uid, i.sop_uid, i.gen, {n} FROM qido_instance i WHERE {scope}",
-        Change::Delete.as_str()
+        action.as_str()
     )));
-    // 3. Retired, then gone.
+    // 3. Retired (or kept aside), then gone.
     let n = p.bind(now);
-    let scope = scope_of(&mut p, "", partition, study, series, sop);
-    out.push(p.statement(format!(
-        "INSERT INTO qido_retired (part, study_uid, series_uid, sop_uid, gen, retired_at) \
-         SELECT part, study_uid, series_uid, sop_uid, gen, {n} FROM qido_instance WHERE {scope} \
-         ON CONFLICT DO NOTHING"
-    )));
-    let scope = scope_of(&mut p, "", partition, study, series, sop);
+    let scope = scope_of(&mut p, "", partition, study, series, sops);
+    let sql = match how {
+        Removal::Delete => format!(
+            "INSERT INTO qido_retired (part, study_uid, series_uid, sop_uid, gen, retired_at) \
+             SELECT part, study_uid, series_uid, sop_uid, gen, {n} FROM qido_instance WHERE {scope} \
+             ON CONFLICT DO NOTHING"
+        ),
+        Removal::Reject { code, note } => {
+            let (code, note) = (p.bind(code), p.bind(note));
+            format!(
+                "INSERT INTO qido_rejected (part, study_uid, series_uid, sop_uid, gen, code, note_uid, at) \
+                 SELECT part, study_uid, series_uid, sop_uid, gen, {code}, {note}, {n} FROM qido_instance \
+                 WHERE {scope} ON CONFLICT DO NOTHING"
+            )
+        }
+    };
+    out.push(p.statement(sql));
+    let scope = scope_of(&mut p, "", partition, study, series, sops);
     out.push(p.statement(format!("DELETE FROM qido_instance WHERE {scope}")));
     // 4. The series (all of the study's when a study is deleted), then the study.
     let (v, m) = (p.bind(version), p.bind(now));
@@ -764,6 +871,63 @@ pub fn delete_instances(
         "DELETE FROM qido_study WHERE part = {pa} AND study_uid = {st} AND n_instances = 0"
     )));
     out
+}
+
+/// The instances rejected by the rejection notes among a study's, a series' or one instance's
+/// instances: (study, series, sop, gen).
+pub fn rejected_by_notes_in(
+    d: Dialect,
+    partition: &str,
+    study: &Uid,
+    series: Option<&Uid>,
+    sop: Option<&Uid>,
+) -> Statement {
+    let mut p = Params::new(d);
+    let sops: Vec<Uid> = sop.into_iter().cloned().collect();
+    let pa = p.bind(partition);
+    let scope = scope_of(&mut p, "", partition, study, series, &sops);
+    p.statement(format!(
+        "SELECT study_uid, series_uid, sop_uid, gen FROM qido_rejected WHERE part = {pa} \
+         AND note_uid IN (SELECT sop_uid FROM qido_instance WHERE {scope}) ORDER BY sop_uid"
+    ))
+}
+
+/// Forgets that `sop` was rejected (it was restored).
+pub fn forget_rejected(d: Dialect, partition: &str, sop: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "DELETE FROM qido_rejected WHERE part = {} AND sop_uid = {}",
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), sop.into()],
+    }
+}
+
+/// Rejected versions rejected before `before` (seconds) retired as of their rejection, so
+/// that the sweep deletes their objects (`wado purge --rejected`): no longer restorable.
+pub fn retire_rejected(d: Dialect, partition: &str, before: u64) -> Vec<Statement> {
+    let before = i64::try_from(before).unwrap_or(i64::MAX);
+    vec![
+        Statement {
+            sql: format!(
+                "INSERT INTO qido_retired (part, study_uid, series_uid, sop_uid, gen, retired_at) \
+                 SELECT part, study_uid, series_uid, sop_uid, gen, at FROM qido_rejected \
+                 WHERE part = {} AND at < {} ON CONFLICT DO NOTHING",
+                param(d, 1),
+                param(d, 2)
+            ),
+            params: vec![partition.into(), Value::Int(before)],
+        },
+        Statement {
+            sql: format!(
+                "DELETE FROM qido_rejected WHERE part = {} AND at < {}",
+                param(d, 1),
+                param(d, 2)
+            ),
+            params: vec![partition.into(), Value::Int(before)],
+        },
+    ]
 }
 
 /// The change feed of a partition after sequence number `after`, at most `limit` rows, in

@@ -46,8 +46,15 @@ impl Service {
         let part = self.partition(&route.ae_title)?;
         let index = self.catalog()?.clone();
         part.ready(&*index, req.now).await?;
-        let deleted =
-            crate::ingest::delete(&*index, &part.ae_title, target, req.now, req.entropy).await?;
+        let deleted = crate::ingest::delete(
+            &*part.store,
+            &*index,
+            &part.ae_title,
+            target,
+            req.now,
+            req.entropy,
+        )
+        .await?;
         if deleted.instances == 0 {
             return Err(Error::NotFound(format!(
                 "nothing stored at {}",
@@ -60,6 +67,15 @@ impl Service {
             &mut headers,
             &format!("deleted {} instance(s)", deleted.instances),
         );
+        if deleted.restored > 0 {
+            http::set_warning(
+                &mut headers,
+                &format!(
+                    "brought back {} instance(s) the deleted rejection note(s) had rejected",
+                    deleted.restored
+                ),
+            );
+        }
         Ok(Response {
             status: StatusCode::NO_CONTENT,
             headers,

@@ -379,3 +379,184 @@ fn deleting_takes_the_permission_to_write() {
     }
     assert_eq!(at(&svc, Method::GET, &path, T0).status, 200);
 }
+
+/// A Key Object Selection Document titled "Rejected for Quality Reasons" (DCM 113001), made
+/// by dicom-rs, in study `st`, referencing `refs` (series, SOP Instance UID) of that study.
+fn rejection_note(st: &str, sop: &str, refs: &[(&str, &str)]) -> Bytes {
+    use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    let ui =
+        |t: (u16, u16), v: &str| DataElement::new(Tag(t.0, t.1), VR::UI, PrimitiveValue::from(v));
+    let seq = |t: (u16, u16), items: Vec<InMemDicomObject>| {
+        DataElement::new(
+            Tag(t.0, t.1),
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(items),
+        )
+    };
+    let kos = "1.2.840.10008.5.1.4.1.1.88.59";
+    let title = InMemDicomObject::from_element_iter([
+        DataElement::new(Tag(0x0008, 0x0100), VR::SH, PrimitiveValue::from("113001")),
+        DataElement::new(Tag(0x0008, 0x0102), VR::SH, PrimitiveValue::from("DCM")),
+        DataElement::new(
+            Tag(0x0008, 0x0104),
+            VR::LO,
+            PrimitiveValue::from("Rejected for Quality Reasons"),
+        ),
+    ]);
+    let series: Vec<InMemDicomObject> = refs
+        .iter()
+        .map(|(se, i)| {
+            InMemDicomObject::from_element_iter([
+                ui((0x0020, 0x000E), se),
+                seq(
+                    (0x0008, 0x1199),
+                    vec![InMemDicomObject::from_element_iter([
+                        ui((0x0008, 0x1150), "1.2.840.10008.5.1.4.1.1.2"),
+                        ui((0x0008, 0x1155), i),
+                    ])],
+                ),
+            ])
+        })
+        .collect();
+    let evidence = InMemDicomObject::from_element_iter([
+        ui((0x0020, 0x000D), st),
+        seq((0x0008, 0x1115), series),
+    ]);
+    let obj = InMemDicomObject::from_element_iter([
+        ui((0x0008, 0x0016), kos),
+        ui((0x0008, 0x0018), sop),
+        DataElement::new(Tag(0x0008, 0x0060), VR::CS, PrimitiveValue::from("KO")),
+        ui((0x0020, 0x000D), st),
+        ui((0x0020, 0x000E), &format!("{sop}.1")),
+        seq((0x0040, 0xA043), vec![title]),
+        seq((0x0040, 0xA375), vec![evidence]),
+    ]);
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .media_storage_sop_class_uid(kos)
+                .media_storage_sop_instance_uid(sop)
+                .transfer_syntax("1.2.840.10008.1.2.1"),
+        )
+        .expect("meta");
+    let mut out = Vec::new();
+    file.write_all(&mut out).expect("write");
+    Bytes::from(out)
+}
+
+/// A rejection note hides what it references from search, metadata and retrieval in the
+/// transaction that stores it (the note itself retrievable); deleting the note brings them
+/// back; a rejected instance stored again is current again.
+#[test]
+fn a_rejection_note_hides_what_it_references_until_it_is_deleted() {
+    let ct = fixture!("ct_small_ele.dcm");
+    let (st, se, sop) = uids(&ct);
+    let others: Vec<String> = (1..=2)
+        .map(|k| format!("1.2.826.0.1.3680043.8.498.25.{k}"))
+        .collect();
+    let files: Vec<Bytes> = std::iter::once(ct.clone())
+        .chain(others.iter().map(|s| as_instance(&ct, s)))
+        .collect();
+    let store = Arc::new(MemoryStore::new());
+    let svc = test_service(store.clone(), writer());
+    let parts: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| ("application/dicom", &f[..]))
+        .collect();
+    assert_eq!(
+        post_at(&svc, &format!("{ROOT}/studies"), &multipart(&parts), T0).status,
+        200
+    );
+    let note_sop = "1.2.826.0.1.3680043.8.498.25.9";
+    let note = rejection_note(&st, note_sop, &[(&se, &sop), (&se, &others[0])]);
+    let t1 = T0 + 10;
+    let got = post_at(
+        &svc,
+        &format!("{ROOT}/studies"),
+        &multipart(&[("application/dicom", &note)]),
+        t1,
+    );
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let path = |i: &str| format!("{ROOT}/studies/{st}/series/{se}/instances/{i}");
+    for gone in [&sop, &others[0]] {
+        assert_eq!(at(&svc, Method::GET, &path(gone), t1).status, 404, "{gone}");
+    }
+    assert_eq!(at(&svc, Method::GET, &path(&others[1]), t1).status, 200);
+    let row = study_row(&svc, &st, t1).expect("the study stays");
+    // The one left, and the note.
+    assert_eq!(int_of(&row, "00201208"), 2);
+    let listed = json_of(&at(
+        &svc,
+        Method::GET,
+        &format!("{ROOT}/studies/{st}/series/{se}/metadata"),
+        t1,
+    ));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    let note_path = format!("{ROOT}/studies/{st}/series/{note_sop}.1/instances/{note_sop}");
+    assert_eq!(
+        at(&svc, Method::GET, &note_path, t1).status,
+        200,
+        "the note stays"
+    );
+    let actions: Vec<(String, String)> = feed(&svc, 100, t1)
+        .iter()
+        .map(|r| {
+            (
+                r["Action"].as_str().expect("action").to_owned(),
+                r["SOPInstanceUID"].as_str().expect("uid").to_owned(),
+            )
+        })
+        .collect();
+    let mut rejected: Vec<&str> = actions
+        .iter()
+        .filter(|a| a.0 == "reject")
+        .map(|a| a.1.as_str())
+        .collect();
+    rejected.sort();
+    let mut want = vec![sop.as_str(), others[0].as_str()];
+    want.sort();
+    assert_eq!(rejected, want);
+    // Objects of rejected versions are kept, even long after the grace period.
+    let t2 = t1 + 100_000;
+    assert_eq!(at(&svc, Method::GET, &path(&others[1]), t2).status, 200);
+    // Deleting the note brings them back.
+    assert_eq!(at(&svc, Method::DELETE, &note_path, t2).status, 204);
+    for back in [&sop, &others[0], &others[1]] {
+        assert_eq!(at(&svc, Method::GET, &path(back), t2).status, 200, "{back}");
+    }
+    assert_eq!(
+        int_of(&study_row(&svc, &st, t2).expect("study"), "00201208"),
+        3
+    );
+    // Rejected again, then stored again: current again, the others still rejected.
+    let t3 = t2 + 10;
+    let again = rejection_note(
+        &st,
+        "1.2.826.0.1.3680043.8.498.25.8",
+        &[(&se, &sop), (&se, &others[0])],
+    );
+    assert_eq!(
+        post_at(
+            &svc,
+            &format!("{ROOT}/studies"),
+            &multipart(&[("application/dicom", &again)]),
+            t3
+        )
+        .status,
+        200
+    );
+    assert_eq!(at(&svc, Method::GET, &path(&sop), t3).status, 404);
+    assert_eq!(
+        post_at(
+            &svc,
+            &format!("{ROOT}/studies"),
+            &multipart(&[("application/dicom", &ct)]),
+            t3
+        )
+        .status,
+        200
+    );
+    assert_eq!(at(&svc, Method::GET, &path(&sop), t3).status, 200);
+    assert_eq!(at(&svc, Method::GET, &path(&others[0]), t3).status, 404);
+}
