@@ -89,6 +89,19 @@ pub enum Target {
 }
 
 impl Target {
+    /// (study, series, instance) UIDs: the series and instance when the target names them.
+    pub fn uids(&self) -> (&Uid, Option<&Uid>, Option<&Uid>) {
+        match self {
+            Target::Study { study } => (study, None, None),
+            Target::Series { study, series } => (study, Some(series), None),
+            Target::Instance {
+                study,
+                series,
+                instance,
+            } => (study, Some(series), Some(instance)),
+        }
+    }
+
     /// The Study Instance UID.
     pub fn study(&self) -> &Uid {
         match self {

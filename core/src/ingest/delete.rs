@@ -38,15 +38,7 @@ pub async fn delete(
     h.update(now.to_le_bytes());
     h.update(target.path().as_bytes());
     let version = hex::encode(&h.finalize()[..8]);
-    let (study, series, sop) = match target {
-        Target::Study { study } => (study, None, None),
-        Target::Series { study, series } => (study, Some(series), None),
-        Target::Instance {
-            study,
-            series,
-            instance,
-        } => (study, Some(series), Some(instance)),
-    };
+    let (study, series, sop) = target.uids();
     let d = index.dialect();
     let rows = index
         .query(schema::count_instances(d, partition, study, series, sop))

@@ -337,15 +337,7 @@ impl Service {
         ctx: &Ctx<'_>,
         target: &Target,
     ) -> Result<Vec<StoredInstance>> {
-        let (study, series, sop) = match target {
-            Target::Study { study } => (study, None, None),
-            Target::Series { study, series } => (study, Some(series), None),
-            Target::Instance {
-                study,
-                series,
-                instance,
-            } => (study, Some(series), Some(instance)),
-        };
+        let (study, series, sop) = target.uids();
         let rows = ctx
             .index
             .query(crate::search::schema::list_instances(
