@@ -220,11 +220,23 @@ pub(crate) fn store_target(resource: &Resource) -> Option<Option<Uid>> {
     }
 }
 
-/// Whether a request with this method and path is a STOW-RS request, whose body the core
-/// reads: a frontend hands the body over for these only, and leaves every other one untouched.
+/// Whether a request with this method and path has a body the core reads (STOW-RS, and a
+/// correction's PATCH): a frontend hands the body over for these only, and leaves every other
+/// one untouched.
 pub fn reads_body(method: &http::Method, path: &str) -> bool {
-    *method == http::Method::POST
-        && matches!(parse_path(path), Ok(Some(r)) if store_target(&r.resource).is_some())
+    match *method {
+        http::Method::POST => {
+            matches!(parse_path(path), Ok(Some(r)) if store_target(&r.resource).is_some())
+        }
+        http::Method::PATCH => matches!(
+            parse_path(path),
+            Ok(Some(Route {
+                resource: Resource::Instances(Target::Study { .. }),
+                ..
+            }))
+        ),
+        _ => false,
+    }
 }
 
 /// Parses an absolute request path (without query string, still percent-encoded).

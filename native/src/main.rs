@@ -85,6 +85,28 @@ enum Command {
         /// SOP Instance UID (the whole series without one).
         instance: Option<String>,
     },
+    /// Correct a study's patient and study attributes: every instance gets a new version with
+    /// the new values in its header (nothing else of the file changes), all current at once,
+    /// a `correct` entry in the change feed per instance; the previous versions are kept for
+    /// the grace period. Values as Keyword=value: PatientName=Doe^Jane PatientID=123
+    /// PatientBirthDate=19800229 PatientSex=F AccessionNumber=A1 StudyDescription=...
+    /// ReferringPhysicianName=...
+    Correct {
+        /// The store: a directory, or s3://... as for import.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The search index [default: {data}/wado-index.sqlite].
+        #[arg(long)]
+        index: Option<String>,
+        /// The AE title whose partition holds it.
+        #[arg(long, default_value = DEFAULT_AE_TITLE)]
+        ae_title: String,
+        /// Study Instance UID.
+        study: String,
+        /// The new values, Keyword=value (at least one).
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
     /// Delete from the store the objects of deleted and replaced instances now, rather than
     /// after the grace period (a reader streaming them at this moment may be cut short).
     Purge {
@@ -208,6 +230,13 @@ fn main() -> ExitCode {
                 series,
                 instance,
             } => run_delete(data, index, ae_title, study, series, instance).await,
+            Command::Correct {
+                data,
+                index,
+                ae_title,
+                study,
+                values,
+            } => run_correct(data, index, ae_title, study, values).await,
             Command::Purge {
                 data,
                 index,
@@ -492,6 +521,77 @@ async fn run_delete(
             eprintln!("wado delete: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run_correct(
+    data: PathBuf,
+    index: Option<String>,
+    ae_title: String,
+    study: String,
+    values: Vec<String>,
+) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("wado correct: {e}");
+        ExitCode::FAILURE
+    };
+    let study = match wado_core::Uid::parse(&study) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut pairs = Vec::new();
+    for v in &values {
+        match v.split_once('=') {
+            Some(p) => pairs.push(p),
+            None => return fail(&format!("{v:?}: Keyword=value expected")),
+        }
+    }
+    let correction = match wado_core::ingest::Correction::from_pairs(&pairs) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let (store, index) = match open_archive("correct", &data, index.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let part = match wado_core::layout::partition(&store, &ae_title) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let layout = match wado_core::ingest::ensure_layout(
+        &*part,
+        Some((&*index, &ae_title)),
+        DEFAULT_PUBLIC_URL,
+        &ae_title,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let started = std::time::Instant::now();
+    let batch = wado_core::ingest::Batch::new(layout, now_secs(), rand::random()).with_index(
+        index.clone(),
+        &ae_title,
+        None,
+    );
+    match wado_core::ingest::correct(&batch, &*part, &study, &correction).await {
+        Ok(c) if c.instances == 0 && c.unchanged == 0 => {
+            fail(&format!("no study {study} is stored"))
+        }
+        Ok(c) => {
+            println!(
+                "corrected {} instance(s) of study {study} in {:.3} s ({} already held the values; previous versions purged after the grace period, or by `wado purge`)",
+                c.instances,
+                started.elapsed().as_secs_f64(),
+                c.unchanged
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -254,11 +254,9 @@ impl Server {
             .args(["--inspector-port", &free_port().to_string()])
             .arg("--persist-to")
             .arg(state.path())
-            .args([
-                "--log-level",
-                "error",
-                "--show-interactive-dev-session=false",
-            ]);
+            .arg("--log-level")
+            .arg(std::env::var("WADO_TEST_WORKER_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+            .arg("--show-interactive-dev-session=false");
         for (k, v) in vars {
             cmd.arg("--var").arg(format!("{k}:{v}"));
         }
@@ -315,6 +313,29 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let (true, Some(state)) = (std::thread::panicking(), &self._state) {
+            // A failing test shows what the worker runtime said (its log goes with its state).
+            let log =
+                std::fs::read_to_string(state.path().join("wrangler.log")).unwrap_or_default();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!("--- wrangler dev's log (last lines) ---\n{tail}");
+        }
+        if let (Some(dir), Some(state)) = (std::env::var_os("WADO_TEST_WORKER_LOGS"), &self._state)
+        {
+            // For a hunt: every worker's log kept in this directory.
+            let _ = std::fs::copy(
+                state.path().join("wrangler.log"),
+                Path::new(&dir).join(format!("wrangler-{}.log", self.child.id())),
+            );
+        }
         if self._state.is_some() {
             // wrangler starts esbuild and workerd children: stop the whole group.
             let group = format!("-{}", self.child.id());
@@ -394,6 +415,15 @@ impl Resp {
             })
             .collect()
     }
+}
+
+/// True for the answer `wrangler dev`'s proxy gives in place of the worker's when it swapped
+/// the worker runtime under a request (503, "Your worker restarted mid-request"; it repeats
+/// only GET and HEAD itself). Seen now and then on a loaded 2-core machine; a deployed worker
+/// never says it, so a test may send such a request again. Whether the first attempt took
+/// effect is unknown: the caller decides what a repeat may answer.
+pub fn worker_restarted(status: u16, body: &[u8]) -> bool {
+    status == 503 && body.starts_with(b"Your worker restarted mid-request")
 }
 
 /// Sends a request with the given method and headers.

@@ -6,6 +6,7 @@
 
 pub mod charset;
 pub mod convert;
+pub mod edit;
 pub mod json;
 pub mod scan;
 pub mod uid;

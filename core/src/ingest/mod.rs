@@ -33,12 +33,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 mod commit;
+pub mod correct;
 mod delete;
 mod index;
 pub mod reject;
 pub mod upstream;
 
 pub use commit::Committer;
+pub use correct::{correct, Corrected, Correction};
 pub use delete::{delete, Deleted};
 pub use index::{reindex, sweep, RETIRED_GRACE};
 

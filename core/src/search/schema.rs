@@ -302,6 +302,18 @@ pub fn commit_instance(
     rows: &InstanceRows,
     now: u64,
 ) -> Vec<Statement> {
+    commit_instance_as(d, partition, rows, now, Change::Replace)
+}
+
+/// [`commit_instance`], whose change-feed row says `over` when another version was current
+/// (`replace` for a store, `correct` for a correction) and `create` otherwise.
+pub fn commit_instance_as(
+    d: Dialect,
+    partition: &str,
+    rows: &InstanceRows,
+    now: u64,
+    over: Change,
+) -> Vec<Statement> {
     let (study, series, sop, gen) = (
         rows.study_uid.as_str(),
         rows.series_uid.as_str(),
@@ -429,7 +441,7 @@ pub fn commit_instance(
     let action = format!(
         "(CASE WHEN EXISTS (SELECT 1 FROM qido_instance x WHERE x.part = {pa} AND x.sop_uid = {so}) \
          THEN '{}' ELSE '{}' END)",
-        Change::Replace.as_str(),
+        over.as_str(),
         Change::Create.as_str()
     );
     let (st, se, gv, n) = (p.bind(study), p.bind(series), p.bind(gen), p.bind(now));
@@ -470,6 +482,8 @@ pub enum Change {
     Delete,
     /// Taken out of view by a rejection note (IOCM).
     Reject,
+    /// Given a new version with corrected patient or study attributes.
+    Correct,
 }
 
 impl Change {
@@ -480,6 +494,7 @@ impl Change {
             Change::Replace => "replace",
             Change::Delete => "delete",
             Change::Reject => "reject",
+            Change::Correct => "correct",
         }
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn preflight(origin: &str) -> Response {
     set(
         &mut headers,
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        "GET, HEAD, POST, DELETE, OPTIONS",
+        "GET, HEAD, POST, DELETE, PATCH, OPTIONS",
     );
     // Content-Type: a STOW-RS request's multipart/related is not a "simple" type, so the
     // browser asks first (Fetch standard, CORS-safelisted request headers).

@@ -19,6 +19,30 @@ use crate::service::message::{Body, Outcome};
 use ::http::{header, HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
 
+/// The largest correction request body (a handful of attributes).
+const MAX_CORRECTION: usize = 64 * 1024;
+
+/// The request's body, whole, when it is at most `max` bytes (413 otherwise).
+async fn read_small_body(req: &Request<'_>, max: usize) -> Result<Vec<u8>> {
+    use futures::StreamExt as _;
+    let Some(mut stream) = req.body.take() else {
+        return Err(Error::BadRequest("the request needs a body".into()));
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| Error::BadRequest(format!("the request body broke off: {e}")))?;
+        if out.len() + chunk.len() > max {
+            req.body.give_back(stream);
+            return Err(Error::TooLarge(format!(
+                "a body of at most {max} bytes is expected"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// Rows of one change-feed page by default, and at most.
 const FEED_PAGE: usize = 100;
 const FEED_MAX: usize = 1000;
@@ -68,7 +92,7 @@ impl Service {
             &format!("deleted {} instance(s)", deleted.instances),
         );
         if deleted.restored > 0 {
-            http::set_warning(
+            http::append_warning(
                 &mut headers,
                 &format!(
                     "brought back {} instance(s) the deleted rejection note(s) had rejected",
@@ -82,6 +106,76 @@ impl Service {
             body: Body::Empty,
             outcome: Outcome {
                 resource: Some("delete"),
+                ..Outcome::default()
+            },
+        })
+    }
+
+    /// `PATCH {root}/studies/{s}`: a correction of the study's patient and study attributes
+    /// ([`crate::ingest::correct`]), the new values a DICOM JSON object.
+    pub(super) async fn correct_study(&self, req: &Request<'_>, route: &Route) -> Result<Response> {
+        let Resource::Instances(crate::route::Target::Study { study }) = &route.resource else {
+            return Err(Error::MethodNotAllowed);
+        };
+        if self.config.upstream.is_some() {
+            return Err(Error::NotWritable(
+                "this server is a read-through cache of another archive: correct in that archive"
+                    .into(),
+            ));
+        }
+        if self.config.read_only {
+            return Err(Error::NotWritable("this server is read-only".into()));
+        }
+        self.authorise(req, &route.ae_title, Access::Write)?;
+        let essence = http::header_str(req.headers, header::CONTENT_TYPE)
+            .map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if !matches!(
+            essence.as_str(),
+            "application/dicom+json" | "application/json"
+        ) {
+            return Err(Error::UnsupportedMediaType(format!(
+                "a correction is a DICOM JSON object (application/dicom+json), not {essence:?}"
+            )));
+        }
+        let body = read_small_body(req, MAX_CORRECTION).await?;
+        let correction =
+            crate::ingest::Correction::from_dicom_json(&body).map_err(Error::BadRequest)?;
+        let part = self.partition(&route.ae_title)?;
+        let index = self.catalog()?.clone();
+        part.ready(&*index, req.now).await?;
+        let root = self.service_root(req, &route.ae_title)?;
+        let suffix = format!("{}{}/rs", crate::route::SERVICE_PREFIX, route.ae_title);
+        let public = root.strip_suffix(&suffix).unwrap_or(&root);
+        let layout = part.writing_layout(&*index, public).await?;
+        let batch = crate::ingest::Batch::new(layout, req.now, req.entropy)
+            .with_max_instance(self.config.max_instance_bytes)
+            .with_offload(self.config.offload.clone())
+            .with_index(index.clone(), &route.ae_title, None);
+        let done = crate::ingest::correct(&batch, &*part.store, study, &correction).await?;
+        drop(batch);
+        if done.instances == 0 && done.unchanged == 0 {
+            return Err(Error::NotFound(format!("no study {study} is stored")));
+        }
+        part.sweep_now_and_then(&*index, req.now).await?;
+        let mut headers = HeaderMap::new();
+        let mut said = format!("corrected {} instance(s)", done.instances);
+        if done.unchanged > 0 {
+            said.push_str(&format!("; {} already held the new values", done.unchanged));
+        }
+        http::set_warning(&mut headers, &said);
+        Ok(Response {
+            status: StatusCode::NO_CONTENT,
+            headers,
+            body: Body::Empty,
+            outcome: Outcome {
+                resource: Some("correct"),
                 ..Outcome::default()
             },
         })

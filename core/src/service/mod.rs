@@ -409,7 +409,15 @@ impl Service {
 
     /// Route → authorise → negotiate → plan → execute, then the conditional request.
     async fn answer(&self, req: &Request<'_>) -> Result<Response> {
-        if ![Method::GET, Method::HEAD, Method::POST, Method::DELETE].contains(req.method) {
+        if ![
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+        ]
+        .contains(req.method)
+        {
             return Err(Error::MethodNotAllowed);
         }
         self.check_host(req)?;
@@ -423,6 +431,9 @@ impl Service {
         }
         if req.method == Method::DELETE {
             return self.delete_resource(req, &route).await;
+        }
+        if req.method == Method::PATCH {
+            return self.correct_study(req, &route).await;
         }
         self.authorise(req, &route.ae_title, Access::Read)?;
         let part = self.partition(&route.ae_title)?;

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 const T0: u64 = 1_700_000_000;
 
-fn writer() -> Config {
+pub(super) fn writer() -> Config {
     Config {
         allow_anonymous_writes: true,
         ..Config::default()
@@ -17,7 +17,7 @@ fn writer() -> Config {
 }
 
 /// One request at `now`, its body collected.
-fn at(svc: &Service, method: Method, path: &str, now: u64) -> Got {
+pub(super) fn at(svc: &Service, method: Method, path: &str, now: u64) -> Got {
     let h = {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
@@ -54,7 +54,7 @@ fn at(svc: &Service, method: Method, path: &str, now: u64) -> Got {
     })
 }
 
-fn json_of(got: &Got) -> Json {
+pub(super) fn json_of(got: &Got) -> Json {
     if got.body.is_empty() {
         return Json::Array(Vec::new());
     }
@@ -62,7 +62,7 @@ fn json_of(got: &Got) -> Json {
 }
 
 /// The study's search result (QIDO-RS), or `None` when the search finds none.
-fn study_row(svc: &Service, study: &str, now: u64) -> Option<Json> {
+pub(super) fn study_row(svc: &Service, study: &str, now: u64) -> Option<Json> {
     let got = at(
         svc,
         Method::GET,
@@ -103,7 +103,7 @@ fn modality(b: &[u8]) -> String {
 }
 
 /// The whole change feed, read a page of `page` at a time.
-fn feed(svc: &Service, page: usize, now: u64) -> Vec<Json> {
+pub(super) fn feed(svc: &Service, page: usize, now: u64) -> Vec<Json> {
     let mut all = Vec::new();
     let mut after = 0;
     loop {

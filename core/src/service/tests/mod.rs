@@ -259,6 +259,7 @@ fn as_jpeg_xl(file: &Bytes) -> Bytes {
 }
 
 // After `fixture!`, which they use.
+mod correct;
 mod frames;
 mod http;
 mod lifecycle;
