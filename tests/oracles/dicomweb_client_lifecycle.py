@@ -4,12 +4,17 @@ step; otherwise prints each difference and exits 1.
 
     python dicomweb_client_lifecycle.py SERVICE_ROOT CORPUS_DIR TOKEN store
     python dicomweb_client_lifecycle.py SERVICE_ROOT CORPUS_DIR TOKEN delete STATE.json
+    python dicomweb_client_lifecycle.py SERVICE_ROOT CORPUS_DIR TOKEN correct STATE.json
     python dicomweb_client_lifecycle.py SERVICE_ROOT CORPUS_DIR TOKEN check STATE.json
 
 `store` stores every file (STOW-RS, one instance per request, as modalities do); `delete`
 deletes one instance, one series and one study chosen from what the files hold, checking
 search, metadata, retrieval and the change feed after each, and writes what it deleted to
-STATE.json; `check` checks the same again (after a restart). TOKEN is a bearer token that may
+STATE.json; `correct` (after `delete`) corrects the patient and study attributes of a study that
+is left (PATCH, a DICOM JSON object of the new values) and checks every instance retrieved as
+stored (pydicom: the new values; every other element, pixel data included, as in the file),
+search, metadata and the feed, adding it to STATE.json; `check` checks the same again (after a
+restart). TOKEN is a bearer token that may
 write; a request without it must be refused and change nothing.
 """
 import json
@@ -122,6 +127,56 @@ def agree(present, deleted, touched):
     check("feed: latest", latest.get("Sequence"), len(rows))
 
 
+NEW = {"00100010": ("PN", "Corrected^Patient^Q"), "00100020": ("LO", "PID-CORRECTED-7"),
+       "00080050": ("SH", "ACC-CORR-7"), "00081030": ("LO", "Corrected study description")}
+CHANGED = {0x00100010, 0x00100020, 0x00080050, 0x00081030, 0x00080005}
+
+
+def correction_json():
+    out = {}
+    for tag, (vr, text) in NEW.items():
+        value = {"Alphabetic": text} if vr == "PN" else text
+        out[tag] = {"vr": vr, "Value": [value]}
+    return out
+
+
+def corrected_agree(study, present):
+    """Every instance of `study` left has the new values and the rest of its file; search,
+    metadata and the feed say so; other studies keep their names."""
+    members = {sop for sop in present if sops[sop]["study"] == study}
+    for sop in sorted(members):
+        s = sops[sop]
+        got = client.retrieve_instance(study, s["series"], sop, media_types=(("application/dicom", "*"),))
+        want = pydicom.dcmread(s["file"])
+        check(f"{sop} PatientName", str(got.get("PatientName", "")), NEW["00100010"][1])
+        check(f"{sop} PatientID", got.get("PatientID"), NEW["00100020"][1])
+        check(f"{sop} AccessionNumber", got.get("AccessionNumber"), NEW["00080050"][1])
+        check(f"{sop} StudyDescription", got.get("StudyDescription"), NEW["00081030"][1])
+        others = lambda d: [(e.tag, e.VR, e.value) for e in d if e.tag not in CHANGED]
+        check(f"{sop} every other element as in the file", others(got) == others(want), True)
+        check(f"{sop} transfer syntax", got.file_meta.TransferSyntaxUID, want.file_meta.TransferSyntaxUID)
+    found = client.search_for_studies(search_filters={"PatientID": NEW["00100020"][1]})
+    check("search by the new Patient ID", values(found, "0020000D"), {study} if members else set())
+    if members:
+        check("study row name", found[0]["00100010"]["Value"][0]["Alphabetic"], NEW["00100010"][1])
+        check("study row accession", found[0]["00080050"]["Value"][0], NEW["00080050"][1])
+        meta = client.retrieve_study_metadata(study)
+        check("study metadata names", {m["00100010"]["Value"][0]["Alphabetic"] for m in meta},
+              {NEW["00100010"][1]})
+    for other in {s["study"] for s in sops.values()} - {study}:
+        left = [sop for sop in present if sops[sop]["study"] == other]
+        if not left:
+            continue
+        name = pydicom.dcmread(sops[left[0]]["file"], stop_before_pixels=True).get("PatientName")
+        # Its alphabetic group, as the search answers it (trailing empty components dropped).
+        want = str(name or "").split("=")[0].rstrip("^")
+        got = client.search_for_studies(search_filters={"StudyInstanceUID": other})
+        got_name = got[0].get("00100010", {}).get("Value", [{}])[0].get("Alphabetic", "") if got else None
+        check(f"study {other} keeps its name", got_name, want)
+    corrects = [r["SOPInstanceUID"] for r in feed() if r["Action"] == "correct"]
+    check("feed: corrects", sorted(corrects), sorted(members))
+
+
 if mode == "store":
     for sop, s in sops.items():
         client.store_instances([pydicom.dcmread(s["file"])])
@@ -169,9 +224,32 @@ elif mode == "delete":
     check("delete one again", status_of(lambda: client.delete_instance(inst_study, inst_series, one)), 404)
     agree(present, deleted, touched)
     state_file.write_text(json.dumps({"deleted": deleted, "touched": sorted(touched)}))
+elif mode == "correct":
+    state = json.loads(state_file.read_text())
+    present = set(sops) - set(state["deleted"])
+    studies = tree(present)
+    # The study left with the most instances.
+    study = max(studies, key=lambda st: (sum(len(m) for m in studies[st].values()), st))
+    url = f"{root}/studies/{study}"
+    body = json.dumps(correction_json())
+    anonymous = requests.patch(url, data=body, headers={"Content-Type": "application/dicom+json"})
+    check("anonymous correction", anonymous.status_code in (401, 403), True)
+    check("no correction yet", [r for r in feed() if r["Action"] == "correct"], [])
+    bad = client._session.patch(url, data=json.dumps({"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}),
+                                headers={"Content-Type": "application/dicom+json"})
+    check("a UID is not corrected", bad.status_code, 400)
+    r = client._session.patch(url, data=body, headers={"Content-Type": "application/dicom+json"})
+    check("correction", r.status_code, 204)
+    agree(present, state["deleted"], set(state["touched"]) | {study})
+    corrected_agree(study, present)
+    state["corrected"] = study
+    state_file.write_text(json.dumps(state))
 elif mode == "check":
     state = json.loads(state_file.read_text())
-    agree(set(sops) - set(state["deleted"]), state["deleted"], set(state["touched"]))
+    present = set(sops) - set(state["deleted"])
+    agree(present, state["deleted"], set(state["touched"]))
+    if "corrected" in state:
+        corrected_agree(state["corrected"], present)
 else:
     sys.exit(f"unknown mode {mode}")
 

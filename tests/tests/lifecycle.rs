@@ -2,7 +2,9 @@
 //! Python's dicomweb-client (unmodified) stores the corpus one instance per request, deletes an
 //! instance, a series and a study, and after each checks search, metadata, retrieval and the
 //! change feed against pydicom reading the files (`tests/oracles/dicomweb_client_lifecycle.py`),
-//! natively (again after a restart, and the store after `wado purge`) and at the edge. Then a
+//! corrects a study's patient and study attributes (every instance retrieved as pydicom reads
+//! the file but for the new values), natively (again after a restart, and the store after
+//! `wado purge`) and at the edge. Then a
 //! delete racing stores and reads of its own study, and `wado delete` on the command line.
 #![allow(clippy::unwrap_used)]
 
@@ -68,6 +70,7 @@ fn dicomweb_client_deletes_natively_and_the_store_follows() {
     let server = serve();
     client(&server, "store", None);
     client(&server, "delete", Some(&state));
+    client(&server, "correct", Some(&state));
     drop(server);
     // Restarted: the same answers.
     client(&serve(), "check", Some(&state));
@@ -108,6 +111,7 @@ fn dicomweb_client_deletes_at_the_edge() {
     let worker = Server::start_worker(None, &[("TOKENS", TOKENS)]);
     client(&worker, "store", None);
     client(&worker, "delete", Some(&state));
+    client(&worker, "correct", Some(&state));
     client(&worker, "check", Some(&state));
 }
 

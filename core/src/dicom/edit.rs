@@ -4,9 +4,9 @@
 //! is copied as it was. Used by corrections ([`crate::ingest::correct`]): a header changes,
 //! never the pixel data.
 //!
-//! Works on the little-endian syntaxes (Implicit and Explicit VR Little Endian and every
-//! encapsulated one) in place, and on Deflated Explicit VR Little Endian by inflating the data
-//! set, editing it and deflating it again. Explicit VR Big Endian (retired in 2006) is refused.
+//! Works on every transfer syntax: the uncompressed and encapsulated ones in place (Explicit VR
+//! Big Endian too), Deflated Explicit VR Little Endian by inflating the data set, editing it
+//! and deflating it again.
 //! Every read is bounds-checked: a malformed file is an error, never a panic.
 
 use crate::media::ts;
@@ -38,9 +38,6 @@ pub fn set_attributes(bytes: &[u8], values: &[NewValue]) -> Result<Vec<u8>, Stri
         .filter(|s| *s <= bytes.len())
         .ok_or("the file meta information runs past the file")?;
     let syntax = meta.transfer_syntax.as_str();
-    if syntax == ts::EXPLICIT_VR_BE {
-        return Err("an Explicit VR Big Endian file (a retired transfer syntax) cannot be corrected in place; store it again in another syntax".into());
-    }
     let mut out = bytes[..start].to_vec();
     if syntax == ts::DEFLATED_EXPLICIT_VR_LE {
         use std::io::{Read, Write};
@@ -48,19 +45,40 @@ pub fn set_attributes(bytes: &[u8], values: &[NewValue]) -> Result<Vec<u8>, Stri
         flate2::read::DeflateDecoder::new(&bytes[start..])
             .read_to_end(&mut ds)
             .map_err(|e| format!("the deflated data set does not inflate: {e}"))?;
-        let edited = edit(&ds, true, values)?;
+        let edited = edit(&ds, EXPLICIT_LE, values)?;
         let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::default());
         z.write_all(&edited).map_err(|e| e.to_string())?;
         return z.finish().map_err(|e| e.to_string());
     }
-    let explicit = syntax != ts::IMPLICIT_VR_LE;
-    out.extend_from_slice(&edit(&bytes[start..], explicit, values)?);
+    let coding = Coding {
+        explicit: syntax != ts::IMPLICIT_VR_LE,
+        big: syntax == ts::EXPLICIT_VR_BE,
+    };
+    out.extend_from_slice(&edit(&bytes[start..], coding, values)?);
     Ok(out)
 }
 
+/// How a data set's elements are written.
+#[derive(Debug, Clone, Copy)]
+struct Coding {
+    explicit: bool,
+    big: bool,
+}
+
+const EXPLICIT_LE: Coding = Coding {
+    explicit: true,
+    big: false,
+};
+
+/// What an undefined length UN holds: Implicit VR Little Endian (PS3.5 §6.2.2).
+const IMPLICIT_LE: Coding = Coding {
+    explicit: false,
+    big: false,
+};
+
 /// The data set `ds` with `values` set.
-fn edit(ds: &[u8], explicit: bool, values: &[NewValue]) -> Result<Vec<u8>, String> {
-    let charset = charset_of(ds, explicit)?;
+fn edit(ds: &[u8], coding: Coding, values: &[NewValue]) -> Result<Vec<u8>, String> {
+    let charset = charset_of(ds, coding)?;
     let mut encoded: Vec<(u32, [u8; 2], Vec<u8>)> = Vec::new();
     let mut needs_utf8 = false;
     for v in values {
@@ -105,10 +123,10 @@ fn edit(ds: &[u8], explicit: bool, values: &[NewValue]) -> Result<Vec<u8>, Strin
     let mut pending = encoded.into_iter().peekable();
     let mut pos = 0;
     while pos < ds.len() && pending.peek().is_some() {
-        let e = element(ds, pos, explicit)?;
+        let e = element(ds, pos, coding)?;
         let mut replaced = false;
         while let Some((t, vr, value)) = pending.next_if(|(t, ..)| *t <= e.tag) {
-            write_element(&mut out, t, vr, &value, explicit)?;
+            write_element(&mut out, t, vr, &value, coding)?;
             replaced |= t == e.tag;
         }
         if !replaced {
@@ -117,7 +135,7 @@ fn edit(ds: &[u8], explicit: bool, values: &[NewValue]) -> Result<Vec<u8>, Strin
         pos = e.end;
     }
     for (t, vr, value) in pending {
-        write_element(&mut out, t, vr, &value, explicit)?;
+        write_element(&mut out, t, vr, &value, coding)?;
     }
     out.extend_from_slice(&ds[pos..]);
     Ok(out)
@@ -130,16 +148,33 @@ struct Element {
     end: usize,
 }
 
-fn u16_at(b: &[u8], pos: usize) -> Result<u16, String> {
+fn u16_at(b: &[u8], pos: usize, c: Coding) -> Result<u16, String> {
     b.get(pos..pos + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+        .map(|s| {
+            if c.big {
+                u16::from_be_bytes([s[0], s[1]])
+            } else {
+                u16::from_le_bytes([s[0], s[1]])
+            }
+        })
         .ok_or_else(|| format!("the data set ends inside an element at byte {pos}"))
 }
 
-fn u32_at(b: &[u8], pos: usize) -> Result<u32, String> {
+fn u32_at(b: &[u8], pos: usize, c: Coding) -> Result<u32, String> {
     b.get(pos..pos + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .map(|s| {
+            let four = [s[0], s[1], s[2], s[3]];
+            if c.big {
+                u32::from_be_bytes(four)
+            } else {
+                u32::from_le_bytes(four)
+            }
+        })
         .ok_or_else(|| format!("the data set ends inside an element at byte {pos}"))
+}
+
+fn tag_at(b: &[u8], pos: usize, c: Coding) -> Result<u32, String> {
+    Ok((u32::from(u16_at(b, pos, c)?) << 16) | u32::from(u16_at(b, pos + 2, c)?))
 }
 
 fn long_length(vr: &[u8]) -> bool {
@@ -167,27 +202,9 @@ const SEQUENCE_END: u32 = 0xFFFE_E0DD;
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
 /// The element at `pos` (an undefined length one walked to its delimiter).
-fn element(b: &[u8], pos: usize, explicit: bool) -> Result<Element, String> {
-    let tag = (u32::from(u16_at(b, pos)?) << 16) | u32::from(u16_at(b, pos + 2)?);
-    let (len, header, implicit_inside) = if explicit && tag >> 16 != 0xFFFE {
-        let vr = b.get(pos + 4..pos + 6).ok_or("the data set ends in a VR")?;
-        if long_length(vr) {
-            // Undefined length UN holds Implicit VR Little Endian (PS3.5 §6.2.2).
-            (u32_at(b, pos + 8)?, 12, vr == b"UN")
-        } else {
-            (u32::from(u16_at(b, pos + 6)?), 8, false)
-        }
-    } else {
-        (u32_at(b, pos + 4)?, 8, !explicit)
-    };
-    let body = pos + header;
-    let end = if len == UNDEFINED {
-        delimited(b, body, explicit && !implicit_inside, 0)?
-    } else {
-        body.checked_add(len as usize)
-            .filter(|e| *e <= b.len())
-            .ok_or_else(|| format!("the element at byte {pos} runs past the data set"))?
-    };
+fn element(b: &[u8], pos: usize, c: Coding) -> Result<Element, String> {
+    let tag = tag_at(b, pos, c)?;
+    let end = element_end(b, pos, c, 0)?;
     Ok(Element {
         tag,
         start: pos,
@@ -195,28 +212,48 @@ fn element(b: &[u8], pos: usize, explicit: bool) -> Result<Element, String> {
     })
 }
 
+/// The position after the element at `pos` (nested `depth` sequences deep).
+fn element_end(b: &[u8], pos: usize, c: Coding, depth: usize) -> Result<usize, String> {
+    let tag = tag_at(b, pos, c)?;
+    let (len, header, inner) = if c.explicit && tag >> 16 != 0xFFFE {
+        let vr = b.get(pos + 4..pos + 6).ok_or("the data set ends in a VR")?;
+        if long_length(vr) {
+            let inner = if vr == b"UN" { IMPLICIT_LE } else { c };
+            (u32_at(b, pos + 8, c)?, 12, inner)
+        } else {
+            (u32::from(u16_at(b, pos + 6, c)?), 8, c)
+        }
+    } else {
+        (u32_at(b, pos + 4, c)?, 8, c)
+    };
+    if len == UNDEFINED {
+        delimited(b, pos + header, inner, depth)
+    } else {
+        (pos + header)
+            .checked_add(len as usize)
+            .filter(|e| *e <= b.len())
+            .ok_or_else(|| format!("the element at byte {pos} runs past the data set"))
+    }
+}
+
 /// The end of an undefined length value starting at `pos`: items (or fragments) up to the
 /// sequence delimiter, nested ones walked too.
-fn delimited(b: &[u8], mut pos: usize, explicit: bool, depth: usize) -> Result<usize, String> {
+fn delimited(b: &[u8], mut pos: usize, c: Coding, depth: usize) -> Result<usize, String> {
     if depth > 64 {
         return Err("sequences nest more than 64 deep".into());
     }
     loop {
-        let tag = (u32::from(u16_at(b, pos)?) << 16) | u32::from(u16_at(b, pos + 2)?);
-        let len = u32_at(b, pos + 4)?;
+        let tag = tag_at(b, pos, c)?;
+        let len = u32_at(b, pos + 4, c)?;
         match tag {
             SEQUENCE_END => return Ok(pos + 8),
             ITEM if len == UNDEFINED => {
                 // Elements up to the item delimiter.
                 let mut p = pos + 8;
-                loop {
-                    if (u32::from(u16_at(b, p)?) << 16 | u32::from(u16_at(b, p + 2)?)) == ITEM_END {
-                        pos = p + 8;
-                        break;
-                    }
-                    let e = element_in(b, p, explicit, depth + 1)?;
-                    p = e;
+                while tag_at(b, p, c)? != ITEM_END {
+                    p = element_end(b, p, c, depth + 1)?;
                 }
+                pos = p + 8;
             }
             ITEM => {
                 pos = (pos + 8)
@@ -229,34 +266,11 @@ fn delimited(b: &[u8], mut pos: usize, explicit: bool, depth: usize) -> Result<u
     }
 }
 
-/// [`element`] inside a sequence (its depth bounded): the position after it.
-fn element_in(b: &[u8], pos: usize, explicit: bool, depth: usize) -> Result<usize, String> {
-    let tag = (u32::from(u16_at(b, pos)?) << 16) | u32::from(u16_at(b, pos + 2)?);
-    let (len, header, inner_explicit) = if explicit && tag >> 16 != 0xFFFE {
-        let vr = b.get(pos + 4..pos + 6).ok_or("the data set ends in a VR")?;
-        if long_length(vr) {
-            (u32_at(b, pos + 8)?, 12, vr != b"UN")
-        } else {
-            (u32::from(u16_at(b, pos + 6)?), 8, true)
-        }
-    } else {
-        (u32_at(b, pos + 4)?, 8, explicit)
-    };
-    if len == UNDEFINED {
-        delimited(b, pos + header, inner_explicit, depth)
-    } else {
-        (pos + header)
-            .checked_add(len as usize)
-            .filter(|e| *e <= b.len())
-            .ok_or_else(|| format!("the element at byte {pos} runs past its item"))
-    }
-}
-
 /// The data set's Specific Character Set (0008,0005) as written (trimmed), if any.
-fn charset_of(ds: &[u8], explicit: bool) -> Result<Option<String>, String> {
+fn charset_of(ds: &[u8], c: Coding) -> Result<Option<String>, String> {
     let mut pos = 0;
     while pos < ds.len() {
-        let e = element(ds, pos, explicit)?;
+        let e = element(ds, pos, c)?;
         if e.tag == SPECIFIC_CHARACTER_SET {
             let text = String::from_utf8_lossy(ds.get(e.start + 8..e.end).unwrap_or_default());
             return Ok(Some(
@@ -278,18 +292,19 @@ fn write_element(
     tag: u32,
     vr: [u8; 2],
     value: &[u8],
-    explicit: bool,
+    c: Coding,
 ) -> Result<(), String> {
     let mut v = value.to_vec();
     if v.len() % 2 == 1 {
         v.push(b' ');
     }
-    out.extend_from_slice(&((tag >> 16) as u16).to_le_bytes());
-    out.extend_from_slice(&(tag as u16).to_le_bytes());
-    if explicit {
+    let u16s = |n: u16| if c.big { n.to_be_bytes() } else { n.to_le_bytes() };
+    out.extend_from_slice(&u16s((tag >> 16) as u16));
+    out.extend_from_slice(&u16s(tag as u16));
+    if c.explicit {
         let len = u16::try_from(v.len()).map_err(|_| "a value longer than 65,534 bytes")?;
         out.extend_from_slice(&vr);
-        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&u16s(len));
     } else {
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     }
@@ -334,6 +349,11 @@ mod tests {
                     vr: *b"DA",
                     text: "19700101".into(),
                 },
+                NewValue {
+                    tag: (0x0008, 0x1030),
+                    vr: *b"LO",
+                    text: "Corrected description".into(),
+                },
             ];
             let out = match set_attributes(&bytes, &values) {
                 Ok(out) => out,
@@ -367,10 +387,17 @@ mod tests {
             );
             assert_eq!(text(&after, tags::ACCESSION_NUMBER), "ACC-9");
             assert_eq!(text(&after, tags::PATIENT_BIRTH_DATE), "19700101");
+            assert_eq!(
+                text(&after, tags::STUDY_DESCRIPTION),
+                "Corrected description",
+                "{}",
+                path.display()
+            );
             let changed = [
                 tags::PATIENT_NAME,
                 tags::ACCESSION_NUMBER,
                 tags::PATIENT_BIRTH_DATE,
+                tags::STUDY_DESCRIPTION,
                 tags::SPECIFIC_CHARACTER_SET,
             ];
             let others = |o: &dicom_object::DefaultDicomObject| -> Vec<(dicom_core::Tag, Vec<u8>)> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// still reads it whole.
 pub const RETIRED_GRACE: u64 = 600;
 
-/// Deletes the objects of versions retired (replaced or deleted) before `now - grace`, at most
+/// Deletes the objects of versions retired (replaced or deleted) at or before `now - grace`, at most
 /// `limit` of them, and forgets them; returns how many.
 pub async fn sweep(
     store: &dyn Store,

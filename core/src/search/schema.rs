@@ -605,12 +605,12 @@ pub fn version_of(d: Dialect, partition: &str, study: &Uid, series: Option<&Uid>
     p.statement(sql)
 }
 
-/// Superseded versions retired before `before` (seconds), at most `limit`: (study, series,
+/// Superseded versions retired at or before `before` (seconds), at most `limit`: (study, series,
 /// sop, gen).
 pub fn retired_due(d: Dialect, partition: &str, before: u64, limit: usize) -> Statement {
     Statement {
         sql: format!(
-            "SELECT study_uid, series_uid, sop_uid, gen FROM qido_retired WHERE part = {} AND retired_at < {} ORDER BY retired_at LIMIT {limit}",
+            "SELECT study_uid, series_uid, sop_uid, gen FROM qido_retired WHERE part = {} AND retired_at <= {} ORDER BY retired_at LIMIT {limit}",
             param(d, 1),
             param(d, 2)
         ),
