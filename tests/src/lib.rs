@@ -428,6 +428,11 @@ pub fn worker_restarted(status: u16, body: &[u8]) -> bool {
 
 /// Sends a request with the given method and headers.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+    request_with_body(method, url, headers, &[])
+}
+
+/// Sends a request with the given method, headers and body (none when empty).
+pub fn request_with_body(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     // A server that never answers fails the test instead of stalling the suite.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -438,10 +443,12 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    let req = builder.body(()).unwrap();
-    let mut resp = agent
-        .run(req)
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let sent = if body.is_empty() {
+        agent.run(builder.body(()).unwrap())
+    } else {
+        agent.run(builder.body(body.to_vec()).unwrap())
+    };
+    let mut resp = sent.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

@@ -363,3 +363,128 @@ fn wado_delete_on_the_command_line() {
     assert_eq!(latest["SOPInstanceUID"], sop.as_str());
     assert_eq!(latest["Sequence"], 3);
 }
+
+/// A correction of a 120-instance study while two clients read its metadata and search for it
+/// throughout: each answer names the patient one way for every instance (the old name or the
+/// new, never both), and once the response says done, only the new. DCMTK's dcmdump reads the
+/// new name in every current file of the store and the old one in the kept versions.
+#[test]
+fn readers_see_a_correction_whole_or_not_at_all() {
+    const STUDY: &str = "1.2.826.0.1.3680043.8.498.26";
+    let dir = tempdir();
+    let files: Vec<PathBuf> = (0..120)
+        .map(|k| {
+            ct(
+                dir.path(),
+                STUDY,
+                &format!("{STUDY}.{}", k % 3),
+                &format!("{STUDY}.{}.{k}", k % 3),
+            )
+        })
+        .collect();
+    let data = dir.path().join("data");
+    let out = Command::new(wado_bin())
+        .arg("import")
+        .arg("--data")
+        .arg(&data)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old = dcmdump_value(&files[0], "PatientName");
+    let server = Server::start_native(&data, &["--allow-anonymous-writes"]);
+    let root = server.root();
+    let names_in = |json: &[u8]| -> BTreeSet<String> {
+        let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                i["00100010"]["Value"][0]["Alphabetic"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let new = "Corrected^Whole";
+    let (seen_old, seen_new) = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (root, done) = (&root, &done);
+                s.spawn(move || {
+                    let (mut olds, mut news) = (0, 0);
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let r = get(&format!("{root}/studies/{STUDY}/metadata"), None);
+                        assert_eq!(r.status, 200);
+                        let meta = names_in(&r.body);
+                        let r = get(
+                            &format!(
+                                "{root}/studies/{STUDY}/instances?includefield=00100010&limit=500"
+                            ),
+                            None,
+                        );
+                        assert_eq!(r.status, 200);
+                        let found = names_in(&r.body);
+                        for names in [&meta, &found] {
+                            assert_eq!(names.len(), 1, "a half-corrected study: {names:?}");
+                            if names.contains(new) {
+                                news += 1;
+                            } else {
+                                // Once the new name was read, never the old one again.
+                                assert_eq!(news, 0, "the old name after the new: {names:?}");
+                                olds += 1;
+                            }
+                        }
+                    }
+                    (olds, news)
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let body = format!(r#"{{"00100010":{{"vr":"PN","Value":[{{"Alphabetic":"{new}"}}]}}}}"#);
+        let r = request_with_body(
+            "PATCH",
+            &format!("{root}/studies/{STUDY}"),
+            &[("content-type", "application/dicom+json")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            r.header("warning").contains("corrected 120"),
+            "{}",
+            r.header("warning")
+        );
+        let after = get(&format!("{root}/studies/{STUDY}/metadata"), None);
+        assert_eq!(names_in(&after.body), BTreeSet::from([new.to_owned()]));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    eprintln!("{seen_old} reads before the correction, {seen_new} after");
+    assert!(seen_old > 0 && seen_new > 0);
+    // The store: each instance's current file has the new name, its previous one the old.
+    let mut current = 0;
+    let mut kept = 0;
+    for f in walk(&data.join("studies")) {
+        if f.extension().is_none_or(|e| e != "dcm") {
+            continue;
+        }
+        let name = dcmdump_value(&f, "PatientName");
+        if name == new {
+            current += 1;
+        } else {
+            assert_eq!(name, old);
+            kept += 1;
+        }
+    }
+    assert_eq!((current, kept), (120, 120));
+}

@@ -298,7 +298,13 @@ fn write_element(
     if v.len() % 2 == 1 {
         v.push(b' ');
     }
-    let u16s = |n: u16| if c.big { n.to_be_bytes() } else { n.to_le_bytes() };
+    let u16s = |n: u16| {
+        if c.big {
+            n.to_be_bytes()
+        } else {
+            n.to_le_bytes()
+        }
+    };
     out.extend_from_slice(&u16s((tag >> 16) as u16));
     out.extend_from_slice(&u16s(tag as u16));
     if c.explicit {
@@ -369,7 +375,11 @@ mod tests {
                     continue;
                 }
             };
-            let open = |b: &[u8]| dicom_object::OpenFileOptions::new().from_reader(b).expect("test");
+            let open = |b: &[u8]| {
+                dicom_object::OpenFileOptions::new()
+                    .from_reader(b)
+                    .expect("test")
+            };
             let (before, after) = (open(&bytes), open(&out));
             let text = |o: &dicom_object::DefaultDicomObject, t| {
                 o.element(t)
