@@ -23,6 +23,7 @@ pub mod postgres;
 pub mod s3_store;
 pub mod settings;
 pub mod stow_client;
+pub mod webhook;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};

@@ -795,7 +795,34 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
     if !settings.durable {
         tracing::warn!("--no-fsync: writes do not wait for the disk; a power loss may lose what was acknowledged");
     }
+    let hooked = config.index.clone().zip(settings.webhook.clone());
+    let partitions = config.ae_titles.clone();
     let service = Arc::new(Service::new(store, config));
+    if let Some((index, (url, secret_file, lease))) = hooked {
+        let secret = match std::fs::read_to_string(&secret_file) {
+            Ok(t) => t.lines().next().unwrap_or("").trim().as_bytes().to_vec(),
+            Err(e) => {
+                eprintln!(
+                    "wado serve: --webhook-secret-file {}: {e}",
+                    secret_file.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        if secret.len() < 16 {
+            eprintln!("wado serve: the webhook secret is shorter than 16 bytes");
+            return ExitCode::FAILURE;
+        }
+        for part in partitions {
+            if let Err(e) =
+                wado_native::webhook::spawn(index.clone(), url.clone(), secret.clone(), part, lease)
+            {
+                eprintln!("wado serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        tracing::info!("pushing the change feed to {url}");
+    }
     let listener = match tokio::net::TcpListener::bind(bind).await {
         Ok(l) => l,
         Err(e) => {

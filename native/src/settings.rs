@@ -115,6 +115,19 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// Push the change feed of every partition served to this URL: batches of changes as
+    /// JSON, POSTed in order, signed (X-Wado-Signature: sha256=HMAC of the body), sent again
+    /// until answered 2xx; one replica at a time (docs/LIFECYCLE.md). Needs
+    /// --webhook-secret-file.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// The file holding the webhook's signing secret (its first line).
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Seconds a replica holds the webhook's delivery before another may take it over when it
+    /// stops [default: 30].
+    #[arg(long)]
+    pub webhook_lease: Option<u64>,
     /// Require bearer tokens: a file of `TOKEN AE[,AE...]` (or `TOKEN *`) lines. Off by
     /// default. See docs/ARCHITECTURE.md.
     #[arg(long)]
@@ -194,6 +207,8 @@ pub struct Settings {
     pub conversion_memory_mb: u64,
     /// Certificate chain and key, PEM.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The webhook's URL, secret file and lease.
+    pub webhook: Option<(String, PathBuf, u64)>,
     /// Static tokens file.
     pub tokens_file: Option<PathBuf>,
     /// JWT keys, issuer and audience.
@@ -218,6 +233,7 @@ impl ServeArgs {
             &mut args.tls_cert,
             &mut args.tls_key,
             &mut args.tokens_file,
+            &mut args.webhook_secret_file,
             &mut args.jwt_keys,
             &mut args.demo_dir,
         ]
@@ -255,7 +271,26 @@ impl ServeArgs {
             (None, None, None) => None,
             _ => return Err("jwt-keys, jwt-issuer and jwt-audience go together".into()),
         };
+        let webhook = match (
+            self.webhook.or(file.webhook),
+            self.webhook_secret_file.or(file.webhook_secret_file),
+        ) {
+            (Some(url), Some(secret)) => Some((
+                url,
+                secret,
+                self.webhook_lease
+                    .or(file.webhook_lease)
+                    .unwrap_or(30)
+                    .max(1),
+            )),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err("--webhook needs --webhook-secret-file (deliveries are signed)".into())
+            }
+            (None, Some(_)) => return Err("--webhook-secret-file without --webhook".into()),
+        };
         Ok(Settings {
+            webhook,
             data: self.data.or(file.data).unwrap_or_else(|| "./data".into()),
             bind: self
                 .bind

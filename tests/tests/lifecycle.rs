@@ -8,7 +8,7 @@
 //! delete racing stores and reads of its own study, and `wado delete` on the command line.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use wado_tests::*;
@@ -487,4 +487,273 @@ fn readers_see_a_correction_whole_or_not_at_all() {
         }
     }
     assert_eq!((current, kept), (120, 120));
+}
+
+/// One request the webhook receiver got: its number, what it answered, its headers and body,
+/// and when.
+struct Delivery {
+    n: usize,
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+    at: std::time::Instant,
+}
+
+/// A webhook receiver on a loopback port that answers 500 to every other request (the first
+/// included) and 200 to the rest, keeping every request.
+fn flaky_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>> = Default::default();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let (got, calls) = (kept.clone(), calls.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut headers = BTreeMap::new();
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                        }
+                    }
+                    let len: usize = headers
+                        .get("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let status = if n % 2 == 0 { 500 } else { 200 };
+                    got.lock().unwrap().push(Delivery {
+                        n,
+                        status,
+                        headers,
+                        body,
+                        at: std::time::Instant::now(),
+                    });
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+/// The change feed pushed to a webhook by two replicas over one directory and SQLite, the
+/// receiver failing every other request, one replica killed mid-way: every change is
+/// acknowledged, in order, each row as `GET {root}/changefeed` says it; every request is signed
+/// as Python's hmac module computes it. The delivery delay (STOW-RS response to acknowledged
+/// delivery) is printed (p50, p95).
+#[test]
+fn the_webhook_gets_every_change_from_a_receiver_failing_half_its_calls() {
+    const STUDY: &str = "1.2.826.0.1.3680043.8.498.27";
+    const SECRET: &str = "a-shared-secret-of-the-receiver";
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let secret = write_temp(dir.path(), "secret", SECRET.as_bytes());
+    let (url, got) = flaky_receiver();
+    let serve = || {
+        Server::start_native(
+            &data,
+            &[
+                "--allow-anonymous-writes",
+                "--webhook",
+                &url,
+                "--webhook-secret-file",
+                secret.to_str().unwrap(),
+                "--webhook-lease",
+                "3",
+            ],
+        )
+    };
+    let mut servers = vec![serve(), serve()];
+    let roots: Vec<String> = servers.iter().map(Server::root).collect();
+    let files: Vec<PathBuf> = (0..40)
+        .map(|k| {
+            ct(
+                dir.path(),
+                STUDY,
+                &format!("{STUDY}.{}", k % 2),
+                &format!("{STUDY}.{}.{k}", k % 2),
+            )
+        })
+        .collect();
+    // Stored one per request, four clients over both replicas; when each was answered.
+    let stored: std::sync::Mutex<BTreeMap<String, std::time::Instant>> = Default::default();
+    let store_some = |files: &[PathBuf], roots: &[String]| {
+        std::thread::scope(|s| {
+            for c in 0..4 {
+                let stored = &stored;
+                s.spawn(move || {
+                    for (k, f) in files.iter().enumerate().filter(|(k, _)| k % 4 == c) {
+                        assert_eq!(stow(&roots[k % roots.len()], f), 200);
+                        let sop = f.file_stem().unwrap().to_str().unwrap().to_owned();
+                        stored
+                            .lock()
+                            .unwrap()
+                            .insert(sop, std::time::Instant::now());
+                    }
+                });
+            }
+        })
+    };
+    store_some(&files[..24], &roots);
+    // One replica killed (it may hold the lease, or be mid-delivery): the other goes on.
+    drop(servers.remove(0));
+    // (Its lease ends within 3 s, and the other takes over; meanwhile nothing is delivered.)
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let steady = std::time::Instant::now();
+    store_some(&files[24..], &roots[1..]);
+    let r = request(
+        "DELETE",
+        &format!("{}/studies/{STUDY}/series/{STUDY}.1", roots[1]),
+        &[],
+    );
+    assert_eq!(r.status, 204);
+    let latest = get(&format!("{}/changefeed/latest", roots[1]), None);
+    let latest: serde_json::Value = serde_json::from_slice(&latest.body).unwrap();
+    let last = latest["Sequence"].as_i64().unwrap();
+    assert_eq!(last, 40 + 20);
+    // Wait for every change to be acknowledged.
+    let acked = |got: &[Delivery]| -> BTreeSet<i64> {
+        got.iter()
+            .filter(|d| d.status == 200)
+            .flat_map(|d| {
+                let rows: Vec<serde_json::Value> = serde_json::from_slice(&d.body).unwrap();
+                rows.into_iter()
+                    .map(|r| r["Sequence"].as_i64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while acked(&got.lock().unwrap()).len() < last as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acknowledged: {:?}",
+            acked(&got.lock().unwrap())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = got.lock().unwrap();
+    assert_eq!(acked(&got), (1..=last).collect::<BTreeSet<_>>());
+    let refused = got.iter().filter(|d| d.status == 500).count();
+    assert!(refused >= 2 && refused * 2 >= got.len(), "{refused} of {}", got.len());
+    // Each acknowledged row is the feed's row; a change acknowledged twice (a delivery cut by
+    // the kill) says the same both times.
+    let feed = get(&format!("{}/changefeed?after=0&limit=1000", roots[1]), None);
+    let feed: Vec<serde_json::Value> = serde_json::from_slice(&feed.body).unwrap();
+    let mut twice = 0;
+    let mut seen: BTreeMap<i64, serde_json::Value> = BTreeMap::new();
+    let mut ordered: Vec<&Delivery> = got.iter().collect();
+    ordered.sort_by_key(|d| d.n);
+    for d in ordered.iter().filter(|d| d.status == 200) {
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&d.body).unwrap();
+        let seqs: Vec<i64> = rows
+            .iter()
+            .map(|r| r["Sequence"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (seqs[0]..seqs[0] + seqs.len() as i64).collect::<Vec<_>>(),
+            "a batch in order without gaps"
+        );
+        assert_eq!(
+            d.headers.get("x-wado-sequence"),
+            Some(&format!("{}-{}", seqs[0], seqs[seqs.len() - 1]))
+        );
+        for r in rows {
+            let seq = r["Sequence"].as_i64().unwrap();
+            assert_eq!(r, feed[(seq - 1) as usize], "the feed's row {seq}");
+            if let Some(before) = seen.insert(seq, r.clone()) {
+                assert_eq!(before, r);
+                twice += 1;
+            }
+        }
+    }
+    // Signatures, as Python's hmac module computes them over each body.
+    let bodies = dir.path().join("bodies");
+    std::fs::create_dir_all(&bodies).unwrap();
+    for d in got.iter() {
+        std::fs::write(bodies.join(format!("{}.json", d.n)), &d.body).unwrap();
+    }
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import hmac, hashlib, sys, pathlib\n\
+             for p in sorted(pathlib.Path(sys.argv[2]).glob('*.json')):\n\
+             \x20   print(p.stem, hmac.new(sys.argv[1].encode(), p.read_bytes(), hashlib.sha256).hexdigest())",
+        )
+        .arg(SECRET)
+        .arg(&bodies)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python: BTreeMap<usize, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (n, h) = l.split_once(' ')?;
+            Some((n.parse().ok()?, format!("sha256={h}")))
+        })
+        .collect();
+    assert_eq!(python.len(), got.len());
+    for d in got.iter() {
+        assert_eq!(
+            d.headers.get("x-wado-signature"),
+            python.get(&d.n),
+            "request {}",
+            d.n
+        );
+    }
+    // Delivery delay: from the STOW-RS response to the acknowledged delivery of its create.
+    let stored = stored.lock().unwrap();
+    let (mut all, mut after_kill): (Vec<f64>, Vec<f64>) = Default::default();
+    for d in ordered.iter().filter(|d| d.status == 200) {
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&d.body).unwrap();
+        for r in rows.iter().filter(|r| r["Action"] == "create") {
+            let sop = r["SOPInstanceUID"].as_str().unwrap();
+            if let Some(t) = stored.get(sop) {
+                let delay = d.at.saturating_duration_since(*t).as_secs_f64();
+                all.push(delay);
+                if *t > steady {
+                    after_kill.push(delay);
+                }
+            }
+        }
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() - 1) as f64 * p) as usize]
+    };
+    eprintln!(
+        "webhook: {} requests ({refused} refused by the receiver), {twice} changes acknowledged twice; delay from STOW-RS response to acknowledged delivery: all p50 {:.2} s, p95 {:.2} s (the kill and take-over included); once one replica delivers: p50 {:.2} s, p95 {:.2} s",
+        got.len(),
+        pct(&mut all, 0.5),
+        pct(&mut all, 0.95),
+        pct(&mut after_kill, 0.5),
+        pct(&mut after_kill, 0.95),
+    );
 }

@@ -959,6 +959,58 @@ pub fn changes_after(d: Dialect, partition: &str, after: i64, limit: usize) -> S
     }
 }
 
+/// Takes or renews the lease `name` (in `qido_meta`: the time it ends, 12 digits, a space, its
+/// holder) for `holder` until `until`, when it is free (ended before `now`) or already
+/// `holder`'s. Read it back ([`meta_value`]) to know who holds it.
+pub fn take_lease(d: Dialect, name: &str, holder: &str, now: u64, until: u64) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO qido_meta (name, value) VALUES ({n}, {v}) ON CONFLICT (name) DO UPDATE \
+             SET value = excluded.value WHERE qido_meta.value < {now} OR substr(qido_meta.value, 14) = {h}",
+            n = param(d, 1),
+            v = param(d, 2),
+            now = param(d, 3),
+            h = param(d, 4)
+        ),
+        params: vec![
+            name.into(),
+            format!("{until:012} {holder}").into(),
+            format!("{now:012}").into(),
+            holder.into(),
+        ],
+    }
+}
+
+/// Sets `name` to `value` in `qido_meta` while `lease` is `holder`'s ([`take_lease`]).
+pub fn set_meta_under_lease(
+    d: Dialect,
+    name: &str,
+    value: &str,
+    lease: &str,
+    holder: &str,
+) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO qido_meta (name, value) SELECT {n}, {v} WHERE EXISTS \
+             (SELECT 1 FROM qido_meta l WHERE l.name = {l} AND substr(l.value, 14) = {h}) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            n = param(d, 1),
+            v = param(d, 2),
+            l = param(d, 3),
+            h = param(d, 4)
+        ),
+        params: vec![name.into(), value.into(), lease.into(), holder.into()],
+    }
+}
+
+/// The value of `name` in `qido_meta` (no row when none).
+pub fn meta_value(d: Dialect, name: &str) -> Statement {
+    Statement {
+        sql: format!("SELECT value FROM qido_meta WHERE name = {}", param(d, 1)),
+        params: vec![name.into()],
+    }
+}
+
 /// The last row of a partition's change feed, as [`changes_after`] gives rows.
 pub fn latest_change(d: Dialect, partition: &str) -> Statement {
     Statement {

@@ -14,7 +14,7 @@ use super::{Partition, Request, Response, Service};
 use crate::auth::Access;
 use crate::error::{Error, Result};
 use crate::route::{Resource, Route};
-use crate::search::{schema, Row, Value};
+use crate::search::schema;
 use crate::service::message::{Body, Outcome};
 use ::http::{header, HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
@@ -196,7 +196,7 @@ impl Service {
                 .query(schema::latest_change(d, &part.ae_title))
                 .await?;
             match rows.first() {
-                Some(r) => change_json(&part.ae_title, r),
+                Some(r) => crate::feed::change_json(&part.ae_title, r),
                 None => serde_json::json!({ "Sequence": 0 }),
             }
         } else {
@@ -234,7 +234,7 @@ impl Service {
                 .await?;
             serde_json::Value::Array(
                 rows.iter()
-                    .map(|r| change_json(&part.ae_title, r))
+                    .map(|r| crate::feed::change_json(&part.ae_title, r))
                     .collect(),
             )
         };
@@ -263,26 +263,4 @@ impl Service {
             .get(ae_title)
             .ok_or_else(|| Error::NotFound(format!("unknown AE title {ae_title:?}")))
     }
-}
-
-/// One row of [`schema::changes_after`] as the feed's JSON (Azure's field names).
-fn change_json(partition: &str, r: &Row) -> serde_json::Value {
-    let text = |i: usize| r.get(i).and_then(Value::as_str).unwrap_or("");
-    let int = |i: usize| r.get(i).and_then(Value::as_int).unwrap_or(0);
-    let mut o = serde_json::Map::new();
-    o.insert("Sequence".into(), int(0).into());
-    o.insert("Action".into(), text(1).into());
-    o.insert("Partition".into(), partition.into());
-    o.insert("StudyInstanceUID".into(), text(2).into());
-    if !text(3).is_empty() {
-        o.insert("SeriesInstanceUID".into(), text(3).into());
-    }
-    if !text(4).is_empty() {
-        o.insert("SOPInstanceUID".into(), text(4).into());
-    }
-    o.insert(
-        "Timestamp".into(),
-        http::rfc3339(u64::try_from(int(5)).unwrap_or(0)).into(),
-    );
-    serde_json::Value::Object(o)
 }
