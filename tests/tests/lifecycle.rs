@@ -657,7 +657,11 @@ fn the_webhook_gets_every_change_from_a_receiver_failing_half_its_calls() {
     let got = got.lock().unwrap();
     assert_eq!(acked(&got), (1..=last).collect::<BTreeSet<_>>());
     let refused = got.iter().filter(|d| d.status == 500).count();
-    assert!(refused >= 2 && refused * 2 >= got.len(), "{refused} of {}", got.len());
+    assert!(
+        refused >= 2 && refused * 2 >= got.len(),
+        "{refused} of {}",
+        got.len()
+    );
     // Each acknowledged row is the feed's row; a change acknowledged twice (a delivery cut by
     // the kill) says the same both times.
     let feed = get(&format!("{}/changefeed?after=0&limit=1000", roots[1]), None);

@@ -22,6 +22,7 @@ pub async fn run_all(index: &dyn Index, all: &[&dyn Index], run: &str) {
     concurrent_writers_leave_exact_counts(all, &format!("{run}E")).await;
     deletes_recount_and_leave_nothing_behind(index, &format!("{run}F")).await;
     the_change_feed_has_no_gaps_under_concurrent_writers(all, &format!("{run}G")).await;
+    a_webhook_has_one_deliverer_and_keeps_its_progress(all, &format!("{run}H")).await;
 }
 
 fn uid(s: &str) -> Uid {
@@ -565,4 +566,80 @@ pub async fn the_change_feed_has_no_gaps_under_concurrent_writers(all: &[&dyn In
     for h in all {
         assert_eq!(feed(*h, part).await, f);
     }
+}
+
+/// A receiver answering what it is told, keeping the sequence numbers it acknowledged.
+#[derive(Debug, Default)]
+struct Receiver {
+    answer: std::sync::Mutex<u16>,
+    acked: std::sync::Mutex<Vec<i64>>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl crate::feed::Poster for Receiver {
+    async fn post(
+        &self,
+        _url: &str,
+        _headers: &[(&str, String)],
+        body: bytes::Bytes,
+    ) -> Result<u16, String> {
+        let status = *self.answer.lock().unwrap_or_else(|p| p.into_inner());
+        if status == 200 {
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("json");
+            self.acked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(rows.iter().filter_map(|r| r["Sequence"].as_i64()));
+        }
+        Ok(status)
+    }
+}
+
+/// Two processes pushing one partition's feed to one URL (on the first and the last handle):
+/// one delivers while its lease lasts, the other stands by; a refused batch is sent again;
+/// when the lease ends without renewal the other takes over where delivery got to.
+pub async fn a_webhook_has_one_deliverer_and_keeps_its_progress(all: &[&dyn Index], part: &str) {
+    use crate::feed::{Step, Webhook};
+    let (x, y) = (all[0], all[all.len() - 1]);
+    let url = format!("http://receiver.test/{part}");
+    let a = Webhook::new(&url, b"secret-secret-secret", part, "holder-a", 30, 2);
+    let b = Webhook::new(&url, b"secret-secret-secret", part, "holder-b", 30, 2);
+    let rx = Receiver::default();
+    *rx.answer.lock().expect("lock") = 200;
+    let t = 2_000_000_000;
+    assert_eq!(a.step(x, &rx, t).await.expect("step"), Step::Idle);
+    for k in 0..3 {
+        commit(
+            x,
+            part,
+            &instance("8.1", "8.1.1", &format!("8.1.1.{k}"), "CT", "a"),
+        )
+        .await;
+    }
+    assert_eq!(
+        a.step(x, &rx, t + 1).await.expect("step"),
+        Step::Delivered { first: 1, last: 2 }
+    );
+    assert_eq!(b.step(y, &rx, t + 2).await.expect("step"), Step::Standby);
+    *rx.answer.lock().expect("lock") = 500;
+    assert!(matches!(
+        a.step(x, &rx, t + 3).await.expect("step"),
+        Step::Failed(_)
+    ));
+    *rx.answer.lock().expect("lock") = 200;
+    assert_eq!(
+        a.step(x, &rx, t + 4).await.expect("step"),
+        Step::Delivered { first: 3, last: 3 }
+    );
+    assert_eq!(a.step(x, &rx, t + 5).await.expect("step"), Step::Idle);
+    commit(y, part, &instance("8.1", "8.1.1", "8.1.1.9", "CT", "a")).await;
+    // a stops (its lease, renewed at t + 5, ends at t + 35): b takes over after that only.
+    assert_eq!(b.step(y, &rx, t + 35).await.expect("step"), Step::Standby);
+    assert_eq!(
+        b.step(y, &rx, t + 36).await.expect("step"),
+        Step::Delivered { first: 4, last: 4 }
+    );
+    assert_eq!(a.step(x, &rx, t + 37).await.expect("step"), Step::Standby);
+    assert_eq!(*rx.acked.lock().expect("lock"), vec![1, 2, 3, 4]);
 }
