@@ -6,7 +6,9 @@
 //! an image study must draw (a canvas with pixels that are not all one value), a PDF must be
 //! shown embedded, the others (kinds OHIF has no viewport for) must open and have their
 //! metadata read. Every request the viewer makes must be answered 2xx/304. The work list
-//! filtered by patient name must show the studies whose Patient's Name matches. Against the
+//! filtered by patient name must show the studies whose Patient's Name matches, after one of
+//! them was deleted (it leaves the list) and another study corrected to a matching name (it
+//! joins the list under its new name). Against the
 //! native server OHIF's study browser shows the server's own thumbnails
 //! (`thumbnailRendering: 'thumbnailDirect'`, `.../thumbnail?accept=image/jpeg`), which must
 //! load; against the worker it draws them from frames (`wadors`), OHIF's default.
@@ -73,6 +75,9 @@ fn ohif_dist() -> PathBuf {
 /// Opens every study in OHIF against `server` and checks what it shows. `thumbnails` is
 /// OHIF's `thumbnailRendering`: `wadors` (thumbnails drawn by OHIF from frames) or
 /// `thumbnailDirect` (the study browser shows the server's `/thumbnail` images).
+/// The name a study is corrected to before OHIF opens the work list (filtered by "doe").
+const CORRECTED: &str = "Doe^Corrected^Wado";
+
 fn ohif_opens_every_study(server: &Server, thumbnails: &str, htj2k: &[String]) {
     // Per study: the strongest expectation of its files (one image makes it an image study).
     let rank = |e: &str| ["open", "document", "image"].iter().position(|x| *x == e);
@@ -92,6 +97,27 @@ fn ohif_opens_every_study(server: &Server, thumbnails: &str, htj2k: &[String]) {
             doe.insert(st);
         }
     }
+    // The lifecycle as a viewer sees it (issue 24): one "doe" study deleted leaves the work
+    // list; another study corrected to a "doe" name joins it, under its new name.
+    let gone = doe.iter().next().cloned().expect("a doe study");
+    let r = request("DELETE", &format!("{}/studies/{gone}", server.root()), &[]);
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    studies.remove(&gone);
+    doe.remove(&gone);
+    let renamed = studies
+        .iter()
+        .find(|(st, e)| **e == "image" && !doe.contains(*st))
+        .map(|(st, _)| st.clone())
+        .expect("a study to correct");
+    let body = format!(r#"{{"00100010":{{"vr":"PN","Value":[{{"Alphabetic":"{CORRECTED}"}}]}}}}"#);
+    let r = request_with_body(
+        "PATCH",
+        &format!("{}/studies/{renamed}", server.root()),
+        &[("content-type", "application/dicom+json")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    doe.insert(renamed);
     let spec = json!({
         "patientName": "doe",
         "thumbnailRendering": thumbnails,
@@ -206,6 +232,12 @@ fn ohif_opens_every_study(server: &Server, thumbnails: &str, htj2k: &[String]) {
     assert!(rows
         .iter()
         .all(|r| r[0].as_str().unwrap().to_lowercase().contains("doe")));
+    // The corrected study's row shows its new name (OHIF formats `Doe^Corrected^Wado`).
+    assert!(
+        rows.iter()
+            .any(|r| r[0].as_str().unwrap().contains("Corrected")),
+        "{rows:?}"
+    );
 }
 
 /// Fixtures stored in HTJ2K, made by wado, in place of their originals: OHIF asks frames with
@@ -260,13 +292,16 @@ fn imported() -> (tempfile::TempDir, PathBuf, Vec<String>) {
 #[test]
 fn ohif_opens_every_study_from_the_native_server() {
     let (_dir, data, htj2k) = imported();
-    let server = Server::start_native(&data, &["--cors-origin", "*"]);
+    let server = Server::start_native(&data, &["--cors-origin", "*", "--allow-anonymous-writes"]);
     ohif_opens_every_study(&server, "thumbnailDirect", &htj2k);
 }
 
 #[test]
 fn ohif_opens_every_study_from_the_worker() {
     let (_dir, data, htj2k) = imported();
-    let server = Server::start_worker(Some(&data), &[("CORS_ORIGINS", "*")]);
+    let server = Server::start_worker(
+        Some(&data),
+        &[("CORS_ORIGINS", "*"), ("ALLOW_ANONYMOUS_WRITES", "true")],
+    );
     ohif_opens_every_study(&server, "wadors", &htj2k);
 }
