@@ -25,7 +25,6 @@
 pub mod auth;
 pub mod dicom;
 mod error;
-pub mod feed;
 pub mod ingest;
 pub mod layout;
 mod media;

@@ -1,11 +1,11 @@
-//! `wado serve --webhook URL`: the change feed pushed to a URL ([`wado_core::feed::Webhook`]:
+//! `wado serve --webhook URL`: the change feed pushed to a URL ([`wado_core::search::feed::Webhook`]:
 //! batches in order, signed, sent again until acknowledged, one replica at a time). Here only
 //! the HTTP client and the timing: a step at once after a delivery, and when there is
 //! nothing new four times a second, after 1, 2, 4 ... 60 seconds after a failure.
 
 use std::sync::Arc;
 use std::time::Duration;
-use wado_core::feed::{Poster, Step, Webhook};
+use wado_core::search::feed::{Poster, Step, Webhook};
 use wado_core::search::Index;
 
 /// The longest wait between attempts after failures.

@@ -577,7 +577,7 @@ struct Receiver {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl crate::feed::Poster for Receiver {
+impl super::feed::Poster for Receiver {
     async fn post(
         &self,
         _url: &str,
@@ -600,7 +600,7 @@ impl crate::feed::Poster for Receiver {
 /// one delivers while its lease lasts, the other stands by; a refused batch is sent again;
 /// when the lease ends without renewal the other takes over where delivery got to.
 pub async fn a_webhook_has_one_deliverer_and_keeps_its_progress(all: &[&dyn Index], part: &str) {
-    use crate::feed::{Step, Webhook};
+    use super::feed::{Step, Webhook};
     let (x, y) = (all[0], all[all.len() - 1]);
     let url = format!("http://receiver.test/{part}");
     let a = Webhook::new(&url, b"secret-secret-secret", part, "holder-a", 30, 2);

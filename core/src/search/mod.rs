@@ -22,6 +22,7 @@
 pub mod attrs;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod feed;
 pub mod query;
 mod results;
 pub mod rows;

@@ -196,7 +196,7 @@ impl Service {
                 .query(schema::latest_change(d, &part.ae_title))
                 .await?;
             match rows.first() {
-                Some(r) => crate::feed::change_json(&part.ae_title, r),
+                Some(r) => crate::search::feed::change_json(&part.ae_title, r),
                 None => serde_json::json!({ "Sequence": 0 }),
             }
         } else {
@@ -234,7 +234,7 @@ impl Service {
                 .await?;
             serde_json::Value::Array(
                 rows.iter()
-                    .map(|r| crate::feed::change_json(&part.ae_title, r))
+                    .map(|r| crate::search::feed::change_json(&part.ae_title, r))
                     .collect(),
             )
         };

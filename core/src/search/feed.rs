@@ -14,7 +14,7 @@
 //! The frontend provides the HTTP client ([`Poster`]) and the clock, and calls
 //! [`Webhook::step`] in a loop (`wado serve --webhook`).
 
-use crate::search::{schema, Index, IndexError, Row, Value};
+use super::{schema, Index, IndexError, Row, Value};
 use crate::store::MaybeSendSync;
 use bytes::Bytes;
 
