@@ -115,6 +115,22 @@ fn dicomweb_client_deletes_at_the_edge() {
     client(&worker, "check", Some(&state));
 }
 
+/// `n` copies of `ct_small_ele.dcm` in study `study`: the k-th in series `{study}.{s}` with SOP
+/// Instance UID `{study}.{s}.{k}`, where s is `series(k)`.
+fn cts(dir: &Path, study: &str, n: usize, series: impl Fn(usize) -> usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|k| {
+            let s = series(k);
+            ct(
+                dir,
+                study,
+                &format!("{study}.{s}"),
+                &format!("{study}.{s}.{k}"),
+            )
+        })
+        .collect()
+}
+
 /// A copy of `ct_small_ele.dcm` in study `study`, series `series`, SOP Instance UID `sop`.
 fn ct(dir: &Path, study: &str, series: &str, sop: &str) -> PathBuf {
     use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -161,16 +177,7 @@ fn a_delete_racing_stores_and_reads_of_its_study_ends_clean() {
     let data = dir.path().join("data");
     let server = Server::start_native(&data, &["--allow-anonymous-writes"]);
     let root = server.root();
-    let first: Vec<PathBuf> = (0..40)
-        .map(|k| {
-            ct(
-                dir.path(),
-                STUDY,
-                &format!("{STUDY}.1"),
-                &format!("{STUDY}.1.{k}"),
-            )
-        })
-        .collect();
+    let first: Vec<PathBuf> = cts(dir.path(), STUDY, 40, |_| 1);
     let out = Command::new(wado_bin())
         .arg("store")
         .arg(&root)
@@ -182,16 +189,7 @@ fn a_delete_racing_stores_and_reads_of_its_study_ends_clean() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let racing: Vec<PathBuf> = (0..16)
-        .map(|k| {
-            ct(
-                dir.path(),
-                STUDY,
-                &format!("{STUDY}.2"),
-                &format!("{STUDY}.2.{k}"),
-            )
-        })
-        .collect();
+    let racing: Vec<PathBuf> = cts(dir.path(), STUDY, 16, |_| 2);
     let done = std::sync::atomic::AtomicBool::new(false);
     let stored = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -372,24 +370,10 @@ fn wado_delete_on_the_command_line() {
 fn readers_see_a_correction_whole_or_not_at_all() {
     const STUDY: &str = "1.2.826.0.1.3680043.8.498.26";
     let dir = tempdir();
-    let files: Vec<PathBuf> = (0..120)
-        .map(|k| {
-            ct(
-                dir.path(),
-                STUDY,
-                &format!("{STUDY}.{}", k % 3),
-                &format!("{STUDY}.{}.{k}", k % 3),
-            )
-        })
-        .collect();
+    let files: Vec<PathBuf> = cts(dir.path(), STUDY, 120, |k| k % 3);
     let data = dir.path().join("data");
-    let out = Command::new(wado_bin())
-        .arg("import")
-        .arg("--data")
-        .arg(&data)
-        .args(&files)
-        .output()
-        .unwrap();
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let out = import(&data, &refs);
     assert!(
         out.status.success(),
         "{}",
@@ -587,16 +571,7 @@ fn the_webhook_gets_every_change_from_a_receiver_failing_half_its_calls() {
     };
     let mut servers = vec![serve(), serve()];
     let roots: Vec<String> = servers.iter().map(Server::root).collect();
-    let files: Vec<PathBuf> = (0..40)
-        .map(|k| {
-            ct(
-                dir.path(),
-                STUDY,
-                &format!("{STUDY}.{}", k % 2),
-                &format!("{STUDY}.{}.{k}", k % 2),
-            )
-        })
-        .collect();
+    let files: Vec<PathBuf> = cts(dir.path(), STUDY, 40, |k| k % 2);
     // Stored one per request, four clients over both replicas; when each was answered.
     let stored: std::sync::Mutex<BTreeMap<String, std::time::Instant>> = Default::default();
     let store_some = |files: &[PathBuf], roots: &[String]| {

@@ -177,25 +177,6 @@ fn tag_at(b: &[u8], pos: usize, c: Coding) -> Result<u32, String> {
     Ok((u32::from(u16_at(b, pos, c)?) << 16) | u32::from(u16_at(b, pos + 2, c)?))
 }
 
-fn long_length(vr: &[u8]) -> bool {
-    matches!(
-        vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"UC"
-            | b"UR"
-            | b"UT"
-            | b"UN"
-            | b"SV"
-            | b"UV"
-    )
-}
-
 const ITEM: u32 = 0xFFFE_E000;
 const ITEM_END: u32 = 0xFFFE_E00D;
 const SEQUENCE_END: u32 = 0xFFFE_E0DD;
@@ -216,8 +197,11 @@ fn element(b: &[u8], pos: usize, c: Coding) -> Result<Element, String> {
 fn element_end(b: &[u8], pos: usize, c: Coding, depth: usize) -> Result<usize, String> {
     let tag = tag_at(b, pos, c)?;
     let (len, header, inner) = if c.explicit && tag >> 16 != 0xFFFE {
-        let vr = b.get(pos + 4..pos + 6).ok_or("the data set ends in a VR")?;
-        if long_length(vr) {
+        let vr: &[u8; 2] = b
+            .get(pos + 4..pos + 6)
+            .and_then(|v| v.try_into().ok())
+            .ok_or("the data set ends in a VR")?;
+        if super::scan::long_length_vr(vr) {
             let inner = if vr == b"UN" { IMPLICIT_LE } else { c };
             (u32_at(b, pos + 8, c)?, 12, inner)
         } else {

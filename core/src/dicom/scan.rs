@@ -240,7 +240,8 @@ pub fn scan(b: &[u8], inline_max: usize) -> Result<Scan, ScanError> {
     Ok(out)
 }
 
-fn long_length_vr(vr: &[u8; 2]) -> bool {
+/// VRs whose explicit length is 4 bytes after 2 reserved ones (PS3.5 §7.1.2).
+pub(crate) fn long_length_vr(vr: &[u8; 2]) -> bool {
     matches!(
         vr,
         b"OB"

@@ -5,38 +5,14 @@
 //! the grace period. Bad requests are refused with reasons, and nothing changes.
 
 use super::lifecycle::{at, feed, json_of, study_row, writer};
-use super::stow::{as_instance, keys, multipart, post_at};
+use super::stow::{as_instance, keys, multipart, post_at, send_at};
 use super::*;
 
 const T0: u64 = 1_700_000_000;
 
 /// A PATCH of `body` (with this Content-Type) at `now`.
 fn patch_at(svc: &Service, path: &str, content_type: &str, body: &[u8], now: u64) -> Got {
-    let mut h = HeaderMap::new();
-    h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).expect("value"),
-    );
-    let req = Request {
-        method: &Method::PATCH,
-        body: RequestBody::new(Box::pin(futures::stream::iter([Ok::<_, String>(
-            Bytes::copy_from_slice(body),
-        )]))),
-        now,
-        ..get_request(path, &h)
-    };
-    block_on(async {
-        let r = svc.handle(&req).await;
-        Got {
-            status: r.status.as_u16(),
-            headers: r.headers,
-            body: match r.body {
-                Body::Full(b) => b.to_vec(),
-                _ => Vec::new(),
-            },
-        }
-    })
+    send_at(svc, Method::PATCH, path, content_type, body, now)
 }
 
 fn element(file: &[u8], tag: dicom_core::Tag) -> String {

@@ -904,14 +904,26 @@ fn a_request_of_too_many_parts_is_refused_past_them() {
 
 /// A POST of `body` at `now` (seconds).
 pub(super) fn post_at(svc: &Service, path: &str, body: &[u8], now: u64) -> Got {
+    send_at(svc, Method::POST, path, &content_type(), body, now)
+}
+
+/// A request of `method` with a body of `content_type` at `now` (seconds).
+pub(super) fn send_at(
+    svc: &Service,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    now: u64,
+) -> Got {
     let mut h = HeaderMap::new();
     h.insert(header::HOST, HeaderValue::from_static("test.local:8080"));
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type()).expect("value"),
+        HeaderValue::from_str(content_type).expect("value"),
     );
     let req = Request {
-        method: &Method::POST,
+        method: &method,
         body: RequestBody::new(Box::pin(futures::stream::iter([Ok::<_, String>(
             Bytes::copy_from_slice(body),
         )]))),
