@@ -12,7 +12,9 @@
 //! store without a token; off by default, when only tokens that say `write` may);
 //! `ORIGIN_URL` (the service root of an archive
 //! to fetch missing studies and series from, [`wado_core::ingest::upstream`]) and `ORIGIN_AUTHORIZATION`
-//! (the Authorization header sent to it, a secret); a read-through cache without `TOKENS` or
+//! (the Authorization header sent to it, a secret); `ORIGIN_FEED_SECONDS` (how often the cache
+//! reads a wado origin's change feed and drops what changed there, [`wado_core::ingest::follow`]:
+//! 10 by default, `0` before every read, `off` never; a cron trigger reads it too); a read-through cache without `TOKENS` or
 //! `JWT_KEYS` also needs `PUBLIC = "true"` (or it would fetch any study of the origin for
 //! anyone). The bucket binding is `BUCKET`.
 //!
@@ -84,6 +86,16 @@ fn config(env: &Env) -> Result<Config, String> {
                 authorization: var(env, "ORIGIN_AUTHORIZATION"),
             }) as Arc<dyn Upstream>
         }),
+        // A read-through cache follows its origin's change feed (when the origin is wado):
+        // read when the last read is this many seconds old (`ORIGIN_FEED_SECONDS`, 10 by
+        // default; `off` never), and by the cron trigger (`scheduled` below).
+        origin_feed: match var(env, "ORIGIN_FEED_SECONDS") {
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+                format!("ORIGIN_FEED_SECONDS = {v:?}: seconds (0 or more) or \"off\"")
+            })?),
+            None => Some(10),
+        },
         // A read-through cache may keep what it fills as HTJ2K .4.202 (`FILL_TRANSCODE`), so
         // that every frame it serves streams progressively.
         fill_transcode: var(env, "FILL_TRANSCODE").map(|v| v.trim().to_owned()),
@@ -229,6 +241,29 @@ async fn index_selftest(env: &Env) -> worker::Result<Response> {
     let all: [&dyn wado_core::search::Index; 2] = [&a, &b];
     wado_core::search::conformance::run_all(&a, &all, "D1").await;
     plain(200, "ok: every catalog conformance check passed")
+}
+
+/// The cron trigger (`[triggers] crons` in wrangler.toml): a read-through cache reads its
+/// origin's change feed and drops what changed there, so that what nobody asks for is not
+/// kept stale either (requests read it too, every `ORIGIN_FEED_SECONDS`).
+#[event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    let svc = match service(&env, "https") {
+        Ok(s) => s,
+        Err(e) => {
+            worker::console_error!("wado-edge: configuration: {e}");
+            return;
+        }
+    };
+    let mut entropy = [0u8; 16];
+    if getrandom::getrandom(&mut entropy).is_err() {
+        worker::console_error!("wado-edge: no random source for the scheduled run");
+        return;
+    }
+    let now = (js_sys::Date::now() / 1000.0) as u64;
+    for note in svc.follow_upstream_now(now, entropy).await {
+        worker::console_error!("wado-edge: origin feed: {note}");
+    }
 }
 
 #[event(fetch)]

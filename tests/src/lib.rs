@@ -256,7 +256,9 @@ impl Server {
             .arg(state.path())
             .arg("--log-level")
             .arg(std::env::var("WADO_TEST_WORKER_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
-            .arg("--show-interactive-dev-session=false");
+            .arg("--show-interactive-dev-session=false")
+            // `GET /__scheduled` runs the cron trigger (a cache following its origin's feed).
+            .arg("--test-scheduled");
         for (k, v) in vars {
             cmd.arg("--var").arg(format!("{k}:{v}"));
         }

@@ -114,3 +114,158 @@ fn the_worker_forwards_archive_searches_and_answers_study_searches_itself() {
     let r = get(&format!("{}/studies?StudyDate=2001x", worker.root()), None);
     assert_eq!(r.status, 400);
 }
+
+/// The SOP Instance UIDs and Patient's Names of a metadata answer.
+fn sops_and_names(r: &Resp) -> Vec<(String, String)> {
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let mut out: Vec<(String, String)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["00080018"]["Value"][0].as_str().unwrap_or("").to_owned(),
+                i["00100010"]["Value"][0]["Alphabetic"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The cache follows its origin (a native `wado serve` that takes writes): an instance deleted,
+/// the study corrected and an instance stored there are seen by the worker's next answers
+/// (`ORIGIN_FEED_SECONDS = 0`: the feed is read before every read), the corrected files the
+/// origin's byte for byte (DCMTK reads the new name); and a worker that reads the feed only
+/// hourly is brought up to date by its cron trigger.
+#[test]
+fn the_worker_follows_its_origins_change_feed() {
+    let files = [
+        corpus().join("study77654033_CT2_17106.dcm"),
+        corpus().join("study77654033_CT2_17136.dcm"),
+        corpus().join("study77654033_CT2_17166.dcm"),
+    ];
+    let later = corpus().join("study77654033_CT2_17196.dcm");
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    assert!(import(&data, &refs).status.success());
+    let origin = Server::start_native(&data, &["--allow-anonymous-writes"]);
+    let vars = |seconds: &'static str| {
+        [
+            ("ORIGIN_URL", origin.root()),
+            ("PUBLIC", "true".to_owned()),
+            ("ORIGIN_FEED_SECONDS", seconds.to_owned()),
+        ]
+    };
+    let eager = vars("0");
+    let eager: Vec<(&str, &str)> = eager.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let worker = Server::start_worker(None, &eager);
+    let hourly = vars("3600");
+    let hourly: Vec<(&str, &str)> = hourly.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lazy = Server::start_worker(None, &hourly);
+
+    let (st, se, _) = uids(&files[0]);
+    let meta = |s: &Server| get(&format!("{}/studies/{st}/metadata", s.root()), None);
+    let sops = |s: &Server| -> Vec<String> {
+        sops_and_names(&meta(s))
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    };
+    let mut all: Vec<String> = files.iter().map(|f| uids(f).2).collect();
+    all.sort();
+    assert_eq!(sops(&worker), all);
+    assert_eq!(sops(&lazy), all);
+
+    // Deleted at the origin.
+    let gone = uids(&files[1]).2;
+    let r = request(
+        "DELETE",
+        &format!(
+            "{}/studies/{st}/series/{se}/instances/{gone}",
+            origin.root()
+        ),
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    all.retain(|s| *s != gone);
+    assert_eq!(sops(&worker), all, "the eager cache dropped it");
+    let r = get(
+        &format!(
+            "{}/studies/{st}/series/{se}/instances/{gone}",
+            worker.root()
+        ),
+        Some("application/dicom; transfer-syntax=*"),
+    );
+    assert_eq!(r.status, 404);
+    // The hourly one still answers what it filled (within its interval)...
+    assert_eq!(sops(&lazy).len(), all.len() + 1, "read hourly: not yet");
+    // ...until its cron trigger runs.
+    let r = get(&format!("{}/__scheduled?cron=*+*+*+*+*", lazy.base), None);
+    assert!(
+        r.status < 300,
+        "{} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(sops(&lazy), all, "the cron trigger dropped it");
+
+    // Corrected at the origin.
+    let r = request_with_body(
+        "PATCH",
+        &format!("{}/studies/{st}", origin.root()),
+        &[("Content-Type", "application/dicom+json")],
+        br#"{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Followed^By^Cache"}]}}"#,
+    );
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    for (_, name) in sops_and_names(&meta(&worker)) {
+        assert_eq!(name, "Followed^By^Cache");
+    }
+    let kept = uids(&files[0]).2;
+    let file = |s: &Server| {
+        let r = get(
+            &format!("{}/studies/{st}/series/{se}/instances/{kept}", s.root()),
+            Some("application/dicom; transfer-syntax=*"),
+        );
+        assert_eq!(r.status, 200);
+        if r.header("content-type").starts_with("multipart/") {
+            r.parts().remove(0).1
+        } else {
+            r.body
+        }
+    };
+    let mine = file(&worker);
+    assert_eq!(mine, file(&origin), "the origin's corrected file");
+    let path = write_temp(dir.path(), "from-cache.dcm", &mine);
+    assert_eq!(dcmdump_value(&path, "0010,0010"), "Followed^By^Cache");
+
+    // Stored at the origin: the study is asked for again and the new instance comes.
+    let out = std::process::Command::new(wado_bin())
+        .arg("store")
+        .arg(origin.root())
+        .arg(&later)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    all.push(uids(&later).2);
+    all.sort();
+    assert_eq!(sops(&worker), all);
+
+    // The worker's own feed says what it dropped.
+    let r = get(&format!("{}/changefeed?limit=1000", worker.root()), None);
+    let feed: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        feed.iter()
+            .any(|c| c["Action"] == "delete" && c["SOPInstanceUID"] == gone.as_str()),
+        "{feed:?}"
+    );
+}

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 mod commit;
 pub mod correct;
 mod delete;
+pub mod follow;
 mod index;
 pub mod reject;
 pub mod upstream;

@@ -122,7 +122,9 @@ impl Fills {
     /// when the upstream archive said it has no such scope less than [`MISS_SECONDS`] before
     /// `now`; else one fill, which concurrent callers for the same scope wait for and share.
     /// `layout` gives the layout record of a store that has none yet; `transcode`, a transfer
-    /// syntax losslessly stored instances are kept in (see [`fill`]).
+    /// syntax losslessly stored instances are kept in (see [`fill`]); `follows_feed`: the
+    /// cache follows the origin's change feed, so a fill the origin changed under is made
+    /// again ([`super::follow`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn ensure<F, Fut>(
         &self,
@@ -132,6 +134,7 @@ impl Fills {
         (now, entropy): (u64, [u8; 16]),
         catalog: Catalog<'_>,
         transcode: Option<&str>,
+        follows_feed: bool,
         layout: F,
     ) -> Result<()>
     where
@@ -167,13 +170,19 @@ impl Fills {
                 Err(missing())
             } else {
                 let layout = layout().await?;
-                let batch = import::Batch::new(layout, now, entropy).with_index(
-                    catalog.index.clone(),
-                    catalog.ae_title,
-                    Some(catalog.committer.clone()),
-                );
-                match fill(store, upstream, batch, target, catalog, transcode).await {
-                    Ok(_) => Ok(()),
+                match fill_checked(
+                    store,
+                    upstream,
+                    &layout,
+                    (now, entropy),
+                    target,
+                    catalog,
+                    transcode,
+                    follows_feed,
+                )
+                .await
+                {
+                    Ok(()) => Ok(()),
                     Err(Error::NotFound(m)) => {
                         let mut misses = lock(&self.misses);
                         if misses.len() >= MAX_MISSES {
@@ -196,6 +205,58 @@ impl Fills {
         }
         result
     }
+}
+
+/// Fills made again at most when the origin changes what they fetch meanwhile.
+const FILL_ATTEMPTS: usize = 3;
+
+/// [`fill`], and with `follows_feed` the check of [`super::follow`]: the origin's latest
+/// change noted before, and when changes that touch the scope came in before the commit, the
+/// scope dropped and filled again.
+#[allow(clippy::too_many_arguments)]
+async fn fill_checked(
+    store: &dyn Store,
+    upstream: &dyn Upstream,
+    layout: &LayoutRecord,
+    (now, entropy): (u64, [u8; 16]),
+    target: &Target,
+    catalog: Catalog<'_>,
+    transcode: Option<&str>,
+    follows_feed: bool,
+) -> Result<()> {
+    let scope = match target {
+        Target::Study { study } => (study, None),
+        Target::Series { study, series } | Target::Instance { study, series, .. } => {
+            (study, Some(series))
+        }
+    };
+    for attempt in 0..FILL_ATTEMPTS {
+        let before = if follows_feed {
+            super::follow::origin_latest(upstream).await?
+        } else {
+            None
+        };
+        let batch = import::Batch::new(layout.clone(), now, entropy).with_index(
+            catalog.index.clone(),
+            catalog.ae_title,
+            Some(catalog.committer.clone()),
+        );
+        fill(store, upstream, batch, target, catalog, transcode).await?;
+        let Some(before) = before else {
+            return Ok(());
+        };
+        if !super::follow::changed_since(upstream, before, scope).await? {
+            return Ok(());
+        }
+        // What was fetched may be older than a change: dropped, and fetched again.
+        let mut e = entropy;
+        e[0] ^= 0x5a ^ attempt as u8;
+        super::follow::evict(store, &**catalog.index, catalog.ae_title, scope, (now, e)).await?;
+    }
+    Err(Error::Upstream(format!(
+        "the origin changed {} while it was fetched, {FILL_ATTEMPTS} times: try again",
+        target.path()
+    )))
 }
 
 /// What a fill did.
@@ -292,6 +353,10 @@ pub async fn fill(
             )
             .await
             .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
+        if r.status == 404 {
+            // Deleted at the origin since its metadata was read.
+            continue;
+        }
         if r.status != 200 {
             return Err(Error::Upstream(format!("{url}: status {}", r.status)));
         }

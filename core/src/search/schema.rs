@@ -1011,6 +1011,47 @@ pub fn meta_value(d: Dialect, name: &str) -> Statement {
     }
 }
 
+/// Sets `name` in `qido_meta` to `value` unless it already holds a larger one (values of one
+/// length compare as text, so callers pad numbers: [`padded`]): a counter that only moves
+/// forward, whoever writes it.
+pub fn set_meta_max(d: Dialect, name: &str, value: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO qido_meta (name, value) VALUES ({n}, {v}) ON CONFLICT (name) DO UPDATE \
+             SET value = excluded.value WHERE qido_meta.value < excluded.value",
+            n = param(d, 1),
+            v = param(d, 2)
+        ),
+        params: vec![name.into(), value.into()],
+    }
+}
+
+/// A sequence number as [`set_meta_max`] compares it: 20 digits.
+pub fn padded(n: i64) -> String {
+    format!("{:020}", n.max(0))
+}
+
+/// The series of `studies` (at most 90: D1 binds 100 parameters) that `partition` holds
+/// current instances of: (study, series).
+pub fn held_series(d: Dialect, partition: &str, studies: &[&str]) -> Statement {
+    let list: Vec<String> = (0..studies.len()).map(|i| param(d, i + 2)).collect();
+    let mut params: Vec<Value> = vec![partition.into()];
+    params.extend(studies.iter().map(|s| Value::from(*s)));
+    Statement {
+        sql: format!(
+            "SELECT DISTINCT study_uid, series_uid FROM qido_instance WHERE part = {} \
+             AND study_uid IN ({})",
+            param(d, 1),
+            if list.is_empty() {
+                "NULL".to_owned()
+            } else {
+                list.join(", ")
+            }
+        ),
+        params,
+    }
+}
+
 /// The last row of a partition's change feed, as [`changes_after`] gives rows.
 pub fn latest_change(d: Dialect, partition: &str) -> Statement {
     Statement {

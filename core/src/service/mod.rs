@@ -90,6 +90,10 @@ pub struct Config {
     /// be re-encoded losslessly (HTJ2K `.4.202`: every frame served can then be read
     /// progressively). Off by default: instances are stored as they come.
     pub fill_transcode: Option<String>,
+    /// With an upstream archive that has a change feed (wado): read it when the last read is
+    /// this many seconds old (0: before every read), and drop what changed there
+    /// ([`crate::ingest::follow`]); `None`: never (the cache keeps what it filled).
+    pub origin_feed: Option<u64>,
     /// Where decoding, encoding and conversions run ([`Offload`]); here when `None`.
     pub offload: Option<Arc<dyn Offload>>,
     /// The search index QIDO-RS answers from ([`crate::search`]); without one, searches are
@@ -182,6 +186,7 @@ impl Default for Config {
             scheme: "http".into(),
             auth: None,
             upstream: None,
+            origin_feed: None,
             fill_transcode: None,
             offload: None,
             index: None,
@@ -227,6 +232,8 @@ pub(crate) struct Partition {
     pub(crate) records: Mutex<plan::RecordCache>,
     /// Fills from the upstream archive, one per scope, and its recent misses.
     fills: crate::ingest::upstream::Fills,
+    /// Following the upstream archive's change feed ([`crate::ingest::follow`]).
+    pub(crate) follow: crate::ingest::follow::Follow,
     /// The catalog's schema is there, checked once (and retired versions swept then).
     ready: std::sync::atomic::AtomicBool,
     /// When a write last swept retired versions (seconds; 0: never).
@@ -249,6 +256,7 @@ impl Partition {
             cache: Mutex::new(MetaCache::default()),
             records: Mutex::new(plan::RecordCache::default()),
             fills: Default::default(),
+            follow: Default::default(),
             ready: Default::default(),
             swept_at: Default::default(),
             writing: Default::default(),
@@ -437,8 +445,16 @@ impl Service {
         }
         self.authorise(req, &route.ae_title, Access::Read)?;
         let part = self.partition(&route.ae_title)?;
+        // A cache first drops what changed at its origin.
+        let stale = self
+            .follow_upstream(part, (req.now, req.entropy), false)
+            .await?;
         if let Resource::ChangeFeed { latest } = route.resource {
-            return self.change_feed(req, part, latest).await;
+            let mut resp = self.change_feed(req, part, latest).await?;
+            if let Some(note) = &stale {
+                http::append_warning(&mut resp.headers, note);
+            }
+            return Ok(resp);
         }
         let neg = Negotiation::new(
             http::header_str(req.headers, header::ACCEPT).as_deref(),
@@ -469,7 +485,7 @@ impl Service {
             .plan(&ctx, &route.ae_title, &route.resource, &neg)
             .await?;
         let mut resp = self.execute(&ctx, plan).await?;
-        for note in &resp.outcome.notices {
+        for note in resp.outcome.notices.iter().chain(&stale) {
             http::append_warning(&mut resp.headers, note);
         }
         resp.outcome.resource = Some(kind(&route.resource));
@@ -534,6 +550,48 @@ impl Service {
         }
     }
 
+    /// A read-through cache following its origin's change feed drops what changed there
+    /// ([`crate::ingest::follow`]): when the last read of the feed is `origin_feed` seconds
+    /// old, or `always`. A notice for the answer when the feed could not be read.
+    async fn follow_upstream(
+        &self,
+        part: &Partition,
+        (now, entropy): (u64, [u8; 16]),
+        always: bool,
+    ) -> Result<Option<String>> {
+        let (Some(upstream), Some(interval)) = (&self.config.upstream, self.config.origin_feed)
+        else {
+            return Ok(None);
+        };
+        let index = self.catalog()?;
+        part.ready(&**index, now).await?;
+        part.follow
+            .catch_up(
+                &*part.store,
+                &**upstream,
+                &**index,
+                &part.ae_title,
+                (now, entropy),
+                if always { 0 } else { interval },
+            )
+            .await
+    }
+
+    /// Reads every partition's origin feed now and drops what changed there (a frontend's
+    /// timer calls this, so that a cache nobody reads is kept true too): one notice per
+    /// partition whose feed could not be read.
+    pub async fn follow_upstream_now(&self, now: u64, entropy: [u8; 16]) -> Vec<String> {
+        let mut notes = Vec::new();
+        for part in self.partitions.values() {
+            match self.follow_upstream(part, (now, entropy), true).await {
+                Ok(None) => {}
+                Ok(Some(n)) => notes.push(format!("{}: {n}", part.ae_title)),
+                Err(e) => notes.push(format!("{}: {e}", part.ae_title)),
+            }
+        }
+        notes
+    }
+
     /// Fetches a missing study or series from the upstream archive into the store (a new store
     /// gets its layout record first, with this request's service root).
     async fn fill_from_upstream(
@@ -565,6 +623,7 @@ impl Service {
                 (ctx.req.now, ctx.req.entropy),
                 catalog,
                 self.config.fill_transcode.as_deref(),
+                self.config.origin_feed.is_some() && ctx.part.follow.origin_has_feed(ctx.req.now),
                 || {
                     crate::ingest::ensure_layout(
                         store,
