@@ -16,12 +16,15 @@
 //! reads a wado origin's change feed and drops what changed there, [`wado_core::ingest::follow`]:
 //! 10 by default, `0` before every read, `off` never; a cron trigger reads it too); a read-through cache without `TOKENS` or
 //! `JWT_KEYS` also needs `PUBLIC = "true"` (or it would fetch any study of the origin for
-//! anyone). The bucket binding is `BUCKET`.
+//! anyone). The bucket binding is `BUCKET`. With a queue producer binding `FEED_QUEUE`, the
+//! change feed is pushed to it (each change a message) after every write and by the cron
+//! trigger.
 //!
 //! The crate is empty on other targets (the workspace builds it natively too).
 #![cfg(target_arch = "wasm32")]
 
 pub mod d1;
+pub mod queue;
 pub mod r2;
 
 // Links malloc & co. for openjp2 (JPEG 2000).
@@ -38,6 +41,68 @@ use worker::{event, Context, EncodeBody, Env, Headers, Request, Response, Respon
 thread_local! {
     /// One service per isolate: its metadata cache outlives a request.
     static SERVICE: RefCell<Option<Rc<Service>>> = const { RefCell::new(None) };
+    /// This isolate's name as a pusher of the change feed (isolates take turns by a lease).
+    static HOLDER: RefCell<String> = const { RefCell::new(String::new()) };
+    /// A push of this isolate is under way, and whether a write asked for one meanwhile.
+    static PUSHING: std::cell::Cell<(bool, bool)> = const { std::cell::Cell::new((false, false)) };
+}
+
+/// The producer binding the change feed is pushed to, when the worker has one.
+const FEED_QUEUE: &str = "FEED_QUEUE";
+/// Seconds an isolate pushing the feed holds the turn (renewed with each batch); another
+/// takes over after it when it stopped.
+const FEED_LEASE: u64 = 15;
+
+/// Pushes the change feed to the `FEED_QUEUE` binding, when there is one
+/// ([`wado_core::Service::push_feed`]); failures go to the log (the next write or the cron
+/// trigger sends again).
+async fn push_feed(svc: &Service, env: &Env) {
+    let Ok(queue) = env.queue(FEED_QUEUE) else {
+        return;
+    };
+    let holder = HOLDER.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.is_empty() {
+            let mut b = [0u8; 8];
+            if getrandom::getrandom(&mut b).is_ok() {
+                *h = b.iter().map(|x| format!("{x:02x}")).collect();
+            }
+        }
+        h.clone()
+    });
+    if holder.is_empty() {
+        worker::console_error!("wado-edge: no random source to name this isolate");
+        return;
+    }
+    // One push at a time per isolate: a write during a push has it go round once more.
+    if PUSHING.with(|p| {
+        let (running, _) = p.get();
+        p.set((true, running));
+        running
+    }) {
+        return;
+    }
+    let sink = queue::QueueSink {
+        binding: FEED_QUEUE.to_owned(),
+        queue,
+    };
+    loop {
+        let now = (js_sys::Date::now() / 1000.0) as u64;
+        for note in svc
+            .push_feed(&sink, &holder, (FEED_LEASE, queue::BATCH), now)
+            .await
+        {
+            worker::console_error!("wado-edge: change feed to the queue: {note}");
+        }
+        let again = PUSHING.with(|p| {
+            let (_, again) = p.get();
+            p.set((again, false));
+            again
+        });
+        if !again {
+            return;
+        }
+    }
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -245,7 +310,8 @@ async fn index_selftest(env: &Env) -> worker::Result<Response> {
 
 /// The cron trigger (`[triggers] crons` in wrangler.toml): a read-through cache reads its
 /// origin's change feed and drops what changed there, so that what nobody asks for is not
-/// kept stale either (requests read it too, every `ORIGIN_FEED_SECONDS`).
+/// kept stale either (requests read it too, every `ORIGIN_FEED_SECONDS`); with a `FEED_QUEUE`
+/// binding, what was not yet pushed to it is.
 #[event(scheduled)]
 async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
     let svc = match service(&env, "https") {
@@ -264,10 +330,11 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
     for note in svc.follow_upstream_now(now, entropy).await {
         worker::console_error!("wado-edge: origin feed: {note}");
     }
+    push_feed(&svc, &env).await;
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let url = req.url()?;
     if url.path() == "/__wado/store-conformance"
         && var(&env, "STORE_SELFTEST").as_deref() == Some("1")
@@ -347,6 +414,12 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     }
     if let Some(e) = &resp.outcome.error {
         worker::console_error!("{} {} -> {}: {e}", method, url.path(), resp.status);
+    }
+    // A write's changes go to the queue after the response (the cron trigger sends what a
+    // cancelled push left).
+    if method != http::Method::GET && method != http::Method::HEAD && resp.status.is_success() {
+        let (svc, env) = (svc.clone(), env.clone());
+        ctx.wait_until(async move { push_feed(&svc, &env).await });
     }
     let out = Headers::new();
     for (k, v) in &resp.headers {

@@ -169,9 +169,21 @@ impl Server {
     /// then fails to come up ("The Workers runtime failed to start"; a port taken between
     /// choosing and binding it, seen once in a CI run).
     pub fn start_worker(data: Option<&Path>, vars: &[(&str, &str)]) -> Server {
+        Server::start_worker_with(data, vars, "", &[])
+    }
+
+    /// [`Server::start_worker`] with `extra` appended to edge/wrangler.toml (bindings: a queue
+    /// producer), and more workers in the same `wrangler dev` session (`-c` each: a queue's
+    /// consumer), from their own configuration files.
+    pub fn start_worker_with(
+        data: Option<&Path>,
+        vars: &[(&str, &str)],
+        extra: &str,
+        more: &[&Path],
+    ) -> Server {
         let mut last = String::new();
         for attempt in 1..=3 {
-            match Server::launch_worker(data, vars) {
+            match Server::launch_worker(data, vars, extra, more) {
                 Ok(server) => return server,
                 Err(log) => {
                     eprintln!("wrangler dev did not start (attempt {attempt} of 3)");
@@ -182,7 +194,12 @@ impl Server {
         panic!("wrangler dev did not start, three times; the last log:\n{last}");
     }
 
-    fn launch_worker(data: Option<&Path>, vars: &[(&str, &str)]) -> Result<Server, String> {
+    fn launch_worker(
+        data: Option<&Path>,
+        vars: &[(&str, &str)],
+        extra: &str,
+        more: &[&Path],
+    ) -> Result<Server, String> {
         use std::os::unix::process::CommandExt as _;
         let repo = repo_dir();
         assert!(
@@ -259,6 +276,24 @@ impl Server {
             .arg("--show-interactive-dev-session=false")
             // `GET /__scheduled` runs the cron trigger (a cache following its origin's feed).
             .arg("--test-scheduled");
+        if !extra.is_empty() || !more.is_empty() {
+            let base = std::fs::read_to_string(repo.join("edge/wrangler.toml")).unwrap();
+            let main = repo.join("edge/entry.mjs");
+            let config = base.replace(
+                "main = \"entry.mjs\"",
+                &format!("main = {:?}", main.display().to_string()),
+            );
+            assert_ne!(
+                config, base,
+                "edge/wrangler.toml names its entry `main = \"entry.mjs\"`"
+            );
+            let path = state.path().join("wrangler.toml");
+            std::fs::write(&path, format!("{config}\n{extra}\n")).unwrap();
+            cmd.arg("-c").arg(&path);
+            for m in more {
+                cmd.arg("-c").arg(m);
+            }
+        }
         for (k, v) in vars {
             cmd.arg("--var").arg(format!("{k}:{v}"));
         }
@@ -951,4 +986,78 @@ pub fn read_pnm(path: &Path) -> (usize, usize, usize, Vec<u8>) {
     assert_eq!(fields[3], "255", "8-bit PNM");
     let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
     (w, h, channels, b[i + 1..i + 1 + w * h * channels].to_vec())
+}
+
+/// One request the webhook receiver got: its number, what it answered, its headers and body,
+/// and when.
+pub struct Delivery {
+    /// Its number (0 first).
+    pub n: usize,
+    /// What it answered.
+    pub status: u16,
+    /// Its headers, names in lower case.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// When it came.
+    pub at: std::time::Instant,
+}
+
+/// A webhook (or queue consumer's) receiver on a loopback port that answers 500 to every other request (the first
+/// included) and 200 to the rest, keeping every request.
+pub fn flaky_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>> = Default::default();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let (got, calls) = (kept.clone(), calls.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut headers = std::collections::BTreeMap::new();
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                        }
+                    }
+                    let len: usize = headers
+                        .get("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let status = if n % 2 == 0 { 500 } else { 200 };
+                    got.lock().unwrap().push(Delivery {
+                        n,
+                        status,
+                        headers,
+                        body,
+                        at: std::time::Instant::now(),
+                    });
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, got)
 }

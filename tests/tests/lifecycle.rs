@@ -473,75 +473,6 @@ fn readers_see_a_correction_whole_or_not_at_all() {
     assert_eq!((current, kept), (120, 120));
 }
 
-/// One request the webhook receiver got: its number, what it answered, its headers and body,
-/// and when.
-struct Delivery {
-    n: usize,
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-    at: std::time::Instant,
-}
-
-/// A webhook receiver on a loopback port that answers 500 to every other request (the first
-/// included) and 200 to the rest, keeping every request.
-fn flaky_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>> = Default::default();
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let kept = got.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let (got, calls) = (kept.clone(), calls.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut conn = conn;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut headers = BTreeMap::new();
-                    loop {
-                        let mut h = String::new();
-                        reader.read_line(&mut h).unwrap();
-                        let h = h.trim_end();
-                        if h.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                        }
-                    }
-                    let len: usize = headers
-                        .get("content-length")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let status = if n % 2 == 0 { 500 } else { 200 };
-                    got.lock().unwrap().push(Delivery {
-                        n,
-                        status,
-                        headers,
-                        body,
-                        at: std::time::Instant::now(),
-                    });
-                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-                    if conn.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, got)
-}
-
 /// The change feed pushed to a webhook by two replicas over one directory and SQLite, the
 /// receiver failing every other request, one replica killed mid-way: every change is
 /// acknowledged, in order, each row as `GET {root}/changefeed` says it; every request is signed
@@ -735,4 +666,120 @@ fn the_webhook_gets_every_change_from_a_receiver_failing_half_its_calls() {
         pct(&mut after_kill, 0.5),
         pct(&mut after_kill, 0.95),
     );
+}
+
+/// The worker pushes its change feed to a Cloudflare Queue (`FEED_QUEUE`, each change a
+/// message): a consumer worker in the same `wrangler dev` session POSTs each batch to a
+/// receiver that refuses every other call (the queue retries those batches). Stores from two
+/// clients, a delete and a correction: every change of the worker's feed reaches the receiver
+/// acknowledged, each message equal to the feed's row (a Queue does not keep order across
+/// batches or retries: consumers order by `Sequence`).
+#[test]
+fn the_worker_pushes_its_feed_to_a_queue_whose_consumer_fails_half_its_calls() {
+    const STUDY: &str = "1.2.826.0.1.3680043.8.498.28";
+    let dir = tempdir();
+    let (url, got) = flaky_receiver();
+    let consumer = dir.path().join("consumer.toml");
+    std::fs::write(
+        &consumer,
+        format!(
+            "name = \"wado-feed-consumer\"\nmain = {:?}\ncompatibility_date = \"2025-09-01\"\n\n\
+             [vars]\nRECEIVER = {url:?}\n\n[[queues.consumers]]\nqueue = \"wado-feed\"\n\
+             max_batch_size = 10\nmax_batch_timeout = 1\nmax_retries = 20\nretry_delay = 0\n",
+            repo_dir()
+                .join("tests/workers/feed-consumer.mjs")
+                .display()
+                .to_string()
+        ),
+    )
+    .unwrap();
+    let worker = Server::start_worker_with(
+        None,
+        &[("ALLOW_ANONYMOUS_WRITES", "true")],
+        "[[queues.producers]]\nbinding = \"FEED_QUEUE\"\nqueue = \"wado-feed\"\n",
+        &[&consumer],
+    );
+    let root = worker.root();
+    let files = cts(dir.path(), STUDY, 16, |k| k % 2);
+    std::thread::scope(|s| {
+        for c in 0..2 {
+            let (files, root) = (&files, &root);
+            s.spawn(move || {
+                for f in files.iter().skip(c).step_by(2) {
+                    let mut status = stow(root, f);
+                    if status != 200 {
+                        // wrangler dev's "worker restarted mid-request" (tests/src/lib.rs).
+                        status = stow(root, f);
+                    }
+                    assert_eq!(status, 200);
+                }
+            });
+        }
+    });
+    let gone = format!("{STUDY}.1.3");
+    let r = request(
+        "DELETE",
+        &format!("{root}/studies/{STUDY}/series/{STUDY}.1/instances/{gone}"),
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let r = request_with_body(
+        "PATCH",
+        &format!("{root}/studies/{STUDY}"),
+        &[("Content-Type", "application/dicom+json")],
+        br#"{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Queued^Correction"}]}}"#,
+    );
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    // The feed as the worker says it: 16 stores, a delete, 15 corrections.
+    let r = get(&format!("{root}/changefeed?limit=1000"), None);
+    let feed: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(feed.len(), 16 + 1 + 15, "{feed:?}");
+    let by_seq: BTreeMap<i64, &serde_json::Value> = feed
+        .iter()
+        .map(|c| (c["Sequence"].as_i64().unwrap(), c))
+        .collect();
+    let last = *by_seq.keys().last().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let acknowledged = loop {
+        let seen: BTreeSet<i64> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.status == 200)
+            .flat_map(|d| {
+                let batch: Vec<serde_json::Value> = serde_json::from_slice(&d.body).unwrap();
+                batch
+                    .iter()
+                    .map(|c| c["Sequence"].as_i64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if seen.len() == by_seq.len() || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(
+        acknowledged,
+        by_seq.keys().copied().collect::<BTreeSet<i64>>(),
+        "every change up to {last} acknowledged"
+    );
+    let deliveries = got.lock().unwrap();
+    eprintln!(
+        "queue: {} changes in {} calls to the receiver ({} refused)",
+        by_seq.len(),
+        deliveries.len(),
+        deliveries.iter().filter(|d| d.status != 200).count()
+    );
+    assert!(
+        deliveries.iter().any(|d| d.status == 500),
+        "the receiver refused some batches"
+    );
+    for d in deliveries.iter() {
+        let batch: Vec<serde_json::Value> = serde_json::from_slice(&d.body).unwrap();
+        for c in &batch {
+            let seq = c["Sequence"].as_i64().unwrap();
+            assert_eq!(c, by_seq[&seq], "the message is the feed's row");
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The change feed as applications receive it: its rows as JSON (what `GET {root}/changefeed`
-//! answers), and pushed to a webhook.
+//! answers), and pushed to a webhook or another [`Sink`] (the worker's Cloudflare Queue).
 //!
 //! A [`Webhook`] delivers a partition's feed in order, in batches, each an HTTP POST of the
 //! JSON array the feed's page would be, signed with HMAC-SHA256 of a shared secret
@@ -81,10 +81,29 @@ pub trait Poster: MaybeSendSync {
         -> Result<u16, String>;
 }
 
-/// What one [`Webhook::step`] did.
+/// Where a partition's feed is pushed: a webhook's URL ([`Webhook`]), a Cloudflare Queue (the
+/// worker's). [`Pusher`] does the rest: order, progress, turns between replicas.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Sink: MaybeSendSync {
+    /// Its kind and a name of this destination: the catalog keeps the lease and the progress of
+    /// each destination under them (`webhook` and the URL's hash).
+    fn key(&self) -> (&'static str, String);
+
+    /// Delivers the changes numbered `first..=last` of `partition` (the feed's JSON rows, in
+    /// order): `Ok` when the destination acknowledged them, else why not.
+    async fn deliver(
+        &self,
+        partition: &str,
+        (first, last): (i64, i64),
+        changes: Vec<serde_json::Value>,
+    ) -> Result<(), String>;
+}
+
+/// What one [`Pusher::step`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// The receiver acknowledged the changes numbered `first..=last`.
+    /// The destination acknowledged the changes numbered `first..=last`.
     Delivered {
         /// The first change's sequence number.
         first: i64,
@@ -95,36 +114,25 @@ pub enum Step {
     Idle,
     /// Another replica delivers (it holds the lease).
     Standby,
-    /// The receiver did not acknowledge the batch (it is sent again next time): why.
+    /// The destination did not acknowledge the batch (it is sent again next time): why.
     Failed(String),
 }
 
-/// One partition's feed pushed to one URL (see the module doc).
+/// One partition's feed pushed in order to a [`Sink`] (see the module doc), by one of the
+/// processes (replicas, isolates) that may: the holder of the lease.
 #[derive(Debug, Clone)]
-pub struct Webhook {
-    url: String,
-    secret: Vec<u8>,
+pub struct Pusher {
     partition: String,
     holder: String,
     lease: u64,
     batch: usize,
 }
 
-impl Webhook {
-    /// Delivers `partition`'s feed to `url`, signed with `secret`, as `holder` (a name unique
-    /// to this process), holding the lease `lease` seconds at a time, at most `batch` changes a
-    /// request.
-    pub fn new(
-        url: &str,
-        secret: &[u8],
-        partition: &str,
-        holder: &str,
-        lease: u64,
-        batch: usize,
-    ) -> Webhook {
-        Webhook {
-            url: url.to_owned(),
-            secret: secret.to_vec(),
+impl Pusher {
+    /// Pushes `partition`'s feed as `holder` (a name unique to this process), holding the lease
+    /// `lease` seconds at a time, at most `batch` changes at once.
+    pub fn new(partition: &str, holder: &str, lease: u64, batch: usize) -> Pusher {
+        Pusher {
             partition: partition.to_owned(),
             holder: holder.to_owned(),
             lease: lease.max(1),
@@ -132,27 +140,25 @@ impl Webhook {
         }
     }
 
-    /// The catalog's names for this webhook's lease and for where it got to (the URL hashed:
-    /// several webhooks keep their own).
-    fn names(&self) -> (String, String) {
-        use sha2::{Digest, Sha256};
-        let key = hex::encode(&Sha256::digest(self.url.as_bytes())[..8]);
+    /// The catalog's names for the lease of `sink` and for where delivery to it got to.
+    fn names(&self, sink: &dyn Sink) -> (String, String) {
+        let (kind, key) = sink.key();
         (
-            format!("webhook lease {} {key}", self.partition),
-            format!("webhook delivered {} {key}", self.partition),
+            format!("{kind} lease {} {key}", self.partition),
+            format!("{kind} delivered {} {key}", self.partition),
         )
     }
 
-    /// Takes (or renews) the lease at `now`; when this process holds it, sends the next batch
-    /// after what was acknowledged, and records it when acknowledged.
+    /// Takes (or renews) the lease at `now`; when this process holds it, delivers the next
+    /// batch after what was acknowledged, and records it when acknowledged.
     pub async fn step(
         &self,
         index: &dyn Index,
-        poster: &dyn Poster,
+        sink: &dyn Sink,
         now: u64,
     ) -> Result<Step, IndexError> {
         let d = index.dialect();
-        let (lease, delivered) = self.names();
+        let (lease, delivered) = self.names(sink);
         let read = index
             .execute_then_read(
                 vec![schema::take_lease(
@@ -188,20 +194,12 @@ impl Webhook {
         };
         let seq = |r: &Row| r.first().and_then(Value::as_int).unwrap_or(0);
         let (first, last) = (seq(first), seq(last));
-        let body = serde_json::Value::Array(
-            rows.iter()
-                .map(|r| change_json(&self.partition, r))
-                .collect(),
-        );
-        let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        let headers = [
-            ("content-type", "application/json".to_owned()),
-            ("x-wado-signature", signature(&self.secret, &body)),
-            ("x-wado-sequence", format!("{first}-{last}")),
-            ("x-wado-partition", self.partition.clone()),
-        ];
-        match poster.post(&self.url, &headers, body).await {
-            Ok(status) if (200..300).contains(&status) => {
+        let changes = rows
+            .iter()
+            .map(|r| change_json(&self.partition, r))
+            .collect();
+        match sink.deliver(&self.partition, (first, last), changes).await {
+            Ok(()) => {
                 index
                     .execute(vec![schema::set_meta_under_lease(
                         d,
@@ -213,15 +211,91 @@ impl Webhook {
                     .await?;
                 Ok(Step::Delivered { first, last })
             }
-            Ok(status) => Ok(Step::Failed(format!(
-                "{} answered {status} to changes {first}-{last}",
-                self.url
-            ))),
-            Err(e) => Ok(Step::Failed(format!(
-                "{}: {e} (changes {first}-{last})",
-                self.url
-            ))),
+            Err(why) => Ok(Step::Failed(format!("{why} (changes {first}-{last})"))),
         }
+    }
+}
+
+/// One partition's feed pushed to one URL (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    url: String,
+    secret: Vec<u8>,
+    pusher: Pusher,
+}
+
+/// A webhook's URL and secret, with the frontend's HTTP client: a [`Sink`].
+struct Http<'a> {
+    url: &'a str,
+    secret: &'a [u8],
+    poster: &'a dyn Poster,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Sink for Http<'_> {
+    fn key(&self) -> (&'static str, String) {
+        use sha2::{Digest, Sha256};
+        (
+            "webhook",
+            hex::encode(&Sha256::digest(self.url.as_bytes())[..8]),
+        )
+    }
+
+    async fn deliver(
+        &self,
+        partition: &str,
+        (first, last): (i64, i64),
+        changes: Vec<serde_json::Value>,
+    ) -> Result<(), String> {
+        let body =
+            Bytes::from(serde_json::to_vec(&serde_json::Value::Array(changes)).unwrap_or_default());
+        let headers = [
+            ("content-type", "application/json".to_owned()),
+            ("x-wado-signature", signature(self.secret, &body)),
+            ("x-wado-sequence", format!("{first}-{last}")),
+            ("x-wado-partition", partition.to_owned()),
+        ];
+        match self.poster.post(self.url, &headers, body).await {
+            Ok(status) if (200..300).contains(&status) => Ok(()),
+            Ok(status) => Err(format!("{} answered {status}", self.url)),
+            Err(e) => Err(format!("{}: {e}", self.url)),
+        }
+    }
+}
+
+impl Webhook {
+    /// Delivers `partition`'s feed to `url`, signed with `secret`, as `holder` (a name unique
+    /// to this process), holding the lease `lease` seconds at a time, at most `batch` changes a
+    /// request.
+    pub fn new(
+        url: &str,
+        secret: &[u8],
+        partition: &str,
+        holder: &str,
+        lease: u64,
+        batch: usize,
+    ) -> Webhook {
+        Webhook {
+            url: url.to_owned(),
+            secret: secret.to_vec(),
+            pusher: Pusher::new(partition, holder, lease, batch),
+        }
+    }
+
+    /// [`Pusher::step`] to this URL, POSTing with `poster`.
+    pub async fn step(
+        &self,
+        index: &dyn Index,
+        poster: &dyn Poster,
+        now: u64,
+    ) -> Result<Step, IndexError> {
+        let sink = Http {
+            url: &self.url,
+            secret: &self.secret,
+            poster,
+        };
+        self.pusher.step(index, &sink, now).await
     }
 }
 

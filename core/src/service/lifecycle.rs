@@ -47,7 +47,47 @@ async fn read_small_body(req: &Request<'_>, max: usize) -> Result<Vec<u8>> {
 const FEED_PAGE: usize = 100;
 const FEED_MAX: usize = 1000;
 
+/// Batches one [`Service::push_feed`] delivers at most per partition (the rest the next time).
+const PUSH_STEPS: usize = 50;
+
 impl Service {
+    /// Pushes every partition's change feed to `sink` (a frontend's queue; see
+    /// [`crate::search::feed::Pusher`]) as `holder` (a name unique to this process), `batch`
+    /// changes at a time, until all is delivered, another process holds the lease (`lease`
+    /// seconds), or the sink fails: why, for each partition where it failed.
+    pub async fn push_feed(
+        &self,
+        sink: &dyn crate::search::feed::Sink,
+        holder: &str,
+        (lease, batch): (u64, usize),
+        now: u64,
+    ) -> Vec<String> {
+        use crate::search::feed::{Pusher, Step};
+        let Ok(index) = self.catalog() else {
+            return vec!["no catalog: nothing to push".into()];
+        };
+        let mut notes = Vec::new();
+        let mut names: Vec<&String> = self.partitions.keys().collect();
+        names.sort();
+        for name in names {
+            let part = &self.partitions[name];
+            if let Err(e) = part.ready(&**index, now).await {
+                notes.push(format!("{name}: {e}"));
+                continue;
+            }
+            let pusher = Pusher::new(&part.ae_title, holder, lease, batch);
+            for _ in 0..PUSH_STEPS {
+                match pusher.step(&**index, sink, now).await {
+                    Ok(Step::Delivered { .. }) => continue,
+                    Ok(Step::Idle | Step::Standby) => {}
+                    Ok(Step::Failed(why)) => notes.push(format!("{name}: {why}")),
+                    Err(e) => notes.push(format!("{name}: the catalog: {e}")),
+                }
+                break;
+            }
+        }
+        notes
+    }
     /// `DELETE {root}/studies/{s}[/series/{se}[/instances/{i}]]`.
     pub(super) async fn delete_resource(
         &self,
