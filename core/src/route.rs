@@ -176,6 +176,15 @@ pub enum Resource {
         /// `/latest`.
         latest: bool,
     },
+    /// The versions of an instance the store keeps (docs/LIFECYCLE.md):
+    /// `.../instances/{i}/versions` lists them, `.../instances/{i}/versions/{gen}` is one, as
+    /// stored.
+    Versions {
+        /// The instance.
+        target: Target,
+        /// The version (generation), for one.
+        version: Option<String>,
+    },
 }
 
 impl Resource {
@@ -188,7 +197,10 @@ impl Resource {
             | Resource::Rendered { target: t, .. }
             | Resource::Frames { target: t, .. }
             | Resource::BulkData { target: t, .. } => Some(t),
-            Resource::Search { .. } | Resource::ChangeFeed { .. } => None,
+            // Kept versions are this store's own: nothing to fetch for them.
+            Resource::Search { .. } | Resource::ChangeFeed { .. } | Resource::Versions { .. } => {
+                None
+            }
         }
     }
 }
@@ -360,6 +372,22 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
                 target,
                 frames: Some(parse_frame_list(list)?),
                 thumbnail: *kind == "thumbnail",
+            })
+        }
+        ["versions"] if matches!(target, Target::Instance { .. }) => Ok(Resource::Versions {
+            target,
+            version: None,
+        }),
+        ["versions", gen] if matches!(target, Target::Instance { .. }) => {
+            if gen.is_empty() || !crate::layout::is_generation(gen) {
+                return Err(Error::BadRequest(format!(
+                    "version {:?}: a version is 1 to 32 hexadecimal digits, as .../versions lists them",
+                    truncate_for_message(gen)
+                )));
+            }
+            Ok(Resource::Versions {
+                target,
+                version: Some(gen.to_ascii_lowercase()),
             })
         }
         ["bulkdata", path @ ..]

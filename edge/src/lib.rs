@@ -194,6 +194,11 @@ fn config(env: &Env) -> Result<Config, String> {
         // Without TOKENS or JWT_KEYS, nobody may store unless this says so on purpose.
         allow_anonymous_writes: var(env, "ALLOW_ANONYMOUS_WRITES")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        // How long replaced, corrected and deleted versions are kept (and served at
+        // `.../versions`) before writes sweep them.
+        keep_removed: var(env, "KEEP_REMOVED_SECONDS")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(wado_core::ingest::RETIRED_GRACE),
         max_store_parts: var(env, "MAX_STORE_INSTANCES")
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(10_000)

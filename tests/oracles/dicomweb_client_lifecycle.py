@@ -13,7 +13,8 @@ search, metadata, retrieval and the change feed after each, and writes what it d
 STATE.json; `correct` (after `delete`) corrects the patient and study attributes of a study that
 is left (PATCH, a DICOM JSON object of the new values) and checks every instance retrieved as
 stored (pydicom: the new values; every other element, pixel data included, as in the file),
-search, metadata and the feed, adding it to STATE.json; `check` checks the same again (after a
+search, metadata and the feed, and that each keeps its version before the correction
+(`.../versions`, pydicom reading the file as it was), adding it to STATE.json; `check` checks the same again (after a
 restart). TOKEN is a bearer token that may
 write; a request without it must be refused and change nothing.
 """
@@ -177,6 +178,32 @@ def corrected_agree(study, present):
     check("feed: corrects", sorted(corrects), sorted(members))
 
 
+def versions_agree(study, present):
+    """Each corrected instance keeps its version before the correction: listed after the
+    current one, served as stored, pydicom reading every element of the file as it was."""
+    import io
+    for sop in sorted(sop for sop in present if sops[sop]["study"] == study):
+        s = sops[sop]
+        url = f"{root}/studies/{study}/series/{s['series']}/instances/{sop}/versions"
+        r = client._session.get(url)
+        check(f"{sop} versions", r.status_code, 200)
+        if r.status_code != 200:
+            continue
+        listed = r.json()
+        check(f"{sop} version states", [v["State"] for v in listed], ["current", "retired"])
+        if len(listed) != 2:
+            continue
+        one = client._session.get(f"{url}/{listed[1]['Version']}", headers={"Accept": "application/dicom"})
+        check(f"{sop} previous version", one.status_code, 200)
+        if one.status_code != 200:
+            continue
+        got = pydicom.dcmread(io.BytesIO(one.content))
+        want = pydicom.dcmread(s["file"])
+        every = lambda d: [(e.tag, e.VR, e.value) for e in d]
+        check(f"{sop} previous version is the file as it was", every(got) == every(want), True)
+        check(f"{sop} previous name", str(got.get("PatientName", "")), str(want.get("PatientName", "")))
+
+
 if mode == "store":
     for sop, s in sops.items():
         client.store_instances([pydicom.dcmread(s["file"])])
@@ -242,6 +269,7 @@ elif mode == "correct":
     check("correction", r.status_code, 204)
     agree(present, state["deleted"], set(state["touched"]) | {study})
     corrected_agree(study, present)
+    versions_agree(study, present)
     state["corrected"] = study
     state_file.write_text(json.dumps(state))
 elif mode == "check":

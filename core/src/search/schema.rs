@@ -1052,6 +1052,24 @@ pub fn held_series(d: Dialect, partition: &str, studies: &[&str]) -> Statement {
     }
 }
 
+/// The versions of an instance the catalog knows: (state, study, series, gen, since), state
+/// `current` (since: stored), `retired` (replaced, corrected or deleted; since: then) or
+/// `rejected` (since: then).
+pub fn instance_versions(d: Dialect, partition: &str, sop: &str) -> Statement {
+    let (pa, so) = (param(d, 1), param(d, 2));
+    Statement {
+        sql: format!(
+            "SELECT 'current', study_uid, series_uid, gen, stored_at FROM qido_instance \
+             WHERE part = {pa} AND sop_uid = {so} UNION ALL \
+             SELECT 'retired', study_uid, series_uid, gen, retired_at FROM qido_retired \
+             WHERE part = {pa} AND sop_uid = {so} UNION ALL \
+             SELECT 'rejected', study_uid, series_uid, gen, at FROM qido_rejected \
+             WHERE part = {pa} AND sop_uid = {so}"
+        ),
+        params: vec![partition.into(), sop.into()],
+    }
+}
+
 /// The last row of a partition's change feed, as [`changes_after`] gives rows.
 pub fn latest_change(d: Dialect, partition: &str) -> Statement {
     Statement {

@@ -47,6 +47,15 @@ async fn read_small_body(req: &Request<'_>, max: usize) -> Result<Vec<u8>> {
 const FEED_PAGE: usize = 100;
 const FEED_MAX: usize = 1000;
 
+/// An instance's version as the catalog lists it ([`schema::instance_versions`]).
+struct Version {
+    state: String,
+    study: String,
+    series: String,
+    gen: String,
+    since: u64,
+}
+
 /// Batches one [`Service::push_feed`] delivers at most per partition (the rest the next time).
 const PUSH_STEPS: usize = 50;
 
@@ -88,6 +97,143 @@ impl Service {
         }
         notes
     }
+    /// `GET .../instances/{i}/versions` (the versions kept: JSON) and
+    /// `GET .../instances/{i}/versions/{gen}` (one, the file as stored, `application/dicom`):
+    /// the current version, those replaced, corrected or deleted until the sweep deletes them
+    /// (the grace period, `keep_removed`), and rejected ones (listed, not served: a rejection
+    /// note hides them).
+    pub(super) async fn versions(
+        &self,
+        req: &Request<'_>,
+        part: &Partition,
+        target: &crate::route::Target,
+        version: Option<&str>,
+    ) -> Result<Response> {
+        let crate::route::Target::Instance {
+            study,
+            series,
+            instance,
+        } = target
+        else {
+            return Err(Error::NotFound("versions are an instance's".into()));
+        };
+        let index = self.catalog()?.clone();
+        part.ready(&*index, req.now).await?;
+        let rows = index
+            .query(schema::instance_versions(
+                index.dialect(),
+                &part.ae_title,
+                instance.as_str(),
+            ))
+            .await?;
+        let text = |r: &crate::search::Row, i: usize| {
+            r.get(i)
+                .and_then(crate::search::Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let mut versions: Vec<Version> = rows
+            .iter()
+            .map(|r| Version {
+                state: text(r, 0),
+                study: text(r, 1),
+                series: text(r, 2),
+                gen: text(r, 3),
+                since: r
+                    .get(4)
+                    .and_then(crate::search::Value::as_int)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+            })
+            .filter(|v| v.study == study.as_str() && v.series == series.as_str())
+            .collect();
+        // The current first, then the newest.
+        versions.sort_by(|a, b| {
+            (b.state == "current", b.since, &b.gen).cmp(&(a.state == "current", a.since, &a.gen))
+        });
+        if versions.is_empty() {
+            return Err(Error::NotFound(format!(
+                "no version of {} is kept",
+                target.path()
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let Some(gen) = version else {
+            let list: Vec<serde_json::Value> = versions
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "Version": v.gen,
+                        "State": v.state,
+                        "Since": crate::search::feed::rfc3339(v.since),
+                    })
+                })
+                .collect();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(Response {
+                status: StatusCode::OK,
+                headers,
+                body: Body::Full(Bytes::from(serde_json::Value::Array(list).to_string())),
+                outcome: Outcome {
+                    media_type: Some("application/json".into()),
+                    ..Outcome::default()
+                },
+            });
+        };
+        let accept = http::header_str(req.headers, header::ACCEPT).unwrap_or_default();
+        let acceptable = accept.trim().is_empty()
+            || accept.split(',').any(|m| {
+                let m = m
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                matches!(m.as_str(), "application/dicom" | "application/*" | "*/*")
+            });
+        if !acceptable {
+            return Err(Error::NotAcceptable(
+                "a kept version is served as stored: application/dicom".into(),
+            ));
+        }
+        let Some(v) = versions.iter().find(|v| v.gen == gen) else {
+            return Err(Error::NotFound(format!(
+                "version {gen} of {} is not kept (the versions kept are listed at .../versions)",
+                target.path()
+            )));
+        };
+        if v.state == "rejected" {
+            return Err(Error::NotFound(format!(
+                "version {gen} of {} is rejected by a rejection note: delete the note to bring it back",
+                target.path()
+            )));
+        }
+        let key = crate::layout::instance_key(study, series, instance, gen);
+        let Some(file) = part.store.get(&key).await? else {
+            return Err(Error::NotFound(format!(
+                "version {gen} of {} was purged",
+                target.path()
+            )));
+        };
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/dicom"),
+        );
+        Ok(Response {
+            status: StatusCode::OK,
+            headers,
+            body: Body::Full(file),
+            outcome: Outcome {
+                media_type: Some("application/dicom".into()),
+                ..Outcome::default()
+            },
+        })
+    }
+
     /// `DELETE {root}/studies/{s}[/series/{se}[/instances/{i}]]`.
     pub(super) async fn delete_resource(
         &self,

@@ -456,6 +456,11 @@ impl Service {
             }
             return Ok(resp);
         }
+        if let Resource::Versions { target, version } = &route.resource {
+            let mut resp = self.versions(req, part, target, version.as_deref()).await?;
+            resp.outcome.resource = Some(kind(&route.resource));
+            return Ok(resp);
+        }
         let neg = Negotiation::new(
             http::header_str(req.headers, header::ACCEPT).as_deref(),
             req.query
@@ -544,8 +549,8 @@ impl Service {
                 self.rendered(ctx, target, frames.as_deref(), *thumbnail)
                     .await
             }
-            Resource::ChangeFeed { .. } => Err(Error::NotFound(
-                "the change feed is not a planned resource".into(),
+            Resource::ChangeFeed { .. } | Resource::Versions { .. } => Err(Error::NotFound(
+                "the change feed and kept versions are not planned resources".into(),
             )),
         }
     }
@@ -760,6 +765,8 @@ fn category(resource: &Resource) -> Category {
         }
         Resource::Frames { .. } => Category::Frames,
         Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
+        Resource::Versions { version: None, .. } => Category::Metadata,
+        Resource::Versions { .. } => Category::Instances { instance: true },
     }
 }
 
@@ -770,6 +777,7 @@ fn kind(resource: &Resource) -> &'static str {
         Resource::Metadata(_) => "metadata",
         Resource::Search { .. } => "search",
         Resource::ChangeFeed { .. } => "changefeed",
+        Resource::Versions { .. } => "versions",
         Resource::Frames { .. } => "frames",
         Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
         Resource::Rendered {

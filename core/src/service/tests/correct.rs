@@ -278,3 +278,110 @@ fn bad_corrections_are_refused_with_reasons_and_change_nothing() {
     assert_eq!(keys(&store), before);
     assert_eq!(feed(&svc, 10, T0 + 2).len(), 1);
 }
+
+/// The versions of an instance kept after a correction and a delete: listed (current first),
+/// each served as it was stored (the first is the fixture byte for byte, the corrected one
+/// has the new name), a rejected one never served; bad, unknown and purged versions refused.
+#[test]
+fn kept_versions_are_listed_and_served_until_purged() {
+    use dicom_dictionary_std::tags;
+    let ct = fixture!("ct_small_ele.dcm");
+    let (st, se, sop) = uids(&ct);
+    let store = Arc::new(MemoryStore::new());
+    let svc = test_service(store.clone(), writer());
+    assert_eq!(
+        post_at(
+            &svc,
+            &format!("{ROOT}/studies"),
+            &multipart(&[("application/dicom", &ct)]),
+            T0
+        )
+        .status,
+        200
+    );
+    let body = br#"{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Versioned^Name"}]}}"#;
+    let got = patch_at(
+        &svc,
+        &format!("{ROOT}/studies/{st}"),
+        "application/dicom+json",
+        body,
+        T0 + 10,
+    );
+    assert_eq!(got.status, 204, "{}", String::from_utf8_lossy(&got.body));
+    let versions = format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}/versions");
+    let list = |now: u64| {
+        let got = at(&svc, Method::GET, &versions, now);
+        let json = if got.status == 200 {
+            json_of(&got)
+        } else {
+            serde_json::Value::Null
+        };
+        (got.status, json)
+    };
+    let (status, listed) = list(T0 + 11);
+    assert_eq!(status, 200);
+    let listed = listed.as_array().expect("array").clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["State"], "current");
+    assert_eq!(listed[1]["State"], "retired");
+    let gen = |v: &serde_json::Value| v["Version"].as_str().expect("gen").to_owned();
+    let (current, first) = (gen(&listed[0]), gen(&listed[1]));
+    let one = |gen: &str, accept: &str| {
+        ask(
+            &svc,
+            Method::GET,
+            &format!("{versions}/{gen}"),
+            &[("accept", accept)],
+        )
+    };
+    let got = one(&first, "application/dicom");
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.body,
+        ct.to_vec(),
+        "the first version is the file stored"
+    );
+    let got = one(&current, "*/*");
+    assert_eq!(got.status, 200);
+    assert_eq!(element(&got.body, tags::PATIENT_NAME), "Versioned^Name");
+    assert_eq!(pixels(&got.body), pixels(&ct));
+    // Refused: not a version, not kept, not a media type it is served as.
+    assert_eq!(one("xyz", "application/dicom").status, 400);
+    assert_eq!(one("abcdef", "application/dicom").status, 404);
+    assert_eq!(one(&first, "image/jpeg").status, 406);
+    // Deleted: both versions kept (retired), both served.
+    assert_eq!(
+        at(
+            &svc,
+            Method::DELETE,
+            &format!("{ROOT}/studies/{st}/series/{se}/instances/{sop}"),
+            T0 + 20
+        )
+        .status,
+        204
+    );
+    let (_, listed) = list(T0 + 21);
+    let states: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v["State"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(states, ["retired", "retired"]);
+    assert_eq!(one(&current, "application/dicom").status, 200);
+    // Past the grace period a write sweeps them: no version is kept.
+    let later = T0 + 30 + crate::ingest::RETIRED_GRACE + crate::service::SWEEP_INTERVAL + 1;
+    let other = fixture!("mr_small_implicit.dcm");
+    assert_eq!(
+        post_at(
+            &svc,
+            &format!("{ROOT}/studies"),
+            &multipart(&[("application/dicom", &other)]),
+            later
+        )
+        .status,
+        200
+    );
+    assert_eq!(list(later + 1).0, 404);
+    assert_eq!(one(&first, "application/dicom").status, 404);
+}
