@@ -378,18 +378,10 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
             target,
             version: None,
         }),
-        ["versions", gen] if matches!(target, Target::Instance { .. }) => {
-            if gen.is_empty() || !crate::layout::is_generation(gen) {
-                return Err(Error::BadRequest(format!(
-                    "version {:?}: a version is 1 to 32 hexadecimal digits, as .../versions lists them",
-                    truncate_for_message(gen)
-                )));
-            }
-            Ok(Resource::Versions {
-                target,
-                version: Some(gen.to_ascii_lowercase()),
-            })
-        }
+        ["versions", gen] if matches!(target, Target::Instance { .. }) => Ok(Resource::Versions {
+            target,
+            version: Some((*gen).to_owned()),
+        }),
         ["bulkdata", path @ ..]
             if matches!(target, Target::Instance { .. }) && !path.is_empty() =>
         {

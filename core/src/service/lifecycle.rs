@@ -117,6 +117,16 @@ impl Service {
         else {
             return Err(Error::NotFound("versions are an instance's".into()));
         };
+        if let Some(gen) = version {
+            if gen.is_empty() || !crate::layout::is_generation(gen) {
+                return Err(Error::BadRequest(format!(
+                    "version {:?}: a version is 1 to 32 hexadecimal digits, as .../versions lists them",
+                    crate::route::truncate_for_message(gen)
+                )));
+            }
+        }
+        let version = version.map(str::to_ascii_lowercase);
+        let version = version.as_deref();
         let index = self.catalog()?.clone();
         part.ready(&*index, req.now).await?;
         let rows = index
