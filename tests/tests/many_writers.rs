@@ -408,6 +408,129 @@ fn scenarios(
             assert_eq!(get(&gone, None).status, 404, "{gone}");
         }
     }
+    // 7. Corrections of the study through both servers while two clients store into it: each
+    //    instance's file, instance metadata and study metadata name the same patient; every
+    //    instance a correction said it corrected has its `correct` row; a last correction
+    //    after the stores reaches every instance, on both servers.
+    let racing: Vec<PathBuf> = (0..16)
+        .map(|k| instance(dir.path(), 10, &format!("{STUDY}.10.{k}"), "racing", 0))
+        .collect();
+    let corrected = std::sync::atomic::AtomicUsize::new(0);
+    let correct = |root: &str, name: &str| {
+        let body =
+            format!(r#"{{"00100010": {{"vr": "PN", "Value": [{{"Alphabetic": "{name}"}}]}}}}"#);
+        let r = request_with_body(
+            "PATCH",
+            &format!("{root}/studies/{STUDY}"),
+            &[("Content-Type", "application/dicom+json")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        let warning = r.header("warning");
+        let n: usize = warning
+            .split("corrected ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {warning:?}"));
+        corrected.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    };
+    let before = get(&format!("{}/changefeed/latest", roots[0]), None);
+    let before: serde_json::Value = serde_json::from_slice(&before.body).unwrap();
+    let before = before["Sequence"].as_u64().unwrap();
+    std::thread::scope(|s| {
+        for c in 0..2 {
+            let (racing, roots) = (&racing, &roots);
+            s.spawn(move || {
+                for (k, f) in racing.iter().enumerate().filter(|(k, _)| k % 2 == c) {
+                    assert_eq!(stow(&roots[(k / 2) % 2], f), 200, "{}", f.display());
+                }
+            });
+        }
+        for c in 0..2 {
+            let (roots, correct) = (&roots, &correct);
+            s.spawn(move || {
+                for i in 0..3 {
+                    correct(&roots[(c + i) % 2], &format!("Race^{c}^{i}"));
+                }
+            });
+        }
+    });
+    let names = |root: &str| -> BTreeMap<String, String> {
+        let r = get(&format!("{root}/studies/{STUDY}/metadata"), None);
+        let meta: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let mut out = BTreeMap::new();
+        for m in meta.as_array().unwrap() {
+            let sop = m["00080018"]["Value"][0].as_str().unwrap().to_owned();
+            let series = m["0020000E"]["Value"][0].as_str().unwrap();
+            let in_meta = m["00100010"]["Value"][0]["Alphabetic"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let url = format!("{root}/studies/{STUDY}/series/{series}/instances/{sop}");
+            let r = request(
+                "GET",
+                &url,
+                &[(
+                    "accept",
+                    "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+                )],
+            );
+            assert_eq!(r.status, 200, "{url}");
+            let file = dicom_object::OpenFileOptions::new()
+                .from_reader(&r.parts()[0].1[..])
+                .unwrap();
+            let in_file = file
+                .element(dicom_core::Tag(0x0010, 0x0010))
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim()
+                .to_owned();
+            let one = get(&format!("{url}/metadata"), None);
+            let one: serde_json::Value = serde_json::from_slice(&one.body).unwrap();
+            let in_instance = one[0]["00100010"]["Value"][0]["Alphabetic"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            assert_eq!(in_meta, in_file, "{root}: {sop}: study metadata and file");
+            assert_eq!(
+                in_instance, in_file,
+                "{root}: {sop}: instance metadata and file"
+            );
+            out.insert(sop, in_file);
+        }
+        out
+    };
+    let mixed = names(&roots[0]);
+    assert_eq!(names(&roots[1]), mixed, "both servers");
+    correct(&roots[1], "Race^Final");
+    for root in &roots {
+        let all = names(root);
+        assert_eq!(all.len(), seen.len() + 16);
+        assert!(all.values().all(|n| n == "Race^Final"), "{root}: {all:?}");
+        let row = get(&format!("{root}/studies?StudyInstanceUID={STUDY}"), None);
+        let row: serde_json::Value = serde_json::from_slice(&row.body).unwrap();
+        assert_eq!(row[0]["00100010"]["Value"][0]["Alphabetic"], "Race^Final");
+    }
+    let mut corrects = 0;
+    let mut after = before;
+    loop {
+        let page = get(
+            &format!("{}/changefeed?after={after}&limit=1000", roots[0]),
+            None,
+        );
+        let page: Vec<serde_json::Value> = serde_json::from_slice(&page.body).unwrap();
+        let Some(last) = page.last() else { break };
+        after = last["Sequence"].as_u64().unwrap();
+        corrects += page.iter().filter(|r| r["Action"] == "correct").count();
+    }
+    assert_eq!(
+        corrects,
+        corrected.load(std::sync::atomic::Ordering::SeqCst),
+        "one `correct` row per instance each correction said it corrected"
+    );
+    let seen = agree(&roots);
     the_feed_tells_the_same_story(&roots, &seen);
 }
 
@@ -445,6 +568,7 @@ fn the_feed_tells_the_same_story(roots: &[String], seen: &BTreeMap<String, Strin
             "create" => assert!(present.insert(sop.clone()), "{sop} created twice: {r}"),
             "replace" => assert!(present.contains(&sop), "{sop} replaced before created: {r}"),
             "delete" => assert!(present.remove(&sop), "{sop} deleted when absent: {r}"),
+            "correct" => assert!(present.contains(&sop), "{sop} corrected when absent: {r}"),
             other => panic!("action {other}"),
         }
     }
