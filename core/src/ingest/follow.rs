@@ -60,27 +60,38 @@ fn feed_error(url: &str, e: impl std::fmt::Display) -> Error {
     Error::Upstream(format!("{url}: {e}"))
 }
 
-/// The origin's changes after `after`, at most `limit`; `None` when it has no change feed.
-pub async fn origin_changes(
+/// `GET {origin}/changefeed{rest}` as JSON, and its URL; `None` when the origin has no change
+/// feed.
+async fn feed_json<T: serde::de::DeserializeOwned>(
     upstream: &dyn Upstream,
-    after: i64,
-    limit: usize,
-) -> Result<Option<Vec<OriginChange>>> {
-    let url = format!(
-        "{}/changefeed?after={after}&limit={limit}",
-        upstream.root().trim_end_matches('/')
-    );
+    rest: &str,
+) -> Result<(String, Option<T>)> {
+    let url = format!("{}/changefeed{rest}", upstream.root().trim_end_matches('/'));
     let r = upstream
         .get(&url, "application/json")
         .await
         .map_err(|e| feed_error(&url, e))?;
     match r.status {
         200 => {}
-        404 | 405 | 501 => return Ok(None),
+        404 | 405 | 501 => return Ok((url, None)),
         s => return Err(feed_error(&url, format!("status {s}"))),
     }
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&r.body).map_err(|e| feed_error(&url, e))?;
+    let v = serde_json::from_slice(&r.body).map_err(|e| feed_error(&url, e))?;
+    Ok((url, Some(v)))
+}
+
+/// The origin's changes after `after`, at most `limit`; `None` when it has no change feed.
+pub async fn origin_changes(
+    upstream: &dyn Upstream,
+    after: i64,
+    limit: usize,
+) -> Result<Option<Vec<OriginChange>>> {
+    let (url, Some(rows)) =
+        feed_json::<Vec<serde_json::Value>>(upstream, &format!("?after={after}&limit={limit}"))
+            .await?
+    else {
+        return Ok(None);
+    };
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let text = |k: &str| row.get(k).and_then(serde_json::Value::as_str);
@@ -106,20 +117,9 @@ pub async fn origin_changes(
 /// The sequence number of the origin's latest change (0: none yet); `None` when it has no
 /// change feed.
 pub async fn origin_latest(upstream: &dyn Upstream) -> Result<Option<i64>> {
-    let url = format!(
-        "{}/changefeed/latest",
-        upstream.root().trim_end_matches('/')
-    );
-    let r = upstream
-        .get(&url, "application/json")
-        .await
-        .map_err(|e| feed_error(&url, e))?;
-    match r.status {
-        200 => {}
-        404 | 405 | 501 => return Ok(None),
-        s => return Err(feed_error(&url, format!("status {s}"))),
-    }
-    let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| feed_error(&url, e))?;
+    let (url, Some(v)) = feed_json::<serde_json::Value>(upstream, "/latest").await? else {
+        return Ok(None);
+    };
     v.get("Sequence")
         .and_then(serde_json::Value::as_i64)
         .map(Some)
