@@ -32,11 +32,12 @@ PILLOW_VERSION=13.0.0
 PYDICOM_VERSION=3.0.2
 PYDICOM_DATA_VERSION=1.0.0
 DICOMWEB_CLIENT_VERSION=0.60.1
-if [ "$(.tools/s3venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"), m.version("pyjpegls"), m.version("pillow"), m.version("pydicom"), m.version("pydicom-data"), m.version("dicomweb-client"))' 2>/dev/null)" != "$MOTO_VERSION $PYJPEGLS_VERSION $PILLOW_VERSION $PYDICOM_VERSION $PYDICOM_DATA_VERSION $DICOMWEB_CLIENT_VERSION" ]; then
+PYNETDICOM_VERSION=3.0.4
+if [ "$(.tools/s3venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"), m.version("pyjpegls"), m.version("pillow"), m.version("pydicom"), m.version("pydicom-data"), m.version("dicomweb-client"), m.version("pynetdicom"))' 2>/dev/null)" != "$MOTO_VERSION $PYJPEGLS_VERSION $PILLOW_VERSION $PYDICOM_VERSION $PYDICOM_DATA_VERSION $DICOMWEB_CLIENT_VERSION $PYNETDICOM_VERSION" ]; then
   command -v python3 >/dev/null || apt_install python3 python3-venv
   python3 -m venv .tools/s3venv 2>/dev/null || { apt_install python3-venv; rm -rf .tools/s3venv; python3 -m venv .tools/s3venv; }
-  log "pip install moto[server]==$MOTO_VERSION pyjpegls==$PYJPEGLS_VERSION (CharLS) pillow==$PILLOW_VERSION (libjpeg-turbo, OpenJPEG) pydicom==$PYDICOM_VERSION (an oracle, and its test files a corpus) pydicom-data==$PYDICOM_DATA_VERSION (more of them) dicomweb-client==$DICOMWEB_CLIENT_VERSION (a real client)"
-  .tools/s3venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyjpegls==$PYJPEGLS_VERSION" "pillow==$PILLOW_VERSION" "pydicom==$PYDICOM_VERSION" "pydicom-data==$PYDICOM_DATA_VERSION" "dicomweb-client==$DICOMWEB_CLIENT_VERSION" numpy
+  log "pip install moto[server]==$MOTO_VERSION pyjpegls==$PYJPEGLS_VERSION (CharLS) pillow==$PILLOW_VERSION (libjpeg-turbo, OpenJPEG) pydicom==$PYDICOM_VERSION (an oracle, and its test files a corpus) pydicom-data==$PYDICOM_DATA_VERSION (more of them) dicomweb-client==$DICOMWEB_CLIENT_VERSION (a real client) pynetdicom==$PYNETDICOM_VERSION (a DIMSE peer)"
+  .tools/s3venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "pyjpegls==$PYJPEGLS_VERSION" "pillow==$PILLOW_VERSION" "pydicom==$PYDICOM_VERSION" "pydicom-data==$PYDICOM_DATA_VERSION" "dicomweb-client==$DICOMWEB_CLIENT_VERSION" "pynetdicom==$PYNETDICOM_VERSION" numpy
 fi
 OHIF_VERSION=3.13.2
 if [ ! -f ".tools/ohif-$OHIF_VERSION/dist/index.html" ]; then

@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod dicom;
+pub mod dimse;
 mod error;
 pub mod ingest;
 pub mod layout;

@@ -14,6 +14,7 @@
 
 pub mod conn;
 mod demo;
+pub mod dimse;
 pub mod fs_store;
 pub mod import;
 pub mod index;

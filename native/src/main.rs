@@ -150,6 +150,26 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         connections: usize,
     },
+    /// Verify a DICOM peer answers (C-ECHO); exits non-zero when it does not.
+    Echo {
+        /// The peer: AE@HOST:PORT.
+        target: wado_native::dimse::scu::Target,
+        /// Our AE title (the calling AE).
+        #[arg(long, default_value = "WADO")]
+        calling_ae: String,
+    },
+    /// Send DICOM files to a DICOM peer (C-STORE), each in its own transfer syntax; exits
+    /// non-zero when some were not stored.
+    Send {
+        /// The peer: AE@HOST:PORT.
+        target: wado_native::dimse::scu::Target,
+        /// Files and folders to send.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Our AE title (the calling AE).
+        #[arg(long, default_value = "WADO")]
+        calling_ae: String,
+    },
     /// Serve the store over DICOMweb (WADO-RS, QIDO-RS, STOW-RS) at /dcm4chee-arc/aets/{AETitle}/rs.
     Serve {
         /// Settings file (TOML, the flags' names as keys, e.g. `max-requests = 64`); flags
@@ -262,6 +282,23 @@ fn main() -> ExitCode {
                 };
                 run_store(paths, opts).await
             }
+            Command::Echo { target, calling_ae } => {
+                match wado_native::dimse::scu::echo(&calling_ae, &target).await {
+                    Ok(()) => {
+                        println!("{}@{} answered C-ECHO", target.ae, target.address);
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("wado echo: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Send {
+                target,
+                paths,
+                calling_ae,
+            } => run_send(target, paths, calling_ae).await,
             Command::Serve { config, args } => {
                 let file = match config.as_deref().map(ServeArgs::from_file) {
                     None => ServeArgs::default(),
@@ -285,7 +322,21 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
+                let dimse_peers = match &settings.dimse_peers {
+                    None => None,
+                    Some(p) => match std::fs::read_to_string(p)
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| wado_core::dimse::Peers::parse(&t))
+                    {
+                        Ok(peers) => Some(Arc::new(peers)),
+                        Err(e) => {
+                            eprintln!("wado serve: --dimse-peers {}: {e}", p.display());
+                            return ExitCode::FAILURE;
+                        }
+                    },
+                };
                 let config = Config {
+                    dimse_peers,
                     ae_titles: settings.ae_titles.clone(),
                     public_url: settings.public_url.clone(),
                     cors_origins: settings.cors_origins.clone(),
@@ -312,6 +363,53 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+async fn run_send(
+    target: wado_native::dimse::scu::Target,
+    paths: Vec<PathBuf>,
+    calling_ae: String,
+) -> ExitCode {
+    use wado_native::dimse::scu::{send, Sent};
+    let mut files = Vec::new();
+    for p in &paths {
+        for e in walkdir::WalkDir::new(p).sort_by_file_name() {
+            match e {
+                Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("wado send: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let result = send(&calling_ae, &target, &files, |file, sent| match sent {
+        Sent::Stored(Some(note)) => eprintln!("{}: stored ({note})", file.display()),
+        Sent::Stored(None) => {}
+        Sent::Failed(why) => eprintln!("{}: not stored: {why}", file.display()),
+    })
+    .await;
+    match result {
+        Ok((stored, failed)) => {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            println!(
+                "sent {stored}, failed {failed} ({:.1} s, {:.0} files/s)",
+                secs,
+                stored as f64 / secs
+            );
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("wado send: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run_store(paths: Vec<PathBuf>, opts: wado_native::stow_client::Options) -> ExitCode {
@@ -822,6 +920,32 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
             }
         }
         tracing::info!("pushing the change feed to {url}");
+    }
+    if let Some(port) = settings.dimse_port {
+        let at = std::net::SocketAddr::new(bind.ip(), port);
+        let dimse = match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("wado serve: cannot listen for DIMSE on {at}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let options = wado_native::dimse::Options {
+            idle: std::time::Duration::from_secs(settings.dimse_timeout),
+            max_data_set: service.config().max_instance_bytes,
+            ..Default::default()
+        };
+        tracing::info!(
+            "DIMSE on {} (called AE titles: {}){}",
+            dimse.local_addr().unwrap_or(at),
+            service.config().ae_titles.join(","),
+            if service.config().dimse_peers.is_some() {
+                ""
+            } else {
+                "; no peers table: any peer may associate"
+            }
+        );
+        tokio::spawn(wado_native::dimse::serve(dimse, service.clone(), options));
     }
     let listener = match tokio::net::TcpListener::bind(bind).await {
         Ok(l) => l,

@@ -154,6 +154,17 @@ pub struct ServeArgs {
     /// web-demo/dist when it exists].
     #[arg(long)]
     pub demo_dir: Option<PathBuf>,
+    /// Also speak the DICOM network protocol (C-ECHO, C-STORE) on this port, at --bind's
+    /// address; the called AE title names the partition (docs/DIMSE.md). Off by default.
+    #[arg(long)]
+    pub dimse_port: Option<u16>,
+    /// The DICOM peers table: who may associate, from where, to do what in which partition,
+    /// and where C-MOVE sends (`CALLING_AE ADDRESS[:PORT] AE_TITLES MAY` lines; docs/DIMSE.md).
+    #[arg(long)]
+    pub dimse_peers: Option<PathBuf>,
+    /// Seconds a DICOM association may stay silent before it is aborted [default: 60].
+    #[arg(long)]
+    pub dimse_timeout: Option<u64>,
 }
 
 /// Settings with every default applied.
@@ -219,6 +230,10 @@ pub struct Settings {
     pub jwt_max_lifetime: Option<u64>,
     /// The built demo.
     pub demo_dir: Option<PathBuf>,
+    /// The DIMSE listener's port, peers table and idle timeout (seconds).
+    pub dimse_port: Option<u16>,
+    pub dimse_peers: Option<PathBuf>,
+    pub dimse_timeout: u64,
 }
 
 impl ServeArgs {
@@ -236,6 +251,7 @@ impl ServeArgs {
             &mut args.webhook_secret_file,
             &mut args.jwt_keys,
             &mut args.demo_dir,
+            &mut args.dimse_peers,
         ]
         .into_iter()
         .flatten()
@@ -357,6 +373,13 @@ impl ServeArgs {
                 .or(file.jwt_ae_claim)
                 .unwrap_or_else(|| "aets".into()),
             jwt_max_lifetime: self.jwt_max_lifetime.or(file.jwt_max_lifetime),
+            dimse_port: self.dimse_port.or(file.dimse_port),
+            dimse_peers: self.dimse_peers.or(file.dimse_peers),
+            dimse_timeout: self
+                .dimse_timeout
+                .or(file.dimse_timeout)
+                .unwrap_or(60)
+                .max(1),
             demo_dir: self.demo_dir.or(file.demo_dir).or_else(|| {
                 let d = PathBuf::from("web-demo/dist");
                 d.join("index.html").is_file().then_some(d)

@@ -8,6 +8,7 @@ pub mod charset;
 pub mod convert;
 pub mod edit;
 pub mod json;
+pub mod part10;
 pub mod scan;
 pub mod uid;
 pub mod xml;

@@ -189,6 +189,14 @@ pub enum Expected<'a> {
     Study(&'a Uid),
     /// This instance (study, series, SOP Instance UID).
     Instance(&'a Uid, &'a Uid, &'a Uid),
+    /// An instance of this SOP Class UID and SOP Instance UID (what a C-STORE request names
+    /// of the data set it carries).
+    Sop {
+        /// SOP Class UID.
+        class: &'a str,
+        /// SOP Instance UID.
+        instance: &'a str,
+    },
 }
 
 /// Work that takes turns by key: one at a time per key, any number of keys at once. Keys
@@ -411,6 +419,14 @@ async fn import_file(
         Expected::Instance(st, se, i) => {
             return Err(ImportError::Mismatch(format!(
                 "asked for instance {i} of series {se} of study {st}, got instance {sop} of series {series} of study {study}"
+            )))
+        }
+        Expected::Sop { class, instance }
+            if sop.as_str() == instance && index.sop_class == class => {}
+        Expected::Sop { class, instance } => {
+            return Err(ImportError::Mismatch(format!(
+                "the data set is instance {sop} of SOP class {}, the request names instance {instance} of SOP class {class}",
+                index.sop_class
             )))
         }
     }

@@ -27,6 +27,7 @@
 
 mod body;
 mod budget;
+mod dimse;
 pub(crate) mod http;
 mod lifecycle;
 mod message;
@@ -130,6 +131,11 @@ pub struct Config {
     /// before writes sweep them away (`wado purge` sooner): a reader that found them just
     /// before still reads them whole. [`crate::ingest::RETIRED_GRACE`] by default.
     pub keep_removed: u64,
+    /// The DICOM peers known over DIMSE ([`crate::dimse::peers`]): who may associate, from
+    /// where, to do what in which partition, and where C-MOVE sends. Without a table, any
+    /// peer may associate and echo; it may search and retrieve when HTTP reads are open (no
+    /// `auth`) and store when [`Config::allow_anonymous_writes`] says so.
+    pub dimse_peers: Option<Arc<crate::dimse::Peers>>,
 }
 
 impl Config {
@@ -199,6 +205,7 @@ impl Default for Config {
             allow_anonymous_writes: false,
             public: false,
             keep_removed: crate::ingest::RETIRED_GRACE,
+            dimse_peers: None,
         }
     }
 }

@@ -1,0 +1,67 @@
+//! The DICOM network protocol's message service (DIMSE, PS3.7), apart from the connection
+//! that carries it: command sets ([`command`]), statuses ([`status`]) and the table of known
+//! peers ([`peers`]). What a C-STORE, C-FIND, C-GET or C-MOVE does with the archive is the
+//! service's (`Service::dimse_*`), through the same ingest door and the same query model as
+//! STOW-RS and QIDO-RS; the native server carries the messages over an association
+//! (`native/src/dimse/`, dicom-rs's upper layer).
+
+pub mod command;
+pub mod peers;
+
+pub use command::Command;
+pub use peers::{Op, Peers};
+
+/// Status values (PS3.7 Annex C, PS3.4 Annexes B and C).
+pub mod status {
+    /// Success.
+    pub const SUCCESS: u16 = 0x0000;
+    /// Pending: a match follows (C-FIND), sub-operations go on (C-GET, C-MOVE).
+    pub const PENDING: u16 = 0xFF00;
+    /// Cancelled (C-CANCEL honoured).
+    pub const CANCEL: u16 = 0xFE00;
+    /// Processing failure: the archive failed (its store or index), not the request.
+    pub const PROCESSING_FAILURE: u16 = 0x0110;
+    /// Duplicate SOP instance: the UID names an instance stored in another series or study.
+    pub const DUPLICATE: u16 = 0x0111;
+    /// No such SOP class: the service does not take this class in this role.
+    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
+    /// Not authorized: this peer may not do this in this partition.
+    pub const NOT_AUTHORIZED: u16 = 0x0124;
+    /// Refused: out of resources (too large, the store full).
+    pub const OUT_OF_RESOURCES: u16 = 0xA700;
+    /// Refused: out of resources, unable to perform sub-operations (C-GET, C-MOVE).
+    pub const SUB_OPERATIONS_IMPOSSIBLE: u16 = 0xA702;
+    /// Refused: move destination unknown.
+    pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+    /// Error: data set does not match SOP class (or the identifier the information model).
+    pub const DOES_NOT_MATCH: u16 = 0xA900;
+    /// Warning: sub-operations complete, one or more failures (C-GET, C-MOVE).
+    pub const SOME_FAILED: u16 = 0xB000;
+    /// Unrecognized operation: a command this server does not serve.
+    pub const UNRECOGNIZED: u16 = 0x0211;
+    /// Error: cannot understand (unable to process).
+    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
+}
+
+/// The Verification SOP Class (C-ECHO).
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+/// The two ends of an association, as the peer named them and as the socket says.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    /// The calling AE title (the peer's).
+    pub calling: &'a str,
+    /// The called AE title: the partition.
+    pub called: &'a str,
+    /// The peer's IP address.
+    pub address: &'a str,
+}
+
+/// Why an association is rejected (PS3.8 §9.3.4: rejected permanently by the service user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The called AE title names no partition of this server.
+    CalledUnknown,
+    /// The peers table names no such calling AE at this address.
+    CallingUnknown,
+}

@@ -1,0 +1,172 @@
+//! What DIMSE requests do with the archive (PS3.4 Annexes A, B, C), the connection aside: the
+//! native server's association hands each request's command set and data set here and sends
+//! back the responses made here (`native/src/dimse/`).
+//!
+//! - **C-ECHO**: success, to any peer the association accepted.
+//! - **C-STORE**: the data set, wrapped in a Part-10 file whose meta names the negotiated
+//!   transfer syntax and the calling AE, goes through the one ingest door (STOW-RS's and
+//!   `wado import`'s: [`crate::ingest::Batch`]); the success status is made only once the
+//!   instance is committed, so durable and searchable from every replica. Failures carry the
+//!   reason in the Error Comment: `A900` the data set is not the instance or class the request
+//!   names, `C000` it cannot be read, `A700` too large or the store full, `0111` its UID names
+//!   an instance of another series or study, `0110` the archive failed, `0124` the peer may not
+//!   store here.
+
+use super::Service;
+use crate::dimse::command::{field, tag};
+use crate::dimse::{status, Command, Op, Peer, Rejection};
+use crate::ingest::{Batch, Expected, ImportError};
+use bytes::Bytes;
+
+impl Service {
+    /// Whether to accept an association from `peer`.
+    pub fn dimse_accepts(&self, peer: &Peer<'_>) -> Result<(), Rejection> {
+        if !self.partitions.contains_key(peer.called) {
+            return Err(Rejection::CalledUnknown);
+        }
+        match &self.config.dimse_peers {
+            Some(peers) if !peers.knows(peer.calling, peer.address) => {
+                Err(Rejection::CallingUnknown)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `peer` may do `op` in the partition it called; the reason when not.
+    pub fn dimse_may(&self, peer: &Peer<'_>, op: Op) -> Result<(), String> {
+        if op == Op::Store {
+            if self.config.upstream.is_some() {
+                return Err("this server is a read-through cache: store into its origin".into());
+            }
+            if self.config.read_only {
+                return Err("this server is read-only".into());
+            }
+        }
+        let allowed = match &self.config.dimse_peers {
+            Some(peers) => peers.may(peer.calling, peer.address, peer.called, op),
+            None => match op {
+                Op::Store => self.config.allow_anonymous_writes && self.config.auth.is_none(),
+                Op::Find | Op::Get => self.config.auth.is_none(),
+                // A destination is a known peer: without a table there is none.
+                Op::Move => false,
+            },
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} may not {} in {} (see --dimse-peers)",
+                peer.calling,
+                op.word(),
+                peer.called
+            ))
+        }
+    }
+
+    /// Answers a C-ECHO-RQ.
+    pub fn dimse_echo(&self, rq: &Command) -> Command {
+        Command::response(field::C_ECHO_RSP, rq, status::SUCCESS)
+    }
+
+    /// Stores the data set of a C-STORE-RQ (`transfer_syntax`: the presentation context's)
+    /// and answers it with the C-STORE-RSP: success only once the instance is committed.
+    /// `now` and `entropy` as for a request ([`super::Request`]).
+    pub async fn dimse_store(
+        &self,
+        peer: &Peer<'_>,
+        rq: &Command,
+        transfer_syntax: &str,
+        data_set: &[u8],
+        now: u64,
+        entropy: [u8; 16],
+    ) -> Command {
+        let (code, comment) = match self
+            .dimse_store_1(peer, rq, transfer_syntax, data_set, now, entropy)
+            .await
+        {
+            Ok(()) => (status::SUCCESS, None),
+            Err((code, why)) => (code, Some(why)),
+        };
+        let mut rsp = Command::response(field::C_STORE_RSP, rq, code);
+        if let Some(why) = comment {
+            rsp.set_comment(&why);
+        }
+        rsp
+    }
+
+    async fn dimse_store_1(
+        &self,
+        peer: &Peer<'_>,
+        rq: &Command,
+        transfer_syntax: &str,
+        data_set: &[u8],
+        now: u64,
+        entropy: [u8; 16],
+    ) -> Result<(), (u16, String)> {
+        self.dimse_may(peer, Op::Store)
+            .map_err(|why| (status::NOT_AUTHORIZED, why))?;
+        let (Some(class), Some(instance)) = (
+            rq.text(tag::AFFECTED_SOP_CLASS),
+            rq.text(tag::AFFECTED_SOP_INSTANCE),
+        ) else {
+            return Err((
+                status::CANNOT_UNDERSTAND,
+                "the C-STORE request names no Affected SOP Class or Instance UID".into(),
+            ));
+        };
+        let fail = |e: crate::Error| (status::PROCESSING_FAILURE, e.to_string());
+        let Some(part) = self.partitions.get(peer.called) else {
+            return Err((
+                status::NOT_AUTHORIZED,
+                format!("no partition {}", peer.called),
+            ));
+        };
+        let index = self.catalog().map_err(fail)?.clone();
+        part.ready(&*index, now).await.map_err(fail)?;
+        let public = self
+            .config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| crate::layout::DEFAULT_PUBLIC_URL.to_owned());
+        let layout = part.writing_layout(&*index, &public).await.map_err(fail)?;
+        let (turns, committer) = if self.config.requests_share_work {
+            (part.writing.clone(), part.committer.clone())
+        } else {
+            Default::default()
+        };
+        let batch = Batch::new(layout, now, entropy)
+            .with_max_instance(self.config.max_instance_bytes)
+            .with_turns(turns)
+            .with_offload(self.config.offload.clone())
+            .with_index(index.clone(), peer.called, Some(committer));
+        let file = crate::dicom::part10::wrap(
+            crate::dicom::part10::FileMeta {
+                sop_class: &class,
+                sop_instance: &instance,
+                transfer_syntax,
+                source_ae: Some(peer.calling),
+            },
+            data_set,
+        );
+        let expected = Expected::Sop {
+            class: &class,
+            instance: &instance,
+        };
+        let stored = batch
+            .add_expecting(&*part.store, Bytes::from(file), expected)
+            .await;
+        drop(batch);
+        part.sweep_now_and_then(&*index, now).await.map_err(fail)?;
+        stored.map(|_| ()).map_err(|e| {
+            let code = match &e {
+                ImportError::Rejected(_) => status::CANNOT_UNDERSTAND,
+                ImportError::Mismatch(_) => status::DOES_NOT_MATCH,
+                ImportError::Duplicate(_) => status::DUPLICATE,
+                ImportError::TooLarge(_) => status::OUT_OF_RESOURCES,
+                ImportError::Store(crate::store::StoreError::Full(_)) => status::OUT_OF_RESOURCES,
+                ImportError::Store(_) | ImportError::Index(_) => status::PROCESSING_FAILURE,
+            };
+            (code, e.to_string())
+        })
+    }
+}

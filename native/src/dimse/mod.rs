@@ -1,0 +1,345 @@
+//! The DICOM network protocol (DIMSE over the upper layer, PS3.7 and PS3.8): `wado serve
+//! --dimse-port` ([`serve`]) and the `wado echo` / `wado send` client ([`scu`]).
+//!
+//! This module carries messages only. dicom-rs's upper layer ([`dicom_ul`]) negotiates the
+//! association and reads and writes PDUs; here the P-DATA fragments of each message are put
+//! together (a command set, then its data set when one follows), bounded, and handed to the
+//! core ([`wado_core::Service`]'s `dimse_*`), which decides and makes the responses. A peer
+//! that breaks the protocol (a malformed or oversized PDU, a fragment on a context it did not
+//! negotiate, a command set that does not parse, silence longer than the idle timeout) gets an
+//! A-ABORT and its connection closed; nothing of a message cut short is stored.
+
+pub mod scu;
+
+use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
+use dicom_ul::pdu::{
+    AssociationRJServiceUserReason, PDataValue, PDataValueType, PresentationContextResultReason,
+    UserIdentity,
+};
+use dicom_ul::Pdu;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use wado_core::dimse::command::{field, MAX_COMMAND_BYTES};
+use wado_core::dimse::{status, Command, Peer, Rejection};
+use wado_core::Service;
+
+/// How the listener treats associations.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The largest PDU a peer may send us (A-ASSOCIATE-AC's Maximum Length): bigger ones abort.
+    pub max_pdu: u32,
+    /// Seconds an association may stay silent (mid-message or between messages) before it is
+    /// aborted.
+    pub idle: Duration,
+    /// The most bytes one data set may take (the instance is held in memory while stored).
+    pub max_data_set: u64,
+    /// The most associations at once; more wait for a free one.
+    pub max_associations: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_pdu: 1 << 20,
+            idle: Duration::from_secs(60),
+            max_data_set: 2 << 30,
+            max_associations: 256,
+        }
+    }
+}
+
+/// Accepts associations on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, service: Arc<Service>, options: Options) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_associations.max(1)));
+    loop {
+        let (socket, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("DIMSE: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (service, options) = (service.clone(), options.clone());
+        tokio::spawn(async move {
+            let address = addr.ip().to_canonical().to_string();
+            associate(socket, &address, &service, &options).await;
+            drop(slot);
+        });
+    }
+}
+
+/// The service's decision on an A-ASSOCIATE-RQ.
+struct Gate {
+    service: Arc<Service>,
+    address: String,
+}
+
+impl AccessControl for Gate {
+    fn check_access(
+        &self,
+        _this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        let peer = Peer {
+            calling: calling_ae_title.trim(),
+            called: called_ae_title.trim(),
+            address: &self.address,
+        };
+        match self.service.dimse_accepts(&peer) {
+            Ok(()) => Ok(()),
+            Err(Rejection::CalledUnknown) => {
+                tracing::info!(
+                    "DIMSE: association from {calling_ae_title} at {} rejected: no partition {called_ae_title}",
+                    self.address
+                );
+                Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+            }
+            Err(Rejection::CallingUnknown) => {
+                tracing::info!(
+                    "DIMSE: association from {calling_ae_title} at {} rejected: not in the peers table",
+                    self.address
+                );
+                Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+            }
+        }
+    }
+}
+
+/// A message being received: its command set, then its data set.
+#[derive(Default)]
+struct Incoming {
+    context: u8,
+    command: Vec<u8>,
+    parsed: Option<Command>,
+    data: Vec<u8>,
+}
+
+/// One association, from the A-ASSOCIATE-RQ to its release or abort.
+async fn associate(
+    socket: tokio::net::TcpStream,
+    address: &str,
+    service: &Arc<Service>,
+    options: &Options,
+) {
+    let scp = ServerAssociationOptions::new()
+        .ae_access_control(Gate {
+            service: service.clone(),
+            address: address.to_owned(),
+        })
+        // Any abstract syntax: what a request of an unsupported class gets is its failure
+        // status from the service, with the reason.
+        .promiscuous(true)
+        .max_pdu_length(options.max_pdu)
+        .read_timeout(options.idle);
+    let mut assoc = match scp.establish_async(socket).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!("DIMSE: association from {address} not established: {e}");
+            return;
+        }
+    };
+    let calling = dicom_ul::association::Association::peer_ae_title(&assoc)
+        .trim()
+        .to_owned();
+    let called = assoc.called_ae_title().trim().to_owned();
+    let peer = Peer {
+        calling: &calling,
+        called: &called,
+        address,
+    };
+    let contexts: HashMap<u8, (String, String)> = assoc
+        .presentation_contexts()
+        .iter()
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| {
+            (
+                pc.id,
+                (
+                    pc.abstract_syntax.trim_end_matches(['\0', ' ']).to_owned(),
+                    pc.transfer_syntax.trim_end_matches(['\0', ' ']).to_owned(),
+                ),
+            )
+        })
+        .collect();
+    tracing::debug!(
+        "DIMSE: association {calling} -> {called} from {address}: {} contexts",
+        contexts.len()
+    );
+    let mut msg = Incoming::default();
+    let broken = loop {
+        let pdu = match assoc.receive().await {
+            Ok(p) => p,
+            Err(e) => break format!("{e}"),
+        };
+        match pdu {
+            Pdu::PData { data } => {
+                let mut failed = None;
+                for pdv in data {
+                    match take(&mut msg, pdv, &contexts, options) {
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                        Ok(false) => {}
+                        Ok(true) => {
+                            let done = std::mem::take(&mut msg);
+                            let Some(rq) = done.parsed else { continue };
+                            let ts = &contexts[&done.context].1;
+                            let rsp = answer(service, &peer, &rq, ts, &done.data).await;
+                            let pdu = Pdu::PData {
+                                data: vec![PDataValue {
+                                    presentation_context_id: done.context,
+                                    value_type: PDataValueType::Command,
+                                    is_last: true,
+                                    data: rsp.encode(),
+                                }],
+                            };
+                            if let Err(e) = assoc.send(&pdu).await {
+                                failed = Some(format!("sending a response: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    break e;
+                }
+            }
+            Pdu::ReleaseRQ => {
+                let _ = assoc.send(&Pdu::ReleaseRP).await;
+                tracing::debug!("DIMSE: association {calling} -> {called} released");
+                return;
+            }
+            Pdu::AbortRQ { source } => {
+                tracing::debug!("DIMSE: {calling} aborted the association ({source:?})");
+                return;
+            }
+            other => break format!("unexpected PDU {}", pdu_name(&other)),
+        }
+    };
+    tracing::info!("DIMSE: association {calling} -> {called} from {address} aborted: {broken}");
+    let _ = assoc.abort().await;
+}
+
+fn pdu_name(p: &Pdu) -> &'static str {
+    match p {
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA-TF",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+        Pdu::Unknown { .. } => "of unknown type",
+    }
+}
+
+/// Adds one fragment to the message being received; true when the message is whole.
+fn take(
+    msg: &mut Incoming,
+    pdv: PDataValue,
+    contexts: &HashMap<u8, (String, String)>,
+    options: &Options,
+) -> Result<bool, String> {
+    if !contexts.contains_key(&pdv.presentation_context_id) {
+        return Err(format!(
+            "a fragment on presentation context {}, which was not accepted",
+            pdv.presentation_context_id
+        ));
+    }
+    let started = !msg.command.is_empty() || msg.parsed.is_some();
+    if started && pdv.presentation_context_id != msg.context {
+        return Err("a message's fragments on two presentation contexts".into());
+    }
+    msg.context = pdv.presentation_context_id;
+    match pdv.value_type {
+        PDataValueType::Command => {
+            if msg.parsed.is_some() {
+                return Err("a command fragment where the data set was expected".into());
+            }
+            if msg.command.len() + pdv.data.len() > MAX_COMMAND_BYTES {
+                return Err(format!("a command set over {MAX_COMMAND_BYTES} bytes"));
+            }
+            msg.command.extend_from_slice(&pdv.data);
+            if !pdv.is_last {
+                return Ok(false);
+            }
+            let rq = Command::parse(&msg.command).map_err(|e| format!("command set: {e}"))?;
+            let whole = !rq.has_data_set();
+            msg.parsed = Some(rq);
+            Ok(whole)
+        }
+        PDataValueType::Data => {
+            if msg.parsed.as_ref().is_none_or(|c| !c.has_data_set()) {
+                return Err("a data set fragment without a command announcing one".into());
+            }
+            if (msg.data.len() + pdv.data.len()) as u64 > options.max_data_set {
+                return Err(format!(
+                    "a data set over {} bytes (the most this server takes in one instance)",
+                    options.max_data_set
+                ));
+            }
+            if msg.data.is_empty() {
+                msg.data = pdv.data;
+            } else {
+                msg.data.extend_from_slice(&pdv.data);
+            }
+            Ok(pdv.is_last)
+        }
+    }
+}
+
+/// The response to one whole request.
+async fn answer(
+    service: &Service,
+    peer: &Peer<'_>,
+    rq: &Command,
+    ts: &str,
+    data: &[u8],
+) -> Command {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let started = std::time::Instant::now();
+    let f = rq.field().unwrap_or(0);
+    let rsp = match f {
+        field::C_ECHO_RQ => service.dimse_echo(rq),
+        field::C_STORE_RQ => {
+            service
+                .dimse_store(peer, rq, ts, data, now, rand::random())
+                .await
+        }
+        other => {
+            let mut rsp = Command::response(other | 0x8000, rq, status::UNRECOGNIZED);
+            rsp.set_comment(&format!("command field {other:04X} is not served here"));
+            rsp
+        }
+    };
+    let code = rsp.us(wado_core::dimse::command::tag::STATUS).unwrap_or(0);
+    if code != status::SUCCESS {
+        tracing::info!(
+            "DIMSE: {} {:04X} from {} in {}: status {code:04X} {}",
+            peer.calling,
+            f,
+            peer.address,
+            peer.called,
+            rsp.text(wado_core::dimse::command::tag::ERROR_COMMENT)
+                .unwrap_or_default()
+        );
+    } else {
+        tracing::debug!(
+            "DIMSE: {} {f:04X} in {:.1} ms",
+            peer.calling,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    rsp
+}
