@@ -6,6 +6,7 @@
 //! (`native/src/dimse/`, dicom-rs's upper layer).
 
 pub mod command;
+pub mod find;
 pub mod peers;
 
 pub use command::Command;
@@ -64,4 +65,13 @@ pub enum Rejection {
     CalledUnknown,
     /// The peers table names no such calling AE at this address.
     CallingUnknown,
+}
+
+/// What a C-FIND found: the identifier of each pending response, then the final response.
+#[derive(Debug)]
+pub struct Found {
+    /// Each match's identifier, in the presentation context's transfer syntax.
+    pub matches: Vec<Vec<u8>>,
+    /// The final response (success, or the failure with its reason).
+    pub last: Command,
 }

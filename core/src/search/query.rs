@@ -100,6 +100,30 @@ impl Query {
     /// Parses a query string for a search at `level` within `scope`. Malformed values, unknown
     /// parameter names and attributes that are not DICOM attributes are 400.
     pub fn parse(level: Level, scope: Scope, query: Option<&str>) -> Result<Query> {
+        let mut pairs = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = || {
+                Error::BadRequest(format!(
+                    "query parameter {pair:?} is not percent-encoded UTF-8"
+                ))
+            };
+            pairs.push((
+                percent_decode(k).ok_or_else(bad)?,
+                percent_decode(v).ok_or_else(bad)?,
+            ));
+        }
+        Query::from_pairs(level, scope, pairs)
+    }
+
+    /// [`Query::parse`] of decoded `(name, value)` pairs: what a C-FIND identifier's keys
+    /// become (tags as `GGGGEEEE`, values as DICOM writes them), so that DIMSE and QIDO-RS
+    /// share one query model and one set of matching rules.
+    pub fn from_pairs(
+        level: Level,
+        scope: Scope,
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Query> {
         let mut q = Query {
             level,
             scope,
@@ -112,15 +136,7 @@ impl Query {
         };
         let mut seen: Vec<u32> = Vec::new();
         let mut matches: Vec<(&'static Key, String)> = Vec::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let bad = || {
-                Error::BadRequest(format!(
-                    "query parameter {pair:?} is not percent-encoded UTF-8"
-                ))
-            };
-            let name = percent_decode(k).ok_or_else(bad)?;
-            let value = percent_decode(v).ok_or_else(bad)?;
+        for (name, value) in pairs {
             match name.as_str() {
                 "limit" | "offset" => {
                     let n: usize = value.trim().parse().map_err(|_| {

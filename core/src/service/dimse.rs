@@ -14,7 +14,7 @@
 
 use super::Service;
 use crate::dimse::command::{field, tag};
-use crate::dimse::{status, Command, Op, Peer, Rejection};
+use crate::dimse::{status, Command, Found, Op, Peer, Rejection};
 use crate::ingest::{Batch, Expected, ImportError};
 use bytes::Bytes;
 
@@ -168,5 +168,91 @@ impl Service {
             };
             (code, e.to_string())
         })
+    }
+}
+
+impl Service {
+    /// Answers a C-FIND-RQ whose identifier is `identifier` (in `transfer_syntax`), in the
+    /// information model `model` (the presentation context's abstract syntax).
+    pub async fn dimse_find(
+        &self,
+        peer: &Peer<'_>,
+        rq: &Command,
+        model: &str,
+        transfer_syntax: &str,
+        identifier: &[u8],
+    ) -> Found {
+        match self
+            .dimse_find_1(peer, model, transfer_syntax, identifier)
+            .await
+        {
+            Ok(matches) => Found {
+                matches,
+                last: Command::response(field::C_FIND_RSP, rq, status::SUCCESS),
+            },
+            Err((code, why)) => {
+                let mut last = Command::response(field::C_FIND_RSP, rq, code);
+                last.set_comment(&why);
+                Found {
+                    matches: Vec::new(),
+                    last,
+                }
+            }
+        }
+    }
+
+    /// A pending C-FIND-RSP (a match's identifier follows it).
+    pub fn dimse_find_pending(&self, rq: &Command) -> Command {
+        let mut c = Command::response(field::C_FIND_RSP, rq, status::PENDING);
+        c.set_data_set(true);
+        c
+    }
+
+    async fn dimse_find_1(
+        &self,
+        peer: &Peer<'_>,
+        model: &str,
+        transfer_syntax: &str,
+        identifier: &[u8],
+    ) -> Result<Vec<Vec<u8>>, (u16, String)> {
+        use crate::dimse::find;
+        if model != find::STUDY_ROOT_FIND && model != find::PATIENT_ROOT_FIND {
+            return Err((
+                status::SOP_CLASS_NOT_SUPPORTED,
+                format!("C-FIND of {model} is not served (Patient Root and Study Root are)"),
+            ));
+        }
+        self.dimse_may(peer, Op::Find)
+            .map_err(|why| (status::NOT_AUTHORIZED, why))?;
+        let req = find::read_request(model, transfer_syntax, identifier)?;
+        let fail = |e: crate::Error| (status::PROCESSING_FAILURE, e.to_string());
+        let index = self.catalog().map_err(fail)?.clone();
+        let rows = crate::search::search_rows(
+            &*index,
+            peer.called,
+            &req.query,
+            crate::dimse::find::MAX_MATCHES,
+        )
+        .await
+        .map_err(fail)?;
+        let base = self
+            .config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| crate::layout::DEFAULT_PUBLIC_URL.to_owned());
+        let root = format!(
+            "{}{}{}/rs",
+            base.trim_end_matches('/'),
+            crate::route::SERVICE_PREFIX,
+            peer.called
+        );
+        let called = peer.called.to_owned();
+        let ts = transfer_syntax.to_owned();
+        super::offload::compute(self.config.offload.as_deref(), move || {
+            let found = rows.into_results(&req.query, &root)?;
+            Ok(find::responses(&req, &found.results, &called, &ts))
+        })
+        .await
+        .map_err(fail)?
     }
 }

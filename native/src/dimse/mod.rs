@@ -192,18 +192,16 @@ async fn associate(
                         Ok(true) => {
                             let done = std::mem::take(&mut msg);
                             let Some(rq) = done.parsed else { continue };
-                            let ts = &contexts[&done.context].1;
-                            let rsp = answer(service, &peer, &rq, ts, &done.data).await;
-                            let pdu = Pdu::PData {
-                                data: vec![PDataValue {
-                                    presentation_context_id: done.context,
-                                    value_type: PDataValueType::Command,
-                                    is_last: true,
-                                    data: rsp.encode(),
-                                }],
+                            let (model, ts) = &contexts[&done.context];
+                            let request = Whole {
+                                rq: &rq,
+                                context: done.context,
+                                model,
+                                ts,
+                                data: &done.data,
                             };
-                            if let Err(e) = assoc.send(&pdu).await {
-                                failed = Some(format!("sending a response: {e}"));
+                            if let Err(e) = handle(&mut assoc, service, &peer, request).await {
+                                failed = Some(e);
                                 break;
                             }
                         }
@@ -297,32 +295,122 @@ fn take(
     }
 }
 
-/// The response to one whole request.
-async fn answer(
+/// A whole request: its command, the presentation context it came on (id, abstract syntax,
+/// transfer syntax) and its data set (empty when none).
+struct Whole<'a> {
+    rq: &'a Command,
+    context: u8,
+    model: &'a str,
+    ts: &'a str,
+    data: &'a [u8],
+}
+
+type Assoc = dicom_ul::association::server::AsyncServerAssociation<tokio::net::TcpStream>;
+
+/// Sends a command, and a data set after it when given, on context `id`.
+async fn send(
+    assoc: &mut Assoc,
+    id: u8,
+    command: &Command,
+    data: Option<&[u8]>,
+) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let pdu = Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: id,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: command.encode(),
+        }],
+    };
+    assoc
+        .send(&pdu)
+        .await
+        .map_err(|e| format!("sending a response: {e}"))?;
+    if let Some(data) = data {
+        let mut w = assoc.send_pdata(id);
+        w.write_all(data)
+            .await
+            .map_err(|e| format!("sending a data set: {e}"))?;
+        w.finish()
+            .await
+            .map_err(|e| format!("sending a data set: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Whether the peer has sent a C-CANCEL-RQ (read without waiting); any other message while a
+/// request is answered breaks the protocol (one operation at a time was negotiated).
+async fn cancelled(assoc: &mut Assoc) -> Result<bool, String> {
+    let pdu = match tokio::time::timeout(Duration::ZERO, assoc.receive()).await {
+        Err(_) => return Ok(false),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(p)) => p,
+    };
+    match pdu {
+        Pdu::PData { data } => {
+            let mut command = Vec::new();
+            for pdv in data {
+                if pdv.value_type != PDataValueType::Command {
+                    return Err("a data set while a request was being answered".into());
+                }
+                command.extend_from_slice(&pdv.data);
+            }
+            match Command::parse(&command) {
+                Ok(c) if c.field() == Some(field::C_CANCEL_RQ) => Ok(true),
+                _ => Err(
+                    "a request while another was being answered (one at a time was negotiated)"
+                        .into(),
+                ),
+            }
+        }
+        Pdu::AbortRQ { .. } => Err("the peer aborted".into()),
+        other => Err(format!(
+            "unexpected PDU {} while answering",
+            pdu_name(&other)
+        )),
+    }
+}
+
+/// Answers one whole request (several responses for a C-FIND).
+async fn handle(
+    assoc: &mut Assoc,
     service: &Service,
     peer: &Peer<'_>,
-    rq: &Command,
-    ts: &str,
-    data: &[u8],
-) -> Command {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    w: Whole<'_>,
+) -> Result<(), String> {
     let started = std::time::Instant::now();
+    let rq = w.rq;
+    if rq.field() == Some(field::C_FIND_RQ) {
+        let found = service.dimse_find(peer, rq, w.model, w.ts, w.data).await;
+        let pending = service.dimse_find_pending(rq);
+        let n = found.matches.len();
+        for (k, m) in found.matches.iter().enumerate() {
+            if cancelled(assoc).await? {
+                let mut last = found.last.clone();
+                last.set_us(wado_core::dimse::command::tag::STATUS, status::CANCEL);
+                tracing::info!(
+                    "DIMSE: {} cancelled a C-FIND after {k} of {n} matches",
+                    peer.calling
+                );
+                return send(assoc, w.context, &last, None).await;
+            }
+            send(assoc, w.context, &pending, Some(m)).await?;
+        }
+        log(peer, rq, &found.last, started);
+        return send(assoc, w.context, &found.last, None).await;
+    }
+    if rq.field() == Some(field::C_CANCEL_RQ) {
+        // Nothing of it is being answered (it came after the last response): ignored.
+        return Ok(());
+    }
+    let rsp = answer(service, peer, rq, w.ts, w.data).await;
+    log(peer, rq, &rsp, started);
+    send(assoc, w.context, &rsp, None).await
+}
+
+fn log(peer: &Peer<'_>, rq: &Command, rsp: &Command, started: std::time::Instant) {
     let f = rq.field().unwrap_or(0);
-    let rsp = match f {
-        field::C_ECHO_RQ => service.dimse_echo(rq),
-        field::C_STORE_RQ => {
-            service
-                .dimse_store(peer, rq, ts, data, now, rand::random())
-                .await
-        }
-        other => {
-            let mut rsp = Command::response(other | 0x8000, rq, status::UNRECOGNIZED);
-            rsp.set_comment(&format!("command field {other:04X} is not served here"));
-            rsp
-        }
-    };
     let code = rsp.us(wado_core::dimse::command::tag::STATUS).unwrap_or(0);
     if code != status::SUCCESS {
         tracing::info!(
@@ -341,5 +429,30 @@ async fn answer(
             started.elapsed().as_secs_f64() * 1e3
         );
     }
-    rsp
+}
+
+/// The response to a request answered by one response.
+async fn answer(
+    service: &Service,
+    peer: &Peer<'_>,
+    rq: &Command,
+    ts: &str,
+    data: &[u8],
+) -> Command {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match rq.field().unwrap_or(0) {
+        field::C_ECHO_RQ => service.dimse_echo(rq),
+        field::C_STORE_RQ => {
+            service
+                .dimse_store(peer, rq, ts, data, now, rand::random())
+                .await
+        }
+        other => {
+            let mut rsp = Command::response(other | 0x8000, rq, status::UNRECOGNIZED);
+            rsp.set_comment(&format!("command field {other:04X} is not served here"));
+            rsp
+        }
+    }
 }
