@@ -78,7 +78,8 @@ pub fn repo_dir() -> PathBuf {
     tests_dir().parent().expect("repo").to_path_buf()
 }
 
-fn free_port() -> u16 {
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,0 +1,404 @@
+//! The DICOM network protocol with real peers (native server): DCMTK's echoscu, dcmsend,
+//! storescu and findscu, DCMTK's storescp as the oracle of what a peer sends, pynetdicom (an
+//! independent implementation) storing, finding and cancelling, and `wado echo` / `wado send`.
+//! What C-STORE stores is checked over WADO-RS byte for byte against what storescp received of
+//! the same sends; what C-FIND finds against pydicom reading the files and against QIDO-RS.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use wado_tests::*;
+
+const PEERS: &str = "\
+# calling AE  address    AE titles  may
+DCMSEND       localhost  DCM4CHEE   store
+STORESCU      localhost  DCM4CHEE   store
+FINDSCU       localhost  DCM4CHEE   find
+PYNET         localhost  DCM4CHEE   all
+WADO          localhost  DCM4CHEE   store
+ECHOSCU       localhost  -          -
+";
+
+/// The data set of a Part-10 file (after its meta) and its transfer syntax, read with
+/// dicom-rs's meta reader.
+fn data_set(file: &[u8]) -> (String, Vec<u8>) {
+    let mut cursor = &file[128..];
+    let meta = dicom_object::FileMetaTable::from_reader(&mut cursor).unwrap();
+    let ts = meta.transfer_syntax().trim_end_matches('\0').to_owned();
+    (ts, cursor.to_vec())
+}
+
+fn sop_of(file: &[u8]) -> String {
+    let obj = dicom_object::OpenFileOptions::new()
+        .from_reader(file)
+        .unwrap();
+    obj.element(dicom_core::Tag(0x0008, 0x0018))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .trim()
+        .to_owned()
+}
+
+/// The file wado stores for `sop`, retrieved over WADO-RS as stored.
+fn retrieved(root: &str, sop: &str) -> Option<Vec<u8>> {
+    let found = get(&format!("{root}/instances?SOPInstanceUID={sop}"), None);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&found.body).ok()?;
+    let row = rows.first()?;
+    let v = |t: &str| row[t]["Value"][0].as_str().unwrap().to_owned();
+    let url = format!(
+        "{root}/studies/{}/series/{}/instances/{sop}",
+        v("0020000D"),
+        v("0020000E")
+    );
+    let r = request(
+        "GET",
+        &url,
+        &[(
+            "accept",
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        )],
+    );
+    assert_eq!(r.status, 200, "{url}");
+    Some(r.parts().remove(0).1)
+}
+
+fn dcmtk(tool: &str, args: &[&str]) -> std::process::Output {
+    Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (run bash scripts/setup.sh)"))
+}
+
+/// storescp (bit-preserving, every syntax it knows) on a free port writing into `dir`.
+struct StoreScp(std::process::Child);
+
+impl StoreScp {
+    fn start(dir: &Path, ae: &str) -> (StoreScp, u16) {
+        let port = free_port();
+        let child = Command::new("storescp")
+            .args(["+xa", "-B", "-aet", ae, "-od"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "storescp did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (StoreScp(child), port)
+    }
+}
+
+impl Drop for StoreScp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn dicom_peers_store_find_and_are_refused_what_the_table_does_not_grant() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let peers = write_temp(dir.path(), "peers.txt", PEERS.as_bytes());
+    let port = free_port();
+    let server = Server::start_native(
+        &data,
+        &[
+            "--dimse-port",
+            &port.to_string(),
+            "--dimse-peers",
+            peers.to_str().unwrap(),
+        ],
+    );
+    let root = server.root();
+    let p = port.to_string();
+    let addr = ["127.0.0.1", p.as_str()];
+
+    // C-ECHO: a known peer is answered; an unknown calling AE and an unknown called AE are
+    // rejected at association.
+    let ok = dcmtk("echoscu", &["-aec", "DCM4CHEE", addr[0], addr[1]]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let stranger = dcmtk(
+        "echoscu",
+        &["-aet", "STRANGER", "-aec", "DCM4CHEE", addr[0], addr[1]],
+    );
+    assert!(!stranger.status.success());
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("Calling AE Title Not Recognized"),
+        "{}",
+        String::from_utf8_lossy(&stranger.stderr)
+    );
+    let nowhere = dcmtk("echoscu", &["-aec", "NOWHERE", addr[0], addr[1]]);
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("Called AE Title Not Recognized"));
+    let echo = Command::new(wado_bin())
+        .args(["echo", &format!("DCM4CHEE@127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(
+        echo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&echo.stderr)
+    );
+
+    // C-STORE: the corpus sent by dcmsend (each file in its own syntax, as dcmsend proposes)
+    // to storescp, the oracle of what the peer sends, and to wado; every instance wado stores
+    // retrieves with the data set storescp received, byte for byte, in the same syntax.
+    let files = corpus_files();
+    let oracle_dir = dir.path().join("oracle");
+    std::fs::create_dir_all(&oracle_dir).unwrap();
+    let (oracle, oracle_port) = StoreScp::start(&oracle_dir, "ORACLE");
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let op = oracle_port.to_string();
+    let mut args = vec!["-nh", "-aec", "ORACLE", "127.0.0.1", op.as_str()];
+    args.extend(&paths);
+    let sent = dcmtk("dcmsend", &args);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    drop(oracle);
+    let mut args = vec!["-nh", "-aec", "DCM4CHEE", addr[0], addr[1]];
+    args.extend(&paths);
+    let sent = dcmtk("dcmsend", &args);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let received = walk(&oracle_dir);
+    assert_eq!(received.len(), files.len(), "storescp received every file");
+    for f in &received {
+        let bytes = std::fs::read(f).unwrap();
+        let sop = sop_of(&bytes);
+        let stored = retrieved(&root, &sop).unwrap_or_else(|| panic!("{sop} not found"));
+        let (want_ts, want) = data_set(&bytes);
+        let (got_ts, mut got) = data_set(&stored);
+        if got_ts == "1.2.840.10008.1.2.1.99"
+            && got.len() == want.len() + 1
+            && got.last() == Some(&0)
+        {
+            // A deflated stream of odd length travels with a NUL to make it even (PS3.5
+            // A.5), which storescp drops when it writes the file.
+            got.pop();
+        }
+        assert_eq!(got_ts, want_ts, "{}: transfer syntax", f.display());
+        assert!(
+            got == want,
+            "{}: the data set differs from what storescp received ({} bytes, {} stored; first difference at {:?})",
+            f.display(),
+            want.len(),
+            got.len(),
+            want.iter().zip(&got).position(|(a, b)| a != b)
+        );
+    }
+    let count = |level: &str| -> usize {
+        let r = get(&format!("{root}/{level}?limit=10000"), None);
+        if r.status == 204 {
+            return 0;
+        }
+        serde_json::from_slice::<Vec<serde_json::Value>>(&r.body)
+            .unwrap()
+            .len()
+    };
+    let instances = count("instances");
+    assert_eq!(instances, files.len());
+
+    // A peer that may only find cannot store: refused (0124), nothing stored.
+    let copies_dir = dir.path().join("copies");
+    std::fs::create_dir_all(&copies_dir).unwrap();
+    let copy = make_copies(&copies_dir, 1).remove(0);
+    let refused = dcmtk(
+        "storescu",
+        &[
+            "-v",
+            "-aet",
+            "FINDSCU",
+            "-aec",
+            "DCM4CHEE",
+            addr[0],
+            addr[1],
+            copy.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&refused.stderr).to_string()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(text.contains("Status: 0x124"), "{text}");
+    assert_eq!(
+        count("instances"),
+        instances,
+        "nothing stored by a peer that may not"
+    );
+    // `wado send` of a file whose meta names another instance than its data set: A900.
+    let mut lying = dicom_object::OpenFileOptions::new()
+        .open_file(&copy)
+        .unwrap();
+    lying.meta_mut().media_storage_sop_instance_uid = "1.2.3.4.5.6.7.8.9".into();
+    lying.meta_mut().update_information_group_length();
+    let lying_path = copies_dir.join("lying.dcm");
+    lying.write_to_file(&lying_path).unwrap();
+    let out = Command::new(wado_bin())
+        .args(["send", &format!("DCM4CHEE@127.0.0.1:{port}")])
+        .arg(&lying_path)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("lying.dcm: not stored: status A900"), "{err}");
+    assert_eq!(
+        count("instances"),
+        instances + 1,
+        "the honest copy is stored"
+    );
+
+    // C-FIND (findscu, Study Root, STUDY level, every study): the same studies and values as
+    // QIDO-RS's answer to the same question.
+    let rsp_dir = dir.path().join("rsp");
+    std::fs::create_dir_all(&rsp_dir).unwrap();
+    let found = dcmtk(
+        "findscu",
+        &[
+            "-S",
+            "-X",
+            "-od",
+            rsp_dir.to_str().unwrap(),
+            "-aec",
+            "DCM4CHEE",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            "PatientName=*",
+            "-k",
+            "PatientID",
+            "-k",
+            "StudyInstanceUID",
+            "-k",
+            "StudyDate",
+            "-k",
+            "NumberOfStudyRelatedInstances",
+            addr[0],
+            addr[1],
+        ],
+    );
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let mut by_find: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    for f in walk(&rsp_dir) {
+        let obj = dicom_object::OpenFileOptions::new()
+            .read_until(dicom_core::Tag(0xFFFF, 0xFFFF))
+            .open_file(&f)
+            .unwrap();
+        let v = |t: u16, e: u16| {
+            obj.element(dicom_core::Tag(t, e))
+                .map(|e| e.to_str().unwrap_or_default().trim().to_owned())
+                .unwrap_or_default()
+        };
+        by_find.insert(
+            v(0x0020, 0x000D),
+            (v(0x0010, 0x0020), v(0x0008, 0x0020), v(0x0020, 0x1208)),
+        );
+    }
+    let qido = get(&format!("{root}/studies?PatientName=*&limit=10000"), None);
+    let qido: Vec<serde_json::Value> = serde_json::from_slice(&qido.body).unwrap();
+    let s = |r: &serde_json::Value, t: &str| match &r[t]["Value"][0] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    let by_qido: BTreeMap<String, (String, String, String)> = qido
+        .iter()
+        .map(|r| {
+            (
+                s(r, "0020000D"),
+                (s(r, "00100020"), s(r, "00080020"), s(r, "00201208")),
+            )
+        })
+        .collect();
+    assert!(by_qido.len() >= 10, "{}", by_qido.len());
+    assert_eq!(by_find, by_qido, "C-FIND and QIDO-RS answer the same");
+    // A peer that may not find is refused.
+    let refused = dcmtk(
+        "findscu",
+        &[
+            "-v",
+            "-S",
+            "-aet",
+            "STORESCU",
+            "-aec",
+            "DCM4CHEE",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            addr[0],
+            addr[1],
+        ],
+    );
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        text.contains("Final Find Response (Unknown Status: 0x124)"),
+        "{text}"
+    );
+
+    // pynetdicom: echo, store (re-encoded by pydicom), find each instance at IMAGE, STUDY and
+    // PATIENT level with the values pydicom reads in the files, cancel a C-FIND.
+    let python = repo_dir().join(".tools/s3venv/bin/python");
+    let sample: Vec<PathBuf> = make_copies(&copies_dir, 6).into_iter().skip(1).collect();
+    let out = Command::new(python)
+        .arg(repo_dir().join("tests/oracles/pynetdicom_peer.py"))
+        .args(["127.0.0.1", &p, "DCM4CHEE"])
+        .args(&sample)
+        .args([
+            corpus().join("mr_small_j2k_lossless.dcm"),
+            corpus().join("sr_comprehensive.dcm"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["echo"], 0);
+    for s in seen["stored"].as_array().unwrap() {
+        assert_eq!(s[1], 0, "{s}");
+    }
+    for f in seen["found"].as_array().unwrap() {
+        assert_eq!((&f[1], &f[2]), (&1.into(), &0.into()), "{f}");
+    }
+    for f in seen["patients"].as_array().unwrap() {
+        assert_eq!((&f[1], &f[2]), (&1.into(), &0.into()), "one patient: {f}");
+    }
+    assert_eq!(seen["mismatches"], serde_json::json!([]));
+    let total = count("instances");
+    let cancel = &seen["cancel"];
+    assert_eq!(cancel[1], 0xFE00, "the final status says Cancel: {cancel}");
+    assert!(cancel[0].as_u64().unwrap() < total as u64, "{cancel}");
+    assert_eq!(seen["echo_after"], 0);
+    let sops: BTreeSet<String> = sample
+        .iter()
+        .map(|f| sop_of(&std::fs::read(f).unwrap()))
+        .collect();
+    for sop in &sops {
+        assert!(retrieved(&root, sop).is_some(), "{sop}");
+    }
+}
