@@ -12,6 +12,8 @@ use wado_tests::*;
 
 const PEERS: &str = "\
 # calling AE  address    AE titles  may
+MOVESCU       localhost  DCM4CHEE   move
+GETSCU        localhost  DCM4CHEE   get
 DCMSEND       localhost  DCM4CHEE   store
 STORESCU      localhost  DCM4CHEE   store
 FINDSCU       localhost  DCM4CHEE   find
@@ -27,6 +29,32 @@ fn data_set(file: &[u8]) -> (String, Vec<u8>) {
     let meta = dicom_object::FileMetaTable::from_reader(&mut cursor).unwrap();
     let ts = meta.transfer_syntax().trim_end_matches('\0').to_owned();
     (ts, cursor.to_vec())
+}
+
+/// Pixel Data's value as read by dicom-rs.
+fn pixel_data(file: &Path) -> Vec<u8> {
+    let obj = dicom_object::OpenFileOptions::new()
+        .open_file(file)
+        .unwrap();
+    obj.element(dicom_core::Tag(0x7FE0, 0x0010))
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned()
+}
+
+/// A received data set equals the stored one (a deflated stream's even-length NUL pad
+/// aside, which storescp drops when it writes the file).
+fn same_data_set(want: &[u8], got: Vec<u8>, ts: &str) -> bool {
+    let (short, long) = if got.len() < want.len() {
+        (&got[..], want)
+    } else {
+        (want, &got[..])
+    };
+    if ts == "1.2.840.10008.1.2.1.99" && long.len() == short.len() + 1 && long.last() == Some(&0) {
+        return short == &long[..short.len()];
+    }
+    got == want
 }
 
 fn sop_of(file: &[u8]) -> String {
@@ -73,14 +101,21 @@ fn dcmtk(tool: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{tool}: {e} (run bash scripts/setup.sh)"))
 }
 
-/// storescp (bit-preserving, every syntax it knows) on a free port writing into `dir`.
+/// storescp on a free port writing into `dir`: bit-preserving and taking every syntax it
+/// knows when `every_syntax`, else as configured by default (uncompressed syntaxes only).
 struct StoreScp(std::process::Child);
 
 impl StoreScp {
     fn start(dir: &Path, ae: &str) -> (StoreScp, u16) {
+        Self::start_with(dir, ae, true)
+    }
+
+    fn start_with(dir: &Path, ae: &str, every_syntax: bool) -> (StoreScp, u16) {
         let port = free_port();
+        let accept: &[&str] = if every_syntax { &["+xa", "-B"] } else { &[] };
         let child = Command::new("storescp")
-            .args(["+xa", "-B", "-aet", ae, "-od"])
+            .args(accept)
+            .args(["-aet", ae, "-od"])
             .arg(dir)
             .arg(port.to_string())
             .stdout(Stdio::null())
@@ -401,4 +436,286 @@ fn dicom_peers_store_find_and_are_refused_what_the_table_does_not_grant() {
     for sop in &sops {
         assert!(retrieved(&root, sop).is_some(), "{sop}");
     }
+}
+
+/// The move/get tools' text (DCMTK prints its log on stderr).
+fn said(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+}
+
+#[test]
+fn c_move_and_c_get_send_every_instance_as_stored_or_decoded_for_peers_that_need_it() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // Two C-MOVE destinations: storescp taking every syntax bit for bit (DEST), and storescp
+    // as configured by default, uncompressed syntaxes only (PLAIN).
+    let dest_dir = dir.path().join("dest");
+    let plain_dir = dir.path().join("plain");
+    let get_dir = dir.path().join("get");
+    for d in [&dest_dir, &plain_dir, &get_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (_dest, dest_port) = StoreScp::start(&dest_dir, "DEST");
+    let (_plain, plain_port) = StoreScp::start_with(&plain_dir, "PLAIN", false);
+    let table =
+        format!("{PEERS}DEST localhost:{dest_port} - -\nPLAIN 127.0.0.1:{plain_port} - -\n");
+    let peers = write_temp(dir.path(), "peers.txt", table.as_bytes());
+    let port = free_port();
+    let server = Server::start_native(
+        &data,
+        &[
+            "--dimse-port",
+            &port.to_string(),
+            "--dimse-peers",
+            peers.to_str().unwrap(),
+        ],
+    );
+    let root = server.root();
+    let p = port.to_string();
+    let addr = ["127.0.0.1", p.as_str()];
+
+    let files = corpus_files();
+    let mut args = vec!["-nh", "-aec", "DCM4CHEE", addr[0], addr[1]];
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    args.extend(&paths);
+    let sent = dcmtk("dcmsend", &args);
+    assert!(sent.status.success(), "{}", said(&sent));
+    let studies: Vec<serde_json::Value> =
+        serde_json::from_slice(&get(&format!("{root}/studies?limit=10000"), None).body).unwrap();
+    let study_uids: Vec<String> = studies
+        .iter()
+        .map(|r| r["0020000D"]["Value"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert!(study_uids.len() >= 10, "{}", study_uids.len());
+
+    // C-MOVE of every study (Study Root) to DEST: every stored instance arrives, its data set
+    // byte for byte as stored, in the syntax it is stored in.
+    for uid in &study_uids {
+        let moved = dcmtk(
+            "movescu",
+            &[
+                "-v",
+                "-S",
+                "-aet",
+                "MOVESCU",
+                "-aec",
+                "DCM4CHEE",
+                "-aem",
+                "DEST",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                &format!("StudyInstanceUID={uid}"),
+                addr[0],
+                addr[1],
+            ],
+        );
+        let text = said(&moved);
+        assert!(
+            moved.status.success() && text.contains("Final Move Response (Success)"),
+            "{uid}: {text}"
+        );
+    }
+    let received = walk(&dest_dir);
+    assert_eq!(received.len(), files.len(), "every instance moved once");
+    for f in &received {
+        let bytes = std::fs::read(f).unwrap();
+        let sop = sop_of(&bytes);
+        let stored = retrieved(&root, &sop).unwrap_or_else(|| panic!("{sop} not stored"));
+        let (want_ts, want) = data_set(&stored);
+        let (got_ts, got) = data_set(&bytes);
+        assert_eq!(got_ts, want_ts, "{sop}: transfer syntax");
+        assert!(
+            same_data_set(&want, got, &got_ts),
+            "{sop}: data set differs"
+        );
+    }
+
+    // C-MOVE at PATIENT level (Patient Root) of a JPEG 2000 lossless instance to PLAIN, which
+    // takes uncompressed syntaxes only: it arrives decoded, its pixels those GDCM decodes.
+    let j2k = corpus().join("mr_small_j2k_lossless.dcm");
+    let oracle = dir.path().join("gdcm_raw.dcm");
+    let conv = Command::new("gdcmconv")
+        .arg("--raw")
+        .arg(&j2k)
+        .arg(&oracle)
+        .output()
+        .unwrap();
+    assert!(conv.status.success(), "{}", said(&conv));
+    let j2k_obj = dicom_object::OpenFileOptions::new()
+        .open_file(&j2k)
+        .unwrap();
+    let j2k_sop = sop_of(&std::fs::read(&j2k).unwrap());
+    let patient = j2k_obj
+        .element(dicom_core::Tag(0x0010, 0x0020))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let moved = dcmtk(
+        "movescu",
+        &[
+            "-v",
+            "-P",
+            "-aet",
+            "MOVESCU",
+            "-aec",
+            "DCM4CHEE",
+            "-aem",
+            "PLAIN",
+            "-k",
+            "QueryRetrieveLevel=IMAGE",
+            "-k",
+            &format!("PatientID={patient}"),
+            "-k",
+            &format!("SOPInstanceUID={j2k_sop}"),
+            addr[0],
+            addr[1],
+        ],
+    );
+    assert!(moved.status.success(), "{}", said(&moved));
+    let plain = walk(&plain_dir);
+    assert_eq!(plain.len(), 1, "{}", said(&moved));
+    let (ts, _) = data_set(&std::fs::read(&plain[0]).unwrap());
+    assert!(
+        ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"].contains(&ts.as_str()),
+        "{ts}"
+    );
+    assert!(
+        pixel_data(&plain[0]) == pixel_data(&oracle),
+        "decoded pixels differ from GDCM's"
+    );
+
+    // C-GET (getscu, uncompressed syntaxes offered back) of two studies on the one
+    // association: every instance of them comes back, as stored where the syntax is one
+    // getscu takes, else decoded.
+    let j2k_study = j2k_obj
+        .element(dicom_core::Tag(0x0020, 0x000D))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ct = corpus().join("ct_small_ele.dcm");
+    let ct_study = study_of(&ct);
+    let mut expected = BTreeSet::new();
+    for uid in [&j2k_study, &ct_study] {
+        let got = dcmtk(
+            "getscu",
+            &[
+                "-v",
+                "+B",
+                "-S",
+                "-aet",
+                "GETSCU",
+                "-aec",
+                "DCM4CHEE",
+                "-od",
+                get_dir.to_str().unwrap(),
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                &format!("StudyInstanceUID={uid}"),
+                addr[0],
+                addr[1],
+            ],
+        );
+        let text = said(&got);
+        assert!(
+            got.status.success() && text.contains("Received C-GET Response (Success)"),
+            "{uid}: {text}"
+        );
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_slice(&get(&format!("{root}/studies/{uid}/instances"), None).body)
+                .unwrap();
+        expected.extend(
+            rows.iter()
+                .map(|r| r["00080018"]["Value"][0].as_str().unwrap().to_owned()),
+        );
+    }
+    let got_files = walk(&get_dir);
+    let got_sops: BTreeSet<String> = got_files
+        .iter()
+        .map(|f| sop_of(&std::fs::read(f).unwrap()))
+        .collect();
+    assert_eq!(got_sops, expected);
+    for f in &got_files {
+        let bytes = std::fs::read(f).unwrap();
+        let sop = sop_of(&bytes);
+        let (got_ts, got) = data_set(&bytes);
+        let (want_ts, want) = data_set(&retrieved(&root, &sop).unwrap());
+        if sop == j2k_sop {
+            assert!(pixel_data(f) == pixel_data(&oracle), "C-GET decoded pixels");
+        } else if got_ts == want_ts {
+            assert!(
+                same_data_set(&want, got, &got_ts),
+                "{sop}: data set differs"
+            );
+        }
+    }
+
+    // Refusals: a destination not in the table (A801), a peer that may get but not move
+    // (0124), and nothing is sent anywhere.
+    let before = walk(&dest_dir).len();
+    let nowhere = dcmtk(
+        "movescu",
+        &[
+            "-v",
+            "-S",
+            "-aet",
+            "MOVESCU",
+            "-aec",
+            "DCM4CHEE",
+            "-aem",
+            "NOWHERE",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            &format!("StudyInstanceUID={ct_study}"),
+            addr[0],
+            addr[1],
+        ],
+    );
+    let text = said(&nowhere);
+    assert!(text.contains("Refused: MoveDestinationUnknown"), "{text}");
+    let not_granted = dcmtk(
+        "movescu",
+        &[
+            "-v",
+            "-S",
+            "-aet",
+            "GETSCU",
+            "-aec",
+            "DCM4CHEE",
+            "-aem",
+            "DEST",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            &format!("StudyInstanceUID={ct_study}"),
+            addr[0],
+            addr[1],
+        ],
+    );
+    let text = said(&not_granted);
+    assert!(text.contains("0x124") || text.contains("0x0124"), "{text}");
+    assert_eq!(
+        walk(&dest_dir).len(),
+        before,
+        "nothing sent on a refused move"
+    );
+}
+
+fn study_of(file: &Path) -> String {
+    let obj = dicom_object::OpenFileOptions::new()
+        .open_file(file)
+        .unwrap();
+    obj.element(dicom_core::Tag(0x0020, 0x000D))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .trim()
+        .to_owned()
 }

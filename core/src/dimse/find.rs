@@ -74,6 +74,43 @@ pub struct FindRequest {
 /// Why a request cannot be answered: the C-FIND status and the reason.
 pub type Refusal = (u16, String);
 
+/// Patient Root Query/Retrieve Information Model - MOVE.
+pub const PATIENT_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.1.2";
+/// Study Root Query/Retrieve Information Model - MOVE.
+pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
+/// Patient Root Query/Retrieve Information Model - GET.
+pub const PATIENT_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.1.3";
+/// Study Root Query/Retrieve Information Model - GET.
+pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
+
+/// The most instances one C-GET or C-MOVE sends.
+pub const MAX_RETRIEVED: usize = 100_000;
+
+/// Whether `model` is a Patient Root model (PATIENT level allowed); `None` when it is not a
+/// Query/Retrieve model of FIND, MOVE or GET.
+pub fn patient_root(model: &str) -> Option<bool> {
+    match model {
+        PATIENT_ROOT_FIND | PATIENT_ROOT_MOVE | PATIENT_ROOT_GET => Some(true),
+        STUDY_ROOT_FIND | STUDY_ROOT_MOVE | STUDY_ROOT_GET => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads a C-GET or C-MOVE identifier: a query at IMAGE level with its keys (the UIDs of the
+/// level asked and above, or a Patient ID), whose matches are the instances to send.
+pub fn read_retrieve(model: &str, transfer_syntax: &str, bytes: &[u8]) -> Result<Query, Refusal> {
+    let req = read_request(model, transfer_syntax, bytes)?;
+    if req.query.conditions.is_empty() {
+        return Err((
+            super::status::DOES_NOT_MATCH,
+            "the identifier names nothing to retrieve (no UID, no Patient ID)".into(),
+        ));
+    }
+    let mut q = req.query;
+    q.level = Level::Instance;
+    Ok(q)
+}
+
 /// Reads a C-FIND identifier (`bytes`, in `transfer_syntax`) of information model `model`.
 pub fn read_request(
     model: &str,
@@ -104,7 +141,7 @@ pub fn read_request(
             )
         })?;
     let level = match level_text.as_str() {
-        "PATIENT" if model == PATIENT_ROOT_FIND => FindLevel::Patient,
+        "PATIENT" if patient_root(model) == Some(true) => FindLevel::Patient,
         "PATIENT" => {
             return Err((
                 DOES_NOT_MATCH,
@@ -327,4 +364,19 @@ fn numeric(vr: VR, text: &str) -> PrimitiveValue {
         VR::UV => of!(u64, U64),
         _ => of!(i64, I64),
     }
+}
+
+/// The identifier of a final C-GET or C-MOVE response that lists the failed instances
+/// (Failed SOP Instance UID List, (0008,0058)), in `transfer_syntax`.
+pub fn failed_identifier(sops: &[String], transfer_syntax: &str) -> Option<Vec<u8>> {
+    let ts = TransferSyntaxRegistry.get(transfer_syntax)?;
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        Tag(0x0008, 0x0058),
+        VR::UI,
+        PrimitiveValue::Strs(sops.iter().cloned().collect()),
+    ));
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts).ok()?;
+    Some(out)
 }

@@ -75,3 +75,96 @@ pub struct Found {
     /// The final response (success, or the failure with its reason).
     pub last: Command,
 }
+
+/// One instance a C-GET or C-MOVE sends: where it is stored and what it is.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Its object in the partition's store.
+    pub key: String,
+    /// SOP Instance UID.
+    pub sop: String,
+    /// SOP Class UID.
+    pub class: String,
+    /// The transfer syntax it is stored in.
+    pub ts: String,
+    /// Bytes of the stored file.
+    pub size: u64,
+}
+
+/// The sub-operations of a C-GET or C-MOVE, counted as they end (PS3.4 C.4.2.3, C.4.3.3).
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Not yet attempted.
+    pub remaining: usize,
+    /// Stored by the destination.
+    pub completed: usize,
+    /// Refused or failed.
+    pub failed: usize,
+    /// Stored with a warning.
+    pub warning: usize,
+    /// The SOP Instance UIDs that failed (the final response's Failed SOP Instance UID List).
+    pub failed_sops: Vec<String>,
+}
+
+fn us(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+impl Tally {
+    /// `n` sub-operations to do.
+    pub fn new(n: usize) -> Tally {
+        Tally {
+            remaining: n,
+            ..Tally::default()
+        }
+    }
+
+    /// One sub-operation ended with the C-STORE status `code` (or failed before one).
+    pub fn record(&mut self, sop: &str, code: Option<u16>) {
+        self.remaining = self.remaining.saturating_sub(1);
+        match code {
+            Some(status::SUCCESS) => self.completed += 1,
+            Some(c) if c & 0xF000 == 0xB000 => self.warning += 1,
+            _ => {
+                self.failed += 1;
+                self.failed_sops.push(sop.to_owned());
+            }
+        }
+    }
+
+    fn counts(&self, c: &mut Command, remaining: bool) {
+        use command::tag;
+        if remaining {
+            c.set_us(tag::REMAINING, us(self.remaining));
+        }
+        c.set_us(tag::COMPLETED, us(self.completed))
+            .set_us(tag::FAILED, us(self.failed))
+            .set_us(tag::WARNING, us(self.warning));
+    }
+
+    /// A pending response of `field` (C-GET-RSP, C-MOVE-RSP) with the counts so far.
+    pub fn pending(&self, field: u16, rq: &Command) -> Command {
+        let mut c = Command::response(field, rq, status::PENDING);
+        self.counts(&mut c, true);
+        c
+    }
+
+    /// The final response: success, some failed (`B000`), all failed (`A702`) or cancelled
+    /// (`FE00`, with the remaining count); whether the Failed SOP Instance UID List follows.
+    pub fn last(&self, field: u16, rq: &Command, cancelled: bool) -> (Command, bool) {
+        let code = if cancelled {
+            status::CANCEL
+        } else if self.failed == 0 && self.warning == 0 {
+            status::SUCCESS
+        } else if self.completed == 0 && self.warning == 0 {
+            status::SUB_OPERATIONS_IMPOSSIBLE
+        } else {
+            status::SOME_FAILED
+        };
+        let mut c = Command::response(field, rq, code);
+        self.counts(&mut c, cancelled);
+        let list = !self.failed_sops.is_empty();
+        c.set_data_set(list);
+        (c, list)
+    }
+}

@@ -562,6 +562,19 @@ pub fn list_instances(
     p.statement(sql)
 }
 
+/// What a DIMSE retrieval (C-GET, C-MOVE) sends of a study: (series, sop, gen, size, transfer
+/// syntax, SOP class) of each of its instances, by series, Instance Number and UID.
+pub fn retrieve_list(d: Dialect, partition: &str, study: &Uid) -> Statement {
+    let mut p = Params::new(d);
+    let sql = format!(
+        "SELECT series_uid, sop_uid, gen, size, ts, sop_class FROM qido_instance WHERE part = {} AND study_uid = {} \
+         ORDER BY series_uid, COALESCE(instance_number, 2147483647), sop_uid",
+        p.bind(partition),
+        p.bind(study.as_str())
+    );
+    p.statement(sql)
+}
+
 /// The metadata of a series' or a study's instances, in one snapshot with the version it
 /// belongs to: (version, modified, n_instances) of the series or study, then for each
 /// instance (series, sop, gen, instance number, meta, size). Series in UID order, instances by

@@ -256,3 +256,163 @@ impl Service {
         .map_err(fail)?
     }
 }
+
+impl Service {
+    /// The instances a C-GET-RQ or C-MOVE-RQ (`op`) asks for, in series order: its identifier
+    /// (in `transfer_syntax`) read as an IMAGE-level query of the QIDO-RS model, in the
+    /// information model `model`.
+    pub async fn dimse_retrieve(
+        &self,
+        peer: &Peer<'_>,
+        op: Op,
+        model: &str,
+        transfer_syntax: &str,
+        identifier: &[u8],
+    ) -> Result<Vec<crate::dimse::Outgoing>, (u16, String)> {
+        use crate::dimse::find;
+        let served = match op {
+            Op::Move => [find::STUDY_ROOT_MOVE, find::PATIENT_ROOT_MOVE].contains(&model),
+            Op::Get => [find::STUDY_ROOT_GET, find::PATIENT_ROOT_GET].contains(&model),
+            _ => false,
+        };
+        if !served {
+            return Err((
+                status::SOP_CLASS_NOT_SUPPORTED,
+                format!("C-{} of {model} is not served", op.word().to_uppercase()),
+            ));
+        }
+        self.dimse_may(peer, op)
+            .map_err(|why| (status::NOT_AUTHORIZED, why))?;
+        let query = find::read_retrieve(model, transfer_syntax, identifier)?;
+        let fail = |e: crate::Error| (status::SUB_OPERATIONS_IMPOSSIBLE, e.to_string());
+        let index = self.catalog().map_err(fail)?.clone();
+        let rows = crate::search::search_rows(&*index, peer.called, &query, find::MAX_RETRIEVED)
+            .await
+            .map_err(fail)?;
+        if rows.truncated() {
+            return Err((
+                status::SUB_OPERATIONS_IMPOSSIBLE,
+                format!(
+                    "more than {} instances match: retrieve them in parts (by study or series)",
+                    find::MAX_RETRIEVED
+                ),
+            ));
+        }
+        let found = rows.into_results(&query, "").map_err(fail)?;
+        // The matching instances, by study.
+        let mut wanted: std::collections::BTreeMap<String, std::collections::HashSet<String>> =
+            Default::default();
+        for r in &found.results {
+            let uid = |t: &str| {
+                r.get(t)
+                    .and_then(|a| a.get("Value"))
+                    .and_then(|v| v.get(0))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            wanted
+                .entry(uid("0020000D"))
+                .or_default()
+                .insert(uid("00080018"));
+        }
+        let mut out = Vec::new();
+        for (study, sops) in wanted {
+            let Ok(st) = crate::Uid::parse(&study) else {
+                continue;
+            };
+            let listed = index
+                .query(crate::search::schema::retrieve_list(
+                    index.dialect(),
+                    peer.called,
+                    &st,
+                ))
+                .await
+                .map_err(|e| fail(e.into()))?;
+            for r in listed {
+                let text = |n: usize| {
+                    r.get(n)
+                        .and_then(crate::search::Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let sop = text(1);
+                if !sops.contains(&sop) {
+                    continue;
+                }
+                let (Ok(se), Ok(i)) = (crate::Uid::parse(&text(0)), crate::Uid::parse(&sop)) else {
+                    continue;
+                };
+                out.push(crate::dimse::Outgoing {
+                    key: crate::layout::instance_key(&st, &se, &i, &text(2)),
+                    sop,
+                    size: r
+                        .get(3)
+                        .and_then(crate::search::Value::as_int)
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or(0),
+                    ts: text(4),
+                    class: text(5),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The data set of `o` to send on a presentation context that accepts `accepted` transfer
+    /// syntaxes: as stored when it may, else converted (with the codecs WADO-RS uses) into the
+    /// first one it can be; with the syntax it is in. `Err` names why it cannot be sent.
+    pub async fn dimse_read(
+        &self,
+        partition: &str,
+        o: &crate::dimse::Outgoing,
+        accepted: &[String],
+    ) -> Result<(String, Vec<u8>), String> {
+        let part = self
+            .partitions
+            .get(partition)
+            .ok_or_else(|| format!("no partition {partition}"))?;
+        let bytes = part
+            .store
+            .get(&o.key)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("instance {} is no longer stored", o.sop))?;
+        let meta = crate::dicom::scan::scan_meta(&bytes).map_err(|e| e.to_string())?;
+        let at = usize::try_from(meta.dataset_offset).unwrap_or(usize::MAX);
+        if accepted.contains(&meta.transfer_syntax) {
+            return bytes
+                .get(at..)
+                .map(|d| (meta.transfer_syntax.clone(), d.to_vec()))
+                .ok_or_else(|| "the stored file is cut short".to_owned());
+        }
+        let mut why = Vec::new();
+        for to in accepted {
+            let (key, to_owned, file) = (o.key.clone(), to.clone(), bytes.clone());
+            let converted = super::offload::compute(self.config.offload.as_deref(), move || {
+                crate::dicom::convert::convert(&key, &file, &to_owned)
+            })
+            .await;
+            match converted {
+                Ok(file) => {
+                    let m = crate::dicom::scan::scan_meta(&file).map_err(|e| e.to_string())?;
+                    let at = usize::try_from(m.dataset_offset).unwrap_or(usize::MAX);
+                    if let Some(d) = file.get(at..) {
+                        return Ok((to.clone(), d.to_vec()));
+                    }
+                }
+                Err(e) => why.push(format!("{to}: {e}")),
+            }
+        }
+        Err(format!(
+            "stored in {}, which the peer does not accept, and not convertible to what it does ({})",
+            meta.transfer_syntax,
+            why.join("; ")
+        ))
+    }
+
+    /// Where C-MOVE sends to `ae` (host, port), from the peers table.
+    pub fn dimse_destination(&self, ae: &str) -> Option<(String, u16)> {
+        self.config.dimse_peers.as_ref()?.destination(ae)
+    }
+}

@@ -9,7 +9,9 @@
 //! negotiate, a command set that does not parse, silence longer than the idle timeout) gets an
 //! A-ABORT and its connection closed; nothing of a message cut short is stored.
 
+mod retrieve;
 pub mod scu;
+mod wire;
 
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{
@@ -122,6 +124,21 @@ struct Incoming {
     data: Vec<u8>,
 }
 
+/// SCP/SCU role selection, accepted as the peer proposes it: a C-GET SCU proposes the storage
+/// classes it wants back with the SCP role, and the C-STOREs of a C-GET go on those contexts.
+struct Roles;
+
+impl dicom_ul::association::server::Negotiation for Roles {
+    fn negotiate_roles(
+        &self,
+        _sop_class_uid: &str,
+        scu: bool,
+        scp: bool,
+    ) -> Option<dicom_ul::pdu::RequestorRoles> {
+        Some(dicom_ul::pdu::RequestorRoles { scu, scp })
+    }
+}
+
 /// One association, from the A-ASSOCIATE-RQ to its release or abort.
 async fn associate(
     socket: tokio::net::TcpStream,
@@ -137,6 +154,7 @@ async fn associate(
         // Any abstract syntax: what a request of an unsupported class gets is its failure
         // status from the service, with the reason.
         .promiscuous(true)
+        .with_negotiation(Roles)
         .max_pdu_length(options.max_pdu)
         .read_timeout(options.idle);
     let mut assoc = match scp.establish_async(socket).await {
@@ -200,7 +218,9 @@ async fn associate(
                                 ts,
                                 data: &done.data,
                             };
-                            if let Err(e) = handle(&mut assoc, service, &peer, request).await {
+                            if let Err(e) =
+                                handle(&mut assoc, service, &peer, request, &contexts).await
+                            {
                                 failed = Some(e);
                                 break;
                             }
@@ -297,7 +317,7 @@ fn take(
 
 /// A whole request: its command, the presentation context it came on (id, abstract syntax,
 /// transfer syntax) and its data set (empty when none).
-struct Whole<'a> {
+pub(super) struct Whole<'a> {
     rq: &'a Command,
     context: u8,
     model: &'a str,
@@ -305,43 +325,22 @@ struct Whole<'a> {
     data: &'a [u8],
 }
 
-type Assoc = dicom_ul::association::server::AsyncServerAssociation<tokio::net::TcpStream>;
+pub(super) type Assoc =
+    dicom_ul::association::server::AsyncServerAssociation<tokio::net::TcpStream>;
 
 /// Sends a command, and a data set after it when given, on context `id`.
-async fn send(
+pub(super) async fn send(
     assoc: &mut Assoc,
     id: u8,
     command: &Command,
     data: Option<&[u8]>,
 ) -> Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let pdu = Pdu::PData {
-        data: vec![PDataValue {
-            presentation_context_id: id,
-            value_type: PDataValueType::Command,
-            is_last: true,
-            data: command.encode(),
-        }],
-    };
-    assoc
-        .send(&pdu)
-        .await
-        .map_err(|e| format!("sending a response: {e}"))?;
-    if let Some(data) = data {
-        let mut w = assoc.send_pdata(id);
-        w.write_all(data)
-            .await
-            .map_err(|e| format!("sending a data set: {e}"))?;
-        w.finish()
-            .await
-            .map_err(|e| format!("sending a data set: {e}"))?;
-    }
-    Ok(())
+    wire::send_message(assoc, id, command, data).await
 }
 
 /// Whether the peer has sent a C-CANCEL-RQ (read without waiting); any other message while a
 /// request is answered breaks the protocol (one operation at a time was negotiated).
-async fn cancelled(assoc: &mut Assoc) -> Result<bool, String> {
+pub(super) async fn cancelled(assoc: &mut Assoc) -> Result<bool, String> {
     let pdu = match tokio::time::timeout(Duration::ZERO, assoc.receive()).await {
         Err(_) => return Ok(false),
         Ok(Err(e)) => return Err(e.to_string()),
@@ -378,6 +377,7 @@ async fn handle(
     service: &Service,
     peer: &Peer<'_>,
     w: Whole<'_>,
+    contexts: &HashMap<u8, (String, String)>,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
     let rq = w.rq;
@@ -400,6 +400,16 @@ async fn handle(
         log(peer, rq, &found.last, started);
         return send(assoc, w.context, &found.last, None).await;
     }
+    if rq.field() == Some(field::C_GET_RQ) {
+        let r = retrieve::get(assoc, service, peer, w, contexts).await;
+        log_done(peer, rq, started);
+        return r;
+    }
+    if rq.field() == Some(field::C_MOVE_RQ) {
+        let r = retrieve::r#move(assoc, service, peer, w).await;
+        log_done(peer, rq, started);
+        return r;
+    }
     if rq.field() == Some(field::C_CANCEL_RQ) {
         // Nothing of it is being answered (it came after the last response): ignored.
         return Ok(());
@@ -407,6 +417,15 @@ async fn handle(
     let rsp = answer(service, peer, rq, w.ts, w.data).await;
     log(peer, rq, &rsp, started);
     send(assoc, w.context, &rsp, None).await
+}
+
+fn log_done(peer: &Peer<'_>, rq: &Command, started: std::time::Instant) {
+    tracing::debug!(
+        "DIMSE: {} {:04X} done in {:.1} ms",
+        peer.calling,
+        rq.field().unwrap_or(0),
+        started.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 fn log(peer: &Peer<'_>, rq: &Command, rsp: &Command, started: std::time::Instant) {

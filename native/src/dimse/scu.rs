@@ -3,12 +3,10 @@
 //! stored, in its own transfer syntax (a peer that refuses the syntax refuses the file).
 
 use dicom_ul::association::client::ClientAssociationOptions;
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
-use dicom_ul::Pdu;
+use dicom_ul::pdu::PresentationContextResultReason;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use wado_core::dimse::command::{field, tag, PRIORITY_MEDIUM};
 use wado_core::dimse::{status, Command, VERIFICATION};
 
@@ -61,44 +59,8 @@ async fn exchange(
     rq: &Command,
     data_set: Option<&[u8]>,
 ) -> Result<Command, String> {
-    assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: id,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: rq.encode(),
-            }],
-        })
-        .await
-        .map_err(|e| format!("sending the command: {e}"))?;
-    if let Some(data) = data_set {
-        let mut w = assoc.send_pdata(id);
-        w.write_all(data)
-            .await
-            .map_err(|e| format!("sending the data set: {e}"))?;
-        w.finish()
-            .await
-            .map_err(|e| format!("sending the data set: {e}"))?;
-    }
-    let mut command = Vec::new();
-    loop {
-        match assoc.receive().await.map_err(|e| format!("{e}"))? {
-            Pdu::PData { data } => {
-                for pdv in data {
-                    if pdv.value_type != PDataValueType::Command {
-                        return Err("a data set where a response was expected".into());
-                    }
-                    command.extend_from_slice(&pdv.data);
-                    if pdv.is_last {
-                        return Command::parse(&command);
-                    }
-                }
-            }
-            Pdu::AbortRQ { source } => return Err(format!("the peer aborted ({source:?})")),
-            other => return Err(format!("unexpected PDU {other:?}")),
-        }
-    }
+    super::wire::send_message(assoc, id, rq, data_set).await?;
+    super::wire::receive_command(assoc).await.map(|(_, c)| c)
 }
 
 /// C-ECHO: Ok when the peer answers success.

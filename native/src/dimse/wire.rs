@@ -1,0 +1,75 @@
+//! Messages on an association, either end: a command (and its data set) out, a command in.
+
+use dicom_ul::association::AsyncAssociation;
+use dicom_ul::pdu::{PDataValue, PDataValueType};
+use dicom_ul::Pdu;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use wado_core::dimse::Command;
+
+/// Sends `command` on presentation context `id`, and `data` after it when given (split into
+/// P-DATA PDUs no larger than the peer takes).
+pub(crate) async fn send_message<A>(
+    assoc: &mut A,
+    id: u8,
+    command: &Command,
+    data: Option<&[u8]>,
+) -> Result<(), String>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    let pdu = Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: id,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: command.encode(),
+        }],
+    };
+    AsyncAssociation::send(assoc, &pdu)
+        .await
+        .map_err(|e| format!("sending a command: {e}"))?;
+    if let Some(data) = data {
+        let mut w = AsyncAssociation::send_pdata(assoc, id);
+        w.write_all(data)
+            .await
+            .map_err(|e| format!("sending a data set: {e}"))?;
+        w.finish()
+            .await
+            .map_err(|e| format!("sending a data set: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The next command the peer sends (a response, or a C-CANCEL), with its context id; a data
+/// set or any other PDU here breaks the exchange.
+pub(crate) async fn receive_command<A>(assoc: &mut A) -> Result<(u8, Command), String>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    let mut command = Vec::new();
+    loop {
+        match AsyncAssociation::receive(assoc)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    if pdv.value_type != PDataValueType::Command {
+                        return Err("a data set where a command was expected".into());
+                    }
+                    if command.len() + pdv.data.len() > wado_core::dimse::command::MAX_COMMAND_BYTES
+                    {
+                        return Err("a command set too large".into());
+                    }
+                    command.extend_from_slice(&pdv.data);
+                    if pdv.is_last {
+                        return Command::parse(&command).map(|c| (pdv.presentation_context_id, c));
+                    }
+                }
+            }
+            Pdu::AbortRQ { source } => return Err(format!("the peer aborted ({source:?})")),
+            other => return Err(format!("unexpected PDU {}", super::pdu_name(&other))),
+        }
+    }
+}
