@@ -719,3 +719,73 @@ fn study_of(file: &Path) -> String {
         .trim()
         .to_owned()
 }
+
+#[test]
+fn hostile_peers_are_cut_off_and_the_server_keeps_answering() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let peers = write_temp(dir.path(), "peers.txt", PEERS.as_bytes());
+    let port = free_port();
+    let _server = Server::start_native(
+        &dir.path().join("data"),
+        &[
+            "--dimse-port",
+            &port.to_string(),
+            "--dimse-peers",
+            peers.to_str().unwrap(),
+            "--dimse-timeout",
+            "2",
+        ],
+    );
+    let p = port.to_string();
+    let echo = || {
+        let ok = dcmtk("echoscu", &["-aec", "DCM4CHEE", "127.0.0.1", &p]);
+        assert!(ok.status.success(), "{}", said(&ok));
+    };
+    // The server ends the connection (or answers with an abort / reject PDU and ends it)
+    // within `limit`.
+    let ends = |mut s: std::net::TcpStream, limit: u64, what: &str| {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(limit)))
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => assert!(
+                    [0x03, 0x07].contains(&buf[0]),
+                    "{what}: PDU type {:#x}",
+                    buf[0]
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("{what}: not cut off after {:?}: {e}", start.elapsed()),
+            }
+        }
+    };
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+
+    // Not DICOM at all.
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    ends(s, 10, "HTTP");
+    // An A-ASSOCIATE-RQ announcing 4 GB.
+    let mut s = connect();
+    s.write_all(&[0x01, 0, 0xFF, 0xFF, 0xFF, 0xF0, 0, 1])
+        .unwrap();
+    ends(s, 10, "huge PDU");
+    // A P-DATA before any association.
+    let mut s = connect();
+    s.write_all(&[0x04, 0, 0, 0, 0, 6, 0, 0, 0, 2, 1, 3])
+        .unwrap();
+    ends(s, 10, "P-DATA first");
+    // Fifty peers that connect and say nothing: each cut off after --dimse-timeout, and the
+    // server answers others meanwhile.
+    let silent: Vec<_> = (0..50).map(|_| connect()).collect();
+    echo();
+    let start = std::time::Instant::now();
+    for s in silent {
+        ends(s, 15, "silent");
+    }
+    assert!(start.elapsed() < std::time::Duration::from_secs(15));
+    echo();
+}
