@@ -221,7 +221,10 @@ pub(super) async fn r#move(
             opts = opts.with_presentation_context(class.as_str(), list);
         }
         let mut sub = match opts.establish_async((host.as_str(), port)).await {
-            Ok(s) => s,
+            Ok(mut s) => {
+                super::wire::no_delay(&mut s);
+                s
+            }
             Err(e) => {
                 tracing::info!("DIMSE: C-MOVE to {dest} at {host}:{port}: no association: {e}");
                 for o in &todo {

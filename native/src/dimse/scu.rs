@@ -141,6 +141,7 @@ pub async fn send(
             .establish_async(target.address.as_str())
             .await
             .map_err(|e| format!("association with {}@{}: {e}", target.ae, target.address))?;
+        super::wire::no_delay(&mut assoc);
         // The context id of each accepted pair (proposed in order: ids 1, 3, 5, ...).
         let ids: BTreeMap<(String, String), u8> = group
             .iter()

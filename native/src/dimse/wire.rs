@@ -7,6 +7,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wado_core::dimse::Command;
 
+/// Turns Nagle's algorithm off on an association we opened: a command PDU and the short tail
+/// of its data set would otherwise wait for the peer's delayed ACK (~40 ms an instance).
+pub(crate) fn no_delay<A: AsyncAssociation<TcpStream>>(assoc: &mut A) {
+    let _ = assoc.inner_stream().set_nodelay(true);
+}
+
 /// Sends `command` on presentation context `id`, and `data` after it when given (split into
 /// P-DATA PDUs no larger than the peer takes).
 pub(crate) async fn send_message<A>(
