@@ -144,20 +144,8 @@ impl Drop for StoreScp {
 #[test]
 fn dicom_peers_store_find_and_are_refused_what_the_table_does_not_grant() {
     let dir = tempdir();
-    let data = dir.path().join("data");
-    let peers = write_temp(dir.path(), "peers.txt", PEERS.as_bytes());
-    let port = free_port();
-    let server = Server::start_native(
-        &data,
-        &[
-            "--dimse-port",
-            &port.to_string(),
-            "--dimse-peers",
-            peers.to_str().unwrap(),
-        ],
-    );
+    let (server, p) = serve_dimse(dir.path(), PEERS, &[]);
     let root = server.root();
-    let p = port.to_string();
     let addr = ["127.0.0.1", p.as_str()];
 
     // C-ECHO: a known peer is answered; an unknown calling AE and an unknown called AE are
@@ -181,7 +169,7 @@ fn dicom_peers_store_find_and_are_refused_what_the_table_does_not_grant() {
     let nowhere = dcmtk("echoscu", &["-aec", "NOWHERE", addr[0], addr[1]]);
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("Called AE Title Not Recognized"));
     let echo = Command::new(wado_bin())
-        .args(["echo", &format!("DCM4CHEE@127.0.0.1:{port}")])
+        .args(["echo", &format!("DCM4CHEE@127.0.0.1:{p}")])
         .output()
         .unwrap();
     assert!(
@@ -288,7 +276,7 @@ fn dicom_peers_store_find_and_are_refused_what_the_table_does_not_grant() {
     let lying_path = copies_dir.join("lying.dcm");
     lying.write_to_file(&lying_path).unwrap();
     let out = Command::new(wado_bin())
-        .args(["send", &format!("DCM4CHEE@127.0.0.1:{port}")])
+        .args(["send", &format!("DCM4CHEE@127.0.0.1:{p}")])
         .arg(&lying_path)
         .arg(&copy)
         .output()
@@ -438,6 +426,38 @@ fn dicom_peers_store_find_and_are_refused_what_the_table_does_not_grant() {
     }
 }
 
+/// movescu or getscu (`tool`) calling as `calling` (`more`: its information model flag and
+/// other options) with the identifier `keys`, against wado's DIMSE port `p`.
+fn retrieve(
+    tool: &str,
+    calling: &str,
+    more: &[&str],
+    keys: &[String],
+    p: &str,
+) -> std::process::Output {
+    let mut args = vec!["-v", "-aet", calling, "-aec", "DCM4CHEE"];
+    args.extend(more);
+    for k in keys {
+        args.extend(["-k", k.as_str()]);
+    }
+    args.extend(["127.0.0.1", p]);
+    dcmtk(tool, &args)
+}
+
+/// wado serve with DIMSE on a free port (returned) and `table` as its peers table.
+fn serve_dimse(dir: &Path, table: &str, extra: &[&str]) -> (Server, String) {
+    let peers = write_temp(dir, "peers.txt", table.as_bytes());
+    let port = free_port().to_string();
+    let mut args = vec![
+        "--dimse-port",
+        port.as_str(),
+        "--dimse-peers",
+        peers.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    (Server::start_native(&dir.join("data"), &args), port)
+}
+
 /// The move/get tools' text (DCMTK prints its log on stderr).
 fn said(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
@@ -446,7 +466,6 @@ fn said(out: &std::process::Output) -> String {
 #[test]
 fn c_move_and_c_get_send_every_instance_as_stored_or_decoded_for_peers_that_need_it() {
     let dir = tempdir();
-    let data = dir.path().join("data");
     // Two C-MOVE destinations: storescp taking every syntax bit for bit (DEST), and storescp
     // as configured by default, uncompressed syntaxes only (PLAIN).
     let dest_dir = dir.path().join("dest");
@@ -459,19 +478,8 @@ fn c_move_and_c_get_send_every_instance_as_stored_or_decoded_for_peers_that_need
     let (_plain, plain_port) = StoreScp::start_with(&plain_dir, "PLAIN", false);
     let table =
         format!("{PEERS}DEST localhost:{dest_port} - -\nPLAIN 127.0.0.1:{plain_port} - -\n");
-    let peers = write_temp(dir.path(), "peers.txt", table.as_bytes());
-    let port = free_port();
-    let server = Server::start_native(
-        &data,
-        &[
-            "--dimse-port",
-            &port.to_string(),
-            "--dimse-peers",
-            peers.to_str().unwrap(),
-        ],
-    );
+    let (server, p) = serve_dimse(dir.path(), &table, &[]);
     let root = server.root();
-    let p = port.to_string();
     let addr = ["127.0.0.1", p.as_str()];
 
     let files = corpus_files();
@@ -491,24 +499,15 @@ fn c_move_and_c_get_send_every_instance_as_stored_or_decoded_for_peers_that_need
     // C-MOVE of every study (Study Root) to DEST: every stored instance arrives, its data set
     // byte for byte as stored, in the syntax it is stored in.
     for uid in &study_uids {
-        let moved = dcmtk(
+        let moved = retrieve(
             "movescu",
+            "MOVESCU",
+            &["-S", "-aem", "DEST"],
             &[
-                "-v",
-                "-S",
-                "-aet",
-                "MOVESCU",
-                "-aec",
-                "DCM4CHEE",
-                "-aem",
-                "DEST",
-                "-k",
-                "QueryRetrieveLevel=STUDY",
-                "-k",
-                &format!("StudyInstanceUID={uid}"),
-                addr[0],
-                addr[1],
+                "QueryRetrieveLevel=STUDY".into(),
+                format!("StudyInstanceUID={uid}"),
             ],
+            &p,
         );
         let text = said(&moved);
         assert!(
@@ -553,26 +552,16 @@ fn c_move_and_c_get_send_every_instance_as_stored_or_decoded_for_peers_that_need
         .unwrap()
         .trim()
         .to_owned();
-    let moved = dcmtk(
+    let moved = retrieve(
         "movescu",
+        "MOVESCU",
+        &["-P", "-aem", "PLAIN"],
         &[
-            "-v",
-            "-P",
-            "-aet",
-            "MOVESCU",
-            "-aec",
-            "DCM4CHEE",
-            "-aem",
-            "PLAIN",
-            "-k",
-            "QueryRetrieveLevel=IMAGE",
-            "-k",
-            &format!("PatientID={patient}"),
-            "-k",
-            &format!("SOPInstanceUID={j2k_sop}"),
-            addr[0],
-            addr[1],
+            "QueryRetrieveLevel=IMAGE".into(),
+            format!("PatientID={patient}"),
+            format!("SOPInstanceUID={j2k_sop}"),
         ],
+        &p,
     );
     assert!(moved.status.success(), "{}", said(&moved));
     let plain = walk(&plain_dir);
@@ -601,25 +590,15 @@ fn c_move_and_c_get_send_every_instance_as_stored_or_decoded_for_peers_that_need
     let ct_study = study_of(&ct);
     let mut expected = BTreeSet::new();
     for uid in [&j2k_study, &ct_study] {
-        let got = dcmtk(
+        let got = retrieve(
             "getscu",
+            "GETSCU",
+            &["+B", "-S", "-od", get_dir.to_str().unwrap()],
             &[
-                "-v",
-                "+B",
-                "-S",
-                "-aet",
-                "GETSCU",
-                "-aec",
-                "DCM4CHEE",
-                "-od",
-                get_dir.to_str().unwrap(),
-                "-k",
-                "QueryRetrieveLevel=STUDY",
-                "-k",
-                &format!("StudyInstanceUID={uid}"),
-                addr[0],
-                addr[1],
+                "QueryRetrieveLevel=STUDY".into(),
+                format!("StudyInstanceUID={uid}"),
             ],
+            &p,
         );
         let text = said(&got);
         assert!(
@@ -658,45 +637,27 @@ fn c_move_and_c_get_send_every_instance_as_stored_or_decoded_for_peers_that_need
     // Refusals: a destination not in the table (A801), a peer that may get but not move
     // (0124), and nothing is sent anywhere.
     let before = walk(&dest_dir).len();
-    let nowhere = dcmtk(
+    let nowhere = retrieve(
         "movescu",
+        "MOVESCU",
+        &["-S", "-aem", "NOWHERE"],
         &[
-            "-v",
-            "-S",
-            "-aet",
-            "MOVESCU",
-            "-aec",
-            "DCM4CHEE",
-            "-aem",
-            "NOWHERE",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            &format!("StudyInstanceUID={ct_study}"),
-            addr[0],
-            addr[1],
+            "QueryRetrieveLevel=STUDY".into(),
+            format!("StudyInstanceUID={ct_study}"),
         ],
+        &p,
     );
     let text = said(&nowhere);
     assert!(text.contains("Refused: MoveDestinationUnknown"), "{text}");
-    let not_granted = dcmtk(
+    let not_granted = retrieve(
         "movescu",
+        "GETSCU",
+        &["-S", "-aem", "DEST"],
         &[
-            "-v",
-            "-S",
-            "-aet",
-            "GETSCU",
-            "-aec",
-            "DCM4CHEE",
-            "-aem",
-            "DEST",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            &format!("StudyInstanceUID={ct_study}"),
-            addr[0],
-            addr[1],
+            "QueryRetrieveLevel=STUDY".into(),
+            format!("StudyInstanceUID={ct_study}"),
         ],
+        &p,
     );
     let text = said(&not_granted);
     assert!(text.contains("0x124") || text.contains("0x0124"), "{text}");
@@ -724,20 +685,8 @@ fn study_of(file: &Path) -> String {
 fn hostile_peers_are_cut_off_and_the_server_keeps_answering() {
     use std::io::{Read, Write};
     let dir = tempdir();
-    let peers = write_temp(dir.path(), "peers.txt", PEERS.as_bytes());
-    let port = free_port();
-    let _server = Server::start_native(
-        &dir.path().join("data"),
-        &[
-            "--dimse-port",
-            &port.to_string(),
-            "--dimse-peers",
-            peers.to_str().unwrap(),
-            "--dimse-timeout",
-            "2",
-        ],
-    );
-    let p = port.to_string();
+    let (_server, p) = serve_dimse(dir.path(), PEERS, &["--dimse-timeout", "2"]);
+    let port: u16 = p.parse().unwrap();
     let echo = || {
         let ok = dcmtk("echoscu", &["-aec", "DCM4CHEE", "127.0.0.1", &p]);
         assert!(ok.status.success(), "{}", said(&ok));

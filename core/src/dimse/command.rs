@@ -232,6 +232,13 @@ impl Command {
         c
     }
 
+    /// A response with a status other than success and its reason (Error Comment).
+    pub fn failure(field: u16, request: &Command, status: u16, why: &str) -> Command {
+        let mut c = Command::response(field, request, status);
+        c.set_comment(why);
+        c
+    }
+
     /// Sets the Error Comment (at most 64 characters, as LO allows).
     pub fn set_comment(&mut self, comment: &str) -> &mut Command {
         let short: String = comment

@@ -80,18 +80,13 @@ impl Service {
         now: u64,
         entropy: [u8; 16],
     ) -> Command {
-        let (code, comment) = match self
+        match self
             .dimse_store_1(peer, rq, transfer_syntax, data_set, now, entropy)
             .await
         {
-            Ok(()) => (status::SUCCESS, None),
-            Err((code, why)) => (code, Some(why)),
-        };
-        let mut rsp = Command::response(field::C_STORE_RSP, rq, code);
-        if let Some(why) = comment {
-            rsp.set_comment(&why);
+            Ok(()) => Command::response(field::C_STORE_RSP, rq, status::SUCCESS),
+            Err((code, why)) => Command::failure(field::C_STORE_RSP, rq, code, &why),
         }
-        rsp
     }
 
     async fn dimse_store_1(
@@ -190,14 +185,10 @@ impl Service {
                 matches,
                 last: Command::response(field::C_FIND_RSP, rq, status::SUCCESS),
             },
-            Err((code, why)) => {
-                let mut last = Command::response(field::C_FIND_RSP, rq, code);
-                last.set_comment(&why);
-                Found {
-                    matches: Vec::new(),
-                    last,
-                }
-            }
+            Err((code, why)) => Found {
+                matches: Vec::new(),
+                last: Command::failure(field::C_FIND_RSP, rq, code, &why),
+            },
         }
     }
 

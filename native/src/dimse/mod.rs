@@ -14,10 +14,7 @@ pub mod scu;
 mod wire;
 
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
-use dicom_ul::pdu::{
-    AssociationRJServiceUserReason, PDataValue, PDataValueType, PresentationContextResultReason,
-    UserIdentity,
-};
+use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, UserIdentity};
 use dicom_ul::Pdu;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -173,20 +170,11 @@ async fn associate(
         called: &called,
         address,
     };
-    let contexts: HashMap<u8, (String, String)> = assoc
-        .presentation_contexts()
-        .iter()
-        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| {
-            (
-                pc.id,
-                (
-                    pc.abstract_syntax.trim_end_matches(['\0', ' ']).to_owned(),
-                    pc.transfer_syntax.trim_end_matches(['\0', ' ']).to_owned(),
-                ),
-            )
-        })
-        .collect();
+    let contexts: HashMap<u8, (String, String)> =
+        wire::accepted_contexts(assoc.presentation_contexts())
+            .into_iter()
+            .map(|(id, class, ts)| (id, (class, ts)))
+            .collect();
     tracing::debug!(
         "DIMSE: association {calling} -> {called} from {address}: {} contexts",
         contexts.len()
@@ -468,10 +456,11 @@ async fn answer(
                 .dimse_store(peer, rq, ts, data, now, rand::random())
                 .await
         }
-        other => {
-            let mut rsp = Command::response(other | 0x8000, rq, status::UNRECOGNIZED);
-            rsp.set_comment(&format!("command field {other:04X} is not served here"));
-            rsp
-        }
+        other => Command::failure(
+            other | 0x8000,
+            rq,
+            status::UNRECOGNIZED,
+            &format!("command field {other:04X} is not served here"),
+        ),
     }
 }

@@ -8,7 +8,6 @@
 use super::{cancelled, send, wire, Assoc, Whole};
 use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::association::AsyncAssociation;
-use dicom_ul::pdu::PresentationContextResultReason;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -120,8 +119,7 @@ async fn refuse(
     code: u16,
     why: &str,
 ) -> Result<(), String> {
-    let mut c = Command::response(f, w.rq, code);
-    c.set_comment(why);
+    let c = Command::failure(f, w.rq, code, why);
     tracing::info!(
         "DIMSE: C-{} refused ({code:04X}): {why}",
         if f == field::C_GET_RSP { "GET" } else { "MOVE" }
@@ -233,18 +231,7 @@ pub(super) async fn r#move(
                 continue;
             }
         };
-        let contexts: Vec<(u8, String, String)> = sub
-            .presentation_contexts()
-            .iter()
-            .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-            .map(|pc| {
-                (
-                    pc.id,
-                    pc.abstract_syntax.trim_end_matches(['\0', ' ']).to_owned(),
-                    pc.transfer_syntax.trim_end_matches(['\0', ' ']).to_owned(),
-                )
-            })
-            .collect();
+        let contexts = wire::accepted_contexts(sub.presentation_contexts());
         for o in todo {
             if cancel || cancelled(assoc).await? {
                 cancel = true;

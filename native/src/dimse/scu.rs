@@ -3,7 +3,6 @@
 //! stored, in its own transfer syntax (a peer that refuses the syntax refuses the file).
 
 use dicom_ul::association::client::ClientAssociationOptions;
-use dicom_ul::pdu::PresentationContextResultReason;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,14 +83,10 @@ pub async fn echo(calling: &str, target: &Target) -> Result<(), String> {
 }
 
 fn accepted(assoc: &Assoc, class: &str) -> Result<u8, String> {
-    assoc
-        .presentation_contexts()
-        .iter()
-        .find(|pc| {
-            pc.reason == PresentationContextResultReason::Acceptance
-                && pc.abstract_syntax.trim_end_matches('\0') == class
-        })
-        .map(|pc| pc.id)
+    super::wire::accepted_contexts(assoc.presentation_contexts())
+        .into_iter()
+        .find(|(_, c, _)| c == class)
+        .map(|(id, _, _)| id)
         .ok_or_else(|| format!("the peer accepts no presentation context for {class}"))
 }
 
@@ -143,18 +138,16 @@ pub async fn send(
             .map_err(|e| format!("association with {}@{}: {e}", target.ae, target.address))?;
         super::wire::no_delay(&mut assoc);
         // The context id of each accepted pair (proposed in order: ids 1, 3, 5, ...).
+        let accepted = super::wire::accepted_contexts(assoc.presentation_contexts());
         let ids: BTreeMap<(String, String), u8> = group
             .iter()
             .enumerate()
             .filter_map(|(k, pair)| {
                 let id = (2 * k + 1) as u8;
-                assoc
-                    .presentation_contexts()
+                accepted
                     .iter()
-                    .find(|pc| {
-                        pc.id == id && pc.reason == PresentationContextResultReason::Acceptance
-                    })
-                    .map(|_| (pair.clone(), id))
+                    .any(|(a, _, _)| *a == id)
+                    .then(|| (pair.clone(), id))
             })
             .collect();
         let mut message_id: u16 = 0;

@@ -7,6 +7,19 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wado_core::dimse::Command;
 
+/// The presentation contexts the association accepted: (id, abstract syntax, transfer syntax),
+/// the UIDs without their padding.
+pub(crate) fn accepted_contexts(
+    negotiated: &[dicom_ul::pdu::PresentationContextNegotiated],
+) -> Vec<(u8, String, String)> {
+    let uid = |u: &str| u.trim_end_matches(['\0', ' ']).to_owned();
+    negotiated
+        .iter()
+        .filter(|pc| pc.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance)
+        .map(|pc| (pc.id, uid(&pc.abstract_syntax), uid(&pc.transfer_syntax)))
+        .collect()
+}
+
 /// Turns Nagle's algorithm off on an association we opened: a command PDU and the short tail
 /// of its data set would otherwise wait for the peer's delayed ACK (~40 ms an instance).
 pub(crate) fn no_delay<A: AsyncAssociation<TcpStream>>(assoc: &mut A) {
