@@ -241,11 +241,14 @@ async fn edit_one(
         return Ok(None);
     }
     let edited = Bytes::from(edited);
-    let ready = prepare(batch, &edited).await.map_err(|e| match e {
+    let mut ready = prepare(batch, &edited).await.map_err(|e| match e {
         ImportError::Store(e) => Error::Store(e),
         ImportError::Index(e) => e.into(),
         other => Error::corrupt(&key, other),
     })?;
+    // It replaces the version it was made from (what orders them in the store alone).
+    ready.prepared.index.replaces = Some(gen.to_owned());
+    ready.index_json = Bytes::from(ready.prepared.index.to_json());
     let index = &ready.prepared.index;
     let (dcm, idx) = (index.file_key(), index.key());
     if let Err(e) = futures::future::try_join(

@@ -87,17 +87,20 @@ pub async fn reindex(
     });
     let found: Vec<Option<InstanceIndex>> = stream::iter(read).buffered(16).try_collect().await?;
     // The latest version of each SOP Instance UID.
-    let mut latest: BTreeMap<Uid, InstanceIndex> = BTreeMap::new();
+    let mut versions: BTreeMap<Uid, Vec<InstanceIndex>> = BTreeMap::new();
     for i in found.into_iter().flatten() {
-        let newer = latest
-            .get(&i.sop_instance)
-            .is_none_or(|o| (i.stored_at, &i.gen) > (o.stored_at, &o.gen));
-        if newer {
-            latest.insert(i.sop_instance.clone(), i);
-        }
+        versions.entry(i.sop_instance.clone()).or_default().push(i);
     }
     let mut by_study: BTreeMap<Uid, Vec<InstanceIndex>> = BTreeMap::new();
-    for (_, i) in latest {
+    for (_, mut all) in versions {
+        let refs: Vec<&InstanceIndex> = all.iter().collect();
+        let Some(gen) = layout::latest_version(&refs).map(|i| i.gen.clone()) else {
+            continue;
+        };
+        let Some(at) = all.iter().position(|i| i.gen == gen) else {
+            continue;
+        };
+        let i = all.swap_remove(at);
         by_study.entry(i.study.clone()).or_default().push(i);
     }
     let d = index.dialect();

@@ -354,14 +354,13 @@ fn located(rows: &[crate::search::Row]) -> Option<(Uid, Uid, String, String)> {
     })
 }
 
-/// Without a catalog: the generations of `sop` the store holds, read from their index objects
-/// (gen, sha256, stored_at).
+/// Without a catalog: the generations of `sop` the store holds, their index objects.
 async fn stored_versions(
     store: &dyn Store,
     study: &Uid,
     series: &Uid,
     sop: &Uid,
-) -> Result<Vec<(String, String, u64)>, Error> {
+) -> Result<Vec<InstanceIndex>, Error> {
     let listing = store.list(&layout::series_prefix(study, series)).await?;
     let mut out = Vec::new();
     for l in layout::listed_instances(listing)
@@ -371,8 +370,8 @@ async fn stored_versions(
         let key = l.index_key();
         if let Some(b) = store.get(&key).await? {
             if let Ok(idx) = InstanceIndex::from_json(&key, &b) {
-                if idx.matches_file(Some(l.size)) {
-                    out.push((l.gen.clone(), idx.source.sha256.clone(), idx.stored_at));
+                if idx.matches_file(Some(l.size)) && idx.gen == l.gen {
+                    out.push(idx);
                 }
             }
         }
@@ -394,11 +393,11 @@ async fn import_file(
     }
     let Ready {
         prepared,
-        index_json,
+        mut index_json,
         rows,
     } = prepare(batch, &bytes).await?;
     let (study, series, sop) = (prepared.study, prepared.series, prepared.sop);
-    let index = prepared.index;
+    let mut index = prepared.index;
     let done = |status| Imported {
         status,
         study: study.clone(),
@@ -437,13 +436,13 @@ async fn import_file(
     };
     // What is current, to report (and to skip the same file stored again).
     let sha = index.source.sha256.clone();
-    let replaces = match &batch.catalog {
+    let previous: Option<String> = match &batch.catalog {
         Some((catalog, part, _)) => match locate(&**catalog, part, &sop).await? {
             Some((st, se, ..)) if (&st, &se) != (&study, &series) => {
                 return Err(duplicate(&st, &se))
             }
             Some((_, _, _, current)) if current == sha => return Ok(done(Status::Unchanged)),
-            found => found.is_some(),
+            found => found.map(|(_, _, gen, _)| gen),
         },
         None => {
             let versions = stored_versions(store, &study, &series, &sop)
@@ -452,13 +451,20 @@ async fn import_file(
                     Error::Store(e) => ImportError::Store(e),
                     other => ImportError::Store(StoreError::Backend(other.to_string())),
                 })?;
-            let latest = versions.iter().max_by_key(|(g, _, at)| (*at, g.clone()));
-            if latest.is_some_and(|(_, s, _)| *s == sha) {
-                return Ok(done(Status::Unchanged));
+            let refs: Vec<&InstanceIndex> = versions.iter().collect();
+            match layout::latest_version(&refs) {
+                Some(latest) if latest.source.sha256 == sha => return Ok(done(Status::Unchanged)),
+                latest => latest.map(|l| l.gen.clone()),
             }
-            !versions.is_empty()
         }
     };
+    let replaces = previous.is_some();
+    // The version it replaces is named in its index, so that the store alone orders them
+    // (`wado reindex`) when the clock does not (two writes within a second).
+    if previous.as_deref().is_some_and(|p| !p.is_empty()) {
+        index.replaces = previous;
+        index_json = Bytes::from(index.to_json());
+    }
     // 1. The objects, under a name no other write uses, both at once.
     let (dcm_key, idx_key) = (index.file_key(), index.key());
     if let Err(e) = futures::future::try_join(

@@ -272,6 +272,7 @@ pub fn prepare(bytes: &[u8], layout: &LayoutRecord) -> std::result::Result<Prepa
         // Named by the writer (`crate::ingest`).
         gen: String::new(),
         stored_at: 0,
+        replaces: None,
         inflated,
         pixel,
         frames,

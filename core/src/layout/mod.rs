@@ -270,6 +270,24 @@ pub fn classify_key(key: &str) -> KeyKind {
     KeyKind::Other
 }
 
+/// Of several versions of one SOP Instance UID (index objects stored whole), the current one
+/// as far as the store alone can tell: none that a later write names as the version it
+/// replaced (so two writes within one second, or on replicas whose clocks differ, keep the
+/// order they had), then the latest `stored_at`, then the greatest generation.
+pub fn latest_version<'a>(versions: &[&'a InstanceIndex]) -> Option<&'a InstanceIndex> {
+    let replaced: std::collections::HashSet<&str> = versions
+        .iter()
+        .filter_map(|v| v.replaces.as_deref())
+        .collect();
+    let key = |v: &&&InstanceIndex| (v.stored_at, v.gen.clone());
+    versions
+        .iter()
+        .filter(|v| !replaced.contains(v.gen.as_str()))
+        .max_by_key(key)
+        .or_else(|| versions.iter().max_by_key(key))
+        .copied()
+}
+
 /// A generation of an instance in a listing: its Part-10 file, whose index is listed beside
 /// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -424,6 +442,10 @@ pub struct InstanceIndex {
     /// When it was stored (seconds since the Unix epoch; 0 when not known).
     #[serde(default)]
     pub stored_at: u64,
+    /// The generation this write replaced, when it knew one: a version is older than any
+    /// version that names it here, whatever the clocks said ([`latest_version`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
     /// A Deflated file's size once inflated (what reading it costs), when it is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inflated: Option<u64>,

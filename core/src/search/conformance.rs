@@ -58,6 +58,7 @@ pub fn instance(study: &str, series: &str, sop: &str, modality: &str, gen: &str)
         },
         gen: gen.into(),
         stored_at: 1_700_000_000,
+        replaces: None,
         inflated: None,
         pixel: None,
         frames: None,
