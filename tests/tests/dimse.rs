@@ -685,7 +685,7 @@ fn study_of(file: &Path) -> String {
 fn hostile_peers_are_cut_off_and_the_server_keeps_answering() {
     use std::io::{Read, Write};
     let dir = tempdir();
-    let (_server, p) = serve_dimse(dir.path(), PEERS, &["--dimse-timeout", "2"]);
+    let (server, p) = serve_dimse(dir.path(), PEERS, &["--dimse-timeout", "2"]);
     let port: u16 = p.parse().unwrap();
     let echo = || {
         let ok = dcmtk("echoscu", &["-aec", "DCM4CHEE", "127.0.0.1", &p]);
@@ -736,5 +736,54 @@ fn hostile_peers_are_cut_off_and_the_server_keeps_answering() {
         ends(s, 15, "silent");
     }
     assert!(start.elapsed() < std::time::Duration::from_secs(15));
+    echo();
+
+    // A hundred peers at once (pynetdicom): every association is established and held until
+    // all are, then each stores one instance of its own and releases, every tenth aborting
+    // instead before it stores. Every C-STORE answered Success; the study holds exactly
+    // those instances, each retrievable whole; the aborted ones left nothing.
+    let study = "1.2.826.0.1.3680043.8.498.25.100";
+    let python = repo_dir().join(".tools/s3venv/bin/python");
+    let out = Command::new(python)
+        .arg(repo_dir().join("tests/oracles/pynetdicom_crowd.py"))
+        .args(["127.0.0.1", &p, "DCM4CHEE", "100"])
+        .arg(corpus().join("ct_small_ele.dcm"))
+        .arg(study)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["refused"], 0, "{seen}");
+    assert_eq!(seen["aborted"].as_array().unwrap().len(), 10, "{seen}");
+    let stored: BTreeSet<String> = seen["stored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r[1], 0, "C-STORE status: {r}");
+            r[0].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(stored.len(), 90);
+    let root = server.root();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&get(&format!("{root}/studies/{study}/instances"), None).body)
+            .unwrap();
+    let found: BTreeSet<String> = rows
+        .iter()
+        .map(|r| r["00080018"]["Value"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        found, stored,
+        "the study holds what was acknowledged, no more"
+    );
+    for sop in stored.iter().step_by(9) {
+        let file = retrieved(&root, sop).expect("retrievable");
+        assert_eq!(sop_of(&file), *sop);
+    }
     echo();
 }

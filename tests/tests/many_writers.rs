@@ -1,9 +1,10 @@
 //! One archive, many writers (issue 23): replicas of `wado serve` over one store and one
-//! catalog, and the worker's concurrent requests, writing at once. After every scenario, and
-//! again after a restart, every server must tell the same story of every instance: the bytes
-//! it retrieves (read by dicom-rs, never by wado), its instance metadata, the series' and the
-//! study's metadata and its search row name the same version (an ImageComments value each
-//! write carries), the counts are exact, and no request for a stored instance failed.
+//! catalog, and the worker's concurrent requests, writing at once (STOW-RS, `wado import`, a
+//! modality's DIMSE C-STOREs, deletes, corrections). After every scenario, and again after a
+//! restart, every server must tell the same story of every instance: the bytes it retrieves
+//! (read by dicom-rs, never by wado), its instance metadata, the series' and the study's
+//! metadata and its search row name the same version (an ImageComments value each write
+//! carries), the counts are exact, and no request for a stored instance failed.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -212,6 +213,28 @@ fn story(root: &str) -> (BTreeMap<String, String>, usize) {
     (out, n)
 }
 
+/// DCMTK's `storescu` (what a modality runs) sends `files` over one association to a DIMSE
+/// port of a server; its output says which were stored (one "Received Store Response" line
+/// each, in the files' order).
+fn storescu(port: u16, files: &[PathBuf]) -> std::process::Output {
+    Command::new("storescu")
+        .args(["-v", "-aec", "DCM4CHEE", "127.0.0.1", &port.to_string()])
+        .args(files)
+        // storescu leaves Nagle's algorithm on unless told (docs/DIMSE.md).
+        .env("TCP_NODELAY", "1")
+        .output()
+        .expect("storescu (DCMTK, scripts/setup.sh)")
+}
+
+/// How many C-STOREs `storescu` said succeeded.
+fn stored_by(out: &std::process::Output) -> usize {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .filter(|l| l.contains("Received Store Response (Success)"))
+        .count()
+}
+
 /// Every server tells the same story.
 fn agree(roots: &[String]) -> BTreeMap<String, String> {
     let first = story(&roots[0]).0;
@@ -222,10 +245,12 @@ fn agree(roots: &[String]) -> BTreeMap<String, String> {
 }
 
 /// The scenarios, against servers `start(i)` (i = 0, 1) that share a store and a catalog;
-/// `import` runs `wado import` into them.
+/// `import` runs `wado import` into them; `dimse`, the DIMSE ports of the servers when they
+/// listen (modalities' C-STOREs then join the writers).
 fn scenarios(
     start: &dyn Fn(usize) -> Server,
     import: &(dyn Fn(&[PathBuf]) -> std::process::Output + Sync),
+    dimse: Option<[u16; 2]>,
 ) {
     let dir = tempdir();
     let mut servers = vec![start(0), start(1)];
@@ -285,7 +310,14 @@ fn scenarios(
         let v = &seen[&format!("{STUDY}.9.{k}")];
         assert!(v == "left" || v == "right", "{v}");
     }
-    // 3. `wado import` and STOW-RS into one study at once.
+    // 3. `wado import`, STOW-RS and (when the servers listen) a modality's C-STOREs into one
+    //    study at once.
+    let c_stored: Vec<PathBuf> = match dimse {
+        Some(_) => (0..24)
+            .map(|k| instance(dir.path(), 11, &format!("{STUDY}.11.{k}"), "cstore", 0))
+            .collect(),
+        None => Vec::new(),
+    };
     let imported: Vec<PathBuf> = (0..24)
         .map(|k| instance(dir.path(), 5, &format!("{STUDY}.5.{k}"), "import", 0))
         .collect();
@@ -294,6 +326,8 @@ fn scenarios(
         .collect();
     std::thread::scope(|s| {
         let importing = s.spawn(|| import(&imported));
+        let c_stored = &c_stored;
+        let sending = dimse.map(|ports| s.spawn(move || storescu(ports[1], c_stored)));
         for (k, f) in stowed.iter().enumerate() {
             assert_eq!(stow(&roots[k % 2], f), 200);
         }
@@ -303,13 +337,54 @@ fn scenarios(
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(sending) = sending {
+            let out = sending.join().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                stored_by(&out),
+                c_stored.len(),
+                "every C-STORE answered Success"
+            );
+        }
     });
-    assert_eq!(agree(&roots).len(), 64 + 16 + 48);
+    let n3 = c_stored.len();
+    assert_eq!(agree(&roots).len(), 64 + 16 + 48 + n3);
     // 4. A server killed in the middle of a STOW of many instances: what it stored whole is
     //    there, everywhere; nothing half.
     let many: Vec<PathBuf> = (0..60)
         .map(|k| instance(dir.path(), 7, &format!("{STUDY}.7.{k}"), "killed", 0))
         .collect();
+    // A modality's association to the same server, cut by the kill too: under way (a few of
+    // its instances in) before the STOW-RS request starts.
+    let modality: Vec<PathBuf> = match dimse {
+        Some(_) => (0..60)
+            .map(|k| instance(dir.path(), 12, &format!("{STUDY}.12.{k}"), "cut", 0))
+            .collect(),
+        None => Vec::new(),
+    };
+    let cut = dimse.map(|ports| {
+        let files = modality.clone();
+        std::thread::spawn(move || storescu(ports[0], &files))
+    });
+    if dimse.is_some() {
+        let url = format!("{}/studies/{STUDY}/series/{STUDY}.12/instances", roots[1]);
+        let begun = std::time::Instant::now();
+        while begun.elapsed() < Duration::from_secs(30) {
+            let r = get(&url, None);
+            let n = serde_json::from_slice::<serde_json::Value>(&r.body)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .unwrap_or(0);
+            if n >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let root0 = roots[0].clone();
     let sender = std::thread::spawn(move || {
         let out = Command::new(wado_bin())
@@ -330,6 +405,23 @@ fn scenarios(
         .filter(|k| k.starts_with(&format!("{STUDY}.7.")))
         .count();
     eprintln!("{killed} of 60 stored before the kill");
+    if let Some(cut) = cut {
+        // Every instance the modality was told is stored is there, whole (story checked it).
+        let out = cut.join().unwrap();
+        let acked = stored_by(&out);
+        assert!(acked < modality.len(), "the kill cut the association");
+        for k in 0..acked {
+            assert!(
+                after.contains_key(&format!("{STUDY}.12.{k}")),
+                "C-STORE {k} answered Success before the kill, yet is not stored"
+            );
+        }
+        let present = after
+            .keys()
+            .filter(|k| k.starts_with(&format!("{STUDY}.12.")))
+            .count();
+        eprintln!("C-STORE: {acked} acknowledged, {present} of 60 stored before the kill");
+    }
     // 5. Both restarted: the same story, and storing the rest completes it.
     drop(servers);
     let servers = [start(0), start(1)];
@@ -341,7 +433,18 @@ fn scenarios(
     for (k, f) in rest.iter().enumerate() {
         assert_eq!(stow(&roots[k % 2], f), 200);
     }
-    assert_eq!(agree(&roots).len(), 64 + 16 + 48 + 60);
+    if let Some(ports) = dimse {
+        // The modality sends its series again, to the other server: the same files.
+        let out = storescu(ports[1], &modality);
+        assert_eq!(
+            stored_by(&out),
+            modality.len(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let n4 = modality.len();
+    assert_eq!(agree(&roots).len(), 64 + 16 + 48 + n3 + 60 + n4);
     // 6. Eight writers over both servers at once (issue 24): four store a new series one
     //    instance per request; one deletes series 9 whole, one deletes half of series 5 one
     //    instance at a time, and two read the study's metadata throughout (always whole: 200).
@@ -398,7 +501,7 @@ fn scenarios(
         }
     });
     let seen = agree(&roots);
-    assert_eq!(seen.len(), 64 + 16 + 48 + 60 + 32 - 16 - 12);
+    assert_eq!(seen.len(), 64 + 16 + 48 + n3 + 60 + n4 + 32 - 16 - 12);
     for root in &roots {
         for gone in [
             format!("{root}/studies/{STUDY}/series/{STUDY}.9/instances/{STUDY}.9.3/metadata"),
@@ -593,10 +696,18 @@ fn two_servers_over_one_bucket_and_one_postgresql() {
         std::env::set_var(k, v);
     }
     let url = s3.url("pacs", "archive");
-    let start = |_: usize| {
+    let ports = [free_port(), free_port()];
+    let start = |i: usize| {
+        let port = ports[i].to_string();
         Server::start_native(
             Path::new(&url),
-            &["--index", &pg.url, "--allow-anonymous-writes"],
+            &[
+                "--index",
+                &pg.url,
+                "--allow-anonymous-writes",
+                "--dimse-port",
+                &port,
+            ],
         )
     };
     let import = |files: &[PathBuf]| {
@@ -606,7 +717,7 @@ fn two_servers_over_one_bucket_and_one_postgresql() {
             .output()
             .unwrap()
     };
-    scenarios(&start, &import);
+    scenarios(&start, &import, Some(ports));
 }
 
 /// Two `wado serve` over one directory and its SQLite catalog.
@@ -614,7 +725,11 @@ fn two_servers_over_one_bucket_and_one_postgresql() {
 fn two_servers_over_one_directory_and_sqlite() {
     let dir = tempdir();
     let data = dir.path().join("data");
-    let start = |_: usize| Server::start_native(&data, &["--allow-anonymous-writes"]);
+    let ports = [free_port(), free_port()];
+    let start = |i: usize| {
+        let port = ports[i].to_string();
+        Server::start_native(&data, &["--allow-anonymous-writes", "--dimse-port", &port])
+    };
     let import = |files: &[PathBuf]| {
         Command::new(wado_bin())
             .arg("import")
@@ -624,7 +739,7 @@ fn two_servers_over_one_directory_and_sqlite() {
             .output()
             .unwrap()
     };
-    scenarios(&start, &import);
+    scenarios(&start, &import, Some(ports));
     // What the store holds is what the catalog says: one generation of each instance whole
     // (superseded ones kept until their grace period ends), no object without its pair.
     let complete = check_consistent(&data);
