@@ -185,6 +185,7 @@ async fn associate(
             Ok(p) => p,
             Err(e) => break format!("{e}"),
         };
+        wire::quick_ack(assoc.inner_stream());
         match pdu {
             Pdu::PData { data } => {
                 let mut failed = None;
