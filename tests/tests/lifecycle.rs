@@ -471,6 +471,53 @@ fn readers_see_a_correction_whole_or_not_at_all() {
         }
     }
     assert_eq!((current, kept), (120, 120));
+
+    // Emptying an attribute (a DICOM JSON attribute without Value): the retrieved file has it
+    // with no value, as DCMTK reads it; the search row and the metadata list it empty.
+    let had = dcmdump_value(&files[0], "StudyDescription");
+    assert!(!had.is_empty(), "the fixture has a Study Description");
+    let r = request_with_body(
+        "PATCH",
+        &format!("{root}/studies/{STUDY}"),
+        &[("content-type", "application/dicom+json")],
+        br#"{"00081030":{"vr":"LO"}}"#,
+    );
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let series = dcmdump_value(&files[0], "SeriesInstanceUID");
+    let sop = dcmdump_value(&files[0], "SOPInstanceUID");
+    let got = get(
+        &format!("{root}/studies/{STUDY}/series/{series}/instances/{sop}"),
+        Some("application/dicom; transfer-syntax=*"),
+    );
+    assert_eq!(got.status, 200);
+    let file = write_temp(dir.path(), "emptied.dcm", &got.body);
+    let dump = Command::new("dcmdump")
+        .args(["-q", "+P", "StudyDescription"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&dump.stdout).to_string();
+    assert!(
+        line.contains("(0008,1030) LO (no value available)"),
+        "{line}"
+    );
+    assert_eq!(dcmdump_value(&file, "PatientName"), new, "the rest kept");
+    let row = get(
+        &format!("{root}/studies?StudyInstanceUID={STUDY}&includefield=00081030"),
+        None,
+    );
+    let row: serde_json::Value = serde_json::from_slice(&row.body).unwrap();
+    assert_eq!(row.as_array().map(Vec::len), Some(1), "{row}");
+    assert!(row[0]["00081030"].get("Value").is_none(), "{row}");
+    let meta = get(&format!("{root}/studies/{STUDY}/metadata"), None);
+    let meta: serde_json::Value = serde_json::from_slice(&meta.body).unwrap();
+    assert!(
+        meta.as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["00081030"].get("Value").is_none()),
+        "every instance's metadata lists it empty"
+    );
 }
 
 /// The change feed pushed to a webhook by two replicas over one directory and SQLite, the

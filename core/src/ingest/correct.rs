@@ -41,8 +41,9 @@ pub struct Correction {
 
 impl Correction {
     /// The new values a DICOM JSON object gives (PS3.18 F.2): each attribute one of
-    /// [`CORRECTABLE`], with one non-empty value valid for its VR. The reason of a refusal
-    /// names the attribute.
+    /// [`CORRECTABLE`], with one value valid for its VR, or none (no `Value`, or `[]`): the
+    /// attribute is emptied (zero length; all of them are Type 2 or 3). The reason of a
+    /// refusal names the attribute.
     pub fn from_dicom_json(body: &[u8]) -> Result<Correction, String> {
         let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
             .map_err(|e| format!("the body is not a DICOM JSON object: {e}"))?;
@@ -73,16 +74,25 @@ impl Correction {
                     return Err(format!("{keyword} has VR {vr}, not {given}"));
                 }
             }
-            let value = match attr.get("Value").and_then(|v| v.as_array()) {
-                Some(vs) if vs.len() == 1 => &vs[0],
-                Some(vs) if vs.len() > 1 => {
+            let mut two = [0u8; 2];
+            two.copy_from_slice(vr.as_bytes());
+            let value = match attr.get("Value") {
+                None => None,
+                Some(serde_json::Value::Array(vs)) if vs.is_empty() => None,
+                Some(serde_json::Value::Array(vs)) if vs.len() == 1 => Some(&vs[0]),
+                Some(serde_json::Value::Array(vs)) => {
                     return Err(format!("{keyword} takes one value, not {}", vs.len()))
                 }
-                _ => {
-                    return Err(format!(
-                        "{keyword}: a new value is needed (clearing a value is not offered)"
-                    ))
-                }
+                Some(_) => return Err(format!("{keyword}: Value is an array")),
+            };
+            let Some(value) = value else {
+                // Emptied.
+                values.push(NewValue {
+                    tag,
+                    vr: two,
+                    text: String::new(),
+                });
+                continue;
             };
             let text = if vr == "PN" {
                 person_name(value).ok_or_else(|| {
@@ -95,15 +105,14 @@ impl Correction {
                     .to_owned()
             };
             check(keyword, vr, max, &text)?;
-            let mut two = [0u8; 2];
-            two.copy_from_slice(vr.as_bytes());
             values.push(NewValue { tag, vr: two, text });
         }
         Ok(Correction { values })
     }
 
     /// The new values given as `Keyword=value` or `ggggeeee=value` pairs (a person name's
-    /// component groups joined by `=`), as `wado correct` takes them.
+    /// component groups joined by `=`; `Keyword=` empties the attribute), as `wado correct`
+    /// takes them.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Correction, String> {
         let mut obj = serde_json::Map::new();
         for (name, text) in pairs {
@@ -135,10 +144,12 @@ impl Correction {
             } else {
                 (*text).into()
             };
-            obj.insert(
-                format!("{:04X}{:04X}", tag.0, tag.1),
-                serde_json::json!({ "vr": vr, "Value": [value] }),
-            );
+            let attr = if text.is_empty() {
+                serde_json::json!({ "vr": vr })
+            } else {
+                serde_json::json!({ "vr": vr, "Value": [value] })
+            };
+            obj.insert(format!("{:04X}{:04X}", tag.0, tag.1), attr);
         }
         Correction::from_dicom_json(&serde_json::to_vec(&obj).unwrap_or_default())
     }
@@ -165,7 +176,7 @@ fn person_name(v: &serde_json::Value) -> Option<String> {
 fn check(keyword: &str, vr: &str, max: usize, text: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("{keyword} {text:?}: {why}"));
     if text.trim().is_empty() {
-        return bad("empty (clearing a value is not offered)");
+        return bad("empty (to empty an attribute, give it no Value)");
     }
     if text.contains('\\') || text.chars().any(char::is_control) {
         return bad("a backslash or a control character");
@@ -343,7 +354,13 @@ pub async fn correct(
             schema::commit_instance_as(d, part, &rows, batch.now, schema::Change::Correct)
         })
         .collect();
-    let statements = commit::combined(d, writes.iter());
+    let tags: Vec<u32> = correction
+        .values()
+        .iter()
+        .map(|v| (u32::from(v.tag.0) << 16) | u32::from(v.tag.1))
+        .collect();
+    let reset = schema::reset_study_attributes(d, part, study.as_str(), &tags);
+    let statements = commit::combined(d, std::iter::once(&reset).chain(writes.iter()));
     if let Err(e) = catalog.execute(statements).await {
         forget_all(ready).await;
         return Err(e.into());
@@ -366,6 +383,19 @@ mod tests {
         .expect("test");
         let texts: Vec<&str> = ok.values().iter().map(|v| v.text.as_str()).collect();
         assert_eq!(texts, ["Doe^Jane", "19800229", "F"]);
+        // No Value, or an empty one: the attribute is emptied.
+        let cleared = Correction::from_dicom_json(
+            br#"{"00080050":{"vr":"SH"},"00100030":{"vr":"DA","Value":[]}}"#,
+        )
+        .expect("test");
+        let texts: Vec<(u16, &str)> = cleared
+            .values()
+            .iter()
+            .map(|v| (v.tag.1, v.text.as_str()))
+            .collect();
+        assert_eq!(texts, [(0x0050, ""), (0x0030, "")]);
+        let pairs = Correction::from_pairs(&[("AccessionNumber", "")]).expect("test");
+        assert_eq!(pairs.values()[0].text, "");
         for (body, why) in [
             (
                 &br#"{"00100010":{"vr":"PN","Value":["Doe"]}}"#[..],
@@ -384,7 +414,8 @@ mod tests {
                 br#"{"00080050":{"vr":"SH","Value":["12345678901234567"]}}"#,
                 "16",
             ),
-            (br#"{"00100020":{"vr":"LO"}}"#, "clearing"),
+            (br#"{"00100020":{"vr":"LO","Value":[""]}}"#, "no Value"),
+            (br#"{"00100020":{"vr":"LO","Value":"x"}}"#, "an array"),
             (br#"{"00100020":{"vr":"SH","Value":["x"]}}"#, "VR LO"),
             (br#"{"00100020":{"vr":"LO","Value":["a\\b"]}}"#, "backslash"),
             (br#"{}"#, "no attribute"),

@@ -182,6 +182,14 @@ fn object(attrs: &[(&str, &RawValue)]) -> String {
 }
 
 /// The matching-key columns of `level` from its attributes.
+/// The folded and the word columns beside a person name's column.
+pub fn name_columns(column: &str) -> (&'static str, &'static str) {
+    match column {
+        "patient_name" => ("patient_name_fold", "patient_name_words"),
+        _ => ("referring_fold", "referring_words"),
+    }
+}
+
 fn key_columns(row: &mut Columns, attrs: &[(&str, &RawValue)], level: Level) {
     for k in KEYS.iter().filter(|k| k.level == level) {
         if matches!(k.kind, Kind::Modalities) || row.iter().any(|(c, _)| *c == k.column) {
@@ -205,10 +213,7 @@ fn key_columns(row: &mut Columns, attrs: &[(&str, &RawValue)], level: Level) {
             Kind::PersonName => {
                 let name = person_name(attr);
                 row.push((k.column, name.as_str().into()));
-                let fold_col = match k.column {
-                    "patient_name" => ("patient_name_fold", "patient_name_words"),
-                    _ => ("referring_fold", "referring_words"),
-                };
+                let fold_col = name_columns(k.column);
                 row.push((fold_col.0, attrs::fold(&name).into()));
                 row.push((fold_col.1, attrs::words(&name).into()));
             }

@@ -512,6 +512,61 @@ fn next_seq(_d: Dialect, part: &str) -> String {
     format!("COALESCE((SELECT max(c.seq) FROM qido_change c WHERE c.part = {part}), 0) + 1")
 }
 
+/// Empties `tags` (study-level attributes) in a study's row: their key columns and their DICOM
+/// JSON. A correction runs it before committing the corrected instances in the same
+/// transaction, which set them anew: the merge of an upsert keeps a stored value the write
+/// lacks, so an attribute the correction empties would otherwise stay as it was.
+pub fn reset_study_attributes(
+    d: Dialect,
+    partition: &str,
+    study: &str,
+    tags: &[u32],
+) -> Vec<Statement> {
+    use super::attrs::{Kind, Level, KEYS};
+    let mut sets = Vec::new();
+    for k in KEYS
+        .iter()
+        .filter(|k| k.level == Level::Study && tags.contains(&k.tag))
+    {
+        match k.kind {
+            Kind::Int => sets.push(format!("{} = NULL", k.column)),
+            Kind::PersonName => {
+                let (fold, words) = super::rows::name_columns(k.column);
+                sets.extend([k.column, fold, words].map(|c| format!("{c} = ''")));
+            }
+            _ => sets.push(format!("{} = ''", k.column)),
+        }
+    }
+    // The tags are 8 hexadecimal digits (never text of a request's).
+    let keys: Vec<String> = tags.iter().map(|t| format!("{t:08X}")).collect();
+    sets.push(match d {
+        Dialect::Sqlite => format!(
+            "attrs = json_remove(attrs, {})",
+            keys.iter()
+                .map(|k| format!("'$.\"{k}\"'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Dialect::Postgres => format!(
+            "attrs = (attrs::jsonb{})::text",
+            keys.iter().map(|k| format!(" - '{k}'")).collect::<String>()
+        ),
+    });
+    let mut out: Vec<Statement> = pg_lock(d, format!("{partition}/{study}"))
+        .into_iter()
+        .collect();
+    out.push(Statement {
+        sql: format!(
+            "UPDATE qido_study SET {} WHERE part = {} AND study_uid = {}",
+            sets.join(", "),
+            param(d, 1),
+            param(d, 2)
+        ),
+        params: vec![partition.into(), study.into()],
+    });
+    out
+}
+
 /// `SET` of a study or series upsert: key columns merged (a value the write lacks keeps the
 /// stored one), attributes merged, the rest (counts, version) left to the count update.
 fn merged_update(d: Dialect, table: &str, row: &Columns) -> String {
