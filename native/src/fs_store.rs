@@ -188,38 +188,57 @@ fn put_file(
     result
 }
 
-/// Writes a file that did not exist, in place (no temporary file, no rename: nothing reads it
-/// before its writer names it, see [`Store::put_new`]); when durable, its data and then its
-/// directory entry synced. A file left part-written by a failure is removed.
-fn put_new_file(root: &Path, path: &Path, data: &[u8], syncs: Option<&DirSyncs>) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("key without a parent directory"))?;
-    if !dir.is_dir() {
-        create_dirs(root, dir, syncs.is_some())?;
-    }
-    let write = || -> io::Result<()> {
+/// Writes files that did not exist, in place (no temporary file, no rename: nothing reads them
+/// before their writer names them, see [`Store::put_new`]); when durable, the data of each and
+/// then each directory once (two files of one directory: two data syncs, one directory sync).
+/// Files this call left part-written by a failure are removed.
+fn put_new_files(
+    root: &Path,
+    files: &[(PathBuf, Bytes)],
+    syncs: Option<&DirSyncs>,
+) -> io::Result<()> {
+    let mut created: Vec<&Path> = Vec::with_capacity(files.len());
+    let mut write = || -> io::Result<()> {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        f.write_all(data)?;
+        let mut open = Vec::with_capacity(files.len());
+        for (path, data) in files {
+            let dir = path
+                .parent()
+                .ok_or_else(|| io::Error::other("key without a parent directory"))?;
+            if !dir.is_dir() {
+                create_dirs(root, dir, syncs.is_some())?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            created.push(path);
+            f.write_all(data)?;
+            open.push(f);
+        }
         if syncs.is_some() {
-            f.sync_data()?;
+            // All written before the first wait: the disk may take them in one go.
+            for f in &open {
+                f.sync_data()?;
+            }
         }
         Ok(())
     };
     if let Err(e) = write() {
-        if e.kind() != io::ErrorKind::AlreadyExists {
+        for path in created {
             let _ = std::fs::remove_file(path);
         }
         return Err(e);
     }
-    match syncs {
-        Some(s) => s.after_change(dir),
-        None => Ok(()),
+    if let Some(s) = syncs {
+        let mut dirs: Vec<&Path> = files.iter().filter_map(|(p, _)| p.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            s.after_change(dir)?;
+        }
     }
+    Ok(())
 }
 
 /// Creates `dir` and its missing parents under `root`, each new one synced into its parent
@@ -428,9 +447,16 @@ impl Store for FsStore {
     }
 
     async fn put_new(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        let path = self.path(key)?;
+        self.put_new_all(vec![(key.to_owned(), data)]).await
+    }
+
+    async fn put_new_all(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        let files = objects
+            .into_iter()
+            .map(|(k, b)| Ok((self.path(&k)?, b)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let (root, syncs) = (self.root.clone(), self.syncs.clone());
-        blocking(move || put_new_file(&root, &path, &data, syncs.as_deref()).map_err(backend)).await
+        blocking(move || put_new_files(&root, &files, syncs.as_deref()).map_err(backend)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

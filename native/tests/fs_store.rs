@@ -60,3 +60,35 @@ async fn a_stream_is_one_version_of_the_object() {
     assert!(got == old, "the stream spliced the replacement in");
     assert_eq!(store.get("s/x.dcm").await.unwrap().unwrap(), new);
 }
+
+/// `put_new_all` where one name is taken (another writer's object): an error, the other
+/// writer's object untouched, and none of this call's other files left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_new_all_over_a_taken_name_fails_whole_and_keeps_the_other_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::new(dir.path()).unwrap();
+    store
+        .put_new("s/i/b.index.json", Bytes::from_static(b"theirs"))
+        .await
+        .unwrap();
+    let r = store
+        .put_new_all(vec![
+            ("s/i/a.dcm".to_owned(), Bytes::from_static(b"ours")),
+            (
+                "s/i/b.index.json".to_owned(),
+                Bytes::from_static(b"ours too"),
+            ),
+        ])
+        .await;
+    assert!(r.is_err(), "a taken name is an error");
+    assert_eq!(
+        store.get("s/i/b.index.json").await.unwrap().as_deref(),
+        Some(&b"theirs"[..]),
+        "the other writer's object is kept"
+    );
+    assert_eq!(
+        store.get("s/i/a.dcm").await.unwrap(),
+        None,
+        "nothing of the failed call is left"
+    );
+}

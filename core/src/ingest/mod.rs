@@ -467,11 +467,12 @@ async fn import_file(
     }
     // 1. The objects, under a name no other write uses, both at once.
     let (dcm_key, idx_key) = (index.file_key(), index.key());
-    if let Err(e) = futures::future::try_join(
-        store.put_new(&dcm_key, bytes),
-        store.put_new(&idx_key, index_json),
-    )
-    .await
+    if let Err(e) = store
+        .put_new_all(vec![
+            (dcm_key.clone(), bytes),
+            (idx_key.clone(), index_json),
+        ])
+        .await
     {
         forget(store, &dcm_key, &idx_key).await;
         return Err(e.into());

@@ -96,6 +96,15 @@ impl SqliteIndex {
     fn open_once(path: &Path, readers: usize, durable: bool) -> Result<SqliteIndex, OpenError> {
         let writer = Connection::open(path)?;
         configure(&writer, durable)?;
+        // The writer's statements are the same few with new values each time: without the
+        // query planner stability guarantee, SQLite prepares a statement again whenever a
+        // value it looked at while planning (a bound parameter compared in a subquery) is
+        // bound anew: two of each instance's commit statements, a third of a commit's time.
+        // Searches run on the readers, whose plans may use the values (a GLOB's prefix).
+        writer.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         // WAL: readers see the last committed state while a writer works.
         let _: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         let readers = (0..readers.max(1))

@@ -17,6 +17,53 @@ pub async fn run_all(store: &dyn Store) {
     modified_is_reported(store).await;
     streamed_ranges_are_exact(store).await;
     put_new_writes_a_new_object(store).await;
+    put_new_all_writes_every_object(store).await;
+}
+
+/// [`Store::put_new_all`] writes every object, in one directory or several; objects of a
+/// call that failed are not reported written.
+pub async fn put_new_all_writes_every_object(store: &dyn Store) {
+    let objects: Vec<(String, Bytes)> = [
+        "t/all/x/a-0001.dcm",
+        "t/all/x/a-0001.index.json",
+        "t/all/y/b.bin",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, k)| {
+        let data: Vec<u8> = (0..(1000 + i * 777)).map(|j| (j * (i + 3)) as u8).collect();
+        ((*k).to_owned(), Bytes::from(data))
+    })
+    .collect();
+    store
+        .put_new_all(objects.clone())
+        .await
+        .expect("put_new_all");
+    for (k, data) in &objects {
+        assert_eq!(
+            store.get(k).await.expect("get").as_ref(),
+            Some(data),
+            "put_new_all then get {k}"
+        );
+    }
+    assert_eq!(
+        store.put_new_all(vec![]).await.map_err(|e| e.to_string()),
+        Ok(()),
+        "put_new_all of nothing"
+    );
+    assert!(
+        matches!(
+            store
+                .put_new_all(vec![("../escape".to_owned(), Bytes::from_static(b"x"))])
+                .await,
+            Err(StoreError::InvalidKey(_))
+        ),
+        "put_new_all checks its keys"
+    );
+    for (k, _) in &objects {
+        store.delete(k).await.expect("delete");
+    }
+    assert!(store.list("t/all/").await.expect("list").is_empty());
 }
 
 /// [`Store::put_new`] writes an object as `put` does (read, listed, its size, deleted).

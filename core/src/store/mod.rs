@@ -110,6 +110,19 @@ pub trait Store: std::fmt::Debug + MaybeSendSync {
         self.put(key, data).await
     }
 
+    /// [`Store::put_new`] of several objects, done once all are; on error, some may be written
+    /// (as a failed `put_new` may leave one). A backend that can share the wait for the disk
+    /// between them (a file system: one sync of their directory) does; by default, all at once.
+    async fn put_new_all(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        futures::future::try_join_all(
+            objects
+                .into_iter()
+                .map(|(k, b)| async move { self.put_new(&k, b).await }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Deletes the object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }

@@ -97,6 +97,14 @@ impl Store for Prefixed {
         self.inner.put_new(&self.key(key)?, data).await
     }
 
+    async fn put_new_all(&self, objects: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        let objects = objects
+            .into_iter()
+            .map(|(k, b)| Ok((self.key(&k)?, b)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.inner.put_new_all(objects).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(&self.key(key)?).await
     }
