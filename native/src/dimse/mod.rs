@@ -161,6 +161,9 @@ async fn associate(
             return;
         }
     };
+    // The A-ASSOCIATE-AC just sent put the connection in delayed-ACK mode: the first
+    // request's header would wait ~40 ms for our ACK before its body comes (DCMTK's tools).
+    wire::quick_ack(assoc.inner_stream());
     let calling = dicom_ul::association::Association::peer_ae_title(&assoc)
         .trim()
         .to_owned();
