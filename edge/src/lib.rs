@@ -137,6 +137,8 @@ fn config(env: &Env) -> Result<Config, String> {
         jwt_audience: var(env, "JWT_AUDIENCE").unwrap_or_default(),
         jwt_ae_claim: var(env, "JWT_AE_CLAIM").unwrap_or_default(),
         jwt_max_lifetime: var(env, "JWT_MAX_LIFETIME").and_then(|v| v.trim().parse().ok()),
+        oidc_issuer: var(env, "OIDC_ISSUER").map(|u| ("OIDC_ISSUER".to_owned(), u)),
+        oidc_client: Some(Arc::new(FetchGet)),
     })?
     .map(Arc::new);
     Ok(Config {
@@ -236,6 +238,32 @@ impl Upstream for FetchUpstream {
             Ok::<_, worker::Error>(UpstreamResponse {
                 status: resp.status_code(),
                 content_type,
+                body: bytes::Bytes::from(body),
+            })
+        };
+        go.await.map_err(|e| e.to_string())
+    }
+}
+
+/// The worker's `fetch` for what the core fetches itself (an OpenID Connect issuer's keys).
+#[derive(Debug)]
+struct FetchGet;
+
+#[async_trait::async_trait(?Send)]
+impl wado_core::auth::oidc::HttpGet for FetchGet {
+    async fn get(&self, url: &str) -> Result<wado_core::auth::oidc::HttpAnswer, String> {
+        let go = async {
+            let headers = Headers::new();
+            headers.set("Accept", "application/json")?;
+            let mut init = worker::RequestInit::new();
+            init.with_method(worker::Method::Get).with_headers(headers);
+            let req = Request::new_with_init(url, &init)?;
+            let mut resp = worker::Fetch::Request(req).send().await?;
+            let cache_control = resp.headers().get("Cache-Control")?;
+            let body = resp.bytes().await?;
+            Ok::<_, worker::Error>(wado_core::auth::oidc::HttpAnswer {
+                status: resp.status_code(),
+                cache_control,
                 body: bytes::Bytes::from(body),
             })
         };

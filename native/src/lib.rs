@@ -16,6 +16,7 @@ pub mod conn;
 mod demo;
 pub mod dimse;
 pub mod fs_store;
+pub mod http_get;
 pub mod import;
 pub mod index;
 pub mod metrics;
@@ -128,7 +129,7 @@ pub fn app(state: AppState) -> Router {
 
 /// When access control is on, what belongs to no AE title (this page, the metrics) still
 /// takes a valid token (any AE): AE titles and traffic figures are not for anyone who asks.
-fn gate(state: &AppState, headers: &http::HeaderMap) -> Option<Response> {
+async fn gate(state: &AppState, headers: &http::HeaderMap) -> Option<Response> {
     let auth = state.service.config().auth.as_ref()?;
     let authorization = headers
         .get(http::header::AUTHORIZATION)
@@ -136,7 +137,7 @@ fn gate(state: &AppState, headers: &http::HeaderMap) -> Option<Response> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match auth.check_any(authorization, now) {
+    match auth.check_any(authorization, now).await {
         wado_core::auth::Decision::Allowed => None,
         _ => Some(
             (
@@ -153,7 +154,7 @@ fn gate(state: &AppState, headers: &http::HeaderMap) -> Option<Response> {
 }
 
 async fn index(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
-    if let Some(denied) = gate(&state, &headers) {
+    if let Some(denied) = gate(&state, &headers).await {
         return denied;
     }
     let aes = state.service.config().ae_titles.join(", ");
@@ -170,7 +171,7 @@ async fn index(State(state): State<AppState>, headers: http::HeaderMap) -> Respo
 
 /// Prometheus text exposition.
 async fn metrics_text(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
-    if let Some(denied) = gate(&state, &headers) {
+    if let Some(denied) = gate(&state, &headers).await {
         return denied;
     }
     (

@@ -203,6 +203,14 @@ fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, Strin
         s.jwt_issuer = issuer.clone();
         s.jwt_audience = audience.clone();
     }
+    if let Some((url, audience, issuer)) = &settings.oidc {
+        s.oidc_issuer = Some(("--oidc-issuer".to_owned(), url.clone()));
+        s.oidc_client = Some(Arc::new(wado_native::http_get::ReqwestGet::new()?));
+        s.jwt_audience = audience.clone();
+        if let Some(i) = issuer {
+            s.jwt_issuer = i.clone();
+        }
+    }
     wado_core::auth::Auth::from_settings(&s)
 }
 
@@ -322,6 +330,17 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
+                // The issuer's keys before the first request; an issuer that is down now is
+                // asked again as requests come (the server starts all the same).
+                if let Some(oidc) = auth.as_ref().and_then(|a| a.oidc.clone()) {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    match oidc.refresh(now).await {
+                        Ok(n) => tracing::info!("OIDC: {n} keys from the issuer"),
+                        Err(e) => tracing::warn!("OIDC: the issuer's keys: {e}"),
+                    }
+                }
                 let dimse_peers = match &settings.dimse_peers {
                     None => None,
                     Some(p) => match std::fs::read_to_string(p)

@@ -136,6 +136,11 @@ pub struct ServeArgs {
     /// `RSA PUBLIC KEY`) or a JWK Set (JSON). Needs --jwt-issuer and --jwt-audience.
     #[arg(long)]
     pub jwt_keys: Option<PathBuf>,
+    /// Accept JWTs verified with the keys an OpenID Connect issuer publishes (its discovery
+    /// document's `jwks_uri`), fetched at start and again when they expire or a token names a
+    /// new key. Needs --jwt-audience; the `iss` tokens carry is this URL unless --jwt-issuer.
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
     /// The `iss` a JWT must carry.
     #[arg(long)]
     pub jwt_issuer: Option<String>,
@@ -224,6 +229,8 @@ pub struct Settings {
     pub tokens_file: Option<PathBuf>,
     /// JWT keys, issuer and audience.
     pub jwt: Option<(PathBuf, String, String)>,
+    /// An OpenID Connect issuer URL, the audience, and the `iss` tokens carry when not the URL.
+    pub oidc: Option<(String, String, Option<String>)>,
     /// The claim naming AE titles.
     pub jwt_ae_claim: String,
     /// The longest a JWT may live (`None`: the default; 0: any).
@@ -278,13 +285,21 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err("tls-cert and tls-key go together".into()),
         };
-        let jwt = match (
+        let oidc_issuer = self.oidc_issuer.or(file.oidc_issuer);
+        let (keys, issuer, audience) = (
             self.jwt_keys.or(file.jwt_keys),
             self.jwt_issuer.or(file.jwt_issuer),
             self.jwt_audience.or(file.jwt_audience),
-        ) {
+        );
+        let oidc = match (oidc_issuer, &audience) {
+            (Some(url), Some(a)) => Some((url, a.clone(), issuer.clone())),
+            (Some(_), None) => return Err("oidc-issuer needs jwt-audience".into()),
+            (None, _) => None,
+        };
+        let jwt = match (keys, issuer, audience) {
             (Some(k), Some(i), Some(a)) => Some((k, i, a)),
             (None, None, None) => None,
+            (None, _, _) if oidc.is_some() => None,
             _ => return Err("jwt-keys, jwt-issuer and jwt-audience go together".into()),
         };
         let webhook = match (
@@ -368,6 +383,7 @@ impl ServeArgs {
             tls,
             tokens_file: self.tokens_file.or(file.tokens_file),
             jwt,
+            oidc,
             jwt_ae_claim: self
                 .jwt_ae_claim
                 .or(file.jwt_ae_claim)

@@ -1,7 +1,7 @@
 """Signs a JWT (ES256) with OpenSSL and Python's standard library, never with wado: the
 end-to-end tests mint tokens with the claims they need (a write scope) at run time.
 
-    python3 mint_jwt.py EC_PRIVATE_KEY.pem '{"iss": ..., "aud": ..., "exp": ..., ...}'
+    python3 mint_jwt.py EC_PRIVATE_KEY.pem '{"iss": ..., "aud": ..., "exp": ..., ...}' [KID]
 """
 import base64
 import json
@@ -26,7 +26,10 @@ def der_to_raw(der):
 
 
 key, claims = sys.argv[1], json.loads(sys.argv[2])
-head = b64(json.dumps({"alg": "ES256", "typ": "JWT"}, separators=(",", ":")).encode())
+header = {"alg": "ES256", "typ": "JWT"}
+if len(sys.argv) > 3:
+    header["kid"] = sys.argv[3]
+head = b64(json.dumps(header, separators=(",", ":")).encode())
 body = b64(json.dumps(claims, separators=(",", ":")).encode())
 msg = f"{head}.{body}".encode()
 der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=msg,

@@ -156,6 +156,7 @@ impl Server {
                 "--jwt-issuer" => add("JWT_ISSUER", value()),
                 "--jwt-audience" => add("JWT_AUDIENCE", value()),
                 "--jwt-max-lifetime" => add("JWT_MAX_LIFETIME", value()),
+                "--oidc-issuer" => add("OIDC_ISSUER", value()),
                 other => panic!("{other}: no worker equivalent; this test is native-only"),
             }
         }

@@ -253,3 +253,149 @@ fn with_a_public_url_other_host_names_are_refused() {
     );
     assert_eq!(get(&format!("{}{path}", server.base), None).status, 200);
 }
+
+/// Keys by issuer URL: a local OpenID Connect issuer (tests/oracles/oidc_issuer.py; keys made
+/// by OpenSSL, tokens signed by tests/oracles/mint_jwt.py) whose keys rotate while the server
+/// runs. A token of the first key works; once the issuer publishes a second key, a token
+/// naming it works without a restart (picked up on the next refetch for an unknown key, at
+/// most one per 10 s); the first key's tokens still work while the issuer publishes it; a
+/// flood of tokens naming unknown keys costs at most one more fetch; the usual claims still
+/// hold.
+#[test]
+fn oidc_issuer_keys_are_fetched_and_rotated_without_restart() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("emr_10frame_ele.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let private = dir.path().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    let make_key = |kid: &str| {
+        let key = private.join(format!("{kid}.pem"));
+        let ok = |c: &mut Command| assert!(c.status().unwrap().success());
+        ok(Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .arg("-out")
+            .arg(&key));
+        // Written whole, then renamed in: the issuer never reads half a file.
+        let tmp = private.join(format!("{kid}.pub.tmp"));
+        ok(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&tmp));
+        std::fs::rename(&tmp, keys.join(format!("{kid}.pub.pem"))).unwrap();
+        key
+    };
+    let k1 = make_key("k1");
+    let mut issuer_process = Command::new("python3")
+        .arg(repo_dir().join("tests/oracles/oidc_issuer.py"))
+        .arg(&keys)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(issuer_process.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _issuer_guard = Kill(issuer_process);
+    let issuer = line.trim().to_owned();
+    assert!(issuer.starts_with("http://127.0.0.1:"), "{issuer}");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let mint = |key: &std::path::Path, kid: &str, aud: &str| {
+        let t = now();
+        let claims = serde_json::json!({
+            "iss": issuer, "aud": aud, "iat": t, "exp": t + 600, "aets": ["DCM4CHEE"],
+        });
+        let out = Command::new("python3")
+            .arg(repo_dir().join("tests/oracles/mint_jwt.py"))
+            .arg(key)
+            .arg(claims.to_string())
+            .arg(kid)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let certs = || -> u64 {
+        let r = get(
+            &format!("{}/count", issuer.trim_end_matches("/realms/test")),
+            None,
+        );
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["certs"]
+            .as_u64()
+            .unwrap()
+    };
+    let server = Server::start(&data, &["--oidc-issuer", &issuer, "--jwt-audience", "wado"]);
+    let (st, _, _) = uids(&file);
+    let url = format!("{}/studies/{st}/metadata", server.root());
+    let status = |token: &str| {
+        request(
+            "GET",
+            &url,
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .status
+    };
+    assert_eq!(get(&url, None).status, 401);
+    let t1 = mint(&k1, "k1", "wado");
+    assert_eq!(status(&t1), 200, "the first key's token");
+    assert_eq!(
+        status(&mint(&k1, "k1", "another")),
+        401,
+        "audience still checked"
+    );
+    // Rotation: the issuer publishes a second key beside the first.
+    let k2 = make_key("k2");
+    let t2 = mint(&k2, "k2", "wado");
+    let started = std::time::Instant::now();
+    let mut last = 0;
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        last = status(&t2);
+        if last == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(last, 200, "the new key's token, without a restart");
+    assert_eq!(
+        status(&t1),
+        200,
+        "the first key's tokens while it is published"
+    );
+    // Tokens naming keys the issuer never had: refused, and at most one fetch for all of them.
+    let before = certs();
+    for i in 0..20 {
+        assert_eq!(status(&mint(&k1, &format!("made-up-{i}"), "wado")), 401);
+    }
+    let fetched = certs() - before;
+    assert!(
+        fetched <= 1,
+        "{fetched} fetches of the keys for 20 unknown kids"
+    );
+}

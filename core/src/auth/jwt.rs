@@ -32,6 +32,9 @@ pub enum Rejection {
     Algorithm,
     /// No configured key verifies the signature.
     Signature,
+    /// The token names (`kid`) a key that is not among the configured ones: with keys from an
+    /// issuer ([`super::oidc`]), a sign that they rotated.
+    UnknownKey,
     /// `exp` is missing or past.
     Expired,
     /// `nbf` is in the future.
@@ -52,6 +55,7 @@ impl Rejection {
             Rejection::Malformed => "the token is not a well-formed JWT",
             Rejection::Algorithm => "the token's algorithm is not accepted (RS256 or ES256)",
             Rejection::Signature => "the token's signature does not verify",
+            Rejection::UnknownKey => "the token's key (kid) is not among the issuer's keys",
             Rejection::Expired => "the token has expired (or has no exp claim)",
             Rejection::NotYetValid => "the token is not valid yet (nbf)",
             Rejection::Issuer => "the token's issuer is not accepted",
@@ -143,6 +147,24 @@ impl JwtAuth {
         })
     }
 
+    /// A verifier's settings without keys yet (an OpenID Connect issuer's come later, see
+    /// [`JwtAuth::with_keys`]): it verifies no token.
+    pub fn template(issuer: &str, audience: &str, ae_claim: &str) -> JwtAuth {
+        JwtAuth {
+            keys: Vec::new(),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ae_claim: ae_claim.to_owned(),
+            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
+        }
+    }
+
+    /// The same verifier over other keys (an issuer's rotated JWK Set).
+    pub fn with_keys(&self, keys_text: &str) -> Result<JwtAuth, String> {
+        JwtAuth::new(keys_text, &self.issuer, &self.audience, &self.ae_claim)
+            .map(|j| j.with_max_lifetime(self.max_lifetime))
+    }
+
     /// Refuses tokens that live longer than `seconds` (`None`: any lifetime).
     pub fn with_max_lifetime(mut self, seconds: Option<u64>) -> JwtAuth {
         self.max_lifetime = seconds;
@@ -203,7 +225,12 @@ impl JwtAuth {
             _ => return Err(Rejection::Algorithm),
         };
         if !verified {
-            return Err(Rejection::Signature);
+            let known = |k: &Key| k.kid.is_none() || k.kid.as_deref() == kid;
+            return Err(if kid.is_some() && !self.keys.iter().any(known) {
+                Rejection::UnknownKey
+            } else {
+                Rejection::Signature
+            });
         }
         let claims: Value = b64
             .decode(p64)
@@ -514,7 +541,7 @@ mod tests {
         let v = JwtAuth::new(&renamed, ISS, "wado", "aets")
             .expect("keys")
             .with_max_lifetime(None);
-        assert_eq!(v.verify(token("rs256_ok"), NOW), Err(Rejection::Signature));
+        assert_eq!(v.verify(token("rs256_ok"), NOW), Err(Rejection::UnknownKey));
         assert!(v.verify(token("rs256_no_kid"), NOW).is_ok());
     }
 

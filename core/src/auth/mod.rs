@@ -21,6 +21,7 @@
 use sha2::{Digest, Sha256};
 
 pub mod jwt;
+pub mod oidc;
 
 /// Where a frontend's access settings come from: the text of a tokens file and the JWT
 /// settings, each with the name the user knows it by (a flag, an environment variable), so
@@ -40,6 +41,11 @@ pub struct AuthSettings {
     /// The longest a JWT may live, in seconds: `None` is [`jwt::DEFAULT_MAX_LIFETIME`], 0 is
     /// no maximum.
     pub jwt_max_lifetime: Option<u64>,
+    /// An OpenID Connect issuer URL whose published keys verify JWTs ([`oidc`]), and its
+    /// name (`--oidc-issuer`, `OIDC_ISSUER`); the JWT issuer is this URL unless set.
+    pub oidc_issuer: Option<(String, String)>,
+    /// The frontend's HTTP client, to fetch the issuer's keys.
+    pub oidc_client: Option<std::sync::Arc<dyn oidc::HttpGet>>,
 }
 
 impl Auth {
@@ -51,26 +57,61 @@ impl Auth {
             None => None,
         };
         let jwt = match &s.jwt_keys {
-            Some((name, keys)) => {
-                let claim = if s.jwt_ae_claim.is_empty() {
-                    "aets"
-                } else {
-                    &s.jwt_ae_claim
-                };
-                let max = match s.jwt_max_lifetime {
-                    None => Some(jwt::DEFAULT_MAX_LIFETIME),
-                    Some(0) => None,
-                    Some(n) => Some(n),
-                };
-                Some(
-                    jwt::JwtAuth::new(keys, &s.jwt_issuer, &s.jwt_audience, claim)
-                        .map_err(|e| format!("{name}: {e}"))?
-                        .with_max_lifetime(max),
-                )
-            }
+            Some((name, keys)) => Some(
+                jwt::JwtAuth::new(keys, &s.jwt_issuer, &s.jwt_audience, ae_claim(s))
+                    .map_err(|e| format!("{name}: {e}"))?
+                    .with_max_lifetime(max_lifetime(s)),
+            ),
             None => None,
         };
-        Ok((tokens.is_some() || jwt.is_some()).then_some(Auth { tokens, jwt }))
+        let oidc = match (&s.oidc_issuer, &s.oidc_client) {
+            (Some((name, url)), Some(client)) => {
+                let issuer = if s.jwt_issuer.is_empty() {
+                    url.as_str()
+                } else {
+                    &s.jwt_issuer
+                };
+                if s.jwt_audience.is_empty() {
+                    return Err(format!(
+                        "{name}: the audience tokens must name is required too (--jwt-audience, JWT_AUDIENCE)"
+                    ));
+                }
+                let template = jwt::JwtAuth::template(issuer, &s.jwt_audience, ae_claim(s))
+                    .with_max_lifetime(max_lifetime(s));
+                let o = oidc::Oidc::new(url, template, client.clone())
+                    .map_err(|e| format!("{name}: {e}"))?;
+                Some(std::sync::Arc::new(o))
+            }
+            (Some((name, _)), None) => {
+                return Err(format!("{name}: this frontend has no HTTP client for it"))
+            }
+            (None, _) => None,
+        };
+        Ok(
+            (tokens.is_some() || jwt.is_some() || oidc.is_some()).then_some(Auth {
+                tokens,
+                jwt,
+                oidc,
+            }),
+        )
+    }
+}
+
+/// The claim naming a JWT's AE titles.
+fn ae_claim(s: &AuthSettings) -> &str {
+    if s.jwt_ae_claim.is_empty() {
+        "aets"
+    } else {
+        &s.jwt_ae_claim
+    }
+}
+
+/// The longest a JWT may live (`None`: any).
+fn max_lifetime(s: &AuthSettings) -> Option<u64> {
+    match s.jwt_max_lifetime {
+        None => Some(jwt::DEFAULT_MAX_LIFETIME),
+        Some(0) => None,
+        Some(n) => Some(n),
     }
 }
 
@@ -104,14 +145,16 @@ pub enum Decision {
 pub struct Auth {
     /// Static tokens.
     pub tokens: Option<TokenAuth>,
-    /// JWT verification.
+    /// JWT verification with configured keys.
     pub jwt: Option<jwt::JwtAuth>,
+    /// JWT verification with an OpenID Connect issuer's keys.
+    pub oidc: Option<std::sync::Arc<oidc::Oidc>>,
 }
 
 impl Auth {
     /// Decides on a request to `access` `ae_title` with this Authorization header value, at
     /// `now` (seconds since the Unix epoch; the frontend's clock).
-    pub fn check(
+    pub async fn check(
         &self,
         authorization: Option<&str>,
         ae_title: &str,
@@ -124,8 +167,22 @@ impl Auth {
                 reason: "a bearer token is required",
             };
         };
+        let is_jwt = jwt::looks_like_jwt(token);
+        if let (Some(oidc), true) = (&self.oidc, is_jwt) {
+            // The issuer's keys first; configured keys (if any) for tokens they do not verify.
+            match (oidc.verify(token, now).await, &self.jwt) {
+                (Ok(grant), _) => return grants(&grant.ae_titles, grant.write, ae_title, access),
+                (Err(r), None) => {
+                    return Decision::Unauthenticated {
+                        invalid: true,
+                        reason: r.describe(),
+                    }
+                }
+                (Err(_), Some(_)) => {}
+            }
+        }
         match (&self.jwt, &self.tokens) {
-            (Some(jwt), _) if jwt::looks_like_jwt(token) => match jwt.verify(token, now) {
+            (Some(jwt), _) if is_jwt => match jwt.verify(token, now) {
                 Ok(grant) => grants(&grant.ae_titles, grant.write, ae_title, access),
                 Err(r) => Decision::Unauthenticated {
                     invalid: true,
@@ -144,8 +201,8 @@ impl Auth {
 impl Auth {
     /// Decides on a request for something that belongs to no AE title (the server's metrics,
     /// its index page): any valid token may.
-    pub fn check_any(&self, authorization: Option<&str>, now: u64) -> Decision {
-        match self.check(authorization, "*", Access::Read, now) {
+    pub async fn check_any(&self, authorization: Option<&str>, now: u64) -> Decision {
+        match self.check(authorization, "*", Access::Read, now).await {
             Decision::Forbidden => Decision::Allowed,
             other => other,
         }

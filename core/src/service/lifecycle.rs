@@ -262,7 +262,7 @@ impl Service {
         if self.config.read_only {
             return Err(Error::NotWritable("this server is read-only".into()));
         }
-        self.authorise(req, &route.ae_title, Access::Write)?;
+        self.authorise(req, &route.ae_title, Access::Write).await?;
         let part = self.partition(&route.ae_title)?;
         let index = self.catalog()?.clone();
         part.ready(&*index, req.now).await?;
@@ -322,7 +322,7 @@ impl Service {
         if self.config.read_only {
             return Err(Error::NotWritable("this server is read-only".into()));
         }
-        self.authorise(req, &route.ae_title, Access::Write)?;
+        self.authorise(req, &route.ae_title, Access::Write).await?;
         let essence = http::header_str(req.headers, header::CONTENT_TYPE)
             .map(|ct| {
                 ct.split(';')

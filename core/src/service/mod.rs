@@ -450,7 +450,7 @@ impl Service {
         if req.method == Method::PATCH {
             return self.correct_study(req, &route).await;
         }
-        self.authorise(req, &route.ae_title, Access::Read)?;
+        self.authorise(req, &route.ae_title, Access::Read).await?;
         let part = self.partition(&route.ae_title)?;
         // A cache first drops what changed at its origin.
         let stale = self
@@ -505,7 +505,7 @@ impl Service {
     }
 
     /// The access rule (when configured), the same on every route.
-    fn authorise(&self, req: &Request<'_>, ae_title: &str, access: Access) -> Result<()> {
+    async fn authorise(&self, req: &Request<'_>, ae_title: &str, access: Access) -> Result<()> {
         let Some(auth) = &self.config.auth else {
             if access == Access::Write && !self.config.allow_anonymous_writes {
                 return Err(Error::Forbidden(
@@ -515,7 +515,10 @@ impl Service {
             return Ok(());
         };
         let authorization = http::header_str(req.headers, header::AUTHORIZATION);
-        match auth.check(authorization.as_deref(), ae_title, access, req.now) {
+        match auth
+            .check(authorization.as_deref(), ae_title, access, req.now)
+            .await
+        {
             Decision::Allowed => Ok(()),
             Decision::Unauthenticated { invalid, reason } => Err(Error::Unauthorized {
                 reason: reason.into(),

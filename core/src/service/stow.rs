@@ -112,7 +112,7 @@ impl Service {
         if self.config.read_only {
             return Err(Error::NotWritable("this server is read-only".into()));
         }
-        self.authorise(req, &route.ae_title, Access::Write)?;
+        self.authorise(req, &route.ae_title, Access::Write).await?;
         let Some(part) = self.partitions.get(&route.ae_title) else {
             return Err(Error::NotFound(format!(
                 "unknown AE title {:?}",

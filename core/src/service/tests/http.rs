@@ -340,6 +340,7 @@ fn one_bearer_token_on_every_route() {
             auth: Some(Arc::new(crate::auth::Auth {
                 tokens: Some(auth),
                 jwt: None,
+                oidc: None,
             })),
             ..Config::default()
         },

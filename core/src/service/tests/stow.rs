@@ -567,6 +567,7 @@ fn storing_takes_a_token_that_may_write_there() {
     let auth = crate::auth::Auth {
         tokens: Some(crate::auth::TokenAuth::parse(tokens).expect("tokens")),
         jwt: None,
+        oidc: None,
     };
     let store = Arc::new(MemoryStore::new());
     let svc = test_service(
