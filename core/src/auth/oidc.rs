@@ -12,6 +12,7 @@
 use super::jwt::{Grant, JwtAuth, Rejection};
 use crate::store::MaybeSendSync;
 use bytes::Bytes;
+use futures::channel::oneshot;
 use std::sync::{Arc, Mutex};
 
 /// Where an issuer publishes its configuration, after the issuer URL.
@@ -165,7 +166,7 @@ impl KeySource {
 
     /// Whether a fetch is under way (one that began [`MIN_REFETCH`] × 3 seconds ago or more
     /// is taken as lost: its request was dropped).
-    fn fetching(&self, now: u64) -> bool {
+    pub fn fetching(&self, now: u64) -> bool {
         self.fetching_since
             .is_some_and(|at| now < at.saturating_add(3 * MIN_REFETCH))
     }
@@ -219,6 +220,11 @@ impl KeySource {
         }
     }
 
+    /// A fetch ended without an outcome (its request went away): none is under way now.
+    pub fn abandoned(&mut self) {
+        self.fetching_since = None;
+    }
+
     /// A fetch failed: the old keys stay, and the next fetch waits longer.
     pub fn failed(&mut self, why: &str) {
         self.fetching_since = None;
@@ -251,7 +257,30 @@ pub trait HttpGet: std::fmt::Debug + MaybeSendSync {
 pub struct Oidc {
     issuer: String,
     client: Arc<dyn HttpGet>,
-    source: Mutex<KeySource>,
+    state: Mutex<State>,
+}
+
+/// The keys, and the requests waiting for the fetch under way (an isolate's or a server's
+/// first requests arrive together: all but one wait for the keys rather than fail).
+#[derive(Debug)]
+struct State {
+    keys: KeySource,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// Ends a fetch however it ends (done, or its request dropped): the waiters are woken.
+struct Fetching<'a>(&'a Oidc, bool);
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        if !self.1 {
+            st.keys.abandoned();
+        }
+        for w in st.waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
 }
 
 impl Oidc {
@@ -261,31 +290,39 @@ impl Oidc {
         Ok(Oidc {
             issuer: issuer.to_owned(),
             client,
-            source: Mutex::new(KeySource::new(template)),
+            state: Mutex::new(State {
+                keys: KeySource::new(template),
+                waiters: Vec::new(),
+            }),
         })
     }
 
-    fn source(&self) -> std::sync::MutexGuard<'_, KeySource> {
-        self.source.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Fetches the discovery document, then the keys it names, into the source (a frontend
     /// calls it once at start, so that the first requests find keys).
     pub async fn refresh(&self, now: u64) -> Result<usize, String> {
-        self.source().attempting(now);
+        self.state().keys.attempting(now);
         self.fetch_and_install(now).await
     }
 
     async fn fetch_and_install(&self, now: u64) -> Result<usize, String> {
+        let mut fetching = Fetching(self, false);
         let result = self.fetch_keys().await;
-        let mut source = self.source();
-        match result {
-            Ok((jwks, cache_control)) => source.fetched(&jwks, cache_control.as_deref(), now),
-            Err(e) => {
-                source.failed(&e);
-                Err(e)
+        let installed = {
+            let keys = &mut self.state().keys;
+            match result {
+                Ok((jwks, cache_control)) => keys.fetched(&jwks, cache_control.as_deref(), now),
+                Err(e) => {
+                    keys.failed(&e);
+                    Err(e)
+                }
             }
-        }
+        };
+        fetching.1 = true;
+        installed
     }
 
     async fn fetch_keys(&self) -> Result<(String, Option<String>), String> {
@@ -317,11 +354,11 @@ impl Oidc {
     /// as unverifiable ([`Rejection::UnknownKey`]); [`Oidc::last_error`] says why.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Grant, Rejection> {
         let due = {
-            let mut s = self.source();
-            let due = s.due(now);
+            let keys = &mut self.state().keys;
+            let due = keys.due(now);
             if due {
                 // Others verify with the keys there are meanwhile.
-                s.attempting(now);
+                keys.attempting(now);
             }
             due
         };
@@ -332,11 +369,27 @@ impl Oidc {
         if first != Err(Rejection::UnknownKey) {
             return first;
         }
+        // Another request's fetch under way (the first keys, or a new kid's): its outcome.
+        let wait = {
+            let mut st = self.state();
+            st.keys.fetching(now).then(|| {
+                let (tx, rx) = oneshot::channel();
+                st.waiters.push(tx);
+                rx
+            })
+        };
+        if let Some(fetched) = wait {
+            let _ = fetched.await;
+            let after = self.verify_now(token, now);
+            if after != Err(Rejection::UnknownKey) {
+                return after;
+            }
+        }
         let again = {
-            let mut s = self.source();
-            let again = s.due_for_unknown_key(now);
+            let keys = &mut self.state().keys;
+            let again = keys.due_for_unknown_key(now);
             if again {
-                s.attempting(now);
+                keys.attempting(now);
             }
             again
         };
@@ -348,7 +401,7 @@ impl Oidc {
     }
 
     fn verify_now(&self, token: &str, now: u64) -> Result<Grant, Rejection> {
-        match self.source().verifier() {
+        match self.state().keys.verifier() {
             Some(v) => v.verify(token, now),
             None => Err(Rejection::UnknownKey),
         }
@@ -356,7 +409,7 @@ impl Oidc {
 
     /// Why the last fetch of the keys failed, while no later one worked.
     pub fn last_error(&self) -> Option<String> {
-        self.source().last_error().map(str::to_owned)
+        self.state().keys.last_error().map(str::to_owned)
     }
 }
 
@@ -388,12 +441,14 @@ mod tests {
             .with_max_lifetime(None)
     }
 
-    /// An issuer in memory: its discovery document, its current JWK Set, and a count of GETs.
+    /// An issuer in memory: its discovery document, its current JWK Set, and a count of GETs;
+    /// a GET waits for `gate` when one is set.
     #[derive(Debug, Default)]
     struct Issuer {
         jwks: Mutex<String>,
         down: Mutex<bool>,
         gets: AtomicUsize,
+        gate: Mutex<Option<oneshot::Receiver<()>>>,
     }
 
     #[derive(Debug)]
@@ -403,6 +458,10 @@ mod tests {
     impl HttpGet for Client {
         async fn get(&self, url: &str) -> Result<HttpAnswer, String> {
             self.0.gets.fetch_add(1, Ordering::Relaxed);
+            let gate = self.0.gate.lock().unwrap().take();
+            if let Some(g) = gate {
+                let _ = g.await;
+            }
             if *self.0.down.lock().unwrap() {
                 return Err("connection refused".into());
             }
@@ -549,5 +608,41 @@ mod tests {
         *issuer.down.lock().unwrap() = true;
         assert!(b(o.verify(token("rs256_ok"), NOW + MIN_REFETCH + 600)).is_ok());
         assert!(o.last_error().unwrap().contains("connection refused"));
+    }
+
+    /// Requests that come while the first keys are being fetched wait for them (none fails
+    /// for want of keys), and are woken, refused, if that fetch's request goes away.
+    #[test]
+    fn requests_during_the_first_fetch_wait_for_it() {
+        use futures::FutureExt;
+        let (o, issuer) = oidc(JWKS);
+        let (open, gate) = oneshot::channel();
+        *issuer.gate.lock().unwrap() = Some(gate);
+        let (a, b) = futures::executor::block_on(async {
+            let first = o.verify(token("rs256_ok"), NOW);
+            let second = o.verify(token("es256_ok"), NOW);
+            let release = async {
+                open.send(()).unwrap();
+            };
+            // Polled in order: the first starts the fetch and waits at the gate, the second
+            // finds it under way, then the gate opens.
+            let (a, b, ()) = futures::future::join3(first, second, release).await;
+            (a, b)
+        });
+        assert!(a.is_ok(), "{a:?}");
+        assert!(b.is_ok(), "{b:?}");
+        assert_eq!(issuer.gets.load(Ordering::Relaxed), 2, "one fetch for both");
+
+        let (o, issuer) = oidc(JWKS);
+        let (_open, gate) = oneshot::channel::<()>();
+        *issuer.gate.lock().unwrap() = Some(gate);
+        futures::executor::block_on(async {
+            let mut first = Box::pin(o.verify(token("rs256_ok"), NOW));
+            assert!(first.as_mut().now_or_never().is_none(), "fetching");
+            let mut second = Box::pin(o.verify(token("es256_ok"), NOW));
+            assert!(second.as_mut().now_or_never().is_none(), "waiting");
+            drop(first);
+            assert_eq!(second.await, Err(Rejection::UnknownKey), "woken, not hung");
+        });
     }
 }
