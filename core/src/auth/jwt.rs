@@ -35,6 +35,8 @@ pub enum Rejection {
     /// The token names (`kid`) a key that is not among the configured ones: with keys from an
     /// issuer ([`super::oidc`]), a sign that they rotated.
     UnknownKey,
+    /// No key to verify with: an issuer's keys could not be fetched yet ([`super::oidc`]).
+    NoKeys,
     /// `exp` is missing or past.
     Expired,
     /// `nbf` is in the future.
@@ -56,6 +58,9 @@ impl Rejection {
             Rejection::Algorithm => "the token's algorithm is not accepted (RS256 or ES256)",
             Rejection::Signature => "the token's signature does not verify",
             Rejection::UnknownKey => "the token's key (kid) is not among the issuer's keys",
+            Rejection::NoKeys => {
+                "the identity provider's keys could not be fetched yet; retry shortly"
+            }
             Rejection::Expired => "the token has expired (or has no exp claim)",
             Rejection::NotYetValid => "the token is not valid yet (nbf)",
             Rejection::Issuer => "the token's issuer is not accepted",

@@ -138,6 +138,11 @@ pub enum Decision {
     },
     /// Valid credentials, but not for this AE title, or not to write there (403).
     Forbidden,
+    /// Not decidable now: the identity provider's keys could not be fetched (503, retry).
+    Unavailable {
+        /// Why, for the client.
+        reason: &'static str,
+    },
 }
 
 /// The access rule: static tokens, JWTs, or both.
@@ -172,6 +177,11 @@ impl Auth {
             // The issuer's keys first; configured keys (if any) for tokens they do not verify.
             match (oidc.verify(token, now).await, &self.jwt) {
                 (Ok(grant), _) => return grants(&grant.ae_titles, grant.write, ae_title, access),
+                (Err(r @ jwt::Rejection::NoKeys), None) => {
+                    return Decision::Unavailable {
+                        reason: r.describe(),
+                    }
+                }
                 (Err(r), None) => {
                     return Decision::Unauthenticated {
                         invalid: true,

@@ -268,6 +268,11 @@ struct State {
     waiters: Vec<oneshot::Sender<()>>,
 }
 
+/// Whether a verification failed for want of a key a fetch could bring.
+fn wants_keys(r: &Result<Grant, Rejection>) -> bool {
+    matches!(r, Err(Rejection::UnknownKey | Rejection::NoKeys))
+}
+
 /// Ends a fetch however it ends (done, or its request dropped): the waiters are woken.
 struct Fetching<'a>(&'a Oidc, bool);
 
@@ -351,7 +356,7 @@ impl Oidc {
 
     /// Verifies `token` at `now`: with the keys there are, fetched first when due, and fetched
     /// again once when the token names a key they lack. Without any key, the token is refused
-    /// as unverifiable ([`Rejection::UnknownKey`]); [`Oidc::last_error`] says why.
+    /// as unverifiable ([`Rejection::NoKeys`]); [`Oidc::last_error`] says why.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Grant, Rejection> {
         let due = {
             let keys = &mut self.state().keys;
@@ -366,7 +371,7 @@ impl Oidc {
             let _ = self.fetch_and_install(now).await;
         }
         let first = self.verify_now(token, now);
-        if first != Err(Rejection::UnknownKey) {
+        if !wants_keys(&first) {
             return first;
         }
         // Another request's fetch under way (the first keys, or a new kid's): its outcome.
@@ -381,7 +386,7 @@ impl Oidc {
         if let Some(fetched) = wait {
             let _ = fetched.await;
             let after = self.verify_now(token, now);
-            if after != Err(Rejection::UnknownKey) {
+            if !wants_keys(&after) {
                 return after;
             }
         }
@@ -403,7 +408,7 @@ impl Oidc {
     fn verify_now(&self, token: &str, now: u64) -> Result<Grant, Rejection> {
         match self.state().keys.verifier() {
             Some(v) => v.verify(token, now),
-            None => Err(Rejection::UnknownKey),
+            None => Err(Rejection::NoKeys),
         }
     }
 
@@ -610,6 +615,27 @@ mod tests {
         assert!(o.last_error().unwrap().contains("connection refused"));
     }
 
+    /// An issuer down from the start: no keys, said so (not "unknown key"), and fetches spaced.
+    #[test]
+    fn an_issuer_down_from_the_start_is_no_keys() {
+        let (o, issuer) = oidc(JWKS);
+        *issuer.down.lock().unwrap() = true;
+        let b = futures::executor::block_on;
+        assert_eq!(b(o.verify(token("rs256_ok"), NOW)), Err(Rejection::NoKeys));
+        assert!(o.last_error().unwrap().contains("connection refused"));
+        let gets = issuer.gets.load(Ordering::Relaxed);
+        assert_eq!(
+            b(o.verify(token("rs256_ok"), NOW + 1)),
+            Err(Rejection::NoKeys)
+        );
+        assert_eq!(issuer.gets.load(Ordering::Relaxed), gets, "backed off");
+        *issuer.down.lock().unwrap() = false;
+        assert!(
+            b(o.verify(token("rs256_ok"), NOW + MIN_REFETCH)).is_ok(),
+            "back up"
+        );
+    }
+
     /// Requests that come while the first keys are being fetched wait for them (none fails
     /// for want of keys), and are woken, refused, if that fetch's request goes away.
     #[test]
@@ -642,7 +668,7 @@ mod tests {
             let mut second = Box::pin(o.verify(token("es256_ok"), NOW));
             assert!(second.as_mut().now_or_never().is_none(), "waiting");
             drop(first);
-            assert_eq!(second.await, Err(Rejection::UnknownKey), "woken, not hung");
+            assert_eq!(second.await, Err(Rejection::NoKeys), "woken, not hung");
         });
     }
 }

@@ -524,6 +524,7 @@ impl Service {
                 reason: reason.into(),
                 invalid,
             }),
+            Decision::Unavailable { reason } => Err(Error::Busy(reason.into())),
             Decision::Forbidden => Err(Error::Forbidden(match access {
                 Access::Read => format!("this token may not read AE title {ae_title:?}"),
                 Access::Write => format!("this token may not store into AE title {ae_title:?}"),

@@ -533,3 +533,69 @@ fn only_allowed_hosts_name_the_service_root() {
         assert!(body.contains(root), "{good}: URIs on {root}");
     }
 }
+
+/// An identity provider that cannot be reached: a JWT is neither accepted nor called invalid
+/// (a viewer would make its user sign in again) but answered 503 with Retry-After.
+#[test]
+fn a_jwt_without_the_issuers_keys_is_503_not_401() {
+    #[derive(Debug)]
+    struct Down;
+    #[async_trait::async_trait]
+    impl crate::auth::oidc::HttpGet for Down {
+        async fn get(
+            &self,
+            _url: &str,
+        ) -> std::result::Result<crate::auth::oidc::HttpAnswer, String> {
+            Err("connection refused".into())
+        }
+    }
+    let file = fixture!("emr_10frame_ele.dcm");
+    let store = store_with(std::slice::from_ref(&file));
+    let (st, _, _) = uids(&file);
+    let auth = crate::auth::Auth::from_settings(&crate::auth::AuthSettings {
+        oidc_issuer: Some((
+            "--oidc-issuer".into(),
+            "https://idp.example.org/realms/pacs".into(),
+        )),
+        oidc_client: Some(Arc::new(Down)),
+        jwt_audience: "wado".into(),
+        ..Default::default()
+    })
+    .expect("settings")
+    .expect("access control on");
+    let svc = test_service(
+        store,
+        Config {
+            auth: Some(Arc::new(auth)),
+            ..Config::default()
+        },
+    );
+    // A well-formed JWT (the OpenSSL-made fixtures); its signature never gets checked here.
+    let tokens = include_str!("../../../../tests/fixtures/jwt/tokens.txt");
+    let jwt = tokens
+        .lines()
+        .find_map(|l| l.strip_prefix("rs256_ok "))
+        .expect("fixture");
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {jwt}")).expect("v"),
+    );
+    let path = format!("{ROOT}/studies/{st}/metadata");
+    let req = Request {
+        entropy: [0; 16],
+        body: Default::default(),
+        ..get_request(&path, &h)
+    };
+    let r = block_on(svc.handle(&req));
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // No token at all is still 401.
+    let empty = HeaderMap::new();
+    let none = Request {
+        entropy: [0; 16],
+        body: Default::default(),
+        ..get_request(&path, &empty)
+    };
+    assert_eq!(block_on(svc.handle(&none)).status, StatusCode::UNAUTHORIZED);
+}
