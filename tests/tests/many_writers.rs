@@ -426,7 +426,26 @@ fn scenarios(
     drop(servers);
     let servers = [start(0), start(1)];
     let roots: Vec<String> = servers.iter().map(Server::root).collect();
-    assert_eq!(agree(&roots), after);
+    let restarted = agree(&roots);
+    // Nothing there before the restart is lost. A write the kill cut after its commit reached
+    // the disk, but before the other replica could see it (SQLite's WAL: the commit's frames
+    // written and synced, the shared WAL index not yet updated; the next opening rebuilds it),
+    // may appear now, whole (`story` checked): only writes under way at the kill, none of them
+    // acknowledged — seen once in CI, a C-STORE after the last one answered.
+    for (k, v) in &after {
+        assert_eq!(
+            restarted.get(k),
+            Some(v),
+            "{k} was there before the restart"
+        );
+    }
+    for (k, v) in &restarted {
+        let under_way = [format!("{STUDY}.7."), format!("{STUDY}.12.")];
+        assert!(
+            after.contains_key(k) || under_way.iter().any(|p| k.starts_with(p)),
+            "{k} ({v}) appeared after the restart, yet no write of it was under way at the kill"
+        );
+    }
     let rest: Vec<PathBuf> = (0..60)
         .map(|k| instance(dir.path(), 7, &format!("{STUDY}.7.{k}"), "killed", 0))
         .collect();
