@@ -224,15 +224,11 @@ impl Upstream for FetchUpstream {
 
     async fn get(&self, url: &str, accept: &str) -> Result<UpstreamResponse, String> {
         let go = async {
-            let headers = Headers::new();
-            headers.set("Accept", accept)?;
+            let mut headers = vec![("Accept", accept)];
             if let Some(a) = &self.authorization {
-                headers.set("Authorization", a)?;
+                headers.push(("Authorization", a));
             }
-            let mut init = worker::RequestInit::new();
-            init.with_method(worker::Method::Get).with_headers(headers);
-            let req = Request::new_with_init(url, &init)?;
-            let mut resp = worker::Fetch::Request(req).send().await?;
+            let mut resp = fetch_get(url, &headers).await?;
             let content_type = resp.headers().get("Content-Type")?.unwrap_or_default();
             let body = resp.bytes().await?;
             Ok::<_, worker::Error>(UpstreamResponse {
@@ -245,6 +241,18 @@ impl Upstream for FetchUpstream {
     }
 }
 
+/// A GET with these headers through the worker's `fetch`.
+async fn fetch_get(url: &str, headers: &[(&str, &str)]) -> worker::Result<worker::Response> {
+    let h = Headers::new();
+    for (k, v) in headers {
+        h.set(k, v)?;
+    }
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Get).with_headers(h);
+    let req = Request::new_with_init(url, &init)?;
+    worker::Fetch::Request(req).send().await
+}
+
 /// The worker's `fetch` for what the core fetches itself (an OpenID Connect issuer's keys).
 #[derive(Debug)]
 struct FetchGet;
@@ -253,12 +261,7 @@ struct FetchGet;
 impl wado_core::auth::oidc::HttpGet for FetchGet {
     async fn get(&self, url: &str) -> Result<wado_core::auth::oidc::HttpAnswer, String> {
         let go = async {
-            let headers = Headers::new();
-            headers.set("Accept", "application/json")?;
-            let mut init = worker::RequestInit::new();
-            init.with_method(worker::Method::Get).with_headers(headers);
-            let req = Request::new_with_init(url, &init)?;
-            let mut resp = worker::Fetch::Request(req).send().await?;
+            let mut resp = fetch_get(url, &[("Accept", "application/json")]).await?;
             let cache_control = resp.headers().get("Cache-Control")?;
             let body = resp.bytes().await?;
             Ok::<_, worker::Error>(wado_core::auth::oidc::HttpAnswer {

@@ -1063,3 +1063,61 @@ pub fn flaky_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Delivery
     });
     (url, got)
 }
+
+/// Runs a command that must succeed; its output (stderr shown when it fails).
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A new P-256 key pair made by OpenSSL: the private key at `private`, its public key at
+/// `public` (PEM).
+pub fn ec_key_pair(private: &Path, public: &Path) {
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .arg("-out")
+            .arg(private),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(private)
+            .arg("-out")
+            .arg(public),
+    );
+}
+
+/// A JWT (ES256) with these claims and, optionally, this `kid`, signed with the P-256 key at
+/// `key` by tests/oracles/mint_jwt.py (OpenSSL and Python's standard library, never wado).
+pub fn mint_jwt(key: &Path, claims: &serde_json::Value, kid: Option<&str>) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_dir().join("tests/oracles/mint_jwt.py"))
+        .arg(key)
+        .arg(claims.to_string());
+    if let Some(kid) = kid {
+        cmd.arg(kid);
+    }
+    String::from_utf8(run_ok(&mut cmd).stdout)
+        .unwrap()
+        .trim()
+        .to_owned()
+}

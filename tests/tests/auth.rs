@@ -275,24 +275,9 @@ fn oidc_issuer_keys_are_fetched_and_rotated_without_restart() {
     std::fs::create_dir_all(&private).unwrap();
     let make_key = |kid: &str| {
         let key = private.join(format!("{kid}.pem"));
-        let ok = |c: &mut Command| assert!(c.status().unwrap().success());
-        ok(Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .arg("-out")
-            .arg(&key));
         // Written whole, then renamed in: the issuer never reads half a file.
         let tmp = private.join(format!("{kid}.pub.tmp"));
-        ok(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&tmp));
+        ec_key_pair(&key, &tmp);
         std::fs::rename(&tmp, keys.join(format!("{kid}.pub.pem"))).unwrap();
         key
     };
@@ -317,30 +302,12 @@ fn oidc_issuer_keys_are_fetched_and_rotated_without_restart() {
     let _issuer_guard = Kill(issuer_process);
     let issuer = line.trim().to_owned();
     assert!(issuer.starts_with("http://127.0.0.1:"), "{issuer}");
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    };
     let mint = |key: &std::path::Path, kid: &str, aud: &str| {
-        let t = now();
+        let t = unix_now();
         let claims = serde_json::json!({
             "iss": issuer, "aud": aud, "iat": t, "exp": t + 600, "aets": ["DCM4CHEE"],
         });
-        let out = Command::new("python3")
-            .arg(repo_dir().join("tests/oracles/mint_jwt.py"))
-            .arg(key)
-            .arg(claims.to_string())
-            .arg(kid)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        mint_jwt(key, &claims, Some(kid))
     };
     let certs = || -> u64 {
         let r = get(

@@ -384,44 +384,15 @@ fn a_jwt_with_the_write_scope_may_store_natively_and_at_the_edge() {
     let dir = tempdir();
     let key = dir.path().join("key.pem");
     let public = dir.path().join("public.pem");
-    let ok = |c: &mut Command| assert!(c.status().unwrap().success());
-    ok(Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&key));
-    ok(Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&public));
+    ec_key_pair(&key, &public);
     let mint = |scope: &str| {
         // An hour's token, as an identity provider issues them (a day at most is taken).
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = unix_now();
         let claims = serde_json::json!({
             "iss": "https://idp.test", "aud": "wado", "iat": now, "exp": now + 3600,
             "aets": ["DCM4CHEE"], "scope": scope,
         });
-        let out = Command::new("python3")
-            .arg(repo_dir().join("tests/oracles/mint_jwt.py"))
-            .arg(&key)
-            .arg(claims.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        mint_jwt(&key, &claims, None)
     };
     let (writer, reader) = (mint("openid write"), mint("openid read"));
     let files: Vec<PathBuf> = corpus_files().into_iter().skip(3).take(2).collect();

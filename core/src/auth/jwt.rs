@@ -441,25 +441,7 @@ fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // Keys and tokens made by OpenSSL and Python's standard library
-    // (tests/fixtures/jwt/make-tokens.sh), never by this module.
-    const KEYS_PEM: &str = include_str!("../../../tests/fixtures/jwt/keys.pem");
-    const JWKS: &str = include_str!("../../../tests/fixtures/jwt/jwks.json");
-    const RSA_PKCS1: &str = include_str!("../../../tests/fixtures/jwt/rsa.pkcs1.pem");
-    const WEAK: &str = include_str!("../../../tests/fixtures/jwt/weak.pub.pem");
-    const TOKENS: &str = include_str!("../../../tests/fixtures/jwt/tokens.txt");
-    const ISS: &str = "https://idp.example.org/realms/pacs";
-    const NOW: u64 = 1_800_000_000;
-
-    fn token(name: &str) -> &'static str {
-        TOKENS
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t)
-            .unwrap_or_else(|| panic!("no token {name}"))
-    }
+    use crate::auth::fixtures::*;
 
     fn aes(list: &[&str]) -> Result<Grant, Rejection> {
         Ok(Grant {

@@ -20,6 +20,8 @@
 
 use sha2::{Digest, Sha256};
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod jwt;
 pub mod oidc;
 

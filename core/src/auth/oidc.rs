@@ -358,16 +358,8 @@ impl Oidc {
     /// again once when the token names a key they lack. Without any key, the token is refused
     /// as unverifiable ([`Rejection::NoKeys`]); [`Oidc::last_error`] says why.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Grant, Rejection> {
-        let due = {
-            let keys = &mut self.state().keys;
-            let due = keys.due(now);
-            if due {
-                // Others verify with the keys there are meanwhile.
-                keys.attempting(now);
-            }
-            due
-        };
-        if due {
+        // Others verify with the keys there are meanwhile.
+        if self.take_fetch(now, KeySource::due) {
             let _ = self.fetch_and_install(now).await;
         }
         let first = self.verify_now(token, now);
@@ -390,19 +382,21 @@ impl Oidc {
                 return after;
             }
         }
-        let again = {
-            let keys = &mut self.state().keys;
-            let again = keys.due_for_unknown_key(now);
-            if again {
-                keys.attempting(now);
-            }
-            again
-        };
-        if !again {
+        if !self.take_fetch(now, KeySource::due_for_unknown_key) {
             return first;
         }
         let _ = self.fetch_and_install(now).await;
         self.verify_now(token, now)
+    }
+
+    /// Whether this request fetches the keys now (`due` says), marking the fetch under way.
+    fn take_fetch(&self, now: u64, due: fn(&KeySource, u64) -> bool) -> bool {
+        let keys = &mut self.state().keys;
+        let take = due(keys, now);
+        if take {
+            keys.attempting(now);
+        }
+        take
     }
 
     fn verify_now(&self, token: &str, now: u64) -> Result<Grant, Rejection> {
@@ -424,21 +418,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    // Keys and tokens made by OpenSSL and Python's standard library
-    // (tests/fixtures/jwt/make-tokens.sh), never by this crate.
-    const JWKS: &str = include_str!("../../../tests/fixtures/jwt/jwks.json");
-    const TOKENS: &str = include_str!("../../../tests/fixtures/jwt/tokens.txt");
-    const ISS: &str = "https://idp.example.org/realms/pacs";
-    const NOW: u64 = 1_800_000_000;
-
-    fn token(name: &str) -> &'static str {
-        TOKENS
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t)
-            .unwrap()
-    }
+    use crate::auth::fixtures::{token, ISS, JWKS, NOW};
 
     fn template() -> JwtAuth {
         JwtAuth::new(JWKS, ISS, "wado", "aets")

@@ -571,11 +571,7 @@ fn a_jwt_without_the_issuers_keys_is_503_not_401() {
         },
     );
     // A well-formed JWT (the OpenSSL-made fixtures); its signature never gets checked here.
-    let tokens = include_str!("../../../../tests/fixtures/jwt/tokens.txt");
-    let jwt = tokens
-        .lines()
-        .find_map(|l| l.strip_prefix("rs256_ok "))
-        .expect("fixture");
+    let jwt = crate::auth::fixtures::token("rs256_ok");
     let mut h = HeaderMap::new();
     h.insert(
         header::AUTHORIZATION,
