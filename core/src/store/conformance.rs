@@ -20,8 +20,8 @@ pub async fn run_all(store: &dyn Store) {
     put_new_all_writes_every_object(store).await;
 }
 
-/// [`Store::put_new_all`] writes every object, in one directory or several; objects of a
-/// call that failed are not reported written.
+/// [`Store::put_new_all`] writes every object, in one directory or several; writes nothing for
+/// an empty list, and refuses a bad key.
 pub async fn put_new_all_writes_every_object(store: &dyn Store) {
     let objects: Vec<(String, Bytes)> = [
         "t/all/x/a-0001.dcm",
