@@ -139,6 +139,10 @@ fn config(env: &Env) -> Result<Config, String> {
         jwt_max_lifetime: var(env, "JWT_MAX_LIFETIME").and_then(|v| v.trim().parse().ok()),
         oidc_issuer: var(env, "OIDC_ISSUER").map(|u| ("OIDC_ISSUER".to_owned(), u)),
         oidc_client: Some(Arc::new(FetchGet)),
+        jwt_roles: var(env, "JWT_ROLES").map(|map| {
+            let claim = var(env, "JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into());
+            ("JWT_ROLES".to_owned(), claim, map)
+        }),
     })?
     .map(Arc::new);
     Ok(Config {

@@ -156,6 +156,7 @@ pub async fn run(
                         ImportError::Rejected(reason)
                         | ImportError::Mismatch(reason)
                         | ImportError::Duplicate(reason)
+                        | ImportError::NotPermitted(reason)
                         | ImportError::TooLarge(reason),
                     ) => Err(FileResult::Rejected(reason)),
                     Err(e @ (ImportError::Store(_) | ImportError::Index(_))) => {

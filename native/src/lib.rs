@@ -137,20 +137,30 @@ async fn gate(state: &AppState, headers: &http::HeaderMap) -> Option<Response> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match auth.check_any(authorization, now).await {
-        wado_core::auth::Decision::Allowed => None,
-        _ => Some(
-            (
-                http::StatusCode::UNAUTHORIZED,
-                [
-                    (http::header::WWW_AUTHENTICATE, "Bearer realm=\"wado\""),
-                    (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                ],
-                "a bearer token is required\n",
-            )
-                .into_response(),
+    let plain = (http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    let (status, text) = match auth.check_any(authorization, now).await {
+        wado_core::auth::Decision::Allowed(_) => return None,
+        wado_core::auth::Decision::Forbidden => (
+            http::StatusCode::FORBIDDEN,
+            "a token confined to some studies may not read this\n".to_owned(),
         ),
-    }
+        wado_core::auth::Decision::Unavailable { reason } => {
+            let headers = [plain, (http::header::RETRY_AFTER, "10")];
+            return Some(
+                (
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    headers,
+                    format!("{reason}\n"),
+                )
+                    .into_response(),
+            );
+        }
+        wado_core::auth::Decision::Unauthenticated { reason, .. } => {
+            (http::StatusCode::UNAUTHORIZED, format!("{reason}\n"))
+        }
+    };
+    let challenge = (http::header::WWW_AUTHENTICATE, "Bearer realm=\"wado\"");
+    Some((status, [challenge, plain], text).into_response())
 }
 
 async fn index(State(state): State<AppState>, headers: http::HeaderMap) -> Response {

@@ -196,6 +196,10 @@ fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, Strin
             .transpose()?,
         jwt_ae_claim: settings.jwt_ae_claim.clone(),
         jwt_max_lifetime: settings.jwt_max_lifetime,
+        jwt_roles: settings
+            .jwt_roles
+            .clone()
+            .map(|(claim, map)| ("--jwt-roles".to_owned(), claim, map)),
         ..Default::default()
     };
     if let Some((keys, issuer, audience)) = &settings.jwt {

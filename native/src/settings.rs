@@ -155,6 +155,15 @@ pub struct ServeArgs {
     /// are refused; 0 for no maximum [default: 86400].
     #[arg(long)]
     pub jwt_max_lifetime: Option<u64>,
+    /// Take a JWT's permissions from its roles, mapped here, rather than from its `scope`:
+    /// `ROLE=PERMISSIONS` entries separated by `;` (`viewer=read;radiologist=read,write;
+    /// admin=read,write,delete`); a token with no mapped role may do nothing (docs/AUTH.md).
+    #[arg(long)]
+    pub jwt_roles: Option<String>,
+    /// Where --jwt-roles finds a token's roles: a claim, or a dot-separated path into one
+    /// (Keycloak: `realm_access.roles`; Okta: `groups`) [default: roles].
+    #[arg(long)]
+    pub jwt_roles_claim: Option<String>,
     /// The built browser demo (scripts/demo-build.sh), served at /demo/ [default:
     /// web-demo/dist when it exists].
     #[arg(long)]
@@ -235,6 +244,8 @@ pub struct Settings {
     pub jwt_ae_claim: String,
     /// The longest a JWT may live (`None`: the default; 0: any).
     pub jwt_max_lifetime: Option<u64>,
+    /// The claim holding a JWT's roles and the permissions each gives.
+    pub jwt_roles: Option<(String, String)>,
     /// The built demo.
     pub demo_dir: Option<PathBuf>,
     /// The DIMSE listener's port, peers table and idle timeout (seconds).
@@ -389,6 +400,13 @@ impl ServeArgs {
                 .or(file.jwt_ae_claim)
                 .unwrap_or_else(|| "aets".into()),
             jwt_max_lifetime: self.jwt_max_lifetime.or(file.jwt_max_lifetime),
+            jwt_roles: self.jwt_roles.or(file.jwt_roles).map(|map| {
+                let claim = self
+                    .jwt_roles_claim
+                    .or(file.jwt_roles_claim)
+                    .unwrap_or_else(|| "roles".into());
+                (claim, map)
+            }),
             dimse_port: self.dimse_port.or(file.dimse_port),
             dimse_peers: self.dimse_peers.or(file.dimse_peers),
             dimse_timeout: self

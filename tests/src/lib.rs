@@ -157,6 +157,8 @@ impl Server {
                 "--jwt-audience" => add("JWT_AUDIENCE", value()),
                 "--jwt-max-lifetime" => add("JWT_MAX_LIFETIME", value()),
                 "--oidc-issuer" => add("OIDC_ISSUER", value()),
+                "--jwt-roles" => add("JWT_ROLES", value()),
+                "--jwt-roles-claim" => add("JWT_ROLES_CLAIM", value()),
                 other => panic!("{other}: no worker equivalent; this test is native-only"),
             }
         }

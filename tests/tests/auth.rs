@@ -366,3 +366,222 @@ fn oidc_issuer_keys_are_fetched_and_rotated_without_restart() {
         "{fetched} fetches of the keys for 20 unknown kids"
     );
 }
+
+/// A grant narrower than an AE title (issue 26): a token whose `studies` claim names one study
+/// reaches that study alone on every route — searches at every level return only it; the
+/// other study's metadata, instances, frames, rendered images, thumbnails, bulk data, zip and
+/// searches within it answer exactly as a study that was never stored (status and body: no
+/// existence leak); STOW-RS of the other study's instance fails with Refused: Not Authorized
+/// and a DELETE of it answers as a missing study, both leaving it whole; the change feed,
+/// which tells of every study, is refused. Permissions come from the identity provider's roles
+/// mapped by `--jwt-roles` (worker `JWT_ROLES`): a reader may not store or delete, a token with
+/// no mapped role may not read. Tokens are minted at run time by OpenSSL (mint_jwt.py).
+#[test]
+fn a_grant_for_one_study_confines_every_route() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let x_file = corpus().join("ct_small_ele.dcm");
+    let y_file = corpus().join("mr_small_rle.dcm");
+    assert!(import(&data, &[&x_file, &y_file]).status.success());
+    let (x, x_se, x_i) = uids(&x_file);
+    let (y, y_se, y_i) = uids(&y_file);
+    assert_ne!(x, y, "two studies");
+    const FAKE: &str = "1.2.826.0.1.3680043.2.1125.424242";
+    let key = dir.path().join("key.pem");
+    let public = dir.path().join("public.pem");
+    ec_key_pair(&key, &public);
+    let server = Server::start(
+        &data,
+        &[
+            "--jwt-keys",
+            public.to_str().unwrap(),
+            "--jwt-issuer",
+            "https://idp.test",
+            "--jwt-audience",
+            "wado",
+            "--jwt-roles",
+            "viewer=read;editor=read,write,delete",
+            "--jwt-roles-claim",
+            "realm_access.roles",
+        ],
+    );
+    let mint = |roles: &[&str], studies: Option<&[&str]>| {
+        let now = unix_now();
+        let mut claims = serde_json::json!({
+            "iss": "https://idp.test", "aud": "wado", "iat": now, "exp": now + 3600,
+            "aets": ["DCM4CHEE"], "realm_access": {"roles": roles},
+        });
+        if let Some(list) = studies {
+            claims["studies"] = serde_json::json!(list);
+        }
+        mint_jwt(&key, &claims, None)
+    };
+    let confined = mint(&["editor"], Some(&[x.as_str()]));
+    let reader = mint(&["viewer"], None);
+    let nobody = mint(&["nurse"], None);
+    let root = server.root();
+    let call = |method: &str, url: &str, token: &str, accept: Option<&str>| {
+        let bearer = format!("Bearer {token}");
+        let mut headers = vec![("authorization", bearer.as_str())];
+        if let Some(a) = accept {
+            headers.push(("accept", a));
+        }
+        request(method, url, &headers)
+    };
+    // Every kind of retrieval and the searches within one study.
+    let urls = |st: &str, se: &str, i: &str| -> Vec<(String, Option<&'static str>)> {
+        let s = format!("{root}/studies/{st}");
+        let inst = format!("{s}/series/{se}/instances/{i}");
+        vec![
+            (format!("{s}/metadata"), None),
+            (format!("{s}/series/{se}/metadata"), None),
+            (format!("{inst}/metadata"), None),
+            (
+                inst.clone(),
+                Some("multipart/related; type=\"application/dicom\""),
+            ),
+            (format!("{inst}/frames/1"), None),
+            (format!("{inst}/rendered"), Some("image/jpeg")),
+            (format!("{inst}/thumbnail"), Some("image/jpeg")),
+            (format!("{inst}/bulkdata/7FE00010"), None),
+            (s.clone(), Some("application/zip")),
+            (format!("{s}/series"), None),
+            (format!("{s}/series/{se}/instances"), None),
+            (format!("{s}/instances"), None),
+        ]
+    };
+    for (url, accept) in urls(&x, &x_se, &x_i) {
+        assert_eq!(call("GET", &url, &confined, accept).status, 200, "{url}");
+    }
+    for ((url, accept), (fake, _)) in urls(&y, &y_se, &y_i)
+        .into_iter()
+        .zip(urls(FAKE, &y_se, &y_i))
+    {
+        assert_eq!(call("GET", &url, &reader, accept).status, 200, "{url}");
+        let out_of_reach = call("GET", &url, &confined, accept);
+        let absent = call("GET", &fake, &confined, accept);
+        assert_eq!(out_of_reach.status, absent.status, "{url}");
+        assert!(
+            matches!(absent.status, 200 | 204 | 404),
+            "{fake}: {}",
+            absent.status
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out_of_reach.body).replace(y.as_str(), FAKE),
+            String::from_utf8_lossy(&absent.body),
+            "{url}"
+        );
+    }
+    // Searches at every level: the reader sees both studies, the confined token one.
+    let found = |url: &str, token: &str, tag: &str| -> std::collections::BTreeSet<String> {
+        let r = call("GET", url, token, Some("application/dicom+json"));
+        assert!(matches!(r.status, 200 | 204), "{url}: {}", r.status);
+        if r.status == 204 {
+            return Default::default();
+        }
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d[tag]["Value"][0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let both: std::collections::BTreeSet<String> = [x.clone(), y.clone()].into();
+    let study_uid = "0020000D";
+    for level in ["studies", "series", "instances"] {
+        let url = format!("{root}/{level}?includefield=StudyInstanceUID");
+        assert_eq!(found(&url, &reader, study_uid), both, "{level}");
+        assert_eq!(
+            found(&url, &confined, study_uid),
+            [x.clone()].into(),
+            "{level}"
+        );
+        let asked = format!("{root}/{level}?StudyInstanceUID={y}");
+        assert!(found(&asked, &confined, study_uid).is_empty(), "{asked}");
+        let asked = format!("{root}/{level}?StudyInstanceUID={x},{y}");
+        assert_eq!(
+            found(&asked, &confined, study_uid),
+            [x.clone()].into(),
+            "{asked}"
+        );
+    }
+    assert_eq!(
+        found(&format!("{root}/series"), &confined, "0020000E"),
+        [x_se.clone()].into()
+    );
+    // No mapped role: nothing.
+    assert_eq!(
+        call("GET", &format!("{root}/studies"), &nobody, None).status,
+        403
+    );
+    // STOW-RS: the other study's instance is refused (0124H) and stays as it was; this
+    // study's is stored; a reader may not store; a path naming the other study is refused.
+    let stow = |url: &str, token: &str, file: &std::path::Path| {
+        let mut body = b"--B\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
+        body.extend_from_slice(&std::fs::read(file).unwrap());
+        body.extend_from_slice(b"\r\n--B--\r\n");
+        let bearer = format!("Bearer {token}");
+        request_with_body(
+            "POST",
+            url,
+            &[
+                ("authorization", bearer.as_str()),
+                (
+                    "content-type",
+                    "multipart/related; type=\"application/dicom\"; boundary=B",
+                ),
+                ("accept", "application/dicom+json"),
+            ],
+            &body,
+        )
+    };
+    let y_metadata = format!("{root}/studies/{y}/series/{y_se}/instances/{y_i}/metadata");
+    let before = call("GET", &y_metadata, &reader, None).body;
+    let r = stow(&format!("{root}/studies"), &confined, &y_file);
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v["00081198"]["Value"][0]["00081197"]["Value"][0], 0x0124,
+        "{v}"
+    );
+    assert_eq!(call("GET", &y_metadata, &reader, None).body, before);
+    let r = stow(&format!("{root}/studies"), &confined, &x_file);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        stow(&format!("{root}/studies"), &reader, &x_file).status,
+        403
+    );
+    assert_eq!(
+        stow(&format!("{root}/studies/{y}"), &confined, &y_file).status,
+        403
+    );
+    // DELETE: the other study answers as a missing one and stays; a reader may not delete;
+    // the confined token deletes within its study.
+    let gone = call("DELETE", &format!("{root}/studies/{y}"), &confined, None);
+    let absent = call("DELETE", &format!("{root}/studies/{FAKE}"), &confined, None);
+    assert_eq!((gone.status, absent.status), (404, 404));
+    assert_eq!(
+        String::from_utf8_lossy(&gone.body).replace(y.as_str(), FAKE),
+        String::from_utf8_lossy(&absent.body)
+    );
+    assert_eq!(call("GET", &y_metadata, &reader, None).body, before);
+    assert_eq!(
+        call("DELETE", &format!("{root}/studies/{x}"), &reader, None).status,
+        403
+    );
+    let x_inst = format!("{root}/studies/{x}/series/{x_se}/instances/{x_i}");
+    assert_eq!(call("DELETE", &x_inst, &confined, None).status, 204);
+    assert_eq!(
+        call("GET", &format!("{x_inst}/metadata"), &reader, None).status,
+        404
+    );
+    // The change feed tells of every study: not for a confined token.
+    assert_eq!(
+        call("GET", &format!("{root}/changefeed"), &confined, None).status,
+        403
+    );
+    assert_eq!(
+        call("GET", &format!("{root}/changefeed"), &reader, None).status,
+        200
+    );
+}

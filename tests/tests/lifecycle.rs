@@ -14,7 +14,7 @@ use std::process::Command;
 use wado_tests::*;
 
 const WRITER: &str = "writerwriterwriter2";
-const TOKENS: &str = "readerreaderreader1 *\nwriterwriterwriter2 DCM4CHEE write\n";
+const TOKENS: &str = "readerreaderreader1 *\nwriterwriterwriter2 DCM4CHEE write,delete\n";
 
 /// Runs the dicomweb-client script in `mode` against `server`.
 fn client(server: &Server, mode: &str, state: Option<&Path>) {

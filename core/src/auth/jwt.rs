@@ -48,6 +48,8 @@ pub enum Rejection {
     /// The token lives longer than the configured maximum (`exp` too far from now or from
     /// `iat`): a stolen long-lived token would stay good for that long.
     Lifetime,
+    /// The `studies` claim is not a list of at most [`super::grant::MAX_STUDIES`] UIDs.
+    Studies,
 }
 
 impl Rejection {
@@ -67,6 +69,9 @@ impl Rejection {
             Rejection::Audience => "the token is not meant for this audience",
             Rejection::Lifetime => {
                 "the token lives longer than this server accepts (exp too far from iat or now)"
+            }
+            Rejection::Studies => {
+                "the token's studies claim is not a list of at most 64 Study Instance UIDs"
             }
         }
     }
@@ -97,13 +102,15 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// The JWT verifier: keys, the expected issuer and audience, and the claim naming AE titles.
+/// The JWT verifier: keys, the expected issuer and audience, the claim naming AE titles and
+/// the roles mapped to permissions.
 #[derive(Debug, Clone)]
 pub struct JwtAuth {
     keys: Vec<Key>,
     issuer: String,
     audience: String,
     ae_claim: String,
+    roles: Option<std::sync::Arc<RoleMap>>,
     /// The longest a token may live, in seconds (`exp` − `iat`, and `exp` − now).
     max_lifetime: Option<u64>,
 }
@@ -111,17 +118,7 @@ pub struct JwtAuth {
 /// The longest a token may live by default: a day.
 pub const DEFAULT_MAX_LIFETIME: u64 = 24 * 3600;
 
-/// The verified claims that matter for access.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// The AE titles the token may read (`*` for all); empty when the claim is absent.
-    pub ae_titles: Vec<String>,
-    /// The token may also store into them: its `scope` holds [`WRITE_SCOPE`].
-    pub write: bool,
-}
-
-/// The scope that lets a JWT store (STOW-RS) into the AE titles it may read.
-pub const WRITE_SCOPE: &str = "write";
+pub use super::grant::{Grant, RoleMap, WRITE_SCOPE};
 
 impl JwtAuth {
     /// A verifier over the keys in `keys_text` (PEM blocks or a JWK Set), accepting tokens
@@ -148,6 +145,7 @@ impl JwtAuth {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ae_claim: ae_claim.to_owned(),
+            roles: None,
             max_lifetime: Some(DEFAULT_MAX_LIFETIME),
         })
     }
@@ -160,14 +158,24 @@ impl JwtAuth {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ae_claim: ae_claim.to_owned(),
+            roles: None,
             max_lifetime: Some(DEFAULT_MAX_LIFETIME),
         }
     }
 
     /// The same verifier over other keys (an issuer's rotated JWK Set).
     pub fn with_keys(&self, keys_text: &str) -> Result<JwtAuth, String> {
-        JwtAuth::new(keys_text, &self.issuer, &self.audience, &self.ae_claim)
-            .map(|j| j.with_max_lifetime(self.max_lifetime))
+        JwtAuth::new(keys_text, &self.issuer, &self.audience, &self.ae_claim).map(|j| JwtAuth {
+            roles: self.roles.clone(),
+            max_lifetime: self.max_lifetime,
+            ..j
+        })
+    }
+
+    /// Takes permissions from these roles rather than from the `scope` claim.
+    pub fn with_roles(mut self, roles: Option<RoleMap>) -> JwtAuth {
+        self.roles = roles.map(std::sync::Arc::new);
+        self
     }
 
     /// Refuses tokens that live longer than `seconds` (`None`: any lifetime).
@@ -270,23 +278,8 @@ impl JwtAuth {
         if !audience_ok {
             return Err(Rejection::Audience);
         }
-        let ae_titles = match claims.get(&self.ae_claim) {
-            Some(Value::String(s)) => s
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(Grant {
-            ae_titles,
-            write: may_write(&claims),
-        })
+        super::grant::of_claims(&claims, &self.ae_claim, self.roles.as_deref())
+            .map_err(|_| Rejection::Studies)
     }
 
     fn candidates<'a>(
@@ -298,16 +291,6 @@ impl JwtAuth {
             (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
                 && k.alg.as_deref().is_none_or(|a| a == alg)
         })
-    }
-}
-
-/// Whether verified claims let the token write: `scope` holds [`WRITE_SCOPE`], as a
-/// space-separated string (RFC 8693 §4.2, RFC 6749 §3.3) or, as some issuers send it, a list.
-fn may_write(claims: &Value) -> bool {
-    match claims.get("scope") {
-        Some(Value::String(s)) => s.split(' ').any(|x| x == WRITE_SCOPE),
-        Some(Value::Array(list)) => list.iter().any(|x| x.as_str() == Some(WRITE_SCOPE)),
-        _ => false,
     }
 }
 
@@ -446,7 +429,8 @@ mod tests {
     fn aes(list: &[&str]) -> Result<Grant, Rejection> {
         Ok(Grant {
             ae_titles: list.iter().map(|s| s.to_string()).collect(),
-            write: false,
+            permissions: crate::auth::grant::Permissions::READ,
+            reach: crate::auth::grant::Reach::All,
         })
     }
 
@@ -593,22 +577,6 @@ mod tests {
         }
         for c in &cases {
             assert!(v.verify(c, NOW).is_err(), "{c:?}");
-        }
-    }
-
-    #[test]
-    fn the_write_scope_is_a_word_of_scope() {
-        for (claims, want) in [
-            (r#"{"scope":"openid write"}"#, true),
-            (r#"{"scope":"write"}"#, true),
-            (r#"{"scope":["read","write"]}"#, true),
-            (r#"{"scope":"openid writer"}"#, false),
-            (r#"{"scope":"read"}"#, false),
-            (r#"{"scp":"write"}"#, false),
-            (r#"{}"#, false),
-        ] {
-            let v: Value = serde_json::from_str(claims).expect("json");
-            assert_eq!(may_write(&v), want, "{claims}");
         }
     }
 

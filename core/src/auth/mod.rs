@@ -4,17 +4,18 @@
 //! either or both: a token with three dot-separated parts is checked as a JWT.
 //!
 //! A tokens file has one token per line, followed by the AE titles it may read (comma
-//! separated) or `*` for all, and optionally `write` when it may also store (STOW-RS) into
-//! them; `#` starts a comment:
+//! separated) or `*` for all, and optionally what else it may do there: `write` (store with
+//! STOW-RS, correct), `delete`, or both (`write,delete`); `#` starts a comment:
 //!
 //! ```text
 //! # token                              AE titles   access
 //! 3f1c2e0d9a7b4c6e8f0a1b2c3d4e5f60      DCM4CHEE
-//! 0b9a8c7d6e5f4a3b2c1d0e9f8a7b6c5d      *           write
+//! 0b9a8c7d6e5f4a3b2c1d0e9f8a7b6c5d      *           write,delete
 //! ```
 //!
-//! A JWT may write when its `scope` claim (space-separated, as OAuth 2.0 writes it, or an
-//! array) holds `write` ([`jwt::WRITE_SCOPE`]); its audience already names this service.
+//! A JWT's rights come from its claims ([`grant`]): its AE titles, `write` and `delete` in its
+//! `scope` (or roles mapped to permissions), and a `studies` claim that confines it to those
+//! studies ([`Reach`]).
 //!
 //! Tokens are kept as SHA-256 digests and compared in constant time.
 
@@ -22,8 +23,11 @@ use sha2::{Digest, Sha256};
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod grant;
 pub mod jwt;
 pub mod oidc;
+
+pub use grant::{Grant, Permissions, Reach, RoleMap};
 
 /// Where a frontend's access settings come from: the text of a tokens file and the JWT
 /// settings, each with the name the user knows it by (a flag, an environment variable), so
@@ -48,12 +52,22 @@ pub struct AuthSettings {
     pub oidc_issuer: Option<(String, String)>,
     /// The frontend's HTTP client, to fetch the issuer's keys.
     pub oidc_client: Option<std::sync::Arc<dyn oidc::HttpGet>>,
+    /// The claim holding a JWT's roles (dot-separated path) and the permissions each role
+    /// gives ([`RoleMap::parse`]), with their name (`--jwt-roles`, `JWT_ROLES`): JWTs then
+    /// have only what their roles give.
+    pub jwt_roles: Option<(String, String, String)>,
 }
 
 impl Auth {
     /// The access rule of a frontend's settings: static tokens, JWTs, both, or `None` (access
     /// control off) when neither is set. The native server and the worker both build it here.
     pub fn from_settings(s: &AuthSettings) -> Result<Option<Auth>, String> {
+        let roles = match &s.jwt_roles {
+            Some((name, claim, text)) => {
+                Some(RoleMap::parse(claim, text).map_err(|e| format!("{name}: {e}"))?)
+            }
+            None => None,
+        };
         let tokens = match &s.tokens {
             Some((name, text)) => Some(TokenAuth::parse(text).map_err(|e| format!("{name}: {e}"))?),
             None => None,
@@ -62,7 +76,8 @@ impl Auth {
             Some((name, keys)) => Some(
                 jwt::JwtAuth::new(keys, &s.jwt_issuer, &s.jwt_audience, ae_claim(s))
                     .map_err(|e| format!("{name}: {e}"))?
-                    .with_max_lifetime(max_lifetime(s)),
+                    .with_max_lifetime(max_lifetime(s))
+                    .with_roles(roles.clone()),
             ),
             None => None,
         };
@@ -79,7 +94,8 @@ impl Auth {
                     ));
                 }
                 let template = jwt::JwtAuth::template(issuer, &s.jwt_audience, ae_claim(s))
-                    .with_max_lifetime(max_lifetime(s));
+                    .with_max_lifetime(max_lifetime(s))
+                    .with_roles(roles.clone());
                 let o = oidc::Oidc::new(url, template, client.clone())
                     .map_err(|e| format!("{name}: {e}"))?;
                 Some(std::sync::Arc::new(o))
@@ -122,15 +138,17 @@ fn max_lifetime(s: &AuthSettings) -> Option<u64> {
 pub enum Access {
     /// Retrieve and search.
     Read,
-    /// Store (STOW-RS); a token that may write may read too.
+    /// Store (STOW-RS) and correct.
     Write,
+    /// Delete.
+    Delete,
 }
 
 /// The outcome of checking a request's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// The request may proceed.
-    Allowed,
+    /// The request may proceed, within this reach.
+    Allowed(Reach),
     /// No usable credentials (401): `invalid` is true when a token was given but is unknown.
     Unauthenticated {
         /// A token was presented but is not valid.
@@ -138,7 +156,7 @@ pub enum Decision {
         /// Why, for the client.
         reason: &'static str,
     },
-    /// Valid credentials, but not for this AE title, or not to write there (403).
+    /// Valid credentials, but not for this AE title, or not to do this there (403).
     Forbidden,
     /// Not decidable now: the identity provider's keys could not be fetched (503, retry).
     Unavailable {
@@ -168,63 +186,72 @@ impl Auth {
         access: Access,
         now: u64,
     ) -> Decision {
+        match self.identify(authorization, now).await {
+            Ok(grant) => decide(&grant, ae_title, access),
+            Err(refused) => refused,
+        }
+    }
+
+    /// Decides on a request for something that belongs to no AE title (the server's metrics,
+    /// its index page): any valid token may, unless it is confined to some studies.
+    pub async fn check_any(&self, authorization: Option<&str>, now: u64) -> Decision {
+        match self.identify(authorization, now).await {
+            Ok(Grant {
+                reach: Reach::All, ..
+            }) => Decision::Allowed(Reach::All),
+            Ok(_) => Decision::Forbidden,
+            Err(refused) => refused,
+        }
+    }
+
+    /// The rights of the credentials in this Authorization header value, or why there are
+    /// none.
+    async fn identify(&self, authorization: Option<&str>, now: u64) -> Result<Grant, Decision> {
         let Some(token) = authorization.and_then(bearer) else {
-            return Decision::Unauthenticated {
+            return Err(Decision::Unauthenticated {
                 invalid: false,
                 reason: "a bearer token is required",
-            };
+            });
+        };
+        let invalid = |r: jwt::Rejection| Decision::Unauthenticated {
+            invalid: true,
+            reason: r.describe(),
         };
         let is_jwt = jwt::looks_like_jwt(token);
         if let (Some(oidc), true) = (&self.oidc, is_jwt) {
             // The issuer's keys first; configured keys (if any) for tokens they do not verify.
             match (oidc.verify(token, now).await, &self.jwt) {
-                (Ok(grant), _) => return grants(&grant.ae_titles, grant.write, ae_title, access),
+                (Ok(grant), _) => return Ok(grant),
                 (Err(r @ jwt::Rejection::NoKeys), None) => {
-                    return Decision::Unavailable {
+                    return Err(Decision::Unavailable {
                         reason: r.describe(),
-                    }
+                    })
                 }
-                (Err(r), None) => {
-                    return Decision::Unauthenticated {
-                        invalid: true,
-                        reason: r.describe(),
-                    }
-                }
+                (Err(r), None) => return Err(invalid(r)),
                 (Err(_), Some(_)) => {}
             }
         }
         match (&self.jwt, &self.tokens) {
-            (Some(jwt), _) if is_jwt => match jwt.verify(token, now) {
-                Ok(grant) => grants(&grant.ae_titles, grant.write, ae_title, access),
-                Err(r) => Decision::Unauthenticated {
-                    invalid: true,
-                    reason: r.describe(),
-                },
-            },
-            (_, Some(tokens)) => tokens.check_token(token, ae_title, access),
-            (_, None) => Decision::Unauthenticated {
+            (Some(jwt), _) if is_jwt => jwt.verify(token, now).map_err(invalid),
+            (_, Some(tokens)) => tokens.grant_of(token),
+            (_, None) => Err(Decision::Unauthenticated {
                 invalid: true,
                 reason: "the bearer token is not valid",
-            },
+            }),
         }
     }
 }
 
-impl Auth {
-    /// Decides on a request for something that belongs to no AE title (the server's metrics,
-    /// its index page): any valid token may.
-    pub async fn check_any(&self, authorization: Option<&str>, now: u64) -> Decision {
-        match self.check(authorization, "*", Access::Read, now).await {
-            Decision::Forbidden => Decision::Allowed,
-            other => other,
-        }
-    }
-}
-
-fn grants(aes: &[String], write: bool, ae_title: &str, access: Access) -> Decision {
-    let may = access == Access::Read || write;
-    if may && aes.iter().any(|a| a == "*" || a == ae_title) {
-        Decision::Allowed
+/// Whether `grant` lets a request `access` `ae_title`.
+fn decide(grant: &Grant, ae_title: &str, access: Access) -> Decision {
+    let p = grant.permissions;
+    let may = match access {
+        Access::Read => p.read,
+        Access::Write => p.write,
+        Access::Delete => p.delete,
+    };
+    if may && grant.ae_titles.iter().any(|a| a == "*" || a == ae_title) {
+        Decision::Allowed(grant.reach.clone())
     } else {
         Decision::Forbidden
     }
@@ -233,7 +260,7 @@ fn grants(aes: &[String], write: bool, ae_title: &str, access: Access) -> Decisi
 /// Static bearer tokens, the AE titles each may read, and whether it may write there.
 #[derive(Debug, Clone, Default)]
 pub struct TokenAuth {
-    entries: Vec<([u8; 32], Vec<String>, bool)>,
+    entries: Vec<([u8; 32], Vec<String>, Permissions)>,
 }
 
 impl TokenAuth {
@@ -250,20 +277,13 @@ impl TokenAuth {
                 (fields.next(), fields.next(), fields.next(), fields.next())
             else {
                 return Err(format!(
-                    "line {}: expected `TOKEN AE[,AE...] [write]` or `TOKEN * [write]`",
+                    "line {}: expected `TOKEN AE[,AE...] [write][,delete]` or `TOKEN * [write][,delete]`",
                     n + 1
                 ));
             };
-            let write = match access {
-                None | Some("read") => false,
-                Some("write") => true,
-                Some(other) => {
-                    return Err(format!(
-                        "line {}: the access is `read` or `write`, not {other:?}",
-                        n + 1
-                    ))
-                }
-            };
+            let mut permissions = Permissions::parse(access.unwrap_or(""))
+                .map_err(|e| format!("line {}: {e}", n + 1))?;
+            permissions.read = true;
             if token.len() < 16 {
                 return Err(format!(
                     "line {}: tokens must be at least 16 characters",
@@ -275,7 +295,7 @@ impl TokenAuth {
                 .map(str::to_owned)
                 .filter(|a| !a.is_empty())
                 .collect();
-            entries.push((digest(token), aes, write));
+            entries.push((digest(token), aes, permissions));
         }
         Ok(TokenAuth { entries })
     }
@@ -283,7 +303,10 @@ impl TokenAuth {
     /// Decides on a request to `access` `ae_title` with this Authorization header value.
     pub fn check(&self, authorization: Option<&str>, ae_title: &str, access: Access) -> Decision {
         match authorization.and_then(bearer) {
-            Some(token) => self.check_token(token, ae_title, access),
+            Some(token) => match self.grant_of(token) {
+                Ok(grant) => decide(&grant, ae_title, access),
+                Err(refused) => refused,
+            },
             None => Decision::Unauthenticated {
                 invalid: false,
                 reason: "a bearer token is required",
@@ -291,21 +314,25 @@ impl TokenAuth {
         }
     }
 
-    fn check_token(&self, token: &str, ae_title: &str, access: Access) -> Decision {
+    fn grant_of(&self, token: &str) -> Result<Grant, Decision> {
         let d = digest(token);
         // Every entry is compared, whatever matches, so the time taken says nothing.
-        let mut found: Option<(&Vec<String>, bool)> = None;
-        for (h, aes, write) in &self.entries {
+        let mut found: Option<(&Vec<String>, Permissions)> = None;
+        for (h, aes, permissions) in &self.entries {
             if constant_time_eq(h, &d) {
-                found = Some((aes, *write));
+                found = Some((aes, *permissions));
             }
         }
         match found {
-            None => Decision::Unauthenticated {
+            None => Err(Decision::Unauthenticated {
                 invalid: true,
                 reason: "the bearer token is not valid",
-            },
-            Some((aes, write)) => grants(aes, write, ae_title, access),
+            }),
+            Some((aes, permissions)) => Ok(Grant {
+                ae_titles: aes.clone(),
+                permissions,
+                reach: Reach::All,
+            }),
         }
     }
 }
@@ -371,12 +398,12 @@ mod tests {
             (
                 Some("Bearer aaaaaaaaaaaaaaaa1"),
                 "DCM4CHEE",
-                Decision::Allowed,
+                Decision::Allowed(Reach::All),
             ),
             (
                 Some("bearer  aaaaaaaaaaaaaaaa1 "),
                 "DCM4CHEE",
-                Decision::Allowed,
+                Decision::Allowed(Reach::All),
             ),
             (
                 Some("Bearer aaaaaaaaaaaaaaaa1"),
@@ -386,9 +413,13 @@ mod tests {
             (
                 Some("Bearer bbbbbbbbbbbbbbbb2"),
                 "ANYTHING",
-                Decision::Allowed,
+                Decision::Allowed(Reach::All),
             ),
-            (Some("Bearer cccccccccccccccc3"), "THIRD", Decision::Allowed),
+            (
+                Some("Bearer cccccccccccccccc3"),
+                "THIRD",
+                Decision::Allowed(Reach::All),
+            ),
             (
                 Some("Bearer cccccccccccccccc3"),
                 "DCM4CHEE",
@@ -410,7 +441,7 @@ mod tests {
         let cases = [
             ("aaaaaaaaaaaaaaaa1", "DCM4CHEE", Decision::Forbidden),
             ("bbbbbbbbbbbbbbbb2", "DCM4CHEE", Decision::Forbidden),
-            ("cccccccccccccccc3", "THIRD", Decision::Allowed),
+            ("cccccccccccccccc3", "THIRD", Decision::Allowed(Reach::All)),
             ("cccccccccccccccc3", "DCM4CHEE", Decision::Forbidden),
             ("dddddddddddddddd4", "DCM4CHEE", Decision::Forbidden),
         ];
@@ -424,8 +455,29 @@ mod tests {
         }
         assert_eq!(
             auth.check(Some("Bearer dddddddddddddddd4"), "DCM4CHEE", Access::Read),
-            Decision::Allowed
+            Decision::Allowed(Reach::All)
         );
+    }
+
+    #[test]
+    fn deleting_takes_a_token_that_says_delete() {
+        let auth = TokenAuth::parse(
+            "writerwriterwriter1 A write\ndeleterdeleterdel2 A delete\nbothbothbothboth3 A write,delete\n",
+        )
+        .expect("parse");
+        for (token, write, delete) in [
+            ("writerwriterwriter1", true, false),
+            ("deleterdeleterdel2", false, true),
+            ("bothbothbothboth3", true, true),
+        ] {
+            let header = format!("Bearer {token}");
+            let d =
+                |access| auth.check(Some(&header), "A", access) == Decision::Allowed(Reach::All);
+            assert!(d(Access::Read), "{token}");
+            assert_eq!(d(Access::Write), write, "{token}");
+            assert_eq!(d(Access::Delete), delete, "{token}");
+        }
+        assert!(TokenAuth::parse("aaaaaaaaaaaaaaaa1 A write,erase").is_err());
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub enum Expected<'a> {
     Any,
     /// An instance of this study.
     Study(&'a Uid),
+    /// An instance of one of these studies (a token's reach, [`crate::auth::Reach`]).
+    Within(&'a [String]),
     /// This instance (study, series, SOP Instance UID).
     Instance(&'a Uid, &'a Uid, &'a Uid),
     /// An instance of this SOP Class UID and SOP Instance UID (what a C-STORE request names
@@ -283,6 +285,10 @@ pub enum ImportError {
     /// names one instance (PS3.3 C.12.1.1.1), so this one is refused; nothing was written.
     #[error("{0}")]
     Duplicate(String),
+    /// The instance is of a study the writer may not reach ([`Expected::Within`]); nothing
+    /// was written.
+    #[error("{0}")]
+    NotPermitted(String),
 }
 
 /// The partition's layout record: the catalog's when it has one (the first writer of any
@@ -418,6 +424,12 @@ async fn import_file(
         Expected::Instance(st, se, i) => {
             return Err(ImportError::Mismatch(format!(
                 "asked for instance {i} of series {se} of study {st}, got instance {sop} of series {series} of study {study}"
+            )))
+        }
+        Expected::Within(studies) if studies.iter().any(|s| s == study.as_str()) => {}
+        Expected::Within(_) => {
+            return Err(ImportError::NotPermitted(format!(
+                "instance {sop} is of study {study}, which this token may not store into"
             )))
         }
         Expected::Sop { class, instance }

@@ -24,6 +24,9 @@ pub const MAX_WILDCARDS: usize = 8;
 /// say) to page further.
 pub const MAX_OFFSET: usize = 100_000;
 
+/// (0020,000D) Study Instance UID.
+const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
+
 /// One alternative of a value to match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {
@@ -248,6 +251,27 @@ impl Query {
             )));
         }
         Ok(q)
+    }
+
+    /// Confines the search to these studies (a token's reach, [`crate::auth::Reach`]): one
+    /// more condition, on the Study Instance UID, besides the client's own; none listed finds
+    /// nothing.
+    pub fn confine_to_studies(&mut self, studies: &[String]) -> Result<()> {
+        let key = attrs::matching_key(STUDY_INSTANCE_UID).ok_or_else(|| {
+            Error::Index(crate::error::IndexError::new(
+                "the Study Instance UID is not a matching key",
+            ))
+        })?;
+        let mut list: Vec<Pattern> = studies.iter().cloned().map(Pattern::Exact).collect();
+        if list.is_empty() {
+            // No stored study has an empty UID.
+            list.push(Pattern::Exact(String::new()));
+        }
+        self.conditions.push(Condition {
+            key,
+            matcher: Matcher::Any(list),
+        });
+        Ok(())
     }
 
     fn include_tag(&mut self, tag: u32) {

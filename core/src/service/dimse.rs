@@ -157,6 +157,7 @@ impl Service {
                 ImportError::Rejected(_) => status::CANNOT_UNDERSTAND,
                 ImportError::Mismatch(_) => status::DOES_NOT_MATCH,
                 ImportError::Duplicate(_) => status::DUPLICATE,
+                ImportError::NotPermitted(_) => status::NOT_AUTHORIZED,
                 ImportError::TooLarge(_) => status::OUT_OF_RESOURCES,
                 ImportError::Store(crate::store::StoreError::Full(_)) => status::OUT_OF_RESOURCES,
                 ImportError::Store(_) | ImportError::Index(_) => status::PROCESSING_FAILURE,

@@ -106,6 +106,7 @@ impl Service {
         &self,
         req: &Request<'_>,
         part: &Partition,
+        reach: &crate::auth::Reach,
         target: &crate::route::Target,
         version: Option<&str>,
     ) -> Result<Response> {
@@ -156,6 +157,8 @@ impl Service {
                     .unwrap_or(0),
             })
             .filter(|v| v.study == study.as_str() && v.series == series.as_str())
+            // Out of the token's reach: the same answer as for nothing kept.
+            .filter(|v| reach.admits(&v.study))
             .collect();
         // The current first, then the newest.
         versions.sort_by(|a, b| {
@@ -262,8 +265,13 @@ impl Service {
         if self.config.read_only {
             return Err(Error::NotWritable("this server is read-only".into()));
         }
-        self.authorise(req, &route.ae_title, Access::Write).await?;
+        let reach = self.authorise(req, &route.ae_title, Access::Delete).await?;
         let part = self.partition(&route.ae_title)?;
+        let nothing = || Error::NotFound(format!("nothing stored at {}", target.path()));
+        if !reach.admits(target.study().as_str()) {
+            // Out of the token's reach: the same answer as for a study not stored.
+            return Err(nothing());
+        }
         let index = self.catalog()?.clone();
         part.ready(&*index, req.now).await?;
         let deleted = crate::ingest::delete(
@@ -276,10 +284,7 @@ impl Service {
         )
         .await?;
         if deleted.instances == 0 {
-            return Err(Error::NotFound(format!(
-                "nothing stored at {}",
-                target.path()
-            )));
+            return Err(nothing());
         }
         part.sweep_now_and_then(&*index, req.now).await?;
         let mut headers = HeaderMap::new();
@@ -322,7 +327,8 @@ impl Service {
         if self.config.read_only {
             return Err(Error::NotWritable("this server is read-only".into()));
         }
-        self.authorise(req, &route.ae_title, Access::Write).await?;
+        let reach = self.authorise(req, &route.ae_title, Access::Write).await?;
+        let nothing = || Error::NotFound(format!("no study {study} is stored"));
         let essence = http::header_str(req.headers, header::CONTENT_TYPE)
             .map(|ct| {
                 ct.split(';')
@@ -343,6 +349,10 @@ impl Service {
         let body = read_small_body(req, MAX_CORRECTION).await?;
         let correction =
             crate::ingest::Correction::from_dicom_json(&body).map_err(Error::BadRequest)?;
+        if !reach.admits(study.as_str()) {
+            // Out of the token's reach: the same answer as for a study not stored.
+            return Err(nothing());
+        }
         let part = self.partition(&route.ae_title)?;
         let index = self.catalog()?.clone();
         part.ready(&*index, req.now).await?;
@@ -357,7 +367,7 @@ impl Service {
         let done = crate::ingest::correct(&batch, &*part.store, study, &correction).await?;
         drop(batch);
         if done.instances == 0 && done.unchanged == 0 {
-            return Err(Error::NotFound(format!("no study {study} is stored")));
+            return Err(nothing());
         }
         part.sweep_now_and_then(&*index, req.now).await?;
         let mut headers = HeaderMap::new();

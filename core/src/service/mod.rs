@@ -41,7 +41,7 @@ pub use http::choose_encoding;
 pub use message::{Body, BodyStream, Outcome, Request, RequestBody, RequestStream, Response};
 pub use offload::{Job, Offload};
 
-use crate::auth::{Access, Auth, Decision};
+use crate::auth::{Access, Auth, Decision, Reach};
 use crate::error::{Error, Result};
 use crate::ingest::upstream::Upstream;
 use crate::layout::{self, LayoutRecord};
@@ -450,13 +450,18 @@ impl Service {
         if req.method == Method::PATCH {
             return self.correct_study(req, &route).await;
         }
-        self.authorise(req, &route.ae_title, Access::Read).await?;
+        let reach = self.authorise(req, &route.ae_title, Access::Read).await?;
         let part = self.partition(&route.ae_title)?;
         // A cache first drops what changed at its origin.
         let stale = self
             .follow_upstream(part, (req.now, req.entropy), false)
             .await?;
         if let Resource::ChangeFeed { latest } = route.resource {
+            if reach != Reach::All {
+                return Err(Error::Forbidden(
+                    "a token confined to some studies may not read the change feed, which tells of every study".into(),
+                ));
+            }
             let mut resp = self.change_feed(req, part, latest).await?;
             if let Some(note) = &stale {
                 http::append_warning(&mut resp.headers, note);
@@ -464,7 +469,9 @@ impl Service {
             return Ok(resp);
         }
         if let Resource::Versions { target, version } = &route.resource {
-            let mut resp = self.versions(req, part, target, version.as_deref()).await?;
+            let mut resp = self
+                .versions(req, part, &reach, target, version.as_deref())
+                .await?;
             resp.outcome.resource = Some(kind(&route.resource));
             return Ok(resp);
         }
@@ -489,9 +496,13 @@ impl Service {
             part,
             self.service_root(req, &route.ae_title)?,
             index.clone(),
+            reach,
         );
         if let (Some(upstream), Some(target)) = (&self.config.upstream, route.resource.target()) {
-            self.fill_from_upstream(&ctx, &**upstream, target).await?;
+            // Nothing is brought in for a study out of the token's reach: it answers as absent.
+            if ctx.reach.admits(target.study().as_str()) {
+                self.fill_from_upstream(&ctx, &**upstream, target).await?;
+            }
         }
         let plan = self
             .plan(&ctx, &route.ae_title, &route.resource, &neg)
@@ -504,22 +515,23 @@ impl Service {
         Ok(http::conditional(req.headers, ctx.last_modified(), resp))
     }
 
-    /// The access rule (when configured), the same on every route.
-    async fn authorise(&self, req: &Request<'_>, ae_title: &str, access: Access) -> Result<()> {
+    /// The access rule (when configured), the same on every route: how far the request
+    /// reaches, or why it may not proceed.
+    async fn authorise(&self, req: &Request<'_>, ae_title: &str, access: Access) -> Result<Reach> {
         let Some(auth) = &self.config.auth else {
-            if access == Access::Write && !self.config.allow_anonymous_writes {
+            if access != Access::Read && !self.config.allow_anonymous_writes {
                 return Err(Error::Forbidden(
                     "this server takes no anonymous writes: it stores only for tokens that say `write` (a tokens file line `TOKEN AE write`, or a JWT with scope `write`), or when started with --allow-anonymous-writes (worker: ALLOW_ANONYMOUS_WRITES = \"true\")".into(),
                 ));
             }
-            return Ok(());
+            return Ok(Reach::All);
         };
         let authorization = http::header_str(req.headers, header::AUTHORIZATION);
         match auth
             .check(authorization.as_deref(), ae_title, access, req.now)
             .await
         {
-            Decision::Allowed => Ok(()),
+            Decision::Allowed(reach) => Ok(reach),
             Decision::Unauthenticated { invalid, reason } => Err(Error::Unauthorized {
                 reason: reason.into(),
                 invalid,
@@ -528,6 +540,7 @@ impl Service {
             Decision::Forbidden => Err(Error::Forbidden(match access {
                 Access::Read => format!("this token may not read AE title {ae_title:?}"),
                 Access::Write => format!("this token may not store into AE title {ae_title:?}"),
+                Access::Delete => format!("this token may not delete in AE title {ae_title:?}"),
             })),
         }
     }

@@ -44,6 +44,8 @@ use serde_json::{json, Map, Value};
 /// Failure Reasons (PS3.18 §10.5.3, PS3.4 Annex GG).
 const OUT_OF_RESOURCES: u16 = 0xA700;
 const DOES_NOT_MATCH: u16 = 0xA900;
+/// Refused: Not Authorized (PS3.7 C.5): the instance is of a study out of the token's reach.
+const NOT_AUTHORIZED: u16 = 0x0124;
 const CANNOT_UNDERSTAND: u16 = 0xC000;
 const PROCESSING_FAILURE: u16 = 0x0110;
 /// Duplicate SOP Instance (PS3.7 C.4): the UID names an instance stored elsewhere.
@@ -112,7 +114,13 @@ impl Service {
         if self.config.read_only {
             return Err(Error::NotWritable("this server is read-only".into()));
         }
-        self.authorise(req, &route.ae_title, Access::Write).await?;
+        let reach = self.authorise(req, &route.ae_title, Access::Write).await?;
+        if let Some(st) = study.as_ref().filter(|st| !reach.admits(st.as_str())) {
+            // Storing is refused whether the study exists or not: nothing is told of it.
+            return Err(Error::Forbidden(format!(
+                "this token may not store into study {st}"
+            )));
+        }
         let Some(part) = self.partitions.get(&route.ae_title) else {
             return Err(Error::NotFound(format!(
                 "unknown AE title {:?}",
@@ -154,7 +162,12 @@ impl Service {
             instance: self.config.max_instance_bytes,
             parts: self.config.max_store_parts.max(1),
         };
-        let received = receive(&mut body, &boundary, limits, &batch, store, study.as_ref()).await;
+        let expected = match (&study, reach.studies()) {
+            (Some(st), _) => Expected::Study(st),
+            (None, Some(studies)) => Expected::Within(studies),
+            (None, None) => Expected::Any,
+        };
+        let received = receive(&mut body, &boundary, limits, &batch, store, expected).await;
         drop(batch);
         // What is left of a body refused midway is the frontend's to finish.
         req.body.give_back(body);
@@ -282,7 +295,7 @@ async fn receive(
     limits: Limits,
     batch: &Batch,
     store: &dyn Store,
-    study: Option<&Uid>,
+    expected: Expected<'_>,
 ) -> Result<Vec<Outcome1>> {
     let mut reader = PartReader::new(boundary);
     let mut done: Vec<Option<Outcome1>> = Vec::new();
@@ -377,7 +390,7 @@ async fn receive(
                     waiting_bytes += bytes.len();
                     working.push(async move {
                         let n = bytes.len();
-                        (i, n, store_one(batch, store, bytes, study).await)
+                        (i, n, store_one(batch, store, bytes, expected).await)
                     });
                 }
             }
@@ -438,7 +451,7 @@ async fn store_one(
     batch: &Batch,
     store: &dyn Store,
     bytes: Bytes,
-    study: Option<&Uid>,
+    expected: Expected<'_>,
 ) -> Outcome1 {
     let meta = crate::dicom::scan::scan_meta(&bytes).ok();
     let (class, sop) = match &meta {
@@ -448,10 +461,6 @@ async fn store_one(
         ),
         None => (None, None),
     };
-    let expected = match study {
-        Some(st) => Expected::Study(st),
-        None => Expected::Any,
-    };
     match batch.add_expecting(store, bytes, expected).await {
         Ok(done) => Outcome1::Stored(done.into()),
         Err(e) => {
@@ -459,6 +468,7 @@ async fn store_one(
                 ImportError::Rejected(_) => CANNOT_UNDERSTAND,
                 ImportError::Mismatch(_) => DOES_NOT_MATCH,
                 ImportError::Duplicate(_) => DUPLICATE,
+                ImportError::NotPermitted(_) => NOT_AUTHORIZED,
                 ImportError::TooLarge(_) => OUT_OF_RESOURCES,
                 ImportError::Store(crate::store::StoreError::Full(_)) => OUT_OF_RESOURCES,
                 ImportError::Store(_) | ImportError::Index(_) => PROCESSING_FAILURE,

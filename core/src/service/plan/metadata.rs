@@ -287,6 +287,10 @@ impl Service {
             Some(se) => format!("{study}/{se}"),
             None => study.to_string(),
         };
+        if !ctx.reach.admits(study.as_str()) {
+            // Out of the token's reach: the same answer as for a study not stored.
+            return Err(missing());
+        }
         let rows = ctx
             .index
             .query(schema::version_of(d, part, study, series))

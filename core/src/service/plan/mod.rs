@@ -227,6 +227,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) boundary: String,
     /// The catalog: which instances exist, and in which generation.
     pub(crate) index: Arc<dyn crate::search::Index>,
+    /// How far the request's credentials reach: a study out of it answers as one not stored.
+    pub(crate) reach: crate::auth::Reach,
     /// The latest modification time (Unix seconds) of the stored objects the response is made
     /// from, 0 when unknown: gives `Last-Modified`.
     modified: AtomicU64,
@@ -239,12 +241,14 @@ impl<'a> Ctx<'a> {
         part: &'a Partition,
         root: String,
         index: Arc<dyn crate::search::Index>,
+        reach: crate::auth::Reach,
     ) -> Ctx<'a> {
         Ctx {
             req,
             part,
             root,
             index,
+            reach,
             boundary: boundary_from_entropy(req.entropy),
             modified: AtomicU64::new(0),
         }
@@ -338,16 +342,20 @@ impl Service {
         target: &Target,
     ) -> Result<Vec<StoredInstance>> {
         let (study, series, sop) = target.uids();
-        let rows = ctx
-            .index
-            .query(crate::search::schema::list_instances(
-                ctx.index.dialect(),
-                &ctx.part.ae_title,
-                study,
-                series,
-                sop,
-            ))
-            .await?;
+        let rows = if ctx.reach.admits(study.as_str()) {
+            ctx.index
+                .query(crate::search::schema::list_instances(
+                    ctx.index.dialect(),
+                    &ctx.part.ae_title,
+                    study,
+                    series,
+                    sop,
+                ))
+                .await?
+        } else {
+            // Out of the token's reach: the same answer as for a study not stored.
+            Vec::new()
+        };
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let text = |n: usize| r.get(n).and_then(crate::search::Value::as_str);

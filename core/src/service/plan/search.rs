@@ -38,7 +38,10 @@ impl Service {
             .ok_or_else(|| {
                 Error::NotAcceptable(crate::negotiate::available_text(Category::Metadata))
             })?;
-        let query = Query::parse(level, scope.clone(), ctx.req.query)?;
+        let mut query = Query::parse(level, scope.clone(), ctx.req.query)?;
+        if let Some(studies) = ctx.reach.studies() {
+            query.confine_to_studies(studies)?;
+        }
         // A read-through cache holds part of its origin: a search within one study or series
         // first brings that in (as a retrieval would); a search across the archive is the
         // origin's to answer.
@@ -61,7 +64,15 @@ impl Service {
                 None
             }
         };
-        if let Some(results) = forwarded {
+        if let Some(mut results) = forwarded {
+            if let Some(studies) = ctx.reach.studies() {
+                // The origin answered for everything; the token reaches these studies only.
+                results.retain(|r| {
+                    r["0020000D"]["Value"][0]
+                        .as_str()
+                        .is_some_and(|s| studies.iter().any(|x| x == s))
+                });
+            }
             let found = search::Found {
                 results,
                 truncated: false,

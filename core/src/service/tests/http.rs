@@ -22,7 +22,7 @@ fn errors_table() {
         ),
         // STOW-RS on a server nobody configured for writing: refused whatever the body.
         (Method::POST, format!("{ROOT}/studies/{st}"), None, 403),
-        // DELETE likewise: deleting takes the permission to write.
+        // DELETE likewise: deleting takes the permission to delete.
         (Method::DELETE, format!("{ROOT}/studies/{st}"), None, 403),
         // Only studies, series and instances are deleted, never a representation.
         (
