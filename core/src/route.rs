@@ -185,6 +185,11 @@ pub enum Resource {
         /// The version (generation), for one.
         version: Option<String>,
     },
+    /// `POST {root}/studies/{s}/share`: a share link to the study (docs/AUTH.md).
+    Share {
+        /// The study.
+        study: Uid,
+    },
 }
 
 impl Resource {
@@ -198,9 +203,10 @@ impl Resource {
             | Resource::Frames { target: t, .. }
             | Resource::BulkData { target: t, .. } => Some(t),
             // Kept versions are this store's own: nothing to fetch for them.
-            Resource::Search { .. } | Resource::ChangeFeed { .. } | Resource::Versions { .. } => {
-                None
-            }
+            Resource::Search { .. }
+            | Resource::ChangeFeed { .. }
+            | Resource::Versions { .. }
+            | Resource::Share { .. } => None,
         }
     }
 }
@@ -311,6 +317,11 @@ fn parse_resource(segs: &[&str]) -> Result<Resource> {
         ["instances"] => return search(Level::Instance, Scope::All),
         ["changefeed"] => return Ok(Resource::ChangeFeed { latest: false }),
         ["changefeed", "latest"] => return Ok(Resource::ChangeFeed { latest: true }),
+        ["studies", s, "share"] => {
+            return Ok(Resource::Share {
+                study: Uid::parse(s)?,
+            })
+        }
         ["studies", s, "series"] => return search(Level::Series, Scope::Study(Uid::parse(s)?)),
         ["studies", s, "instances"] => {
             return search(Level::Instance, Scope::Study(Uid::parse(s)?))

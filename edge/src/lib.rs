@@ -139,6 +139,8 @@ fn config(env: &Env) -> Result<Config, String> {
         jwt_max_lifetime: var(env, "JWT_MAX_LIFETIME").and_then(|v| v.trim().parse().ok()),
         oidc_issuer: var(env, "OIDC_ISSUER").map(|u| ("OIDC_ISSUER".to_owned(), u)),
         oidc_client: Some(Arc::new(FetchGet)),
+        share_keys: var(env, "SHARE_KEYS").map(|k| ("SHARE_KEYS".to_owned(), k)),
+        share_revoked: var(env, "SHARE_REVOKED"),
         jwt_roles: var(env, "JWT_ROLES").map(|map| {
             let claim = var(env, "JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into());
             ("JWT_ROLES".to_owned(), claim, map)
@@ -198,6 +200,7 @@ fn config(env: &Env) -> Result<Config, String> {
         // workerd cancels a request that waits on another request's work.
         requests_share_work: false,
         // Without TOKENS or JWT_KEYS, nobody may store unless this says so on purpose.
+        share_viewer: var(env, "SHARE_VIEWER"),
         allow_anonymous_writes: var(env, "ALLOW_ANONYMOUS_WRITES")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         // How long replaced, corrected and deleted versions are kept (and served at

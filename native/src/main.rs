@@ -170,6 +170,33 @@ enum Command {
         #[arg(long, default_value = "WADO")]
         calling_ae: String,
     },
+    /// Make a share link (docs/AUTH.md): a signed, expiring token that reads one study (and
+    /// stores into it with --write), printed with the link that opens it in a viewer.
+    Share {
+        /// The Study Instance UID.
+        study: String,
+        /// The share-keys file the server verifies with (its first key signs).
+        #[arg(long)]
+        share_keys: PathBuf,
+        /// How long the link works: 30m, 12h, 7d (at most 366d).
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// The AE title (partition) of the study.
+        #[arg(long, default_value = wado_core::layout::DEFAULT_AE_TITLE)]
+        ae_title: String,
+        /// Let the link store into the study too.
+        #[arg(long)]
+        write: bool,
+        /// The viewer's base URL (OHIF), to print the link that opens the study.
+        #[arg(long)]
+        viewer: Option<String>,
+    },
+    /// Print a new share key (`KID SECRET`, 32 random bytes) for a share-keys file.
+    ShareKey {
+        /// The key's id.
+        #[arg(long, default_value = "k1")]
+        kid: String,
+    },
     /// Serve the store over DICOMweb (WADO-RS, QIDO-RS, STOW-RS) at /dcm4chee-arc/aets/{AETitle}/rs.
     Serve {
         /// Settings file (TOML, the flags' names as keys, e.g. `max-requests = 64`); flags
@@ -182,6 +209,38 @@ enum Command {
 }
 
 /// The access rule from the settings: static tokens, JWT keys, both or neither (off).
+/// A share link's token, signed with the first key of `keys_file`.
+fn make_share(
+    study: &str,
+    keys_file: &std::path::Path,
+    expires: &str,
+    ae_title: &str,
+    write: bool,
+) -> Result<(String, wado_core::auth::share::Share), String> {
+    use wado_core::auth::share;
+    let study = wado_core::dicom::uid::Uid::parse(study)
+        .map_err(|e| format!("{study:?} is not a Study Instance UID: {e}"))?;
+    let text =
+        std::fs::read_to_string(keys_file).map_err(|e| format!("{}: {e}", keys_file.display()))?;
+    let keys =
+        share::ShareKeys::parse(&text).map_err(|e| format!("{}: {e}", keys_file.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let made = share::Share {
+        id: rand::random::<[u8; 8]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        ae_title: ae_title.to_owned(),
+        study: study.to_string(),
+        issued: now,
+        expires: now + share::parse_lifetime(expires)?,
+        write,
+    };
+    Ok((keys.mint(&made)?, made))
+}
+
 fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, String> {
     let read = |flag: &str, p: &PathBuf| {
         std::fs::read_to_string(p)
@@ -200,6 +259,17 @@ fn load_auth(settings: &Settings) -> Result<Option<wado_core::auth::Auth>, Strin
             .jwt_roles
             .clone()
             .map(|(claim, map)| ("--jwt-roles".to_owned(), claim, map)),
+        share_keys: settings
+            .share_keys
+            .as_ref()
+            .map(|p| read("--share-keys", p))
+            .transpose()?,
+        share_revoked: settings
+            .share_revoked
+            .as_ref()
+            .map(|p| read("--share-revoked", p))
+            .transpose()?
+            .map(|(_, text)| text),
         ..Default::default()
     };
     if let Some((keys, issuer, audience)) = &settings.jwt {
@@ -294,6 +364,39 @@ fn main() -> ExitCode {
                 };
                 run_store(paths, opts).await
             }
+            Command::Share {
+                study,
+                share_keys,
+                expires,
+                ae_title,
+                write,
+                viewer,
+            } => match make_share(&study, &share_keys, &expires, &ae_title, write) {
+                Ok((token, share)) => {
+                    println!("token: {token}");
+                    println!("id: {}", share.id);
+                    println!("expires: {} (Unix time)", share.expires);
+                    if let Some(v) = viewer {
+                        println!(
+                            "link: {}",
+                            wado_core::auth::share::viewer_link(&v, &share.study, &token)
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wado share: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::ShareKey { kid } => {
+                let random: [u8; 32] = rand::random();
+                println!(
+                    "{}",
+                    wado_core::auth::share::ShareKeys::key_line(&kid, &random)
+                );
+                ExitCode::SUCCESS
+            }
             Command::Echo { target, calling_ae } => {
                 match wado_native::dimse::scu::echo(&calling_ae, &target).await {
                     Ok(()) => {
@@ -371,6 +474,7 @@ fn main() -> ExitCode {
                     max_instance_bytes: settings.max_instance_mb.saturating_mul(1 << 20),
                     read_only: settings.read_only,
                     allow_anonymous_writes: settings.allow_anonymous_writes,
+                    share_viewer: settings.share_viewer.clone(),
                     max_store_parts: settings.max_store_instances,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),

@@ -164,6 +164,17 @@ pub struct ServeArgs {
     /// (Keycloak: `realm_access.roles`; Okta: `groups`) [default: roles].
     #[arg(long)]
     pub jwt_roles_claim: Option<String>,
+    /// Share links (docs/AUTH.md): a file of `KID SECRET` lines (`wado share-key` makes one);
+    /// links signed with its keys each read one study. The first key signs new links
+    /// (`wado share`, `POST .../studies/{s}/share`); removing a key revokes its links.
+    #[arg(long)]
+    pub share_keys: Option<PathBuf>,
+    /// Ids of share links revoked, one per line.
+    #[arg(long)]
+    pub share_revoked: Option<PathBuf>,
+    /// The viewer share links open (OHIF's base URL): `POST .../share` answers with the link.
+    #[arg(long)]
+    pub share_viewer: Option<String>,
     /// The built browser demo (scripts/demo-build.sh), served at /demo/ [default:
     /// web-demo/dist when it exists].
     #[arg(long)]
@@ -246,6 +257,12 @@ pub struct Settings {
     pub jwt_max_lifetime: Option<u64>,
     /// The claim holding a JWT's roles and the permissions each gives.
     pub jwt_roles: Option<(String, String)>,
+    /// Share links' keys file, revoked ids file, viewer.
+    pub share_keys: Option<PathBuf>,
+    /// Share links revoked.
+    pub share_revoked: Option<PathBuf>,
+    /// The viewer share links open.
+    pub share_viewer: Option<String>,
     /// The built demo.
     pub demo_dir: Option<PathBuf>,
     /// The DIMSE listener's port, peers table and idle timeout (seconds).
@@ -400,6 +417,9 @@ impl ServeArgs {
                 .or(file.jwt_ae_claim)
                 .unwrap_or_else(|| "aets".into()),
             jwt_max_lifetime: self.jwt_max_lifetime.or(file.jwt_max_lifetime),
+            share_keys: self.share_keys.or(file.share_keys),
+            share_revoked: self.share_revoked.or(file.share_revoked),
+            share_viewer: self.share_viewer.or(file.share_viewer),
             jwt_roles: self.jwt_roles.or(file.jwt_roles).map(|map| {
                 let claim = self
                     .jwt_roles_claim

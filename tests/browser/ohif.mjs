@@ -5,7 +5,9 @@
 // drew and the pixels of its canvas, and the server's thumbnail images it shows; the study
 // list's text for a patient-name filter; every request OHIF made to the server, with its status.
 //   node tests/browser/ohif.mjs OHIF_DIST SERVICE_ROOT '{"studies":[...],"patientName":"doe",
-//        "thumbnailRendering":"wadors"|"thumbnailDirect"|"rendered"}'
+//        "thumbnailRendering":"wadors"|"thumbnailDirect"|"rendered","token":"ws1..."}'
+// With a token (a share link's), each study is opened as the link does:
+// /viewer?StudyInstanceUIDs=...&token=..., and each request says whether it carried it.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import http from "node:http";
@@ -93,7 +95,11 @@ try {
   }
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
   page.on("response", (r) => {
-    if (r.url().startsWith(root)) requests.push({ url: r.url(), status: r.status(), method: r.request().method(), t: Date.now() });
+    if (!r.url().startsWith(root)) return;
+    const method = r.request().method();
+    const authorization = r.request().headers().authorization || "";
+    requests.push({ url: r.url(), status: r.status(), method, t: Date.now(),
+      withToken: spec.token !== undefined && authorization === `Bearer ${spec.token}` });
   });
   // Requests asked and not answered yet (any origin: the app's own files too), for a report of
   // what a study that did not show was waiting for.
@@ -127,7 +133,8 @@ try {
   // {uid, expect: "open"} (a kind OHIF has no viewport for: opened, its metadata read).
   const open = async (uid, expect) => {
     const started = Date.now();
-    await page.goto(`${base}/viewer?StudyInstanceUIDs=${uid}`);
+    const token = spec.token ? `&token=${encodeURIComponent(spec.token)}` : "";
+    await page.goto(`${base}/viewer?StudyInstanceUIDs=${uid}${token}`);
     let result = { drawn: false, shown: false };
     while (Date.now() - started < 60000) {
       await page.waitForTimeout(250);
@@ -159,12 +166,15 @@ try {
       if (result.drawn || result.notFound || (result.shown && Date.now() - started > 3000)) break;
       const metadataRead = requests.some((r) => r.url.includes(`/studies/${uid}/series/`) && r.url.endsWith("/metadata"));
       if (expect === "open" && metadataRead && Date.now() - started > 5000) break;
+      // A study the viewer must not get: given ten seconds to show anything.
+      if (expect === "absent" && Date.now() - started > 10000) break;
     }
     result.ms = Date.now() - started;
     return result;
   };
   const showed = (r, expect) =>
-    expect === "image" ? r.drawn : expect === "document" ? r.shown : !r.notFound;
+    expect === "image" ? r.drawn : expect === "document" ? r.shown
+      : expect === "absent" ? true : !r.notFound;
   for (const entry of spec.studies || []) {
     const uid = typeof entry === "string" ? entry : entry.uid;
     const expect = typeof entry === "string" ? "image" : entry.expect;

@@ -158,6 +158,11 @@ impl Server {
                 "--jwt-max-lifetime" => add("JWT_MAX_LIFETIME", value()),
                 "--oidc-issuer" => add("OIDC_ISSUER", value()),
                 "--jwt-roles" => add("JWT_ROLES", value()),
+                "--share-keys" => add("SHARE_KEYS", std::fs::read_to_string(value()).unwrap()),
+                "--share-revoked" => {
+                    add("SHARE_REVOKED", std::fs::read_to_string(value()).unwrap())
+                }
+                "--share-viewer" => add("SHARE_VIEWER", value()),
                 "--jwt-roles-claim" => add("JWT_ROLES_CLAIM", value()),
                 other => panic!("{other}: no worker equivalent; this test is native-only"),
             }

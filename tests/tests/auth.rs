@@ -585,3 +585,168 @@ fn a_grant_for_one_study_confines_every_route() {
         200
     );
 }
+
+/// Share links (issue 26 step 3): `wado share-key` makes a key, `wado share` a link's token
+/// (and `POST .../studies/{s}/share` one for a writer); the token reads its study and nothing
+/// else (other studies answer as absent, searches list its study alone), may not store or
+/// delete unless made with write, and stops working when its id is revoked; a link cannot make
+/// links. On the native server and, with WADO_TARGET=edge, the worker.
+#[test]
+fn share_links_read_their_study_and_nothing_else() {
+    use std::process::Command;
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let x_file = corpus().join("ct_small_ele.dcm");
+    let y_file = corpus().join("mr_small_rle.dcm");
+    assert!(import(&data, &[&x_file, &y_file]).status.success());
+    let (x, x_se, x_i) = uids(&x_file);
+    let (y, y_se, y_i) = uids(&y_file);
+    let key_line = run_ok(Command::new(wado_bin()).args(["share-key", "--kid", "k7"])).stdout;
+    let keys = write_temp(dir.path(), "share-keys", &key_line);
+    let share = |study: &str, extra: &[&str]| -> (String, String, String) {
+        let out = run_ok(
+            Command::new(wado_bin())
+                .args(["share", study, "--share-keys"])
+                .arg(&keys)
+                .args(["--viewer", "http://viewer.test/ohif/"])
+                .args(extra),
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .to_owned()
+        };
+        (field("token"), field("id"), field("link"))
+    };
+    let (revoked_token, revoked_id, _) = share(&x, &["--expires", "1h"]);
+    let (link_token, _, link) = share(&x, &["--expires", "2h"]);
+    assert_eq!(
+        link,
+        format!("http://viewer.test/ohif/viewer?StudyInstanceUIDs={x}&token={link_token}")
+    );
+    let revoked = write_temp(dir.path(), "revoked", format!("{revoked_id}\n").as_bytes());
+    let tokens = write_temp(
+        dir.path(),
+        "tokens",
+        b"writerwriterwriter1 DCM4CHEE write\nreaderreaderreader2 DCM4CHEE\n",
+    );
+    let server = Server::start(
+        &data,
+        &[
+            "--tokens-file",
+            tokens.to_str().unwrap(),
+            "--share-keys",
+            keys.to_str().unwrap(),
+            "--share-revoked",
+            revoked.to_str().unwrap(),
+            "--share-viewer",
+            "http://viewer.test/ohif",
+        ],
+    );
+    let root = server.root();
+    let call = |method: &str, url: &str, token: &str| {
+        request(
+            method,
+            url,
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+    };
+    let x_meta = format!("{root}/studies/{x}/series/{x_se}/instances/{x_i}/metadata");
+    let y_meta = format!("{root}/studies/{y}/series/{y_se}/instances/{y_i}/metadata");
+    let fake_meta = format!("{root}/studies/1.2.3.4.5.6/series/{y_se}/instances/{y_i}/metadata");
+    assert_eq!(call("GET", &x_meta, &link_token).status, 200);
+    let (other, absent) = (
+        call("GET", &y_meta, &link_token),
+        call("GET", &fake_meta, &link_token),
+    );
+    assert_eq!((other.status, absent.status), (404, 404));
+    assert_eq!(
+        String::from_utf8_lossy(&other.body).replace(y.as_str(), "1.2.3.4.5.6"),
+        String::from_utf8_lossy(&absent.body)
+    );
+    let r = call("GET", &format!("{root}/studies"), &link_token);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let listed: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["0020000D"]["Value"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [x.as_str()]);
+    // Read only: no delete, no store, no change feed.
+    assert_eq!(
+        call("DELETE", &format!("{root}/studies/{x}"), &link_token).status,
+        403
+    );
+    assert_eq!(
+        call("GET", &format!("{root}/changefeed"), &link_token).status,
+        403
+    );
+    let r = call("GET", &x_meta, &revoked_token);
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate").contains("revoked"),
+        "{}",
+        r.header("www-authenticate")
+    );
+    // A tampered token (another study in the same signature) is refused.
+    let forged = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (payload, sig) = link_token["ws1.".len()..].split_once('.').unwrap();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+        claims["study"] = y.clone().into();
+        format!("ws1.{}.{sig}", b64.encode(claims.to_string()))
+    };
+    assert_eq!(call("GET", &y_meta, &forged).status, 401);
+    // Made over HTTP by a writer: a link that may store into its study, and only there.
+    let made = call(
+        "POST",
+        &format!("{root}/studies/{x}/share?expires=2h&write=true"),
+        "writerwriterwriter1",
+    );
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    assert!(made.header("cache-control").contains("no-store"));
+    let made: serde_json::Value = serde_json::from_slice(&made.body).unwrap();
+    let writer_link = made["token"].as_str().unwrap().to_owned();
+    assert_eq!(made["studyInstanceUID"], x.as_str());
+    assert!(made["url"].as_str().unwrap().starts_with(&format!(
+        "http://viewer.test/ohif/viewer?StudyInstanceUIDs={x}&token=ws1."
+    )));
+    let stored = |token: &str, file: &std::path::Path| {
+        Command::new(wado_bin())
+            .arg("store")
+            .arg(&root)
+            .arg(file)
+            .env("WADO_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    assert!(stored(&writer_link, &x_file).status.success());
+    assert!(!stored(&writer_link, &y_file).status.success());
+    assert!(!stored(&link_token, &x_file).status.success());
+    assert_eq!(
+        call("GET", &y_meta, "readerreaderreader2").status,
+        200,
+        "y kept"
+    );
+    // Who may make links: a writer, for a stored study; not a reader, not a link.
+    for (token, study, want) in [
+        ("readerreaderreader2", x.as_str(), 403),
+        (link_token.as_str(), x.as_str(), 403),
+        (writer_link.as_str(), x.as_str(), 403),
+        ("writerwriterwriter1", "1.2.3.4.5.6", 404),
+    ] {
+        let r = call("POST", &format!("{root}/studies/{study}/share"), token);
+        assert_eq!(r.status, want, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = call(
+        "POST",
+        &format!("{root}/studies/{x}/share?expires=400d"),
+        "writerwriterwriter1",
+    );
+    assert_eq!(r.status, 400);
+}

@@ -293,6 +293,112 @@ fn imported() -> (tempfile::TempDir, PathBuf, Vec<String>) {
     (dir, data, sops)
 }
 
+/// A share link (issue 26) opened in OHIF as its holder does
+/// (`/viewer?StudyInstanceUIDs=X&token=...`): the study draws, every request OHIF makes carries
+/// the link's token and is answered; the same token opening another study shows nothing and
+/// gets nothing of it (its searches empty, its metadata 404).
+fn a_share_link_opens_its_study_and_nothing_else(worker: bool) {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let x_file = corpus().join("ct_small_ele.dcm");
+    let y_file = corpus().join("mr_small_rle.dcm");
+    let out = import(&data, &[x_file.as_path(), y_file.as_path()]);
+    assert!(out.status.success());
+    let (x, _, _) = uids(&x_file);
+    let (y, _, _) = uids(&y_file);
+    let key_line = run_ok(Command::new(wado_bin()).arg("share-key")).stdout;
+    let keys = write_temp(dir.path(), "share-keys", &key_line);
+    let out = run_ok(
+        Command::new(wado_bin())
+            .args(["share", &x, "--expires", "1h", "--share-keys"])
+            .arg(&keys),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    let server = if worker {
+        let k = String::from_utf8(key_line).unwrap();
+        Server::start_worker(Some(&data), &[("CORS_ORIGINS", "*"), ("SHARE_KEYS", &k)])
+    } else {
+        Server::start_native(
+            &data,
+            &["--cors-origin", "*", "--share-keys", keys.to_str().unwrap()],
+        )
+    };
+    let spec = json!({
+        "token": token,
+        "studies": [x.clone(), {"uid": y.clone(), "expect": "absent"}],
+    });
+    let out = Command::new("node")
+        .arg(repo_dir().join("tests/browser/ohif.mjs"))
+        .arg(ohif_dist())
+        .arg(server.root())
+        .arg(spec.to_string())
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "OHIF run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen["studies"][&x]["drawn"], true,
+        "{}",
+        seen["studies"][&x]
+    );
+    assert_eq!(
+        seen["studies"][&y]["drawn"], false,
+        "{}",
+        seen["studies"][&y]
+    );
+    let requests = seen["requests"].as_array().unwrap();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["url"].as_str().unwrap().contains("/frames/")),
+        "frames asked"
+    );
+    for r in requests {
+        let url = r["url"].as_str().unwrap();
+        let status = r["status"].as_u64().unwrap();
+        // Preflights carry no credentials (browsers send none); everything else the token.
+        if r["method"] == "OPTIONS" {
+            continue;
+        }
+        assert_eq!(r["withToken"], true, "{r}");
+        if url.contains(&y) {
+            assert!(
+                status == 404 || status == 204 || (status == 200 && !url.contains("/metadata")),
+                "{r}"
+            );
+        } else {
+            assert!((200..300).contains(&status) || status == 304, "{r}");
+        }
+    }
+    // Whatever searched for the other study found nothing.
+    assert!(requests
+        .iter()
+        .filter(|r| r["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("StudyInstanceUID={y}")))
+        .all(|r| r["status"] == 204 || r["status"] == 200));
+}
+
+#[test]
+fn a_share_link_opens_its_study_in_ohif_natively() {
+    a_share_link_opens_its_study_and_nothing_else(false);
+}
+
+#[test]
+fn a_share_link_opens_its_study_in_ohif_from_the_worker() {
+    a_share_link_opens_its_study_and_nothing_else(true);
+}
+
 #[test]
 fn ohif_opens_every_study_from_the_native_server() {
     let (_dir, data, htj2k) = imported();

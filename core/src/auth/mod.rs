@@ -26,6 +26,7 @@ pub(crate) mod fixtures;
 pub mod grant;
 pub mod jwt;
 pub mod oidc;
+pub mod share;
 
 pub use grant::{Grant, Permissions, Reach, RoleMap};
 
@@ -56,6 +57,11 @@ pub struct AuthSettings {
     /// gives ([`RoleMap::parse`]), with their name (`--jwt-roles`, `JWT_ROLES`): JWTs then
     /// have only what their roles give.
     pub jwt_roles: Option<(String, String, String)>,
+    /// The keys of share links ([`share::ShareKeys::parse`]), and their name
+    /// (`--share-keys`, `SHARE_KEYS`).
+    pub share_keys: Option<(String, String)>,
+    /// The ids of share links revoked (`--share-revoked`, `SHARE_REVOKED`).
+    pub share_revoked: Option<String>,
 }
 
 impl Auth {
@@ -105,12 +111,23 @@ impl Auth {
             }
             (None, _) => None,
         };
+        let shares = match &s.share_keys {
+            Some((name, text)) => Some(
+                share::ShareKeys::parse(text)
+                    .map_err(|e| format!("{name}: {e}"))?
+                    .with_revoked(s.share_revoked.as_deref().unwrap_or("")),
+            ),
+            None => None,
+        };
         Ok(
-            (tokens.is_some() || jwt.is_some() || oidc.is_some()).then_some(Auth {
-                tokens,
-                jwt,
-                oidc,
-            }),
+            (tokens.is_some() || jwt.is_some() || oidc.is_some() || shares.is_some()).then_some(
+                Auth {
+                    tokens,
+                    jwt,
+                    oidc,
+                    shares,
+                },
+            ),
         )
     }
 }
@@ -174,6 +191,8 @@ pub struct Auth {
     pub jwt: Option<jwt::JwtAuth>,
     /// JWT verification with an OpenID Connect issuer's keys.
     pub oidc: Option<std::sync::Arc<oidc::Oidc>>,
+    /// Share links' keys.
+    pub shares: Option<share::ShareKeys>,
 }
 
 impl Auth {
@@ -217,6 +236,21 @@ impl Auth {
             invalid: true,
             reason: r.describe(),
         };
+        if token.starts_with(share::PREFIX) {
+            return match &self.shares {
+                Some(keys) => keys
+                    .verify(token, now)
+                    .map(|s| s.grant())
+                    .map_err(|reason| Decision::Unauthenticated {
+                        invalid: true,
+                        reason,
+                    }),
+                None => Err(Decision::Unauthenticated {
+                    invalid: true,
+                    reason: "this server takes no share links",
+                }),
+            };
+        }
         let is_jwt = jwt::looks_like_jwt(token);
         if let (Some(oidc), true) = (&self.oidc, is_jwt) {
             // The issuer's keys first; configured keys (if any) for tokens they do not verify.

@@ -33,6 +33,7 @@ mod lifecycle;
 mod message;
 mod offload;
 mod plan;
+mod share;
 mod stow;
 #[cfg(test)]
 mod tests;
@@ -124,6 +125,9 @@ pub struct Config {
     /// a server nobody configured for writing refuses every write (403) until it is given
     /// writers (tokens or JWTs that say `write`) or this is set on purpose.
     pub allow_anonymous_writes: bool,
+    /// The viewer a share link opens (its base URL; OHIF), when links are made
+    /// (`--share-viewer`, `SHARE_VIEWER`).
+    pub share_viewer: Option<String>,
     /// Serving without access control is meant: needed for a read-through cache with no
     /// tokens (see [`Config::check`]). Off by default.
     pub public: bool,
@@ -203,6 +207,7 @@ impl Default for Config {
             read_only: false,
             requests_share_work: true,
             allow_anonymous_writes: false,
+            share_viewer: None,
             public: false,
             keep_removed: crate::ingest::RETIRED_GRACE,
             dimse_peers: None,
@@ -441,6 +446,12 @@ impl Service {
                 "not a DICOMweb path; the service root is /dcm4chee-arc/aets/{AETitle}/rs".into(),
             ));
         };
+        if let Resource::Share { study } = &route.resource {
+            if req.method != Method::POST {
+                return Err(Error::MethodNotAllowed);
+            }
+            return self.share_study(req, &route.ae_title, study).await;
+        }
         if req.method == Method::POST {
             return self.store_instances(req, &route).await;
         }
@@ -573,9 +584,12 @@ impl Service {
                 self.rendered(ctx, target, frames.as_deref(), *thumbnail)
                     .await
             }
-            Resource::ChangeFeed { .. } | Resource::Versions { .. } => Err(Error::NotFound(
-                "the change feed and kept versions are not planned resources".into(),
-            )),
+            Resource::ChangeFeed { .. } | Resource::Versions { .. } | Resource::Share { .. } => {
+                Err(Error::NotFound(
+                    "the change feed, kept versions and share links are not planned resources"
+                        .into(),
+                ))
+            }
         }
     }
 
@@ -784,9 +798,10 @@ fn category(resource: &Resource) -> Category {
         },
         // Rendered resources negotiate their own media types (plan/rendered.rs).
         Resource::Rendered { .. } => Category::Instances { instance: true },
-        Resource::Metadata(_) | Resource::Search { .. } | Resource::ChangeFeed { .. } => {
-            Category::Metadata
-        }
+        Resource::Metadata(_)
+        | Resource::Search { .. }
+        | Resource::ChangeFeed { .. }
+        | Resource::Share { .. } => Category::Metadata,
         Resource::Frames { .. } => Category::Frames,
         Resource::BulkData { .. } | Resource::PixelData(_) => Category::BulkData,
         Resource::Versions { version: None, .. } => Category::Metadata,
@@ -802,6 +817,7 @@ fn kind(resource: &Resource) -> &'static str {
         Resource::Search { .. } => "search",
         Resource::ChangeFeed { .. } => "changefeed",
         Resource::Versions { .. } => "versions",
+        Resource::Share { .. } => "share",
         Resource::Frames { .. } => "frames",
         Resource::BulkData { .. } | Resource::PixelData(_) => "bulkdata",
         Resource::Rendered {

@@ -339,8 +339,7 @@ fn one_bearer_token_on_every_route() {
         Config {
             auth: Some(Arc::new(crate::auth::Auth {
                 tokens: Some(auth),
-                jwt: None,
-                oidc: None,
+                ..Default::default()
             })),
             ..Config::default()
         },

@@ -566,8 +566,7 @@ fn storing_takes_a_token_that_may_write_there() {
         "readreadreadread1 *\nwritewritewrite2 DCM4CHEE write\nwriteotherother3 OTHER write\n";
     let auth = crate::auth::Auth {
         tokens: Some(crate::auth::TokenAuth::parse(tokens).expect("tokens")),
-        jwt: None,
-        oidc: None,
+        ..Default::default()
     };
     let store = Arc::new(MemoryStore::new());
     let svc = test_service(
