@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod dicom;
 pub mod dimse;
@@ -41,7 +42,7 @@ pub use error::{Error, Result};
 pub use route::{reads_body, Target, Uid};
 pub use service::{
     Body, BodyStream, Config, Job, Offload, Outcome, Request, RequestBody, RequestStream, Response,
-    Service,
+    Service, Who,
 };
 pub use store::Store;
 pub use wado_codec::{ts, PixelInfo};

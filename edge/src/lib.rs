@@ -124,6 +124,43 @@ fn list(env: &Env, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// `console.info`: the level Workers Logs and `wrangler dev --log-level info` keep.
+    #[wasm_bindgen(js_namespace = console, js_name = info)]
+    fn console_info(line: &str);
+}
+
+/// The audit trail's queue producer binding: each record one message.
+const AUDIT_QUEUE: &str = "AUDIT_QUEUE";
+
+/// Sends an audit record to the `AUDIT_QUEUE` binding (tried three times), or to the worker's
+/// log (`AUDIT = "log"`: Workers Logs, Logpush). A record the queue would not take goes to the
+/// log as an error, the record in it: reported, never dropped silently.
+async fn write_audit(env: &Env, record: String) {
+    let Ok(queue) = env.queue(AUDIT_QUEUE) else {
+        console_info(&format!("audit {record}"));
+        return;
+    };
+    let mut last = String::new();
+    for _ in 0..3 {
+        let body = match js_sys::JSON::parse(&record) {
+            Ok(b) => b,
+            Err(e) => {
+                last = format!("{e:?}");
+                break;
+            }
+        };
+        let message = worker::RawMessageBuilder::new(body)
+            .build_with_content_type(worker::QueueContentType::Json);
+        match queue.send_raw(message).await {
+            Ok(()) => return,
+            Err(e) => last = e.to_string(),
+        }
+    }
+    worker::console_error!("wado-edge: audit record not queued ({last}): {record}");
+}
+
 /// The service configuration from the worker's environment.
 fn config(env: &Env) -> Result<Config, String> {
     let mut ae_titles = list(env, "AE_TITLES");
@@ -201,6 +238,7 @@ fn config(env: &Env) -> Result<Config, String> {
         requests_share_work: false,
         // Without TOKENS or JWT_KEYS, nobody may store unless this says so on purpose.
         share_viewer: var(env, "SHARE_VIEWER"),
+        audit: env.queue(AUDIT_QUEUE).is_ok() || var(env, "AUDIT").as_deref() == Some("log"),
         allow_anonymous_writes: var(env, "ALLOW_ANONYMOUS_WRITES")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         // How long replaced, corrected and deleted versions are kept (and served at
@@ -438,7 +476,13 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         )),
         _ => wado_core::RequestBody::none(),
     };
+    let client = headers
+        .get("cf-connecting-ip")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let core_req = CoreRequest {
+        client: client.as_deref(),
+        who: Default::default(),
         method: &method,
         path: url.path(),
         query: url.query(),
@@ -457,6 +501,10 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     }
     if let Some(e) = &resp.outcome.error {
         worker::console_error!("{} {} -> {}: {e}", method, url.path(), resp.status);
+    }
+    if let Some(record) = resp.outcome.audit.clone() {
+        let env = env.clone();
+        ctx.wait_until(async move { write_audit(&env, record).await });
     }
     // A write's changes go to the queue after the response (the cron trigger sends what a
     // cancelled push left).

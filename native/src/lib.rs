@@ -12,6 +12,7 @@
 //!   threads.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod conn;
 mod demo;
 pub mod dimse;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// How long a response may wait on a client that takes nothing (the connection is closed
     /// then), and a request body may send nothing (the request fails then).
     pub timeouts: Timeouts,
+    /// Where audit records go (`--audit-log`).
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 /// What a request may wait for its client.
@@ -84,7 +87,14 @@ impl AppState {
             metrics: Arc::new(metrics),
             demo_dir: None,
             timeouts: Timeouts::default(),
+            audit: None,
         }
+    }
+
+    /// Writes audit records to `log`.
+    pub fn with_audit(mut self, log: Option<audit::AuditLog>) -> AppState {
+        self.audit = log.map(Arc::new);
+        self
     }
 
     /// With these timeouts.
@@ -208,6 +218,8 @@ struct InFlight {
     path: String,
     /// The client's address (`-` when unknown).
     client: String,
+    /// The request's id (`X-Request-Id`, the audit record's).
+    request_id: String,
     status: u16,
     media_type: String,
     transfer_syntax: String,
@@ -223,6 +235,7 @@ impl Drop for InFlight {
         }
         tracing::info!(
             client = %self.client,
+            request_id = %self.request_id,
             method = %self.method,
             path = %self.path,
             status = self.status,
@@ -313,7 +326,13 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         wado_core::RequestBody::none()
     };
     let entropy: [u8; 16] = rand::random();
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
     let core_req = wado_core::Request {
+        client: client.as_deref(),
+        who: Default::default(),
         method: &parts.method,
         path: parts.uri.path(),
         query: parts.uri.query(),
@@ -330,6 +349,12 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let resp = state.service.handle(&core_req).await;
     let outcome = resp.outcome;
     let status = resp.status;
+    if let (Some(log), Some(record)) = (&state.audit, &outcome.audit) {
+        if let Err(e) = log.write(record) {
+            state.metrics.audit_failed();
+            tracing::error!(request_id = %outcome.request_id, error = %e, "audit record not written");
+        }
+    }
     state
         .metrics
         .count(outcome.resource.unwrap_or("other"), status.as_u16());
@@ -343,6 +368,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map_or_else(|| "-".to_owned(), |c| c.0.to_string()),
+        request_id: outcome.request_id.clone(),
         status: status.as_u16(),
         media_type: outcome.media_type.clone().unwrap_or_else(|| "-".into()),
         transfer_syntax: outcome.transfer_syntaxes.join(","),

@@ -475,6 +475,7 @@ fn main() -> ExitCode {
                     read_only: settings.read_only,
                     allow_anonymous_writes: settings.allow_anonymous_writes,
                     share_viewer: settings.share_viewer.clone(),
+                    audit: settings.audit_log.is_some(),
                     max_store_parts: settings.max_store_instances,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),
@@ -993,6 +994,16 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
         ..
     } = settings;
     let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
+    let audit = match &settings.audit_log {
+        None => None,
+        Some(path) => match wado_native::audit::AuditLog::open(path) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                eprintln!("wado serve: --audit-log {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let store = match wado_native::open_store(data, settings.durable) {
         Ok(s) => s,
         Err(e) => {
@@ -1118,6 +1129,7 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
     }
     let router = app(AppState::new(service, Some(max_requests))
         .with_demo(demo_dir.clone())
+        .with_audit(audit)
         .with_timeouts(wado_native::Timeouts {
             write: std::time::Duration::from_secs(write_timeout),
             body: std::time::Duration::from_secs(header_timeout),

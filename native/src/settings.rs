@@ -172,6 +172,10 @@ pub struct ServeArgs {
     /// Ids of share links revoked, one per line.
     #[arg(long)]
     pub share_revoked: Option<PathBuf>,
+    /// Keep an audit trail: one DICOM audit message (PS3.15 A.5) per request, as a line of
+    /// JSON appended to this file (docs/AUTH.md). Off by default.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
     /// The viewer share links open (OHIF's base URL): `POST .../share` answers with the link.
     #[arg(long)]
     pub share_viewer: Option<String>,
@@ -261,6 +265,8 @@ pub struct Settings {
     pub share_keys: Option<PathBuf>,
     /// Share links revoked.
     pub share_revoked: Option<PathBuf>,
+    /// The audit trail's file.
+    pub audit_log: Option<PathBuf>,
     /// The viewer share links open.
     pub share_viewer: Option<String>,
     /// The built demo.
@@ -419,6 +425,7 @@ impl ServeArgs {
             jwt_max_lifetime: self.jwt_max_lifetime.or(file.jwt_max_lifetime),
             share_keys: self.share_keys.or(file.share_keys),
             share_revoked: self.share_revoked.or(file.share_revoked),
+            audit_log: self.audit_log.or(file.audit_log),
             share_viewer: self.share_viewer.or(file.share_viewer),
             jwt_roles: self.jwt_roles.or(file.jwt_roles).map(|map| {
                 let claim = self

@@ -163,6 +163,11 @@ impl Server {
                     add("SHARE_REVOKED", std::fs::read_to_string(value()).unwrap())
                 }
                 "--share-viewer" => add("SHARE_VIEWER", value()),
+                // The worker's records go to its log (`AUDIT = "log"`): Server::worker_log.
+                "--audit-log" => {
+                    value();
+                    add("AUDIT", "log".into())
+                }
                 "--jwt-roles-claim" => add("JWT_ROLES_CLAIM", value()),
                 other => panic!("{other}: no worker equivalent; this test is native-only"),
             }
@@ -339,6 +344,12 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(server)
+    }
+
+    /// What `wrangler dev` printed so far (the worker's console), for a worker.
+    pub fn worker_log(&self) -> Option<String> {
+        let state = self._state.as_ref()?;
+        std::fs::read_to_string(state.path().join("wrangler.log")).ok()
     }
 
     /// The service root URL.

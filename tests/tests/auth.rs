@@ -750,3 +750,334 @@ fn share_links_read_their_study_and_nothing_else() {
     );
     assert_eq!(r.status, 400);
 }
+
+/// The audit trail (issue 26 step 4), on both frontends (the worker's records read from its
+/// log, `AUDIT = "log"`): a mixed run — searches, retrievals, a store, a
+/// delete, denials — leaves exactly one record per request in `--audit-log`, joined to its
+/// response by `X-Request-Id`; each record has PS3.15 A.5's required parts, the event the
+/// standard names for what was done (DCM codes of PS3.16 CID 400) with its action and outcome,
+/// who (the token's subject, `unauthenticated`), from where, and what: the patient (PatientID
+/// as DCMTK's dcmdump reads it from the file), the study, the query. A sink that cannot be
+/// written (/dev/full) leaves requests answered and is counted in /metrics.
+#[test]
+fn every_request_leaves_one_audit_record() {
+    use base64::Engine as _;
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let x_file = corpus().join("ct_small_ele.dcm");
+    let y_file = corpus().join("mr_small_rle.dcm");
+    assert!(import(&data, &[&x_file, &y_file]).status.success());
+    let (x, x_se, x_i) = uids(&x_file);
+    let (y, _, _) = uids(&y_file);
+    let x_patient = dcmdump_value(&x_file, "PatientID");
+    let tokens = write_temp(
+        dir.path(),
+        "tokens",
+        b"writerwriterwriter1 DCM4CHEE write,delete\nreaderreaderreader2 DCM4CHEE\n",
+    );
+    let log = dir.path().join("audit.jsonl");
+    let server = Server::start(
+        &data,
+        &[
+            "--tokens-file",
+            tokens.to_str().unwrap(),
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let root = server.root();
+    let (reader, writer) = ("readerreaderreader2", "writerwriterwriter1");
+    let stow_body = {
+        let mut b = b"--B\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
+        b.extend_from_slice(&std::fs::read(&x_file).unwrap());
+        b.extend_from_slice(b"\r\n--B--\r\n");
+        b
+    };
+    let inst = format!("{root}/studies/{x}/series/{x_se}/instances/{x_i}");
+    // (method, url, token, expected status, EventID, EventActionCode, EventOutcomeIndicator)
+    let run: Vec<(&str, String, Option<&str>, u16, &str, &str, &str)> = vec![
+        (
+            "GET",
+            format!("{root}/studies?PatientID={x_patient}"),
+            Some(reader),
+            200,
+            "110112",
+            "E",
+            "0",
+        ),
+        (
+            "GET",
+            format!("{root}/studies/{x}/series"),
+            Some(reader),
+            200,
+            "110112",
+            "E",
+            "0",
+        ),
+        (
+            "GET",
+            format!("{inst}/metadata"),
+            Some(reader),
+            200,
+            "110104",
+            "R",
+            "0",
+        ),
+        (
+            "GET",
+            format!("{inst}/frames/1"),
+            Some(reader),
+            200,
+            "110104",
+            "R",
+            "0",
+        ),
+        (
+            "GET",
+            format!("{root}/studies/{x}/metadata"),
+            None,
+            401,
+            "110104",
+            "R",
+            "4",
+        ),
+        (
+            "GET",
+            format!("{root}/studies"),
+            Some("not-a-token-at-all"),
+            401,
+            "110112",
+            "E",
+            "4",
+        ),
+        (
+            "POST",
+            format!("{root}/studies"),
+            Some(reader),
+            403,
+            "110104",
+            "C",
+            "4",
+        ),
+        (
+            "POST",
+            format!("{root}/studies"),
+            Some(writer),
+            200,
+            "110104",
+            "C",
+            "0",
+        ),
+        (
+            "DELETE",
+            format!("{root}/studies/{y}"),
+            Some(reader),
+            403,
+            "110105",
+            "D",
+            "4",
+        ),
+        (
+            "DELETE",
+            format!("{root}/studies/{y}"),
+            Some(writer),
+            204,
+            "110105",
+            "D",
+            "0",
+        ),
+        (
+            "GET",
+            format!("{root}/studies/{y}/metadata"),
+            Some(reader),
+            404,
+            "110104",
+            "R",
+            "4",
+        ),
+    ];
+    let started = unix_now();
+    let mut ids = Vec::new();
+    for (method, url, token, status, ..) in &run {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b));
+        }
+        let r = if *method == "POST" {
+            headers.push((
+                "content-type",
+                "multipart/related; type=\"application/dicom\"; boundary=B",
+            ));
+            request_with_body(method, url, &headers, &stow_body)
+        } else {
+            request(method, url, &headers)
+        };
+        assert_eq!(r.status, *status, "{method} {url}");
+        let id = r.header("x-request-id");
+        assert_eq!(id.len(), 16, "{method} {url}: {id:?}");
+        ids.push(id);
+    }
+    // The worker writes its records after each response (waitUntil): given a few seconds.
+    let read = || -> Vec<serde_json::Value> {
+        match server.worker_log() {
+            Some(text) => text
+                .lines()
+                .filter_map(|l| l.find("audit {").map(|i| &l[i + "audit ".len()..]))
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+            None => std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        }
+    };
+    // The harness's readiness probe of the worker is a request too: its record is left out.
+    let read = || -> Vec<serde_json::Value> {
+        let mut all = read();
+        all.retain(|r| r["wado"]["path"] != "/health-probe");
+        all
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut records = read();
+    while records.len() < run.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        records = read();
+    }
+    let worker_log = server.worker_log().unwrap_or_default();
+    drop(server);
+    let text = records
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tail: Vec<&str> = worker_log.lines().rev().take(30).collect();
+    assert_eq!(
+        records.len(),
+        run.len(),
+        "one record per request:\n{text}\n--- the worker's log (last lines, newest first) ---\n{}",
+        tail.join("\n")
+    );
+    // The subject of the record of the i-th request (records may come in another order).
+    let subjects = |i: usize| {
+        records
+            .iter()
+            .find(|r| r["wado"]["requestId"] == ids[i].as_str())
+            .map(|r| {
+                r["ActiveParticipant"][0]["UserID"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    };
+    for (i, ((method, url, token, _, event, action, outcome), id)) in
+        run.iter().zip(&ids).enumerate()
+    {
+        let found: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r["wado"]["requestId"] == id.as_str())
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{method} {url} ({id}): {:?}",
+            records
+                .iter()
+                .map(|r| r["wado"].to_string())
+                .collect::<Vec<_>>()
+        );
+        let r = found[0];
+        let e = &r["EventIdentification"];
+        // PS3.15 A.5.1: the required parts.
+        assert_eq!(e["EventID"]["csd-code"], *event, "{method} {url}: {r}");
+        assert_eq!(e["EventID"]["codeSystemName"], "DCM");
+        assert_eq!(e["EventActionCode"], *action, "{method} {url}");
+        assert_eq!(e["EventOutcomeIndicator"], *outcome, "{method} {url}");
+        let when = e["EventDateTime"].as_str().unwrap();
+        assert!(when.ends_with('Z') && when.len() == 20, "{when}");
+        assert_eq!(r["AuditSourceIdentification"]["AuditSourceID"], "wado");
+        let parts = r["ActiveParticipant"].as_array().unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0]["UserIsRequestor"], true);
+        assert_eq!(parts[1]["UserIsRequestor"], false);
+        if !edge() || parts[0].get("NetworkAccessPointID").is_some() {
+            assert_eq!(parts[0]["NetworkAccessPointID"], "127.0.0.1");
+            assert_eq!(parts[0]["NetworkAccessPointTypeCode"], "2");
+        }
+        let objects = r["ParticipantObjectIdentification"].as_array().unwrap();
+        for o in objects {
+            assert!(
+                o["ParticipantObjectID"].is_string()
+                    && o["ParticipantObjectIDTypeCode"].is_object(),
+                "{o}"
+            );
+        }
+        let ids_of = |code: &str| -> Vec<&str> {
+            objects
+                .iter()
+                .filter(|o| o["ParticipantObjectIDTypeCode"]["csd-code"] == code)
+                .map(|o| o["ParticipantObjectID"].as_str().unwrap())
+                .collect()
+        };
+        // Who: the same token is the same subject; no valid token is "unauthenticated".
+        match token {
+            Some(t) if t.starts_with("not-") => assert_eq!(subjects(i), "unauthenticated"),
+            None => assert_eq!(subjects(i), "unauthenticated"),
+            Some(_) => assert!(subjects(i).starts_with("token:"), "{}", subjects(i)),
+        }
+        // What.
+        if *event == "110112" {
+            let q = ids_of("110181");
+            assert_eq!(q, ["1.2.840.10008.5.1.4.1.2.2.1"], "{r}");
+            let query = objects
+                .iter()
+                .find(|o| o["ParticipantObjectIDTypeCode"]["csd-code"] == "110181")
+                .unwrap()["ParticipantObjectQuery"]
+                .as_str()
+                .unwrap();
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(query)
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(decoded).unwrap(),
+                url.split_once('?').map_or("", |(_, q)| q)
+            );
+        } else if url.contains(&format!("/studies/{x}")) || *method == "POST" && *outcome == "0" {
+            assert_eq!(ids_of("110180"), [x.as_str()], "{r}");
+            assert_eq!(ids_of("2"), [x_patient.as_str()], "{r}");
+        } else if url.contains(&format!("/studies/{y}")) {
+            assert_eq!(ids_of("110180"), [y.as_str()], "{r}");
+        }
+        let t = e["EventDateTime"].as_str().unwrap();
+        assert!(t >= rfc3339_prefix(started).as_str(), "{t}");
+    }
+    assert_eq!(subjects(0), subjects(2), "one token, one subject");
+    assert_ne!(subjects(0), subjects(7), "two tokens, two subjects");
+    if edge() {
+        return;
+    }
+    // A sink that fails: requests still answered, failures counted.
+    let server = Server::start_native(&data, &["--audit-log", "/dev/full"]);
+    for _ in 0..2 {
+        assert_eq!(get(&format!("{}/studies", server.root()), None).status, 200);
+    }
+    let m = get(&format!("{}/metrics", server.base), None);
+    let m = String::from_utf8_lossy(&m.body).into_owned();
+    assert!(m.contains("wado_audit_failures_total 2"), "{m}");
+}
+
+/// The first characters of an RFC 3339 time at `secs` (to the minute), for ordering checks.
+fn rfc3339_prefix(secs: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", secs.saturating_sub(60)),
+            "+%Y-%m-%dT%H:%M",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

@@ -106,6 +106,9 @@ impl Permissions {
 /// A verified credential's rights.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
+    /// Who, for the audit trail: a JWT's `sub`, `token:` and the first bytes of a static
+    /// token's digest, `share:` and a share link's id.
+    pub subject: String,
     /// The AE titles it may reach (`*` for all); empty when the claim is absent.
     pub ae_titles: Vec<String>,
     /// What it may do there.
@@ -230,7 +233,12 @@ pub fn of_claims(
         }
         Some(_) => return Err(BadStudies),
     };
+    let subject = match claims.get("sub").and_then(Value::as_str) {
+        Some(sub) => sub.to_owned(),
+        None => "jwt (no sub)".to_owned(),
+    };
     Ok(Grant {
+        subject,
         ae_titles,
         permissions,
         reach,

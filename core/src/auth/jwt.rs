@@ -428,6 +428,7 @@ mod tests {
 
     fn aes(list: &[&str]) -> Result<Grant, Rejection> {
         Ok(Grant {
+            subject: "jwt (no sub)".into(),
             ae_titles: list.iter().map(|s| s.to_string()).collect(),
             permissions: crate::auth::grant::Permissions::READ,
             reach: crate::auth::grant::Reach::All,

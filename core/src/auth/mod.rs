@@ -205,9 +205,21 @@ impl Auth {
         access: Access,
         now: u64,
     ) -> Decision {
+        self.judge(authorization, ae_title, access, now).await.0
+    }
+
+    /// [`Auth::check`], and who the credentials name when they are valid (for the audit
+    /// trail).
+    pub async fn judge(
+        &self,
+        authorization: Option<&str>,
+        ae_title: &str,
+        access: Access,
+        now: u64,
+    ) -> (Decision, Option<String>) {
         match self.identify(authorization, now).await {
-            Ok(grant) => decide(&grant, ae_title, access),
-            Err(refused) => refused,
+            Ok(grant) => (decide(&grant, ae_title, access), Some(grant.subject)),
+            Err(refused) => (refused, None),
         }
     }
 
@@ -363,6 +375,7 @@ impl TokenAuth {
                 reason: "the bearer token is not valid",
             }),
             Some((aes, permissions)) => Ok(Grant {
+                subject: format!("token:{}", hex::encode(&d[..4])),
                 ae_titles: aes.clone(),
                 permissions,
                 reach: Reach::All,

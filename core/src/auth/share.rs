@@ -244,6 +244,7 @@ impl Share {
     /// What the link's holder may do: read the one study (and store into it when `write`).
     pub fn grant(&self) -> Grant {
         Grant {
+            subject: format!("share:{}", self.id),
             ae_titles: vec![self.ae_title.clone()],
             permissions: Permissions {
                 read: true,

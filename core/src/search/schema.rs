@@ -657,6 +657,15 @@ pub fn metadata_rows(d: Dialect, partition: &str, study: &Uid, series: Option<&U
     p.statement(sql)
 }
 
+/// The patient ID of a study (for the audit trail), or no row.
+pub fn study_patient(d: Dialect, partition: &str, study: &Uid) -> Statement {
+    let mut p = Params::new(d);
+    let (pa, st) = (p.bind(partition), p.bind(study.as_str()));
+    p.statement(format!(
+        "SELECT patient_id FROM qido_study WHERE part = {pa} AND study_uid = {st}"
+    ))
+}
+
 /// The version of a series or study: (version, modified, n_instances), or no row.
 pub fn version_of(d: Dialect, partition: &str, study: &Uid, series: Option<&Uid>) -> Statement {
     let mut p = Params::new(d);

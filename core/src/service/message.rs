@@ -100,6 +100,13 @@ pub struct Outcome {
     pub resource: Option<&'static str>,
     /// True when some part is converted (decoded, encoded or re-encoded), not sent as stored.
     pub converted: bool,
+    /// The studies a STOW-RS request stored into, for the audit record.
+    pub studies: Vec<String>,
+    /// The request's id (also in `X-Request-Id`), for the log line.
+    pub request_id: String,
+    /// The audit record ([`crate::audit`]) as one line of JSON, when the server keeps a trail:
+    /// the frontend writes it to its sink.
+    pub audit: Option<String>,
 }
 
 /// A response.
@@ -135,4 +142,26 @@ pub struct Request<'a> {
     pub now: u64,
     /// The body (read by STOW-RS only).
     pub body: RequestBody,
+    /// The client's address, as the frontend knows it (for the audit trail).
+    pub client: Option<&'a str>,
+    /// Who the credentials name, noted by the access check (for the audit trail).
+    pub who: Who,
+}
+
+/// Who a request's credentials name: written by the access check, read for the audit record.
+#[derive(Debug, Default)]
+pub struct Who(std::sync::Mutex<Option<String>>);
+
+impl Who {
+    /// Notes the subject.
+    pub fn set(&self, subject: String) {
+        if let Ok(mut w) = self.0.lock() {
+            *w = Some(subject);
+        }
+    }
+
+    /// The subject noted, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|w| w.clone())
+    }
 }

@@ -39,7 +39,7 @@ mod stow;
 mod tests;
 
 pub use http::choose_encoding;
-pub use message::{Body, BodyStream, Outcome, Request, RequestBody, RequestStream, Response};
+pub use message::{Body, BodyStream, Outcome, Request, RequestBody, RequestStream, Response, Who};
 pub use offload::{Job, Offload};
 
 use crate::auth::{Access, Auth, Decision, Reach};
@@ -128,6 +128,9 @@ pub struct Config {
     /// The viewer a share link opens (its base URL; OHIF), when links are made
     /// (`--share-viewer`, `SHARE_VIEWER`).
     pub share_viewer: Option<String>,
+    /// Keep an audit trail: every response carries its record ([`crate::audit`]) for the
+    /// frontend's sink.
+    pub audit: bool,
     /// Serving without access control is meant: needed for a read-through cache with no
     /// tokens (see [`Config::check`]). Off by default.
     pub public: bool,
@@ -208,6 +211,7 @@ impl Default for Config {
             requests_share_work: true,
             allow_anonymous_writes: false,
             share_viewer: None,
+            audit: false,
             public: false,
             keep_removed: crate::ingest::RETIRED_GRACE,
             dimse_peers: None,
@@ -416,6 +420,20 @@ impl Service {
         if req.method == Method::HEAD {
             resp.body = Body::Empty;
         }
+        let id = crate::audit::request_id(&req.entropy);
+        if let Ok(v) = ::http::HeaderValue::from_str(&id) {
+            resp.headers.insert("x-request-id", v);
+        }
+        if self.config.audit {
+            let (status, studies) = (
+                resp.status.as_u16(),
+                std::mem::take(&mut resp.outcome.studies),
+            );
+            let record = self.audit_record(req, &id, status, &studies).await;
+            resp.outcome.studies = studies;
+            resp.outcome.audit = Some(record.to_string());
+        }
+        resp.outcome.request_id = id;
         // Bodies are DICOM, JSON, XML, images: never to be sniffed into HTML by a browser.
         resp.headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -526,6 +544,70 @@ impl Service {
         Ok(http::conditional(req.headers, ctx.last_modified(), resp))
     }
 
+    /// The audit record of `req` answered with `resp` ([`crate::audit`]); the patient of the
+    /// study the path names looked up in the catalog.
+    async fn audit_record(
+        &self,
+        req: &Request<'_>,
+        id: &str,
+        status: u16,
+        studies: &[String],
+    ) -> serde_json::Value {
+        let route = route::parse_path(req.path).ok().flatten();
+        let study = route.as_ref().and_then(|r| match &r.resource {
+            Resource::Share { study } => Some(study.clone()),
+            Resource::Versions { target, .. } => Some(target.study().clone()),
+            Resource::Search {
+                scope: route::Scope::Study(s) | route::Scope::Series(s, _),
+                ..
+            } => Some(s.clone()),
+            other => other.target().map(|t| t.study().clone()),
+        });
+        // The patients of the study the path names and of those stored into (a few).
+        let mut patients: Vec<String> = Vec::new();
+        let named = study.iter().map(|s| s.as_str().to_owned());
+        let looked: Vec<String> = named.chain(studies.iter().cloned()).take(16).collect();
+        if let (Some(r), Ok(index)) = (&route, self.catalog()) {
+            for st in looked.iter().filter_map(|s| crate::Uid::parse(s).ok()) {
+                let rows = index
+                    .query(crate::search::schema::study_patient(
+                        index.dialect(),
+                        &r.ae_title,
+                        &st,
+                    ))
+                    .await
+                    .unwrap_or_default();
+                let pid = rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .and_then(crate::search::Value::as_str);
+                if let Some(pid) = pid.filter(|p| !patients.iter().any(|x| x == p)) {
+                    patients.push(pid.to_owned());
+                }
+            }
+        }
+        let subject = req.who.get().unwrap_or_else(|| {
+            if self.config.auth.is_some() {
+                "unauthenticated".to_owned()
+            } else {
+                "anonymous".to_owned()
+            }
+        });
+        crate::audit::record(&crate::audit::Access {
+            request_id: id,
+            time: req.now,
+            method: req.method.as_str(),
+            path: req.path,
+            query: req.query,
+            client: req.client,
+            subject: &subject,
+            route: route.as_ref(),
+            studies,
+            patients: &patients,
+            status,
+        })
+    }
+
     /// The access rule (when configured), the same on every route: how far the request
     /// reaches, or why it may not proceed.
     async fn authorise(&self, req: &Request<'_>, ae_title: &str, access: Access) -> Result<Reach> {
@@ -538,10 +620,13 @@ impl Service {
             return Ok(Reach::All);
         };
         let authorization = http::header_str(req.headers, header::AUTHORIZATION);
-        match auth
-            .check(authorization.as_deref(), ae_title, access, req.now)
-            .await
-        {
+        let (decision, who) = auth
+            .judge(authorization.as_deref(), ae_title, access, req.now)
+            .await;
+        if let Some(who) = who {
+            req.who.set(who);
+        }
+        match decision {
             Decision::Allowed(reach) => Ok(reach),
             Decision::Unauthenticated { invalid, reason } => Err(Error::Unauthorized {
                 reason: reason.into(),

@@ -180,6 +180,15 @@ impl Service {
                 "the request holds no instance (no part)".into(),
             ));
         }
+        // The studies stored into, for the audit record.
+        let mut studies: Vec<String> = Vec::new();
+        for o in &outcomes {
+            if let Outcome1::Stored(s) = o {
+                if !studies.iter().any(|x| x == s.study.as_str()) {
+                    studies.push(s.study.to_string());
+                }
+            }
+        }
         // The response data set (an item per instance, XML when asked): here for a few
         // instances (less work than the hop), on the pool for more.
         let made = if outcomes.len() <= INLINE_RESPONSE {
@@ -190,11 +199,13 @@ impl Service {
             })
             .await?
         };
+        let mut outcome = made.outcome;
+        outcome.studies = studies;
         Ok(Response {
             status: made.status,
             headers: made.headers,
             body: Body::Full(made.body),
-            outcome: made.outcome,
+            outcome,
         })
     }
 }

@@ -93,6 +93,7 @@ impl Service {
             validator: Some(validator),
             resource: None,
             notices: Vec::new(),
+            ..Outcome::default()
         };
         if multipart {
             Ok(Plan::multipart(media.as_str(), parts, outcome))

@@ -189,6 +189,7 @@ impl Service {
             resource: None,
             converted,
             notices: Vec::new(),
+            ..Outcome::default()
         };
         if media == MediaType::Zip {
             // dcm4chee's extension: one ZIP of the PS3.10 files, entries {study}/{series}/{sop}.dcm.
@@ -285,6 +286,7 @@ impl Service {
                 resource: None,
                 converted,
                 notices: Vec::new(),
+                ..Outcome::default()
             };
             return Ok(Plan::multipart(media.as_str(), parts, outcome));
         }

@@ -275,6 +275,7 @@ impl Service {
             validator: Some(validator),
             resource: None,
             notices: Vec::new(),
+            ..Outcome::default()
         };
         if multipart {
             Ok(Plan::multipart(format.media_type(), parts, outcome))

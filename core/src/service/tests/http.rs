@@ -121,6 +121,8 @@ fn cors_preflight_and_exposed_headers() {
             );
         }
         let req = Request {
+            client: None,
+            who: Default::default(),
             method: &method,
             entropy: [0; 16],
             body: Default::default(),
@@ -351,6 +353,8 @@ fn one_bearer_token_on_every_route() {
             h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).expect("v"));
         }
         let req = Request {
+            client: None,
+            who: Default::default(),
             entropy: [0; 16],
             body: Default::default(),
             ..get_request(path, &h)
@@ -578,6 +582,8 @@ fn a_jwt_without_the_issuers_keys_is_503_not_401() {
     );
     let path = format!("{ROOT}/studies/{st}/metadata");
     let req = Request {
+        client: None,
+        who: Default::default(),
         entropy: [0; 16],
         body: Default::default(),
         ..get_request(&path, &h)
@@ -588,6 +594,8 @@ fn a_jwt_without_the_issuers_keys_is_503_not_401() {
     // No token at all is still 401.
     let empty = HeaderMap::new();
     let none = Request {
+        client: None,
+        who: Default::default(),
         entropy: [0; 16],
         body: Default::default(),
         ..get_request(&path, &empty)

@@ -28,6 +28,8 @@ pub(super) fn at(svc: &Service, method: Method, path: &str, now: u64) -> Got {
         None => (path.to_owned(), None),
     };
     let req = Request {
+        client: None,
+        who: Default::default(),
         method: &method,
         query: q.as_deref(),
         now,

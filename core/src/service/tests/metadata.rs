@@ -113,6 +113,8 @@ fn cached_metadata_follows_a_replaced_object() {
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let h = HeaderMap::new();
     let req = Request {
+        client: None,
+        who: Default::default(),
         entropy: [0; 16],
         body: Default::default(),
         ..get_request(&path, &h)

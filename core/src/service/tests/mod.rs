@@ -153,6 +153,8 @@ impl Got {
 /// A GET of `path` with these headers, as the handler tests send it (entropy 7s, a fixed now).
 fn get_request<'a>(path: &'a str, headers: &'a HeaderMap) -> Request<'a> {
     Request {
+        client: None,
+        who: Default::default(),
         method: &Method::GET,
         path,
         query: None,
@@ -188,6 +190,8 @@ fn ask(svc: &Service, method: Method, path: &str, headers: &[(&str, &str)]) -> G
         None => (path.to_owned(), None),
     };
     let req = Request {
+        client: None,
+        who: Default::default(),
         method: &method,
         query: q.as_deref(),
         ..get_request(&p, &h)

@@ -397,6 +397,8 @@ fn files_past_the_conversion_budget_are_offered_as_stored_only() {
         HeaderValue::from_static("multipart/related; type=\"application/dicom\""),
     );
     let req = Request {
+        client: None,
+        who: Default::default(),
         entropy: [1; 16],
         body: Default::default(),
         ..get_request(&url, &h)

@@ -52,6 +52,8 @@ fn post_chunks(
         );
     }
     let req = Request {
+        client: None,
+        who: Default::default(),
         method: &Method::POST,
         body: RequestBody::new(Box::pin(futures::stream::iter(chunks))),
         ..get_request(path, &h)
@@ -531,6 +533,8 @@ fn concurrent_requests_storing_one_instance_take_turns() {
         let reqs: Vec<Request<'_>> = [&a, &b, &a, &b]
             .iter()
             .map(|f| Request {
+                client: None,
+                who: Default::default(),
                 method: &Method::POST,
                 body: RequestBody::new(Box::pin(futures::stream::iter(body(f)))),
                 ..get_request(&path, &h)
@@ -923,6 +927,8 @@ pub(super) fn send_at(
         HeaderValue::from_str(content_type).expect("value"),
     );
     let req = Request {
+        client: None,
+        who: Default::default(),
         method: &method,
         body: RequestBody::new(Box::pin(futures::stream::iter([Ok::<_, String>(
             Bytes::copy_from_slice(body),

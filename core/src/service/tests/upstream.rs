@@ -59,6 +59,8 @@ impl crate::ingest::upstream::Upstream for ServiceOrigin {
             None => (path, None),
         };
         let req = Request {
+            client: None,
+            who: Default::default(),
             entropy: [3; 16],
             body: Default::default(),
             query,
@@ -92,6 +94,8 @@ impl crate::ingest::upstream::Upstream for ServiceOrigin {
                 HeaderValue::from_static("application/dicom+json"),
             );
             let patch = Request {
+                client: None,
+                who: Default::default(),
                 method: &Method::PATCH,
                 entropy: [4; 16],
                 body: RequestBody::new(Box::pin(futures::stream::iter([Ok::<_, String>(
@@ -155,6 +159,8 @@ fn at_once(edge: &Service, path: &str, n: usize, now: u64) -> Vec<u16> {
     let mut h = HeaderMap::new();
     h.insert(header::HOST, HeaderValue::from_static("edge.test"));
     let req = Request {
+        client: None,
+        who: Default::default(),
         entropy: [1; 16],
         body: Default::default(),
         now,
@@ -229,6 +235,8 @@ fn a_read_through_cache_fills_from_the_origin_once() {
             HeaderValue::from_str(accept).expect("accept"),
         );
         let req = Request {
+            client: None,
+            who: Default::default(),
             entropy: [1; 16],
             body: Default::default(),
             ..get_request(path, &h)
@@ -365,6 +373,8 @@ fn the_cache_stores_only_what_it_asked_for_and_is_not_open_by_accident() {
     let h = HeaderMap::new();
     let path = format!("{ROOT}/studies/{st}/series/{se}/metadata");
     let req = Request {
+        client: None,
+        who: Default::default(),
         entropy: [1; 16],
         body: Default::default(),
         ..get_request(&path, &h)
@@ -575,6 +585,8 @@ fn a_cache_following_its_origin_drops_what_changed_there() {
     );
     let fetch = |svc: &Service, now: u64| {
         let req = Request {
+            client: None,
+            who: Default::default(),
             now,
             ..get_request(&file, &h)
         };
