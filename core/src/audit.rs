@@ -228,6 +228,135 @@ pub fn record(a: &Access<'_>) -> Value {
     })
 }
 
+/// What the record says of one DIMSE operation (the association's peer is the requestor).
+#[derive(Debug, Clone)]
+pub struct DimseAccess<'a> {
+    /// The record's id.
+    pub request_id: &'a str,
+    /// When (seconds since the Unix epoch).
+    pub time: u64,
+    /// `C-STORE`, `C-FIND`, `C-GET`, `C-MOVE`.
+    pub op: &'a str,
+    /// The calling AE title, the called one (the partition) and the peer's address.
+    pub peer: &'a crate::dimse::Peer<'a>,
+    /// The C-MOVE destination.
+    pub destination: Option<&'a str>,
+    /// The final status.
+    pub status: u16,
+    /// The SOP Class UID the request names (the information model of a query).
+    pub sop_class: &'a str,
+    /// The studies concerned (a stored instance's, a retrieval's).
+    pub studies: &'a [String],
+    /// The stored instance.
+    pub sop: Option<&'a str>,
+    /// Their patients.
+    pub patients: &'a [String],
+    /// A C-FIND's identifier, as received.
+    pub query: Option<&'a [u8]>,
+}
+
+/// The record of a DIMSE operation (PS3.15 A.5): C-FIND a Query, C-STORE an Instances
+/// Transferred (C), C-GET and C-MOVE an Instances Transferred (R); the outcome from the DIMSE
+/// status (success and warnings 0, refusals 4, the archive's failures 8).
+pub fn dimse_record(a: &DimseAccess<'_>) -> Value {
+    let (event, action) = match a.op {
+        "C-FIND" => (code("110112", "Query"), "E"),
+        "C-STORE" => (code("110104", "DICOM Instances Transferred"), "C"),
+        _ => (code("110104", "DICOM Instances Transferred"), "R"),
+    };
+    let outcome = match a.status {
+        0x0000 | 0xB000..=0xBFFF => "0",
+        0x0110 | 0xA700..=0xA7FF => "8",
+        _ => "4",
+    };
+    let (requestor_role, server_role) = if action == "R" {
+        (
+            code("110152", "Destination Role ID"),
+            code("110153", "Source Role ID"),
+        )
+    } else {
+        (
+            code("110153", "Source Role ID"),
+            code("110152", "Destination Role ID"),
+        )
+    };
+    let mut participants = vec![
+        json!({
+            "UserID": a.peer.calling,
+            "AlternativeUserID": format!("AETITLES={}", a.peer.calling),
+            "UserIsRequestor": true,
+            "NetworkAccessPointID": a.peer.address,
+            "NetworkAccessPointTypeCode": "2",
+            "RoleIDCode": requestor_role,
+        }),
+        json!({
+            "UserID": a.peer.called,
+            "AlternativeUserID": format!("AETITLES={}", a.peer.called),
+            "UserIsRequestor": false,
+            "RoleIDCode": server_role,
+        }),
+    ];
+    if let Some(d) = a.destination {
+        participants[0]["RoleIDCode"] = code("110153", "Source Role ID");
+        participants.push(json!({
+            "UserID": d,
+            "AlternativeUserID": format!("AETITLES={d}"),
+            "UserIsRequestor": false,
+            "RoleIDCode": code("110152", "Destination Role ID"),
+        }));
+    }
+    let mut objects: Vec<Value> = a
+        .patients
+        .iter()
+        .map(|pid| {
+            json!({
+                "ParticipantObjectID": pid,
+                "ParticipantObjectTypeCode": "1",
+                "ParticipantObjectTypeCodeRole": "1",
+                "ParticipantObjectIDTypeCode": {"csd-code": "2", "codeSystemName": "RFC-3881", "originalText": "Patient Number"},
+            })
+        })
+        .collect();
+    if let Some(q) = a.query {
+        objects.push(json!({
+            "ParticipantObjectID": a.sop_class,
+            "ParticipantObjectTypeCode": "2",
+            "ParticipantObjectTypeCodeRole": "3",
+            "ParticipantObjectIDTypeCode": code("110181", "SOP Class UID"),
+            "ParticipantObjectQuery": base64::engine::general_purpose::STANDARD.encode(q),
+        }));
+    }
+    for s in a.studies {
+        let mut o = json!({
+            "ParticipantObjectID": s,
+            "ParticipantObjectTypeCode": "2",
+            "ParticipantObjectTypeCodeRole": "3",
+            "ParticipantObjectIDTypeCode": code("110180", "Study Instance UID"),
+        });
+        if let Some(sop) = a.sop {
+            o["ParticipantObjectDetail"] = json!([{"type": "SOPInstanceUID", "value": sop}]);
+        }
+        objects.push(o);
+    }
+    json!({
+        "EventIdentification": {
+            "EventID": event,
+            "EventActionCode": action,
+            "EventDateTime": crate::search::feed::rfc3339(a.time),
+            "EventOutcomeIndicator": outcome,
+            "EventTypeCode": [],
+        },
+        "ActiveParticipant": participants,
+        "AuditSourceIdentification": {"AuditSourceID": "wado", "AuditEnterpriseSiteID": a.peer.called},
+        "ParticipantObjectIdentification": objects,
+        "wado": {
+            "requestId": a.request_id,
+            "dimse": a.op,
+            "status": format!("{:04X}", a.status),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

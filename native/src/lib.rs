@@ -92,8 +92,8 @@ impl AppState {
     }
 
     /// Writes audit records to `log`.
-    pub fn with_audit(mut self, log: Option<audit::AuditLog>) -> AppState {
-        self.audit = log.map(Arc::new);
+    pub fn with_audit(mut self, log: Option<Arc<audit::AuditLog>>) -> AppState {
+        self.audit = log;
         self
     }
 
@@ -199,7 +199,7 @@ async fn metrics_text(State(state): State<AppState>, headers: http::HeaderMap) -
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render() + &audit::metrics(state.audit.as_deref()),
     )
         .into_response()
 }
@@ -350,10 +350,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let outcome = resp.outcome;
     let status = resp.status;
     if let (Some(log), Some(record)) = (&state.audit, &outcome.audit) {
-        if let Err(e) = log.write(record) {
-            state.metrics.audit_failed();
-            tracing::error!(request_id = %outcome.request_id, error = %e, "audit record not written");
-        }
+        log.write(record, &outcome.request_id);
     }
     state
         .metrics

@@ -997,7 +997,7 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
     let audit = match &settings.audit_log {
         None => None,
         Some(path) => match wado_native::audit::AuditLog::open(path) {
-            Ok(log) => Some(log),
+            Ok(log) => Some(Arc::new(log)),
             Err(e) => {
                 eprintln!("wado serve: --audit-log {}: {e}", path.display());
                 return ExitCode::FAILURE;
@@ -1071,6 +1071,7 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
         let options = wado_native::dimse::Options {
             idle: std::time::Duration::from_secs(settings.dimse_timeout),
             max_data_set: service.config().max_instance_bytes,
+            audit: audit.clone(),
             ..Default::default()
         };
         tracing::info!(

@@ -15,7 +15,6 @@ pub struct Metrics {
     transcode_micros: AtomicU64,
     transcoded: AtomicU64,
     limit: AtomicU64,
-    audit_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -32,11 +31,6 @@ impl Metrics {
     /// A request ended (its body fully sent or dropped).
     pub fn end(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// An audit record could not be written.
-    pub fn audit_failed(&self) {
-        self.audit_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request was turned away by the limit.
@@ -83,7 +77,6 @@ impl Metrics {
         }
         let _ = writeln!(s, "# HELP wado_requests_in_flight Requests being answered (bodies still being sent).\n# TYPE wado_requests_in_flight gauge\nwado_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP wado_requests_limit The most requests in flight (--max-requests); 0 is unlimited.\n# TYPE wado_requests_limit gauge\nwado_requests_limit {}", self.limit.load(Ordering::Relaxed));
-        let _ = writeln!(s, "# HELP wado_audit_failures_total Audit records that could not be written to --audit-log.\n# TYPE wado_audit_failures_total counter\nwado_audit_failures_total {}", self.audit_failures.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP wado_requests_rejected_total Requests turned away by --max-requests.\n# TYPE wado_requests_rejected_total counter\nwado_requests_rejected_total {}", self.rejected.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP wado_response_bytes_total Body bytes sent.\n# TYPE wado_response_bytes_total counter\nwado_response_bytes_total {}", self.bytes_sent.load(Ordering::Relaxed));
         let _ = writeln!(

@@ -793,3 +793,114 @@ fn a_hundred_associations_at_once_are_all_served() {
     let ok = dcmtk("echoscu", &["-aec", "DCM4CHEE", "127.0.0.1", &p]);
     assert!(ok.status.success(), "{}", said(&ok));
 }
+
+/// The audit trail covers the DICOM network protocol too (issue 26): with `--audit-log`, a
+/// C-STORE, a C-FIND, a C-GET (DCMTK's storescu, findscu, getscu) and a C-FIND the peers table
+/// refuses each leave one record: PS3.15's event for it (Instances Transferred C, Query,
+/// Instances Transferred R), the calling AE title and its address as the requestor, the
+/// outcome from the final status, the study and the patient (as dcmdump reads them from the
+/// file) and, for the query, the identifier as sent.
+#[test]
+fn dimse_operations_leave_audit_records() {
+    use base64::Engine as _;
+    let dir = tempdir();
+    let log = dir.path().join("audit.jsonl");
+    let (server, p) = serve_dimse(dir.path(), PEERS, &["--audit-log", log.to_str().unwrap()]);
+    let file = corpus().join("ct_small_ele.dcm");
+    let (study, _, sop) = uids(&file);
+    let patient = dcmdump_value(&file, "PatientID");
+    let f = file.to_str().unwrap();
+    let stored = dcmtk(
+        "storescu",
+        &["-aet", "STORESCU", "-aec", "DCM4CHEE", "127.0.0.1", &p, f],
+    );
+    assert!(stored.status.success(), "{}", said(&stored));
+    let keys = [
+        "QueryRetrieveLevel=STUDY".to_owned(),
+        format!("StudyInstanceUID={study}"),
+    ];
+    let find = |calling: &str| {
+        let mut args = vec!["-S", "-aet", calling, "-aec", "DCM4CHEE"];
+        for k in &keys {
+            args.extend(["-k", k.as_str()]);
+        }
+        args.extend(["127.0.0.1", p.as_str()]);
+        dcmtk("findscu", &args)
+    };
+    assert!(find("FINDSCU").status.success());
+    let get_dir = dir.path().join("got");
+    std::fs::create_dir_all(&get_dir).unwrap();
+    let got = retrieve(
+        "getscu",
+        "GETSCU",
+        &["-S", "-od", get_dir.to_str().unwrap()],
+        &keys,
+        &p,
+    );
+    assert!(got.status.success(), "{}", said(&got));
+    find("MOVESCU");
+    drop(server);
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops: Vec<&str> = records
+        .iter()
+        .map(|r| r["wado"]["dimse"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        ["C-STORE", "C-FIND", "C-GET", "C-FIND"],
+        "{records:#?}"
+    );
+    let objects = |r: &serde_json::Value, code: &str| -> Vec<String> {
+        r["ParticipantObjectIdentification"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["ParticipantObjectIDTypeCode"]["csd-code"] == code)
+            .map(|o| o["ParticipantObjectID"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (r, (event, action, outcome, calling)) in records.iter().zip([
+        ("110104", "C", "0", "STORESCU"),
+        ("110112", "E", "0", "FINDSCU"),
+        ("110104", "R", "0", "GETSCU"),
+        ("110112", "E", "4", "MOVESCU"),
+    ]) {
+        let e = &r["EventIdentification"];
+        assert_eq!(e["EventID"]["csd-code"], event, "{r}");
+        assert_eq!(e["EventActionCode"], action, "{r}");
+        assert_eq!(e["EventOutcomeIndicator"], outcome, "{r}");
+        let requestor = &r["ActiveParticipant"][0];
+        assert_eq!(requestor["UserID"], calling);
+        assert_eq!(requestor["UserIsRequestor"], true);
+        assert_eq!(requestor["NetworkAccessPointID"], "127.0.0.1");
+        assert_eq!(r["ActiveParticipant"][1]["UserID"], "DCM4CHEE");
+    }
+    for r in [&records[0], &records[2]] {
+        assert_eq!(objects(r, "110180"), [study.clone()], "{r}");
+        assert_eq!(objects(r, "2"), [patient.clone()], "{r}");
+    }
+    assert_eq!(
+        records[0]["ParticipantObjectIdentification"][1]["ParticipantObjectDetail"][0]["value"],
+        sop.as_str()
+    );
+    let query = &records[1]["ParticipantObjectIdentification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["ParticipantObjectIDTypeCode"]["csd-code"] == "110181")
+        .unwrap()["ParticipantObjectQuery"];
+    let identifier = base64::engine::general_purpose::STANDARD
+        .decode(query.as_str().unwrap())
+        .unwrap();
+    // The identifier names the study: its UID is in the bytes as sent.
+    assert!(
+        identifier
+            .windows(study.len())
+            .any(|w| w == study.as_bytes()),
+        "{identifier:?}"
+    );
+}

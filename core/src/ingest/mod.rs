@@ -336,7 +336,7 @@ pub async fn ensure_layout(
 }
 
 /// Where the instance of `sop` is now: (study, series, gen, sha256).
-async fn locate(
+pub(crate) async fn locate(
     index: &dyn Index,
     part: &str,
     sop: &Uid,

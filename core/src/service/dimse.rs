@@ -19,6 +19,108 @@ use crate::ingest::{Batch, Expected, ImportError};
 use bytes::Bytes;
 
 impl Service {
+    /// The audit record ([`crate::audit::dimse_record`]) of a C-STORE, C-FIND, C-GET or C-MOVE
+    /// request `rq` (on a presentation context of abstract syntax `model`, its data set `data`
+    /// in `transfer_syntax`) answered with `status`, when the server keeps a trail; the study
+    /// and patient looked up in the catalog.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn dimse_audit(
+        &self,
+        peer: &Peer<'_>,
+        rq: &Command,
+        model: &str,
+        transfer_syntax: &str,
+        data: &[u8],
+        status: u16,
+        now: u64,
+        entropy: [u8; 16],
+    ) -> Option<String> {
+        use crate::search::query::{Matcher, Pattern};
+        if !self.config.audit {
+            return None;
+        }
+        let op = match rq.field()? {
+            field::C_STORE_RQ => "C-STORE",
+            field::C_FIND_RQ => "C-FIND",
+            field::C_GET_RQ => "C-GET",
+            field::C_MOVE_RQ => "C-MOVE",
+            _ => return None,
+        };
+        let index = self.catalog().ok();
+        let mut studies: Vec<String> = Vec::new();
+        let sop = rq.text(tag::AFFECTED_SOP_INSTANCE);
+        match (op, &index) {
+            ("C-STORE", Some(index)) => {
+                let uid = sop.as_deref().and_then(|s| crate::Uid::parse(s).ok());
+                if let Some(uid) = uid {
+                    if let Ok(Some((st, ..))) =
+                        crate::ingest::locate(&***index, peer.called, &uid).await
+                    {
+                        studies.push(st.to_string());
+                    }
+                }
+            }
+            ("C-GET" | "C-MOVE", _) => {
+                if let Ok(q) = crate::dimse::find::read_retrieve(model, transfer_syntax, data) {
+                    for c in q.conditions.iter().filter(|c| c.key.column == "study_uid") {
+                        if let Matcher::Any(list) = &c.matcher {
+                            for p in list {
+                                if let Pattern::Exact(s) = p {
+                                    studies.push(s.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut patients: Vec<String> = Vec::new();
+        if let Some(index) = &index {
+            for st in studies
+                .iter()
+                .take(16)
+                .filter_map(|s| crate::Uid::parse(s).ok())
+            {
+                let rows = index
+                    .query(crate::search::schema::study_patient(
+                        index.dialect(),
+                        peer.called,
+                        &st,
+                    ))
+                    .await
+                    .unwrap_or_default();
+                let pid = rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(crate::search::Value::as_str)
+                    .filter(|p| !p.is_empty());
+                if let Some(pid) = pid.filter(|p| !patients.iter().any(|x| x == p)) {
+                    patients.push(pid.to_owned());
+                }
+            }
+        }
+        let id = crate::audit::request_id(&entropy);
+        let sop_class = rq
+            .text(tag::AFFECTED_SOP_CLASS)
+            .unwrap_or_else(|| model.to_owned());
+        let destination = rq.text(tag::MOVE_DESTINATION);
+        let record = crate::audit::dimse_record(&crate::audit::DimseAccess {
+            request_id: &id,
+            time: now,
+            op,
+            peer,
+            destination: destination.as_deref().filter(|_| op == "C-MOVE"),
+            status,
+            sop_class: &sop_class,
+            studies: &studies,
+            sop: sop.as_deref().filter(|_| op == "C-STORE"),
+            patients: &patients,
+            query: (op == "C-FIND").then_some(data),
+        });
+        Some(record.to_string())
+    }
+
     /// Whether to accept an association from `peer`.
     pub fn dimse_accepts(&self, peer: &Peer<'_>) -> Result<(), Rejection> {
         if !self.partitions.contains_key(peer.called) {

@@ -35,6 +35,8 @@ pub struct Options {
     pub max_data_set: u64,
     /// The most associations at once; more wait for a free one.
     pub max_associations: usize,
+    /// Where audit records go (`--audit-log`): one per C-STORE, C-FIND, C-GET, C-MOVE.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             idle: Duration::from_secs(60),
             max_data_set: 2 << 30,
             max_associations: 256,
+            audit: None,
         }
     }
 }
@@ -210,9 +213,12 @@ async fn associate(
                                 ts,
                                 data: &done.data,
                             };
-                            if let Err(e) =
-                                handle(&mut assoc, service, &peer, request, &contexts).await
-                            {
+                            let handled =
+                                handle(&mut assoc, service, &peer, request, &contexts).await;
+                            if let (Some(log), Ok(code)) = (&options.audit, &handled) {
+                                audit(log, service, &peer, &request, *code).await;
+                            }
+                            if let Err(e) = handled {
                                 failed = Some(e);
                                 break;
                             }
@@ -309,6 +315,7 @@ fn take(
 
 /// A whole request: its command, the presentation context it came on (id, abstract syntax,
 /// transfer syntax) and its data set (empty when none).
+#[derive(Clone, Copy)]
 pub(super) struct Whole<'a> {
     rq: &'a Command,
     context: u8,
@@ -363,14 +370,34 @@ pub(super) async fn cancelled(assoc: &mut Assoc) -> Result<bool, String> {
     }
 }
 
-/// Answers one whole request (several responses for a C-FIND).
+/// Writes the audit record of a request answered with `code` (C-ECHO and C-CANCEL make none).
+async fn audit(
+    log: &crate::audit::AuditLog,
+    service: &Service,
+    peer: &Peer<'_>,
+    w: &Whole<'_>,
+    code: u16,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let entropy: [u8; 16] = rand::random();
+    let record = service
+        .dimse_audit(peer, w.rq, w.model, w.ts, w.data, code, now, entropy)
+        .await;
+    if let Some(record) = record {
+        log.write(&record, &wado_core::audit::request_id(&entropy));
+    }
+}
+
+/// Answers one whole request (several responses for a C-FIND); the final status sent.
 async fn handle(
     assoc: &mut Assoc,
     service: &Service,
     peer: &Peer<'_>,
     w: Whole<'_>,
     contexts: &HashMap<u8, (String, String)>,
-) -> Result<(), String> {
+) -> Result<u16, String> {
     let started = std::time::Instant::now();
     let rq = w.rq;
     if rq.field() == Some(field::C_FIND_RQ) {
@@ -385,12 +412,17 @@ async fn handle(
                     "DIMSE: {} cancelled a C-FIND after {k} of {n} matches",
                     peer.calling
                 );
-                return send(assoc, w.context, &last, None).await;
+                send(assoc, w.context, &last, None).await?;
+                return Ok(status::CANCEL);
             }
             send(assoc, w.context, &pending, Some(m)).await?;
         }
         log(peer, rq, &found.last, started);
-        return send(assoc, w.context, &found.last, None).await;
+        send(assoc, w.context, &found.last, None).await?;
+        return Ok(found
+            .last
+            .us(wado_core::dimse::command::tag::STATUS)
+            .unwrap_or(0));
     }
     if rq.field() == Some(field::C_GET_RQ) {
         let r = retrieve::get(assoc, service, peer, w, contexts).await;
@@ -404,11 +436,12 @@ async fn handle(
     }
     if rq.field() == Some(field::C_CANCEL_RQ) {
         // Nothing of it is being answered (it came after the last response): ignored.
-        return Ok(());
+        return Ok(0);
     }
     let rsp = answer(service, peer, rq, w.ts, w.data).await;
     log(peer, rq, &rsp, started);
-    send(assoc, w.context, &rsp, None).await
+    send(assoc, w.context, &rsp, None).await?;
+    Ok(rsp.us(wado_core::dimse::command::tag::STATUS).unwrap_or(0))
 }
 
 fn log_done(peer: &Peer<'_>, rq: &Command, started: std::time::Instant) {

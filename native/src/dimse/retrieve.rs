@@ -100,7 +100,7 @@ async fn finish(
     f: u16,
     tally: &Tally,
     cancel: bool,
-) -> Result<(), String> {
+) -> Result<u16, String> {
     let (last, list) = tally.last(f, w.rq, cancel);
     let ident = list
         .then(|| failed_identifier(&tally.failed_sops, w.ts))
@@ -109,7 +109,8 @@ async fn finish(
     if list && ident.is_none() {
         last.set_data_set(false);
     }
-    send(assoc, w.context, &last, ident.as_deref()).await
+    send(assoc, w.context, &last, ident.as_deref()).await?;
+    Ok(last.us(tag::STATUS).unwrap_or(0))
 }
 
 async fn refuse(
@@ -118,13 +119,14 @@ async fn refuse(
     f: u16,
     code: u16,
     why: &str,
-) -> Result<(), String> {
+) -> Result<u16, String> {
     let c = Command::failure(f, w.rq, code, why);
     tracing::info!(
         "DIMSE: C-{} refused ({code:04X}): {why}",
         if f == field::C_GET_RSP { "GET" } else { "MOVE" }
     );
-    send(assoc, w.context, &c, None).await
+    send(assoc, w.context, &c, None).await?;
+    Ok(code)
 }
 
 /// Answers a C-GET-RQ: the instances sent on this association's storage contexts (the
@@ -135,7 +137,7 @@ pub(super) async fn get(
     peer: &Peer<'_>,
     w: Whole<'_>,
     contexts: &HashMap<u8, (String, String)>,
-) -> Result<(), String> {
+) -> Result<u16, String> {
     let f = field::C_GET_RSP;
     let out = match service
         .dimse_retrieve(peer, Op::Get, w.model, w.ts, w.data)
@@ -171,7 +173,7 @@ pub(super) async fn r#move(
     service: &Service,
     peer: &Peer<'_>,
     w: Whole<'_>,
-) -> Result<(), String> {
+) -> Result<u16, String> {
     let f = field::C_MOVE_RSP;
     let dest = w.rq.text(tag::MOVE_DESTINATION).unwrap_or_default();
     let out = match service
