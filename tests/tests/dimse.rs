@@ -880,8 +880,8 @@ fn dimse_operations_leave_audit_records() {
         assert_eq!(r["ActiveParticipant"][1]["UserID"], "DCM4CHEE");
     }
     for r in [&records[0], &records[2]] {
-        assert_eq!(objects(r, "110180"), [study.clone()], "{r}");
-        assert_eq!(objects(r, "2"), [patient.clone()], "{r}");
+        assert_eq!(objects(r, "110180"), std::slice::from_ref(&study), "{r}");
+        assert_eq!(objects(r, "2"), std::slice::from_ref(&patient), "{r}");
     }
     assert_eq!(
         records[0]["ParticipantObjectIdentification"][1]["ParticipantObjectDetail"][0]["value"],
