@@ -26,6 +26,12 @@ pub fn request_id(entropy: &[u8; 16]) -> String {
     hex::encode(&entropy[8..16])
 }
 
+/// Seconds since the Unix epoch as RFC 3339 UTC (`2026-12-06T05:19:32Z`): the records' times,
+/// and a syslog header's.
+pub fn timestamp(secs: u64) -> String {
+    crate::search::feed::rfc3339(secs)
+}
+
 /// What the record says of one request.
 #[derive(Debug, Clone)]
 pub struct Access<'a> {

@@ -475,7 +475,7 @@ fn main() -> ExitCode {
                     read_only: settings.read_only,
                     allow_anonymous_writes: settings.allow_anonymous_writes,
                     share_viewer: settings.share_viewer.clone(),
-                    audit: settings.audit_log.is_some(),
+                    audit: settings.audit_log.is_some() || settings.audit_syslog.is_some(),
                     max_store_parts: settings.max_store_instances,
                     max_convert_bytes: settings.max_convert_mb.saturating_mul(1 << 20),
                     conversion_memory: settings.conversion_memory_mb.saturating_mul(1 << 20),
@@ -994,15 +994,17 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
         ..
     } = settings;
     let shutdown_timeout = std::time::Duration::from_secs(shutdown_timeout);
-    let audit = match &settings.audit_log {
-        None => None,
-        Some(path) => match wado_native::audit::AuditLog::open(path) {
-            Ok(log) => Some(Arc::new(log)),
-            Err(e) => {
-                eprintln!("wado serve: --audit-log {}: {e}", path.display());
-                return ExitCode::FAILURE;
+    let audit = match (&settings.audit_log, &settings.audit_syslog) {
+        (None, None) => None,
+        (file, syslog) => {
+            match wado_native::audit::AuditLog::open(file.as_deref(), syslog.as_deref()) {
+                Ok(log) => Some(Arc::new(log)),
+                Err(e) => {
+                    eprintln!("wado serve: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
     };
     let store = match wado_native::open_store(data, settings.durable) {
         Ok(s) => s,

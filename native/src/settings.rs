@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// JSON appended to this file (docs/AUTH.md). Off by default.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    /// Also send each audit record to a syslog collector (an ATNA audit repository, a SIEM):
+    /// `udp://HOST:PORT`, one RFC 5424 message per datagram.
+    #[arg(long)]
+    pub audit_syslog: Option<String>,
     /// The viewer share links open (OHIF's base URL): `POST .../share` answers with the link.
     #[arg(long)]
     pub share_viewer: Option<String>,
@@ -267,6 +271,8 @@ pub struct Settings {
     pub share_revoked: Option<PathBuf>,
     /// The audit trail's file.
     pub audit_log: Option<PathBuf>,
+    /// The audit trail's syslog collector.
+    pub audit_syslog: Option<String>,
     /// The viewer share links open.
     pub share_viewer: Option<String>,
     /// The built demo.
@@ -426,6 +432,7 @@ impl ServeArgs {
             share_keys: self.share_keys.or(file.share_keys),
             share_revoked: self.share_revoked.or(file.share_revoked),
             audit_log: self.audit_log.or(file.audit_log),
+            audit_syslog: self.audit_syslog.or(file.audit_syslog),
             share_viewer: self.share_viewer.or(file.share_viewer),
             jwt_roles: self.jwt_roles.or(file.jwt_roles).map(|map| {
                 let claim = self

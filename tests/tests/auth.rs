@@ -1081,3 +1081,65 @@ fn rfc3339_prefix(secs: u64) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// The audit trail to a syslog collector (native, `--audit-syslog udp://...`): each record one
+/// RFC 5424 datagram — `<85>` (facility 10 security/authorization, severity 5 notice, as IHE
+/// ATNA sends them), version 1, an RFC 3339 UTC time, host, APP-NAME `wado`, the process id,
+/// MSGID `DICOM+JSON`, no structured data — whose MSG is the record, joined to its response by
+/// `X-Request-Id`. The header is checked field by field against RFC 5424 §6's grammar.
+#[test]
+fn audit_records_reach_a_syslog_collector() {
+    if edge() {
+        return;
+    }
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("ct_small_ele.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let url = format!("udp://{}", collector.local_addr().unwrap());
+    let server = Server::start_native(&data, &["--audit-syslog", &url]);
+    let (st, _, _) = uids(&file);
+    let mut ids = Vec::new();
+    for url in [
+        format!("{}/studies", server.root()),
+        format!("{}/studies/{st}/metadata", server.root()),
+    ] {
+        let r = get(&url, None);
+        assert_eq!(r.status, 200);
+        ids.push(r.header("x-request-id"));
+    }
+    let pid = server.pid().to_string();
+    let mut buf = vec![0u8; 70_000];
+    for id in &ids {
+        let n = collector.recv(&mut buf).unwrap();
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        // HEADER = PRI VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID
+        let fields: Vec<&str> = text.splitn(8, ' ').collect();
+        assert_eq!(fields.len(), 8, "{text}");
+        assert_eq!(fields[0], "<85>1", "{text}");
+        let t = fields[1];
+        assert!(
+            t.len() == 20
+                && t.ends_with('Z')
+                && t.as_bytes()[4] == b'-'
+                && t.as_bytes()[10] == b'T'
+                && t.as_bytes()[13] == b':',
+            "{t}"
+        );
+        let printable = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| (33..=126).contains(&b))
+        };
+        assert!(printable(fields[2], 255), "HOSTNAME {:?}", fields[2]);
+        assert_eq!(fields[3], "wado");
+        assert_eq!(fields[4], pid);
+        assert_eq!(fields[5], "DICOM+JSON");
+        assert_eq!(fields[6], "-", "no structured data");
+        let record: serde_json::Value = serde_json::from_str(fields[7]).unwrap();
+        assert_eq!(record["wado"]["requestId"], id.as_str());
+        assert!(record["EventIdentification"]["EventID"]["csd-code"].is_string());
+    }
+}
