@@ -1143,3 +1143,96 @@ fn audit_records_reach_a_syslog_collector() {
         assert!(record["EventIdentification"]["EventID"]["csd-code"].is_string());
     }
 }
+
+/// The worker's audit trail through a Cloudflare Queue (its `AUDIT_QUEUE` producer binding):
+/// each request's record is one message; a consumer whose receiver fails every other call
+/// (the queue retries) still delivers every record, and each once among the acknowledged
+/// batches. Runs once, in the native pass (it starts its own worker).
+#[test]
+fn the_worker_queues_one_audit_record_per_request() {
+    if edge() {
+        return;
+    }
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("ct_small_ele.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let (url, got) = flaky_receiver();
+    let consumer = dir.path().join("consumer.toml");
+    std::fs::write(
+        &consumer,
+        format!(
+            "name = \"wado-audit-consumer\"\nmain = {:?}\ncompatibility_date = \"2025-09-01\"\n\n\
+             [vars]\nRECEIVER = {url:?}\n\n[[queues.consumers]]\nqueue = \"wado-audit\"\n\
+             max_batch_size = 10\nmax_batch_timeout = 1\nmax_retries = 20\nretry_delay = 0\n",
+            repo_dir()
+                .join("tests/workers/feed-consumer.mjs")
+                .display()
+                .to_string()
+        ),
+    )
+    .unwrap();
+    let worker = Server::start_worker_with(
+        Some(&data),
+        &[("TOKENS", "readerreaderreader1 DCM4CHEE\n")],
+        "[[queues.producers]]\nbinding = \"AUDIT_QUEUE\"\nqueue = \"wado-audit\"\n",
+        &[&consumer],
+    );
+    let (st, _, _) = uids(&file);
+    let mut ids = std::collections::BTreeSet::new();
+    for (k, url) in [
+        format!("{}/studies", worker.root()),
+        format!("{}/studies/{st}/metadata", worker.root()),
+        format!("{}/studies/{st}/series", worker.root()),
+    ]
+    .iter()
+    .cycle()
+    .take(9)
+    .enumerate()
+    {
+        // Every third without a token: denied, and recorded as such.
+        let bearer = "Bearer readerreaderreader1";
+        let headers: &[(&str, &str)] = if k % 3 == 2 {
+            &[]
+        } else {
+            &[("authorization", bearer)]
+        };
+        let r = request("GET", url, headers);
+        assert_eq!(r.status, if k % 3 == 2 { 401 } else { 200 }, "{url}");
+        ids.insert(r.header("x-request-id"));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let delivered = loop {
+        let records: Vec<serde_json::Value> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.status == 200)
+            .flat_map(|d| serde_json::from_slice::<Vec<serde_json::Value>>(&d.body).unwrap())
+            .filter(|r| r["wado"]["path"] != "/health-probe")
+            .collect();
+        let seen: std::collections::BTreeSet<String> = records
+            .iter()
+            .map(|r| r["wado"]["requestId"].as_str().unwrap().to_owned())
+            .collect();
+        if seen == ids || std::time::Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    let mut seen: Vec<String> = delivered
+        .iter()
+        .map(|r| r["wado"]["requestId"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ids.iter().cloned().collect::<Vec<_>>(), "each once");
+    let denied = delivered
+        .iter()
+        .filter(|r| r["EventIdentification"]["EventOutcomeIndicator"] == "4")
+        .count();
+    assert_eq!(denied, 3);
+    assert!(
+        got.lock().unwrap().iter().any(|d| d.status == 500),
+        "the receiver refused some batches, which the queue sent again"
+    );
+}
