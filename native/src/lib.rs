@@ -199,9 +199,26 @@ async fn metrics_text(State(state): State<AppState>, headers: http::HeaderMap) -
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render() + &audit::metrics(state.audit.as_deref()),
+        state.metrics.render() + &audit::metrics(state.audit.as_deref()) + &oidc_metrics(&state),
     )
         .into_response()
+}
+
+/// The `/metrics` lines of the OpenID Connect issuer's keys, when tokens are checked with them.
+fn oidc_metrics(state: &AppState) -> String {
+    let Some(oidc) = state
+        .service
+        .config()
+        .auth
+        .as_ref()
+        .and_then(|a| a.oidc.as_ref())
+    else {
+        return String::new();
+    };
+    format!(
+        "# HELP wado_oidc_key_fetch_failures_total Fetches of the OpenID Connect issuer's keys that failed.\n# TYPE wado_oidc_key_fetch_failures_total counter\nwado_oidc_key_fetch_failures_total {}\n",
+        oidc.failed_fetches()
+    )
 }
 
 /// Counts a request in flight until dropped (with the body, when streamed), and times it when

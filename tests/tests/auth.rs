@@ -1236,3 +1236,53 @@ fn the_worker_queues_one_audit_record_per_request() {
         "the receiver refused some batches, which the queue sent again"
     );
 }
+
+/// An identity provider that cannot be reached (native): JWTs are answered 503 with
+/// Retry-After (no keys to decide with), static tokens still work, and the failed fetches of
+/// its keys are counted in /metrics.
+#[test]
+fn an_unreachable_issuer_is_reported_and_counted() {
+    if edge() {
+        return;
+    }
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let file = corpus().join("ct_small_ele.dcm");
+    assert!(import(&data, &[&file]).status.success());
+    let closed = free_port();
+    let issuer = format!("http://127.0.0.1:{closed}/realms/gone");
+    let tokens = write_temp(dir.path(), "tokens", b"adminadminadmin01 *\n");
+    let server = Server::start_native(
+        &data,
+        &[
+            "--oidc-issuer",
+            &issuer,
+            "--jwt-audience",
+            "wado",
+            "--tokens-file",
+            tokens.to_str().unwrap(),
+        ],
+    );
+    let key = dir.path().join("key.pem");
+    ec_key_pair(&key, &dir.path().join("public.pem"));
+    let t = unix_now();
+    let claims = serde_json::json!({
+        "iss": issuer, "aud": "wado", "iat": t, "exp": t + 600, "aets": ["DCM4CHEE"],
+    });
+    let jwt = mint_jwt(&key, &claims, Some("k1"));
+    let url = format!("{}/studies", server.root());
+    let r = request("GET", &url, &[("authorization", &format!("Bearer {jwt}"))]);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(!r.header("retry-after").is_empty());
+    let admin = [("authorization", "Bearer adminadminadmin01")];
+    assert_eq!(request("GET", &url, &admin).status, 200);
+    let m = request("GET", &format!("{}/metrics", server.base), &admin);
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    let failed: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("wado_oidc_key_fetch_failures_total "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert!(failed >= 1, "{text}");
+}

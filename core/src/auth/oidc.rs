@@ -126,6 +126,8 @@ pub struct KeySource {
     failures: u32,
     /// Why the last fetch failed.
     last_error: Option<String>,
+    /// Fetches failed, ever (for metrics).
+    failed_total: u64,
 }
 
 impl KeySource {
@@ -140,6 +142,7 @@ impl KeySource {
             fetching_since: None,
             failures: 0,
             last_error: None,
+            failed_total: 0,
         }
     }
 
@@ -229,6 +232,7 @@ impl KeySource {
     pub fn failed(&mut self, why: &str) {
         self.fetching_since = None;
         self.failures = self.failures.saturating_add(1);
+        self.failed_total = self.failed_total.saturating_add(1);
         self.last_error = Some(why.to_owned());
     }
 }
@@ -409,6 +413,11 @@ impl Oidc {
     /// Why the last fetch of the keys failed, while no later one worked.
     pub fn last_error(&self) -> Option<String> {
         self.state().keys.last_error().map(str::to_owned)
+    }
+
+    /// Fetches of the keys that failed since start (for metrics).
+    pub fn failed_fetches(&self) -> u64 {
+        self.state().keys.failed_total
     }
 }
 
