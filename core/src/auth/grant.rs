@@ -115,6 +115,9 @@ pub struct Grant {
     pub permissions: Permissions,
     /// How far it reaches there.
     pub reach: Reach,
+    /// Until when the credentials are good (seconds since the Unix epoch; `u64::MAX` for
+    /// static tokens): how long a verification may be remembered.
+    pub expires: u64,
 }
 
 /// The identity provider's roles (or groups) and the permissions each gives: what
@@ -237,11 +240,16 @@ pub fn of_claims(
         Some(sub) => sub.to_owned(),
         None => "jwt (no sub)".to_owned(),
     };
+    let expires = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .map_or(0, |e| e.max(0.0) as u64);
     Ok(Grant {
         subject,
         ae_titles,
         permissions,
         reach,
+        expires,
     })
 }
 

@@ -432,6 +432,7 @@ mod tests {
             ae_titles: list.iter().map(|s| s.to_string()).collect(),
             permissions: crate::auth::grant::Permissions::READ,
             reach: crate::auth::grant::Reach::All,
+            expires: 4_102_444_800,
         })
     }
 

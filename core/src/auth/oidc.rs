@@ -128,6 +128,8 @@ pub struct KeySource {
     last_error: Option<String>,
     /// Fetches failed, ever (for metrics).
     failed_total: u64,
+    /// Key sets installed, ever: what verifications made with older keys are remembered under.
+    generation: u64,
 }
 
 impl KeySource {
@@ -143,6 +145,7 @@ impl KeySource {
             failures: 0,
             last_error: None,
             failed_total: 0,
+            generation: 0,
         }
     }
 
@@ -209,6 +212,7 @@ impl KeySource {
             Ok(keys) => {
                 let n = keys.key_count();
                 self.keys = Some(keys);
+                self.generation += 1;
                 self.fresh_until = now.saturating_add(max_age(cache_control));
                 self.failures = 0;
                 self.last_error = None;
@@ -413,6 +417,11 @@ impl Oidc {
     /// Why the last fetch of the keys failed, while no later one worked.
     pub fn last_error(&self) -> Option<String> {
         self.state().keys.last_error().map(str::to_owned)
+    }
+
+    /// How many key sets were installed: a verification made under another set is not reused.
+    pub fn generation(&self) -> u64 {
+        self.state().keys.generation
     }
 
     /// Fetches of the keys that failed since start (for metrics).

@@ -252,6 +252,7 @@ impl Share {
                 delete: false,
             },
             reach: Reach::Studies(vec![self.study.clone()].into()),
+            expires: self.expires,
         }
     }
 }
