@@ -134,9 +134,13 @@ extern "C" {
 /// The audit trail's queue producer binding: each record one message.
 const AUDIT_QUEUE: &str = "AUDIT_QUEUE";
 
+/// Audit records the queue would not take, in this isolate (said with each one logged).
+static AUDIT_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Sends an audit record to the `AUDIT_QUEUE` binding (tried three times), or to the worker's
 /// log (`AUDIT = "log"`: Workers Logs, Logpush). A record the queue would not take goes to the
-/// log as an error, the record in it: reported, never dropped silently.
+/// log as an error, the record in it, with the count of such failures in the isolate:
+/// counted and reported, never dropped silently.
 async fn write_audit(env: &Env, record: String) {
     let Ok(queue) = env.queue(AUDIT_QUEUE) else {
         console_info(&format!("audit {record}"));
@@ -158,7 +162,10 @@ async fn write_audit(env: &Env, record: String) {
             Err(e) => last = e.to_string(),
         }
     }
-    worker::console_error!("wado-edge: audit record not queued ({last}): {record}");
+    let n = AUDIT_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    worker::console_error!(
+        "wado-edge: audit record not queued ({last}; {n} in this isolate): {record}"
+    );
 }
 
 /// The service configuration from the worker's environment.
@@ -500,7 +507,14 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         while let Some(Ok(_)) = unread.next().await {}
     }
     if let Some(e) = &resp.outcome.error {
-        worker::console_error!("{} {} -> {}: {e}", method, url.path(), resp.status);
+        worker::console_error!(
+            "{} {} -> {} [request {} from {}]: {e}",
+            method,
+            url.path(),
+            resp.status,
+            resp.outcome.request_id,
+            client.as_deref().unwrap_or("-")
+        );
     }
     if let Some(record) = resp.outcome.audit.clone() {
         let env = env.clone();

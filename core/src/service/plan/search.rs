@@ -48,6 +48,12 @@ impl Service {
         let forwarded = match (&self.config.upstream, scope) {
             (None, _) => None,
             (Some(up), Scope::All) => Some(self.forward_search(ctx, &**up).await?),
+            // Nothing is brought in for a study out of the token's reach: it answers as absent.
+            (Some(_), Scope::Study(study) | Scope::Series(study, _))
+                if !ctx.reach.admits(study.as_str()) =>
+            {
+                None
+            }
             (Some(up), Scope::Study(study)) => {
                 let t = Target::Study {
                     study: study.clone(),
