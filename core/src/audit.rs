@@ -63,6 +63,16 @@ fn code(code: &str, text: &str) -> Value {
     json!({"csd-code": code, "codeSystemName": "DCM", "originalText": text})
 }
 
+/// The participant object of a patient (PS3.15 A.5.2.5: person, patient, its ID).
+fn patient(id: &str) -> Value {
+    json!({
+        "ParticipantObjectID": id,
+        "ParticipantObjectTypeCode": "1",
+        "ParticipantObjectTypeCodeRole": "1",
+        "ParticipantObjectIDTypeCode": {"csd-code": "2", "codeSystemName": "RFC-3881", "originalText": "Patient Number"},
+    })
+}
+
 /// Study Root Query/Retrieve Information Model - FIND: what a QIDO-RS search is, in PS3.15's
 /// terms (the Query message's participant object names the SOP class of the query).
 const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
@@ -146,14 +156,12 @@ pub fn record(a: &Access<'_>) -> Value {
         "RoleIDCode": server_role,
     });
     let mut objects = Vec::new();
-    for pid in a.patients.iter().filter(|p| !p.is_empty()) {
-        objects.push(json!({
-            "ParticipantObjectID": pid,
-            "ParticipantObjectTypeCode": "1",
-            "ParticipantObjectTypeCodeRole": "1",
-            "ParticipantObjectIDTypeCode": {"csd-code": "2", "codeSystemName": "RFC-3881", "originalText": "Patient Number"},
-        }));
-    }
+    objects.extend(
+        a.patients
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| patient(p)),
+    );
     let study_object = |uid: &str, detail: Vec<Value>| {
         let mut o = json!({
             "ParticipantObjectID": uid,
@@ -311,18 +319,7 @@ pub fn dimse_record(a: &DimseAccess<'_>) -> Value {
             "RoleIDCode": code("110152", "Destination Role ID"),
         }));
     }
-    let mut objects: Vec<Value> = a
-        .patients
-        .iter()
-        .map(|pid| {
-            json!({
-                "ParticipantObjectID": pid,
-                "ParticipantObjectTypeCode": "1",
-                "ParticipantObjectTypeCodeRole": "1",
-                "ParticipantObjectIDTypeCode": {"csd-code": "2", "codeSystemName": "RFC-3881", "originalText": "Patient Number"},
-            })
-        })
-        .collect();
+    let mut objects: Vec<Value> = a.patients.iter().map(|p| patient(p)).collect();
     if let Some(q) = a.query {
         objects.push(json!({
             "ParticipantObjectID": a.sop_class,

@@ -75,31 +75,7 @@ impl Service {
             }
             _ => {}
         }
-        let mut patients: Vec<String> = Vec::new();
-        if let Some(index) = &index {
-            for st in studies
-                .iter()
-                .take(16)
-                .filter_map(|s| crate::Uid::parse(s).ok())
-            {
-                let rows = index
-                    .query(crate::search::schema::study_patient(
-                        index.dialect(),
-                        peer.called,
-                        &st,
-                    ))
-                    .await
-                    .unwrap_or_default();
-                let pid = rows
-                    .first()
-                    .and_then(|r| r.first())
-                    .and_then(crate::search::Value::as_str)
-                    .filter(|p| !p.is_empty());
-                if let Some(pid) = pid.filter(|p| !patients.iter().any(|x| x == p)) {
-                    patients.push(pid.to_owned());
-                }
-            }
-        }
+        let patients = self.patients_of(peer.called, &studies).await;
         let id = crate::audit::request_id(&entropy);
         let sop_class = rq
             .text(tag::AFFECTED_SOP_CLASS)

@@ -563,29 +563,13 @@ impl Service {
             } => Some(s.clone()),
             other => other.target().map(|t| t.study().clone()),
         });
-        // The patients of the study the path names and of those stored into (a few).
-        let mut patients: Vec<String> = Vec::new();
+        // The patients of the study the path names and of those stored into.
         let named = study.iter().map(|s| s.as_str().to_owned());
-        let looked: Vec<String> = named.chain(studies.iter().cloned()).take(16).collect();
-        if let (Some(r), Ok(index)) = (&route, self.catalog()) {
-            for st in looked.iter().filter_map(|s| crate::Uid::parse(s).ok()) {
-                let rows = index
-                    .query(crate::search::schema::study_patient(
-                        index.dialect(),
-                        &r.ae_title,
-                        &st,
-                    ))
-                    .await
-                    .unwrap_or_default();
-                let pid = rows
-                    .first()
-                    .and_then(|row| row.first())
-                    .and_then(crate::search::Value::as_str);
-                if let Some(pid) = pid.filter(|p| !patients.iter().any(|x| x == p)) {
-                    patients.push(pid.to_owned());
-                }
-            }
-        }
+        let looked: Vec<String> = named.chain(studies.iter().cloned()).collect();
+        let patients = match &route {
+            Some(r) => self.patients_of(&r.ae_title, &looked).await,
+            None => Vec::new(),
+        };
         let subject = req.who.get().unwrap_or_else(|| {
             if self.config.auth.is_some() {
                 "unauthenticated".to_owned()
@@ -606,6 +590,38 @@ impl Service {
             patients: &patients,
             status,
         })
+    }
+
+    /// The distinct patient IDs of (at most 16 of) these studies of `partition`, as the
+    /// catalog holds them: what an audit record names.
+    pub(crate) async fn patients_of(&self, partition: &str, studies: &[String]) -> Vec<String> {
+        let mut patients: Vec<String> = Vec::new();
+        let Ok(index) = self.catalog() else {
+            return patients;
+        };
+        for st in studies
+            .iter()
+            .take(16)
+            .filter_map(|s| crate::Uid::parse(s).ok())
+        {
+            let rows = index
+                .query(crate::search::schema::study_patient(
+                    index.dialect(),
+                    partition,
+                    &st,
+                ))
+                .await
+                .unwrap_or_default();
+            let pid = rows
+                .first()
+                .and_then(|row| row.first())
+                .and_then(crate::search::Value::as_str)
+                .filter(|p| !p.is_empty());
+            if let Some(pid) = pid.filter(|p| !patients.iter().any(|x| x == p)) {
+                patients.push(pid.to_owned());
+            }
+        }
+        patients
     }
 
     /// The access rule (when configured), the same on every route: how far the request
