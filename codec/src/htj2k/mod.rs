@@ -12,6 +12,10 @@
 //! OpenJPEG is tested in `tests/tests/htj2k.rs`.
 
 mod block;
+mod block_decoder;
+mod decoder;
+
+pub use decoder::{decode, DecodeError, Decoded};
 mod vlc_tables;
 
 /// Samples to encode.

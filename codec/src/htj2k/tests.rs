@@ -275,3 +275,122 @@ fn fuzz_case_constant_16_bit_rgb_64() {
     let back = decoded(&lossy, 64, 64, 3, 16, true);
     assert!(psnr(&samples, &back) >= 40.0);
 }
+
+/// The cases the round trips run: sizes around the code-block and precinct edges, 1 to 16
+/// bits, signed and unsigned, grey and colour, constant planes.
+fn cases() -> Vec<(usize, usize, usize, u32, bool, Vec<i32>)> {
+    vec![
+        (512, 300, 1, 16, true, noise(1, 512 * 300, -32768, 32767)),
+        (257, 300, 1, 16, false, noise(2, 257 * 300, 0, 65535)),
+        (128, 128, 1, 12, false, ramp(128, 128, 1, 4095)),
+        (97, 53, 3, 8, false, ramp(97, 53, 3, 255)),
+        (64, 64, 3, 8, false, noise(3, 64 * 64 * 3, 0, 255)),
+        (1, 1, 1, 8, false, vec![200]),
+        (3, 3, 3, 8, false, noise(4, 27, 0, 255)),
+        (1, 200, 1, 10, true, noise(5, 200, -512, 511)),
+        (200, 1, 1, 16, true, noise(6, 200, -32768, 32767)),
+        (300, 257, 1, 1, false, noise(8, 300 * 257, 0, 1)),
+        (65, 130, 1, 16, true, vec![0; 65 * 130]),
+        (70, 33, 3, 16, false, vec![65535; 70 * 33 * 3]),
+    ]
+}
+
+#[test]
+fn our_decoder_reads_what_we_encode_exactly() {
+    for (w, h, nc, bits, signed, samples) in cases() {
+        for progression in [Progression::Lrcp, Progression::Rpcl] {
+            let img = Image {
+                width: w,
+                height: h,
+                components: nc,
+                precision: bits,
+                signed,
+                samples: &samples,
+            };
+            let stream = encode(&img, progression, nc == 3).unwrap();
+            let back = decode(&stream, 0).unwrap();
+            assert_eq!((back.width, back.height, back.components), (w, h, nc));
+            assert!(
+                back.samples == samples,
+                "{w}×{h}×{nc} {bits}-bit signed={signed} {progression:?}: first difference at {:?}",
+                back.samples.iter().zip(&samples).position(|(a, b)| a != b)
+            );
+        }
+    }
+}
+
+/// Lossy streams: ours and openjp2 (an independent 9/7 and dequantizer) agree within their
+/// float rounding, and ours is as close to the original.
+#[cfg(feature = "openjp2")]
+#[test]
+fn our_decoder_matches_openjpeg_on_lossy_streams() {
+    for (w, h, nc, bits, signed, samples) in cases() {
+        if bits < 2 {
+            continue;
+        }
+        let img = Image {
+            width: w,
+            height: h,
+            components: nc,
+            precision: bits,
+            signed,
+            samples: &samples,
+        };
+        let stream = encode_lossy(&img, Progression::Rpcl, nc == 3).unwrap();
+        let theirs = decoded(&stream, w, h, nc, bits, signed);
+        let ours = decode(&stream, 0).unwrap().samples;
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .max()
+            .unwrap_or(0);
+        // Float rounding: a grey level, or 1/16384 of the range for deeper samples.
+        let tolerance = 1 << bits.saturating_sub(14);
+        assert!(
+            worst <= tolerance,
+            "{w}×{h}×{nc} {bits}-bit: ours and openjp2 differ by {worst}"
+        );
+        let (p_ours, p_theirs) = (psnr(&samples, &ours), psnr(&samples, &theirs));
+        assert!(
+            p_ours >= p_theirs - 0.05,
+            "{w}×{h}×{nc}: PSNR {p_ours:.2} dB, openjp2 {p_theirs:.2}"
+        );
+    }
+}
+
+#[test]
+fn code_blocks_decode_to_what_was_coded() {
+    for (seed, (w, h, lo, hi)) in [
+        (4, 4, -1, 1),
+        (1, 1, -5, 5),
+        (2, 2, -100, 100),
+        (64, 64, -1000, 1000),
+        (64, 64, -3, 3),
+        (33, 17, -70000, 70000),
+        (5, 64, 0, 1),
+        (64, 64, -200000, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let coef = noise(seed as u64 + 11, w * h, lo, hi);
+        let Some(seg) = block::encode(&coef, w, h, w) else {
+            continue;
+        };
+        let mut out = vec![0i32; w * h];
+        block_decoder::decode(&seg, w, h, &mut out, w, 0, 20).unwrap();
+        let back: Vec<i32> = out
+            .iter()
+            .map(|&v| if v < 0 { -((-v) >> 1) } else { v >> 1 })
+            .collect();
+        assert!(
+            back == coef,
+            "{w}×{h} in [{lo}, {hi}]: first difference at {:?}",
+            back.iter()
+                .zip(&coef)
+                .position(|(a, b)| a != b)
+                .map(|i| (i, back[i], coef[i]))
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! The HT block coder's cleanup pass (ISO/IEC 15444-15 §7), decoding side: one code-block's
+//! HT cleanup segment — MagSgn (forward), MEL (forward) and VLC (backward), located by the
+//! interface locator word in its last two bytes — back into its quantized coefficients.
+//! Written after the standard's description, as the inverse of our encoder ([`super::block`]);
+//! OpenJPH's decoder was read for the stream conventions the standard leaves implicit (what a
+//! reader feeds past the end of each stream).
+
+use super::vlc_tables::{TABLE_0, TABLE_1};
+use std::sync::OnceLock;
+
+/// What went wrong in a segment (the codestream decoder says which code-block).
+pub(crate) type Result<T> = std::result::Result<T, &'static str>;
+
+/// Decoder lookup tables from the CxtVLC tables: index `(c_q << 7) | next 7 bits`, value
+/// `(e_1 << 12) | (e_k << 8) | (rho << 4) | (u_off << 3) | len` (len 0: no codeword).
+struct VlcTables {
+    first: Vec<u16>,
+    other: Vec<u16>,
+}
+
+fn build(src: &[[u8; 7]]) -> Vec<u16> {
+    let mut t = vec![0u16; 8 << 7];
+    for e in src {
+        let [c_q, rho, u_off, e_k, e_1, cwd, len] = *e;
+        let value = (u16::from(e_1) << 12)
+            | (u16::from(e_k) << 8)
+            | (u16::from(rho) << 4)
+            | (u16::from(u_off) << 3)
+            | u16::from(len);
+        for bits in 0..128u16 {
+            if bits & ((1 << len) - 1) == u16::from(cwd) {
+                t[(usize::from(c_q) << 7) | usize::from(bits)] = value;
+            }
+        }
+    }
+    t
+}
+
+fn tables() -> &'static VlcTables {
+    static T: OnceLock<VlcTables> = OnceLock::new();
+    T.get_or_init(|| VlcTables {
+        first: build(&TABLE_0),
+        other: build(&TABLE_1),
+    })
+}
+
+const MEL_EXP: [u32; 13] = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5];
+
+/// The MEL stream, most significant bit first; a byte after 0xFF holds 7 bits; past its end
+/// (it shares its last byte with the VLC stream, whose low nibble is the locator's) it reads
+/// ones.
+struct Mel<'a> {
+    data: &'a [u8],
+    pos: usize,
+    tmp: u64,
+    bits: u32,
+    unstuff: bool,
+    k: usize,
+    zeros: u32,
+    one: bool,
+}
+
+impl<'a> Mel<'a> {
+    fn new(data: &'a [u8]) -> Mel<'a> {
+        Mel {
+            data,
+            pos: 0,
+            tmp: 0,
+            bits: 0,
+            unstuff: false,
+            k: 0,
+            zeros: 0,
+            one: false,
+        }
+    }
+
+    fn bit(&mut self) -> u32 {
+        if self.bits == 0 {
+            let mut d = u64::from(self.data.get(self.pos).copied().unwrap_or(0xFF));
+            if self.pos + 1 == self.data.len() {
+                d |= 0xF;
+            }
+            self.pos += 1;
+            let n = if self.unstuff { 7 } else { 8 };
+            self.unstuff = d == 0xFF;
+            self.tmp = (d & ((1 << n) - 1)) << (64 - n);
+            self.bits = n;
+        }
+        let b = (self.tmp >> 63) as u32;
+        self.tmp <<= 1;
+        self.bits -= 1;
+        b
+    }
+
+    /// The next event: whether the quad (or the pair's exponent offsets) is "significant".
+    fn event(&mut self) -> bool {
+        loop {
+            if self.zeros > 0 {
+                self.zeros -= 1;
+                return false;
+            }
+            if self.one {
+                self.one = false;
+                return true;
+            }
+            let e = MEL_EXP[self.k];
+            if self.bit() == 1 {
+                self.zeros = 1 << e;
+                self.k = (self.k + 1).min(12);
+            } else {
+                let mut run = 0;
+                for _ in 0..e {
+                    run = (run << 1) | self.bit();
+                }
+                self.zeros = run;
+                self.one = true;
+                self.k = self.k.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// The VLC stream, read backwards from the byte before the locator's, least significant bit
+/// first; after a byte above 0x8F, a byte whose low 7 bits are all ones holds only those 7.
+/// Past its start it reads zeros.
+struct Vlc<'a> {
+    data: &'a [u8],
+    /// Bytes left to read, `data[..left]`, read from the end.
+    left: usize,
+    tmp: u64,
+    bits: u32,
+    unstuff: bool,
+}
+
+impl<'a> Vlc<'a> {
+    /// `data` is the MEL and VLC bytes (Scup of them, the locator in the last 12 bits).
+    fn new(data: &'a [u8]) -> Vlc<'a> {
+        let n = data.len();
+        let d = u64::from(data[n - 2]);
+        let tmp = d >> 4;
+        let bits = 4 - u32::from(tmp & 7 == 7);
+        Vlc {
+            data,
+            left: n - 2,
+            tmp: tmp & ((1 << bits) - 1),
+            bits,
+            unstuff: (d | 0xF) > 0x8F,
+        }
+    }
+
+    #[inline]
+    fn fill(&mut self) {
+        while self.bits <= 56 {
+            let d = if self.left > 0 {
+                self.left -= 1;
+                u64::from(self.data[self.left])
+            } else {
+                0
+            };
+            let n = if self.unstuff && d & 0x7F == 0x7F {
+                7
+            } else {
+                8
+            };
+            self.tmp |= (d & ((1 << n) - 1)) << self.bits;
+            self.bits += n;
+            self.unstuff = d > 0x8F;
+        }
+    }
+
+    #[inline]
+    fn peek(&mut self) -> u64 {
+        if self.bits < 32 {
+            self.fill();
+        }
+        self.tmp
+    }
+
+    #[inline]
+    fn advance(&mut self, n: u32) {
+        self.tmp >>= n;
+        self.bits -= n;
+    }
+
+    fn bits(&mut self, n: u32) -> u32 {
+        let v = (self.peek() & ((1u64 << n) - 1)) as u32;
+        self.advance(n);
+        v
+    }
+
+    /// A U-VLC prefix (§7.3.6): the exponent offset it starts, and its suffix's length.
+    fn prefix(&mut self) -> (u32, u32) {
+        let v = self.peek();
+        if v & 1 == 1 {
+            self.advance(1);
+            (1, 0)
+        } else if v & 2 == 2 {
+            self.advance(2);
+            (2, 0)
+        } else if v & 4 == 4 {
+            self.advance(3);
+            (3, 1)
+        } else {
+            self.advance(3);
+            (5, 5)
+        }
+    }
+}
+
+/// The MagSgn stream: least significant bit first; a byte after 0xFF holds 7 bits; past its
+/// end it reads ones.
+struct MagSgn<'a> {
+    data: &'a [u8],
+    pos: usize,
+    tmp: u64,
+    bits: u32,
+    unstuff: bool,
+}
+
+impl MagSgn<'_> {
+    #[inline]
+    fn fill(&mut self) {
+        while self.bits <= 56 {
+            let d = u64::from(self.data.get(self.pos).copied().unwrap_or(0xFF));
+            self.pos += 1;
+            let n = if self.unstuff { 7 } else { 8 };
+            self.tmp |= (d & ((1 << n) - 1)) << self.bits;
+            self.bits += n;
+            self.unstuff = d == 0xFF;
+        }
+    }
+
+    /// `n` ≤ 32 bits.
+    #[inline]
+    fn bits(&mut self, n: u32) -> u32 {
+        if self.bits < n {
+            self.fill();
+        }
+        let v = (self.tmp & ((1u64 << n) - 1)) as u32;
+        self.tmp >>= n;
+        self.bits -= n;
+        v
+    }
+}
+
+/// Decodes one code-block's HT cleanup segment into `out` (`width × height`, rows `stride`
+/// apart): each coefficient as sign and magnitude in units of half the quantization step of
+/// bit-plane `p` — `±(2μ + 1) << p` for a significant magnitude μ (the middle of its interval,
+/// what a lossy reconstruction takes), 0 otherwise. The magnitudes must fit in `limit` bits
+/// (above bit-plane 0) or the segment is refused as malformed.
+pub(crate) fn decode(
+    seg: &[u8],
+    width: usize,
+    height: usize,
+    out: &mut [i32],
+    stride: usize,
+    p: u32,
+    limit: u32,
+) -> Result<()> {
+    let lcup = seg.len();
+    if lcup < 2 {
+        return Err("a cleanup segment shorter than 2 bytes");
+    }
+    let scup = (usize::from(seg[lcup - 1]) << 4) | usize::from(seg[lcup - 2] & 0xF);
+    if scup < 2 || scup > lcup || scup > 4079 {
+        return Err("a cleanup segment whose MEL and VLC lengths do not fit in it");
+    }
+    if width == 0 || height == 0 || width > 1024 || height > 1024 || width * height > 4096 {
+        return Err("a code-block of an impossible size");
+    }
+    for row in 0..height {
+        out[row * stride..row * stride + width].fill(0);
+    }
+    let t = tables();
+    let mut mel = Mel::new(&seg[lcup - scup..lcup - 1]);
+    let mut vlc = Vlc::new(&seg[lcup - scup..]);
+    let mut ms = MagSgn {
+        data: &seg[..lcup - scup],
+        pos: 0,
+        tmp: 0,
+        bits: 0,
+        unstuff: false,
+    };
+    // Exponents larger than this would not fit the `limit` magnitude bits (bit-plane p up).
+    let max_u = (limit + 1).saturating_sub(p).min(30);
+
+    // The previous quad row's bottom samples, one slot of padding at each side: their
+    // exponents and significance (column x at x + 1).
+    let mut e_prev = vec![0u32; width + 4];
+    let mut s_prev = vec![0u32; width + 4];
+    let mut e_cur = vec![0u32; width + 4];
+    let mut s_cur = vec![0u32; width + 4];
+
+    let mut y = 0;
+    while y < height {
+        let first = y == 0;
+        let table = if first { &t.first } else { &t.other };
+        let mut rho_left = 0u32;
+        let mut x = 0;
+        e_cur.iter_mut().for_each(|v| *v = 0);
+        s_cur.iter_mut().for_each(|v| *v = 0);
+        while x < width {
+            // Two quads: at x and at x + 2 (when inside the block).
+            let mut q = [(0u32, 0u32, 0u32, 0u32); 2]; // (rho, u_off, e_k, e_1)
+            let mut n_quads = 0;
+            for (i, slot) in q.iter_mut().enumerate() {
+                let qx = x + 2 * i;
+                if qx >= width {
+                    break;
+                }
+                n_quads += 1;
+                let c_q = if first {
+                    (rho_left >> 1) | (rho_left & 1)
+                } else {
+                    (s_prev[qx] | s_prev[qx + 1])
+                        | (u32::from(rho_left & 0xC != 0) << 1)
+                        | ((s_prev[qx + 2] | s_prev[qx + 3]) << 2)
+                };
+                let coded = c_q != 0 || mel.event();
+                let entry = if coded {
+                    let bits = vlc.peek() as usize & 0x7F;
+                    let e = table[((c_q as usize) << 7) | bits];
+                    if e & 7 == 0 {
+                        return Err("a VLC codeword not in the table");
+                    }
+                    vlc.advance(u32::from(e & 7));
+                    e
+                } else {
+                    0
+                };
+                let rho = u32::from((entry >> 4) & 0xF);
+                *slot = (
+                    rho,
+                    u32::from((entry >> 3) & 1),
+                    u32::from((entry >> 8) & 0xF),
+                    u32::from((entry >> 12) & 0xF),
+                );
+                rho_left = rho;
+            }
+
+            // Exponent offsets (§7.3.6).
+            let (uo0, uo1) = (q[0].1 == 1, q[1].1 == 1);
+            let (u0, u1);
+            if first && uo0 && uo1 {
+                if mel.event() {
+                    let (p0, l0) = vlc.prefix();
+                    let (p1, l1) = vlc.prefix();
+                    u0 = 2 + p0 + vlc.bits(l0);
+                    u1 = 2 + p1 + vlc.bits(l1);
+                } else {
+                    let (p0, l0) = vlc.prefix();
+                    if p0 >= 3 {
+                        u1 = 1 + vlc.bits(1);
+                        u0 = p0 + vlc.bits(l0);
+                    } else {
+                        let (p1, l1) = vlc.prefix();
+                        u0 = p0 + vlc.bits(l0);
+                        u1 = p1 + vlc.bits(l1);
+                    }
+                }
+            } else {
+                let (p0, l0) = if uo0 { vlc.prefix() } else { (0, 0) };
+                let (p1, l1) = if uo1 { vlc.prefix() } else { (0, 0) };
+                u0 = p0 + vlc.bits(l0);
+                u1 = p1 + vlc.bits(l1);
+            }
+
+            // Magnitudes and signs.
+            for (i, &(rho, _, e_k, e_1)) in q.iter().enumerate().take(n_quads) {
+                let qx = x + 2 * i;
+                let u = if i == 0 { u0 } else { u1 };
+                let kappa = if first || rho.count_ones() < 2 {
+                    1
+                } else {
+                    let e = e_prev[qx]
+                        .max(e_prev[qx + 1])
+                        .max(e_prev[qx + 2])
+                        .max(e_prev[qx + 3]);
+                    e.saturating_sub(1).max(1)
+                };
+                let u_q = u + kappa;
+                if u_q > max_u {
+                    return Err("a quad's exponent beyond the subband's magnitude bits");
+                }
+                for n in 0..4 {
+                    if rho >> n & 1 == 0 {
+                        continue;
+                    }
+                    let (sx, sy) = (qx + (n >> 1), y + (n & 1));
+                    let m = u_q - ((e_k >> n) & 1);
+                    let v = ms.bits(m) | (((e_1 >> n) & 1) << m);
+                    let mu = (v >> 1) + 1;
+                    if sx >= width || sy >= height {
+                        // Outside the block: never significant in a valid segment.
+                        continue;
+                    }
+                    let mag = (((mu as i64) << 1) | 1) << p;
+                    out[sy * stride + sx] = if v & 1 == 1 { -mag } else { mag } as i32;
+                    if n & 1 == 1 {
+                        e_cur[sx + 1] = 32 - (v | 1).leading_zeros();
+                        s_cur[sx + 1] = 1;
+                    }
+                }
+            }
+            x += 4;
+        }
+        std::mem::swap(&mut e_prev, &mut e_cur);
+        std::mem::swap(&mut s_prev, &mut s_cur);
+        y += 2;
+    }
+    Ok(())
+}
