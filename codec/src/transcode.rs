@@ -35,7 +35,8 @@ pub fn can_decode(uid: &str) -> bool {
             | ts::JPEG_LS_LOSSLESS
             | ts::JPEG_LS_NEAR_LOSSLESS
             | ts::JPEG_EXTENDED
-    ) || (cfg!(feature = "openjp2") && decodes_as_j2k(uid))
+    ) || is_htj2k(uid)
+        || (cfg!(feature = "openjp2") && decodes_as_j2k(uid))
 }
 
 /// The four JPEG 2000 transfer syntaxes (Part 1 and Part 2, lossless and lossy).
@@ -92,6 +93,15 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
             info.bits_allocated,
         )
         .map_err(|e| bad(&e));
+    }
+    if is_htj2k(stored_ts) {
+        // Ours (pure Rust, also in wasm32); what it leaves to others (refinement passes,
+        // Part 1 code-blocks in a mixed stream, POC) goes to openjp2 below.
+        match decode_htj2k(info, frame, 0) {
+            Ok((native, ..)) => return Ok(native),
+            Err(e) if !cfg!(feature = "openjp2") => return Err(bad(&e)),
+            Err(_) => {}
+        }
     }
     if stored_ts == ts::JPEG_BASELINE {
         // Ours, so that colour follows the DICOM Photometric Interpretation rather than the
@@ -163,6 +173,19 @@ pub fn decode_frame_reduced(
     frame: &[u8],
     min_side: u32,
 ) -> Option<Result<(Vec<u8>, u16, u16)>> {
+    if is_htj2k(stored_ts) {
+        let reduce = j2k_reduction(info, frame, min_side);
+        match decode_htj2k(info, frame, reduce) {
+            Ok(done) => return Some(Ok(done)),
+            Err(e) if !cfg!(feature = "openjp2") => {
+                return Some(Err(Error::malformed(
+                    "frame",
+                    format!("cannot decode the HTJ2K frame: {e}"),
+                )))
+            }
+            Err(_) => {}
+        }
+    }
     #[cfg(feature = "openjp2")]
     {
         if !decodes_as_j2k(stored_ts) {
@@ -177,16 +200,10 @@ pub fn decode_frame_reduced(
     }
 }
 
-#[cfg(feature = "openjp2")]
-fn decode_j2k_reduced(
-    info: &PixelInfo,
-    frame: &[u8],
-    min_side: u32,
-) -> Result<(Vec<u8>, u16, u16)> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::malformed("frame", format!("cannot decode the JPEG 2000 frame: {e}"))
-    };
-    // Decomposition levels from the COD marker segment (A.6.1), which bound the reduction.
+/// How many resolution levels to leave out of a JPEG 2000 frame for sides of at least
+/// `min_side` (or the image's, when smaller): bounded by the decomposition levels of its COD
+/// marker segment (A.6.1).
+fn j2k_reduction(info: &PixelInfo, frame: &[u8], min_side: u32) -> u32 {
     let head = &frame[..frame.len().min(4096)];
     let levels = head
         .windows(2)
@@ -201,6 +218,65 @@ fn decode_j2k_reduced(
     {
         reduce += 1;
     }
+    reduce
+}
+
+/// Decodes an HTJ2K frame with our decoder ([`crate::htj2k::decode`]) into native
+/// little-endian bytes, samples interleaved, at full resolution (`reduce` 0) or reduced;
+/// with its columns and rows.
+fn decode_htj2k(
+    info: &PixelInfo,
+    frame: &[u8],
+    reduce: u32,
+) -> std::result::Result<(Vec<u8>, u16, u16), crate::htj2k::DecodeError> {
+    use crate::htj2k::DecodeError;
+    let img = crate::htj2k::decode(frame, reduce)?;
+    let spp = usize::from(info.samples_per_pixel);
+    let want = (
+        usize::from(info.columns).div_ceil(1 << reduce),
+        usize::from(info.rows).div_ceil(1 << reduce),
+    );
+    if img.components < spp || spp == 0 || (img.width, img.height) != want {
+        return Err(DecodeError::Malformed(format!(
+            "a {}×{}×{} codestream for a {}×{}×{spp} image",
+            img.width, img.height, img.components, want.0, want.1
+        )));
+    }
+    let (w, h) = (img.width, img.height);
+    let bytes_per = if info.bits_allocated > 8 { 2 } else { 1 };
+    let mut native = Vec::with_capacity(w * h * spp * bytes_per);
+    let nc = img.components;
+    // Samples of a signed image coded unsigned keep their bits (as openjp2's path does).
+    let bits = u32::from(info.bits_stored.clamp(1, info.bits_allocated.max(1)));
+    let reinterpret = info.pixel_representation == 1 && !img.signed && bits < 32;
+    for px in img.samples.chunks_exact(nc) {
+        for &v in &px[..spp] {
+            let v = if reinterpret {
+                let shift = 32 - bits;
+                ((v as u32) << shift) as i32 >> shift
+            } else {
+                v
+            };
+            if bytes_per == 2 {
+                native.extend_from_slice(&(v as u16).to_le_bytes());
+            } else {
+                native.push(v as u8);
+            }
+        }
+    }
+    Ok((native, w as u16, h as u16))
+}
+
+#[cfg(feature = "openjp2")]
+fn decode_j2k_reduced(
+    info: &PixelInfo,
+    frame: &[u8],
+    min_side: u32,
+) -> Result<(Vec<u8>, u16, u16)> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::malformed("frame", format!("cannot decode the JPEG 2000 frame: {e}"))
+    };
+    let reduce = j2k_reduction(info, frame, min_side);
     let params = jpeg2k::DecodeParameters::default().reduce(reduce);
     let img = jpeg2k::Image::from_bytes_with(frame, params).map_err(|e| bad(&e))?;
     let comps = img.components();
