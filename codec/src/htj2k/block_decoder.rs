@@ -244,9 +244,10 @@ impl MagSgn<'_> {
 }
 
 /// Decodes one code-block's HT cleanup segment into `out` (`width × height`, rows `stride`
-/// apart): each coefficient as sign and magnitude in units of half the quantization step of
-/// bit-plane `p` — `±(2μ + 1) << p` for a significant magnitude μ (the middle of its interval,
-/// what a lossy reconstruction takes), 0 otherwise. The magnitudes must fit in `limit` bits
+/// apart): a significant magnitude μ coded down to bit-plane `p` becomes `±(μ << p)` when
+/// `reversible` (plus half of bit-plane `p`, the middle of its interval, when p > 0), else, in
+/// units of half the quantization step, `±(2μ + 1) << p` (the middle of its interval, what a
+/// lossy reconstruction takes); 0 when not significant. The magnitudes must fit in `limit` bits
 /// (above bit-plane 0) or the segment is refused as malformed.
 pub(crate) fn decode(
     seg: &[u8],
@@ -256,6 +257,7 @@ pub(crate) fn decode(
     stride: usize,
     p: u32,
     limit: u32,
+    reversible: bool,
 ) -> Result<()> {
     let lcup = seg.len();
     if lcup < 2 {
@@ -394,7 +396,11 @@ pub(crate) fn decode(
                         // Outside the block: never significant in a valid segment.
                         continue;
                     }
-                    let mag = (((mu as i64) << 1) | 1) << p;
+                    let mag = if reversible {
+                        ((mu as i64) << p) | ((1i64 << p) >> 1)
+                    } else {
+                        (((mu as i64) << 1) | 1) << p
+                    };
                     out[sy * stride + sx] = if v & 1 == 1 { -mag } else { mag } as i32;
                     if n & 1 == 1 {
                         e_cur[sx + 1] = 32 - (v | 1).leading_zeros();

@@ -830,7 +830,7 @@ fn decode_tile(
                             if blk.data.is_empty() {
                                 continue;
                             }
-                            decode_block(blk, band, &mut buf, w)?;
+                            decode_block(blk, band, &mut buf, w, reversible)?;
                         }
                     }
                 }
@@ -845,90 +845,73 @@ fn decode_tile(
         }
     }
 
-    // Colour (G.2, G.3), DC level shift, clamping, into the output.
+    // Colour (G.2, G.3), then DC level shift and clamping into the output.
     let mct = g.mct && nc >= 3;
-    let rect = if let Some((_, r)) = int_planes.first() {
-        *r
-    } else if let Some((_, r)) = planes.first() {
-        *r
+    let rct = mct && planes.is_empty();
+    let mut ints: Vec<(Vec<i32>, Rect)> = if planes.is_empty() {
+        int_planes
+    } else if int_planes.is_empty() {
+        if mct && planes[..3].iter().all(|(p, _)| p.len() == planes[0].0.len()) {
+            let (a, rest) = planes.split_at_mut(1);
+            let (b, rest) = rest.split_at_mut(1);
+            for ((y, cb), cr) in a[0].0.iter_mut().zip(b[0].0.iter_mut()).zip(rest[0].0.iter_mut()) {
+                let (yv, cbv, crv) = (*y, *cb, *cr);
+                *y = yv + 1.402 * crv;
+                *cb = yv - 0.344_136 * cbv - 0.714_136 * crv;
+                *cr = yv + 1.772 * cbv;
+            }
+        }
+        planes
+            .into_iter()
+            .map(|(p, r)| (p.into_iter().map(|v| v.round_ties_even() as i32).collect(), r))
+            .collect()
     } else {
+        return unsupported("reversible and irreversible components in one tile");
+    };
+    let Some(&(_, rect)) = ints.first() else {
         return Ok(());
     };
     let (w, h) = (rect.w(), rect.h());
+    if w == 0 || h == 0 {
+        return Ok(());
+    }
+    if ints.iter().any(|(p, r)| r.w() != w || r.h() != h || p.len() != w * h) {
+        return bad("components of different sizes");
+    }
+    if rct {
+        let (a, rest) = ints.split_at_mut(1);
+        let (b, rest) = rest.split_at_mut(1);
+        for ((y0, y1), y2) in a[0].0.iter_mut().zip(b[0].0.iter_mut()).zip(rest[0].0.iter_mut()) {
+            let gv = *y0 - ((*y1 + *y2) >> 2);
+            let (r, bl) = (*y2 + gv, *y1 + gv);
+            *y0 = r;
+            *y1 = gv;
+            *y2 = bl;
+        }
+    }
     let ow = out_rect.w();
-    let put = |out: &mut [i32], c: usize, i: usize, v: i32| {
-        let (x, y) = (i % w, i / w);
-        let (gx, gy) = (
-            (rect.x0 - out_rect.x0) as usize + x,
-            (rect.y0 - out_rect.y0) as usize + y,
-        );
+    let (dx, dy) = ((rect.x0 - out_rect.x0) as usize, (rect.y0 - out_rect.y0) as usize);
+    for (c, (plane, _)) in ints.iter().enumerate() {
         let (precision, signed) = siz.comps[c];
         let (lo, hi, shift) = if signed {
             (-(1i32 << (precision - 1)), (1i32 << (precision - 1)) - 1, 0)
         } else {
             (0, (1i32 << precision) - 1, 1i32 << (precision - 1))
         };
-        out[(gy * ow + gx) * nc + c] = (v + shift).clamp(lo, hi);
-    };
-    if !int_planes.is_empty() && planes.is_empty() {
-        if int_planes.iter().any(|(_, r)| r.w() != w || r.h() != h) {
-            return bad("components of different sizes");
-        }
-        if mct {
-            let (a, rest) = int_planes.split_at(1);
-            let (y0, y1, y2) = (&a[0].0, &rest[0].0, &rest[1].0);
-            for i in 0..w * h {
-                let g = y0[i] - ((y1[i] + y2[i]) >> 2);
-                put(out, 0, i, y2[i] + g);
-                put(out, 1, i, g);
-                put(out, 2, i, y1[i] + g);
-            }
-            for (c, (p, _)) in int_planes.iter().enumerate().skip(3) {
-                for (i, &v) in p.iter().enumerate() {
-                    put(out, c, i, v);
-                }
-            }
-        } else {
-            for (c, (p, _)) in int_planes.iter().enumerate() {
-                for (i, &v) in p.iter().enumerate() {
-                    put(out, c, i, v);
-                }
+        for (y, row) in plane.chunks_exact(w).enumerate() {
+            let base = ((dy + y) * ow + dx) * nc + c;
+            let dst = &mut out[base..base + (w - 1) * nc + 1];
+            for (d, &v) in dst.iter_mut().step_by(nc).zip(row) {
+                *d = (v + shift).clamp(lo, hi);
             }
         }
-    } else if int_planes.is_empty() {
-        if planes.iter().any(|(_, r)| r.w() != w || r.h() != h) {
-            return bad("components of different sizes");
-        }
-        let round = |v: f32| v.round_ties_even() as i32;
-        if mct {
-            let (y0, y1, y2) = (&planes[0].0, &planes[1].0, &planes[2].0);
-            for i in 0..w * h {
-                let (y, cb, cr) = (y0[i], y1[i], y2[i]);
-                put(out, 0, i, round(y + 1.402 * cr));
-                put(out, 1, i, round(y - 0.344_136 * cb - 0.714_136 * cr));
-                put(out, 2, i, round(y + 1.772 * cb));
-            }
-            for (c, (p, _)) in planes.iter().enumerate().skip(3) {
-                for (i, &v) in p.iter().enumerate() {
-                    put(out, c, i, round(v));
-                }
-            }
-        } else {
-            for (c, (p, _)) in planes.iter().enumerate() {
-                for (i, &v) in p.iter().enumerate() {
-                    put(out, c, i, round(v));
-                }
-            }
-        }
-    } else {
-        return unsupported("reversible and irreversible components in one tile");
     }
     Ok(())
 }
 
-/// Decodes one code-block into its subband buffer (`buf`, rows `w` apart): coefficients in
-/// half-step units (see [`block_decoder::decode`]).
-fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize) -> Result<()> {
+/// Decodes one code-block into its subband buffer (`buf`, rows `w` apart): integers when
+/// `reversible`, else in half steps (see [`block_decoder::decode`]).
+fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize, reversible: bool) -> Result<()> {
     if blk.passes > 1 {
         return unsupported("HT refinement passes (SigProp, MagRef)");
     }
@@ -946,6 +929,7 @@ fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize) -> Result<(
         w,
         p,
         band.kmax,
+        reversible,
     )
     .map_err(|e| DecodeError::Malformed(e.to_string()))
 }
@@ -1229,86 +1213,25 @@ impl TagTree {
     }
 }
 
-/// The inverse 5/3 wavelet (F.3, reversible) from the subbands' integer coefficients (in half
-/// steps, as decoded) up to the last resolution given: the plane and its rectangle.
-fn synthesize_53(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<i32>, Rect) {
-    let (ll, rect, _) = &bands[0][0];
-    let mut cur: Vec<i32> = ll.iter().map(|&v| half(v)).collect();
-    let mut crect = *rect;
-    for level in &bands[1..] {
-        let [(hl, hlr, _), (lh, lhr, _), (hh, _, _)] = &level[..] else {
-            break;
-        };
-        let res = interleave(&cur, crect, hl, *hlr, lh, *lhr, hh, half);
-        cur = res.0;
-        crect = res.1;
-        let (w, h) = (crect.w(), crect.h());
-        // Rows, then columns (F.3.2's 2D_SR: HOR_SR, then VER_SR; integer lifting is exact
-        // only in the reverse order of the analysis).
-        for y in 0..h {
-            inv_53(&mut cur[y * w..(y + 1) * w], crect.x0 as usize);
-        }
-        let mut col = vec![0i32; h];
-        for x in 0..w {
-            for y in 0..h {
-                col[y] = cur[y * w + x];
-            }
-            inv_53(&mut col, crect.y0 as usize);
-            for y in 0..h {
-                cur[y * w + x] = col[y];
-            }
-        }
-    }
-    (cur, crect)
-}
+/// A sample type the wavelets run on: integers (5/3) or floats (9/7).
+trait Sample: Copy + Default + Send {}
+impl Sample for i32 {}
+impl Sample for f32 {}
 
-/// The 9/7 inverse, on floats (dequantized as it goes).
-fn synthesize_97(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<f32>, Rect) {
-    let deq = |v: i32, step: f32| v as f32 * 0.5 * step;
-    let (ll, rect, step) = &bands[0][0];
-    let mut cur: Vec<f32> = ll.iter().map(|&v| deq(v, *step)).collect();
-    let mut crect = *rect;
-    for level in &bands[1..] {
-        let [(hl, hlr, s1), (lh, lhr, s2), (hh, _, s3)] = &level[..] else {
-            break;
-        };
-        let hl: Vec<f32> = hl.iter().map(|&v| deq(v, *s1)).collect();
-        let lh: Vec<f32> = lh.iter().map(|&v| deq(v, *s2)).collect();
-        let hh: Vec<f32> = hh.iter().map(|&v| deq(v, *s3)).collect();
-        let res = interleave(&cur, crect, &hl, *hlr, &lh, *lhr, &hh, |v| v);
-        cur = res.0;
-        crect = res.1;
-        let (w, h) = (crect.w(), crect.h());
-        for y in 0..h {
-            inv_97(&mut cur[y * w..(y + 1) * w], crect.x0 as usize);
-        }
-        let mut col = vec![0f32; h];
-        for x in 0..w {
-            for y in 0..h {
-                col[y] = cur[y * w + x];
-            }
-            inv_97(&mut col, crect.y0 as usize);
-            for y in 0..h {
-                cur[y * w + x] = col[y];
-            }
-        }
-    }
-    (cur, crect)
-}
+/// The subbands of a resolution, as the inverse transform takes them: (coefficients, rect).
+type Bands<'a, T> = (&'a [T], Rect);
 
-/// The next resolution's samples before filtering (F.3.3, 2D_INTERLEAVE): low-pass at even
-/// coordinates, high-pass at odd ones.
-#[allow(clippy::too_many_arguments)]
-fn interleave<T: Copy + Default, S: Copy>(
-    ll: &[T],
-    llr: Rect,
-    hl: &[S],
-    hlr: Rect,
-    lh: &[S],
-    lhr: Rect,
-    hh: &[S],
-    map: impl Fn(S) -> T,
+/// The next resolution's rows before vertical filtering: each row interleaved from its low
+/// (LL/LH) and high (HL/HH) band rows (F.3.3's 2D_INTERLEAVE) and filtered horizontally
+/// (HOR_SR) with `row_filter`.
+fn interleave_rows<T: Sample>(
+    ll: Bands<'_, T>,
+    hl: Bands<'_, T>,
+    lh: Bands<'_, T>,
+    hh: Bands<'_, T>,
+    row_filter: impl Fn(&mut [T], usize),
 ) -> (Vec<T>, Rect) {
+    let (llr, hlr, lhr) = (ll.1, hl.1, lh.1);
     let rect = Rect {
         x0: llr.x0 + hlr.x0,
         y0: llr.y0 + lhr.y0,
@@ -1317,60 +1240,160 @@ fn interleave<T: Copy + Default, S: Copy>(
     };
     let (w, h) = (rect.w(), rect.h());
     let mut out = vec![T::default(); w * h];
-    let (llw, hlw) = (llr.w(), hlr.w());
-    for y in 0..h {
+    if w == 0 || h == 0 {
+        return (out, rect);
+    }
+    let (lw, hw) = (llr.w(), hlr.w());
+    // Index (in the row) of the first low-pass sample: coordinates even are low.
+    let lo_first = (rect.x0 & 1) as usize;
+    for (y, row) in out.chunks_exact_mut(w).enumerate() {
         let gy = rect.y0 as usize + y;
-        let low_row = gy % 2 == 0;
-        // Index of this row in the low (LL/HL) or high (LH/HH) bands.
-        let ry = if low_row {
-            gy / 2 - llr.y0 as usize
+        let (low, high) = if gy % 2 == 0 {
+            let ry = gy / 2 - llr.y0 as usize;
+            (&ll.0[ry * lw..ry * lw + lw], &hl.0[ry * hw..ry * hw + hw])
         } else {
-            gy / 2 - lhr.y0 as usize
+            let ry = gy / 2 - lhr.y0 as usize;
+            (&lh.0[ry * lw..ry * lw + lw], &hh.0[ry * hw..ry * hw + hw])
         };
-        for x in 0..w {
-            let gx = rect.x0 as usize + x;
-            let low_col = gx % 2 == 0;
-            let rx = if low_col {
-                gx / 2 - llr.x0 as usize
-            } else {
-                gx / 2 - hlr.x0 as usize
-            };
-            out[y * w + x] = match (low_row, low_col) {
-                (true, true) => ll[ry * llw + rx],
-                (true, false) => map(hl[ry * hlw + rx]),
-                (false, true) => map(lh[ry * llw + rx]),
-                (false, false) => map(hh[ry * hlw + rx]),
-            };
+        for (k, &v) in low.iter().enumerate() {
+            row[lo_first + 2 * k] = v;
         }
+        for (k, &v) in high.iter().enumerate() {
+            row[(1 - lo_first) + 2 * k] = v;
+        }
+        row_filter(row, rect.x0 as usize);
     }
     (out, rect)
 }
 
-/// A coefficient in half steps (as decoded) to its integer value: the magnitude halved.
-#[inline]
-fn half(v: i32) -> i32 {
-    if v < 0 {
-        -((-v) >> 1)
-    } else {
-        v >> 1
+/// The inverse 5/3 wavelet (F.3, reversible) from the subbands' integer coefficients up to
+/// the last resolution given: the plane and its rectangle.
+fn synthesize_53(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<i32>, Rect) {
+    let (ll, rect, _) = &bands[0][0];
+    let mut cur = ll.clone();
+    let mut crect = *rect;
+    for level in &bands[1..] {
+        let [(hl, hlr, _), (lh, lhr, _), (hh, hhr, _)] = &level[..] else {
+            break;
+        };
+        // Rows first, then columns (F.3.2's 2D_SR: HOR_SR, then VER_SR; integer lifting is
+        // exact only in the reverse order of the analysis).
+        let (mut next, nrect) = interleave_rows(
+            (&cur, crect),
+            (hl, *hlr),
+            (lh, *lhr),
+            (hh, *hhr),
+            inv_53,
+        );
+        vertical_53(&mut next, nrect);
+        cur = next;
+        crect = nrect;
+    }
+    (cur, crect)
+}
+
+/// The inverse 9/7 (F.3, irreversible) from the subbands' coefficients in half steps,
+/// dequantized with each subband's step on the way in.
+fn synthesize_97(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<f32>, Rect) {
+    let deq = |v: &[i32], step: f32| -> Vec<f32> {
+        let s = 0.5 * step;
+        v.iter().map(|&c| c as f32 * s).collect()
+    };
+    let (ll, rect, step) = &bands[0][0];
+    let mut cur = deq(ll, *step);
+    let mut crect = *rect;
+    for level in &bands[1..] {
+        let [(hl, hlr, s1), (lh, lhr, s2), (hh, hhr, s3)] = &level[..] else {
+            break;
+        };
+        let (hl, lh, hh) = (deq(hl, *s1), deq(lh, *s2), deq(hh, *s3));
+        let (mut next, nrect) = interleave_rows(
+            (&cur, crect),
+            (&hl, *hlr),
+            (&lh, *lhr),
+            (&hh, *hhr),
+            inv_97,
+        );
+        vertical_97(&mut next, nrect);
+        cur = next;
+        crect = nrect;
+    }
+    (cur, crect)
+}
+
+/// One lifting step down the columns, whole rows at a time: every row at index `first`,
+/// `first + 2`, ... gets `f(row, above, below)` where above/below are its neighbours (mirrored
+/// at the ends: F.3.7's symmetric extension).
+fn lift_rows<T: Sample>(plane: &mut [T], w: usize, h: usize, first: usize, f: impl Fn(&mut [T], &[T], &[T])) {
+    let mut i = first;
+    while i < h {
+        let up = if i == 0 { 1 } else { i - 1 };
+        let down = if i + 1 < h { i + 1 } else { i - 1 };
+        // The row and its two neighbours, which are never the row itself (h ≥ 2).
+        let (before, rest) = plane.split_at_mut(i * w);
+        let (row, after) = rest.split_at_mut(w);
+        let above: &[T] = if up < i { &before[up * w..up * w + w] } else { &after[..w] };
+        let below: &[T] = if down > i {
+            &after[(down - i - 1) * w..(down - i - 1) * w + w]
+        } else {
+            &before[down * w..down * w + w]
+        };
+        f(row, above, below);
+        i += 2;
     }
 }
 
-/// Symmetric extension of index `i` into [0, n) (F.3.7's PSE).
-#[inline]
-fn pse(i: isize, n: isize) -> usize {
-    if n == 1 {
-        return 0;
+fn vertical_53(plane: &mut [i32], rect: Rect) {
+    let (w, h) = (rect.w(), rect.h());
+    if w == 0 || h == 0 {
+        return;
     }
-    let period = 2 * (n - 1);
-    let mut j = i.rem_euclid(period);
-    if j >= n {
-        j = period - j;
+    if h == 1 {
+        if rect.y0 % 2 == 1 {
+            plane.iter_mut().for_each(|v| *v /= 2);
+        }
+        return;
     }
-    j as usize
+    let even = (rect.y0 & 1) as usize; // index of the first even (low-pass) row
+    lift_rows(plane, w, h, even, |r, a, b| {
+        for ((x, &p), &q) in r.iter_mut().zip(a).zip(b) {
+            *x -= (p + q + 2) >> 2;
+        }
+    });
+    lift_rows(plane, w, h, 1 - even, |r, a, b| {
+        for ((x, &p), &q) in r.iter_mut().zip(a).zip(b) {
+            *x += (p + q) >> 1;
+        }
+    });
 }
 
-/// One 1D inverse 5/3 (F.3.8.1) of a signal whose first sample has coordinate `i0`.
+fn vertical_97(plane: &mut [f32], rect: Rect) {
+    let (w, h) = (rect.w(), rect.h());
+    if w == 0 || h == 0 {
+        return;
+    }
+    if h == 1 {
+        if rect.y0 % 2 == 1 {
+            plane.iter_mut().for_each(|v| *v /= 2.0);
+        }
+        return;
+    }
+    let even = (rect.y0 & 1) as usize;
+    let odd = 1 - even;
+    for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+        let k = if y % 2 == even { K97 } else { 1.0 / K97 };
+        row.iter_mut().for_each(|v| *v *= k);
+    }
+    for (coef, start) in [(DELTA, even), (GAMMA, odd), (BETA, even), (ALPHA, odd)] {
+        lift_rows(plane, w, h, start, |r, a, b| {
+            for ((x, &p), &q) in r.iter_mut().zip(a).zip(b) {
+                *x -= coef * (p + q);
+            }
+        });
+    }
+}
+
+/// One 1D inverse 5/3 (F.3.8.1) of a row whose first sample has coordinate `i0`.
 fn inv_53(x: &mut [i32], i0: usize) {
     let n = x.len();
     if n == 1 {
@@ -1379,23 +1402,32 @@ fn inv_53(x: &mut [i32], i0: usize) {
         }
         return;
     }
-    let ni = n as isize;
-    let odd0 = i0 % 2; // index (in x) of the first odd coordinate
-    let at = |x: &[i32], i: isize| x[pse(i, ni)];
-    // Even coordinates: X(2n) = Y(2n) − ⌊(Y(2n−1) + Y(2n+1) + 2)/4⌋.
-    let first_even = odd0; // if i0 odd, the first even coordinate is at index 1
-    let mut i = first_even;
-    while i < n {
-        let v = (at(x, i as isize - 1) + at(x, i as isize + 1) + 2) >> 2;
-        x[i] -= v;
+    let even = i0 & 1; // index of the first even coordinate
+    // Even coordinates: X(2n) = Y(2n) − ⌊(Y(2n−1) + Y(2n+1) + 2)/4⌋; x[−1] = x[1].
+    let mut i = even;
+    if i == 0 {
+        x[0] -= (2 * x[1] + 2) >> 2;
+        i = 2;
+    }
+    while i + 1 < n {
+        x[i] -= (x[i - 1] + x[i + 1] + 2) >> 2;
         i += 2;
     }
+    if i < n {
+        x[i] -= (2 * x[i - 1] + 2) >> 2; // x[n] = x[n − 2]
+    }
     // Odd: X(2n+1) = Y(2n+1) + ⌊(X(2n) + X(2n+2))/2⌋.
-    let mut i = 1 - odd0;
-    while i < n {
-        let v = (at(x, i as isize - 1) + at(x, i as isize + 1)) >> 1;
-        x[i] += v;
+    let mut i = 1 - even;
+    if i == 0 {
+        x[0] += x[1];
+        i = 2;
+    }
+    while i + 1 < n {
+        x[i] += (x[i - 1] + x[i + 1]) >> 1;
         i += 2;
+    }
+    if i < n {
+        x[i] += x[i - 1];
     }
 }
 
@@ -1410,7 +1442,7 @@ const DELTA: f32 = 0.443_506_852_043_971;
 #[allow(clippy::excessive_precision)]
 const K97: f32 = 1.230_174_104_914_001;
 
-/// One 1D inverse 9/7 (F.3.8.2).
+/// One 1D inverse 9/7 (F.3.8.2) of a row whose first sample has coordinate `i0`.
 fn inv_97(x: &mut [f32], i0: usize) {
     let n = x.len();
     if n == 1 {
@@ -1419,22 +1451,23 @@ fn inv_97(x: &mut [f32], i0: usize) {
         }
         return;
     }
-    let ni = n as isize;
-    let odd0 = i0 % 2;
-    let even0 = odd0; // index of the first even coordinate
-    let oddi = 1 - odd0; // index of the first odd coordinate
-    for i in (even0..n).step_by(2) {
-        x[i] *= K97;
+    let even = i0 & 1;
+    let odd = 1 - even;
+    for (i, v) in x.iter_mut().enumerate() {
+        *v *= if i % 2 == even { K97 } else { 1.0 / K97 };
     }
-    for i in (oddi..n).step_by(2) {
-        x[i] /= K97;
-    }
-    for (coef, start) in [(DELTA, even0), (GAMMA, oddi), (BETA, even0), (ALPHA, oddi)] {
+    for (coef, start) in [(DELTA, even), (GAMMA, odd), (BETA, even), (ALPHA, odd)] {
         let mut i = start;
-        while i < n {
-            let v = coef * (x[pse(i as isize - 1, ni)] + x[pse(i as isize + 1, ni)]);
-            x[i] -= v;
+        if i == 0 {
+            x[0] -= coef * 2.0 * x[1];
+            i = 2;
+        }
+        while i + 1 < n {
+            x[i] -= coef * (x[i - 1] + x[i + 1]);
             i += 2;
+        }
+        if i < n {
+            x[i] -= coef * 2.0 * x[i - 1];
         }
     }
 }
