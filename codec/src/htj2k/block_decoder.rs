@@ -299,6 +299,9 @@ pub(crate) fn decode(
         let table = if first { &t.first } else { &t.other };
         let mut rho_left = 0u32;
         let mut x = 0;
+        // Which of a quad's samples are inside the block: by whether its second column is.
+        let rows = if y + 1 < height { 0xF } else { 0x5 };
+        let inside = [rows & 0x3, rows];
         e_cur.iter_mut().for_each(|v| *v = 0);
         s_cur.iter_mut().for_each(|v| *v = 0);
         while x < width {
@@ -330,7 +333,8 @@ pub(crate) fn decode(
                 } else {
                     0
                 };
-                let rho = u32::from((entry >> 4) & 0xF);
+                // Samples outside the block are never significant in a valid segment.
+                let rho = u32::from((entry >> 4) & 0xF) & inside[usize::from(qx + 1 < width)];
                 *slot = (
                     rho,
                     u32::from((entry >> 3) & 1),
@@ -384,24 +388,22 @@ pub(crate) fn decode(
                 if u_q > max_u {
                     return Err("a quad's exponent beyond the subband's magnitude bits");
                 }
-                for n in 0..4 {
-                    if rho >> n & 1 == 0 {
-                        continue;
-                    }
-                    let (sx, sy) = (qx + (n >> 1), y + (n & 1));
+                // Significant samples in order (column-major in the quad): v's bits, with the
+                // one e_1 implies on top; μ = v/2 + 1, the sign v's lowest bit.
+                let mut left = rho;
+                while left != 0 {
+                    let n = left.trailing_zeros();
+                    left &= left - 1;
+                    let (sx, sy) = (qx + (n as usize >> 1), y + (n as usize & 1));
                     let m = u_q - ((e_k >> n) & 1);
                     let v = ms.bits(m) | (((e_1 >> n) & 1) << m);
                     let mu = (v >> 1) + 1;
-                    if sx >= width || sy >= height {
-                        // Outside the block: never significant in a valid segment.
-                        continue;
-                    }
                     let mag = if reversible {
-                        ((mu as i64) << p) | ((1i64 << p) >> 1)
+                        (mu << p) | ((1 << p) >> 1)
                     } else {
-                        (((mu as i64) << 1) | 1) << p
-                    };
-                    out[sy * stride + sx] = if v & 1 == 1 { -mag } else { mag } as i32;
+                        ((mu << 1) | 1) << p
+                    } as i32;
+                    out[sy * stride + sx] = if v & 1 == 1 { -mag } else { mag };
                     if n & 1 == 1 {
                         e_cur[sx + 1] = 32 - (v | 1).leading_zeros();
                         s_cur[sx + 1] = 1;

@@ -54,8 +54,40 @@ fn bench(frame: &str, info: &PixelInfo, native: &[u8], name: &str, uid: &str, n:
     );
 }
 
+/// `codec-bench htj2k-decode GREY16.raw ITERATIONS`: our HTJ2K decoder alone (no frame
+/// conversion around it) on the 16-bit frame coded by our encoder; median and best ms.
+fn htj2k_decode_only(raw: &[u8], n: usize) {
+    let samples: Vec<i32> = raw
+        .chunks_exact(2)
+        .map(|c| i32::from(u16::from_le_bytes([c[0], c[1]])))
+        .collect();
+    let img = wado_codec::htj2k::Image {
+        width: 512,
+        height: 512,
+        components: 1,
+        precision: 16,
+        signed: false,
+        samples: &samples,
+    };
+    let cs = wado_codec::htj2k::encode(&img, wado_codec::htj2k::Progression::Rpcl, false).unwrap();
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Instant::now();
+        let d = wado_codec::htj2k::decode(&cs, 0).unwrap();
+        t.push(s.elapsed().as_secs_f64() * 1000.0);
+        assert!(d.samples == samples);
+    }
+    let best = t.iter().copied().fold(f64::MAX, f64::min);
+    println!("htj2k decode 16-bit 512x512: median {:.3} ms, best {best:.3} ms", median_ms(t));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args[1] == "htj2k-decode" {
+        let raw = std::fs::read(&args[2]).unwrap();
+        htj2k_decode_only(&raw, args.get(3).and_then(|s| s.parse().ok()).unwrap_or(50));
+        return;
+    }
     let n = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
     let filter = args.get(4).cloned().unwrap_or_default();
     let grey16 = std::fs::read(&args[1]).unwrap();
