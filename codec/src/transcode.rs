@@ -230,6 +230,14 @@ fn decode_htj2k(
     reduce: u32,
 ) -> std::result::Result<(Vec<u8>, u16, u16), crate::htj2k::DecodeError> {
     use crate::htj2k::DecodeError;
+    // The codestream's size against the image's before anything is decoded.
+    let (cw, ch, _) = crate::htj2k::dimensions(frame)?;
+    if (cw, ch) != (usize::from(info.columns), usize::from(info.rows)) {
+        return Err(DecodeError::Malformed(format!(
+            "a {cw}×{ch} codestream for a {}×{} image",
+            info.columns, info.rows
+        )));
+    }
     let img = crate::htj2k::decode(frame, reduce)?;
     let spp = usize::from(info.samples_per_pixel);
     let want = (

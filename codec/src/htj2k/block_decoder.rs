@@ -243,6 +243,17 @@ impl MagSgn<'_> {
     }
 }
 
+/// Where a code-block's magnitudes sit and how they are reconstructed.
+#[derive(Clone, Copy)]
+pub(crate) struct Planes {
+    /// The cleanup pass's bit-plane.
+    pub p: u32,
+    /// The subband's magnitude bits (K_max).
+    pub limit: u32,
+    /// Integers (5/3) or half steps (9/7).
+    pub reversible: bool,
+}
+
 /// Decodes one code-block's HT cleanup segment into `out` (`width × height`, rows `stride`
 /// apart): a significant magnitude μ coded down to bit-plane `p` becomes `±(μ << p)` when
 /// `reversible` (plus half of bit-plane `p`, the middle of its interval, when p > 0), else, in
@@ -255,10 +266,13 @@ pub(crate) fn decode(
     height: usize,
     out: &mut [i32],
     stride: usize,
-    p: u32,
-    limit: u32,
-    reversible: bool,
+    planes: Planes,
 ) -> Result<()> {
+    let Planes {
+        p,
+        limit,
+        reversible,
+    } = planes;
     let lcup = seg.len();
     if lcup < 2 {
         return Err("a cleanup segment shorter than 2 bytes");

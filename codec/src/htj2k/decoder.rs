@@ -33,6 +33,11 @@ impl std::error::Error for DecodeError {}
 
 type Result<T> = std::result::Result<T, DecodeError>;
 
+/// The most samples an image may have here (2^28: 16,384² grey).
+const MAX_SAMPLES: u64 = 1 << 28;
+/// The most precincts and code-blocks a tile may have.
+const MAX_PARTS: u64 = 1 << 20;
+
 fn bad<T>(s: impl Into<String>) -> Result<T> {
     Err(DecodeError::Malformed(s.into()))
 }
@@ -210,8 +215,14 @@ fn read_siz(s: &mut Seg<'_>) -> Result<Siz> {
         comps.push((precision, ssiz & 0x80 != 0));
     }
     let (w, h) = (u64::from(x1 - x0), u64::from(y1 - y0));
-    if w * h * u64::from(nc) > 1 << 30 {
-        return unsupported("an image of more than 2^30 samples");
+    if w.saturating_mul(h).saturating_mul(u64::from(nc)) > MAX_SAMPLES {
+        return unsupported("an image of more than 2^28 samples");
+    }
+    let tiles = u64::from(x1 - tx0)
+        .div_ceil(u64::from(tw))
+        .saturating_mul(u64::from(y1 - ty0).div_ceil(u64::from(th)));
+    if tiles > 65_535 {
+        return bad("SIZ: more than 65,535 tiles");
     }
     Ok(Siz {
         x1,
@@ -337,6 +348,24 @@ fn apply_marker(p: &mut Params, code: u16, body: &[u8], nc: usize) -> Result<()>
         _ => {}
     }
     Ok(())
+}
+
+/// The image a codestream says it holds (its SIZ marker segment, A.5.1): columns, rows and
+/// components, read before anything is allocated for it.
+pub fn dimensions(cs: &[u8]) -> Result<(usize, usize, usize)> {
+    if cs.len() < 6 || cs[0..4] != [0xFF, 0x4F, 0xFF, 0x51] {
+        return bad("no SOC and SIZ marker segment at the start");
+    }
+    let len = read_len(cs, 4)?;
+    let siz = read_siz(&mut Seg {
+        b: &cs[6..4 + len],
+        at: 0,
+    })?;
+    Ok((
+        (siz.x1 - siz.x0) as usize,
+        (siz.y1 - siz.y0) as usize,
+        siz.comps.len(),
+    ))
 }
 
 /// Decodes an HTJ2K codestream, at full resolution (`reduce` 0) or with the `reduce` finest
@@ -651,6 +680,7 @@ fn decode_tile(
     let g = &params.global;
     // The tile-components, their resolutions, subbands, precincts and code-blocks (B.5–B.7).
     let mut comps = Vec::with_capacity(nc);
+    let mut budget = 0u64;
     for c in 0..nc {
         let cod = params.cod(c)?.clone();
         let qcd = params.qcd(c)?;
@@ -682,6 +712,12 @@ fn decode_tile(
             } else {
                 0
             };
+            // Precincts and code-blocks are bounded (a few bytes of header could otherwise ask
+            // for billions); valid streams stay far below.
+            budget = budget.saturating_add(u64::from(npx) * u64::from(npy));
+            if budget > MAX_PARTS {
+                return unsupported("more than 2^20 precincts and code-blocks in a tile");
+            }
             let kinds: &[u32] = if r == 0 { &[0] } else { &[1, 2, 3] };
             let n = if r == 0 { nl } else { nl - r + 1 };
             let mut bands = Vec::new();
@@ -743,6 +779,12 @@ fn decode_tile(
                             let cby0 = pr.y0 >> ycb;
                             let nbx = (ceil_shr(pr.x1, xcb) - cbx0) as usize;
                             let nby = (ceil_shr(pr.y1, ycb) - cby0) as usize;
+                            budget = budget.saturating_add((nbx * nby) as u64);
+                            if budget > MAX_PARTS {
+                                return unsupported(
+                                    "more than 2^20 precincts and code-blocks in a tile",
+                                );
+                            }
                             let mut blocks = Vec::with_capacity(nbx * nby);
                             for j in 0..nby as u32 {
                                 for i in 0..nbx as u32 {
@@ -787,6 +829,14 @@ fn decode_tile(
     }
 
     // Packets, in the progression order (B.12), read from the tile-parts' bodies in turn.
+    let precincts: u64 = comps
+        .iter()
+        .flat_map(|c| &c.resolutions)
+        .map(|r| r.precincts.len() as u64)
+        .sum();
+    if precincts * u64::from(g.layers) > MAX_PARTS * 4 {
+        return unsupported("more than 2^22 packets in a tile");
+    }
     let order = packet_order(&comps, g, trect);
     let mut reader = PacketData {
         parts,
@@ -851,10 +901,19 @@ fn decode_tile(
     let mut ints: Vec<(Vec<i32>, Rect)> = if planes.is_empty() {
         int_planes
     } else if int_planes.is_empty() {
-        if mct && planes[..3].iter().all(|(p, _)| p.len() == planes[0].0.len()) {
+        if mct
+            && planes[..3]
+                .iter()
+                .all(|(p, _)| p.len() == planes[0].0.len())
+        {
             let (a, rest) = planes.split_at_mut(1);
             let (b, rest) = rest.split_at_mut(1);
-            for ((y, cb), cr) in a[0].0.iter_mut().zip(b[0].0.iter_mut()).zip(rest[0].0.iter_mut()) {
+            for ((y, cb), cr) in a[0]
+                .0
+                .iter_mut()
+                .zip(b[0].0.iter_mut())
+                .zip(rest[0].0.iter_mut())
+            {
                 let (yv, cbv, crv) = (*y, *cb, *cr);
                 *y = yv + 1.402 * crv;
                 *cb = yv - 0.344_136 * cbv - 0.714_136 * crv;
@@ -863,7 +922,12 @@ fn decode_tile(
         }
         planes
             .into_iter()
-            .map(|(p, r)| (p.into_iter().map(|v| v.round_ties_even() as i32).collect(), r))
+            .map(|(p, r)| {
+                (
+                    p.into_iter().map(|v| v.round_ties_even() as i32).collect(),
+                    r,
+                )
+            })
             .collect()
     } else {
         return unsupported("reversible and irreversible components in one tile");
@@ -875,13 +939,21 @@ fn decode_tile(
     if w == 0 || h == 0 {
         return Ok(());
     }
-    if ints.iter().any(|(p, r)| r.w() != w || r.h() != h || p.len() != w * h) {
+    if ints
+        .iter()
+        .any(|(p, r)| r.w() != w || r.h() != h || p.len() != w * h)
+    {
         return bad("components of different sizes");
     }
     if rct {
         let (a, rest) = ints.split_at_mut(1);
         let (b, rest) = rest.split_at_mut(1);
-        for ((y0, y1), y2) in a[0].0.iter_mut().zip(b[0].0.iter_mut()).zip(rest[0].0.iter_mut()) {
+        for ((y0, y1), y2) in a[0]
+            .0
+            .iter_mut()
+            .zip(b[0].0.iter_mut())
+            .zip(rest[0].0.iter_mut())
+        {
             let gv = *y0 - ((*y1 + *y2) >> 2);
             let (r, bl) = (*y2 + gv, *y1 + gv);
             *y0 = r;
@@ -890,7 +962,10 @@ fn decode_tile(
         }
     }
     let ow = out_rect.w();
-    let (dx, dy) = ((rect.x0 - out_rect.x0) as usize, (rect.y0 - out_rect.y0) as usize);
+    let (dx, dy) = (
+        (rect.x0 - out_rect.x0) as usize,
+        (rect.y0 - out_rect.y0) as usize,
+    );
     for (c, (plane, _)) in ints.iter().enumerate() {
         let (precision, signed) = siz.comps[c];
         let (lo, hi, shift) = if signed {
@@ -911,7 +986,13 @@ fn decode_tile(
 
 /// Decodes one code-block into its subband buffer (`buf`, rows `w` apart): integers when
 /// `reversible`, else in half steps (see [`block_decoder::decode`]).
-fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize, reversible: bool) -> Result<()> {
+fn decode_block(
+    blk: &Block,
+    band: &Band,
+    buf: &mut [i32],
+    w: usize,
+    reversible: bool,
+) -> Result<()> {
     if blk.passes > 1 {
         return unsupported("HT refinement passes (SigProp, MagRef)");
     }
@@ -927,9 +1008,11 @@ fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize, reversible:
         bh,
         &mut buf[off..],
         w,
-        p,
-        band.kmax,
-        reversible,
+        block_decoder::Planes {
+            p,
+            limit: band.kmax,
+            reversible,
+        },
     )
     .map_err(|e| DecodeError::Malformed(e.to_string()))
 }
@@ -1278,13 +1361,8 @@ fn synthesize_53(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<i32>, Rect) {
         };
         // Rows first, then columns (F.3.2's 2D_SR: HOR_SR, then VER_SR; integer lifting is
         // exact only in the reverse order of the analysis).
-        let (mut next, nrect) = interleave_rows(
-            (&cur, crect),
-            (hl, *hlr),
-            (lh, *lhr),
-            (hh, *hhr),
-            inv_53,
-        );
+        let (mut next, nrect) =
+            interleave_rows((&cur, crect), (hl, *hlr), (lh, *lhr), (hh, *hhr), inv_53);
         vertical_53(&mut next, nrect);
         cur = next;
         crect = nrect;
@@ -1307,13 +1385,8 @@ fn synthesize_97(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<f32>, Rect) {
             break;
         };
         let (hl, lh, hh) = (deq(hl, *s1), deq(lh, *s2), deq(hh, *s3));
-        let (mut next, nrect) = interleave_rows(
-            (&cur, crect),
-            (&hl, *hlr),
-            (&lh, *lhr),
-            (&hh, *hhr),
-            inv_97,
-        );
+        let (mut next, nrect) =
+            interleave_rows((&cur, crect), (&hl, *hlr), (&lh, *lhr), (&hh, *hhr), inv_97);
         vertical_97(&mut next, nrect);
         cur = next;
         crect = nrect;
@@ -1324,7 +1397,13 @@ fn synthesize_97(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<f32>, Rect) {
 /// One lifting step down the columns, whole rows at a time: every row at index `first`,
 /// `first + 2`, ... gets `f(row, above, below)` where above/below are its neighbours (mirrored
 /// at the ends: F.3.7's symmetric extension).
-fn lift_rows<T: Sample>(plane: &mut [T], w: usize, h: usize, first: usize, f: impl Fn(&mut [T], &[T], &[T])) {
+fn lift_rows<T: Sample>(
+    plane: &mut [T],
+    w: usize,
+    h: usize,
+    first: usize,
+    f: impl Fn(&mut [T], &[T], &[T]),
+) {
     let mut i = first;
     while i < h {
         let up = if i == 0 { 1 } else { i - 1 };
@@ -1332,7 +1411,11 @@ fn lift_rows<T: Sample>(plane: &mut [T], w: usize, h: usize, first: usize, f: im
         // The row and its two neighbours, which are never the row itself (h ≥ 2).
         let (before, rest) = plane.split_at_mut(i * w);
         let (row, after) = rest.split_at_mut(w);
-        let above: &[T] = if up < i { &before[up * w..up * w + w] } else { &after[..w] };
+        let above: &[T] = if up < i {
+            &before[up * w..up * w + w]
+        } else {
+            &after[..w]
+        };
         let below: &[T] = if down > i {
             &after[(down - i - 1) * w..(down - i - 1) * w + w]
         } else {
@@ -1403,7 +1486,7 @@ fn inv_53(x: &mut [i32], i0: usize) {
         return;
     }
     let even = i0 & 1; // index of the first even coordinate
-    // Even coordinates: X(2n) = Y(2n) − ⌊(Y(2n−1) + Y(2n+1) + 2)/4⌋; x[−1] = x[1].
+                       // Even coordinates: X(2n) = Y(2n) − ⌊(Y(2n−1) + Y(2n+1) + 2)/4⌋; x[−1] = x[1].
     let mut i = even;
     if i == 0 {
         x[0] -= (2 * x[1] + 2) >> 2;

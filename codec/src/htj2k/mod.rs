@@ -15,7 +15,7 @@ mod block;
 mod block_decoder;
 mod decoder;
 
-pub use decoder::{decode, DecodeError, Decoded};
+pub use decoder::{decode, dimensions, DecodeError, Decoded};
 mod vlc_tables;
 
 /// Samples to encode.

@@ -78,7 +78,10 @@ fn htj2k_decode_only(raw: &[u8], n: usize) {
         assert!(d.samples == samples);
     }
     let best = t.iter().copied().fold(f64::MAX, f64::min);
-    println!("htj2k decode 16-bit 512x512: median {:.3} ms, best {best:.3} ms", median_ms(t));
+    println!(
+        "htj2k decode 16-bit 512x512: median {:.3} ms, best {best:.3} ms",
+        median_ms(t)
+    );
 }
 
 fn main() {
