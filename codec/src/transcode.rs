@@ -55,8 +55,9 @@ fn is_htj2k(uid: &str) -> bool {
     )
 }
 
-/// Syntaxes whose frames are JPEG 2000 codestreams, decoded by openjp2: Part 1 and 2, and
-/// HTJ2K (openjp2 carries OpenJPEG's HT block decoder; the rest of the codestream is Part 1's).
+/// Syntaxes whose frames are JPEG 2000 codestreams: Part 1 and 2, decoded by openjp2, and HTJ2K,
+/// decoded by ours ([`crate::htj2k::decode`]) with openjp2 (OpenJPEG's HT block decoder) for
+/// what ours leaves.
 fn decodes_as_j2k(uid: &str) -> bool {
     is_j2k(uid) || is_htj2k(uid)
 }

@@ -232,7 +232,7 @@ pub fn encode_htj2k(
     wado_codec::htj2k::encode(&image, progression, components == 3).map_err(|e| JsError::new(&e))
 }
 
-/// An HTJ2K frame decoded (openjp2 in wasm) to native little-endian bytes.
+/// An HTJ2K frame decoded (our decoder, `wado_codec::htj2k`) to native little-endian bytes.
 #[wasm_bindgen(js_name = decodeHtj2k)]
 pub fn decode_htj2k(
     stream: &[u8],

@@ -150,6 +150,22 @@ impl<'a> Vlc<'a> {
 
     #[inline]
     fn fill(&mut self) {
+        // Four bytes at once when none of them can be a stuffed one (low 7 bits all ones).
+        if self.left >= 4 && self.bits <= 32 {
+            let x = u32::from_be_bytes([
+                self.data[self.left - 4],
+                self.data[self.left - 3],
+                self.data[self.left - 2],
+                self.data[self.left - 1],
+            ]);
+            if !has_zero_byte(!(x | 0x8080_8080)) {
+                self.left -= 4;
+                self.tmp |= u64::from(x) << self.bits;
+                self.bits += 32;
+                self.unstuff = (x >> 24) > 0x8F;
+                return;
+            }
+        }
         while self.bits <= 56 {
             let d = if self.left > 0 {
                 self.left -= 1;
@@ -207,6 +223,12 @@ impl<'a> Vlc<'a> {
     }
 }
 
+/// Whether any byte of `v` is zero.
+#[inline]
+fn has_zero_byte(v: u32) -> bool {
+    v.wrapping_sub(0x0101_0101) & !v & 0x8080_8080 != 0
+}
+
 /// The MagSgn stream: least significant bit first; a byte after 0xFF holds 7 bits; past its
 /// end it reads ones.
 struct MagSgn<'a> {
@@ -220,6 +242,18 @@ struct MagSgn<'a> {
 impl MagSgn<'_> {
     #[inline]
     fn fill(&mut self) {
+        // Four bytes at once when none is 0xFF (nothing to unstuff in them or after them).
+        if !self.unstuff && self.bits <= 32 {
+            if let Some(b) = self.data.get(self.pos..self.pos + 4) {
+                let x = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                if !has_zero_byte(!x) {
+                    self.pos += 4;
+                    self.tmp |= u64::from(x) << self.bits;
+                    self.bits += 32;
+                    return;
+                }
+            }
+        }
         while self.bits <= 56 {
             let d = u64::from(self.data.get(self.pos).copied().unwrap_or(0xFF));
             self.pos += 1;

@@ -1,6 +1,7 @@
-//! HTJ2K encoding (JPEG 2000 Part 15, ISO/IEC 15444-15; DICOM PS3.5 §8.2.14 and §10.18), lossless,
-//! pure Rust: the reversible colour transform and 5/3 wavelet of Part 1, code-blocks coded by
-//! the HT cleanup pass ([`block`]), and the Part 1 codestream and packets around them.
+//! HTJ2K encoding and decoding (JPEG 2000 Part 15, ISO/IEC 15444-15; DICOM PS3.5 §8.2.14 and
+//! §10.18), pure Rust. Encoding, lossless and lossy: the colour transforms and wavelets of
+//! Part 1, code-blocks coded by the HT cleanup pass ([`block`]), and the Part 1 codestream and
+//! packets around them.
 //!
 //! One tile, one quality layer, one precinct per resolution (the default precinct size), 64×64
 //! code-blocks. The codestream carries the CAP marker segment Part 15 requires (Rsiz bit 14).
@@ -8,8 +9,11 @@
 //! one tile-part per resolution, so a prefix of the codestream decodes to a lower resolution
 //! (the progressive loading cornerstone does with byte ranges).
 //!
-//! Decoding is openjp2's (OpenJPEG's HT block decoder); interoperability with OpenJPH and
-//! OpenJPEG is tested in `tests/tests/htj2k.rs`.
+//! Decoding is ours too ([`decode`], `decoder.rs` and `block_decoder.rs`): any HTJ2K codestream
+//! whose code-blocks carry the HT cleanup pass (what OpenJPH and this encoder make), in any
+//! progression order, with precincts, tiles and offsets, at full or reduced resolution;
+//! refinement passes and the rest it leaves answer [`DecodeError::Unsupported`] and go to
+//! openjp2. Interoperability with OpenJPH and OpenJPEG is tested in `tests/tests/htj2k.rs`.
 
 mod block;
 mod block_decoder;
