@@ -976,8 +976,14 @@ fn decode_tile(
         for (y, row) in plane.chunks_exact(w).enumerate() {
             let base = ((dy + y) * ow + dx) * nc + c;
             let dst = &mut out[base..base + (w - 1) * nc + 1];
-            for (d, &v) in dst.iter_mut().step_by(nc).zip(row) {
-                *d = (v + shift).clamp(lo, hi);
+            if nc == 1 {
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = (v + shift).clamp(lo, hi);
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().step_by(nc).zip(row) {
+                    *d = (v + shift).clamp(lo, hi);
+                }
             }
         }
     }
@@ -1304,15 +1310,14 @@ impl Sample for f32 {}
 /// The subbands of a resolution, as the inverse transform takes them: (coefficients, rect).
 type Bands<'a, T> = (&'a [T], Rect);
 
-/// The next resolution's rows before vertical filtering: each row interleaved from its low
-/// (LL/LH) and high (HL/HH) band rows (F.3.3's 2D_INTERLEAVE) and filtered horizontally
-/// (HOR_SR) with `row_filter`.
+/// The next resolution's rows before vertical filtering: each row made from its low (LL/LH)
+/// and high (HL/HH) band rows by `row_filter` (F.3.3's 2D_INTERLEAVE and HOR_SR).
 fn interleave_rows<T: Sample>(
     ll: Bands<'_, T>,
     hl: Bands<'_, T>,
     lh: Bands<'_, T>,
     hh: Bands<'_, T>,
-    row_filter: impl Fn(&mut [T], usize),
+    row_filter: impl Fn(&[T], &[T], usize, &mut [T], &mut Padded<T>),
 ) -> (Vec<T>, Rect) {
     let (llr, hlr, lhr) = (ll.1, hl.1, lh.1);
     let rect = Rect {
@@ -1327,8 +1332,10 @@ fn interleave_rows<T: Sample>(
         return (out, rect);
     }
     let (lw, hw) = (llr.w(), hlr.w());
-    // Index (in the row) of the first low-pass sample: coordinates even are low.
-    let lo_first = (rect.x0 & 1) as usize;
+    let mut pads = Padded {
+        low: vec![T::default(); lw + 2],
+        high: vec![T::default(); hw + 2],
+    };
     for (y, row) in out.chunks_exact_mut(w).enumerate() {
         let gy = rect.y0 as usize + y;
         let (low, high) = if gy % 2 == 0 {
@@ -1338,15 +1345,102 @@ fn interleave_rows<T: Sample>(
             let ry = gy / 2 - lhr.y0 as usize;
             (&lh.0[ry * lw..ry * lw + lw], &hh.0[ry * hw..ry * hw + hw])
         };
-        for (k, &v) in low.iter().enumerate() {
-            row[lo_first + 2 * k] = v;
-        }
-        for (k, &v) in high.iter().enumerate() {
-            row[(1 - lo_first) + 2 * k] = v;
-        }
-        row_filter(row, rect.x0 as usize);
+        row_filter(low, high, rect.x0 as usize, row, &mut pads);
     }
     (out, rect)
+}
+
+/// A row's low-pass and high-pass samples apart, each with one slot before and after for the
+/// symmetric extension (F.3.7): `low[1..=nl]`, `high[1..=nh]`.
+struct Padded<T> {
+    low: Vec<T>,
+    high: Vec<T>,
+}
+
+impl<T: Sample> Padded<T> {
+    fn load(&mut self, low: &[T], high: &[T]) {
+        self.low[1..=low.len()].copy_from_slice(low);
+        self.high[1..=high.len()].copy_from_slice(high);
+    }
+    /// The extension slots: the first and last samples mirrored (x[−1] = x[1] and
+    /// x[n] = x[n − 2] in the interleaved row).
+    fn extend_low(&mut self, nl: usize) {
+        self.low[0] = self.low[1];
+        self.low[nl + 1] = self.low[nl];
+    }
+    fn extend_high(&mut self, nh: usize) {
+        self.high[0] = self.high[1];
+        self.high[nh + 1] = self.high[nh];
+    }
+    /// Low and high samples back into the row: low-pass at even coordinates.
+    fn store(&self, nl: usize, nh: usize, i0: usize, row: &mut [T]) {
+        let (lo, hi) = if i0 % 2 == 0 { (0, 1) } else { (1, 0) };
+        for (k, &v) in self.low[1..=nl].iter().enumerate() {
+            row[lo + 2 * k] = v;
+        }
+        for (k, &v) in self.high[1..=nh].iter().enumerate() {
+            row[hi + 2 * k] = v;
+        }
+    }
+}
+
+/// One row of the inverse 5/3 (F.3.8.1) from its low and high samples, the row's first
+/// coordinate `i0`: lifting on the two halves apart (each step a pass over contiguous
+/// samples), then interleaved. Low sample k's neighbours are high `k − 1 + o` and `k + o`, high
+/// sample j's are low `j − o` and `j + 1 − o` (o: 1 when i0 is odd), at the padded indices.
+fn row_53(low: &[i32], high: &[i32], i0: usize, row: &mut [i32], p: &mut Padded<i32>) {
+    let (nl, nh) = (low.len(), high.len());
+    if nl + nh == 1 {
+        row[0] = if nl == 1 { low[0] } else { high[0] / 2 };
+        return;
+    }
+    p.load(low, high);
+    let o = i0 & 1;
+    p.extend_high(nh);
+    {
+        let h = &p.high[o..];
+        for (k, l) in p.low[1..=nl].iter_mut().enumerate() {
+            *l -= (h[k] + h[k + 1] + 2) >> 2;
+        }
+    }
+    p.extend_low(nl);
+    {
+        let l = &p.low[1 - o..];
+        for (j, hv) in p.high[1..=nh].iter_mut().enumerate() {
+            *hv += (l[j] + l[j + 1]) >> 1;
+        }
+    }
+    p.store(nl, nh, i0, row);
+}
+
+/// One row of the inverse 9/7 (F.3.8.2), as [`row_53`].
+fn row_97(low: &[f32], high: &[f32], i0: usize, row: &mut [f32], p: &mut Padded<f32>) {
+    let (nl, nh) = (low.len(), high.len());
+    if nl + nh == 1 {
+        row[0] = if nl == 1 { low[0] } else { high[0] / 2.0 };
+        return;
+    }
+    p.load(low, high);
+    p.low[1..=nl].iter_mut().for_each(|v| *v *= K97);
+    p.high[1..=nh].iter_mut().for_each(|v| *v /= K97);
+    let o = i0 & 1;
+    for (lc, hc) in [(DELTA, GAMMA), (BETA, ALPHA)] {
+        p.extend_high(nh);
+        {
+            let h = &p.high[o..];
+            for (k, l) in p.low[1..=nl].iter_mut().enumerate() {
+                *l -= lc * (h[k] + h[k + 1]);
+            }
+        }
+        p.extend_low(nl);
+        {
+            let l = &p.low[1 - o..];
+            for (j, hv) in p.high[1..=nh].iter_mut().enumerate() {
+                *hv -= hc * (l[j] + l[j + 1]);
+            }
+        }
+    }
+    p.store(nl, nh, i0, row);
 }
 
 /// The inverse 5/3 wavelet (F.3, reversible) from the subbands' integer coefficients up to
@@ -1362,7 +1456,7 @@ fn synthesize_53(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<i32>, Rect) {
         // Rows first, then columns (F.3.2's 2D_SR: HOR_SR, then VER_SR; integer lifting is
         // exact only in the reverse order of the analysis).
         let (mut next, nrect) =
-            interleave_rows((&cur, crect), (hl, *hlr), (lh, *lhr), (hh, *hhr), inv_53);
+            interleave_rows((&cur, crect), (hl, *hlr), (lh, *lhr), (hh, *hhr), row_53);
         vertical_53(&mut next, nrect);
         cur = next;
         crect = nrect;
@@ -1386,7 +1480,7 @@ fn synthesize_97(bands: &[Vec<(Vec<i32>, Rect, f32)>]) -> (Vec<f32>, Rect) {
         };
         let (hl, lh, hh) = (deq(hl, *s1), deq(lh, *s2), deq(hh, *s3));
         let (mut next, nrect) =
-            interleave_rows((&cur, crect), (&hl, *hlr), (&lh, *lhr), (&hh, *hhr), inv_97);
+            interleave_rows((&cur, crect), (&hl, *hlr), (&lh, *lhr), (&hh, *hhr), row_97);
         vertical_97(&mut next, nrect);
         cur = next;
         crect = nrect;
@@ -1476,44 +1570,6 @@ fn vertical_97(plane: &mut [f32], rect: Rect) {
     }
 }
 
-/// One 1D inverse 5/3 (F.3.8.1) of a row whose first sample has coordinate `i0`.
-fn inv_53(x: &mut [i32], i0: usize) {
-    let n = x.len();
-    if n == 1 {
-        if i0 % 2 == 1 {
-            x[0] /= 2;
-        }
-        return;
-    }
-    let even = i0 & 1; // index of the first even coordinate
-                       // Even coordinates: X(2n) = Y(2n) − ⌊(Y(2n−1) + Y(2n+1) + 2)/4⌋; x[−1] = x[1].
-    let mut i = even;
-    if i == 0 {
-        x[0] -= (2 * x[1] + 2) >> 2;
-        i = 2;
-    }
-    while i + 1 < n {
-        x[i] -= (x[i - 1] + x[i + 1] + 2) >> 2;
-        i += 2;
-    }
-    if i < n {
-        x[i] -= (2 * x[i - 1] + 2) >> 2; // x[n] = x[n − 2]
-    }
-    // Odd: X(2n+1) = Y(2n+1) + ⌊(X(2n) + X(2n+2))/2⌋.
-    let mut i = 1 - even;
-    if i == 0 {
-        x[0] += x[1];
-        i = 2;
-    }
-    while i + 1 < n {
-        x[i] += (x[i - 1] + x[i + 1]) >> 1;
-        i += 2;
-    }
-    if i < n {
-        x[i] += x[i - 1];
-    }
-}
-
 #[allow(clippy::excessive_precision)]
 const ALPHA: f32 = -1.586_134_342_059_924;
 #[allow(clippy::excessive_precision)]
@@ -1524,33 +1580,3 @@ const GAMMA: f32 = 0.882_911_075_530_934;
 const DELTA: f32 = 0.443_506_852_043_971;
 #[allow(clippy::excessive_precision)]
 const K97: f32 = 1.230_174_104_914_001;
-
-/// One 1D inverse 9/7 (F.3.8.2) of a row whose first sample has coordinate `i0`.
-fn inv_97(x: &mut [f32], i0: usize) {
-    let n = x.len();
-    if n == 1 {
-        if i0 % 2 == 1 {
-            x[0] /= 2.0;
-        }
-        return;
-    }
-    let even = i0 & 1;
-    let odd = 1 - even;
-    for (i, v) in x.iter_mut().enumerate() {
-        *v *= if i % 2 == even { K97 } else { 1.0 / K97 };
-    }
-    for (coef, start) in [(DELTA, even), (GAMMA, odd), (BETA, even), (ALPHA, odd)] {
-        let mut i = start;
-        if i == 0 {
-            x[0] -= coef * 2.0 * x[1];
-            i = 2;
-        }
-        while i + 1 < n {
-            x[i] -= coef * (x[i - 1] + x[i + 1]);
-            i += 2;
-        }
-        if i < n {
-            x[i] -= coef * 2.0 * x[i - 1];
-        }
-    }
-}
