@@ -478,3 +478,111 @@ pub(crate) fn encode(coef: &[i32], width: usize, height: usize, stride: usize) -
     out[n - 2] = (out[n - 2] & 0xF0) | (scup & 0xF) as u8;
     Some(out)
 }
+
+/// A code-block coded as the HT cleanup pass at bit-plane 1 (magnitudes halved) and a
+/// refinement segment at bit-plane 0: the SigProp pass (forward) and the MagRef pass
+/// (backward from the segment's end), in the scan of §7.4–7.5. For the decoder's tests
+/// (`super::encode_refined`); `None` when no magnitude reaches 2.
+#[cfg(test)]
+pub(crate) fn encode_refined(
+    coef: &[i32],
+    width: usize,
+    height: usize,
+    stride: usize,
+    causal: bool,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let at = |x: usize, y: usize| coef[y * stride + x];
+    let coarse: Vec<i32> = (0..width * height)
+        .map(|i| {
+            let c = at(i % width, i / width);
+            c.signum() * (c.abs() >> 1)
+        })
+        .collect();
+    let cleanup = encode(&coarse, width, height, width)?;
+    let sw = width + 2;
+    let mut st = vec![0u8; sw * (height + 2)];
+    for y in 0..height {
+        for x in 0..width {
+            if coarse[y * width + x] != 0 {
+                st[(y + 1) * sw + x + 1] = 1;
+            }
+        }
+    }
+    let mut sigprop = Vec::new();
+    for y0 in (0..height).step_by(4) {
+        let y1 = (y0 + 4).min(height);
+        for x0 in (0..width).step_by(4) {
+            let mut fresh = Vec::new();
+            for x in x0..(x0 + 4).min(width) {
+                for y in y0..y1 {
+                    let i = (y + 1) * sw + x + 1;
+                    if st[i] != 0 {
+                        continue;
+                    }
+                    let mut around = vec![i - sw - 1, i - sw, i - sw + 1, i - 1, i + 1];
+                    if !(causal && y == y0 + 3) {
+                        around.extend([i + sw - 1, i + sw, i + sw + 1]);
+                    }
+                    if around.iter().all(|&j| st[j] == 0) {
+                        continue;
+                    }
+                    let one = at(x, y).abs() == 1;
+                    sigprop.push(u32::from(one));
+                    if one {
+                        st[i] = 2;
+                        fresh.push((x, y));
+                    }
+                }
+            }
+            sigprop.extend(fresh.iter().map(|&(x, y)| u32::from(at(x, y) < 0)));
+        }
+    }
+    let mut magref = Vec::new();
+    for y0 in (0..height).step_by(4) {
+        for x in 0..width {
+            for y in y0..(y0 + 4).min(height) {
+                if st[(y + 1) * sw + x + 1] == 1 {
+                    magref.push(at(x, y).unsigned_abs() & 1);
+                }
+            }
+        }
+    }
+    // SigProp bytes: 7 bits after a 0xFF.
+    let mut out = Vec::new();
+    let (mut tmp, mut used, mut cap) = (0u32, 0u32, 8u32);
+    for b in sigprop {
+        tmp |= b << used;
+        used += 1;
+        if used == cap {
+            out.push(tmp as u8);
+            cap = if tmp == 0xFF { 7 } else { 8 };
+            tmp = 0;
+            used = 0;
+        }
+    }
+    if used > 0 {
+        out.push(tmp as u8);
+    }
+    // MagRef bytes, in reading order (from the end): after a byte above 0x8F (and first), seven
+    // ones end a byte.
+    let mut back = Vec::new();
+    let (mut tmp, mut used, mut gt) = (0u32, 0u32, true);
+    for b in magref {
+        tmp |= b << used;
+        used += 1;
+        if (used == 7 && gt && tmp == 0x7F) || used == 8 {
+            back.push(tmp as u8);
+            gt = tmp > 0x8F;
+            tmp = 0;
+            used = 0;
+        }
+    }
+    if used > 0 {
+        back.push(tmp as u8);
+    }
+    out.extend(back.iter().rev());
+    if out.is_empty() {
+        return None;
+    }
+    Some((cleanup, out))
+}

@@ -288,6 +288,17 @@ pub(crate) struct Planes {
     pub reversible: bool,
 }
 
+/// A code-block's refinement segment (§7.4, §7.5): the SigProp pass, read forwards, and the
+/// MagRef pass when `magref`, read backwards from its end; each one bit-plane below the
+/// cleanup pass.
+#[derive(Clone, Copy)]
+pub(crate) struct Refinement<'a> {
+    pub data: &'a [u8],
+    pub magref: bool,
+    /// Vertically causal contexts (code-block style bit 3): the next stripe is not looked at.
+    pub causal: bool,
+}
+
 /// Decodes one code-block's HT cleanup segment into `out` (`width × height`, rows `stride`
 /// apart): a significant magnitude μ coded down to bit-plane `p` becomes `±(μ << p)` when
 /// `reversible` (plus half of bit-plane `p`, the middle of its interval, when p > 0), else, in
@@ -301,6 +312,7 @@ pub(crate) fn decode(
     out: &mut [i32],
     stride: usize,
     planes: Planes,
+    refinement: Option<Refinement<'_>>,
 ) -> Result<()> {
     let Planes {
         p,
@@ -331,8 +343,9 @@ pub(crate) fn decode(
         bits: 0,
         unstuff: false,
     };
-    // Exponents larger than this would not fit the `limit` magnitude bits (bit-plane p up).
-    let max_u = (limit + 1).saturating_sub(p).min(30);
+    // Exponents larger than this would not fit the `limit` magnitude bits (bit-plane p up),
+    // nor a value in 31 bits.
+    let max_u = (limit + 1).saturating_sub(p).min(29u32.saturating_sub(p));
 
     // The previous quad row's bottom samples, one slot of padding at each side: their
     // exponents and significance (column x at x + 1).
@@ -463,6 +476,164 @@ pub(crate) fn decode(
         std::mem::swap(&mut e_prev, &mut e_cur);
         std::mem::swap(&mut s_prev, &mut s_cur);
         y += 2;
+    }
+    if let Some(r) = refinement {
+        refine(out, stride, width, height, planes, r)?;
+    }
+    Ok(())
+}
+
+/// The SigProp stream: least significant bit first, a byte after 0xFF holds 7 bits; past
+/// its end, zeros.
+struct Forward<'a> {
+    data: &'a [u8],
+    pos: usize,
+    cur: u32,
+    left: u32,
+    last_ff: bool,
+}
+
+impl Forward<'_> {
+    fn bit(&mut self) -> u32 {
+        if self.left == 0 {
+            let d = self.data.get(self.pos).copied().unwrap_or(0);
+            self.pos += 1;
+            self.left = if self.last_ff { 7 } else { 8 };
+            self.last_ff = d == 0xFF;
+            self.cur = u32::from(d);
+        }
+        let b = self.cur & 1;
+        self.cur >>= 1;
+        self.left -= 1;
+        b
+    }
+}
+
+/// The MagRef stream: read backwards from the segment's end, least significant bit first;
+/// after a byte above 0x8F (and at the start), a byte whose low 7 bits are all ones holds
+/// those 7 only; past its start, zeros.
+struct Backward<'a> {
+    data: &'a [u8],
+    left_bytes: usize,
+    cur: u32,
+    left: u32,
+    unstuff: bool,
+}
+
+impl Backward<'_> {
+    fn bit(&mut self) -> u32 {
+        if self.left == 0 {
+            let d = if self.left_bytes > 0 {
+                self.left_bytes -= 1;
+                self.data[self.left_bytes]
+            } else {
+                0
+            };
+            self.left = if self.unstuff && d & 0x7F == 0x7F {
+                7
+            } else {
+                8
+            };
+            self.unstuff = d > 0x8F;
+            self.cur = u32::from(d);
+        }
+        let b = self.cur & 1;
+        self.cur >>= 1;
+        self.left -= 1;
+        b
+    }
+}
+
+/// The SigProp and MagRef passes over a block the cleanup pass decoded into `out` (values as
+/// [`decode`] gives them): bit-plane p − 1. SigProp visits, in stripes of four rows and groups
+/// of four columns (column by column, top to bottom), each sample not yet significant with a
+/// significant neighbour (as significance stands when it is visited; the next stripe only by
+/// the cleanup pass, and not at all when causal) and reads whether it becomes significant;
+/// then the signs of the group's new samples. MagRef reads one bit for each sample the cleanup
+/// pass found significant, in the same stripe order.
+fn refine(
+    out: &mut [i32],
+    stride: usize,
+    width: usize,
+    height: usize,
+    planes: Planes,
+    r: Refinement<'_>,
+) -> Result<()> {
+    if planes.p == 0 {
+        return Err("refinement passes below bit-plane 0");
+    }
+    // Where μ's lowest bit sits in a value, the bit below it and the half below that.
+    let s = planes.p + u32::from(!planes.reversible);
+    let one = 1i32 << (s - 1);
+    let half = if s >= 2 { 1i32 << (s - 2) } else { 0 };
+    let sw = width + 2;
+    let mut st = vec![0u8; sw * (height + 2)];
+    for y in 0..height {
+        for x in 0..width {
+            if out[y * stride + x] != 0 {
+                st[(y + 1) * sw + x + 1] = 1;
+            }
+        }
+    }
+    let mut sp = Forward {
+        data: r.data,
+        pos: 0,
+        cur: 0,
+        left: 0,
+        last_ff: false,
+    };
+    let mut fresh = [(0usize, 0usize); 16];
+    for y0 in (0..height).step_by(4) {
+        let y1 = (y0 + 4).min(height);
+        for x0 in (0..width).step_by(4) {
+            let x1 = (x0 + 4).min(width);
+            let mut n = 0;
+            for x in x0..x1 {
+                for y in y0..y1 {
+                    let i = (y + 1) * sw + x + 1;
+                    if st[i] != 0 {
+                        continue;
+                    }
+                    let mut any =
+                        st[i - sw - 1] | st[i - sw] | st[i - sw + 1] | st[i - 1] | st[i + 1];
+                    if !(r.causal && y == y0 + 3) {
+                        any |= st[i + sw - 1] | st[i + sw] | st[i + sw + 1];
+                    }
+                    if any != 0 && sp.bit() == 1 {
+                        st[i] = 2;
+                        fresh[n] = (x, y);
+                        n += 1;
+                    }
+                }
+            }
+            for &(x, y) in &fresh[..n] {
+                let v = one | half;
+                out[y * stride + x] = if sp.bit() == 1 { -v } else { v };
+            }
+        }
+    }
+    if r.magref {
+        let mut mr = Backward {
+            data: r.data,
+            left_bytes: r.data.len(),
+            cur: 0,
+            left: 0,
+            unstuff: true,
+        };
+        for y0 in (0..height).step_by(4) {
+            let y1 = (y0 + 4).min(height);
+            for x in 0..width {
+                for y in y0..y1 {
+                    if st[(y + 1) * sw + x + 1] != 1 {
+                        continue;
+                    }
+                    let o = &mut out[y * stride + x];
+                    let b = mr.bit();
+                    let mag = ((o.unsigned_abs() ^ ((1 - b) << (s - 1))) as i32) | half;
+                    *o = if *o < 0 { -mag } else { mag };
+                }
+            }
+        }
     }
     Ok(())
 }

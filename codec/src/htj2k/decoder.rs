@@ -1,13 +1,15 @@
 //! HTJ2K decoding (ISO/IEC 15444-15 over the Part 1 codestream), pure Rust: markers, tiles and
-//! tile-parts, packets in all five progression orders with precincts, the HT cleanup pass
-//! ([`super::block_decoder`]), dequantization, the inverse 5/3 and 9/7 wavelets, the inverse
-//! RCT and ICT, and decoding at a reduced resolution (the first bytes of a `.4.202` stream).
+//! tile-parts, packets in all five progression orders with precincts, the HT block passes
+//! ([`super::block_decoder`]: cleanup, SigProp, MagRef; vertically causal or not),
+//! dequantization, the inverse 5/3 and 9/7 wavelets, the inverse RCT and ICT, and decoding at a
+//! reduced resolution or from a prefix (the first bytes of a `.4.202` stream).
 //!
 //! What this decoder does not take answers [`DecodeError::Unsupported`], for the caller to hand
-//! the stream to another decoder: code-blocks with refinement passes (SigProp, MagRef) or that
-//! contribute to more than one quality layer, Part 1 (EBCOT) code-blocks, subsampled
-//! components, progression order changes (POC), packed packet headers (PPM, PPT), precisions
-//! above 16 bits. Everything else malformed is [`DecodeError::Malformed`], never a panic.
+//! the stream to another decoder: code-blocks with more than one HT set or that contribute to
+//! more than one quality layer, Part 1 (EBCOT) code-blocks, subsampled components, progression
+//! order changes (POC), packed packet headers (PPM, PPT), precisions above 16 bits, more than 28
+//! magnitude bits in a subband, images past 2^28 samples. Everything else malformed is
+//! [`DecodeError::Malformed`], never a panic.
 
 use super::block_decoder;
 
@@ -730,8 +732,8 @@ fn decode_tile(
                 };
                 let (eps, mant) = qcd.step(qi, nl)?;
                 let kmax = (qcd.guard + eps).saturating_sub(1);
-                if kmax > 29 {
-                    return unsupported("more than 29 magnitude bits in a subband");
+                if kmax > 28 {
+                    return unsupported("more than 28 magnitude bits in a subband");
                 }
                 let gain = [0, 1, 1, 2][kind as usize];
                 let step = if cod.reversible {
@@ -880,7 +882,7 @@ fn decode_tile(
                             if blk.data.is_empty() {
                                 continue;
                             }
-                            decode_block(blk, band, &mut buf, w, reversible)?;
+                            decode_block(blk, band, &mut buf, w, &comp.cod)?;
                         }
                     }
                 }
@@ -992,15 +994,9 @@ fn decode_tile(
 
 /// Decodes one code-block into its subband buffer (`buf`, rows `w` apart): integers when
 /// `reversible`, else in half steps (see [`block_decoder::decode`]).
-fn decode_block(
-    blk: &Block,
-    band: &Band,
-    buf: &mut [i32],
-    w: usize,
-    reversible: bool,
-) -> Result<()> {
-    if blk.passes > 1 {
-        return unsupported("HT refinement passes (SigProp, MagRef)");
+fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize, cod: &Cod) -> Result<()> {
+    if blk.passes > 3 {
+        return unsupported("more than one HT set in a code-block");
     }
     if blk.zero_planes >= band.kmax {
         return bad("more missing bit-planes than the subband has");
@@ -1008,6 +1004,11 @@ fn decode_block(
     let p = band.kmax - 1 - blk.zero_planes;
     let (bw, bh) = (blk.rect.w(), blk.rect.h());
     let off = (blk.rect.y0 - band.rect.y0) as usize * w + (blk.rect.x0 - band.rect.x0) as usize;
+    let refinement = (blk.passes > 1).then(|| block_decoder::Refinement {
+        data: &blk.data[blk.cleanup_len..],
+        magref: blk.passes == 3,
+        causal: cod.cb_style & 0x08 != 0,
+    });
     block_decoder::decode(
         &blk.data[..blk.cleanup_len],
         bw,
@@ -1017,8 +1018,9 @@ fn decode_block(
         block_decoder::Planes {
             p,
             limit: band.kmax,
-            reversible,
+            reversible: cod.reversible,
         },
+        refinement,
     )
     .map_err(|e| DecodeError::Malformed(e.to_string()))
 }

@@ -9,11 +9,10 @@
 //! one tile-part per resolution, so a prefix of the codestream decodes to a lower resolution
 //! (the progressive loading cornerstone does with byte ranges).
 //!
-//! Decoding is ours too ([`decode`], `decoder.rs` and `block_decoder.rs`): any HTJ2K codestream
-//! whose code-blocks carry the HT cleanup pass (what OpenJPH and this encoder make), in any
-//! progression order, with precincts, tiles and offsets, at full or reduced resolution;
-//! refinement passes and the rest it leaves answer [`DecodeError::Unsupported`] and go to
-//! openjp2. Interoperability with OpenJPH and OpenJPEG is tested in `tests/tests/htj2k.rs`.
+//! Decoding is ours too ([`decode`], `decoder.rs` and `block_decoder.rs`): HTJ2K codestreams in
+//! any progression order, with precincts, tiles and offsets, code-blocks of one HT set (the
+//! cleanup pass, and SigProp and MagRef where present), at full or reduced resolution; what it
+//! leaves answers [`DecodeError::Unsupported`] and goes to openjp2. Interoperability with OpenJPH and OpenJPEG is tested in `tests/tests/htj2k.rs`.
 
 mod block;
 mod block_decoder;
@@ -56,7 +55,19 @@ const CB_LOG: usize = 6;
 /// Encodes an image losslessly; `mct` applies the reversible colour transform to three
 /// components (the codestream then decodes to the original RGB; DICOM says YBR_RCT).
 pub fn encode(img: &Image<'_>, progression: Progression, mct: bool) -> Result<Vec<u8>, String> {
-    encode_with(img, progression, mct, false)
+    encode_with(img, progression, mct, false, None)
+}
+
+/// Lossless, but each code-block whose magnitudes reach 2 coded as the HT cleanup pass at
+/// bit-plane 1 and the SigProp and MagRef passes at bit-plane 0 (Kakadu-style streams; for the
+/// decoder's tests: what a sample SigProp does not reach is lost, so not exactly lossless).
+#[cfg(test)]
+pub(crate) fn encode_refined(
+    img: &Image<'_>,
+    progression: Progression,
+    causal: bool,
+) -> Result<Vec<u8>, String> {
+    encode_with(img, progression, false, false, Some(causal))
 }
 
 /// Encodes an image lossily (`.4.203`): the irreversible colour transform (with `mct`) and 9/7
@@ -68,7 +79,7 @@ pub fn encode_lossy(
     progression: Progression,
     mct: bool,
 ) -> Result<Vec<u8>, String> {
-    encode_with(img, progression, mct, true)
+    encode_with(img, progression, mct, true, None)
 }
 
 fn encode_with(
@@ -76,6 +87,8 @@ fn encode_with(
     progression: Progression,
     mct: bool,
     lossy: bool,
+    // Refinement passes (tests only), with vertically causal contexts or not.
+    refine: Option<bool>,
 ) -> Result<Vec<u8>, String> {
     let (w, h, nc) = (img.width, img.height, img.components);
     if w == 0 || h == 0 || w > u32::MAX as usize || h > u32::MAX as usize {
@@ -116,11 +129,20 @@ fn encode_with(
         for plane in &planes {
             let bands = subbands(w, h, levels, r);
             let mut header = BitWriter::new();
-            let mut coded: Vec<(Vec<Option<Vec<u8>>>, usize, usize, u32)> = Vec::new();
+            // Per subband: cleanup segments, refinement segments, the block grid, K_max.
+            #[allow(clippy::type_complexity)]
+            let mut coded: Vec<(
+                Vec<Option<Vec<u8>>>,
+                Vec<Option<Vec<u8>>>,
+                usize,
+                usize,
+                u32,
+            )> = Vec::new();
             for (bi, band) in bands.iter().enumerate() {
                 let k = kmax_of(r, bi);
                 let (nbx, nby) = (band.w.div_ceil(1 << CB_LOG), band.h.div_ceil(1 << CB_LOG));
                 let mut blocks = Vec::with_capacity(nbx * nby);
+                let mut refs = Vec::with_capacity(nbx * nby);
                 for by in 0..nby {
                     for bx in 0..nbx {
                         let x0 = band.x + (bx << CB_LOG);
@@ -137,10 +159,22 @@ fn encode_with(
                                 ));
                             }
                         }
-                        blocks.push(block::encode(&plane[start..], bw, bh, w));
+                        #[cfg(test)]
+                        let refined = refine.and_then(|causal| {
+                            block::encode_refined(&plane[start..], bw, bh, w, causal)
+                        });
+                        #[cfg(not(test))]
+                        let refined: Option<(Vec<u8>, Vec<u8>)> = None;
+                        if let Some((cleanup, refinement)) = refined {
+                            blocks.push(Some(cleanup));
+                            refs.push(Some(refinement));
+                        } else {
+                            blocks.push(block::encode(&plane[start..], bw, bh, w));
+                            refs.push(None);
+                        }
                     }
                 }
-                coded.push((blocks, nbx, nby, k));
+                coded.push((blocks, refs, nbx, nby, k));
             }
             let any = coded.iter().any(|(b, ..)| b.iter().any(Option::is_some));
             let mut body = Vec::new();
@@ -148,7 +182,7 @@ fn encode_with(
                 header.put(0);
             } else {
                 header.put(1);
-                for (blocks, nbx, nby, k) in &coded {
+                for (blocks, refs, nbx, nby, k) in &coded {
                     if blocks.is_empty() {
                         continue;
                     }
@@ -156,11 +190,31 @@ fn encode_with(
                         TagTree::new(*nbx, *nby, |i| u32::from(blocks[i].is_none()));
                     // HT: the cleanup pass codes whole magnitudes; K_max − 1 "missing MSBs"
                     // put it at bit-plane 0 (as OpenJPH codes lossless blocks).
-                    let mut zero_planes = TagTree::new(*nbx, *nby, |_| k - 1);
+                    // (Refined blocks: the cleanup pass at bit-plane 1.)
+                    let mut zero_planes =
+                        TagTree::new(*nbx, *nby, |i| k - 1 - u32::from(refs[i].is_some()));
                     for (i, b) in blocks.iter().enumerate() {
                         inclusion.encode(&mut header, i, 1);
                         let Some(seg) = b else { continue };
                         zero_planes.encode(&mut header, i, u32::MAX);
+                        if let Some(r) = &refs[i] {
+                            // Three passes: "1100" (Table B.4); the cleanup length in Lblock
+                            // bits, the refinement's in Lblock + 1 (two passes).
+                            header.put_bits(0b1100, 4);
+                            let need = |n: usize| 32 - (n as u32).leading_zeros();
+                            let lblock = 3u32
+                                .max(need(seg.len()))
+                                .max(need(r.len()).saturating_sub(1));
+                            for _ in 3..lblock {
+                                header.put(1);
+                            }
+                            header.put(0);
+                            header.put_bits(seg.len() as u32, lblock);
+                            header.put_bits(r.len() as u32, lblock + 1);
+                            body.extend_from_slice(seg);
+                            body.extend_from_slice(r);
+                            continue;
+                        }
                         // One coding pass: the codeword "0" (Table B.4).
                         header.put(0);
                         // Its length, in Lblock = 3 bits unless longer (B.10.7.1).
@@ -239,7 +293,7 @@ fn encode_with(
             levels as u8,
             (CB_LOG - 2) as u8,
             (CB_LOG - 2) as u8,
-            0x40,
+            if refine == Some(true) { 0x48 } else { 0x40 },
             u8::from(!lossy),
         ],
     );
