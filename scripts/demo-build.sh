@@ -16,7 +16,7 @@ mkdir -p web-demo/dist
 wasm-bindgen --target web --out-dir web-demo/dist/pkg --no-typescript "$wasm"
 if [ "${WADO_DEMO_OPT:-1}" = 1 ] && [ -x node_modules/.bin/wasm-opt ]; then
   node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
+    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types --enable-simd \
     web-demo/dist/pkg/wado_web_demo_bg.wasm -o web-demo/dist/pkg/wado_web_demo_bg.wasm
 fi
 cp web-demo/www/* web-demo/dist/

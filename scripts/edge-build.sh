@@ -17,7 +17,7 @@ rm -rf edge/dist
 wasm-bindgen --target web --out-dir edge/dist --out-name index --no-typescript "$wasm"
 if [ "${WADO_EDGE_OPT:-1}" = 1 ]; then
   node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
+    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types --enable-simd \
     edge/dist/index_bg.wasm -o edge/dist/index_bg.wasm
 fi
 raw=$(stat -c %s edge/dist/index_bg.wasm)
