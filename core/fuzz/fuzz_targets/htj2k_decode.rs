@@ -61,7 +61,8 @@ fuzz_target!(|data: &[u8]| {
     let lossy = encode_lossy(&img, progression, components == 3).expect("a valid image encodes");
     let ours = decode(&lossy, 0).expect("our lossy stream decodes");
     assert_eq!(ours.samples.len(), samples.len());
-    // Our encoder's step is 1/128 of the range (~48 dB): the error stays far below 1/32 of it.
+    // Our encoder's step is 1/128 of the range, at least a grey level: the error stays far
+    // below 1/32 of the range, or two grey levels (rms) for the narrowest images.
     let (lo, hi) = (samples.iter().min().unwrap(), samples.iter().max().unwrap());
     let range = f64::from(hi - lo).max(1.0);
     let mse = ours
@@ -71,5 +72,5 @@ fuzz_target!(|data: &[u8]| {
         .map(|(a, b)| f64::from(a - b).powi(2))
         .sum::<f64>()
         / samples.len() as f64;
-    assert!(mse <= (range / 32.0).powi(2) + 1.0, "lossy error {mse} over a range of {range}");
+    assert!(mse <= (range / 32.0).powi(2) + 4.0, "lossy error {mse} over a range of {range}");
 });

@@ -95,6 +95,34 @@ fn htj2k_decode_only(raw: &[u8], n: usize) {
         "  openjp2  median {mt:.3} ms ({:.1} MP/s), best {bt:.3} ms",
         mp / (mt / 1000.0)
     );
+    // A thumbnail's decode: 1/8 of the sides (64×64), from the whole stream and from the
+    // prefix that holds those resolutions (the RPCL stream's first four tile-parts: the fifth
+    // SOT marker is where the prefix ends).
+    let sots: Vec<usize> = cs
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| *w == [0xFF, 0x90])
+        .map(|(i, _)| i)
+        .collect();
+    let prefix = &cs[..sots.get(4).copied().unwrap_or(cs.len())];
+    let (mut full, mut pre) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let s = Instant::now();
+        let d = wado_codec::htj2k::decode(&cs, 3).unwrap();
+        full.push(s.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!((d.width, d.height), (64, 64));
+        let s = Instant::now();
+        let d = wado_codec::htj2k::decode(prefix, 3).unwrap();
+        pre.push(s.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!((d.width, d.height), (64, 64));
+    }
+    println!(
+        "  1/8 (64×64): {:.3} ms from the whole stream, {:.3} ms from its first {} of {} bytes",
+        median_ms(full),
+        median_ms(pre),
+        prefix.len(),
+        cs.len()
+    );
 }
 
 fn main() {
