@@ -96,12 +96,13 @@ pub fn decode_frame(info: &PixelInfo, stored_ts: &str, frame: &[u8]) -> Result<V
         .map_err(|e| bad(&e));
     }
     if is_htj2k(stored_ts) {
-        // Ours (pure Rust, also in wasm32); what it leaves to others (refinement passes,
-        // Part 1 code-blocks in a mixed stream, POC) goes to openjp2 below.
+        // Ours (pure Rust, also in wasm32); what it leaves to others (more than one HT set,
+        // Part 1 code-blocks in a mixed stream, POC) goes to openjp2 below. A stream ours
+        // finds malformed is an error, not a second decoder's try.
         match decode_htj2k(info, frame, 0) {
             Ok((native, ..)) => return Ok(native),
-            Err(e) if !cfg!(feature = "openjp2") => return Err(bad(&e)),
-            Err(_) => {}
+            Err(crate::htj2k::DecodeError::Unsupported(_)) if cfg!(feature = "openjp2") => {}
+            Err(e) => return Err(bad(&e)),
         }
     }
     if stored_ts == ts::JPEG_BASELINE {
@@ -178,13 +179,13 @@ pub fn decode_frame_reduced(
         let reduce = j2k_reduction(info, frame, min_side);
         match decode_htj2k(info, frame, reduce) {
             Ok(done) => return Some(Ok(done)),
-            Err(e) if !cfg!(feature = "openjp2") => {
+            Err(crate::htj2k::DecodeError::Unsupported(_)) if cfg!(feature = "openjp2") => {}
+            Err(e) => {
                 return Some(Err(Error::malformed(
                     "frame",
                     format!("cannot decode the HTJ2K frame: {e}"),
                 )))
             }
-            Err(_) => {}
         }
     }
     #[cfg(feature = "openjp2")]
