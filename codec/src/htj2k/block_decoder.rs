@@ -349,6 +349,14 @@ pub(crate) fn decode(
 
     // The previous quad row's bottom samples, one slot of padding at each side: their
     // exponents and significance (column x at x + 1).
+    // μ's lowest bit in a value and what sits below it: half of bit-plane p (reversible), or
+    // in half steps the middle of the interval.
+    let (shift, low) = if reversible {
+        (p, (1u32 << p) >> 1)
+    } else {
+        (p + 1, 1u32 << p)
+    };
+    let spare = width + 3;
     let mut e_prev = vec![0u32; width + 4];
     let mut s_prev = vec![0u32; width + 4];
     let mut e_cur = vec![0u32; width + 4];
@@ -458,17 +466,13 @@ pub(crate) fn decode(
                     let (sx, sy) = (qx + (n as usize >> 1), y + (n as usize & 1));
                     let m = u_q - ((e_k >> n) & 1);
                     let v = ms.bits(m) | (((e_1 >> n) & 1) << m);
-                    let mu = (v >> 1) + 1;
-                    let mag = if reversible {
-                        (mu << p) | ((1 << p) >> 1)
-                    } else {
-                        ((mu << 1) | 1) << p
-                    } as i32;
+                    let mag = ((((v >> 1) + 1) << shift) | low) as i32;
                     out[sy * stride + sx] = if v & 1 == 1 { -mag } else { mag };
-                    if n & 1 == 1 {
-                        e_cur[sx + 1] = 32 - (v | 1).leading_zeros();
-                        s_cur[sx + 1] = 1;
-                    }
+                    // A bottom sample's exponent and significance for the next row of quads
+                    // (a top sample's go to the spare slot past the row).
+                    let slot = if n & 1 == 1 { sx + 1 } else { spare };
+                    e_cur[slot] = 32 - (v | 1).leading_zeros();
+                    s_cur[slot] = 1;
                 }
             }
             x += 4;
