@@ -130,6 +130,39 @@ const J: [u8; 32] = [
     14, 15,
 ];
 
+/// Gradients span -maxval..=maxval, 2^17 - 1 values at most (MAXVAL ≤ 65535).
+const QLUT_LEN: usize = 1 << 17;
+const QLUT_MASK: usize = QLUT_LEN - 1;
+const CTX_MASK: usize = 511;
+
+/// A zeroed table, allocated on the heap (never on the stack).
+fn zeroed_qlut() -> Box<[i8; QLUT_LEN]> {
+    match vec![0i8; QLUT_LEN].into_boxed_slice().try_into() {
+        Ok(lut) => lut,
+        Err(_) => unreachable!("the vector has QLUT_LEN elements"),
+    }
+}
+
+/// The variables of one context (T.87 A.2.1): kept together, as a sample touches all four.
+#[derive(Clone, Copy)]
+struct Ctx {
+    a: i32,
+    b: i32,
+    c: i32,
+    n: i32,
+}
+
+impl Ctx {
+    const fn new(a0: i32) -> Ctx {
+        Ctx {
+            a: a0,
+            b: 0,
+            c: 0,
+            n: 1,
+        }
+    }
+}
+
 /// The coding state of one scan: parameters and the context variables.
 struct Coder {
     near: i32,
@@ -141,14 +174,15 @@ struct Coder {
     t2: i32,
     t3: i32,
     reset: i32,
-    a: [i32; 367],
-    b: [i32; 367],
-    c: [i32; 365],
-    n: [i32; 367],
+    /// Contexts 1..=364 are regular (0 is never used); 365 and 366 are the run
+    /// interruption contexts.
+    /// 512 entries so that `q & CTX_MASK` needs no bounds check; 367 are used.
+    ctx: [Ctx; 512],
     nn: [i32; 2],
     run_index: [usize; 3],
     /// Gradient quantization for d in -maxval..=maxval, at d + maxval (CharLS does the same).
-    qlut: Vec<i8>,
+    /// Indexed by (d + maxval) & QLUT_MASK: the mask lets the compiler drop the bounds check.
+    qlut: Box<[i8; QLUT_LEN]>,
 }
 
 /// The smallest k with n·2^k ≥ a (T.87 A.5.1), at most 24; n ≥ 1.
@@ -157,13 +191,10 @@ fn golomb_k(n: i32, a: i32) -> u32 {
     if n >= a {
         return 0;
     }
-    // A first guess from the bit lengths, then at most one step up.
-    let guess = (n.leading_zeros() - a.leading_zeros()).min(24);
-    let mut k = guess.saturating_sub(1);
-    while (i64::from(n) << k) < i64::from(a) && k < 24 {
-        k += 1;
-    }
-    k
+    // n << g has a's bit length: k is g, or g + 1 when that is still below a.
+    let g = n.leading_zeros() - a.leading_zeros();
+    let k = g + u32::from((i64::from(n) << g) < i64::from(a));
+    k.min(24)
 }
 
 fn ceil_log2(v: i32) -> u32 {
@@ -176,7 +207,7 @@ fn ceil_log2(v: i32) -> u32 {
 
 impl Coder {
     fn new(p: &Params, near: i32) -> Result<Coder, Error> {
-        if p.maxval < 1 || near < 0 || near > (p.maxval / 2).min(255) {
+        if p.maxval < 1 || p.maxval > 65535 || near < 0 || near > (p.maxval / 2).min(255) {
             return err(format!("NEAR {near} with MAXVAL {}", p.maxval));
         }
         if !(near < p.t1 && p.t1 <= p.t2 && p.t2 <= p.t3 && p.t3 <= p.maxval) || p.reset < 3 {
@@ -197,30 +228,43 @@ impl Coder {
             t2: p.t2,
             t3: p.t3,
             reset: p.reset,
-            a: [a0; 367],
-            b: [0; 367],
-            c: [0; 365],
-            n: [1; 367],
+            ctx: [Ctx::new(a0); 512],
             nn: [0; 2],
             run_index: [0; 3],
-            qlut: Vec::new(),
+            qlut: zeroed_qlut(),
         }
         .with_lut())
     }
 
     fn with_lut(mut self) -> Coder {
-        let m = self.maxval;
-        self.qlut = (-m..=m).map(|d| self.quantize_gradient(d) as i8).collect();
+        // quantize_gradient is a step function of d: fill its nine ranges (the table starts
+        // zeroed, which is the middle one).
+        let (m, near, t1, t2, t3) = (self.maxval, self.near, self.t1, self.t2, self.t3);
+        let bounds = [
+            (-m, -t3, -4),
+            (-t3 + 1, -t2, -3),
+            (-t2 + 1, -t1, -2),
+            (-t1 + 1, -near - 1, -1),
+            (near + 1, t1 - 1, 1),
+            (t1, t2 - 1, 2),
+            (t2, t3 - 1, 3),
+            (t3, m, 4),
+        ];
+        for (lo, hi, q) in bounds {
+            let (lo, hi) = (lo.max(-m), hi.min(m));
+            if lo <= hi {
+                self.qlut[(lo + m) as usize..=(hi + m) as usize].fill(q);
+            }
+        }
+        debug_assert!((-m..=m)
+            .all(|d| { i32::from(self.qlut[(d + m) as usize]) == self.quantize_gradient(d) }));
         self
     }
 
     /// Back to the initial context state (at the start of a scan and after a restart).
     fn reset_contexts(&mut self) {
         let a0 = ((self.range + 32) / 64).max(2);
-        self.a = [a0; 367];
-        self.b = [0; 367];
-        self.c = [0; 365];
-        self.n = [1; 367];
+        self.ctx = [Ctx::new(a0); 512];
         self.nn = [0; 2];
         self.run_index = [0; 3];
     }
@@ -252,14 +296,14 @@ impl Coder {
     #[inline]
     fn context(&self, ra: i32, rb: i32, rc: i32, rd: i32) -> i32 {
         // Samples are within 0..=maxval, so differences index the table.
-        let q = |d: i32| i32::from(self.qlut[(d + self.maxval) as usize]);
+        let q = |d: i32| i32::from(self.qlut[(d + self.maxval) as usize & QLUT_MASK]);
         let (q1, q2, q3) = (q(rd - rb), q(rb - rc), q(rc - ra));
         (q1 * 9 + q2) * 9 + q3
     }
 
     #[inline]
     fn golomb_k(&self, q: usize) -> u32 {
-        golomb_k(self.n[q], self.a[q])
+        golomb_k(self.ctx[q].n, self.ctx[q].a)
     }
 
     #[inline]
@@ -309,31 +353,23 @@ impl Coder {
     /// The regular-mode update of context `q` with the coded error (T.87 A.6).
     #[inline]
     fn update_regular(&mut self, q: usize, errval: i32) {
-        self.b[q] += errval * (2 * self.near + 1);
-        self.a[q] += errval.abs();
-        if self.n[q] == self.reset {
-            self.a[q] >>= 1;
-            self.b[q] >>= 1; // arithmetic shift: floor division by 2
-            self.n[q] >>= 1;
+        let (step, reset) = (2 * self.near + 1, self.reset);
+        let cx = &mut self.ctx[q & CTX_MASK];
+        cx.b += errval * step;
+        cx.a += errval.abs();
+        if cx.n == reset {
+            cx.a >>= 1;
+            cx.b >>= 1; // arithmetic shift: floor division by 2
+            cx.n >>= 1;
         }
-        self.n[q] += 1;
-        let n = self.n[q];
-        if self.b[q] <= -n {
-            self.b[q] += n;
-            if self.c[q] > -128 {
-                self.c[q] -= 1;
-            }
-            if self.b[q] <= -n {
-                self.b[q] = -n + 1;
-            }
-        } else if self.b[q] > 0 {
-            self.b[q] -= n;
-            if self.c[q] < 127 {
-                self.c[q] += 1;
-            }
-            if self.b[q] > 0 {
-                self.b[q] = 0;
-            }
+        cx.n += 1;
+        let n = cx.n;
+        if cx.b <= -n {
+            cx.b = (cx.b + n).max(-n + 1);
+            cx.c -= i32::from(cx.c > -128);
+        } else if cx.b > 0 {
+            cx.b = (cx.b - n).min(0);
+            cx.c += i32::from(cx.c < 127);
         }
     }
 
@@ -342,18 +378,18 @@ impl Coder {
     fn corrected_prediction(&self, qs: i32, ra: i32, rb: i32, rc: i32) -> (usize, i32, i32) {
         let (q, sign) = if qs < 0 { (-qs, -1) } else { (qs, 1) };
         let q = q as usize;
-        let px = (self.predict(ra, rb, rc) + sign * self.c[q]).clamp(0, self.maxval);
+        let px = (self.predict(ra, rb, rc) + sign * self.ctx[q].c).clamp(0, self.maxval);
         (q, sign, px)
     }
 
     fn run_interruption_k(&self, ri_type: usize) -> u32 {
         let q = 365 + ri_type;
         let temp = if ri_type == 0 {
-            self.a[q]
+            self.ctx[q].a
         } else {
-            self.a[q] + (self.n[q] >> 1)
+            self.ctx[q].a + (self.ctx[q].n >> 1)
         };
-        golomb_k(self.n[q], temp)
+        golomb_k(self.ctx[q].n, temp)
     }
 
     fn update_run_interruption(&mut self, ri_type: usize, errval: i32, em: i32) {
@@ -361,13 +397,13 @@ impl Coder {
         if errval < 0 {
             self.nn[ri_type] += 1;
         }
-        self.a[q] += (em + 1 - ri_type as i32) >> 1;
-        if self.n[q] == self.reset {
-            self.a[q] >>= 1;
-            self.n[q] >>= 1;
+        self.ctx[q].a += (em + 1 - ri_type as i32) >> 1;
+        if self.ctx[q].n == self.reset {
+            self.ctx[q].a >>= 1;
+            self.ctx[q].n >>= 1;
             self.nn[ri_type] >>= 1;
         }
-        self.n[q] += 1;
+        self.ctx[q].n += 1;
     }
 }
 
@@ -578,9 +614,20 @@ impl<'a> BitReader<'a> {
     }
 
     /// LG(k, limit) decoding (T.87 A.5.3).
-    #[inline]
+    #[inline(always)]
     fn golomb(&mut self, k: u32, limit: i32, qbpp: u32) -> Result<u32, Error> {
         let max_high = (limit - qbpp as i32 - 1).max(0) as u32;
+        // Fast path: the whole code is in the accumulator (almost always, as fill leaves at
+        // least 57 bits): its unary part and k low bits taken with one shift each.
+        if self.nbits < 32 {
+            self.fill();
+        }
+        let z = (self.acc << (64 - self.nbits)).leading_zeros();
+        if z < max_high && z + 1 + k <= self.nbits {
+            self.nbits -= z + 1 + k;
+            let low = (self.acc >> self.nbits) & ((1u64 << k) - 1);
+            return Ok((z << k) | low as u32);
+        }
         let high = self.unary(max_high)?;
         if high < max_high {
             Ok((high << k) | self.bits(k))
@@ -648,44 +695,52 @@ impl Coder {
         comp: usize,
     ) -> Result<(), Error> {
         let w = lines.width;
+        let prev = &lines.prev[..w + 2];
+        let cur = &mut lines.cur[..w + 2];
+        // The causal neighbours slide along the line: Rc, Rb, Rd of one sample are the
+        // line above's x - 1, x, x + 1; Ra is the sample just decoded.
         let mut x = 1;
+        let (mut ra, mut rb, mut rc) = (cur[0], prev[1], prev[0]);
         while x <= w {
-            let ra = lines.cur[x - 1];
-            let rb = lines.prev[x];
-            let rc = lines.prev[x - 1];
-            let rd = lines.prev[x + 1];
+            let rd = prev[x + 1];
             let qs = self.context(ra, rb, rc, rd);
             if qs != 0 {
-                lines.cur[x] = self.decode_regular_sample(r, qs, ra, rb, rc)?;
+                ra = self.decode_regular_sample(r, qs, ra, rb, rc)?;
+                cur[x] = ra;
+                (rc, rb) = (rb, rd);
                 x += 1;
             } else {
-                x += self.decode_run(r, lines, x, comp)?;
+                x += self.decode_run(r, prev, cur, x, comp)?;
+                if x <= w {
+                    (ra, rb, rc) = (cur[x - 1], prev[x], prev[x - 1]);
+                }
             }
         }
         Ok(())
     }
 
+    /// Decodes a run starting at `x` and the sample that interrupts it, if any; returns how
+    /// many samples it decoded.
     fn decode_run(
         &mut self,
         r: &mut BitReader<'_>,
-        lines: &mut Lines,
+        prev: &[i32],
+        cur: &mut [i32],
         x: usize,
         comp: usize,
     ) -> Result<usize, Error> {
-        let w = lines.width;
-        let ra = lines.cur[x - 1];
+        let w = prev.len() - 2;
+        let ra = cur[x - 1];
         let remaining = w - x + 1;
         let count = self.read_run(r, remaining, comp)?;
-        for v in &mut lines.cur[x..x + count] {
-            *v = ra;
-        }
+        cur[x..x + count].fill(ra);
         if count == remaining {
             return Ok(count);
         }
         // The run interruption sample.
         let xi = x + count;
-        let ra = lines.cur[xi - 1];
-        let rb = lines.prev[xi];
+        let ra = cur[xi - 1];
+        let rb = prev[xi];
         let ri_type = usize::from((ra - rb).abs() <= self.near);
         let k = self.run_interruption_k(ri_type);
         let glimit = self.limit - i32::from(J[self.run_index[comp]]) - 1;
@@ -694,7 +749,7 @@ impl Coder {
         let map = temp & 1 == 1;
         let abs = (temp + i32::from(map)) / 2;
         let q = 365 + ri_type;
-        let e = if (k != 0 || 2 * self.nn[ri_type] >= self.n[q]) == map {
+        let e = if (k != 0 || 2 * self.nn[ri_type] >= self.ctx[q].n) == map {
             -abs
         } else {
             abs
@@ -705,7 +760,7 @@ impl Coder {
         } else {
             (rb, if ra > rb { -1 } else { 1 })
         };
-        lines.cur[xi] = self.fix_reconstructed(px + sign * e * (2 * self.near + 1));
+        cur[xi] = self.fix_reconstructed(px + sign * e * (2 * self.near + 1));
         if self.run_index[comp] > 0 {
             self.run_index[comp] -= 1;
         }
@@ -794,7 +849,7 @@ impl Coder {
         let rx = (px + sign * e * (2 * self.near + 1)).clamp(0, self.maxval);
         let e = self.modulo_range(e);
         let k = self.golomb_k(q);
-        let m = if self.near == 0 && k == 0 && 2 * self.b[q] <= -self.n[q] {
+        let m = if self.near == 0 && k == 0 && 2 * self.ctx[q].b <= -self.ctx[q].n {
             if e >= 0 {
                 2 * e + 1
             } else {
@@ -844,8 +899,8 @@ impl Coder {
         let e = self.modulo_range(e);
         let q = 365 + ri_type;
         let k = self.run_interruption_k(ri_type);
-        let map = (k == 0 && e > 0 && 2 * self.nn[ri_type] < self.n[q])
-            || (e < 0 && 2 * self.nn[ri_type] >= self.n[q])
+        let map = (k == 0 && e > 0 && 2 * self.nn[ri_type] < self.ctx[q].n)
+            || (e < 0 && 2 * self.nn[ri_type] >= self.ctx[q].n)
             || (e < 0 && k != 0);
         let em = 2 * e.abs() - ri_type as i32 - i32::from(map);
         let glimit = self.limit - i32::from(J[self.run_index[comp]]) - 1;
@@ -891,6 +946,9 @@ impl Coder {
         Ok(())
     }
 
+    /// Decodes the sample of regular-mode context `qs` (non-zero; its sign is the context's
+    /// sign, T.87 A.3.4) and returns it reconstructed.
+    #[inline(always)]
     fn decode_regular_sample(
         &mut self,
         r: &mut BitReader<'_>,
@@ -899,15 +957,32 @@ impl Coder {
         rb: i32,
         rc: i32,
     ) -> Result<i32, Error> {
-        let (q, sign, px) = self.corrected_prediction(qs, ra, rb, rc);
-        let k = self.golomb_k(q);
+        // sign is 0 or -1: (v ^ sign) - sign applies it without a branch.
+        let sign = qs >> 31;
+        let q = ((qs ^ sign) - sign) as usize;
+        let cx = self.ctx[q & CTX_MASK];
+        let px = (self.predict(ra, rb, rc) + ((cx.c ^ sign) - sign)).clamp(0, self.maxval);
+        let k = golomb_k(cx.n, cx.a);
         let m = r.golomb(k, self.limit, self.qbpp)? as i32;
-        let mut e = if m & 1 == 0 { m >> 1 } else { -((m + 1) >> 1) };
-        if self.near == 0 && k == 0 && 2 * self.b[q] <= -self.n[q] {
-            e = -e - 1;
+        // The error unmapped (A.5.2): even m is m / 2, odd m is -(m + 1) / 2.
+        let mut e = (m >> 1) ^ -(m & 1);
+        if k == 0 && self.near == 0 && 2 * cx.b <= -cx.n {
+            e = !e; // -e - 1
         }
         self.update_regular(q, e);
-        Ok(self.fix_reconstructed(px + sign * e * (2 * self.near + 1)))
+        let e = (e ^ sign) - sign;
+        Ok(if self.near == 0 {
+            // Lossless: the modulo reduction of A.4.2 without the multiplication.
+            let mut rx = px + e;
+            if rx < 0 {
+                rx += self.range;
+            } else if rx > self.maxval {
+                rx -= self.range;
+            }
+            rx.clamp(0, self.maxval)
+        } else {
+            self.fix_reconstructed(px + e * (2 * self.near + 1))
+        })
     }
 
     fn decode_run3(
@@ -937,7 +1012,7 @@ impl Coder {
             let em = r.golomb(k, k_limit, self.qbpp)? as i32;
             let map = em & 1 == 1;
             let abs = (em + i32::from(map)) / 2;
-            let e = if (k != 0 || 2 * self.nn[0] >= self.n[365]) == map {
+            let e = if (k != 0 || 2 * self.nn[0] >= self.ctx[365].n) == map {
                 -abs
             } else {
                 abs
@@ -1007,8 +1082,8 @@ impl Coder {
             lines.cur[xi] = self.fix_reconstructed(rb + sign * e * (2 * self.near + 1));
             let e = self.modulo_range(e);
             let k = self.run_interruption_k(0);
-            let map = (k == 0 && e > 0 && 2 * self.nn[0] < self.n[365])
-                || (e < 0 && 2 * self.nn[0] >= self.n[365])
+            let map = (k == 0 && e > 0 && 2 * self.nn[0] < self.ctx[365].n)
+                || (e < 0 && 2 * self.nn[0] >= self.ctx[365].n)
                 || (e < 0 && k != 0);
             let em = 2 * e.abs() - i32::from(map);
             wr.golomb(em as u32, k, glimit, self.qbpp);
@@ -1319,8 +1394,15 @@ fn decode_scan(
     };
     let store = |out: &mut [u16], c: usize, y: usize, line: &Lines| {
         let row = &mut out[y * w * nf..(y + 1) * w * nf];
-        for x in 0..w {
-            row[x * nf + c] = line.cur[x + 1] as u16;
+        let samples = &line.cur[1..=w];
+        if nf == 1 {
+            for (o, &v) in row.iter_mut().zip(samples) {
+                *o = v as u16;
+            }
+        } else {
+            for (o, &v) in row.chunks_exact_mut(nf).zip(samples) {
+                o[c] = v as u16;
+            }
         }
     };
     let mut first = true;
