@@ -175,8 +175,7 @@ struct Coder {
     t3: i32,
     reset: i32,
     /// Contexts 1..=364 are regular (0 is never used); 365 and 366 are the run
-    /// interruption contexts.
-    /// 512 entries so that `q & CTX_MASK` needs no bounds check; 367 are used.
+    /// interruption contexts. 512 entries, so that `q & CTX_MASK` needs no bounds check.
     ctx: [Ctx; 512],
     nn: [i32; 2],
     run_index: [usize; 3],
@@ -971,18 +970,7 @@ impl Coder {
         }
         self.update_regular(q, e);
         let e = (e ^ sign) - sign;
-        Ok(if self.near == 0 {
-            // Lossless: the modulo reduction of A.4.2 without the multiplication.
-            let mut rx = px + e;
-            if rx < 0 {
-                rx += self.range;
-            } else if rx > self.maxval {
-                rx -= self.range;
-            }
-            rx.clamp(0, self.maxval)
-        } else {
-            self.fix_reconstructed(px + e * (2 * self.near + 1))
-        })
+        Ok(self.fix_reconstructed(px + e * (2 * self.near + 1)))
     }
 
     fn decode_run3(
@@ -1395,6 +1383,7 @@ fn decode_scan(
     let store = |out: &mut [u16], c: usize, y: usize, line: &Lines| {
         let row = &mut out[y * w * nf..(y + 1) * w * nf];
         let samples = &line.cur[1..=w];
+        // Greyscale (the usual frame) as a plain copy; components into their slot.
         if nf == 1 {
             for (o, &v) in row.iter_mut().zip(samples) {
                 *o = v as u16;
