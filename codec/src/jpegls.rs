@@ -923,24 +923,28 @@ impl Coder {
         let w = l.c[0].width;
         let mut x = 1;
         while x <= w {
-            let mut qs = [0i32; 3];
-            for (i, lines) in l.c.iter().enumerate() {
-                qs[i] = self.context(
-                    lines.cur[x - 1],
-                    lines.prev[x],
-                    lines.prev[x - 1],
-                    lines.prev[x + 1],
-                );
+            // Regular pixels until a run starts, on slices whose length the compiler knows.
+            {
+                let [l0, l1, l2] = &mut l.c;
+                let (p0, c0) = (&l0.prev[..w + 2], &mut l0.cur[..w + 2]);
+                let (p1, c1) = (&l1.prev[..w + 2], &mut l1.cur[..w + 2]);
+                let (p2, c2) = (&l2.prev[..w + 2], &mut l2.cur[..w + 2]);
+                while x <= w {
+                    let q0 = self.context(c0[x - 1], p0[x], p0[x - 1], p0[x + 1]);
+                    let q1 = self.context(c1[x - 1], p1[x], p1[x - 1], p1[x + 1]);
+                    let q2 = self.context(c2[x - 1], p2[x], p2[x - 1], p2[x + 1]);
+                    if q0 | q1 | q2 == 0 {
+                        break;
+                    }
+                    c0[x] = self.decode_regular_sample(r, q0, c0[x - 1], p0[x], p0[x - 1])?;
+                    c1[x] = self.decode_regular_sample(r, q1, c1[x - 1], p1[x], p1[x - 1])?;
+                    c2[x] = self.decode_regular_sample(r, q2, c2[x - 1], p2[x], p2[x - 1])?;
+                    x += 1;
+                }
             }
-            if qs == [0, 0, 0] {
+            if x <= w {
                 x += self.decode_run3(r, l, x)?;
-                continue;
             }
-            for (i, lines) in l.c.iter_mut().enumerate() {
-                let (ra, rb, rc) = (lines.cur[x - 1], lines.prev[x], lines.prev[x - 1]);
-                lines.cur[x] = self.decode_regular_sample(r, qs[i], ra, rb, rc)?;
-            }
-            x += 1;
         }
         Ok(())
     }
