@@ -178,6 +178,8 @@ struct Coder {
     /// interruption contexts. 512 entries, so that `q & CTX_MASK` needs no bounds check.
     ctx: [Ctx; 512],
     nn: [i32; 2],
+    /// LIMIT - qbpp - 1: the longest unary part of a regular-mode code.
+    max_high: u32,
     run_index: [usize; 3],
     /// Gradient quantization for d in -maxval..=maxval, at d + maxval (CharLS does the same).
     /// Indexed by (d + maxval) & QLUT_MASK: the mask lets the compiler drop the bounds check.
@@ -229,6 +231,7 @@ impl Coder {
             reset: p.reset,
             ctx: [Ctx::new(a0); 512],
             nn: [0; 2],
+            max_high: (limit - qbpp as i32 - 1).max(0) as u32,
             run_index: [0; 3],
             qlut: zeroed_qlut(),
         }
@@ -615,7 +618,12 @@ impl<'a> BitReader<'a> {
     /// LG(k, limit) decoding (T.87 A.5.3).
     #[inline(always)]
     fn golomb(&mut self, k: u32, limit: i32, qbpp: u32) -> Result<u32, Error> {
-        let max_high = (limit - qbpp as i32 - 1).max(0) as u32;
+        self.golomb_within((limit - qbpp as i32 - 1).max(0) as u32, k, qbpp)
+    }
+
+    /// LG(k, limit) decoding with the unary part's bound, LIMIT - qbpp - 1, given.
+    #[inline(always)]
+    fn golomb_within(&mut self, max_high: u32, k: u32, qbpp: u32) -> Result<u32, Error> {
         // Fast path: the whole code is in the accumulator (almost always, as fill leaves at
         // least 57 bits): its unary part and k low bits taken with one shift each.
         if self.nbits < 32 {
@@ -966,7 +974,7 @@ impl Coder {
         let cx = self.ctx[q & CTX_MASK];
         let px = (self.predict(ra, rb, rc) + ((cx.c ^ sign) - sign)).clamp(0, self.maxval);
         let k = golomb_k(cx.n, cx.a);
-        let m = r.golomb(k, self.limit, self.qbpp)? as i32;
+        let m = r.golomb_within(self.max_high, k, self.qbpp)? as i32;
         // The error unmapped (A.5.2): even m is m / 2, odd m is -(m + 1) / 2.
         let mut e = (m >> 1) ^ -(m & 1);
         if k == 0 && self.near == 0 && 2 * cx.b <= -cx.n {
