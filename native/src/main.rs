@@ -1070,14 +1070,32 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let tls = match &settings.dimse_tls {
+            None => None,
+            Some((cert, key, ca)) => {
+                match wado_native::dimse::tls::server_config(cert, key, ca.as_deref()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        eprintln!("wado serve: DICOM TLS: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        };
         let options = wado_native::dimse::Options {
             idle: std::time::Duration::from_secs(settings.dimse_timeout),
             max_data_set: service.config().max_instance_bytes,
             audit: audit.clone(),
+            tls,
             ..Default::default()
         };
         tracing::info!(
-            "DIMSE on {} (called AE titles: {}){}",
+            "DIMSE{} on {} (called AE titles: {}){}",
+            match &settings.dimse_tls {
+                None => "",
+                Some((_, _, None)) => " over TLS",
+                Some((_, _, Some(_))) => " over TLS, client certificates required,",
+            },
             dimse.local_addr().unwrap_or(at),
             service.config().ae_titles.join(","),
             if service.config().dimse_peers.is_some() {

@@ -198,6 +198,17 @@ pub struct ServeArgs {
     /// Seconds a DICOM association may stay silent before it is aborted [default: 60].
     #[arg(long)]
     pub dimse_timeout: Option<u64>,
+    /// Speak DICOM over TLS on --dimse-port (PS3.15 B.1, as on port 2762), with this
+    /// certificate chain (PEM); needs --dimse-tls-key. Plain TCP is then refused there.
+    #[arg(long)]
+    pub dimse_tls_cert: Option<PathBuf>,
+    /// The private key of --dimse-tls-cert (PEM).
+    #[arg(long)]
+    pub dimse_tls_key: Option<PathBuf>,
+    /// Require a client certificate issued by one of these CAs (PEM) on DICOM TLS (mutual
+    /// authentication, as the DICOM TLS secure transport profiles ask) [default: none asked].
+    #[arg(long)]
+    pub dimse_tls_client_ca: Option<PathBuf>,
 }
 
 /// Settings with every default applied.
@@ -281,6 +292,9 @@ pub struct Settings {
     pub dimse_port: Option<u16>,
     pub dimse_peers: Option<PathBuf>,
     pub dimse_timeout: u64,
+    /// DICOM TLS on the DIMSE port: certificate chain, key, and the CAs client
+    /// certificates must come from (when they are required).
+    pub dimse_tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
 }
 
 impl ServeArgs {
@@ -299,6 +313,9 @@ impl ServeArgs {
             &mut args.jwt_keys,
             &mut args.demo_dir,
             &mut args.dimse_peers,
+            &mut args.dimse_tls_cert,
+            &mut args.dimse_tls_key,
+            &mut args.dimse_tls_client_ca,
         ]
         .into_iter()
         .flatten()
@@ -324,6 +341,19 @@ impl ServeArgs {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             _ => return Err("tls-cert and tls-key go together".into()),
+        };
+        let client_ca = self.dimse_tls_client_ca.or(file.dimse_tls_client_ca);
+        let dimse_tls = match (
+            self.dimse_tls_cert.or(file.dimse_tls_cert),
+            self.dimse_tls_key.or(file.dimse_tls_key),
+            client_ca,
+        ) {
+            (Some(c), Some(k), ca) => Some((c, k, ca)),
+            (None, None, None) => None,
+            (None, None, Some(_)) => {
+                return Err("dimse-tls-client-ca needs dimse-tls-cert and dimse-tls-key".into())
+            }
+            _ => return Err("dimse-tls-cert and dimse-tls-key go together".into()),
         };
         let oidc_issuer = self.oidc_issuer.or(file.oidc_issuer);
         let (keys, issuer, audience) = (
@@ -448,6 +478,7 @@ impl ServeArgs {
                 .or(file.dimse_timeout)
                 .unwrap_or(60)
                 .max(1),
+            dimse_tls,
             demo_dir: self.demo_dir.or(file.demo_dir).or_else(|| {
                 let d = PathBuf::from("web-demo/dist");
                 d.join("index.html").is_file().then_some(d)
@@ -514,6 +545,16 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(half.resolve(ServeArgs::default()).is_err());
+        let half = ServeArgs {
+            dimse_tls_key: Some("k.pem".into()),
+            ..ServeArgs::default()
+        };
+        assert!(half.resolve(ServeArgs::default()).is_err());
+        let ca_alone = ServeArgs {
+            dimse_tls_client_ca: Some("ca.pem".into()),
+            ..ServeArgs::default()
+        };
+        assert!(ca_alone.resolve(ServeArgs::default()).is_err());
         let jwt = ServeArgs {
             jwt_keys: Some("k.pem".into()),
             jwt_issuer: Some("i".into()),

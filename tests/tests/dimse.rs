@@ -904,3 +904,203 @@ fn dimse_operations_leave_audit_records() {
         "{identifier:?}"
     );
 }
+
+/// A CA, and a certificate it issued for `names` (PEM: certificate, key), made with rcgen.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { params, key, pem }
+    }
+
+    fn issue(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// DICOM TLS with client certificates (`--dimse-tls-cert/-key/-client-ca`), with DCMTK's own
+/// TLS (OpenSSL) as the peer: echoscu and storescu with a certificate the server's CA issued
+/// associate, and what storescu sent retrieves byte for byte over WADO-RS; a peer without TLS,
+/// with a certificate of another CA, or that does not trust the server's certificate, gets no
+/// association, and nothing it sent is stored; the server keeps answering.
+#[test]
+fn dicom_tls_with_client_certificates() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let dir = tempdir();
+    let d = dir.path();
+    let ca = Ca::new("wado test CA");
+    let (server_cert, server_key) = ca.issue(&["localhost", "127.0.0.1"], ServerAuth);
+    let (client_cert, client_key) = ca.issue(&["modality.example"], ClientAuth);
+    let stranger = Ca::new("another CA");
+    let (other_cert, other_key) = stranger.issue(&["stranger.example"], ClientAuth);
+    let path = |name: &str, text: &str| {
+        write_temp(d, name, text.as_bytes())
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let ca_pem = path("ca.pem", &ca.pem);
+    let stranger_pem = path("stranger-ca.pem", &stranger.pem);
+    let (scert, skey) = (
+        path("server.pem", &server_cert),
+        path("server.key", &server_key),
+    );
+    let (ccert, ckey) = (
+        path("client.pem", &client_cert),
+        path("client.key", &client_key),
+    );
+    let (ocert, okey) = (
+        path("other.pem", &other_cert),
+        path("other.key", &other_key),
+    );
+    let (server, p) = serve_dimse(
+        d,
+        PEERS,
+        &[
+            "--dimse-tls-cert",
+            &scert,
+            "--dimse-tls-key",
+            &skey,
+            "--dimse-tls-client-ca",
+            &ca_pem,
+            "--dimse-timeout",
+            "5",
+        ],
+    );
+    let root = format!("{}/dcm4chee-arc/aets/DCM4CHEE/rs", server.base);
+    // DCMTK's +tls takes the key then the certificate; +cf the certificates it trusts.
+    let tls = |key: &str, cert: &str, trust: &str| -> Vec<String> {
+        ["+tls", key, cert, "+cf", trust]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let echo = |extra: &[String]| {
+        let mut args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        args.extend(["-to", "10", "-aec", "DCM4CHEE", "127.0.0.1", &p]);
+        dcmtk("echoscu", &args)
+    };
+    let good = tls(&ckey, &ccert, &ca_pem);
+    let out = echo(&good);
+    assert!(out.status.success(), "echoscu over TLS: {}", said(&out));
+
+    // C-STORE over TLS, then the file over WADO-RS as stored.
+    let file = corpus().join("ct_small_ele.dcm");
+    let sent = std::fs::read(&file).unwrap();
+    let mut args: Vec<&str> = good.iter().map(String::as_str).collect();
+    args.extend(["-aet", "STORESCU", "-aec", "DCM4CHEE", "127.0.0.1", &p]);
+    args.push(file.to_str().unwrap());
+    let out = dcmtk("storescu", &args);
+    assert!(out.status.success(), "storescu over TLS: {}", said(&out));
+    // The oracle of what storescu sends: the same command, without TLS, to DCMTK's storescp.
+    let oracle_dir = d.join("oracle");
+    std::fs::create_dir_all(&oracle_dir).unwrap();
+    let (oracle, oracle_port) = StoreScp::start(&oracle_dir, "ORACLE");
+    let op = oracle_port.to_string();
+    let f = file.to_str().unwrap();
+    let out = dcmtk(
+        "storescu",
+        &["-aet", "STORESCU", "-aec", "ORACLE", "127.0.0.1", &op, f],
+    );
+    assert!(out.status.success(), "storescu to storescp: {}", said(&out));
+    drop(oracle);
+    let received = std::fs::read(&walk(&oracle_dir)[0]).unwrap();
+    let got = retrieved(&root, &sop_of(&sent)).expect("stored over TLS");
+    let (ts, want) = data_set(&received);
+    let (got_ts, got) = data_set(&got);
+    assert_eq!(got_ts, ts);
+    assert!(same_data_set(&want, got, &ts), "the data set as sent");
+
+    // Refused: plain TCP on the TLS port, a client certificate of another CA, no client
+    // certificate at all (anonymous TLS), and a client that does not trust the server.
+    let other = dir.path().join("other.dcm");
+    let mut copy = sent.clone();
+    let sop = sop_of(&sent);
+    let last = if sop.ends_with('9') { '8' } else { '9' };
+    let new_sop = format!("{}{last}", &sop[..sop.len() - 1]);
+    assert_ne!(new_sop, sop);
+    let at = copy
+        .windows(sop.len())
+        .position(|w| w == sop.as_bytes())
+        .unwrap();
+    copy[at..at + sop.len()].copy_from_slice(new_sop.as_bytes());
+    let mut rest = at + sop.len();
+    while let Some(k) = copy[rest..]
+        .windows(sop.len())
+        .position(|w| w == sop.as_bytes())
+    {
+        copy[rest + k..rest + k + sop.len()].copy_from_slice(new_sop.as_bytes());
+        rest += k + sop.len();
+    }
+    std::fs::write(&other, &copy).unwrap();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("no TLS", vec![]),
+        ("a certificate of another CA", tls(&okey, &ocert, &ca_pem)),
+        (
+            "no client certificate",
+            vec!["+tla".into(), "+cf".into(), ca_pem.clone()],
+        ),
+        ("the server not trusted", tls(&ckey, &ccert, &stranger_pem)),
+    ];
+    for (what, extra) in &cases {
+        let out = echo(extra);
+        assert!(!out.status.success(), "echoscu with {what} associated");
+        let mut args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        args.extend([
+            "-to",
+            "10",
+            "-aet",
+            "STORESCU",
+            "-aec",
+            "DCM4CHEE",
+            "127.0.0.1",
+            &p,
+        ]);
+        args.push(other.to_str().unwrap());
+        let out = dcmtk("storescu", &args);
+        assert!(!out.status.success(), "storescu with {what} stored");
+        assert!(retrieved(&root, &new_sop).is_none(), "{what}: stored");
+    }
+    // A peer that opens the connection and never starts the handshake is dropped after the
+    // timeout; meanwhile and after, the server answers.
+    let silent = std::net::TcpStream::connect(("127.0.0.1", p.parse::<u16>().unwrap())).unwrap();
+    let out = echo(&good);
+    assert!(
+        out.status.success(),
+        "echoscu after refusals: {}",
+        said(&out)
+    );
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = std::io::Read::read(&mut &silent, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "a silent TLS peer is closed");
+    assert!(start.elapsed() < std::time::Duration::from_secs(14));
+}

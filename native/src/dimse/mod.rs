@@ -11,6 +11,7 @@
 
 mod retrieve;
 pub mod scu;
+pub mod tls;
 mod wire;
 
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
@@ -37,6 +38,9 @@ pub struct Options {
     pub max_associations: usize,
     /// Where audit records go (`--audit-log`): one per C-STORE, C-FIND, C-GET, C-MOVE.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// DICOM TLS (`--dimse-tls-cert`, [`tls::server_config`]): every association is TLS;
+    /// a peer that does not complete the handshake within `idle` is dropped.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Options {
@@ -47,6 +51,7 @@ impl Default for Options {
             max_data_set: 2 << 30,
             max_associations: 256,
             audit: None,
+            tls: None,
         }
     }
 }
@@ -139,14 +144,15 @@ impl dicom_ul::association::server::Negotiation for Roles {
     }
 }
 
-/// One association, from the A-ASSOCIATE-RQ to its release or abort.
+/// One association, from the A-ASSOCIATE-RQ (after the TLS handshake, with TLS) to its
+/// release or abort.
 async fn associate(
     socket: tokio::net::TcpStream,
     address: &str,
     service: &Arc<Service>,
     options: &Options,
 ) {
-    let scp = ServerAssociationOptions::new()
+    let mut scp = ServerAssociationOptions::new()
         .ae_access_control(Gate {
             service: service.clone(),
             address: address.to_owned(),
@@ -157,16 +163,38 @@ async fn associate(
         .with_negotiation(Roles)
         .max_pdu_length(options.max_pdu)
         .read_timeout(options.idle);
-    let mut assoc = match scp.establish_async(socket).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::debug!("DIMSE: association from {address} not established: {e}");
-            return;
+    match &options.tls {
+        None => match scp.establish_async(socket).await {
+            Ok(assoc) => session(assoc, address, service, options).await,
+            Err(e) => tracing::debug!("DIMSE: association from {address} not established: {e}"),
+        },
+        Some(config) => {
+            scp = scp.tls_config(config.clone());
+            // The upper layer times the A-ASSOCIATE-RQ, not the handshake before it.
+            match tokio::time::timeout(options.idle, scp.establish_tls_async(socket)).await {
+                Ok(Ok(assoc)) => session(assoc, address, service, options).await,
+                Ok(Err(e)) => {
+                    tracing::info!("DIMSE: TLS association from {address} not established: {e}")
+                }
+                Err(_) => tracing::info!(
+                    "DIMSE: TLS association from {address} not established within {} s",
+                    options.idle.as_secs()
+                ),
+            }
         }
-    };
+    }
+}
+
+/// The messages of an established association, until its release or abort.
+async fn session<S: wire::Stream>(
+    mut assoc: Assoc<S>,
+    address: &str,
+    service: &Arc<Service>,
+    options: &Options,
+) {
     // The A-ASSOCIATE-AC just sent put the connection in delayed-ACK mode: the first
     // request's header would wait ~40 ms for our ACK before its body comes (DCMTK's tools).
-    wire::quick_ack(assoc.inner_stream());
+    wire::quick_ack(assoc.inner_stream().tcp());
     let calling = dicom_ul::association::Association::peer_ae_title(&assoc)
         .trim()
         .to_owned();
@@ -191,7 +219,7 @@ async fn associate(
             Ok(p) => p,
             Err(e) => break format!("{e}"),
         };
-        wire::quick_ack(assoc.inner_stream());
+        wire::quick_ack(assoc.inner_stream().tcp());
         match pdu {
             Pdu::PData { data } => {
                 let mut failed = None;
@@ -324,12 +352,11 @@ pub(super) struct Whole<'a> {
     data: &'a [u8],
 }
 
-pub(super) type Assoc =
-    dicom_ul::association::server::AsyncServerAssociation<tokio::net::TcpStream>;
+pub(super) type Assoc<S> = dicom_ul::association::server::AsyncServerAssociation<S>;
 
 /// Sends a command, and a data set after it when given, on context `id`.
-pub(super) async fn send(
-    assoc: &mut Assoc,
+pub(super) async fn send<S: wire::Stream>(
+    assoc: &mut Assoc<S>,
     id: u8,
     command: &Command,
     data: Option<&[u8]>,
@@ -339,7 +366,7 @@ pub(super) async fn send(
 
 /// Whether the peer has sent a C-CANCEL-RQ (read without waiting); any other message while a
 /// request is answered breaks the protocol (one operation at a time was negotiated).
-pub(super) async fn cancelled(assoc: &mut Assoc) -> Result<bool, String> {
+pub(super) async fn cancelled<S: wire::Stream>(assoc: &mut Assoc<S>) -> Result<bool, String> {
     let pdu = match tokio::time::timeout(Duration::ZERO, assoc.receive()).await {
         Err(_) => return Ok(false),
         Ok(Err(e)) => return Err(e.to_string()),
@@ -391,8 +418,8 @@ async fn audit(
 }
 
 /// Answers one whole request (several responses for a C-FIND); the final status sent.
-async fn handle(
-    assoc: &mut Assoc,
+async fn handle<S: wire::Stream>(
+    assoc: &mut Assoc<S>,
     service: &Service,
     peer: &Peer<'_>,
     w: Whole<'_>,

@@ -5,12 +5,12 @@
 //! A pending response with the counts follows each sub-operation; a C-CANCEL between them
 //! ends the retrieval with the Cancel status and what remains.
 
+use super::wire::Stream;
 use super::{cancelled, send, wire, Assoc, Whole};
 use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::association::AsyncAssociation;
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use wado_core::dimse::command::{field, tag, PRIORITY_MEDIUM};
 use wado_core::dimse::find::failed_identifier;
 use wado_core::dimse::{status, Command, Op, Outgoing, Peer, Tally};
@@ -47,7 +47,7 @@ fn context_for<'a>(
 
 /// Sends one instance on `sub` and waits for its C-STORE-RSP; a C-CANCEL that arrives there
 /// meanwhile (C-GET: the requester's own association) is noted in `cancel`.
-async fn store_one<A>(
+async fn store_one<S, A>(
     sub: &mut A,
     service: &Service,
     peer: &Peer<'_>,
@@ -57,7 +57,8 @@ async fn store_one<A>(
     cancel: &mut bool,
 ) -> Result<Option<u16>, String>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    S: Stream,
+    A: AsyncAssociation<S> + Send,
 {
     let Some((id, _, ts)) = context_for(contexts, o) else {
         tracing::info!(
@@ -94,8 +95,8 @@ where
 }
 
 /// Sends the final response, with the failed instances' list when there are any.
-async fn finish(
-    assoc: &mut Assoc,
+async fn finish<S: Stream>(
+    assoc: &mut Assoc<S>,
     w: &Whole<'_>,
     f: u16,
     tally: &Tally,
@@ -113,8 +114,8 @@ async fn finish(
     Ok(last.us(tag::STATUS).unwrap_or(0))
 }
 
-async fn refuse(
-    assoc: &mut Assoc,
+async fn refuse<S: Stream>(
+    assoc: &mut Assoc<S>,
     w: &Whole<'_>,
     f: u16,
     code: u16,
@@ -131,8 +132,8 @@ async fn refuse(
 
 /// Answers a C-GET-RQ: the instances sent on this association's storage contexts (the
 /// requester proposed them, with the SCP role).
-pub(super) async fn get(
-    assoc: &mut Assoc,
+pub(super) async fn get<S: Stream>(
+    assoc: &mut Assoc<S>,
     service: &Service,
     peer: &Peer<'_>,
     w: Whole<'_>,
@@ -168,8 +169,8 @@ pub(super) async fn get(
 }
 
 /// Answers a C-MOVE-RQ: the instances sent over a new association to the Move Destination.
-pub(super) async fn r#move(
-    assoc: &mut Assoc,
+pub(super) async fn r#move<S: Stream>(
+    assoc: &mut Assoc<S>,
     service: &Service,
     peer: &Peer<'_>,
     w: Whole<'_>,

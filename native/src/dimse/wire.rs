@@ -20,10 +20,30 @@ pub(crate) fn accepted_contexts(
         .collect()
 }
 
+/// What an association runs over: a TCP connection, or TLS on one. The TCP socket is reached
+/// for its options (Nagle, delayed ACKs) whichever it is.
+pub(crate) trait Stream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for dicom_ul::association::server::AsyncTlsStream {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
 /// Turns Nagle's algorithm off on an association we opened: a command PDU and the short tail
 /// of its data set would otherwise wait for the peer's delayed ACK (~40 ms an instance).
-pub(crate) fn no_delay<A: AsyncAssociation<TcpStream>>(assoc: &mut A) {
-    let _ = assoc.inner_stream().set_nodelay(true);
+pub(crate) fn no_delay<S: Stream, A: AsyncAssociation<S>>(assoc: &mut A) {
+    let _ = assoc.inner_stream().tcp().set_nodelay(true);
 }
 
 /// Acknowledges what the peer sends at once rather than after the delayed-ACK timer, until the
@@ -42,14 +62,15 @@ pub(crate) fn quick_ack(socket: &TcpStream) {
 
 /// Sends `command` on presentation context `id`, and `data` after it when given (split into
 /// P-DATA PDUs no larger than the peer takes).
-pub(crate) async fn send_message<A>(
+pub(crate) async fn send_message<S, A>(
     assoc: &mut A,
     id: u8,
     command: &Command,
     data: Option<&[u8]>,
 ) -> Result<(), String>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    S: Stream,
+    A: AsyncAssociation<S> + Send,
 {
     let pdu = Pdu::PData {
         data: vec![PDataValue {
@@ -73,15 +94,16 @@ where
     }
     // Sending right after receiving makes the kernel treat the connection as interactive and
     // delay its ACKs again: out of that mode before the peer's next message.
-    quick_ack(assoc.inner_stream());
+    quick_ack(assoc.inner_stream().tcp());
     Ok(())
 }
 
 /// The next command the peer sends (a response, or a C-CANCEL), with its context id; a data
 /// set or any other PDU here breaks the exchange.
-pub(crate) async fn receive_command<A>(assoc: &mut A) -> Result<(u8, Command), String>
+pub(crate) async fn receive_command<S, A>(assoc: &mut A) -> Result<(u8, Command), String>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    S: Stream,
+    A: AsyncAssociation<S> + Send,
 {
     let mut command = Vec::new();
     loop {
