@@ -78,7 +78,7 @@ for engine in $ENGINES; do
     mkdir -p "$OUT/pg" && if [ "$(id -u)" = 0 ]; then chown nobody "$OUT/pg"; fi
     runpg "$PGBIN/initdb" -D "$OUT/pg/db" -U wado --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     pgport=$(free_port)
-    runpg "$PGBIN/pg_ctl" -D "$OUT/pg/db" -o "-k $OUT/pg -p $pgport -c listen_addresses=127.0.0.1" -w -l "$OUT/pg/pg.log" start >/dev/null
+    runpg "$PGBIN/pg_ctl" -D "$OUT/pg/db" -o "-k $OUT/pg -p $pgport -c listen_addresses=127.0.0.1 ${PG_OPTS:-}" -w -l "$OUT/pg/pg.log" start >/dev/null
     setsid "$BIN" serve --tokens-file "$OUT/tokens" --data "$OUT/pgdata" --index "postgres://wado@127.0.0.1:$pgport/postgres" \
       --bind "127.0.0.1:$port" >"$OUT/pg-wado.log" 2>&1 &
     PIDS+=($!) ;;

@@ -9,11 +9,22 @@ use wado_core::search::{Dialect, Index, IndexError, Row, Statement, Value};
 
 /// A PostgreSQL index.
 pub struct PgIndex {
-    writer: tokio::sync::Mutex<Client>,
+    writer: tokio::sync::Mutex<Writer>,
     reader: Client,
     /// The reader's prepared statements, by SQL text: a search is then one round trip.
     prepared: std::sync::Mutex<std::collections::HashMap<String, tokio_postgres::Statement>>,
 }
+
+/// The connection for changes, and its prepared statements by SQL text: a change's statements
+/// then go to the server all at once, in one round trip rather than two per statement.
+struct Writer {
+    client: Client,
+    prepared: std::collections::HashMap<String, tokio_postgres::Statement>,
+}
+
+/// The most prepared statements a connection keeps (statements differ by their SQL's shape:
+/// a bounded set, but bound it).
+const MAX_PREPARED: usize = 512;
 
 impl std::fmt::Debug for PgIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +64,10 @@ impl PgIndex {
             .await
             .map_err(err)?;
         Ok(PgIndex {
-            writer: tokio::sync::Mutex::new(connect_one(url).await?),
+            writer: tokio::sync::Mutex::new(Writer {
+                client: connect_one(url).await?,
+                prepared: Default::default(),
+            }),
             reader,
             prepared: Default::default(),
         })
@@ -86,16 +100,24 @@ async fn run(
         Some(p) => p,
         None => client.prepare(&s.sql).await.map_err(err)?,
     };
-    let params: Vec<Box<dyn ToSql + Sync + Send>> = s
-        .params
+    let params = params_of(s, &prepared);
+    let rows = client.query(&prepared, &refs(&params)).await.map_err(err)?;
+    Ok((rows, prepared))
+}
+
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// A statement's values as the types its preparation inferred.
+fn params_of(s: &Statement, prepared: &tokio_postgres::Statement) -> Params {
+    s.params
         .iter()
         .zip(prepared.params())
         .map(|(v, t)| param(v, t))
-        .collect();
-    let refs: Vec<&(dyn ToSql + Sync)> =
-        params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(&prepared, &refs).await.map_err(err)?;
-    Ok((rows, prepared))
+        .collect()
+}
+
+fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
 }
 
 #[async_trait]
@@ -115,14 +137,65 @@ impl Index for PgIndex {
         statements: Vec<Statement>,
         reads: Vec<Statement>,
     ) -> Result<Vec<Vec<Row>>, IndexError> {
-        let mut client = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let Writer { client, prepared } = &mut *writer;
+        // 1. What is not prepared yet, prepared at once, outside the transaction: a statement
+        //    that cannot be prepared before the ones ahead of it ran (a table they create) fails
+        //    here harmlessly and is run the slow way below.
+        let mut missing: Vec<&str> = statements
+            .iter()
+            .chain(&reads)
+            .map(|s| s.sql.as_str())
+            .filter(|sql| !prepared.contains_key(*sql))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if prepared.len() + missing.len() > MAX_PREPARED {
+            prepared.clear();
+            missing = statements
+                .iter()
+                .chain(&reads)
+                .map(|s| s.sql.as_str())
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+        }
+        let made = futures::future::join_all(missing.iter().map(|sql| client.prepare(sql))).await;
+        for (sql, p) in missing.iter().zip(made) {
+            if let Ok(p) = p {
+                prepared.insert((*sql).to_owned(), p);
+            }
+        }
         let tx = client.transaction().await.map_err(err)?;
-        for s in &statements {
-            run(&tx, s, None).await?;
+        let ready: Option<Vec<tokio_postgres::Statement>> = statements
+            .iter()
+            .map(|s| prepared.get(&s.sql).cloned())
+            .collect();
+        match ready {
+            // 2. Every statement sent at once (tokio-postgres pipelines them on the connection,
+            //    in this order); the first error is the answer, and the transaction rolls back.
+            Some(ready) => {
+                let params: Vec<Params> = statements
+                    .iter()
+                    .zip(&ready)
+                    .map(|(s, p)| params_of(s, p))
+                    .collect();
+                let refs: Vec<Vec<&(dyn ToSql + Sync)>> = params.iter().map(refs).collect();
+                futures::future::try_join_all(
+                    ready.iter().zip(&refs).map(|(p, r)| tx.execute(p, r)),
+                )
+                .await
+                .map_err(err)?;
+            }
+            None => {
+                for s in &statements {
+                    run(&tx, s, prepared.get(&s.sql).cloned()).await?;
+                }
+            }
         }
         let mut out = Vec::with_capacity(reads.len());
         for r in &reads {
-            out.push(values(&run(&tx, r, None).await?.0));
+            out.push(values(&run(&tx, r, prepared.get(&r.sql).cloned()).await?.0));
         }
         tx.commit().await.map_err(err)?;
         Ok(out)
