@@ -157,6 +157,8 @@ enum Command {
         /// Our AE title (the calling AE).
         #[arg(long, default_value = "WADO")]
         calling_ae: String,
+        #[command(flatten)]
+        tls: ScuTls,
     },
     /// Send DICOM files to a DICOM peer (C-STORE), each in its own transfer syntax; exits
     /// non-zero when some were not stored.
@@ -169,6 +171,8 @@ enum Command {
         /// Our AE title (the calling AE).
         #[arg(long, default_value = "WADO")]
         calling_ae: String,
+        #[command(flatten)]
+        tls: ScuTls,
     },
     /// Make a share link (docs/AUTH.md): a signed, expiring token that reads one study (and
     /// stores into it with --write), printed with the link that opens it in a viewer.
@@ -397,8 +401,19 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Command::Echo { target, calling_ae } => {
-                match wado_native::dimse::scu::echo(&calling_ae, &target).await {
+            Command::Echo {
+                target,
+                calling_ae,
+                tls,
+            } => {
+                let tls = match tls.config() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("wado echo: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match wado_native::dimse::scu::echo(&calling_ae, &target, tls.as_ref()).await {
                     Ok(()) => {
                         println!("{}@{} answered C-ECHO", target.ae, target.address);
                         ExitCode::SUCCESS
@@ -413,7 +428,8 @@ fn main() -> ExitCode {
                 target,
                 paths,
                 calling_ae,
-            } => run_send(target, paths, calling_ae).await,
+                tls,
+            } => run_send(target, paths, calling_ae, tls).await,
             Command::Serve { config, args } => {
                 let file = match config.as_deref().map(ServeArgs::from_file) {
                     None => ServeArgs::default(),
@@ -493,12 +509,45 @@ fn main() -> ExitCode {
     })
 }
 
+/// DICOM TLS for `wado echo` and `wado send`.
+#[derive(Debug, clap::Args)]
+struct ScuTls {
+    /// Associate over TLS, verifying the peer's certificate against these CA certificates
+    /// (PEM); the peer's host must be named in its certificate.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Our certificate (PEM), for a peer that asks for one; needs --tls-key and --tls-ca.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl ScuTls {
+    fn config(&self) -> Result<Option<wado_native::dimse::scu::Tls>, String> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+        wado_native::dimse::tls::client_config(ca, identity).map(Some)
+    }
+}
+
 async fn run_send(
     target: wado_native::dimse::scu::Target,
     paths: Vec<PathBuf>,
     calling_ae: String,
+    tls: ScuTls,
 ) -> ExitCode {
     use wado_native::dimse::scu::{send, Sent};
+    let tls = match tls.config() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("wado send: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut files = Vec::new();
     for p in &paths {
         for e in walkdir::WalkDir::new(p).sort_by_file_name() {
@@ -513,11 +562,17 @@ async fn run_send(
         }
     }
     let started = std::time::Instant::now();
-    let result = send(&calling_ae, &target, &files, |file, sent| match sent {
-        Sent::Stored(Some(note)) => eprintln!("{}: stored ({note})", file.display()),
-        Sent::Stored(None) => {}
-        Sent::Failed(why) => eprintln!("{}: not stored: {why}", file.display()),
-    })
+    let result = send(
+        &calling_ae,
+        &target,
+        tls.as_ref(),
+        &files,
+        |file, sent| match sent {
+            Sent::Stored(Some(note)) => eprintln!("{}: stored ({note})", file.display()),
+            Sent::Stored(None) => {}
+            Sent::Failed(why) => eprintln!("{}: not stored: {why}", file.display()),
+        },
+    )
     .await;
     match result {
         Ok((stored, failed)) => {

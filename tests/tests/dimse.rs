@@ -1086,6 +1086,45 @@ fn dicom_tls_with_client_certificates() {
         assert!(!out.status.success(), "storescu with {what} stored");
         assert!(retrieved(&root, &new_sop).is_none(), "{what}: stored");
     }
+    // wado's own client (rustls): echo and send with its certificate; without one, or not
+    // trusting the server's, no association. What it sent retrieves as the file's data set.
+    let target = format!("DCM4CHEE@127.0.0.1:{p}");
+    let wado = |args: &[&str]| {
+        Command::new(wado_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let with_cert = [
+        "--tls-ca",
+        &ca_pem,
+        "--tls-cert",
+        &ccert,
+        "--tls-key",
+        &ckey,
+    ];
+    let mut args = vec!["echo", target.as_str()];
+    args.extend(with_cert);
+    let out = wado(&args);
+    assert!(out.status.success(), "wado echo over TLS: {}", said(&out));
+    let out = wado(&["echo", &target, "--tls-ca", &ca_pem]);
+    assert!(
+        !out.status.success(),
+        "wado echo without a client certificate"
+    );
+    let mut args = vec!["echo", target.as_str(), "--tls-ca", &stranger_pem];
+    args.extend(&with_cert[2..]);
+    let out = wado(&args);
+    assert!(!out.status.success(), "wado echo not trusting the server");
+    let mut args = vec!["send", target.as_str(), "--calling-ae", "STORESCU"];
+    args.extend(with_cert);
+    args.push(other.to_str().unwrap());
+    let out = wado(&args);
+    assert!(out.status.success(), "wado send over TLS: {}", said(&out));
+    let got = retrieved(&root, &new_sop).expect("sent by wado send over TLS");
+    assert_eq!(data_set(&got), data_set(&copy), "the file's data set");
+
     // A peer that opens the connection and never starts the handshake is dropped after the
     // timeout; meanwhile and after, the server answers.
     let silent = std::net::TcpStream::connect(("127.0.0.1", p.parse::<u16>().unwrap())).unwrap();

@@ -2,6 +2,7 @@
 //! files to another AE), over dicom-rs's upper layer. Each file's data set is sent as it is
 //! stored, in its own transfer syntax (a peer that refuses the syntax refuses the file).
 
+use super::wire::Stream;
 use dicom_ul::association::client::ClientAssociationOptions;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,11 +50,50 @@ fn options<'a>(calling: &'a str, target: &'a Target) -> ClientAssociationOptions
         .read_timeout(Duration::from_secs(120))
 }
 
-type Assoc = dicom_ul::association::client::AsyncClientAssociation<tokio::net::TcpStream>;
+type Assoc<S> = dicom_ul::association::client::AsyncClientAssociation<S>;
+
+/// DICOM TLS to the peer ([`super::tls::client_config`]); the host of `AE@HOST:PORT` is the
+/// name its certificate must carry.
+pub type Tls = std::sync::Arc<rustls::ClientConfig>;
+
+/// The host part of `host:port` (an IPv6 address without its brackets).
+fn host(address: &str) -> &str {
+    let h = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    h.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Associates with `target` as `opts` propose, over TLS when `tls` is given, and runs `then`
+/// on the association (whichever stream it is over).
+macro_rules! associate {
+    ($opts:expr, $target:expr, $tls:expr, |$assoc:ident| $then:expr) => {{
+        let (opts, target) = ($opts, $target);
+        let failed = |e: dicom_ul::association::Error| {
+            format!("association with {}@{}: {e}", target.ae, target.address)
+        };
+        match $tls {
+            None => {
+                let $assoc = opts
+                    .establish_async(target.address.as_str())
+                    .await
+                    .map_err(failed)?;
+                $then
+            }
+            Some(config) => {
+                let $assoc = opts
+                    .tls_config(config.clone())
+                    .server_name(host(&target.address))
+                    .establish_tls_async(target.address.as_str())
+                    .await
+                    .map_err(failed)?;
+                $then
+            }
+        }
+    }};
+}
 
 /// Sends a command (and a data set) on context `id`; returns the response's command.
-async fn exchange(
-    assoc: &mut Assoc,
+async fn exchange<S: Stream>(
+    assoc: &mut Assoc<S>,
     id: u8,
     rq: &Command,
     data_set: Option<&[u8]>,
@@ -63,12 +103,12 @@ async fn exchange(
 }
 
 /// C-ECHO: Ok when the peer answers success.
-pub async fn echo(calling: &str, target: &Target) -> Result<(), String> {
-    let mut assoc = options(calling, target)
-        .with_abstract_syntax(VERIFICATION)
-        .establish_async(target.address.as_str())
-        .await
-        .map_err(|e| format!("association with {}@{}: {e}", target.ae, target.address))?;
+pub async fn echo(calling: &str, target: &Target, tls: Option<&Tls>) -> Result<(), String> {
+    let opts = options(calling, target).with_abstract_syntax(VERIFICATION);
+    associate!(opts, target, tls, |assoc| echo_on(assoc).await)
+}
+
+async fn echo_on<S: Stream>(mut assoc: Assoc<S>) -> Result<(), String> {
     let id = accepted(&assoc, VERIFICATION)?;
     let mut rq = Command::new(field::C_ECHO_RQ);
     rq.set_us(tag::MESSAGE_ID, 1)
@@ -82,7 +122,7 @@ pub async fn echo(calling: &str, target: &Target) -> Result<(), String> {
     }
 }
 
-fn accepted(assoc: &Assoc, class: &str) -> Result<u8, String> {
+fn accepted<S: Stream>(assoc: &Assoc<S>, class: &str) -> Result<u8, String> {
     super::wire::accepted_contexts(assoc.presentation_contexts())
         .into_iter()
         .find(|(_, c, _)| c == class)
@@ -105,6 +145,7 @@ pub enum Sent {
 pub async fn send(
     calling: &str,
     target: &Target,
+    tls: Option<&Tls>,
     files: &[PathBuf],
     mut each: impl FnMut(&std::path::Path, Sent),
 ) -> Result<(usize, usize), String> {
@@ -132,69 +173,82 @@ pub async fn send(
         for (class, ts) in group {
             opts = opts.with_presentation_context(class.as_str(), vec![ts.as_str()]);
         }
-        let mut assoc = opts
-            .establish_async(target.address.as_str())
-            .await
-            .map_err(|e| format!("association with {}@{}: {e}", target.ae, target.address))?;
-        super::wire::no_delay(&mut assoc);
-        // The context id of each accepted pair (proposed in order: ids 1, 3, 5, ...).
-        let accepted = super::wire::accepted_contexts(assoc.presentation_contexts());
-        let ids: BTreeMap<(String, String), u8> = group
-            .iter()
-            .enumerate()
-            .filter_map(|(k, pair)| {
-                let id = (2 * k + 1) as u8;
-                accepted
-                    .iter()
-                    .any(|(a, _, _)| *a == id)
-                    .then(|| (pair.clone(), id))
-            })
-            .collect();
-        let mut message_id: u16 = 0;
-        for (path, class, ts, offset) in todo
-            .iter()
-            .filter(|t| group.contains(&(t.1.clone(), t.2.clone())))
-        {
-            let Some(&id) = ids.get(&(class.clone(), ts.clone())) else {
-                failed += 1;
-                each(
-                    path,
-                    Sent::Failed(format!("the peer accepts no context for {class} in {ts}")),
-                );
-                continue;
-            };
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let sop = wado_core::dicom::scan::scan_meta(&bytes)
-                .ok()
-                .and_then(|m| m.media_storage_sop_instance)
-                .unwrap_or_default();
-            message_id = message_id.wrapping_add(1);
-            let mut rq = Command::new(field::C_STORE_RQ);
-            rq.set_us(tag::MESSAGE_ID, message_id)
-                .set_text(tag::AFFECTED_SOP_CLASS, class)
-                .set_text(tag::AFFECTED_SOP_INSTANCE, &sop)
-                .set_us(tag::PRIORITY, PRIORITY_MEDIUM)
-                .set_data_set(true);
-            let data = bytes.get(*offset as usize..).unwrap_or_default();
-            let rsp = exchange(&mut assoc, id, &rq, Some(data)).await?;
-            let code = rsp.us(tag::STATUS).unwrap_or(0xFFFF);
-            let comment = rsp.text(tag::ERROR_COMMENT);
-            if code == status::SUCCESS || code & 0xF000 == 0xB000 {
-                stored += 1;
-                each(path, Sent::Stored(comment.filter(|_| code != 0)));
-            } else {
-                failed += 1;
-                each(
-                    path,
-                    Sent::Failed(format!(
-                        "status {code:04X}{}",
-                        comment.map(|c| format!(": {c}")).unwrap_or_default()
-                    )),
-                );
-            }
-        }
-        let _ = assoc.release().await;
+        let (s, f) = associate!(opts, target, tls, |assoc| {
+            send_group(assoc, group, &todo, &mut each).await?
+        });
+        stored += s;
+        failed += f;
     }
+    Ok((stored, failed))
+}
+
+/// Sends the files of `todo` whose (class, syntax) is in `group` on `assoc`, then releases it:
+/// how many were stored and how many failed.
+async fn send_group<S: Stream>(
+    mut assoc: Assoc<S>,
+    group: &[(String, String)],
+    todo: &[(PathBuf, String, String, u64)],
+    each: &mut impl FnMut(&std::path::Path, Sent),
+) -> Result<(usize, usize), String> {
+    let (mut stored, mut failed) = (0usize, 0usize);
+    super::wire::no_delay(&mut assoc);
+    // The context id of each accepted pair (proposed in order: ids 1, 3, 5, ...).
+    let accepted = super::wire::accepted_contexts(assoc.presentation_contexts());
+    let ids: BTreeMap<(String, String), u8> = group
+        .iter()
+        .enumerate()
+        .filter_map(|(k, pair)| {
+            let id = (2 * k + 1) as u8;
+            accepted
+                .iter()
+                .any(|(a, _, _)| *a == id)
+                .then(|| (pair.clone(), id))
+        })
+        .collect();
+    let mut message_id: u16 = 0;
+    for (path, class, ts, offset) in todo
+        .iter()
+        .filter(|t| group.contains(&(t.1.clone(), t.2.clone())))
+    {
+        let Some(&id) = ids.get(&(class.clone(), ts.clone())) else {
+            failed += 1;
+            each(
+                path,
+                Sent::Failed(format!("the peer accepts no context for {class} in {ts}")),
+            );
+            continue;
+        };
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let sop = wado_core::dicom::scan::scan_meta(&bytes)
+            .ok()
+            .and_then(|m| m.media_storage_sop_instance)
+            .unwrap_or_default();
+        message_id = message_id.wrapping_add(1);
+        let mut rq = Command::new(field::C_STORE_RQ);
+        rq.set_us(tag::MESSAGE_ID, message_id)
+            .set_text(tag::AFFECTED_SOP_CLASS, class)
+            .set_text(tag::AFFECTED_SOP_INSTANCE, &sop)
+            .set_us(tag::PRIORITY, PRIORITY_MEDIUM)
+            .set_data_set(true);
+        let data = bytes.get(*offset as usize..).unwrap_or_default();
+        let rsp = exchange(&mut assoc, id, &rq, Some(data)).await?;
+        let code = rsp.us(tag::STATUS).unwrap_or(0xFFFF);
+        let comment = rsp.text(tag::ERROR_COMMENT);
+        if code == status::SUCCESS || code & 0xF000 == 0xB000 {
+            stored += 1;
+            each(path, Sent::Stored(comment.filter(|_| code != 0)));
+        } else {
+            failed += 1;
+            each(
+                path,
+                Sent::Failed(format!(
+                    "status {code:04X}{}",
+                    comment.map(|c| format!(": {c}")).unwrap_or_default()
+                )),
+            );
+        }
+    }
+    let _ = assoc.release().await;
     Ok((stored, failed))
 }
 

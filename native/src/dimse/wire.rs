@@ -40,6 +40,12 @@ impl Stream for dicom_ul::association::server::AsyncTlsStream {
     }
 }
 
+impl Stream for dicom_ul::association::client::AsyncTlsStream {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
 /// Turns Nagle's algorithm off on an association we opened: a command PDU and the short tail
 /// of its data set would otherwise wait for the peer's delayed ACK (~40 ms an instance).
 pub(crate) fn no_delay<S: Stream, A: AsyncAssociation<S>>(assoc: &mut A) {
