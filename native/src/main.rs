@@ -1137,11 +1137,28 @@ async fn run_serve(settings: Settings, mut config: Config) -> ExitCode {
                 }
             }
         };
+        let tls_client = match &settings.dimse_tls_ca {
+            None => None,
+            Some(ca) => {
+                let ours = settings
+                    .dimse_tls
+                    .as_ref()
+                    .map(|(c, k, _)| (c.as_path(), k.as_path()));
+                match wado_native::dimse::tls::client_config(ca, ours) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        eprintln!("wado serve: --dimse-tls-ca: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        };
         let options = wado_native::dimse::Options {
             idle: std::time::Duration::from_secs(settings.dimse_timeout),
             max_data_set: service.config().max_instance_bytes,
             audit: audit.clone(),
             tls,
+            tls_client,
             ..Default::default()
         };
         tracing::info!(

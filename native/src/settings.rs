@@ -209,6 +209,10 @@ pub struct ServeArgs {
     /// authentication, as the DICOM TLS secure transport profiles ask) [default: none asked].
     #[arg(long)]
     pub dimse_tls_client_ca: Option<PathBuf>,
+    /// C-MOVE to destinations the peers table marks `tls` goes over TLS, their certificates
+    /// verified against these CAs (PEM), ours being --dimse-tls-cert when given.
+    #[arg(long)]
+    pub dimse_tls_ca: Option<PathBuf>,
 }
 
 /// Settings with every default applied.
@@ -295,6 +299,8 @@ pub struct Settings {
     /// DICOM TLS on the DIMSE port: certificate chain, key, and the CAs client
     /// certificates must come from (when they are required).
     pub dimse_tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// The CAs that C-MOVE's TLS destinations' certificates must come from.
+    pub dimse_tls_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -316,6 +322,7 @@ impl ServeArgs {
             &mut args.dimse_tls_cert,
             &mut args.dimse_tls_key,
             &mut args.dimse_tls_client_ca,
+            &mut args.dimse_tls_ca,
         ]
         .into_iter()
         .flatten()
@@ -479,6 +486,7 @@ impl ServeArgs {
                 .unwrap_or(60)
                 .max(1),
             dimse_tls,
+            dimse_tls_ca: self.dimse_tls_ca.or(file.dimse_tls_ca),
             demo_dir: self.demo_dir.or(file.demo_dir).or_else(|| {
                 let d = PathBuf::from("web-demo/dist");
                 d.join("index.html").is_file().then_some(d)

@@ -111,10 +111,15 @@ impl StoreScp {
     }
 
     fn start_with(dir: &Path, ae: &str, every_syntax: bool) -> (StoreScp, u16) {
-        let port = free_port();
         let accept: &[&str] = if every_syntax { &["+xa", "-B"] } else { &[] };
+        Self::start_args(dir, ae, accept)
+    }
+
+    /// storescp with these options (e.g. TLS).
+    fn start_args(dir: &Path, ae: &str, args: &[&str]) -> (StoreScp, u16) {
+        let port = free_port();
         let child = Command::new("storescp")
-            .args(accept)
+            .args(args)
             .args(["-aet", ae, "-od"])
             .arg(dir)
             .arg(port.to_string())
@@ -928,14 +933,14 @@ impl Ca {
         Ca { params, key, pem }
     }
 
-    fn issue(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (String, String) {
+    fn issue(&self, names: &[&str], usage: &[rcgen::ExtendedKeyUsagePurpose]) -> (String, String) {
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usage.to_vec();
         let key = rcgen::KeyPair::generate().unwrap();
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
@@ -954,10 +959,13 @@ fn dicom_tls_with_client_certificates() {
     let dir = tempdir();
     let d = dir.path();
     let ca = Ca::new("wado test CA");
-    let (server_cert, server_key) = ca.issue(&["localhost", "127.0.0.1"], ServerAuth);
-    let (client_cert, client_key) = ca.issue(&["modality.example"], ClientAuth);
+    // wado's certificate serves its listener and identifies it to C-MOVE destinations.
+    let (server_cert, server_key) =
+        ca.issue(&["localhost", "127.0.0.1"], &[ServerAuth, ClientAuth]);
+    let (client_cert, client_key) = ca.issue(&["modality.example"], &[ClientAuth]);
+    let (dest_cert, dest_key) = ca.issue(&["127.0.0.1"], &[ServerAuth]);
     let stranger = Ca::new("another CA");
-    let (other_cert, other_key) = stranger.issue(&["stranger.example"], ClientAuth);
+    let (other_cert, other_key) = stranger.issue(&["stranger.example"], &[ClientAuth]);
     let path = |name: &str, text: &str| {
         write_temp(d, name, text.as_bytes())
             .to_str()
@@ -978,15 +986,28 @@ fn dicom_tls_with_client_certificates() {
         path("other.pem", &other_cert),
         path("other.key", &other_key),
     );
+    // A C-MOVE destination that speaks only TLS and requires a client certificate (storescp's
+    // default), bit-preserving.
+    let (dcert, dkey) = (path("dest.pem", &dest_cert), path("dest.key", &dest_key));
+    let dest_dir = d.join("dest");
+    std::fs::create_dir_all(&dest_dir).unwrap();
+    let (_dest, dest_port) = StoreScp::start_args(
+        &dest_dir,
+        "TLSDEST",
+        &["+xa", "-B", "+tls", &dkey, &dcert, "+cf", &ca_pem],
+    );
+    let table = format!("{PEERS}TLSDEST 127.0.0.1:{dest_port} - - tls\n");
     let (server, p) = serve_dimse(
         d,
-        PEERS,
+        &table,
         &[
             "--dimse-tls-cert",
             &scert,
             "--dimse-tls-key",
             &skey,
             "--dimse-tls-client-ca",
+            &ca_pem,
+            "--dimse-tls-ca",
             &ca_pem,
             "--dimse-timeout",
             "5",
@@ -1030,11 +1051,34 @@ fn dicom_tls_with_client_certificates() {
     assert!(out.status.success(), "storescu to storescp: {}", said(&out));
     drop(oracle);
     let received = std::fs::read(&walk(&oracle_dir)[0]).unwrap();
-    let got = retrieved(&root, &sop_of(&sent)).expect("stored over TLS");
+    let stored = retrieved(&root, &sop_of(&sent)).expect("stored over TLS");
     let (ts, want) = data_set(&received);
-    let (got_ts, got) = data_set(&got);
+    let (got_ts, got) = data_set(&stored);
     assert_eq!(got_ts, ts);
     assert!(same_data_set(&want, got, &ts), "the data set as sent");
+
+    // C-MOVE over TLS (pynetdicom with its certificate; DCMTK's movescu has no TLS) to the
+    // TLS destination: storescp gets the instance as stored.
+    let out = Command::new(repo_dir().join(".tools/s3venv/bin/python"))
+        .arg(repo_dir().join("tests/oracles/pynetdicom_tls_move.py"))
+        .args(["127.0.0.1", &p, "DCM4CHEE", "TLSDEST", &uids(&file).0])
+        .args([&ca_pem, &ccert, &ckey])
+        .output()
+        .unwrap();
+    let moved: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("pynetdicom: {}", said(&out)));
+    assert_eq!(
+        moved,
+        serde_json::json!({"established": true, "status": 0, "completed": 1, "failed": 0}),
+        "{}",
+        said(&out)
+    );
+    let moved = walk(&dest_dir);
+    assert_eq!(moved.len(), 1, "the TLS destination got the study");
+    let (moved_ts, moved) = data_set(&std::fs::read(&moved[0]).unwrap());
+    let (stored_ts, stored) = data_set(&stored);
+    assert_eq!(moved_ts, stored_ts);
+    assert!(same_data_set(&stored, moved, &stored_ts), "moved as stored");
 
     // Refused: plain TCP on the TLS port, a client certificate of another CA, no client
     // certificate at all (anonymous TLS), and a client that does not trust the server.

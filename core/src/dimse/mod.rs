@@ -10,7 +10,7 @@ pub mod find;
 pub mod peers;
 
 pub use command::Command;
-pub use peers::{Op, Peers};
+pub use peers::{Destination, Op, Peers};
 
 /// Status values (PS3.7 Annex C, PS3.4 Annexes B and C).
 pub mod status {

@@ -7,6 +7,7 @@
 //! CT_SCANNER     10.1.2.3           DCM4CHEE    store
 //! WORKSTATION    10.1.2.9:11112     *           find,get,move
 //! STORESCP       127.0.0.1:11113    -           -
+//! ARCHIVE2       10.1.2.20:2762     -           -       tls
 //! *              *                  DCM4CHEE    find
 //! ```
 //!
@@ -16,7 +17,8 @@
 //!   at that address (`*` cannot be one);
 //! - **AE titles**: the partitions it may use (comma separated), `*` for all, `-` for none;
 //! - **may**: what it may do there (comma separated): `store`, `find`, `get`, `move`, `all`,
-//!   or `-` for nothing (a C-MOVE destination only). C-ECHO needs nothing.
+//!   or `-` for nothing (a C-MOVE destination only). C-ECHO needs nothing;
+//! - optionally `tls`: C-MOVE reaches this destination over DICOM TLS.
 //!
 //! An association is accepted when a line names its calling AE (or `*`) and its address;
 //! an operation when one of those lines grants it for the called AE title.
@@ -67,6 +69,19 @@ pub struct Peer {
     /// The partitions it may use; `["*"]` for all.
     pub partitions: Vec<String>,
     may: u8,
+    /// C-MOVE reaches it over TLS.
+    pub tls: bool,
+}
+
+/// Where C-MOVE sends to an AE title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Its host name or address.
+    pub host: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// Over DICOM TLS.
+    pub tls: bool,
 }
 
 impl Peer {
@@ -108,10 +123,20 @@ impl Peers {
             }
             let at = |e: String| format!("line {}: {e}", n + 1);
             let f: Vec<&str> = line.split_whitespace().collect();
-            let [ae, address, partitions, may] = f[..] else {
-                return Err(at(
-                    "expected `CALLING_AE ADDRESS[:PORT] AE_TITLES MAY` (four fields)".into(),
-                ));
+            let (ae, address, partitions, may, tls) = match f[..] {
+                [ae, address, partitions, may] => (ae, address, partitions, may, false),
+                [ae, address, partitions, may, "tls"] => (ae, address, partitions, may, true),
+                [_, _, _, _, other] => {
+                    return Err(at(format!(
+                        "{other:?}: the fifth field, when there is one, is `tls`"
+                    )))
+                }
+                _ => {
+                    return Err(at(
+                        "expected `CALLING_AE ADDRESS[:PORT] AE_TITLES MAY [tls]` (four fields, or five)"
+                            .into(),
+                    ))
+                }
             };
             if ae.len() > 16 || ae.is_empty() {
                 return Err(at(format!(
@@ -166,6 +191,7 @@ impl Peers {
                 port,
                 partitions,
                 may: bits,
+                tls,
             });
         }
         Ok(Peers { peers })
@@ -183,12 +209,18 @@ impl Peers {
             .any(|p| p.matches(calling, address) && p.grants(partition, op))
     }
 
-    /// Where C-MOVE sends to `ae`: its host and port.
-    pub fn destination(&self, ae: &str) -> Option<(String, u16)> {
+    /// Where C-MOVE sends to `ae`: its host and port, and whether over TLS.
+    pub fn destination(&self, ae: &str) -> Option<Destination> {
         self.peers
             .iter()
             .find(|p| p.ae == ae && p.port.is_some())
-            .and_then(|p| Some((p.host.clone()?, p.port?)))
+            .and_then(|p| {
+                Some(Destination {
+                    host: p.host.clone()?,
+                    port: p.port?,
+                    tls: p.tls,
+                })
+            })
     }
 }
 
@@ -203,6 +235,7 @@ mod tests {
              CT      10.1.2.3          DCM4CHEE  store\n\
              WS      localhost:11112   *         find,get,move  # trailing\n\
              DEST    127.0.0.1:11113   -         -\n\
+             SAFE    10.1.2.20:2762    -         -              tls\n\
              *       *                 PUBLIC    find\n",
         )
         .expect("parse");
@@ -226,8 +259,16 @@ mod tests {
         assert!(!t.may("NOBODY", "10.9.9.9", "PUBLIC", Op::Store));
         assert!(t.knows("DEST", "127.0.0.1"));
         assert!(!t.may("DEST", "127.0.0.1", "DCM4CHEE", Op::Find));
-        assert_eq!(t.destination("DEST"), Some(("127.0.0.1".into(), 11113)));
-        assert_eq!(t.destination("WS"), Some(("localhost".into(), 11112)));
+        let to = |host: &str, port, tls| {
+            Some(Destination {
+                host: host.into(),
+                port,
+                tls,
+            })
+        };
+        assert_eq!(t.destination("DEST"), to("127.0.0.1", 11113, false));
+        assert_eq!(t.destination("WS"), to("localhost", 11112, false));
+        assert_eq!(t.destination("SAFE"), to("10.1.2.20", 2762, true));
         assert_eq!(t.destination("CT"), None, "no port: not a destination");
         let closed = Peers::parse("CT 10.1.2.3 DCM4CHEE store\n").expect("parse");
         assert!(!closed.knows("OTHER", "10.1.2.3"));
@@ -237,6 +278,8 @@ mod tests {
     fn bad_lines_are_named() {
         for (text, says) in [
             ("CT 10.1.2.3 DCM4CHEE", "four fields"),
+            ("CT 10.1.2.3:104 - - ssl", "is `tls`"),
+            ("CT 10.1.2.3:104 - - tls extra", "four fields, or five"),
             ("CT 10.1.2.3:port DCM4CHEE store", "not a port"),
             ("CT 10.1.2.3 DCM4CHEE delete", "may `store`"),
             ("ABCDEFGHIJKLMNOPQ * * all", "AE title"),

@@ -481,8 +481,8 @@ impl Service {
         ))
     }
 
-    /// Where C-MOVE sends to `ae` (host, port), from the peers table.
-    pub fn dimse_destination(&self, ae: &str) -> Option<(String, u16)> {
+    /// Where C-MOVE sends to `ae` (host, port, TLS or not), from the peers table.
+    pub fn dimse_destination(&self, ae: &str) -> Option<crate::dimse::peers::Destination> {
         self.config.dimse_peers.as_ref()?.destination(ae)
     }
 }

@@ -41,6 +41,9 @@ pub struct Options {
     /// DICOM TLS (`--dimse-tls-cert`, [`tls::server_config`]): every association is TLS;
     /// a peer that does not complete the handshake within `idle` is dropped.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// DICOM TLS to C-MOVE destinations the peers table marks `tls` (`--dimse-tls-ca`, with
+    /// the listener's certificate as ours when there is one).
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             max_associations: 256,
             audit: None,
             tls: None,
+            tls_client: None,
         }
     }
 }
@@ -241,8 +245,15 @@ async fn session<S: wire::Stream>(
                                 ts,
                                 data: &done.data,
                             };
-                            let handled =
-                                handle(&mut assoc, service, &peer, request, &contexts).await;
+                            let handled = handle(
+                                &mut assoc,
+                                service,
+                                &peer,
+                                request,
+                                &contexts,
+                                options.tls_client.as_ref(),
+                            )
+                            .await;
                             if let (Some(log), Ok(code)) = (&options.audit, &handled) {
                                 audit(log, service, &peer, &request, *code).await;
                             }
@@ -424,6 +435,7 @@ async fn handle<S: wire::Stream>(
     peer: &Peer<'_>,
     w: Whole<'_>,
     contexts: &HashMap<u8, (String, String)>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<u16, String> {
     let started = std::time::Instant::now();
     let rq = w.rq;
@@ -457,7 +469,7 @@ async fn handle<S: wire::Stream>(
         return r;
     }
     if rq.field() == Some(field::C_MOVE_RQ) {
-        let r = retrieve::r#move(assoc, service, peer, w).await;
+        let r = retrieve::r#move(assoc, service, peer, w, tls).await;
         log_done(peer, rq, started);
         return r;
     }

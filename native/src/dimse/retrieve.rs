@@ -174,6 +174,7 @@ pub(super) async fn r#move<S: Stream>(
     service: &Service,
     peer: &Peer<'_>,
     w: Whole<'_>,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<u16, String> {
     let f = field::C_MOVE_RSP;
     let dest = w.rq.text(tag::MOVE_DESTINATION).unwrap_or_default();
@@ -184,12 +185,17 @@ pub(super) async fn r#move<S: Stream>(
         Ok(o) => o,
         Err((code, why)) => return refuse(assoc, &w, f, code, &why).await,
     };
-    let Some((host, port)) = service.dimse_destination(&dest) else {
+    let Some(destination) = service.dimse_destination(&dest) else {
         let why = format!("move destination {dest:?} is not in the peers table (with a port)");
         return refuse(assoc, &w, f, status::MOVE_DESTINATION_UNKNOWN, &why).await;
     };
-    let mut tally = Tally::new(out.len());
-    let mut cancel = false;
+    let (host, port) = (destination.host.as_str(), destination.port);
+    let to = &*format!("{dest} at {host}:{port}");
+    let mut run = Run {
+        tally: Tally::new(out.len()),
+        cancel: false,
+        sent: 0,
+    };
     // The (class, syntax) pairs to propose, each with the uncompressed syntaxes to convert
     // into when the destination refuses the stored one; at most 128 contexts an association.
     let mut pairs: Vec<(String, String)> = Vec::new();
@@ -200,7 +206,6 @@ pub(super) async fn r#move<S: Stream>(
         }
     }
     let message_id = w.rq.us(tag::MESSAGE_ID).unwrap_or(0);
-    let mut sent = 0u16;
     for group in pairs.chunks(128) {
         let todo: Vec<&Outgoing> = out
             .iter()
@@ -221,45 +226,104 @@ pub(super) async fn r#move<S: Stream>(
             }
             opts = opts.with_presentation_context(class.as_str(), list);
         }
-        let mut sub = match opts.establish_async((host.as_str(), port)).await {
-            Ok(mut s) => {
-                super::wire::no_delay(&mut s);
-                s
-            }
-            Err(e) => {
-                tracing::info!("DIMSE: C-MOVE to {dest} at {host}:{port}: no association: {e}");
-                for o in &todo {
-                    tally.record(&o.sop, None);
-                }
-                continue;
-            }
+        let group = Group {
+            service,
+            peer,
+            w: &w,
+            todo: &todo,
+            message_id,
+            to,
         };
-        let contexts = wire::accepted_contexts(sub.presentation_contexts());
-        for o in todo {
-            if cancel || cancelled(assoc).await? {
-                cancel = true;
-                break;
+        let associated: Result<(), String> = match (destination.tls, tls) {
+            (false, _) => match opts.establish_async((host, port)).await {
+                Ok(sub) => Ok(group.send(assoc, sub, &mut run).await?),
+                Err(e) => Err(e.to_string()),
+            },
+            (true, Some(config)) => {
+                let opts = opts.tls_config(config.clone()).server_name(host);
+                match opts.establish_tls_async((host, port)).await {
+                    Ok(sub) => Ok(group.send(assoc, sub, &mut run).await?),
+                    Err(e) => Err(format!("TLS: {e}")),
+                }
             }
-            sent = sent.wrapping_add(1);
-            let rq = store_request(sent, o, Some((peer.calling, message_id)));
-            let mut ignored = false;
-            let code =
-                match store_one(&mut sub, service, peer, &contexts, o, rq, &mut ignored).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::info!("DIMSE: C-MOVE to {dest}: {e}");
-                        None
-                    }
-                };
-            tally.record(&o.sop, code);
-            if tally.remaining > 0 {
-                send(assoc, w.context, &tally.pending(f, w.rq), None).await?;
+            (true, None) => Err(
+                "the peers table says tls, and no --dimse-tls-ca verifies the destination".into(),
+            ),
+        };
+        if let Err(e) = associated {
+            tracing::info!("DIMSE: C-MOVE to {to}: no association: {e}");
+            for o in &todo {
+                run.tally.record(&o.sop, None);
             }
         }
-        let _ = sub.release().await;
-        if cancel {
+        if run.cancel {
             break;
         }
     }
+    let (tally, cancel) = (run.tally, run.cancel);
     finish(assoc, &w, f, &tally, cancel).await
+}
+
+/// Where a C-MOVE has got to.
+struct Run {
+    tally: Tally,
+    cancel: bool,
+    /// Sub-operations sent (their message ids).
+    sent: u16,
+}
+
+/// One sub-association's share of a C-MOVE: what to send, and for whom.
+struct Group<'a> {
+    service: &'a Service,
+    peer: &'a Peer<'a>,
+    w: &'a Whole<'a>,
+    todo: &'a [&'a Outgoing],
+    message_id: u16,
+    /// The destination, as logs name it.
+    to: &'a str,
+}
+
+impl Group<'_> {
+    /// Sends the group's instances on `sub` (over TCP or TLS), a pending response to the
+    /// requester after each, then releases `sub`. Errs only when the requester's own
+    /// association breaks; a failed sub-operation is counted.
+    async fn send<S: Stream, T: Stream>(
+        &self,
+        assoc: &mut Assoc<S>,
+        mut sub: dicom_ul::association::client::AsyncClientAssociation<T>,
+        run: &mut Run,
+    ) -> Result<(), String> {
+        let (w, f) = (self.w, field::C_MOVE_RSP);
+        super::wire::no_delay(&mut sub);
+        let contexts = wire::accepted_contexts(sub.presentation_contexts());
+        for o in self.todo {
+            if run.cancel || cancelled(assoc).await? {
+                run.cancel = true;
+                break;
+            }
+            run.sent = run.sent.wrapping_add(1);
+            let rq = store_request(run.sent, o, Some((self.peer.calling, self.message_id)));
+            let mut ignored = false;
+            let sent = store_one(
+                &mut sub,
+                self.service,
+                self.peer,
+                &contexts,
+                o,
+                rq,
+                &mut ignored,
+            )
+            .await;
+            let code = sent.unwrap_or_else(|e| {
+                tracing::info!("DIMSE: C-MOVE to {}: {e}", self.to);
+                None
+            });
+            run.tally.record(&o.sop, code);
+            if run.tally.remaining > 0 {
+                send(assoc, w.context, &run.tally.pending(f, w.rq), None).await?;
+            }
+        }
+        let _ = sub.release().await;
+        Ok(())
+    }
 }
