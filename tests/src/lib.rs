@@ -78,13 +78,22 @@ pub fn repo_dir() -> PathBuf {
     tests_dir().parent().expect("repo").to_path_buf()
 }
 
-/// A free loopback TCP port.
+/// A free loopback TCP port, never one this process handed out before: tests of one binary
+/// run at once, and a port given to one server but not yet bound by it is free to the kernel.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running server (`wado serve`, or the worker under `wrangler dev`), stopped on drop.
@@ -327,11 +336,23 @@ impl Server {
         };
         // Ready when the worker answers (the proxy may listen before the worker is up).
         let deadline = Instant::now() + Duration::from_secs(90);
+        let log_path = server
+            ._state
+            .as_ref()
+            .map(|s| s.path().join("wrangler.log"));
+        let lost_port = || {
+            log_path
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .is_some_and(|l| l.contains("Address already in use"))
+        };
         loop {
-            if probe_status(port) == Some(404) {
+            // Something answering is this worker only if wrangler got its port (another
+            // process may have taken it since it was chosen): else this attempt failed.
+            if probe_status(port) == Some(404) && !lost_port() {
                 break;
             }
-            if Instant::now() > deadline || !server.is_running() {
+            if Instant::now() > deadline || !server.is_running() || lost_port() {
                 let log = server
                     ._state
                     .as_ref()
