@@ -180,6 +180,9 @@ struct Coder {
     nn: [i32; 2],
     /// LIMIT - qbpp - 1: the longest unary part of a regular-mode code.
     max_high: u32,
+    /// MAXVAL when coding is lossless and MAXVAL + 1 (RANGE) is a power of two (8 and 16
+    /// bits): reconstruction modulo RANGE is then this mask. 0 otherwise.
+    wrap: i32,
     run_index: [usize; 3],
     /// Gradient quantization for d in -maxval..=maxval, at d + maxval (CharLS does the same).
     /// Indexed by (d + maxval) & QLUT_MASK: the mask lets the compiler drop the bounds check.
@@ -232,6 +235,11 @@ impl Coder {
             ctx: [Ctx::new(a0); 512],
             nn: [0; 2],
             max_high: (limit - qbpp as i32 - 1).max(0) as u32,
+            wrap: if near == 0 && (p.maxval + 1).count_ones() == 1 {
+                p.maxval
+            } else {
+                0
+            },
             run_index: [0; 3],
             qlut: zeroed_qlut(),
         }
@@ -310,6 +318,11 @@ impl Coder {
 
     #[inline]
     fn fix_reconstructed(&self, mut rx: i32) -> i32 {
+        // Within (-RANGE, 2 RANGE), as every valid stream keeps it, the mask is the modulo
+        // below; outside (a damaged stream) it gives some sample value all the same.
+        if self.wrap != 0 {
+            return rx & self.wrap;
+        }
         let span = self.range * (2 * self.near + 1);
         if rx < -self.near {
             rx += span;
