@@ -1082,26 +1082,12 @@ fn dicom_tls_with_client_certificates() {
 
     // Refused: plain TCP on the TLS port, a client certificate of another CA, no client
     // certificate at all (anonymous TLS), and a client that does not trust the server.
-    let other = dir.path().join("other.dcm");
-    let mut copy = sent.clone();
-    let sop = sop_of(&sent);
-    let last = if sop.ends_with('9') { '8' } else { '9' };
-    let new_sop = format!("{}{last}", &sop[..sop.len() - 1]);
-    assert_ne!(new_sop, sop);
-    let at = copy
-        .windows(sop.len())
-        .position(|w| w == sop.as_bytes())
-        .unwrap();
-    copy[at..at + sop.len()].copy_from_slice(new_sop.as_bytes());
-    let mut rest = at + sop.len();
-    while let Some(k) = copy[rest..]
-        .windows(sop.len())
-        .position(|w| w == sop.as_bytes())
-    {
-        copy[rest + k..rest + k + sop.len()].copy_from_slice(new_sop.as_bytes());
-        rest += k + sop.len();
-    }
-    std::fs::write(&other, &copy).unwrap();
+    let copies = d.join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    let other = make_copies(&copies, 1).remove(0);
+    let copy = std::fs::read(&other).unwrap();
+    let new_sop = sop_of(&copy);
+    assert_ne!(new_sop, sop_of(&sent));
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("no TLS", vec![]),
         ("a certificate of another CA", tls(&okey, &ocert, &ca_pem)),
