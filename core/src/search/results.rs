@@ -66,6 +66,16 @@ pub async fn search_rows(
 }
 
 impl Rows {
+    /// How many rows are kept (at most the number wanted).
+    pub fn len(&self) -> usize {
+        self.rows.len().min(self.wanted)
+    }
+
+    /// No row matched.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     /// More results exist than the server returns (say so with `Warning: 299`).
     pub fn truncated(&self) -> bool {
         self.truncated

@@ -318,7 +318,8 @@ impl Service {
         );
         let called = peer.called.to_owned();
         let ts = transfer_syntax.to_owned();
-        super::offload::compute(self.config.offload.as_deref(), move || {
+        let pool = super::offload::for_rows(self.config.offload.as_deref(), rows.len());
+        super::offload::compute(pool, move || {
             let found = rows.into_results(&req.query, &root)?;
             Ok(find::responses(&req, &found.results, &called, &ts))
         })

@@ -33,6 +33,18 @@ pub(crate) async fn run(offload: Option<&dyn Offload>, job: Job) -> Result<Vec<u
     }
 }
 
+/// The pool for turning `rows` search rows into results: none (here) for a few rows, whose
+/// parsing takes microseconds where handing them to the pool and back costs two thread
+/// wake-ups (a C-FIND or QIDO-RS search of one study by its UID).
+pub(crate) fn for_rows(offload: Option<&dyn Offload>, rows: usize) -> Option<&dyn Offload> {
+    const HERE: usize = 4;
+    if rows <= HERE {
+        None
+    } else {
+        offload
+    }
+}
+
 /// Runs `f` through `offload` (or here when there is none) and gives back what it made: CPU
 /// work that is not bytes (a parsed search result, a rebased metadata document).
 pub(crate) async fn compute<T: Send + 'static>(

@@ -378,10 +378,13 @@ pub(super) async fn send<S: wire::Stream>(
 /// Whether the peer has sent a C-CANCEL-RQ (read without waiting); any other message while a
 /// request is answered breaks the protocol (one operation at a time was negotiated).
 pub(super) async fn cancelled<S: wire::Stream>(assoc: &mut Assoc<S>) -> Result<bool, String> {
-    let pdu = match tokio::time::timeout(Duration::ZERO, assoc.receive()).await {
-        Err(_) => return Ok(false),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(p)) => p,
+    // Polled once, no timer: a zero timeout is a timer of tokio's 1 ms wheel, which made every
+    // C-FIND match and every C-GET/C-MOVE sub-operation wait up to a millisecond. Receiving is
+    // cancel-safe (what was read stays in the association's buffer).
+    let pdu = match futures::FutureExt::now_or_never(assoc.receive()) {
+        None => return Ok(false),
+        Some(Err(e)) => return Err(e.to_string()),
+        Some(Ok(p)) => p,
     };
     match pdu {
         Pdu::PData { data } => {

@@ -67,7 +67,9 @@ pub(crate) fn quick_ack(socket: &TcpStream) {
 }
 
 /// Sends `command` on presentation context `id`, and `data` after it when given (split into
-/// P-DATA PDUs no larger than the peer takes).
+/// P-DATA PDUs no larger than the peer takes). A data set that fits beside its command in one
+/// PDU the peer takes goes in it, as a second value (PS3.8 9.3.5: a P-DATA-TF carries one or
+/// more values): one write and one wake-up of the peer for a C-FIND match instead of two.
 pub(crate) async fn send_message<S, A>(
     assoc: &mut A,
     id: u8,
@@ -78,18 +80,30 @@ where
     S: Stream,
     A: AsyncAssociation<S> + Send,
 {
-    let pdu = Pdu::PData {
-        data: vec![PDataValue {
-            presentation_context_id: id,
-            value_type: PDataValueType::Command,
-            is_last: true,
-            data: command.encode(),
-        }],
+    let value = |value_type, data: Vec<u8>| PDataValue {
+        presentation_context_id: id,
+        value_type,
+        is_last: true,
+        data,
     };
-    AsyncAssociation::send(assoc, &pdu)
+    let mut values = vec![value(PDataValueType::Command, command.encode())];
+    let rest = match data {
+        Some(data)
+            if fits_in_one_pdu(
+                assoc.peer_max_pdu_length(),
+                values[0].data.len(),
+                data.len(),
+            ) =>
+        {
+            values.push(value(PDataValueType::Data, data.to_vec()));
+            None
+        }
+        other => other,
+    };
+    AsyncAssociation::send(assoc, &Pdu::PData { data: values })
         .await
         .map_err(|e| format!("sending a command: {e}"))?;
-    if let Some(data) = data {
+    if let Some(data) = rest {
         let mut w = AsyncAssociation::send_pdata(assoc, id);
         w.write_all(data)
             .await
@@ -102,6 +116,15 @@ where
     // delay its ACKs again: out of that mode before the peer's next message.
     quick_ack(assoc.inner_stream().tcp());
     Ok(())
+}
+
+/// Whether a command of `command` bytes and a small data set of `data` bytes (a C-FIND
+/// match, a small instance) go in one P-DATA-TF PDU of at most `max` bytes (its length
+/// field's value): each value costs 6 bytes besides its data (length, context id, control
+/// header). Larger data sets are streamed in PDUs of their own rather than copied whole.
+fn fits_in_one_pdu(max: u32, command: usize, data: usize) -> bool {
+    const SMALL: usize = 16 * 1024;
+    data <= SMALL && (command + 6) + (data + 6) <= max as usize
 }
 
 /// The next command the peer sends (a response, or a C-CANCEL), with its context id; a data
@@ -135,5 +158,22 @@ where
             Pdu::AbortRQ { source } => return Err(format!("the peer aborted ({source:?})")),
             other => return Err(format!("unexpected PDU {}", super::pdu_name(&other))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits_in_one_pdu;
+
+    #[test]
+    fn a_small_data_set_shares_its_commands_pdu_only_within_the_peers_maximum() {
+        // 100 + 6 + 1,000 + 6 = 1,112 bytes.
+        assert!(fits_in_one_pdu(16_384, 100, 1_000));
+        assert!(fits_in_one_pdu(1_112, 100, 1_000));
+        assert!(!fits_in_one_pdu(1_111, 100, 1_000));
+        // An unknown maximum (never negotiated) does not fit anything.
+        assert!(!fits_in_one_pdu(0, 100, 1_000));
+        // A large data set is streamed even when the peer takes large PDUs.
+        assert!(!fits_in_one_pdu(4_194_304, 100, 100_000));
     }
 }

@@ -98,7 +98,8 @@ impl Service {
         }
         // Every row's attributes parsed, and the body written, on the pool.
         let root = ctx.root.clone();
-        crate::service::offload::compute(self.config.offload.as_deref(), move || {
+        let pool = crate::service::offload::for_rows(self.config.offload.as_deref(), rows.len());
+        crate::service::offload::compute(pool, move || {
             render(media, rows.into_results(&query, &root)?, notices)
         })
         .await
