@@ -16,6 +16,7 @@ use crate::layout::{InstanceIndex, StoredFile, INDEX_FORMAT, LAYOUT_VERSION};
 pub async fn run_all(index: &dyn Index, all: &[&dyn Index], run: &str) {
     schema_opens_once_for_many(all).await;
     counts_follow_each_instance(index, &format!("{run}A")).await;
+    a_later_instance_merges_into_its_study_and_series(index, &format!("{run}I")).await;
     a_replacement_retires_the_version_it_replaces(index, &format!("{run}B")).await;
     one_sop_instance_uid_names_one_instance(index, &format!("{run}C")).await;
     the_first_layout_record_wins(all, &format!("{run}D")).await;
@@ -153,6 +154,157 @@ pub async fn schema_opens_once_for_many(all: &[&dyn Index]) {
         r.expect("schema opened by every handle at once");
     }
     super::open(all[0]).await.expect("and again");
+}
+
+/// [`instance`] with more attributes in its metadata (`extra`: DICOM JSON by tag).
+fn with_attributes(mut i: InstanceIndex, extra: serde_json::Value) -> InstanceIndex {
+    let mut meta: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(i.metadata.get()).expect("metadata");
+    for (tag, value) in extra.as_object().expect("attributes by tag") {
+        meta.insert(tag.clone(), value.clone());
+    }
+    i.metadata =
+        serde_json::value::RawValue::from_string(serde_json::Value::Object(meta).to_string())
+            .expect("json");
+    i
+}
+
+/// (description, attrs) of a study's row, or of one of its series' rows.
+async fn described(
+    index: &dyn Index,
+    part: &str,
+    study: &str,
+    series: Option<&str>,
+) -> (String, String) {
+    let d = index.dialect();
+    let (table, mut params) = match series {
+        Some(se) => ("qido_series", vec![part.into(), study.into(), se.into()]),
+        None => ("qido_study", vec![part.into(), study.into()]),
+    };
+    let mut sql = format!(
+        "SELECT description, attrs FROM {table} WHERE part = {} AND study_uid = {}",
+        schema::param(d, 1),
+        schema::param(d, 2)
+    );
+    if series.is_some() {
+        sql.push_str(&format!(" AND series_uid = {}", schema::param(d, 3)));
+    }
+    let r = rows(
+        index,
+        super::Statement {
+            sql,
+            params: std::mem::take(&mut params),
+        },
+    )
+    .await;
+    let r = r
+        .first()
+        .unwrap_or_else(|| panic!("no {table} row of {study}"));
+    (text(r, 0), text(r, 1))
+}
+
+/// A later instance of a study brings its new values to the study's and series' rows (a
+/// description the first lacked, an attribute), one that brings nothing new leaves the rows'
+/// values as they are, and a changed value replaces the stored one (the upserts update only
+/// when something changes: this is what that must not lose).
+pub async fn a_later_instance_merges_into_its_study_and_series(index: &dyn Index, part: &str) {
+    let (st, se) = ("3.1", "3.1.1");
+    let check = |what: &str, got: (String, String), description: &str, attr: Option<&str>| {
+        assert_eq!(got.0, description, "{what}: description");
+        let attrs: serde_json::Value = serde_json::from_str(&got.1)
+            .unwrap_or_else(|e| panic!("{what}: attrs {:?}: {e}", got.1));
+        if let Some(tag) = attr {
+            assert!(
+                attrs.get(tag).is_some(),
+                "{what}: attrs lack {tag}: {attrs}"
+            );
+        }
+        // The first instance's attributes are kept: the study's Patient ID, the series'
+        // Modality.
+        let (tag, value) = if what.ends_with("series") {
+            ("00080060", "CT")
+        } else {
+            ("00100020", "P1")
+        };
+        assert_eq!(
+            attrs[tag]["Value"][0], value,
+            "{what}: the first instance's {tag} is kept: {attrs}"
+        );
+    };
+    commit(index, part, &instance(st, se, "3.1.1.1", "CT", "m1")).await;
+    check(
+        "first instance, study",
+        described(index, part, st, None).await,
+        "",
+        None,
+    );
+    let described_ct = |study: &str, series: &str| {
+        serde_json::json!({
+            "00081030": {"vr": "LO", "Value": [study]},
+            "0008103E": {"vr": "LO", "Value": [series]},
+            "00080090": {"vr": "PN", "Value": [{"Alphabetic": "Ref^Doctor"}]},
+        })
+    };
+    let second = with_attributes(
+        instance(st, se, "3.1.1.2", "CT", "m2"),
+        described_ct("Head", "Axial"),
+    );
+    commit(index, part, &second).await;
+    check(
+        "an instance with descriptions, study",
+        described(index, part, st, None).await,
+        "Head",
+        Some("00081030"),
+    );
+    check(
+        "an instance with descriptions, series",
+        described(index, part, st, Some(se)).await,
+        "Axial",
+        Some("0008103E"),
+    );
+    let before = described(index, part, st, None).await;
+    commit(index, part, &instance(st, se, "3.1.1.3", "CT", "m3")).await;
+    check(
+        "an instance bringing nothing new, study",
+        described(index, part, st, None).await,
+        "Head",
+        Some("00081030"),
+    );
+    check(
+        "an instance bringing nothing new, series",
+        described(index, part, st, Some(se)).await,
+        "Axial",
+        Some("0008103E"),
+    );
+    let after = described(index, part, st, None).await;
+    let parsed = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("attrs");
+    assert_eq!(
+        parsed(&after.1),
+        parsed(&before.1),
+        "an instance bringing nothing new leaves the study's attributes as they were"
+    );
+    let fourth = with_attributes(
+        instance(st, se, "3.1.1.4", "CT", "m4"),
+        described_ct("Head and neck", "Coronal"),
+    );
+    commit(index, part, &fourth).await;
+    check(
+        "a changed description, study",
+        described(index, part, st, None).await,
+        "Head and neck",
+        Some("00080090"),
+    );
+    check(
+        "a changed description, series",
+        described(index, part, st, Some(se)).await,
+        "Coronal",
+        None,
+    );
+    assert_eq!(
+        study_counts(index, part, st).await,
+        Some((1, 4, "\\CT\\".into())),
+        "counts after four instances"
+    );
 }
 
 /// Each instance moves its study's and series' counts by one, Modalities in Study follows
