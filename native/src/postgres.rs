@@ -142,23 +142,22 @@ impl Index for PgIndex {
         // 1. What is not prepared yet, prepared at once, outside the transaction: a statement
         //    that cannot be prepared before the ones ahead of it ran (a table they create) fails
         //    here harmlessly and is run the slow way below.
-        let mut missing: Vec<&str> = statements
+        // The distinct statements of the change; those of them not prepared yet.
+        let mut distinct: Vec<&str> = statements
             .iter()
             .chain(&reads)
             .map(|s| s.sql.as_str())
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut missing: Vec<&str> = distinct
+            .iter()
+            .copied()
             .filter(|sql| !prepared.contains_key(*sql))
             .collect();
-        missing.sort_unstable();
-        missing.dedup();
         if prepared.len() + missing.len() > MAX_PREPARED {
             prepared.clear();
-            missing = statements
-                .iter()
-                .chain(&reads)
-                .map(|s| s.sql.as_str())
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
+            missing = distinct;
         }
         let made = futures::future::join_all(missing.iter().map(|sql| client.prepare(sql))).await;
         for (sql, p) in missing.iter().zip(made) {

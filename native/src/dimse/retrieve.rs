@@ -235,20 +235,15 @@ pub(super) async fn r#move<S: Stream>(
             to,
         };
         let associated: Result<(), String> = match (destination.tls, tls) {
-            (false, _) => match opts.establish_async((host, port)).await {
-                Ok(sub) => Ok(group.send(assoc, sub, &mut run).await?),
-                Err(e) => Err(e.to_string()),
-            },
-            (true, Some(config)) => {
-                let opts = opts.tls_config(config.clone()).server_name(host);
-                match opts.establish_tls_async((host, port)).await {
-                    Ok(sub) => Ok(group.send(assoc, sub, &mut run).await?),
-                    Err(e) => Err(format!("TLS: {e}")),
-                }
-            }
             (true, None) => Err(
                 "the peers table says tls, and no --dimse-tls-ca verifies the destination".into(),
             ),
+            (over_tls, tls) => {
+                let tls = tls.filter(|_| over_tls);
+                wire::with_association!(opts, (host, port), host, tls, |sub| {
+                    group.send(assoc, sub, &mut run).await?
+                })
+            }
         };
         if let Err(e) = associated {
             tracing::info!("DIMSE: C-MOVE to {to}: no association: {e}");

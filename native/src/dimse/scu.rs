@@ -63,31 +63,19 @@ fn host(address: &str) -> &str {
 }
 
 /// Associates with `target` as `opts` propose, over TLS when `tls` is given, and runs `then`
-/// on the association (whichever stream it is over).
+/// on the association (whichever stream it is over); returns from the function with the reason
+/// when no association is made.
 macro_rules! associate {
     ($opts:expr, $target:expr, $tls:expr, |$assoc:ident| $then:expr) => {{
-        let (opts, target) = ($opts, $target);
-        let failed = |e: dicom_ul::association::Error| {
-            format!("association with {}@{}: {e}", target.ae, target.address)
-        };
-        match $tls {
-            None => {
-                let $assoc = opts
-                    .establish_async(target.address.as_str())
-                    .await
-                    .map_err(failed)?;
-                $then
-            }
-            Some(config) => {
-                let $assoc = opts
-                    .tls_config(config.clone())
-                    .server_name(host(&target.address))
-                    .establish_tls_async(target.address.as_str())
-                    .await
-                    .map_err(failed)?;
-                $then
-            }
-        }
+        let target = $target;
+        super::wire::with_association!(
+            $opts,
+            target.address.as_str(),
+            host(&target.address),
+            $tls,
+            |$assoc| $then
+        )
+        .map_err(|e| format!("association with {}@{}: {e}", target.ae, target.address))?
     }};
 }
 

@@ -46,6 +46,32 @@ impl Stream for dicom_ul::association::client::AsyncTlsStream {
     }
 }
 
+/// Opens a client association as the options `opts` propose, to `address`, over TLS when the
+/// client configuration `tls` is given (the peer's certificate must name `server_name`), and
+/// evaluates `then` with it whichever stream it is over (the two are different types, hence a
+/// macro): `Ok(then)`, or `Err` with the reason no association was made. `wado echo`, `wado
+/// send` and C-MOVE's sub-associations all open theirs here.
+macro_rules! with_association {
+    ($opts:expr, $address:expr, $server_name:expr, $tls:expr, |$assoc:ident| $then:expr) => {{
+        match $tls {
+            None => match $opts.establish_async($address).await {
+                Ok($assoc) => Ok($then),
+                Err(e) => Err(e.to_string()),
+            },
+            Some(config) => match $opts
+                .tls_config(config.clone())
+                .server_name($server_name)
+                .establish_tls_async($address)
+                .await
+            {
+                Ok($assoc) => Ok($then),
+                Err(e) => Err(format!("TLS: {e}")),
+            },
+        }
+    }};
+}
+pub(crate) use with_association;
+
 /// Turns Nagle's algorithm off on an association we opened: a command PDU and the short tail
 /// of its data set would otherwise wait for the peer's delayed ACK (~40 ms an instance).
 pub(crate) fn no_delay<S: Stream, A: AsyncAssociation<S>>(assoc: &mut A) {
