@@ -388,12 +388,17 @@ impl Coder {
         }
     }
 
-    /// The prediction, corrected, and the sign for context `qs` (non-zero).
-    #[inline]
+    /// For regular-mode context number `qs` (non-zero; its sign is the context's sign, T.87
+    /// A.3.4): the context's index, the sign as a mask (0 or -1: `(v ^ sign) - sign` applies
+    /// it without a branch), and the prediction corrected by the context's bias. The encoder
+    /// and the decoder both start a regular sample here.
+    #[inline(always)]
     fn corrected_prediction(&self, qs: i32, ra: i32, rb: i32, rc: i32) -> (usize, i32, i32) {
-        let (q, sign) = if qs < 0 { (-qs, -1) } else { (qs, 1) };
-        let q = q as usize;
-        let px = (self.predict(ra, rb, rc) + sign * self.ctx[q].c).clamp(0, self.maxval);
+        let sign = qs >> 31;
+        // The mask lets the compiler drop the bounds check (contexts are 1..=364).
+        let q = ((qs ^ sign) - sign) as usize & CTX_MASK;
+        let c = self.ctx[q].c;
+        let px = (self.predict(ra, rb, rc) + ((c ^ sign) - sign)).clamp(0, self.maxval);
         (q, sign, px)
     }
 
@@ -862,11 +867,11 @@ impl Coder {
     }
 
     /// Codes sample `ix` in regular mode (T.87 A.4–A.6) and returns what the decoder will
-    /// reconstruct.
+    /// reconstruct; `q`, `sign` (a mask) and `px` from [`Coder::corrected_prediction`].
     #[inline]
     fn encode_regular(&mut self, wr: &mut BitWriter, q: usize, sign: i32, px: i32, ix: i32) -> i32 {
-        let e = self.quantize_error(sign * (ix - px));
-        let rx = (px + sign * e * (2 * self.near + 1)).clamp(0, self.maxval);
+        let e = self.quantize_error(((ix - px) ^ sign) - sign);
+        let rx = (px + ((e ^ sign) - sign) * (2 * self.near + 1)).clamp(0, self.maxval);
         let e = self.modulo_range(e);
         let k = self.golomb_k(q);
         let m = if self.near == 0 && k == 0 && 2 * self.ctx[q].b <= -self.ctx[q].n {
@@ -981,11 +986,8 @@ impl Coder {
         rb: i32,
         rc: i32,
     ) -> Result<i32, Error> {
-        // sign is 0 or -1: (v ^ sign) - sign applies it without a branch.
-        let sign = qs >> 31;
-        let q = ((qs ^ sign) - sign) as usize;
-        let cx = self.ctx[q & CTX_MASK];
-        let px = (self.predict(ra, rb, rc) + ((cx.c ^ sign) - sign)).clamp(0, self.maxval);
+        let (q, sign, px) = self.corrected_prediction(qs, ra, rb, rc);
+        let cx = self.ctx[q];
         let k = golomb_k(cx.n, cx.a);
         let m = r.golomb_within(self.max_high, k, self.qbpp)? as i32;
         // The error unmapped (A.5.2): even m is m / 2, odd m is -(m + 1) / 2.

@@ -209,7 +209,14 @@ async fn described(
 /// when something changes: this is what that must not lose).
 pub async fn a_later_instance_merges_into_its_study_and_series(index: &dyn Index, part: &str) {
     let (st, se) = ("3.1", "3.1.1");
+    // A row's description, an attribute it must have, and what the first instance gave it
+    // that every later one must keep (the study's Patient ID, the series' Modality).
     let check = |what: &str, got: (String, String), description: &str, attr: Option<&str>| {
+        let kept = if what.ends_with("series") {
+            ("00080060", "CT")
+        } else {
+            ("00100020", "P1")
+        };
         assert_eq!(got.0, description, "{what}: description");
         let attrs: serde_json::Value = serde_json::from_str(&got.1)
             .unwrap_or_else(|e| panic!("{what}: attrs {:?}: {e}", got.1));
@@ -219,16 +226,10 @@ pub async fn a_later_instance_merges_into_its_study_and_series(index: &dyn Index
                 "{what}: attrs lack {tag}: {attrs}"
             );
         }
-        // The first instance's attributes are kept: the study's Patient ID, the series'
-        // Modality.
-        let (tag, value) = if what.ends_with("series") {
-            ("00080060", "CT")
-        } else {
-            ("00100020", "P1")
-        };
         assert_eq!(
-            attrs[tag]["Value"][0], value,
-            "{what}: the first instance's {tag} is kept: {attrs}"
+            attrs[kept.0]["Value"][0], kept.1,
+            "{what}: the first instance's {} is kept: {attrs}",
+            kept.0
         );
     };
     commit(index, part, &instance(st, se, "3.1.1.1", "CT", "m1")).await;

@@ -237,6 +237,7 @@ fn merged_attrs(d: Dialect, table: &str) -> String {
         Dialect::Postgres => format!("({table}.attrs::jsonb || excluded.attrs::jsonb)"),
     }
 }
+
 /// The Modalities in Study column from the study's series: `\CT\MR\`, sorted, or `''`.
 fn modalities_of(d: Dialect, p: &mut Params, part: &str, study: &str) -> String {
     let (part, study) = (p.bind(part), p.bind(study));
