@@ -7,7 +7,8 @@
 #      round trip (the server's time is at most this);
 #   4. C-MOVE of study A to a storescp: seconds and MB/s.
 # Both store durably as configured by default (wado syncs each object; Orthanc as it does).
-# Prints a table and wado/Orthanc ratios.
+# Prints a table and wado/Orthanc ratios, then the modality's own ceiling: storescu into
+# DCMTK's storescp, which syncs nothing, both ends with Nagle's algorithm off (measures 1-2).
 #
 #   scripts/bench-dimse.sh [DATA_DIR]    (default /tmp/benchlab/data-full: ../shared/bench/gen_data.py)
 set -euo pipefail
@@ -148,3 +149,19 @@ for k in storeC_per_s storeA_MB_s find_ms_p50 find_ms_mean moveA_s moveA_MB_s; d
   o=$(awk -v k="$k" '$1==k{print $2}' "$SCRATCH/orthanc.tsv")
   printf "%-22s %12.2f %12.2f %8.2f\n" "$k" "$w" "$o" "$(echo "$w / $o" | bc -l)"
 done
+
+# The ceiling: what storescu sends a server that only writes the files it gets.
+CEIL_PORT=$(free_port)
+mkdir -p "$SCRATCH/ceiling"
+TCP_NODELAY=1 storescp -od "$SCRATCH/ceiling" "$CEIL_PORT" &
+pids+=($!)
+sleep 0.5
+n_c=$(find "$DATA/C" -type f | wc -l)
+bytes_a=$(du -sb "$DATA/A" | cut -f1)
+t0=$(now); TCP_NODELAY=1 storescu -aet STORESCU -aec ANY +sd +r 127.0.0.1 "$CEIL_PORT" "$DATA/C"; t1=$(now)
+ceil_c=$(echo "$n_c / ($t1 - $t0)" | bc -l)
+rm -rf "$SCRATCH/ceiling"; mkdir -p "$SCRATCH/ceiling"
+t0=$(now); TCP_NODELAY=1 storescu -aet STORESCU -aec ANY +sd +r 127.0.0.1 "$CEIL_PORT" "$DATA/A"; t1=$(now)
+ceil_a=$(echo "$bytes_a / 1000000 / ($t1 - $t0)" | bc -l)
+echo
+printf "storescu into DCMTK's storescp (no sync, TCP_NODELAY both ends): %.0f instances/s of C, %.0f MB/s of A\n" "$ceil_c" "$ceil_a"
