@@ -209,36 +209,33 @@ async fn described(
 /// when something changes: this is what that must not lose).
 pub async fn a_later_instance_merges_into_its_study_and_series(index: &dyn Index, part: &str) {
     let (st, se) = ("3.1", "3.1.1");
-    // A row's description, an attribute it must have, and what the first instance gave it
-    // that every later one must keep (the study's Patient ID, the series' Modality).
-    let check = |what: &str, got: (String, String), description: &str, attr: Option<&str>| {
-        let kept = if what.ends_with("series") {
-            ("00080060", "CT")
-        } else {
-            ("00100020", "P1")
+    // Reads the study's row (`series` None) or the series' and checks its description, an
+    // attribute it must have, and what the first instance gave it that every later one must
+    // keep (the study's Patient ID, the series' Modality).
+    let check = |what: &'static str,
+                 series: Option<&'static str>,
+                 description: &'static str,
+                 attr: Option<&'static str>| async move {
+        let (row, kept) = match series {
+            Some(_) => ("series", ("00080060", "CT")),
+            None => ("study", ("00100020", "P1")),
         };
-        assert_eq!(got.0, description, "{what}: description");
+        let got = described(index, part, st, series).await;
+        assert_eq!(got.0, description, "{what}, {row}: description");
         let attrs: serde_json::Value = serde_json::from_str(&got.1)
-            .unwrap_or_else(|e| panic!("{what}: attrs {:?}: {e}", got.1));
+            .unwrap_or_else(|e| panic!("{what}, {row}: attrs {:?}: {e}", got.1));
         if let Some(tag) = attr {
             assert!(
                 attrs.get(tag).is_some(),
-                "{what}: attrs lack {tag}: {attrs}"
+                "{what}, {row}: attrs lack {tag}: {attrs}"
             );
         }
         assert_eq!(
             attrs[kept.0]["Value"][0], kept.1,
-            "{what}: the first instance's {} is kept: {attrs}",
+            "{what}, {row}: the first instance's {} is kept: {attrs}",
             kept.0
         );
     };
-    commit(index, part, &instance(st, se, "3.1.1.1", "CT", "m1")).await;
-    check(
-        "first instance, study",
-        described(index, part, st, None).await,
-        "",
-        None,
-    );
     let described_ct = |study: &str, series: &str| {
         serde_json::json!({
             "00081030": {"vr": "LO", "Value": [study]},
@@ -246,37 +243,21 @@ pub async fn a_later_instance_merges_into_its_study_and_series(index: &dyn Index
             "00080090": {"vr": "PN", "Value": [{"Alphabetic": "Ref^Doctor"}]},
         })
     };
+    commit(index, part, &instance(st, se, "3.1.1.1", "CT", "m1")).await;
+    check("first instance", None, "", None).await;
     let second = with_attributes(
         instance(st, se, "3.1.1.2", "CT", "m2"),
         described_ct("Head", "Axial"),
     );
     commit(index, part, &second).await;
-    check(
-        "an instance with descriptions, study",
-        described(index, part, st, None).await,
-        "Head",
-        Some("00081030"),
-    );
-    check(
-        "an instance with descriptions, series",
-        described(index, part, st, Some(se)).await,
-        "Axial",
-        Some("0008103E"),
-    );
+    let with = "an instance with descriptions";
+    check(with, None, "Head", Some("00081030")).await;
+    check(with, Some(se), "Axial", Some("0008103E")).await;
     let before = described(index, part, st, None).await;
     commit(index, part, &instance(st, se, "3.1.1.3", "CT", "m3")).await;
-    check(
-        "an instance bringing nothing new, study",
-        described(index, part, st, None).await,
-        "Head",
-        Some("00081030"),
-    );
-    check(
-        "an instance bringing nothing new, series",
-        described(index, part, st, Some(se)).await,
-        "Axial",
-        Some("0008103E"),
-    );
+    let nothing = "an instance bringing nothing new";
+    check(nothing, None, "Head", Some("00081030")).await;
+    check(nothing, Some(se), "Axial", Some("0008103E")).await;
     let after = described(index, part, st, None).await;
     let parsed = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("attrs");
     assert_eq!(
@@ -289,18 +270,9 @@ pub async fn a_later_instance_merges_into_its_study_and_series(index: &dyn Index
         described_ct("Head and neck", "Coronal"),
     );
     commit(index, part, &fourth).await;
-    check(
-        "a changed description, study",
-        described(index, part, st, None).await,
-        "Head and neck",
-        Some("00080090"),
-    );
-    check(
-        "a changed description, series",
-        described(index, part, st, Some(se)).await,
-        "Coronal",
-        None,
-    );
+    let changed = "a changed description";
+    check(changed, None, "Head and neck", Some("00080090")).await;
+    check(changed, Some(se), "Coronal", None).await;
     assert_eq!(
         study_counts(index, part, st).await,
         Some((1, 4, "\\CT\\".into())),
