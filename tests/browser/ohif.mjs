@@ -8,6 +8,13 @@
 //        "thumbnailRendering":"wadors"|"thumbnailDirect"|"rendered","token":"ws1..."}'
 // With a token (a share link's), each study is opened as the link does:
 // /viewer?StudyInstanceUIDs=...&token=..., and each request says whether it carried it.
+// Progressive loading (issue 27): "stackRetrieveOptions" goes into the data source as a site
+// writes it (cornerstone's retrieve stages and options for stack viewports), "throttle"
+// ({"mbit", "rttMs"}) emulates the link in Chromium, "warmup" is a study opened first and not
+// reported (the viewer's code and codecs then in the browser's cache, as for a user who opened
+// a study before), and "progressive": true waits, per study, for the first frame at full
+// quality and reports the frame requests (range, status, bytes) and every image the viewport
+// showed (cornerstone's quality status, width), in ms from the first frame request.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import http from "node:http";
@@ -50,6 +57,7 @@ const appConfig = `window.config = {
       singlepart: 'bulkdata,video',
       bulkDataURI: { enabled: true },
       omitQuotationForMultipartRequest: true,
+      ${spec.stackRetrieveOptions ? `stackRetrieveOptions: ${JSON.stringify(spec.stackRetrieveOptions)},` : ""}
     },
   }],
 };`;
@@ -69,7 +77,13 @@ const site = http.createServer((req, res) => {
   if (!file.startsWith(path.resolve(dist)) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
     file = path.join(dist, "index.html"); // the SPA's routes (/viewer, /)
   }
-  res.writeHead(200, { "content-type": types[path.extname(file)] || "application/octet-stream" });
+  // The viewer's content-hashed files are cached as a site serves them (immutable): a viewer
+  // opened before has its code and codecs, and what the link carries is the images.
+  const hashed = /[0-9a-f]{16}[.](js|wasm|css)$/.test(file);
+  res.writeHead(200, {
+    "content-type": types[path.extname(file)] || "application/octet-stream",
+    ...(hashed ? { "cache-control": "public, max-age=31536000, immutable" } : {}),
+  });
   fs.createReadStream(file).pipe(res);
 });
 await new Promise((r) => site.listen(0, "127.0.0.1", r));
@@ -88,14 +102,41 @@ const requests = [];
 const out = { studies: {}, requests, consoleErrors: [] };
 try {
   const page = await ctx.newPage();
+  if (spec.progressive) {
+    // Every image a stack viewport is given, in the page's clock (the same as this process's).
+    await page.addInitScript(() => {
+      window.__shown = [];
+      document.addEventListener("CORNERSTONE_STACK_NEW_IMAGE", (e) => {
+        const image = e.detail && e.detail.image;
+        if (image) window.__shown.push({ t: Date.now(), imageId: image.imageId,
+          quality: image.imageQualityStatus, width: image.width });
+      }, true);
+    });
+  }
+  if (spec.throttle) {
+    const cdp = await ctx.newCDPSession(page);
+    await cdp.send("Network.enable");
+    const bytesPerSecond = (spec.throttle.mbit * 1e6) / 8;
+    await cdp.send("Network.emulateNetworkConditions", { offline: false,
+      latency: spec.throttle.rttMs, downloadThroughput: bytesPerSecond, uploadThroughput: bytesPerSecond });
+  }
+  // The frame requests of the study being opened, and each one's entry by its request.
+  let frameRequests = [];
+  const frameEntry = new WeakMap();
   page.on("pageerror", (e) => out.consoleErrors.push(String(e)));
   if (process.env.OHIF_DEBUG) {
     page.on("console", (m) => process.stderr.write(`console ${m.type()}: ${m.text().slice(0, 400)}\n`));
     page.on("response", (r) => process.stderr.write(`${r.status()} ${r.url().slice(0, 200)}\n`));
   }
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
-  page.on("response", (r) => {
+  page.on("response", async (r) => {
     if (!r.url().startsWith(root)) return;
+    const entry = frameEntry.get(r.request());
+    if (entry) {
+      Object.assign(entry, { status: r.status(), contentRange: r.headers()["content-range"] || "" });
+      entry.bytes = await r.body().then((b) => b.length, () => -1);
+      entry.done = Date.now();
+    }
     const method = r.request().method();
     const authorization = r.request().headers().authorization || "";
     requests.push({ url: r.url(), status: r.status(), method, t: Date.now(),
@@ -104,7 +145,14 @@ try {
   // Requests asked and not answered yet (any origin: the app's own files too), for a report of
   // what a study that did not show was waiting for.
   const pending = new Map();
-  page.on("request", (r) => pending.set(r, Date.now()));
+  page.on("request", (r) => {
+    pending.set(r, Date.now());
+    if (spec.progressive && r.url().startsWith(root) && r.url().includes("/frames/")) {
+      const entry = { asked: Date.now(), url: r.url(), range: r.headers().range || "" };
+      frameEntry.set(r, entry);
+      frameRequests.push(entry);
+    }
+  });
   page.on("requestfinished", (r) => pending.delete(r));
   page.on("requestfailed", (r) => {
     pending.delete(r);
@@ -133,6 +181,7 @@ try {
   // {uid, expect: "open"} (a kind OHIF has no viewport for: opened, its metadata read).
   const open = async (uid, expect) => {
     const started = Date.now();
+    frameRequests = [];
     const token = spec.token ? `&token=${encodeURIComponent(spec.token)}` : "";
     await page.goto(`${base}/viewer?StudyInstanceUIDs=${uid}${token}`);
     let result = { drawn: false, shown: false };
@@ -169,9 +218,24 @@ try {
       // A study the viewer must not get: given ten seconds to show anything.
       if (expect === "absent" && Date.now() - started > 10000) break;
     }
+    if (spec.progressive && result.drawn) {
+      // Until the viewport shows a frame at full quality (cornerstone's FULL_RESOLUTION, 8).
+      let shown = [];
+      while (Date.now() - started < 90000) {
+        shown = await page.evaluate(() => window.__shown);
+        if (shown.some((s) => s.quality === 8)) break;
+        await page.waitForTimeout(250);
+      }
+      const t0 = frameRequests.length ? frameRequests[0].asked : started;
+      result.progress = {
+        frames: frameRequests.map((f) => ({ ...f, asked: f.asked - t0, done: f.done - t0 })),
+        shown: shown.map((s) => ({ ...s, t: s.t - t0 })),
+      };
+    }
     result.ms = Date.now() - started;
     return result;
   };
+  if (spec.warmup) await open(spec.warmup, "image");
   const showed = (r, expect) =>
     expect === "image" ? r.drawn : expect === "document" ? r.shown
       : expect === "absent" ? true : !r.notFound;

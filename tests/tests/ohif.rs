@@ -12,6 +12,9 @@
 //! native server OHIF's study browser shows the server's own thumbnails
 //! (`thumbnailRendering: 'thumbnailDirect'`, `.../thumbnail?accept=image/jpeg`), which must
 //! load; against the worker it draws them from frames (`wadors`), OHIF's default.
+//! Progressive loading (issue 27): a large study (written by pydicom) opened over a throttled
+//! link with cornerstone's byte-range stages must show its HTJ2K frame first from the frame's
+//! first 64 KB, natively and through the worker cache that transcodes what it fills.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
@@ -414,4 +417,236 @@ fn ohif_opens_every_study_from_the_worker() {
         &[("CORS_ORIGINS", "*"), ("ALLOW_ANONYMOUS_WRITES", "true")],
     );
     ohif_opens_every_study(&server, "wadors", &htj2k);
+}
+
+/// cornerstone's sequential retrieve for stack viewports, as a site writes it into OHIF's data
+/// source (`stackRetrieveOptions`, docs/OHIF.md): first the frame's first 64 KB
+/// (`rangeIndex: 0`) decoded at 1/8 of its size (`decodeLevel: 3`), then the rest
+/// (`rangeIndex: -1`). A prefix only an HTJ2K RPCL frame (`.4.202`) can be shown from.
+fn byte_range_stages() -> Value {
+    json!({
+        "stages": [
+            {"id": "lossySequential", "retrieveType": "singleFast"},
+            {"id": "finalSequential", "retrieveType": "singleFinal"},
+        ],
+        "retrieveOptions": {
+            "singleFast": {"rangeIndex": 0, "decodeLevel": 3},
+            "singleFinal": {"rangeIndex": -1},
+        },
+    })
+}
+
+/// The link of the issue: 30 Mbit/s, 20 ms round trip (Chromium's network emulation).
+const LINK: (u32, u32) = (30, 20);
+
+/// A large multi-frame study written by pydicom (`tests/oracles/large_frames.py`: 3 frames of
+/// 2048 x 2048, 16-bit, Explicit VR Little Endian, 8 MB a frame): the file and its study UID.
+fn large_study(dir: &Path, name: &str) -> (PathBuf, String) {
+    let file = dir.join(name);
+    let out = run_ok(
+        Command::new(repo_dir().join(".tools/s3venv/bin/python"))
+            .arg(tests_dir().join("oracles/large_frames.py"))
+            .arg(&file),
+    );
+    (
+        file,
+        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+    )
+}
+
+/// A raw large study and another made `.4.202` by wado (retrieved with that transfer syntax
+/// from a server holding its raw original), imported into `data`: (raw UID, HTJ2K UID).
+fn raw_and_htj2k(dir: &Path, data: &Path) -> (String, String) {
+    let (raw, raw_uid) = large_study(dir, "raw.dcm");
+    let (src, ht_uid) = large_study(dir, "src.dcm");
+    let staging = dir.join("staging");
+    assert!(import(&staging, &[src.as_path()]).status.success());
+    let ht = {
+        let server = Server::start_native(&staging, &[]);
+        let (st, se, sop) = uids(&src);
+        let r = get(
+            &format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root()),
+            Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.4.202"),
+        );
+        assert_eq!(r.status, 200);
+        write_temp(dir, "ht.dcm", &r.body)
+    };
+    let out = import(data, &[raw.as_path(), ht.as_path()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (raw_uid, ht_uid)
+}
+
+/// Opens `studies` in OHIF over the throttled link with the byte-range stages, after opening
+/// `warmup` (so the viewer's code and codecs are cached, as for a user who opened a study
+/// before); returns each study's progress (tests/browser/ohif.mjs says what it holds).
+fn open_progressively(server: &Server, warmup: &str, studies: &[&str]) -> Value {
+    let spec = json!({
+        "studies": studies,
+        "warmup": warmup,
+        "progressive": true,
+        "thumbnailRendering": "thumbnailDirect",
+        "throttle": {"mbit": LINK.0, "rttMs": LINK.1},
+        "stackRetrieveOptions": byte_range_stages(),
+    });
+    let out = Command::new("node")
+        .arg(repo_dir().join("tests/browser/ohif.mjs"))
+        .arg(ohif_dist())
+        .arg(server.root())
+        .arg(spec.to_string())
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "OHIF run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for uid in studies {
+        assert_eq!(
+            seen["studies"][uid]["drawn"], true,
+            "{}",
+            seen["studies"][uid]
+        );
+    }
+    seen
+}
+
+/// What the viewport showed of a study's first frame: (ms from the first frame request to the
+/// first image, its width and quality; ms to the frame at full quality), and the frame's
+/// requests. cornerstone's quality status 8 is FULL_RESOLUTION.
+struct FirstFrame<'a> {
+    first_ms: i64,
+    first_width: u64,
+    first_quality: u64,
+    full_ms: i64,
+    requests: Vec<&'a Value>,
+}
+
+fn first_frame<'a>(seen: &'a Value, uid: &str) -> FirstFrame<'a> {
+    let progress = &seen["studies"][uid]["progress"];
+    let of_frame_1 = |v: &&Value| {
+        v["url"]
+            .as_str()
+            .or(v["imageId"].as_str())
+            .unwrap()
+            .ends_with("/frames/1")
+    };
+    let shown: Vec<&Value> = progress["shown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(of_frame_1)
+        .collect();
+    assert!(!shown.is_empty(), "{uid}: frame 1 never shown: {progress}");
+    let full = shown
+        .iter()
+        .find(|s| s["quality"] == 8)
+        .unwrap_or_else(|| panic!("{uid}: frame 1 never at full quality: {progress}"));
+    assert_eq!(full["width"], 2048, "{full}");
+    FirstFrame {
+        first_ms: shown[0]["t"].as_i64().unwrap(),
+        first_width: shown[0]["width"].as_u64().unwrap(),
+        first_quality: shown[0]["quality"].as_u64().unwrap(),
+        full_ms: full["t"].as_i64().unwrap(),
+        requests: progress["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(of_frame_1)
+            .collect(),
+    }
+}
+
+/// The first image of an HTJ2K frame came from a prefix: asked as the first 64 KB, answered
+/// 206 with them (a few % of the frame's response), shown at 1/8 of the frame's size before
+/// the rest of the frame had arrived, and the frame shown at full quality after.
+fn shown_from_a_prefix(f: &FirstFrame, label: &str) {
+    let prefix = f.requests[0];
+    assert_eq!(prefix["range"], "bytes=0-65535", "{label}: {prefix}");
+    assert_eq!(prefix["status"], 206, "{label}: {prefix}");
+    assert_eq!(prefix["bytes"], 65536, "{label}: {prefix}");
+    let total: u64 = prefix["contentRange"]
+        .as_str()
+        .and_then(|c| c.rsplit('/').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{label}: no Content-Range total: {prefix}"));
+    assert!(
+        total >= 20 * 65536,
+        "{label}: the prefix is more than 5% of {total} bytes"
+    );
+    assert!(
+        f.first_quality < 8 && f.first_width == 256,
+        "{label}: first shown {} px, quality {}",
+        f.first_width,
+        f.first_quality
+    );
+    let rest = f
+        .requests
+        .get(1)
+        .unwrap_or_else(|| panic!("{label}: the rest never asked"));
+    assert_eq!(rest["range"], "bytes=65536-", "{label}: {rest}");
+    assert!(
+        f.first_ms < rest["done"].as_i64().unwrap(),
+        "{label}: the first image came after the whole frame ({} ms, rest done {rest})",
+        f.first_ms
+    );
+    assert!(f.full_ms > f.first_ms);
+    eprintln!(
+        "{label}: first image {} ms ({} px from 65,536 of {total} bytes), full quality {} ms",
+        f.first_ms, f.first_width, f.full_ms
+    );
+}
+
+/// Progressive loading proven in the viewer (issue 27), natively: over a 30 Mbit/s link OHIF
+/// shows a `.4.202` frame first from its first 64 KB, then at full quality; a raw frame has
+/// nothing to show before it is whole. The times are printed (docs/BENCHMARKS.md has figures
+/// from `scripts/bench-progressive.sh`); what is asserted is where each first image came from.
+#[test]
+fn ohif_shows_a_large_htj2k_frame_from_its_first_bytes_natively() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let (raw, ht) = raw_and_htj2k(dir.path(), &data);
+    let server = Server::start_native(&data, &["--cors-origin", "*"]);
+    let seen = open_progressively(&server, &ht, &[&raw, &ht]);
+    let r = first_frame(&seen, &raw);
+    assert_eq!(
+        (r.first_quality, r.first_width),
+        (8, 2048),
+        "raw: shown first at full size"
+    );
+    assert_eq!(r.first_ms, r.full_ms);
+    eprintln!(
+        "raw (8 MB a frame): first image {} ms, at full quality",
+        r.first_ms
+    );
+    shown_from_a_prefix(&first_frame(&seen, &ht), ".4.202 stored");
+}
+
+/// The same through the edge worker as a read-through cache that keeps what it fills as
+/// `.4.202` (`FILL_TRANSCODE`) in front of an archive holding the study raw: the worker
+/// transcodes on its first fetch, and OHIF shows the frame from a prefix.
+#[test]
+fn ohif_shows_a_large_raw_frame_from_its_first_bytes_through_the_worker_cache() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let (raw, ht) = raw_and_htj2k(dir.path(), &data);
+    let origin = Server::start_native(&data, &[]);
+    let worker = Server::start_worker(
+        None,
+        &[
+            ("ORIGIN_URL", origin.root().as_str()),
+            ("PUBLIC", "true"),
+            ("CORS_ORIGINS", "*"),
+            ("FILL_TRANSCODE", "1.2.840.10008.1.2.4.202"),
+        ],
+    );
+    let seen = open_progressively(&worker, &ht, &[&raw]);
+    shown_from_a_prefix(
+        &first_frame(&seen, &raw),
+        "raw at the origin, .4.202 filled by the worker",
+    );
 }
