@@ -347,8 +347,6 @@ pub(crate) fn decode(
     // nor a value in 31 bits.
     let max_u = (limit + 1).saturating_sub(p).min(29u32.saturating_sub(p));
 
-    // The previous quad row's bottom samples, one slot of padding at each side: their
-    // exponents and significance (column x at x + 1).
     // μ's lowest bit in a value and what sits below it: half of bit-plane p (reversible), or
     // in half steps the middle of the interval.
     let (shift, low) = if reversible {
@@ -356,11 +354,28 @@ pub(crate) fn decode(
     } else {
         (p + 1, 1u32 << p)
     };
-    let spare = width + 3;
+    // One significant sample of a quad: `n` its place in the quad (column-major), `at` its
+    // index in `out`. Its value is v's bits, with the one e_1 implies on top; μ = v/2 + 1,
+    // the sign v's lowest bit. Returns its exponent (0: not significant).
+    // (A macro: as a closure, it was not inlined.)
+    macro_rules! sample {
+        ($n:expr, $at:expr, $rho:expr, $u_q:expr, $e_k:expr, $e_1:expr) => {
+            if ($rho >> $n) & 1 == 0 {
+                0
+            } else {
+                let m = $u_q - (($e_k >> $n) & 1);
+                let v = ms.bits(m) | ((($e_1 >> $n) & 1) << m);
+                let mag = ((((v >> 1) + 1) << shift) | low) as i32;
+                out[$at] = if v & 1 == 1 { -mag } else { mag };
+                32 - (v | 1).leading_zeros()
+            }
+        };
+    }
+    // The previous quad row's bottom samples' exponents, 0 where not significant, one slot of
+    // padding at each side (column x at x + 1). Every row of quads writes every slot of its
+    // columns, so a row needs no clearing.
     let mut e_prev = vec![0u32; width + 4];
-    let mut s_prev = vec![0u32; width + 4];
     let mut e_cur = vec![0u32; width + 4];
-    let mut s_cur = vec![0u32; width + 4];
 
     let mut y = 0;
     while y < height {
@@ -371,8 +386,7 @@ pub(crate) fn decode(
         // Which of a quad's samples are inside the block: by whether its second column is.
         let rows = if y + 1 < height { 0xF } else { 0x5 };
         let inside = [rows & 0x3, rows];
-        e_cur.iter_mut().for_each(|v| *v = 0);
-        s_cur.iter_mut().for_each(|v| *v = 0);
+        let (top, bottom) = (y * stride, (y + 1) * stride);
         while x < width {
             // Two quads: at x and at x + 2 (when inside the block).
             let mut q = [(0u32, 0u32, 0u32, 0u32); 2]; // (rho, u_off, e_k, e_1)
@@ -386,9 +400,9 @@ pub(crate) fn decode(
                 let c_q = if first {
                     (rho_left >> 1) | (rho_left & 1)
                 } else {
-                    (s_prev[qx] | s_prev[qx + 1])
+                    u32::from(e_prev[qx] | e_prev[qx + 1] != 0)
                         | (u32::from(rho_left & 0xC != 0) << 1)
-                        | ((s_prev[qx + 2] | s_prev[qx + 3]) << 2)
+                        | (u32::from(e_prev[qx + 2] | e_prev[qx + 3] != 0) << 2)
                 };
                 let coded = c_q != 0 || mel.event();
                 let entry = if coded {
@@ -457,28 +471,16 @@ pub(crate) fn decode(
                 if u_q > max_u {
                     return Err("a quad's exponent beyond the subband's magnitude bits");
                 }
-                // Significant samples in order (column-major in the quad): v's bits, with the
-                // one e_1 implies on top; μ = v/2 + 1, the sign v's lowest bit.
-                let mut left = rho;
-                while left != 0 {
-                    let n = left.trailing_zeros();
-                    left &= left - 1;
-                    let (sx, sy) = (qx + (n as usize >> 1), y + (n as usize & 1));
-                    let m = u_q - ((e_k >> n) & 1);
-                    let v = ms.bits(m) | (((e_1 >> n) & 1) << m);
-                    let mag = ((((v >> 1) + 1) << shift) | low) as i32;
-                    out[sy * stride + sx] = if v & 1 == 1 { -mag } else { mag };
-                    // A bottom sample's exponent and significance for the next row of quads
-                    // (a top sample's go to the spare slot past the row).
-                    let slot = if n & 1 == 1 { sx + 1 } else { spare };
-                    e_cur[slot] = 32 - (v | 1).leading_zeros();
-                    s_cur[slot] = 1;
-                }
+                // The samples in the quad's order; the bottom ones' exponents are kept for
+                // the next row of quads.
+                sample!(0, top + qx, rho, u_q, e_k, e_1);
+                e_cur[qx + 1] = sample!(1, bottom + qx, rho, u_q, e_k, e_1);
+                sample!(2, top + qx + 1, rho, u_q, e_k, e_1);
+                e_cur[qx + 2] = sample!(3, bottom + qx + 1, rho, u_q, e_k, e_1);
             }
             x += 4;
         }
         std::mem::swap(&mut e_prev, &mut e_cur);
-        std::mem::swap(&mut s_prev, &mut s_cur);
         y += 2;
     }
     if let Some(r) = refinement {
