@@ -153,6 +153,39 @@ fn fits_in_one_pdu(max: u32, command: usize, data: usize) -> bool {
     data <= SMALL && (command + 6) + (data + 6) <= max as usize
 }
 
+/// How long quick ACK is renewed while a response is awaited, and how often: a delayed ACK
+/// holds a peer for at most ~40 ms (Linux), so renewing past that gains nothing.
+const ACK_RENEWAL: std::time::Duration = std::time::Duration::from_millis(1);
+const ACK_RENEWAL_FOR: std::time::Duration = std::time::Duration::from_millis(64);
+
+/// The next PDU, acknowledging what arrives of it at once. A peer that leaves Nagle's algorithm
+/// on (DCMTK's storescp as a C-MOVE destination) writes a PDU's header and body apart and
+/// holds the body until the header is acknowledged; the quick ACK set after our last send
+/// does not last (the kernel goes back to delaying ACKs), and then a response waits for a
+/// delayed ACK, ~40 ms. Setting `TCP_QUICKACK` again sends a pending ACK at once, so while a
+/// response is awaited it is set every millisecond for the first 64 ms
+/// (`scripts/bench-move-acks.sh`: a 50-instance C-MOVE to storescp 0.21–0.44 s → 0.08–0.12 s,
+/// and to a peer that always splits its writes, 5 stalls of 2.5 s in 40 moves → none).
+/// Receiving is cancel-safe (what was read stays in the association's buffer), and the
+/// association's own read timeout still bounds the wait: it starts again only during those
+/// first 64 ms.
+async fn receive_acking<S, A>(assoc: &mut A) -> Result<Pdu, String>
+where
+    S: Stream,
+    A: AsyncAssociation<S> + Send,
+{
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < ACK_RENEWAL_FOR {
+        match tokio::time::timeout(ACK_RENEWAL, AsyncAssociation::receive(assoc)).await {
+            Ok(received) => return received.map_err(|e| e.to_string()),
+            Err(_) => quick_ack(assoc.inner_stream().tcp()),
+        }
+    }
+    AsyncAssociation::receive(assoc)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The next command the peer sends (a response, or a C-CANCEL), with its context id; a data
 /// set or any other PDU here breaks the exchange.
 pub(crate) async fn receive_command<S, A>(assoc: &mut A) -> Result<(u8, Command), String>
@@ -162,10 +195,7 @@ where
 {
     let mut command = Vec::new();
     loop {
-        match AsyncAssociation::receive(assoc)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        match receive_acking(assoc).await? {
             Pdu::PData { data } => {
                 for pdv in data {
                     if pdv.value_type != PDataValueType::Command {
