@@ -359,14 +359,14 @@ pub(crate) fn decode(
     // the sign v's lowest bit. Returns its exponent (0: not significant).
     // (A macro: as a closure, it was not inlined.)
     macro_rules! sample {
-        ($n:expr, $at:expr, $rho:expr, $u_q:expr, $e_k:expr, $e_1:expr) => {
+        ($n:expr, $row:ident[$at:expr], $rho:expr, $u_q:expr, $e_k:expr, $e_1:expr) => {
             if ($rho >> $n) & 1 == 0 {
                 0
             } else {
                 let m = $u_q - (($e_k >> $n) & 1);
                 let v = ms.bits(m) | ((($e_1 >> $n) & 1) << m);
                 let mag = ((((v >> 1) + 1) << shift) | low) as i32;
-                out[$at] = if v & 1 == 1 { -mag } else { mag };
+                $row[$at] = if v & 1 == 1 { -mag } else { mag };
                 32 - (v | 1).leading_zeros()
             }
         };
@@ -386,7 +386,15 @@ pub(crate) fn decode(
         // Which of a quad's samples are inside the block: by whether its second column is.
         let rows = if y + 1 < height { 0xF } else { 0x5 };
         let inside = [rows & 0x3, rows];
-        let (top, bottom) = (y * stride, (y + 1) * stride);
+        // The quads' two rows (none below the block's last row: its samples are never
+        // significant).
+        let (above, below) = out.split_at_mut(((y + 1) * stride).min(out.len()));
+        let top = &mut above[y * stride..y * stride + width];
+        let bottom = if y + 1 < height {
+            &mut below[..width]
+        } else {
+            &mut [][..]
+        };
         while x < width {
             // Two quads: at x and at x + 2 (when inside the block).
             let mut q = [(0u32, 0u32, 0u32, 0u32); 2]; // (rho, u_off, e_k, e_1)
@@ -473,10 +481,10 @@ pub(crate) fn decode(
                 }
                 // The samples in the quad's order; the bottom ones' exponents are kept for
                 // the next row of quads.
-                sample!(0, top + qx, rho, u_q, e_k, e_1);
-                e_cur[qx + 1] = sample!(1, bottom + qx, rho, u_q, e_k, e_1);
-                sample!(2, top + qx + 1, rho, u_q, e_k, e_1);
-                e_cur[qx + 2] = sample!(3, bottom + qx + 1, rho, u_q, e_k, e_1);
+                sample!(0, top[qx], rho, u_q, e_k, e_1);
+                e_cur[qx + 1] = sample!(1, bottom[qx], rho, u_q, e_k, e_1);
+                sample!(2, top[qx + 1], rho, u_q, e_k, e_1);
+                e_cur[qx + 2] = sample!(3, bottom[qx + 1], rho, u_q, e_k, e_1);
             }
             x += 4;
         }
