@@ -65,6 +65,34 @@ fn expectation(file: &Path) -> &'static str {
     "open"
 }
 
+/// Runs the harness (`tests/browser/ohif.mjs`) against `server` with `spec`; what it saw.
+fn run_ohif(server: &Server, spec: &Value) -> Value {
+    let out = Command::new("node")
+        .arg(repo_dir().join("tests/browser/ohif.mjs"))
+        .arg(ohif_dist())
+        .arg(server.root())
+        .arg(spec.to_string())
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "OHIF run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `file` (stored on `server`) retrieved whole in transfer syntax `ts`: wado's re-encoding.
+fn retrieved_as(server: &Server, file: &Path, ts: &str) -> Vec<u8> {
+    let (st, se, sop) = uids(file);
+    let r = get(
+        &format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root()),
+        Some(&format!("application/dicom; transfer-syntax={ts}")),
+    );
+    assert_eq!(r.status, 200, "{}", file.display());
+    r.body
+}
+
 fn ohif_dist() -> PathBuf {
     let d = repo_dir().join(format!(".tools/ohif-{OHIF_VERSION}/dist"));
     assert!(
@@ -129,19 +157,7 @@ fn ohif_opens_every_study(server: &Server, thumbnails: &str, htj2k: &[String]) {
             .map(|(uid, e)| if *e == "image" { json!(uid) } else { json!({"uid": uid, "expect": e}) })
             .collect::<Vec<_>>(),
     });
-    let out = Command::new("node")
-        .arg(repo_dir().join("tests/browser/ohif.mjs"))
-        .arg(ohif_dist())
-        .arg(server.root())
-        .arg(spec.to_string())
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "OHIF run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_ohif(server, &spec);
     let mut failures = Vec::new();
     for (uid, expect) in &studies {
         let got = &seen["studies"][uid];
@@ -276,14 +292,9 @@ fn imported() -> (tempfile::TempDir, PathBuf, Vec<String>) {
         let server = Server::start_native(&data, &[]);
         for (name, ts) in AS_HTJ2K {
             let file = corpus().join(name);
-            let (st, se, sop) = uids(&file);
-            let r = get(
-                &format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root()),
-                Some(&format!("application/dicom; transfer-syntax={ts}")),
-            );
-            assert_eq!(r.status, 200, "{name}");
-            made.push(write_temp(dir.path(), &format!("ht-{name}"), &r.body));
-            sops.push(sop);
+            let body = retrieved_as(&server, &file, ts);
+            made.push(write_temp(dir.path(), &format!("ht-{name}"), &body));
+            sops.push(uids(&file).2);
         }
     }
     let refs: Vec<&Path> = made.iter().map(PathBuf::as_path).collect();
@@ -335,19 +346,7 @@ fn a_share_link_opens_its_study_and_nothing_else(worker: bool) {
         "token": token,
         "studies": [x.clone(), {"uid": y.clone(), "expect": "absent"}],
     });
-    let out = Command::new("node")
-        .arg(repo_dir().join("tests/browser/ohif.mjs"))
-        .arg(ohif_dist())
-        .arg(server.root())
-        .arg(spec.to_string())
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "OHIF run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_ohif(&server, &spec);
     assert_eq!(
         seen["studies"][&x]["drawn"], true,
         "{}",
@@ -476,13 +475,8 @@ fn raw_and_htj2k(dir: &Path, data: &Path) -> (String, String) {
     assert!(import(&staging, &[src.as_path()]).status.success());
     let ht = {
         let server = Server::start_native(&staging, &[]);
-        let (st, se, sop) = uids(&src);
-        let r = get(
-            &format!("{}/studies/{st}/series/{se}/instances/{sop}", server.root()),
-            Some("application/dicom; transfer-syntax=1.2.840.10008.1.2.4.202"),
-        );
-        assert_eq!(r.status, 200);
-        write_temp(dir, "ht.dcm", &r.body)
+        let body = retrieved_as(&server, &src, "1.2.840.10008.1.2.4.202");
+        write_temp(dir, "ht.dcm", &body)
     };
     let out = import(data, &[raw.as_path(), ht.as_path()]);
     assert!(
@@ -505,19 +499,7 @@ fn open_progressively(server: &Server, warmup: &str, studies: &[&str], transcode
         "throttle": {"mbit": LINK.0, "rttMs": LINK.1},
         "stackRetrieveOptions": byte_range_stages(transcode),
     });
-    let out = Command::new("node")
-        .arg(repo_dir().join("tests/browser/ohif.mjs"))
-        .arg(ohif_dist())
-        .arg(server.root())
-        .arg(spec.to_string())
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "OHIF run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_ohif(server, &spec);
     for uid in studies {
         assert_eq!(
             seen["studies"][uid]["drawn"], true,
