@@ -11,8 +11,9 @@
 //!   where they do not.
 //! - Our codecs, pure Rust: [`rle`] (PS3.5 Annex G encoder), [`jpeg::lossless`] (T.81 process
 //!   14 encoder), [`jpeg::dct`] (T.81 baseline and extended, 8 and 12 bits, both ways),
-//!   [`jpegls`] (T.87, both ways), [`htj2k`] (JPEG 2000 Part 15, both ways). JPEG 2000 Part 1
-//!   encoding is openjp2's, behind the one `unsafe` adapter of the `wado-j2k` crate.
+//!   [`jpegls`] (T.87, both ways), [`htj2k`] (JPEG 2000 Part 15, both ways, and Part 1
+//!   lossless encoding). Lossy JPEG 2000 Part 1 encoding is openjp2's, behind the one `unsafe`
+//!   adapter of the `wado-j2k` crate.
 //! - [`ts`]: the transfer syntax UIDs; [`PixelInfo`]: the image pixel attributes a frame is
 //!   coded with; [`Error`]: the one error type of every codec.
 #![forbid(unsafe_code)]

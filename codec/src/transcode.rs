@@ -10,8 +10,10 @@
 //!   method when the source was lossy (a decoded lossy image is never passed off as lossless).
 //!
 //! JPEG-LS (.4.80, .4.81) is ours ([`crate::jpegls`], pure Rust, every target), in both
-//! directions. JPEG 2000 (.4.90–.4.93) is encoded by openjp2 through `wado-j2k` (the
-//! `openjp2` feature). JPEG Extended (.4.51, 8 and 12 bits) is ours too
+//! directions. Lossless JPEG 2000 (.4.90, .4.92) is encoded by ours
+//! ([`crate::htj2k::encode_part1`]: EBCOT code-blocks coded in parallel), lossy JPEG 2000
+//! (.4.91, .4.93, a compression ratio to meet) by openjp2 through `wado-j2k` (the `openjp2`
+//! feature). JPEG Extended (.4.51, 8 and 12 bits) is ours too
 //! ([`crate::jpeg::dct`]), both ways: dicom-rs 0.10 cannot decode 12-bit JPEG.
 
 use crate::{ts, Error, PixelInfo, Result};
@@ -896,6 +898,24 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
     };
     let (samples, bits, signed) = samples_at_precision(info, native, "JPEG 2000")?;
     let lossless = matches!(to, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000_MC_LOSSLESS);
+    if lossless {
+        // Ours: the same one tile, 64×64 code-blocks, LRCP order and one layer as openjp2's
+        // defaults, its code-blocks coded on every core.
+        let image = crate::htj2k::Image {
+            width: usize::from(info.columns),
+            height: usize::from(info.rows),
+            components: usize::from(info.samples_per_pixel),
+            precision: bits,
+            signed,
+            samples: &samples,
+        };
+        let mut out = crate::htj2k::encode_part1(&image, crate::htj2k::Progression::Lrcp, mct)
+            .map_err(|e| bad(&e))?;
+        if out.len() % 2 == 1 {
+            out.push(0); // fragments are of even length (PS3.5 A.4)
+        }
+        return Ok(out);
+    }
     let mut out = wado_j2k::encode(
         &wado_j2k::Image {
             width: u32::from(info.columns),

@@ -17,6 +17,7 @@
 mod block;
 mod block_decoder;
 mod decoder;
+mod ebcot;
 
 pub use decoder::{decode, dimensions, DecodeError, Decoded};
 mod vlc_tables;
@@ -55,7 +56,26 @@ const CB_LOG: usize = 6;
 /// Encodes an image losslessly; `mct` applies the reversible colour transform to three
 /// components (the codestream then decodes to the original RGB; DICOM says YBR_RCT).
 pub fn encode(img: &Image<'_>, progression: Progression, mct: bool) -> Result<Vec<u8>, String> {
-    encode_with(img, progression, mct, false, None)
+    encode_with(img, progression, mct, false, None, Coder::Ht)
+}
+
+/// Encodes an image losslessly as a JPEG 2000 Part 1 codestream (`.4.90`): the same
+/// transforms, code-blocks and packets as [`encode`], but each code-block coded by EBCOT's
+/// three passes and the MQ coder ([`ebcot`]) instead of the HT block coder, and no CAP marker
+/// segment. `mct` as in [`encode`].
+pub fn encode_part1(
+    img: &Image<'_>,
+    progression: Progression,
+    mct: bool,
+) -> Result<Vec<u8>, String> {
+    encode_with(img, progression, mct, false, None, Coder::Part1)
+}
+
+/// The block coder: HT (Part 15) or EBCOT (Part 1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Coder {
+    Ht,
+    Part1,
 }
 
 /// Lossless, but each code-block whose magnitudes reach 2 coded as the HT cleanup pass at
@@ -67,7 +87,7 @@ pub(crate) fn encode_refined(
     progression: Progression,
     causal: bool,
 ) -> Result<Vec<u8>, String> {
-    encode_with(img, progression, false, false, Some(causal))
+    encode_with(img, progression, false, false, Some(causal), Coder::Ht)
 }
 
 /// Encodes an image lossily (`.4.203`): the irreversible colour transform (with `mct`) and 9/7
@@ -79,7 +99,7 @@ pub fn encode_lossy(
     progression: Progression,
     mct: bool,
 ) -> Result<Vec<u8>, String> {
-    encode_with(img, progression, mct, true, None)
+    encode_with(img, progression, mct, true, None, Coder::Ht)
 }
 
 fn encode_with(
@@ -89,7 +109,10 @@ fn encode_with(
     lossy: bool,
     // Refinement passes (tests only), with vertically causal contexts or not.
     refine: Option<bool>,
+    coder: Coder,
 ) -> Result<Vec<u8>, String> {
+    #[cfg(not(test))]
+    let _ = refine;
     let (w, h, nc) = (img.width, img.height, img.components);
     if w == 0 || h == 0 || w > u32::MAX as usize || h > u32::MAX as usize {
         return Err(format!("a {w}×{h} image"));
@@ -122,59 +145,99 @@ fn encode_with(
     let planes = coded.planes;
     let kmax_of = |r: u32, i: usize| coded.kmax[qcd_index(r, i)];
 
-    // Packets: for each resolution, for each component (one precinct, one layer), its header
-    // and the code-blocks' segments.
-    let mut packets: Vec<Vec<u8>> = Vec::new(); // index r * nc + c
+    // Code-blocks: every one of every subband of every component, coded in parallel where
+    // the platform has threads; then the packets gather them in order.
+    let mut jobs = Vec::new();
     for r in 0..=levels {
-        for plane in &planes {
-            let bands = subbands(w, h, levels, r);
-            let mut header = BitWriter::new();
-            // Per subband: cleanup segments, refinement segments, the block grid, K_max.
-            #[allow(clippy::type_complexity)]
-            let mut coded: Vec<(
-                Vec<Option<Vec<u8>>>,
-                Vec<Option<Vec<u8>>>,
-                usize,
-                usize,
-                u32,
-            )> = Vec::new();
-            for (bi, band) in bands.iter().enumerate() {
-                let k = kmax_of(r, bi);
+        for c in 0..planes.len() {
+            for (bi, band) in subbands(w, h, levels, r).iter().enumerate() {
                 let (nbx, nby) = (band.w.div_ceil(1 << CB_LOG), band.h.div_ceil(1 << CB_LOG));
-                let mut blocks = Vec::with_capacity(nbx * nby);
-                let mut refs = Vec::with_capacity(nbx * nby);
                 for by in 0..nby {
                     for bx in 0..nbx {
                         let x0 = band.x + (bx << CB_LOG);
                         let y0 = band.y + (by << CB_LOG);
-                        let bw = (band.x + band.w).min(x0 + (1 << CB_LOG)) - x0;
-                        let bh = (band.y + band.h).min(y0 + (1 << CB_LOG)) - y0;
-                        let start = y0 * w + x0;
-                        let limit = 1u32 << k.min(31);
-                        for y in 0..bh {
-                            let row = &plane[start + y * w..start + y * w + bw];
-                            if row.iter().any(|v| v.unsigned_abs() >= limit) {
-                                return Err(format!(
-                                    "a coefficient exceeds the {k} magnitude bits of its subband"
-                                ));
-                            }
-                        }
-                        #[cfg(test)]
-                        let refined = refine.and_then(|causal| {
-                            block::encode_refined(&plane[start..], bw, bh, w, causal)
+                        jobs.push(Job {
+                            c,
+                            r,
+                            bi,
+                            x0,
+                            y0,
+                            w: (band.x + band.w).min(x0 + (1 << CB_LOG)) - x0,
+                            h: (band.y + band.h).min(y0 + (1 << CB_LOG)) - y0,
                         });
-                        #[cfg(not(test))]
-                        let refined: Option<(Vec<u8>, Vec<u8>)> = None;
-                        if let Some((cleanup, refinement)) = refined {
-                            blocks.push(Some(cleanup));
-                            refs.push(Some(refinement));
-                        } else {
-                            blocks.push(block::encode(&plane[start..], bw, bh, w));
-                            refs.push(None);
-                        }
                     }
                 }
-                coded.push((blocks, refs, nbx, nby, k));
+            }
+        }
+    }
+    let code = |part1: &mut ebcot::Coder, job: &Job| -> Result<Option<CodedBlock>, String> {
+        let k = kmax_of(job.r, job.bi);
+        let plane = &planes[job.c];
+        let start = job.y0 * w + job.x0;
+        let limit = 1u32 << k.min(31);
+        for y in 0..job.h {
+            let row = &plane[start + y * w..start + y * w + job.w];
+            if row.iter().any(|v| v.unsigned_abs() >= limit) {
+                return Err(format!(
+                    "a coefficient exceeds the {k} magnitude bits of its subband"
+                ));
+            }
+        }
+        let coef = &plane[start..];
+        if coder == Coder::Part1 {
+            let orient = ebcot::orientation(job.r, job.bi);
+            return Ok(part1
+                .encode(coef, job.w, job.h, w, orient)
+                .map(|b| CodedBlock {
+                    data: b.data,
+                    refinement: None,
+                    passes: b.passes,
+                    zero_planes: k - b.planes,
+                }));
+        }
+        #[cfg(test)]
+        if let Some(causal) = refine {
+            if let Some((cleanup, refinement)) =
+                block::encode_refined(coef, job.w, job.h, w, causal)
+            {
+                return Ok(Some(CodedBlock {
+                    data: cleanup,
+                    refinement: Some(refinement),
+                    passes: 3,
+                    zero_planes: k - 2,
+                }));
+            }
+        }
+        // HT: the cleanup pass codes whole magnitudes; K_max − 1 "missing MSBs" put it at
+        // bit-plane 0 (as OpenJPH codes lossless blocks).
+        Ok(block::encode(coef, job.w, job.h, w).map(|data| CodedBlock {
+            data,
+            refinement: None,
+            passes: 1,
+            zero_planes: k - 1,
+        }))
+    };
+    let blocks = par_map(jobs.len(), w * h * nc, ebcot::Coder::default, |s, i| {
+        code(s, &jobs[i])
+    });
+    let mut blocks = blocks.into_iter();
+
+    // Packets: for each resolution, for each component (one precinct, one layer), its header
+    // and the code-blocks' segments.
+    let mut packets: Vec<Vec<u8>> = Vec::new(); // index r * nc + c
+    for r in 0..=levels {
+        for _ in 0..planes.len() {
+            let bands = subbands(w, h, levels, r);
+            let mut header = BitWriter::new();
+            // Per subband: the coded blocks and the block grid.
+            let mut coded: Vec<(Vec<Option<CodedBlock>>, usize, usize)> = Vec::new();
+            for band in &bands {
+                let (nbx, nby) = (band.w.div_ceil(1 << CB_LOG), band.h.div_ceil(1 << CB_LOG));
+                let mut row = Vec::with_capacity(nbx * nby);
+                for _ in 0..nbx * nby {
+                    row.push(blocks.next().ok_or("a code-block went missing")??);
+                }
+                coded.push((row, nbx, nby));
             }
             let any = coded.iter().any(|(b, ..)| b.iter().any(Option::is_some));
             let mut body = Vec::new();
@@ -182,52 +245,48 @@ fn encode_with(
                 header.put(0);
             } else {
                 header.put(1);
-                for (blocks, refs, nbx, nby, k) in &coded {
+                for (blocks, nbx, nby) in &coded {
                     if blocks.is_empty() {
                         continue;
                     }
                     let mut inclusion =
                         TagTree::new(*nbx, *nby, |i| u32::from(blocks[i].is_none()));
-                    // HT: the cleanup pass codes whole magnitudes; K_max − 1 "missing MSBs"
-                    // put it at bit-plane 0 (as OpenJPH codes lossless blocks).
-                    // (Refined blocks: the cleanup pass at bit-plane 1.)
-                    let mut zero_planes =
-                        TagTree::new(*nbx, *nby, |i| k - 1 - u32::from(refs[i].is_some()));
+                    let mut zero_planes = TagTree::new(*nbx, *nby, |i| {
+                        blocks[i].as_ref().map_or(u32::MAX, |b| b.zero_planes)
+                    });
                     for (i, b) in blocks.iter().enumerate() {
                         inclusion.encode(&mut header, i, 1);
-                        let Some(seg) = b else { continue };
+                        let Some(b) = b else { continue };
                         zero_planes.encode(&mut header, i, u32::MAX);
-                        if let Some(r) = &refs[i] {
-                            // Three passes: "1100" (Table B.4); the cleanup length in Lblock
-                            // bits, the refinement's in Lblock + 1 (two passes).
+                        let need = |n: usize| 32 - (n as u32).leading_zeros();
+                        if let Some(r) = &b.refinement {
+                            // HT, three passes: "1100" (Table B.4); the cleanup length in
+                            // Lblock bits, the refinement's in Lblock + 1 (two passes).
                             header.put_bits(0b1100, 4);
-                            let need = |n: usize| 32 - (n as u32).leading_zeros();
                             let lblock = 3u32
-                                .max(need(seg.len()))
+                                .max(need(b.data.len()))
                                 .max(need(r.len()).saturating_sub(1));
                             for _ in 3..lblock {
                                 header.put(1);
                             }
                             header.put(0);
-                            header.put_bits(seg.len() as u32, lblock);
+                            header.put_bits(b.data.len() as u32, lblock);
                             header.put_bits(r.len() as u32, lblock + 1);
-                            body.extend_from_slice(seg);
+                            body.extend_from_slice(&b.data);
                             body.extend_from_slice(r);
                             continue;
                         }
-                        // One coding pass: the codeword "0" (Table B.4).
-                        header.put(0);
-                        // Its length, in Lblock = 3 bits unless longer (B.10.7.1).
-                        let bits = 32 - (seg.len() as u32).leading_zeros();
-                        let lblock = 3u32;
-                        if bits > lblock {
-                            for _ in 0..bits - lblock {
-                                header.put(1);
-                            }
+                        put_passes(&mut header, b.passes);
+                        // One segment: its length in Lblock + ⌊log2 passes⌋ bits, Lblock
+                        // starting at 3 and raised as needed (B.10.7.1).
+                        let extra = 31 - b.passes.leading_zeros();
+                        let lblock = 3u32.max(need(b.data.len()).saturating_sub(extra));
+                        for _ in 3..lblock {
+                            header.put(1);
                         }
                         header.put(0);
-                        header.put_bits(seg.len() as u32, bits.max(lblock));
-                        body.extend_from_slice(seg);
+                        header.put_bits(b.data.len() as u32, lblock + extra);
+                        body.extend_from_slice(&b.data);
                     }
                 }
             }
@@ -249,9 +308,11 @@ fn encode_with(
 
     let mut out = Vec::with_capacity(tile_parts.iter().map(Vec::len).sum::<usize>() + 256);
     marker(&mut out, 0xFF4F, &[]); // SOC
-                                   // SIZ (A.5.1): Rsiz with bit 14, the HT capabilities of a CAP marker segment.
+    let ht = coder == Coder::Ht;
+    // SIZ (A.5.1): Rsiz with bit 14 for HT (the capabilities in a CAP marker segment), 0 for
+    // Part 1 with no restriction.
     let mut siz = Vec::with_capacity(38 + 3 * nc);
-    siz.extend_from_slice(&0x4000u16.to_be_bytes());
+    siz.extend_from_slice(&(if ht { 0x4000u16 } else { 0 }).to_be_bytes());
     for v in [w as u32, h as u32, 0, 0, w as u32, h as u32, 0, 0] {
         siz.extend_from_slice(&v.to_be_bytes());
     }
@@ -271,12 +332,14 @@ fn encode_with(
     } else {
         13 + (magb >> 2)
     };
-    let mut cap = Vec::with_capacity(6);
-    cap.extend_from_slice(&0x0002_0000u32.to_be_bytes());
-    cap.extend_from_slice(&((bp as u16) | if lossy { 0x0020 } else { 0 }).to_be_bytes());
-    marker(&mut out, 0xFF50, &cap);
-    // COD (A.6.1): default precincts, the order, one layer, the MCT; 64×64 HT code-blocks,
-    // the wavelet (1: 5/3 reversible, 0: 9/7 irreversible).
+    if ht {
+        let mut cap = Vec::with_capacity(6);
+        cap.extend_from_slice(&0x0002_0000u32.to_be_bytes());
+        cap.extend_from_slice(&((bp as u16) | if lossy { 0x0020 } else { 0 }).to_be_bytes());
+        marker(&mut out, 0xFF50, &cap);
+    }
+    // COD (A.6.1): default precincts, the order, one layer, the MCT; 64×64 code-blocks (HT,
+    // or Part 1's with no options), the wavelet (1: 5/3 reversible, 0: 9/7 irreversible).
     let order = match progression {
         Progression::Lrcp => 0u8,
         Progression::Rpcl => 2u8,
@@ -293,7 +356,11 @@ fn encode_with(
             levels as u8,
             (CB_LOG - 2) as u8,
             (CB_LOG - 2) as u8,
-            if refine == Some(true) { 0x48 } else { 0x40 },
+            match (ht, refine) {
+                (false, _) => 0,
+                (true, Some(true)) => 0x48,
+                (true, _) => 0x40,
+            },
             u8::from(!lossy),
         ],
     );
@@ -321,6 +388,85 @@ fn encode_with(
     }
     marker(&mut out, 0xFFD9, &[]); // EOC
     Ok(out)
+}
+
+/// One code-block to code: its component, resolution, subband and place in the plane.
+struct Job {
+    c: usize,
+    r: u32,
+    bi: usize,
+    x0: usize,
+    y0: usize,
+    w: usize,
+    h: usize,
+}
+
+/// A coded code-block: its segment (and, for HT blocks with refinement passes, a second), the
+/// number of coding passes and of zero bit-planes above them.
+struct CodedBlock {
+    data: Vec<u8>,
+    refinement: Option<Vec<u8>>,
+    passes: u32,
+    zero_planes: u32,
+}
+
+/// The number of coding passes (Table B.4).
+fn put_passes(header: &mut BitWriter, n: u32) {
+    match n {
+        1 => header.put(0),
+        2 => header.put_bits(0b10, 2),
+        3..=5 => header.put_bits(0b1100 | (n - 3), 4),
+        6..=36 => header.put_bits((0b1111 << 5) | (n - 6), 9),
+        _ => header.put_bits((0b1_1111_1111 << 7) | (n - 37), 16),
+    }
+}
+
+/// `f` over `0..n`, each thread with its own state from `init`: on as many threads as the
+/// machine has (at most 8) when the image has `samples` enough to be worth it, on this one
+/// otherwise and where there are no threads (wasm32). Results in order.
+fn par_map<S, T: Send>(
+    n: usize,
+    samples: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) -> T + Sync,
+) -> Vec<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(8)
+            .min(n);
+        if threads > 1 && samples >= 1 << 16 {
+            let next = AtomicUsize::new(0);
+            let work = || {
+                let mut state = init();
+                let mut done = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return done;
+                    }
+                    done.push((i, f(&mut state, i)));
+                }
+            };
+            let mut all: Vec<(usize, T)> = std::thread::scope(|scope| {
+                let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+                let mut all = work();
+                for t in others {
+                    match t.join() {
+                        Ok(done) => all.extend(done),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                all
+            });
+            all.sort_unstable_by_key(|(i, _)| *i);
+            return all.into_iter().map(|(_, t)| t).collect();
+        }
+    }
+    let mut state = init();
+    (0..n).map(|i| f(&mut state, i)).collect()
 }
 
 /// What the transform stage hands the coder: integer coefficients per component (quantized
@@ -376,7 +522,7 @@ fn reversible(img: &Image<'_>, mct: bool, levels: u32) -> Coded {
         }
     }
     for plane in &mut planes {
-        forward_dwt(plane, w, h, levels, lift_53);
+        forward_dwt_53(plane, w, h, levels);
     }
     // The RCT's chroma has one more bit.
     let depth = img.precision + u32::from(mct);
@@ -701,42 +847,82 @@ fn forward_dwt<T: Copy + Default>(
     }
 }
 
+/// The reversible 5/3 wavelet over `levels` levels, in place, as [`forward_dwt`] does it but
+/// a level's columns lifted a whole row at a time (rows are contiguous; the loops vectorize)
+/// and its rows by [`lift_53`].
+fn forward_dwt_53(plane: &mut [i32], w: usize, h: usize, levels: u32) {
+    let (mut cw, mut ch) = (w, h);
+    let mut tmp = vec![0i32; w * h.max(2)];
+    let mut line = vec![0i32; w];
+    for _ in 0..levels {
+        if ch >= 2 {
+            // Columns: high-pass rows (odd) then low-pass rows (even) into `tmp`, low first.
+            let nh = ch / 2;
+            let nl = ch - nh;
+            let row = |y: usize| y * w..y * w + cw;
+            for k in 0..nh {
+                let below = if 2 * k + 2 < ch { 2 * k + 2 } else { 2 * k };
+                let (a, b, c) = (
+                    &plane[row(2 * k)],
+                    &plane[row(2 * k + 1)],
+                    &plane[row(below)],
+                );
+                let out = &mut tmp[(nl + k) * cw..(nl + k + 1) * cw];
+                for (((o, &a), &b), &c) in out.iter_mut().zip(a).zip(b).zip(c) {
+                    *o = b - ((a + c) >> 1);
+                }
+            }
+            let (lows, highs) = tmp.split_at_mut(nl * cw);
+            for k in 0..nl {
+                let hk = if k < nh { k } else { nh - 1 };
+                let hp = if k > 0 { k - 1 } else { 0 };
+                let (ha, hb) = (
+                    &highs[hp * cw..(hp + 1) * cw],
+                    &highs[hk * cw..(hk + 1) * cw],
+                );
+                let x = &plane[row(2 * k)];
+                let out = &mut lows[k * cw..(k + 1) * cw];
+                for (((o, &x), &a), &b) in out.iter_mut().zip(x).zip(ha).zip(hb) {
+                    *o = x + ((a + b + 2) >> 2);
+                }
+            }
+            for y in 0..ch {
+                plane[row(y)].copy_from_slice(&tmp[y * cw..(y + 1) * cw]);
+            }
+        }
+        for y in 0..ch {
+            lift_53(&mut plane[y * w..y * w + cw], &mut line[..cw]);
+        }
+        cw = cw.div_ceil(2);
+        ch = ch.div_ceil(2);
+    }
+}
+
 /// One 1D forward 5/3 lifting of a signal starting at an even index, then low-pass samples
 /// (the even ones) first and high-pass after. A single sample is left as it is (F.4.8.1).
+/// Symmetric extension: x[−1] = x[1], x[n] = x[n − 2].
 fn lift_53(x: &mut [i32], tmp: &mut [i32]) {
     let n = x.len();
     if n < 2 {
         return;
     }
-    // Symmetric extension: x[-1] = x[1], x[n] = x[n − 2].
-    let at = |x: &[i32], i: isize| -> i32 {
-        let n = x.len() as isize;
-        let j = if i < 0 {
-            -i
-        } else if i >= n {
-            2 * (n - 1) - i
-        } else {
-            i
-        };
-        x[j as usize]
-    };
+    let nh = n / 2;
+    let nl = n - nh;
+    let (lo, hi) = tmp[..n].split_at_mut(nl);
     // Predict: odd samples become high-pass.
-    for i in (1..n).step_by(2) {
-        let p = (at(x, i as isize - 1) + at(x, i as isize + 1)) >> 1;
-        x[i] -= p;
+    for k in 0..nh {
+        let right = if 2 * k + 2 < n {
+            x[2 * k + 2]
+        } else {
+            x[2 * k]
+        };
+        hi[k] = x[2 * k + 1] - ((x[2 * k] + right) >> 1);
     }
     // Update: even samples become low-pass.
-    for i in (0..n).step_by(2) {
-        let u = (at(x, i as isize - 1) + at(x, i as isize + 1) + 2) >> 2;
-        x[i] += u;
-    }
-    let lows = n.div_ceil(2);
-    for i in 0..n {
-        if i % 2 == 0 {
-            tmp[i / 2] = x[i];
-        } else {
-            tmp[lows + i / 2] = x[i];
-        }
+    lo[0] = x[0] + ((2 * hi[0] + 2) >> 2);
+    for k in 1..nl {
+        let b = if k < nh { hi[k] } else { hi[k - 1] };
+        lo[k] = x[2 * k] + ((hi[k - 1] + b + 2) >> 2);
     }
     x.copy_from_slice(&tmp[..n]);
 }

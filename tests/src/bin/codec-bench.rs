@@ -54,6 +54,63 @@ fn bench(frame: &str, info: &PixelInfo, native: &[u8], name: &str, uid: &str, n:
     );
 }
 
+/// `codec-bench j2k-encode GREY16.raw ITERATIONS`: JPEG 2000 Part 1 lossless encoding of the
+/// 16-bit frame (as 16 bits, and shifted to 12), ours and openjp2's alternating in one
+/// process; each output decoded by openjp2 and checked against the samples. Ours runs on the
+/// cores the process may use (`taskset -c 0` for one).
+fn j2k_encode_only(raw: &[u8], n: usize) {
+    let grey16: Vec<i32> = raw
+        .chunks_exact(2)
+        .map(|c| i32::from(u16::from_le_bytes([c[0], c[1]])))
+        .collect();
+    let grey12: Vec<i32> = grey16.iter().map(|v| v >> 4).collect();
+    for (name, samples, bits) in [("16-bit", &grey16, 16), ("12-bit", &grey12, 12)] {
+        let img = wado_codec::htj2k::Image {
+            width: 512,
+            height: 512,
+            components: 1,
+            precision: bits,
+            signed: false,
+            samples,
+        };
+        let theirs_img = wado_j2k::Image {
+            width: 512,
+            height: 512,
+            components: 1,
+            precision: bits,
+            signed: false,
+            samples,
+        };
+        let opts = wado_j2k::Options {
+            lossless: true,
+            ratio: 0.0,
+            mct: false,
+        };
+        let (mut ours, mut theirs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut ours_len, mut theirs_len) = (0, 0);
+        for _ in 0..n {
+            let s = Instant::now();
+            let cs =
+                wado_codec::htj2k::encode_part1(&img, wado_codec::htj2k::Progression::Lrcp, false)
+                    .unwrap();
+            ours.push(s.elapsed().as_secs_f64() * 1000.0);
+            ours_len = cs.len();
+            let d = jpeg2k::Image::from_bytes(&cs).unwrap();
+            assert!(d.components()[0].data() == &samples[..]);
+            let s = Instant::now();
+            let cs = wado_j2k::encode(&theirs_img, &opts).unwrap();
+            theirs.push(s.elapsed().as_secs_f64() * 1000.0);
+            theirs_len = cs.len();
+        }
+        let best = |t: &[f64]| t.iter().copied().fold(f64::MAX, f64::min);
+        let (bo, bt) = (best(&ours), best(&theirs));
+        let (mo, mt) = (median_ms(ours), median_ms(theirs));
+        println!("JPEG 2000 lossless encode, {name} 512×512:");
+        println!("  ours     median {mo:.3} ms, best {bo:.3} ms, {ours_len} bytes");
+        println!("  openjp2  median {mt:.3} ms, best {bt:.3} ms, {theirs_len} bytes");
+    }
+}
+
 /// `codec-bench htj2k-decode GREY16.raw ITERATIONS`: our HTJ2K decoder alone (no frame
 /// conversion around it) on the 16-bit frame coded by our encoder; median and best ms.
 fn htj2k_decode_only(raw: &[u8], n: usize) {
@@ -127,6 +184,11 @@ fn htj2k_decode_only(raw: &[u8], n: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args[1] == "j2k-encode" {
+        let raw = std::fs::read(&args[2]).unwrap();
+        j2k_encode_only(&raw, args.get(3).and_then(|s| s.parse().ok()).unwrap_or(30));
+        return;
+    }
     if args[1] == "htj2k-decode" {
         let raw = std::fs::read(&args[2]).unwrap();
         htj2k_decode_only(&raw, args.get(3).and_then(|s| s.parse().ok()).unwrap_or(50));
