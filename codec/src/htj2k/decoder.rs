@@ -588,7 +588,6 @@ struct Precinct {
 
 /// A subband of a tile-component.
 struct Band {
-    kind: u32,
     rect: Rect,
     /// K_max and the dequantization step (1 for reversible).
     kmax: u32,
@@ -743,7 +742,6 @@ fn decode_tile(
                     2f32.powi(rb - eps as i32) * (1.0 + mant as f32 / 2048.0)
                 };
                 bands.push(Band {
-                    kind,
                     rect: brect,
                     kmax,
                     step,
@@ -860,40 +858,72 @@ fn decode_tile(
         }
     }
 
-    // Code-blocks, dequantization, the inverse wavelet, per component.
+    // Code-blocks into their subbands' buffers: a subband at a time, the subbands in parallel
+    // where the platform has threads (the largest first, so the work evens out).
+    let mut jobs: Vec<(usize, usize, usize)> = Vec::new(); // component, resolution, band
+    for (c, comp) in comps.iter().enumerate() {
+        let top = (comp.cod.levels - reduce) as usize;
+        for (r, res) in comp.resolutions[..=top].iter().enumerate() {
+            jobs.extend((0..res.bands.len()).map(|b| (c, r, b)));
+        }
+    }
+    let area = |&(c, r, b): &(usize, usize, usize)| {
+        let rect = comps[c].resolutions[r].bands[b].rect;
+        rect.w() * rect.h()
+    };
+    jobs.sort_by_key(|j| std::cmp::Reverse(area(j)));
+    let decoded = super::par_map(
+        jobs.len(),
+        out_rect.w() * out_rect.h() * nc,
+        || (),
+        |_, i| -> Result<Vec<i32>> {
+            let (c, r, b) = jobs[i];
+            let comp = &comps[c];
+            let res = &comp.resolutions[r];
+            let band = &res.bands[b];
+            let w = band.rect.w();
+            let mut buf = vec![0i32; w * band.rect.h()];
+            for pb in res.precincts.iter().flat_map(|p| &p.bands) {
+                if pb.band != b {
+                    continue;
+                }
+                for blk in pb.blocks.iter().filter(|blk| !blk.data.is_empty()) {
+                    let off = (blk.rect.y0 - band.rect.y0) as usize * w
+                        + (blk.rect.x0 - band.rect.x0) as usize;
+                    decode_block(blk, band, &mut buf, w, off, &comp.cod)?;
+                }
+            }
+            Ok(buf)
+        },
+    );
+    // Per component and resolution, its subbands: coefficients, rectangle, step.
+    let mut bands: Vec<Vec<Vec<(Vec<i32>, Rect, f32)>>> = comps
+        .iter()
+        .map(|comp| {
+            let top = (comp.cod.levels - reduce) as usize;
+            comp.resolutions[..=top]
+                .iter()
+                .map(|res| {
+                    res.bands
+                        .iter()
+                        .map(|band| (Vec::new(), band.rect, band.step))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    for (&(c, r, b), buf) in jobs.iter().zip(decoded) {
+        bands[c][r][b].0 = buf?;
+    }
+
+    // The inverse wavelet, per component.
     let mut planes: Vec<(Vec<f32>, Rect)> = Vec::with_capacity(nc);
     let mut int_planes: Vec<(Vec<i32>, Rect)> = Vec::with_capacity(nc);
-    for comp in &comps {
-        let top = comp.cod.levels - reduce;
-        let reversible = comp.cod.reversible;
-        // Subband coefficients, decoded into per-band buffers.
-        let mut bands: Vec<Vec<(Vec<i32>, Rect, f32)>> = Vec::new();
-        for res in &comp.resolutions[..=top as usize] {
-            let mut rb = Vec::new();
-            for band in &res.bands {
-                let (w, h) = (band.rect.w(), band.rect.h());
-                let mut buf = vec![0i32; w * h];
-                for prec in &res.precincts {
-                    for pb in &prec.bands {
-                        if res.bands[pb.band].kind != band.kind {
-                            continue;
-                        }
-                        for blk in &pb.blocks {
-                            if blk.data.is_empty() {
-                                continue;
-                            }
-                            decode_block(blk, band, &mut buf, w, &comp.cod)?;
-                        }
-                    }
-                }
-                rb.push((buf, band.rect, band.step));
-            }
-            bands.push(rb);
-        }
-        if reversible {
-            int_planes.push(synthesize_53(&bands));
+    for (comp, bands) in comps.iter().zip(&bands) {
+        if comp.cod.reversible {
+            int_planes.push(synthesize_53(bands));
         } else {
-            planes.push(synthesize_97(&bands));
+            planes.push(synthesize_97(bands));
         }
     }
 
@@ -992,9 +1022,16 @@ fn decode_tile(
     Ok(())
 }
 
-/// Decodes one code-block into its subband buffer (`buf`, rows `w` apart): integers when
+/// Decodes one code-block into `buf` from index `off` (rows `w` apart): integers when
 /// `reversible`, else in half steps (see [`block_decoder::decode`]).
-fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize, cod: &Cod) -> Result<()> {
+fn decode_block(
+    blk: &Block,
+    band: &Band,
+    buf: &mut [i32],
+    w: usize,
+    off: usize,
+    cod: &Cod,
+) -> Result<()> {
     if blk.passes > 3 {
         return unsupported("more than one HT set in a code-block");
     }
@@ -1003,7 +1040,6 @@ fn decode_block(blk: &Block, band: &Band, buf: &mut [i32], w: usize, cod: &Cod) 
     }
     let p = band.kmax - 1 - blk.zero_planes;
     let (bw, bh) = (blk.rect.w(), blk.rect.h());
-    let off = (blk.rect.y0 - band.rect.y0) as usize * w + (blk.rect.x0 - band.rect.x0) as usize;
     let refinement = (blk.passes > 1).then(|| block_decoder::Refinement {
         data: &blk.data[blk.cleanup_len..],
         magref: blk.passes == 3,
