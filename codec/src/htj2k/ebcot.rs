@@ -7,10 +7,13 @@
 //! decoder reads and what OpenJPEG writes by default. Lossless coding keeps every pass, so no
 //! rate allocation is needed.
 //!
-//! The state of each sample lives in one `u16` (`flags`), with a border of one sample around the
-//! block: its own significance and sign, whether the current bit-plane has visited it and
-//! whether it was refined, and the significance and sign of its neighbours, kept up to date as
-//! samples become significant. A context is then a table lookup.
+//! The state of each sample lives in 16 bits: its own significance and sign, whether the
+//! current bit-plane has visited it and whether it was refined, and the significance and sign
+//! of its neighbours, kept up to date as samples become significant, so a context is a table
+//! lookup. A stripe column (the four samples a pass visits in a row, D.3) is one `u64`, with a
+//! border of one column and one stripe around the block: a pass skips a column with one test
+//! when nothing in it is to be coded (all significant, none significant, no significant
+//! neighbour), which is most columns of most passes.
 
 /// Neighbour significance: west, east, north, south, then the four diagonals.
 const W: u16 = 1 << 0;
@@ -377,7 +380,9 @@ pub(crate) struct Block {
 /// Reusable buffers for coding code-blocks one after the other.
 #[derive(Default)]
 pub(crate) struct Coder {
-    flags: Vec<u16>,
+    /// Per stripe column, the four samples' flags (row r in bits 16r..16r+16).
+    flags: Vec<u64>,
+    /// Magnitudes, four per stripe column.
     mag: Vec<u32>,
 }
 
@@ -388,6 +393,30 @@ pub(crate) fn orientation(resolution: u32, band: usize) -> usize {
     } else {
         [1, 0, 2][band]
     }
+}
+
+/// A flag in each of a column's four rows.
+const fn x4(m: u16) -> u64 {
+    (m as u64) * 0x0001_0001_0001_0001
+}
+
+/// Row `r`'s flags in a column.
+#[inline(always)]
+fn lane(col: u64, r: usize) -> u16 {
+    (col >> (16 * r)) as u16
+}
+
+/// One coding pass's view of a block: the flags and magnitudes, the width of a stripe of
+/// columns (with its border), and the MQ coder.
+struct Pass<'a> {
+    mq: &'a mut Mq,
+    flags: &'a mut [u64],
+    mag: &'a [u32],
+    /// Columns a stripe holds, borders included.
+    cw: usize,
+    w: usize,
+    h: usize,
+    zc: &'a [u8; 256],
 }
 
 impl Coder {
@@ -401,21 +430,23 @@ impl Coder {
         stride: usize,
         orient: usize,
     ) -> Option<Block> {
-        let fs = width + 2;
+        let cw = width + 2;
+        let stripes = height.div_ceil(4);
         self.flags.clear();
-        self.flags.resize(fs * (height + 2), 0);
+        self.flags.resize((stripes + 2) * cw, 0);
         self.mag.clear();
-        self.mag.resize(fs * (height + 2), 0);
+        self.mag.resize(self.flags.len() * 4, 0);
         let mut max = 0u32;
         for y in 0..height {
             let row = &coef[y * stride..y * stride + width];
-            let at = (y + 1) * fs + 1;
+            let base = (y / 4 + 1) * cw + 1;
+            let r = y % 4;
             for (x, &c) in row.iter().enumerate() {
                 let m = c.unsigned_abs();
                 max |= m;
-                self.mag[at + x] = m;
+                self.mag[(base + x) * 4 + r] = m;
                 if c < 0 {
-                    self.flags[at + x] = NEG;
+                    self.flags[base + x] |= u64::from(NEG) << (16 * r);
                 }
             }
         }
@@ -424,15 +455,21 @@ impl Coder {
         }
         let planes = 32 - max.leading_zeros();
         let mut mq = Mq::new(Vec::with_capacity(width * height / 2));
-        let zc = &ZC[orient];
-        let flags = &mut self.flags[..];
-        let mag = &self.mag[..];
+        let mut pass = Pass {
+            mq: &mut mq,
+            flags: &mut self.flags,
+            mag: &self.mag,
+            cw,
+            w: width,
+            h: height,
+            zc: &ZC[orient],
+        };
         for p in (0..planes).rev() {
             if p + 1 < planes {
-                significance_pass(&mut mq, flags, mag, width, height, p, zc);
-                refinement_pass(&mut mq, flags, mag, width, height, p);
+                pass.significance(p);
+                pass.refinement(p);
             }
-            cleanup_pass(&mut mq, flags, mag, width, height, p, zc);
+            pass.cleanup(p);
         }
         Some(Block {
             data: mq.finish(),
@@ -442,136 +479,148 @@ impl Coder {
     }
 }
 
-/// Marks sample `i` significant and tells its neighbours (rows `fs` apart).
-#[inline(always)]
-fn make_significant(flags: &mut [u16], i: usize, fs: usize) {
-    let neg = flags[i] & NEG != 0;
-    flags[i] |= SIG;
-    flags[i - 1] |= E | if neg { E_NEG } else { 0 };
-    flags[i + 1] |= W | if neg { W_NEG } else { 0 };
-    flags[i - fs] |= S | if neg { S_NEG } else { 0 };
-    flags[i + fs] |= N | if neg { N_NEG } else { 0 };
-    flags[i - fs - 1] |= SE;
-    flags[i - fs + 1] |= SW;
-    flags[i + fs - 1] |= NE;
-    flags[i + fs + 1] |= NW;
-}
+impl Pass<'_> {
+    /// Marks row `r` of column `c` significant and tells its neighbours.
+    #[inline(always)]
+    fn make_significant(&mut self, c: usize, r: usize) {
+        let flags = &mut *self.flags;
+        let sh = 16 * r;
+        let neg = lane(flags[c], r) & NEG != 0;
+        let sign = |s: u16| if neg { s } else { 0 };
+        flags[c] |= u64::from(SIG) << sh;
+        flags[c - 1] |= u64::from(E | sign(E_NEG)) << sh;
+        flags[c + 1] |= u64::from(W | sign(W_NEG)) << sh;
+        let (n, nsh) = if r > 0 {
+            (c, sh - 16)
+        } else {
+            (c - self.cw, 48)
+        };
+        flags[n] |= u64::from(S | sign(S_NEG)) << nsh;
+        flags[n - 1] |= u64::from(SE) << nsh;
+        flags[n + 1] |= u64::from(SW) << nsh;
+        let (s, ssh) = if r < 3 {
+            (c, sh + 16)
+        } else {
+            (c + self.cw, 0)
+        };
+        flags[s] |= u64::from(N | sign(N_NEG)) << ssh;
+        flags[s - 1] |= u64::from(NE) << ssh;
+        flags[s + 1] |= u64::from(NW) << ssh;
+    }
 
-/// Codes the sign of sample `i`, which has just become significant.
-#[inline(always)]
-fn code_sign(mq: &mut Mq, flags: &mut [u16], i: usize, fs: usize) {
-    let f = flags[i];
-    let (cx, xor) = SC[((f & 0xF) | ((f >> 4) & 0xF0)) as usize];
-    mq.encode(cx as usize, (f & NEG != 0) ^ xor);
-    make_significant(flags, i, fs);
-}
+    /// Codes the sign of row `r` of column `c`, which has just become significant.
+    #[inline(always)]
+    fn code_sign(&mut self, c: usize, r: usize) {
+        let f = lane(self.flags[c], r);
+        let (cx, xor) = SC[((f & 0xF) | ((f >> 4) & 0xF0)) as usize];
+        self.mq.encode(cx as usize, (f & NEG != 0) ^ xor);
+        self.make_significant(c, r);
+    }
 
-/// The significance propagation pass (D.3.1): insignificant samples with a significant
-/// neighbour.
-fn significance_pass(
-    mq: &mut Mq,
-    flags: &mut [u16],
-    mag: &[u32],
-    w: usize,
-    h: usize,
-    p: u32,
-    zc: &[u8; 256],
-) {
-    let fs = w + 2;
-    for s in (0..h).step_by(4) {
-        let rows = (h - s).min(4);
-        for x in 0..w {
-            let mut i = (s + 1) * fs + x + 1;
-            for _ in 0..rows {
-                let f = flags[i];
-                if f & SIG == 0 && f & NEIGHBOURS != 0 {
-                    let bit = (mag[i] >> p) & 1 != 0;
-                    mq.encode(zc[(f & NEIGHBOURS) as usize] as usize, bit);
-                    flags[i] |= VISIT;
-                    if bit {
-                        code_sign(mq, flags, i, fs);
-                    }
-                }
-                i += fs;
-            }
+    /// Zero coding of row `r` of column `c` at bit-plane `p`, then its sign if it became
+    /// significant.
+    #[inline(always)]
+    fn code_sample(&mut self, c: usize, r: usize, f: u16, p: u32) {
+        let bit = (self.mag[c * 4 + r] >> p) & 1 != 0;
+        self.mq
+            .encode(self.zc[(f & NEIGHBOURS) as usize] as usize, bit);
+        if bit {
+            self.code_sign(c, r);
         }
     }
-}
 
-/// The magnitude refinement pass (D.3.3): samples significant before this bit-plane.
-fn refinement_pass(mq: &mut Mq, flags: &mut [u16], mag: &[u32], w: usize, h: usize, p: u32) {
-    let fs = w + 2;
-    for s in (0..h).step_by(4) {
-        let rows = (h - s).min(4);
-        for x in 0..w {
-            let mut i = (s + 1) * fs + x + 1;
-            for _ in 0..rows {
-                let f = flags[i];
-                if f & (SIG | VISIT) == SIG {
-                    let cx = if f & REFINED != 0 {
-                        2
-                    } else if f & NEIGHBOURS != 0 {
-                        1
-                    } else {
-                        0
-                    };
-                    mq.encode(CTX_MR + cx, (mag[i] >> p) & 1 != 0);
-                    flags[i] |= REFINED;
-                }
-                i += fs;
-            }
-        }
+    /// The stripes: their first column's index and their number of rows.
+    fn stripes(&self) -> impl Iterator<Item = (usize, usize)> {
+        let (cw, h) = (self.cw, self.h);
+        (0..h.div_ceil(4)).map(move |s| ((s + 1) * cw + 1, (h - 4 * s).min(4)))
     }
-}
 
-/// The cleanup pass (D.3.4): the samples the significance pass left, with run-length coding of
-/// whole stripe columns that are insignificant in an insignificant neighbourhood; clears the
-/// visits for the next bit-plane.
-fn cleanup_pass(
-    mq: &mut Mq,
-    flags: &mut [u16],
-    mag: &[u32],
-    w: usize,
-    h: usize,
-    p: u32,
-    zc: &[u8; 256],
-) {
-    let fs = w + 2;
-    const BUSY: u16 = SIG | VISIT | NEIGHBOURS;
-    for s in (0..h).step_by(4) {
-        let rows = (h - s).min(4);
-        for x in 0..w {
-            let top = (s + 1) * fs + x + 1;
-            let mut start = 0;
-            if rows == 4
-                && (flags[top] | flags[top + fs] | flags[top + 2 * fs] | flags[top + 3 * fs]) & BUSY
-                    == 0
-            {
-                // Run-length mode: one decision for the column, then where the first
-                // significant sample is.
-                let first = (0..4).find(|&r| (mag[top + r * fs] >> p) & 1 != 0);
-                let Some(r) = first else {
-                    mq.encode(CTX_RL, false);
+    /// The significance propagation pass (D.3.1): insignificant samples with a significant
+    /// neighbour.
+    fn significance(&mut self, p: u32) {
+        const ALL_SIG: u64 = x4(SIG);
+        for (first, rows) in self.stripes() {
+            for c in first..first + self.w {
+                let col = self.flags[c];
+                if col & x4(NEIGHBOURS) == 0 || col & ALL_SIG == ALL_SIG {
                     continue;
-                };
-                mq.encode(CTX_RL, true);
-                mq.encode(CTX_UNI, r >> 1 != 0);
-                mq.encode(CTX_UNI, r & 1 != 0);
-                code_sign(mq, flags, top + r * fs, fs);
-                start = r + 1;
-            }
-            let mut i = top + start * fs;
-            for _ in start..rows {
-                let f = flags[i];
-                if f & (SIG | VISIT) == 0 {
-                    let bit = (mag[i] >> p) & 1 != 0;
-                    mq.encode(zc[(f & NEIGHBOURS) as usize] as usize, bit);
-                    if bit {
-                        code_sign(mq, flags, i, fs);
+                }
+                for r in 0..rows {
+                    // Read again: the sample above may have just become significant.
+                    let f = lane(self.flags[c], r);
+                    if f & SIG == 0 && f & NEIGHBOURS != 0 {
+                        self.flags[c] |= u64::from(VISIT) << (16 * r);
+                        self.code_sample(c, r, f, p);
                     }
                 }
-                flags[i] &= !VISIT;
-                i += fs;
+            }
+        }
+    }
+
+    /// The magnitude refinement pass (D.3.3): samples significant before this bit-plane.
+    fn refinement(&mut self, p: u32) {
+        for (first, rows) in self.stripes() {
+            for c in first..first + self.w {
+                let mut col = self.flags[c];
+                if col & x4(SIG) == 0 {
+                    continue;
+                }
+                for r in 0..rows {
+                    let f = lane(col, r);
+                    if f & (SIG | VISIT) == SIG {
+                        let cx = if f & REFINED != 0 {
+                            2
+                        } else if f & NEIGHBOURS != 0 {
+                            1
+                        } else {
+                            0
+                        };
+                        self.mq
+                            .encode(CTX_MR + cx, (self.mag[c * 4 + r] >> p) & 1 != 0);
+                        col |= u64::from(REFINED) << (16 * r);
+                    }
+                }
+                self.flags[c] = col;
+            }
+        }
+    }
+
+    /// The cleanup pass (D.3.4): the samples the significance pass left, with run-length
+    /// coding of whole stripe columns that are insignificant in an insignificant
+    /// neighbourhood; clears the visits for the next bit-plane.
+    fn cleanup(&mut self, p: u32) {
+        const BUSY: u64 = x4(SIG | VISIT | NEIGHBOURS);
+        for (first, rows) in self.stripes() {
+            for c in first..first + self.w {
+                let col = self.flags[c];
+                let mut start = 0;
+                if rows == 4 {
+                    if col & BUSY == 0 {
+                        // Run-length mode: one decision for the column, then where the first
+                        // significant sample is.
+                        let m = &self.mag[c * 4..c * 4 + 4];
+                        let Some(r) = (0..4).find(|&r| (m[r] >> p) & 1 != 0) else {
+                            self.mq.encode(CTX_RL, false);
+                            continue;
+                        };
+                        self.mq.encode(CTX_RL, true);
+                        self.mq.encode(CTX_UNI, r >> 1 != 0);
+                        self.mq.encode(CTX_UNI, r & 1 != 0);
+                        self.code_sign(c, r);
+                        start = r + 1;
+                    } else if ((col >> 12) | (col >> 13)) & x4(1) == x4(1) {
+                        // Every sample significant or visited: nothing to code.
+                        self.flags[c] = col & !x4(VISIT);
+                        continue;
+                    }
+                }
+                for r in start..rows {
+                    let f = lane(self.flags[c], r);
+                    if f & (SIG | VISIT) == 0 {
+                        self.code_sample(c, r, f, p);
+                    }
+                }
+                self.flags[c] &= !x4(VISIT);
             }
         }
     }
