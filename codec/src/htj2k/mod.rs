@@ -421,9 +421,13 @@ fn put_passes(header: &mut BitWriter, n: u32) {
     }
 }
 
-/// `f` over `0..n`, each thread with its own state from `init`: on as many threads as the
-/// machine has (at most 8) when the image has `samples` enough to be worth it, on this one
-/// otherwise and where there are no threads (wasm32). Results in order.
+/// `f` over `0..n`, each thread with its own state from `init`, results in order: on this
+/// thread and helpers when the image has `samples` enough to be worth it, on this one alone
+/// otherwise and where there are no threads (wasm32).
+///
+/// Helpers are counted across the process: all the `par_map`s running at once share one less
+/// than the machine's cores (at most 7). A server coding one frame uses every core; one coding
+/// many at once codes each on its own thread, with no threads spawned to wait for a core.
 fn par_map<S, T: Send>(
     n: usize,
     samples: usize,
@@ -431,13 +435,10 @@ fn par_map<S, T: Send>(
     f: impl Fn(&mut S, usize) -> T + Sync,
 ) -> Vec<T> {
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(8)
-            .min(n);
-        if threads > 1 && samples >= 1 << 16 {
+    if samples >= 1 << 16 && n > 1 {
+        let helpers = Helpers::reserve(n - 1);
+        if helpers.count > 0 {
+            use std::sync::atomic::{AtomicUsize, Ordering};
             let next = AtomicUsize::new(0);
             let work = || {
                 let mut state = init();
@@ -451,7 +452,7 @@ fn par_map<S, T: Send>(
                 }
             };
             let mut all: Vec<(usize, T)> = std::thread::scope(|scope| {
-                let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+                let others: Vec<_> = (0..helpers.count).map(|_| scope.spawn(work)).collect();
                 let mut all = work();
                 for t in others {
                     match t.join() {
@@ -467,6 +468,42 @@ fn par_map<S, T: Send>(
     }
     let mut state = init();
     (0..n).map(|i| f(&mut state, i)).collect()
+}
+
+/// Helper threads taken from the process's budget (cores − 1, at most 7), given back when
+/// dropped (also when a coder panics).
+#[cfg(not(target_arch = "wasm32"))]
+struct Helpers {
+    count: usize,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+static HELPERS_IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Helpers {
+    /// Up to `want` helpers, as many as are free.
+    fn reserve(want: usize) -> Helpers {
+        use std::sync::atomic::Ordering;
+        static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let budget = *BUDGET
+            .get_or_init(|| std::thread::available_parallelism().map_or(1, |t| t.get().min(8)) - 1);
+        let mut count = 0;
+        let _ = HELPERS_IN_USE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            count = budget.saturating_sub(used).min(want);
+            (count > 0).then_some(used + count)
+        });
+        Helpers { count }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            HELPERS_IN_USE.fetch_sub(self.count, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
 }
 
 /// What the transform stage hands the coder: integer coefficients per component (quantized
