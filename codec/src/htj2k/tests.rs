@@ -530,3 +530,53 @@ fn openjpeg_decodes_our_part1_codestreams_exactly() {
         }
     }
 }
+
+/// The helper threads of every `par_map` at once never exceed the process's budget (cores − 1,
+/// at most 7), however many coders ask; and a reservation is given back when dropped. Other
+/// tests may hold helpers meanwhile, so only the bound and the return are asserted.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn coding_threads_stay_within_one_budget_for_the_process() {
+    let budget = std::thread::available_parallelism().map_or(1, |t| t.get().min(8)) - 1;
+    let mut held = Vec::new();
+    loop {
+        let h = Helpers::reserve(usize::MAX);
+        if h.count == 0 {
+            break;
+        }
+        held.push(h);
+        assert!(held.len() <= budget, "more reservations than helpers");
+    }
+    let taken: usize = held.iter().map(|h| h.count).sum();
+    assert!(
+        taken <= budget,
+        "{taken} helpers taken of a budget of {budget}"
+    );
+    let in_use = HELPERS_IN_USE.load(std::sync::atomic::Ordering::Acquire);
+    assert!(in_use >= taken && in_use <= budget);
+    drop(held);
+    // What this test held is free again (unless another test took it in between).
+    assert!(HELPERS_IN_USE.load(std::sync::atomic::Ordering::Acquire) <= budget);
+    // And a coder with the helpers in use still codes, on its own thread: the same bytes.
+    let samples = ramp(300, 300, 1, 4095);
+    let img = Image {
+        width: 300,
+        height: 300,
+        components: 1,
+        precision: 12,
+        signed: false,
+        samples: &samples,
+    };
+    let parallel = encode_part1(&img, Progression::Lrcp, false).unwrap();
+    let all: Vec<Helpers> = std::iter::from_fn(|| {
+        let h = Helpers::reserve(usize::MAX);
+        (h.count > 0).then_some(h)
+    })
+    .collect();
+    let alone = encode_part1(&img, Progression::Lrcp, false).unwrap();
+    drop(all);
+    assert!(
+        parallel == alone,
+        "the same codestream on one thread or several"
+    );
+}
