@@ -896,26 +896,15 @@ fn encode_j2k(info: &PixelInfo, native: &[u8], to: &str, mct: bool) -> Result<Ve
     let bad = |e: &dyn std::fmt::Display| {
         Error::malformed("frame", format!("cannot JPEG 2000-encode: {e}"))
     };
-    let (samples, bits, signed) = samples_at_precision(info, native, "JPEG 2000")?;
     let lossless = matches!(to, ts::JPEG_2000_LOSSLESS | ts::JPEG_2000_MC_LOSSLESS);
     if lossless {
         // Ours: the same one tile, 64×64 code-blocks, LRCP order and one layer as openjp2's
         // defaults, its code-blocks coded on every core.
-        let image = crate::htj2k::Image {
-            width: usize::from(info.columns),
-            height: usize::from(info.rows),
-            components: usize::from(info.samples_per_pixel),
-            precision: bits,
-            signed,
-            samples: &samples,
-        };
-        let mut out = crate::htj2k::encode_part1(&image, crate::htj2k::Progression::Lrcp, mct)
-            .map_err(|e| bad(&e))?;
-        if out.len() % 2 == 1 {
-            out.push(0); // fragments are of even length (PS3.5 A.4)
-        }
-        return Ok(out);
+        return encode_ours(info, native, "JPEG 2000", |image| {
+            crate::htj2k::encode_part1(image, crate::htj2k::Progression::Lrcp, mct)
+        });
     }
+    let (samples, bits, signed) = samples_at_precision(info, native, "JPEG 2000")?;
     let mut out = wado_j2k::encode(
         &wado_j2k::Image {
             width: u32::from(info.columns),
@@ -975,7 +964,6 @@ fn samples_at_precision(
 /// resolution (PS3.5 §8.2.14), `.4.201` in one tile-part. RGB goes through the reversible
 /// colour transform (the data set then says YBR_RCT).
 fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
-    let (samples, bits, signed) = samples_at_precision(info, native, "HTJ2K")?;
     // .4.203 streams too: RPCL, a TLM and tile-parts by resolution cost nothing and let
     // viewers load it progressively as they do .4.202.
     let progression = if to == ts::HTJ2K_LOSSLESS {
@@ -983,6 +971,26 @@ fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
     } else {
         crate::htj2k::Progression::Rpcl
     };
+    let mct = j2k_mct(info, to);
+    encode_ours(info, native, "HTJ2K", |image| {
+        if to == ts::HTJ2K {
+            crate::htj2k::encode_lossy(image, progression, mct)
+        } else {
+            crate::htj2k::encode(image, progression, mct)
+        }
+    })
+}
+
+/// One native frame coded by our JPEG 2000 encoders ([`crate::htj2k`]: HTJ2K and Part 1
+/// lossless) through `code`: the samples at Bits Stored, the codestream padded to even length
+/// (fragments are, PS3.5 A.4), a coder's refusal a malformed frame naming `codec`.
+fn encode_ours(
+    info: &PixelInfo,
+    native: &[u8],
+    codec: &str,
+    code: impl FnOnce(&crate::htj2k::Image<'_>) -> std::result::Result<Vec<u8>, String>,
+) -> Result<Vec<u8>> {
+    let (samples, bits, signed) = samples_at_precision(info, native, codec)?;
     let image = crate::htj2k::Image {
         width: usize::from(info.columns),
         height: usize::from(info.rows),
@@ -991,15 +999,10 @@ fn encode_htj2k(info: &PixelInfo, native: &[u8], to: &str) -> Result<Vec<u8>> {
         signed,
         samples: &samples,
     };
-    let mct = j2k_mct(info, to);
-    let mut out = if to == ts::HTJ2K {
-        crate::htj2k::encode_lossy(&image, progression, mct)
-    } else {
-        crate::htj2k::encode(&image, progression, mct)
-    }
-    .map_err(|e| Error::malformed("frame", format!("cannot HTJ2K-encode: {e}")))?;
+    let mut out = code(&image)
+        .map_err(|e| Error::malformed("frame", format!("cannot {codec}-encode: {e}")))?;
     if out.len() % 2 == 1 {
-        out.push(0); // fragments are of even length (PS3.5 A.4)
+        out.push(0);
     }
     Ok(out)
 }
